@@ -1,0 +1,677 @@
+#include "config.h"
+
+#include "buf.h"
+#include "hash.h"
+#include "json.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <regex.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CONFIG_FILE_MAX (1u << 20)
+
+/* Where we are while walking one file: the file name for messages and its parsed document. */
+typedef struct Walk {
+    const char *file;
+    JsonDoc doc;
+    TqErr *err;
+} Walk;
+
+static int read_file(const char *path, Buf *out, TqErr *err)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return tq_err(err, TQ_EIO, "%s: cannot open: %s", path, strerror(errno));
+    buf_init(out, CONFIG_FILE_MAX);
+    char chunk[8192];
+    size_t n;
+    int rc = 0;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
+        if (buf_append(out, chunk, n)) {
+            rc = tq_err(err, TQ_ELIMIT, "%s: larger than %u bytes", path, CONFIG_FILE_MAX);
+            break;
+        }
+    }
+    if (!rc && ferror(f))
+        rc = tq_err(err, TQ_EIO, "%s: read error", path);
+    fclose(f);
+    if (!rc && out->len == 0)
+        rc = tq_err(err, TQ_EINVAL, "%s: empty file", path);
+    if (rc)
+        buf_free(out);
+    return rc;
+}
+
+static int walk_open(Walk *w, const char *file, const Buf *text, TqErr *err)
+{
+    w->file = file;
+    w->err = err;
+    TqErr perr = {0};
+    if (json_parse(&w->doc, text->data, text->len, 200000, &perr))
+        return tq_err(err, TQ_EINVAL, "%s: %s", file, perr.msg);
+    if (json_type(&w->doc, 0) != JSON_OBJECT) {
+        json_doc_free(&w->doc);
+        return tq_err(err, TQ_EINVAL, "%s: the top level must be a JSON object", file);
+    }
+    return 0;
+}
+
+static int bad(Walk *w, const char *path, const char *what)
+{
+    return tq_err(w->err, TQ_EINVAL, "%s: %s %s", w->file, path, what);
+}
+
+/* Reject keys not in allowed (NULL-terminated): a typo must not silently become a default. */
+static int check_keys(Walk *w, int obj, const char *path, const char *const *allowed)
+{
+    int n = json_size(&w->doc, obj);
+    int k = obj + 1;
+    for (int c = 0; c < n; c++) {
+        bool ok = false;
+        for (const char *const *a = allowed; *a; a++)
+            if (json_eq(&w->doc, k, *a))
+                ok = true;
+        if (!ok) {
+            size_t len;
+            const char *raw = json_raw(&w->doc, k, &len);
+            return tq_err(w->err, TQ_EINVAL, "%s: %s%s\"%.*s\" is not a known key", w->file, path,
+                          *path ? ": " : "", (int)(len > 60 ? 60 : len), raw);
+        }
+        k = json_skip(&w->doc, k + 1);
+    }
+    return 0;
+}
+
+static int get_string(Walk *w, int obj, const char *key, const char *path, bool required, char **out)
+{
+    int v = json_get(&w->doc, obj, key);
+    if (v < 0) {
+        if (required)
+            return bad(w, path, "is required");
+        return 0;
+    }
+    if (json_type(&w->doc, v) != JSON_STRING)
+        return bad(w, path, "must be a string");
+    char *s = json_strdup(&w->doc, v);
+    if (!s)
+        return tq_err(w->err, TQ_ENOMEM, "out of memory");
+    free(*out);
+    *out = s;
+    return 0;
+}
+
+static int get_int(Walk *w, int obj, const char *key, const char *path, long lo, long hi, int *out)
+{
+    int v = json_get(&w->doc, obj, key);
+    if (v < 0)
+        return 0;
+    int64_t x;
+    if (json_type(&w->doc, v) != JSON_PRIMITIVE || json_int64(&w->doc, v, &x) || x < lo || x > hi) {
+        char what[96];
+        snprintf(what, sizeof what, "must be an integer from %ld to %ld", lo, hi);
+        return bad(w, path, what);
+    }
+    *out = (int)x;
+    return 0;
+}
+
+static int get_double(Walk *w, int obj, const char *key, const char *path, double lo, double hi, double *out)
+{
+    int v = json_get(&w->doc, obj, key);
+    if (v < 0)
+        return 0;
+    double x;
+    if (json_double(&w->doc, v, &x) || !(x >= lo && x <= hi)) {
+        char what[96];
+        snprintf(what, sizeof what, "must be a number from %g to %g", lo, hi);
+        return bad(w, path, what);
+    }
+    *out = x;
+    return 0;
+}
+
+static int get_bool(Walk *w, int obj, const char *key, const char *path, bool *out)
+{
+    int v = json_get(&w->doc, obj, key);
+    if (v < 0)
+        return 0;
+    if (json_bool(&w->doc, v, out))
+        return bad(w, path, "must be true or false");
+    return 0;
+}
+
+static int get_price(Walk *w, int obj, const char *key, const char *path, int64_t *out)
+{
+    int v = json_get(&w->doc, obj, key);
+    if (v < 0)
+        return bad(w, path, "is required");
+    size_t len;
+    const char *raw = json_raw(&w->doc, v, &len);
+    if (json_type(&w->doc, v) != JSON_PRIMITIVE || cost_parse_price(raw, len, out))
+        return bad(w, path, "must be a non-negative price in USD per million tokens with at most 6 decimals");
+    return 0;
+}
+
+static int get_string_array(Walk *w, int obj, const char *key, const char *path, char ***out, int *n)
+{
+    int v = json_get(&w->doc, obj, key);
+    if (v < 0)
+        return 0;
+    if (json_type(&w->doc, v) != JSON_ARRAY || json_size(&w->doc, v) == 0)
+        return bad(w, path, "must be a non-empty array of strings");
+    int cnt = json_size(&w->doc, v);
+    char **arr = calloc((size_t)cnt, sizeof *arr);
+    if (!arr)
+        return tq_err(w->err, TQ_ENOMEM, "out of memory");
+    for (int i = 0; i < cnt; i++) {
+        int e = json_at(&w->doc, v, i);
+        if (json_type(&w->doc, e) != JSON_STRING || !(arr[i] = json_strdup(&w->doc, e))) {
+            for (int j = 0; j < i; j++)
+                free(arr[j]);
+            free(arr);
+            char p[160];
+            snprintf(p, sizeof p, "%s[%d]", path, i);
+            return bad(w, p, "must be a string");
+        }
+    }
+    *out = arr;
+    *n = cnt;
+    return 0;
+}
+
+
+static void strip_trailing_slash(char *s)
+{
+    size_t n = strlen(s);
+    while (n > 0 && s[n - 1] == '/')
+        s[--n] = '\0';
+}
+
+static int load_models(TqConfig *cfg, const char *file, TqErr *err)
+{
+    Buf text;
+    int rc = read_file(file, &text, err);
+    if (rc)
+        return rc;
+    Walk w;
+    rc = walk_open(&w, file, &text, err);
+    if (rc) {
+        buf_free(&text);
+        return rc;
+    }
+    static const char *const top_keys[] = {"providers", "models", "description", NULL};
+    static const char *const prov_keys[] = {"base_url", "api_key_env", "base_url_env", "timeout_ms",
+                                            "connect_timeout_ms", "max_in_flight", "description", NULL};
+    static const char *const model_keys[] = {"provider", "api_model", "input_usd_per_mtok",
+                                             "cached_input_usd_per_mtok", "output_usd_per_mtok", "rpm", "tpm",
+                                             "logprobs", "json_output", "max_tokens_field", "context_tokens",
+                                             "description", NULL};
+    char path[256];
+    if ((rc = check_keys(&w, 0, "", top_keys)))
+        goto cleanup;
+    int provs = json_get(&w.doc, 0, "providers");
+    int models = json_get(&w.doc, 0, "models");
+    if (json_type(&w.doc, provs) != JSON_OBJECT || json_size(&w.doc, provs) == 0) {
+        rc = bad(&w, "providers", "must be a non-empty object");
+        goto cleanup;
+    }
+    if (json_type(&w.doc, models) != JSON_OBJECT || json_size(&w.doc, models) == 0) {
+        rc = bad(&w, "models", "must be a non-empty object");
+        goto cleanup;
+    }
+    cfg->nproviders = json_size(&w.doc, provs);
+    cfg->providers = calloc((size_t)cfg->nproviders, sizeof *cfg->providers);
+    cfg->nmodels = json_size(&w.doc, models);
+    cfg->models = calloc((size_t)cfg->nmodels, sizeof *cfg->models);
+    if (!cfg->providers || !cfg->models) {
+        rc = tq_err(err, TQ_ENOMEM, "out of memory");
+        goto cleanup;
+    }
+    const char *global_url = getenv("TIERQ_BASE_URL");
+    int k = provs + 1;
+    for (int i = 0; i < cfg->nproviders; i++, k = json_skip(&w.doc, k + 1)) {
+        TqProvider *p = &cfg->providers[i];
+        p->name = json_strdup(&w.doc, k);
+        int o = k + 1;
+        snprintf(path, sizeof path, "providers.%s", p->name ? p->name : "?");
+        if (json_type(&w.doc, o) != JSON_OBJECT) {
+            rc = bad(&w, path, "must be an object");
+            goto cleanup;
+        }
+        if ((rc = check_keys(&w, o, path, prov_keys)))
+            goto cleanup;
+        p->timeout_ms = 120000;
+        p->connect_timeout_ms = 10000;
+        p->max_in_flight = 1024;
+        char sub[300];
+#define SUB(key) (snprintf(sub, sizeof sub, "%s.%s", path, key), sub)
+        if ((rc = get_string(&w, o, "base_url", SUB("base_url"), true, &p->base_url)) ||
+            (rc = get_string(&w, o, "api_key_env", SUB("api_key_env"), false, &p->api_key_env)) ||
+            (rc = get_string(&w, o, "base_url_env", SUB("base_url_env"), false, &p->base_url_env)) ||
+            (rc = get_int(&w, o, "timeout_ms", SUB("timeout_ms"), 100, 3600000, &p->timeout_ms)) ||
+            (rc = get_int(&w, o, "connect_timeout_ms", SUB("connect_timeout_ms"), 10, 600000, &p->connect_timeout_ms)) ||
+            (rc = get_int(&w, o, "max_in_flight", SUB("max_in_flight"), 1, 100000, &p->max_in_flight)))
+            goto cleanup;
+        if (strncmp(p->base_url, "http://", 7) != 0 && strncmp(p->base_url, "https://", 8) != 0) {
+            rc = bad(&w, SUB("base_url"), "must start with http:// or https://");
+            goto cleanup;
+        }
+        const char *over = p->base_url_env ? getenv(p->base_url_env) : NULL;
+        if (!over || !*over)
+            over = global_url;
+        if (over && *over) {
+            free(p->base_url);
+            p->base_url = strdup(over);
+        }
+        strip_trailing_slash(p->base_url);
+    }
+    k = models + 1;
+    for (int i = 0; i < cfg->nmodels; i++, k = json_skip(&w.doc, k + 1)) {
+        TqModel *m = &cfg->models[i];
+        m->name = json_strdup(&w.doc, k);
+        int o = k + 1;
+        snprintf(path, sizeof path, "models.%s", m->name ? m->name : "?");
+        if (json_type(&w.doc, o) != JSON_OBJECT) {
+            rc = bad(&w, path, "must be an object");
+            goto cleanup;
+        }
+        if ((rc = check_keys(&w, o, path, model_keys)))
+            goto cleanup;
+        char sub[300];
+        char *prov = NULL, *field = NULL;
+        m->logprobs = false;
+        m->json_output = true;
+        if ((rc = get_string(&w, o, "provider", SUB("provider"), true, &prov)))
+            goto cleanup;
+        m->provider = -1;
+        for (int j = 0; j < cfg->nproviders; j++)
+            if (strcmp(cfg->providers[j].name, prov) == 0)
+                m->provider = j;
+        if (m->provider < 0) {
+            rc = tq_err(err, TQ_EINVAL, "%s: %s.provider \"%s\" is not defined under providers", file, path, prov);
+            free(prov);
+            goto cleanup;
+        }
+        free(prov);
+        if ((rc = get_string(&w, o, "api_model", SUB("api_model"), false, &m->api_model)) ||
+            (rc = get_price(&w, o, "input_usd_per_mtok", SUB("input_usd_per_mtok"), &m->prices.input)) ||
+            (rc = get_price(&w, o, "cached_input_usd_per_mtok", SUB("cached_input_usd_per_mtok"), &m->prices.cached_input)) ||
+            (rc = get_price(&w, o, "output_usd_per_mtok", SUB("output_usd_per_mtok"), &m->prices.output)) ||
+            (rc = get_int(&w, o, "rpm", SUB("rpm"), 0, 100000000, &m->rpm)) ||
+            (rc = get_int(&w, o, "tpm", SUB("tpm"), 0, 2000000000, &m->tpm)) ||
+            (rc = get_int(&w, o, "context_tokens", SUB("context_tokens"), 0, 100000000, &m->context_tokens)) ||
+            (rc = get_bool(&w, o, "logprobs", SUB("logprobs"), &m->logprobs)) ||
+            (rc = get_bool(&w, o, "json_output", SUB("json_output"), &m->json_output)) ||
+            (rc = get_string(&w, o, "max_tokens_field", SUB("max_tokens_field"), false, &field)))
+            goto cleanup;
+        if (field) {
+            if (strcmp(field, "max_completion_tokens") == 0)
+                m->max_tokens_field = TQ_MAXTOK_MAX_COMPLETION_TOKENS;
+            else if (strcmp(field, "max_tokens") != 0) {
+                free(field);
+                rc = bad(&w, SUB("max_tokens_field"), "must be \"max_tokens\" or \"max_completion_tokens\"");
+                goto cleanup;
+            }
+            free(field);
+        }
+        if (!m->api_model)
+            m->api_model = strdup(m->name);
+        for (int j = 0; j < i; j++)
+            if (strcmp(cfg->models[j].name, m->name) == 0) {
+                rc = bad(&w, path, "is defined twice");
+                goto cleanup;
+            }
+    }
+cleanup:
+    json_doc_free(&w.doc);
+    buf_free(&text);
+    return rc;
+}
+
+static int model_ref(Walk *w, const TqConfig *cfg, int obj, const char *key, const char *path, bool required, int *out)
+{
+    char *name = NULL;
+    int rc = get_string(w, obj, key, path, required, &name);
+    if (rc)
+        return rc;
+    if (!name)
+        return 0;
+    int idx = config_model_index(cfg, name);
+    if (idx < 0)
+        rc = tq_err(w->err, TQ_EINVAL, "%s: %s \"%s\" is not defined in %s/models.json", w->file, path, name, cfg->dir);
+    else
+        *out = idx;
+    free(name);
+    return rc;
+}
+
+static bool kind_name_ok(const char *s)
+{
+    if (!(s[0] >= 'a' && s[0] <= 'z'))
+        return false;
+    size_t n = 0;
+    for (; s[n]; n++)
+        if (!((s[n] >= 'a' && s[n] <= 'z') || (s[n] >= '0' && s[n] <= '9') || s[n] == '_'))
+            return false;
+    return n <= 63;
+}
+
+static int load_kind(TqConfig *cfg, TqKind *kd, const char *file, const char *name, TqErr *err)
+{
+    Buf text;
+    int rc = read_file(file, &text, err);
+    if (rc)
+        return rc;
+    Walk w;
+    rc = walk_open(&w, file, &text, err);
+    if (rc) {
+        buf_free(&text);
+        return rc;
+    }
+    static const char *const kind_keys[] = {"description", "system_prompt", "tiers", "baseline_model", "max_tokens",
+                                            "temperature", "max_attempts", "max_budget_usd", "checks", "batch",
+                                            "compress", "cache", NULL};
+    static const char *const tier_keys[] = {"model", "accept", NULL};
+    static const char *const check_keys_[] = {"labels", "min_chars", "max_chars", "regex", "json", "json_keys",
+                                              "logprobs", "judge_model", "agreement", NULL};
+    static const char *const batch_keys[] = {"enabled", "max_items", "max_input_tokens", "fill_ms", NULL};
+    static const char *const compress_keys[] = {"enabled", "threshold_tokens", "target_tokens", NULL};
+    static const char *const cache_keys[] = {"enabled", "ttl_s", NULL};
+    char path[128];
+
+    kd->name = strdup(name);
+    kd->file = strdup(file);
+    char hex[17];
+    hash_hex64(hash_fnv1a64(text.data, text.len), hex);
+    kd->hash = strdup(hex);
+    kd->baseline_model = -1;
+    kd->max_tokens = 512;
+    kd->temperature = 0;
+    kd->max_attempts = 5;
+    kd->checks.judge_model = -1;
+    kd->batch = (TqBatch){false, 8, 8000, 200};
+    kd->compress = (TqCompress){false, 2000, 400};
+    kd->cache = (TqCache){true, 7 * 24 * 3600};
+    if (!kind_name_ok(name)) {
+        rc = tq_err(err, TQ_EINVAL, "%s: the kind name \"%s\" (the file name) must be lowercase letters, digits and _ and start with a letter", file, name);
+        goto cleanup;
+    }
+    if ((rc = check_keys(&w, 0, "", kind_keys)) ||
+        (rc = get_string(&w, 0, "description", "description", false, &kd->description)) ||
+        (rc = get_string(&w, 0, "system_prompt", "system_prompt", false, &kd->system_prompt)) ||
+        (rc = get_int(&w, 0, "max_tokens", "max_tokens", 1, 1000000, &kd->max_tokens)) ||
+        (rc = get_double(&w, 0, "temperature", "temperature", 0, 2, &kd->temperature)) ||
+        (rc = get_int(&w, 0, "max_attempts", "max_attempts", 1, 100, &kd->max_attempts)))
+        goto cleanup;
+    double budget = 0;
+    if ((rc = get_double(&w, 0, "max_budget_usd", "max_budget_usd", 0.000001, 1000, &budget)))
+        goto cleanup;
+    kd->max_budget_micro = (int64_t)llround(budget * 1e6);
+
+    int tiers = json_get(&w.doc, 0, "tiers");
+    if (tiers < 0) {
+        rc = bad(&w, "tiers", "is required (a list of {\"model\", \"accept\"})");
+        goto cleanup;
+    }
+    if (json_type(&w.doc, tiers) != JSON_ARRAY || json_size(&w.doc, tiers) == 0 || json_size(&w.doc, tiers) > 8) {
+        rc = bad(&w, "tiers", "must be an array of 1 to 8 {\"model\", \"accept\"} objects");
+        goto cleanup;
+    }
+    kd->ntiers = json_size(&w.doc, tiers);
+    kd->tiers = calloc((size_t)kd->ntiers, sizeof *kd->tiers);
+    if (!kd->tiers) {
+        rc = tq_err(err, TQ_ENOMEM, "out of memory");
+        goto cleanup;
+    }
+    for (int i = 0; i < kd->ntiers; i++) {
+        int t = json_at(&w.doc, tiers, i);
+        snprintf(path, sizeof path, "tiers[%d]", i);
+        if (json_type(&w.doc, t) != JSON_OBJECT) {
+            rc = bad(&w, path, "must be an object {\"model\", \"accept\"}");
+            goto cleanup;
+        }
+        char sub[160];
+        kd->tiers[i].accept = i + 1 < kd->ntiers ? 0.8 : 0;
+        if ((rc = check_keys(&w, t, path, tier_keys)) ||
+            (rc = model_ref(&w, cfg, t, "model", SUB("model"), true, &kd->tiers[i].model)) ||
+            (rc = get_double(&w, t, "accept", SUB("accept"), 0, 1, &kd->tiers[i].accept)))
+            goto cleanup;
+    }
+    kd->baseline_model = kd->tiers[kd->ntiers - 1].model;
+    if ((rc = model_ref(&w, cfg, 0, "baseline_model", "baseline_model", false, &kd->baseline_model)))
+        goto cleanup;
+
+    int checks = json_get(&w.doc, 0, "checks");
+    if (checks >= 0) {
+        snprintf(path, sizeof path, "checks");
+        char sub[160];
+        if (json_type(&w.doc, checks) != JSON_OBJECT) {
+            rc = bad(&w, path, "must be an object");
+            goto cleanup;
+        }
+        TqChecks *c = &kd->checks;
+        if ((rc = check_keys(&w, checks, path, check_keys_)) ||
+            (rc = get_string_array(&w, checks, "labels", SUB("labels"), &c->labels, &c->nlabels)) ||
+            (rc = get_int(&w, checks, "min_chars", SUB("min_chars"), 0, 10000000, &c->min_chars)) ||
+            (rc = get_int(&w, checks, "max_chars", SUB("max_chars"), 0, 10000000, &c->max_chars)) ||
+            (rc = get_string(&w, checks, "regex", SUB("regex"), false, &c->regex)) ||
+            (rc = get_bool(&w, checks, "json", SUB("json"), &c->json)) ||
+            (rc = get_string_array(&w, checks, "json_keys", SUB("json_keys"), &c->json_keys, &c->njson_keys)) ||
+            (rc = get_bool(&w, checks, "logprobs", SUB("logprobs"), &c->logprobs)) ||
+            (rc = model_ref(&w, cfg, checks, "judge_model", SUB("judge_model"), false, &c->judge_model)) ||
+            (rc = get_bool(&w, checks, "agreement", SUB("agreement"), &c->agreement)))
+            goto cleanup;
+        if (c->json_keys)
+            c->json = true;
+        if (c->max_chars && c->min_chars > c->max_chars) {
+            rc = bad(&w, SUB("min_chars"), "is larger than checks.max_chars");
+            goto cleanup;
+        }
+        if (c->regex) {
+            regex_t re;
+            int rr = regcomp(&re, c->regex, REG_EXTENDED | REG_NOSUB);
+            if (rr) {
+                char msg[128];
+                regerror(rr, &re, msg, sizeof msg);
+                rc = tq_err(err, TQ_EINVAL, "%s: checks.regex does not compile: %s", file, msg);
+                goto cleanup;
+            }
+            regfree(&re);
+        }
+    }
+    int batch = json_get(&w.doc, 0, "batch");
+    if (batch >= 0) {
+        snprintf(path, sizeof path, "batch");
+        char sub[160];
+        if (json_type(&w.doc, batch) != JSON_OBJECT) {
+            rc = bad(&w, path, "must be an object");
+            goto cleanup;
+        }
+        kd->batch.enabled = true;
+        if ((rc = check_keys(&w, batch, path, batch_keys)) ||
+            (rc = get_bool(&w, batch, "enabled", SUB("enabled"), &kd->batch.enabled)) ||
+            (rc = get_int(&w, batch, "max_items", SUB("max_items"), 1, 100, &kd->batch.max_items)) ||
+            (rc = get_int(&w, batch, "max_input_tokens", SUB("max_input_tokens"), 100, 1000000, &kd->batch.max_input_tokens)) ||
+            (rc = get_int(&w, batch, "fill_ms", SUB("fill_ms"), 0, 60000, &kd->batch.fill_ms)))
+            goto cleanup;
+    }
+    int compress = json_get(&w.doc, 0, "compress");
+    if (compress >= 0) {
+        snprintf(path, sizeof path, "compress");
+        char sub[160];
+        if (json_type(&w.doc, compress) != JSON_OBJECT) {
+            rc = bad(&w, path, "must be an object");
+            goto cleanup;
+        }
+        kd->compress.enabled = true;
+        if ((rc = check_keys(&w, compress, path, compress_keys)) ||
+            (rc = get_bool(&w, compress, "enabled", SUB("enabled"), &kd->compress.enabled)) ||
+            (rc = get_int(&w, compress, "threshold_tokens", SUB("threshold_tokens"), 1, 10000000, &kd->compress.threshold_tokens)) ||
+            (rc = get_int(&w, compress, "target_tokens", SUB("target_tokens"), 1, 10000000, &kd->compress.target_tokens)))
+            goto cleanup;
+        if (kd->compress.target_tokens >= kd->compress.threshold_tokens) {
+            rc = bad(&w, SUB("target_tokens"), "must be smaller than compress.threshold_tokens");
+            goto cleanup;
+        }
+    }
+    int cache = json_get(&w.doc, 0, "cache");
+    if (cache >= 0) {
+        snprintf(path, sizeof path, "cache");
+        char sub[160];
+        if (json_type(&w.doc, cache) != JSON_OBJECT) {
+            rc = bad(&w, path, "must be an object");
+            goto cleanup;
+        }
+        if ((rc = check_keys(&w, cache, path, cache_keys)) ||
+            (rc = get_bool(&w, cache, "enabled", SUB("enabled"), &kd->cache.enabled)) ||
+            (rc = get_int(&w, cache, "ttl_s", SUB("ttl_s"), 1, 366 * 24 * 3600, &kd->cache.ttl_s)))
+            goto cleanup;
+    }
+#undef SUB
+cleanup:
+    json_doc_free(&w.doc);
+    buf_free(&text);
+    return rc;
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+int config_load(const char *dir, TqConfig **out, TqErr *err)
+{
+    TqConfig *cfg = calloc(1, sizeof *cfg);
+    if (!cfg)
+        return tq_err(err, TQ_ENOMEM, "out of memory");
+    cfg->dir = strdup(dir);
+    char path[1024];
+    snprintf(path, sizeof path, "%s/models.json", dir);
+    int rc = load_models(cfg, path, err);
+    char **names = NULL;
+    int nnames = 0;
+    if (rc)
+        goto cleanup;
+    DIR *d = opendir(dir);
+    if (!d) {
+        rc = tq_err(err, TQ_EIO, "%s: cannot open directory: %s", dir, strerror(errno));
+        goto cleanup;
+    }
+    struct dirent *e;
+    int cap = 0;
+    while ((e = readdir(d)) != NULL) {
+        size_t n = strlen(e->d_name);
+        if (n <= 5 || strcmp(e->d_name + n - 5, ".json") != 0 || strcmp(e->d_name, "models.json") == 0)
+            continue;
+        if (nnames == cap) {
+            cap = cap ? cap * 2 : 16;
+            char **nn = realloc(names, (size_t)cap * sizeof *nn);
+            if (!nn) {
+                closedir(d);
+                rc = tq_err(err, TQ_ENOMEM, "out of memory");
+                goto cleanup;
+            }
+            names = nn;
+        }
+        names[nnames++] = strndup(e->d_name, n - 5);
+    }
+    closedir(d);
+    if (nnames == 0) {
+        rc = tq_err(err, TQ_EINVAL, "%s: no job kinds (expected one <kind>.json file per kind)", dir);
+        goto cleanup;
+    }
+    qsort(names, (size_t)nnames, sizeof *names, cmp_str);
+    cfg->kinds = calloc((size_t)nnames, sizeof *cfg->kinds);
+    if (!cfg->kinds) {
+        rc = tq_err(err, TQ_ENOMEM, "out of memory");
+        goto cleanup;
+    }
+    for (int i = 0; i < nnames; i++) {
+        snprintf(path, sizeof path, "%s/%s.json", dir, names[i]);
+        cfg->nkinds = i + 1;
+        if ((rc = load_kind(cfg, &cfg->kinds[i], path, names[i], err)))
+            goto cleanup;
+    }
+cleanup:
+    for (int i = 0; i < nnames; i++)
+        free(names[i]);
+    free(names);
+    if (rc) {
+        config_free(cfg);
+        return rc;
+    }
+    *out = cfg;
+    return 0;
+}
+
+static void free_strv(char **v, int n)
+{
+    for (int i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+void config_free(TqConfig *cfg)
+{
+    if (!cfg)
+        return;
+    for (int i = 0; i < cfg->nproviders; i++) {
+        TqProvider *p = &cfg->providers[i];
+        free(p->name);
+        free(p->base_url);
+        free(p->api_key_env);
+        free(p->base_url_env);
+    }
+    free(cfg->providers);
+    for (int i = 0; i < cfg->nmodels; i++) {
+        free(cfg->models[i].name);
+        free(cfg->models[i].api_model);
+    }
+    free(cfg->models);
+    for (int i = 0; i < cfg->nkinds; i++) {
+        TqKind *k = &cfg->kinds[i];
+        free(k->name);
+        free(k->file);
+        free(k->hash);
+        free(k->description);
+        free(k->system_prompt);
+        free(k->tiers);
+        free_strv(k->checks.labels, k->checks.nlabels);
+        free_strv(k->checks.json_keys, k->checks.njson_keys);
+        free(k->checks.regex);
+    }
+    free(cfg->kinds);
+    free(cfg->dir);
+    free(cfg);
+}
+
+const TqKind *config_kind(const TqConfig *cfg, const char *name)
+{
+    int lo = 0, hi = cfg->nkinds - 1;
+    while (lo <= hi) {
+        int mid = (lo + hi) / 2;
+        int c = strcmp(cfg->kinds[mid].name, name);
+        if (c == 0)
+            return &cfg->kinds[mid];
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid - 1;
+    }
+    return NULL;
+}
+
+int config_model_index(const TqConfig *cfg, const char *name)
+{
+    for (int i = 0; i < cfg->nmodels; i++)
+        if (cfg->models[i].name && strcmp(cfg->models[i].name, name) == 0)
+            return i;
+    return -1;
+}
+
+const char *config_default_dir(void)
+{
+    const char *d = getenv("TIERQ_JOBS_DIR");
+    return d && *d ? d : "jobs";
+}

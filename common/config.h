@@ -1,0 +1,123 @@
+/* config.h — jobs/models.json and jobs/<kind>.json, parsed once into an immutable TqConfig.
+ *
+ * jobs/models.json: {"providers": {NAME: {...}}, "models": {NAME: {...}}}
+ * jobs/<kind>.json: one file per job kind; the kind's name is the file name.
+ * The README has the full reference. Every error names the file and the key path, e.g.
+ *   jobs/summarize.json: tiers[1].model "foo" is not defined in jobs/models.json
+ * Unknown keys are errors too, so a typo never silently falls back to a default.
+ *
+ * A provider's base URL can be overridden from the environment: TIERQ_BASE_URL for every provider
+ * (how tests and the demo point everything at the simulator), or the provider's own base_url_env.
+ * API keys are never read here into the struct: only the NAME of the environment variable is kept,
+ * and the worker reads the value when it builds a request header. */
+#ifndef TQ_CONFIG_H
+#define TQ_CONFIG_H
+
+#include "cost.h"
+#include "err.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct TqProvider {
+    char *name;
+    char *base_url;        /* after environment overrides, without trailing slash */
+    char *api_key_env;     /* name of the environment variable holding the key; may be NULL */
+    char *base_url_env;    /* optional override variable name */
+    int timeout_ms;        /* whole request */
+    int connect_timeout_ms;
+    int max_in_flight;     /* per process */
+} TqProvider;
+
+typedef enum { TQ_MAXTOK_MAX_TOKENS = 0, TQ_MAXTOK_MAX_COMPLETION_TOKENS } TqMaxTokensField;
+
+typedef struct TqModel {
+    char *name;            /* our name, used in jobs/ and the ledger */
+    char *api_model;       /* the name sent to the provider (defaults to name) */
+    int provider;          /* index into TqConfig.providers */
+    CostPrices prices;
+    int rpm, tpm;          /* 0 = unlimited */
+    bool logprobs;         /* the provider returns token logprobs */
+    bool json_output;      /* supports response_format json_object */
+    TqMaxTokensField max_tokens_field;
+    int context_tokens;    /* 0 = unknown */
+} TqModel;
+
+typedef struct TqTier {
+    int model;             /* index into TqConfig.models */
+    double accept;         /* score needed to accept this tier's answer; the last tier is final */
+} TqTier;
+
+typedef struct TqChecks {
+    char **labels;         /* allowed answers (normalised compare); NULL = any */
+    int nlabels;
+    int min_chars, max_chars; /* 0 = no bound */
+    char *regex;           /* POSIX extended regex the answer must match; NULL = none */
+    char **json_keys;      /* answer must be a JSON object with these keys; NULL = not JSON */
+    int njson_keys;
+    bool json;             /* answer must be valid JSON (implied by json_keys) */
+    bool logprobs;         /* use token logprobs as a confidence signal where available */
+    int judge_model;       /* -1 = no LLM judge */
+    bool agreement;        /* sample twice and compare (short answers) */
+} TqChecks;
+
+typedef struct TqBatch {
+    bool enabled;
+    int max_items;
+    int max_input_tokens;
+    int fill_ms;
+} TqBatch;
+
+typedef struct TqCompress {
+    bool enabled;
+    int threshold_tokens;
+    int target_tokens;
+} TqCompress;
+
+typedef struct TqCache {
+    bool enabled;
+    int ttl_s;
+} TqCache;
+
+typedef struct TqKind {
+    char *name;
+    char *file;            /* "jobs/<name>.json" as given */
+    char *hash;            /* hex digest of the file contents: the kind's version */
+    char *description;
+    char *system_prompt;
+    TqTier *tiers;
+    int ntiers;
+    int baseline_model;
+    int max_tokens;        /* default for params.max_tokens */
+    double temperature;    /* < 0 = provider default */
+    int max_attempts;
+    int64_t max_budget_micro; /* per-job default budget, micro-USD; 0 = none */
+    TqChecks checks;
+    TqBatch batch;
+    TqCompress compress;
+    TqCache cache;
+} TqKind;
+
+typedef struct TqConfig {
+    char *dir;
+    TqProvider *providers;
+    int nproviders;
+    TqModel *models;
+    int nmodels;
+    TqKind *kinds;         /* sorted by name */
+    int nkinds;
+} TqConfig;
+
+/* Load dir/models.json and every other .json file in dir as a kind. On error *out is untouched and err
+ * names the file and key path. The result is immutable and owned by the caller. */
+int config_load(const char *dir, TqConfig **out, TqErr *err);
+void config_free(TqConfig *cfg);
+
+/* Lookups: NULL / -1 when absent. */
+const TqKind *config_kind(const TqConfig *cfg, const char *name);
+int config_model_index(const TqConfig *cfg, const char *name);
+
+/* Default jobs directory: TIERQ_JOBS_DIR or "jobs". */
+const char *config_default_dir(void);
+
+#endif

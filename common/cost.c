@@ -1,0 +1,83 @@
+#include "cost.h"
+
+#include "err.h"
+
+#include <stdio.h>
+
+/* total x weight can exceed 64 bits for large runs; GCC and Clang both have 128-bit integers. */
+__extension__ typedef __int128 cost_i128;
+
+int cost_parse_price(const char *s, size_t n, int64_t *out)
+{
+    int64_t whole = 0, frac = 0;
+    int frac_digits = 0, whole_digits = 0;
+    size_t i = 0;
+    while (i < n && s[i] >= '0' && s[i] <= '9') {
+        whole = whole * 10 + (s[i] - '0');
+        whole_digits++;
+        if (whole > 1000000)
+            return TQ_EINVAL;
+        i++;
+    }
+    if (i < n && s[i] == '.') {
+        i++;
+        while (i < n && s[i] >= '0' && s[i] <= '9') {
+            if (frac_digits == 6)
+                return TQ_EINVAL;
+            frac = frac * 10 + (s[i] - '0');
+            frac_digits++;
+            i++;
+        }
+        if (frac_digits == 0)
+            return TQ_EINVAL;
+    }
+    if (i != n || whole_digits == 0)
+        return TQ_EINVAL;
+    while (frac_digits < 6) {
+        frac *= 10;
+        frac_digits++;
+    }
+    *out = whole * 1000000 + frac;
+    return 0;
+}
+
+int64_t cost_of_call(const CostPrices *p, int64_t prompt_tokens, int64_t cached_tokens, int64_t output_tokens)
+{
+    if (prompt_tokens < 0) prompt_tokens = 0;
+    if (cached_tokens < 0) cached_tokens = 0;
+    if (output_tokens < 0) output_tokens = 0;
+    if (cached_tokens > prompt_tokens) cached_tokens = prompt_tokens;
+    return (prompt_tokens - cached_tokens) * p->input + cached_tokens * p->cached_input + output_tokens * p->output;
+}
+
+void cost_apportion(int64_t total, const int64_t *weights, int64_t *parts, int n)
+{
+    if (n <= 0)
+        return;
+    cost_i128 wsum = 0;
+    for (int i = 0; i < n; i++)
+        wsum += weights[i] > 0 ? weights[i] : 0;
+    int64_t given = 0;
+    int largest = 0;
+    for (int i = 0; i < n; i++) {
+        int64_t w = weights[i] > 0 ? weights[i] : 0;
+        if (wsum == 0)
+            parts[i] = total / n;
+        else
+            parts[i] = (int64_t)(((cost_i128)total * w) / wsum);
+        given += parts[i];
+        if ((weights[i] > weights[largest]))
+            largest = i;
+    }
+    /* The remainder is smaller than n picodollars; one part absorbs it so the sum is exact. */
+    parts[largest] += total - given;
+}
+
+void cost_format_usd6(char *out, size_t cap, int64_t pico)
+{
+    const char *sign = pico < 0 ? "-" : "";
+    uint64_t v = pico < 0 ? (uint64_t)(-(pico + 1)) + 1u : (uint64_t)pico;
+    uint64_t micro = (v + 500000u) / 1000000u; /* round to micro-dollars */
+    snprintf(out, cap, "%s%llu.%06llu", sign, (unsigned long long)(micro / 1000000u),
+             (unsigned long long)(micro % 1000000u));
+}

@@ -1,0 +1,95 @@
+#include "db.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char *db_conninfo_from_env(void)
+{
+    const char *u = getenv("TIERQ_DATABASE_URL");
+    return u ? u : "";
+}
+
+static void db_trim_message(char *msg)
+{
+    size_t n = strlen(msg);
+    while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
+        msg[--n] = '\0';
+    for (char *p = msg; *p; p++)
+        if (*p == '\n')
+            *p = ' ';
+}
+
+int db_connect(const char *conninfo, PGconn **out, TqErr *err)
+{
+    if (!conninfo)
+        conninfo = db_conninfo_from_env();
+    PGconn *c = PQconnectdb(conninfo);
+    if (!c)
+        return tq_err(err, TQ_ENOMEM, "database: out of memory");
+    if (PQstatus(c) != CONNECTION_OK) {
+        char msg[400];
+        snprintf(msg, sizeof msg, "%s", PQerrorMessage(c));
+        db_trim_message(msg);
+        PQfinish(c);
+        return tq_err(err, TQ_EDB, "cannot connect to the database: %s", msg);
+    }
+    /* Our timestamps are compared with now() on the server only; UTC keeps logs unambiguous. */
+    PGresult *r = PQexec(c, "SET TIME ZONE 'UTC'; SET application_name = 'tierq'; SET client_min_messages = warning");
+    PQclear(r);
+    *out = c;
+    return 0;
+}
+
+PGresult *db_query(PGconn *c, const char *what, const char *sql, int nparams, const char *const *params,
+                   TqErr *err)
+{
+    PGresult *r = PQexecParams(c, sql, nparams, NULL, params, NULL, NULL, 0);
+    ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
+        return r;
+    char msg[400];
+    snprintf(msg, sizeof msg, "%s", r ? PQresultErrorMessage(r) : PQerrorMessage(c));
+    db_trim_message(msg);
+    PQclear(r);
+    tq_err(err, TQ_EDB, "%s: %s", what, msg);
+    return NULL;
+}
+
+int db_exec(PGconn *c, const char *what, const char *sql, int nparams, const char *const *params, TqErr *err)
+{
+    PGresult *r = db_query(c, what, sql, nparams, params, err);
+    if (!r)
+        return TQ_EDB;
+    PQclear(r);
+    return 0;
+}
+
+int db_exec_script(PGconn *c, const char *what, const char *sql, TqErr *err)
+{
+    PGresult *r = PQexec(c, sql);
+    ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
+        PQclear(r);
+        return 0;
+    }
+    char msg[400];
+    snprintf(msg, sizeof msg, "%s", r ? PQresultErrorMessage(r) : PQerrorMessage(c));
+    db_trim_message(msg);
+    PQclear(r);
+    return tq_err(err, TQ_EDB, "%s: %s", what, msg);
+}
+
+bool db_is_broken(PGconn *c) { return !c || PQstatus(c) != CONNECTION_OK; }
+
+void db_format_usd(char *out, size_t cap, long long picousd)
+{
+    const long long unit = 1000000000000LL;
+    const char *sign = "";
+    unsigned long long v = (unsigned long long)picousd;
+    if (picousd < 0) {
+        sign = "-";
+        v = (unsigned long long)(-(picousd + 1)) + 1u;
+    }
+    snprintf(out, cap, "%s%llu.%012llu", sign, v / (unsigned long long)unit, v % (unsigned long long)unit);
+}

@@ -1,0 +1,35 @@
+/* db.h — PostgreSQL access shared by every part of tierq.
+ *
+ * The connection string comes from TIERQ_DATABASE_URL (a libpq conninfo or postgres:// URL); when
+ * it is unset, libpq's own PG* environment variables apply. Every statement is parameterized. All
+ * calls here block and are meant for the scheduler/writer threads and CLI commands, never for a
+ * worker's curl loop. Errors are returned as TQ_EDB with libpq's message (which never contains the
+ * password). */
+#ifndef TQ_DB_H
+#define TQ_DB_H
+
+#include "err.h"
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+
+/* Open a connection (conninfo NULL = from the environment as above). */
+int db_connect(const char *conninfo, PGconn **out, TqErr *err);
+const char *db_conninfo_from_env(void);
+
+/* Run a statement with text parameters. Returns the result when its status is COMMAND_OK or
+ * TUPLES_OK, else NULL with err filled ("what: message"). The caller PQclear()s the result. */
+PGresult *db_query(PGconn *c, const char *what, const char *sql, int nparams, const char *const *params,
+                   TqErr *err);
+/* Same, discarding the result. */
+int db_exec(PGconn *c, const char *what, const char *sql, int nparams, const char *const *params, TqErr *err);
+/* Simple-protocol execution of a script with several statements (migrations only). */
+int db_exec_script(PGconn *c, const char *what, const char *sql, TqErr *err);
+
+/* True when the connection is gone (so callers reconnect rather than retry the statement). */
+bool db_is_broken(PGconn *c);
+
+/* Format money as exact decimal text: picodollars (1e-12 USD) -> "12.345678901234". */
+void db_format_usd(char *out, size_t cap, long long picousd);
+
+#endif

@@ -1,0 +1,53 @@
+#include "status.h"
+
+#include "db.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int status_print(PGconn *c, FILE *out, TqErr *err)
+{
+    PGresult *r = db_query(c, "status by kind",
+                           "SELECT kind,"
+                           "  count(*) FILTER (WHERE state = 'queued'), count(*) FILTER (WHERE state = 'running'),"
+                           "  count(*) FILTER (WHERE state = 'done'), count(*) FILTER (WHERE state = 'failed'),"
+                           "  count(*) FILTER (WHERE state = 'dead'), count(*) FILTER (WHERE state = 'cancelled'),"
+                           "  coalesce(extract(epoch FROM now() - min(created_at) FILTER (WHERE state = 'queued'))::bigint, 0)"
+                           " FROM tierq.jobs GROUP BY kind ORDER BY kind",
+                           0, NULL, err);
+    if (!r)
+        return TQ_EDB;
+    long long tot[6] = {0};
+    long long oldest = 0;
+    fprintf(out, "%-16s %9s %9s %9s %9s %9s %9s %12s\n", "kind", "queued", "running", "done", "failed", "dead",
+            "cancelled", "oldest_queued");
+    for (int i = 0; i < PQntuples(r); i++) {
+        long long v[6];
+        for (int k = 0; k < 6; k++) {
+            v[k] = atoll(PQgetvalue(r, i, k + 1));
+            tot[k] += v[k];
+        }
+        long long age = atoll(PQgetvalue(r, i, 7));
+        if (age > oldest)
+            oldest = age;
+        fprintf(out, "%-16s %9lld %9lld %9lld %9lld %9lld %9lld %11llds\n", PQgetvalue(r, i, 0), v[0], v[1], v[2],
+                v[3], v[4], v[5], age);
+    }
+    fprintf(out, "%-16s %9lld %9lld %9lld %9lld %9lld %9lld %11llds\n", "total", tot[0], tot[1], tot[2], tot[3],
+            tot[4], tot[5], oldest);
+    PQclear(r);
+
+    r = db_query(c, "status workers",
+                 "SELECT id, version, in_flight, extract(epoch FROM now() - heartbeat_at)::int,"
+                 "  extract(epoch FROM now() - started_at)::bigint"
+                 " FROM tierq.workers WHERE heartbeat_at > now() - interval '60 seconds' ORDER BY started_at",
+                 0, NULL, err);
+    if (!r)
+        return TQ_EDB;
+    fprintf(out, "\nlive workers: %d\n", PQntuples(r));
+    for (int i = 0; i < PQntuples(r); i++)
+        fprintf(out, "  %s  version %s  in_flight %s  heartbeat %ss ago  up %ss\n", PQgetvalue(r, i, 0),
+                PQgetvalue(r, i, 1), PQgetvalue(r, i, 2), PQgetvalue(r, i, 3), PQgetvalue(r, i, 4));
+    PQclear(r);
+    return 0;
+}
