@@ -1,0 +1,29 @@
+#!/bin/sh
+# The tierq command line as a user meets it: help, version, exit codes, config check errors.
+set -u
+bin=${TIERQ_BIN:?}
+root=${TIERQ_ROOT:?}
+ok() { echo "ok - $1"; }
+nok() { echo "not ok - $1"; [ -n "${2:-}" ] && echo "#   $2"; }
+
+out=$("$bin" --help); st=$?
+if [ $st = 0 ] && echo "$out" | grep -q "exit status" && echo "$out" | grep -q "config check"; then ok help; else nok help "$out"; fi
+out=$("$bin" --version); st=$?
+if [ $st = 0 ] && [ "$out" = "tierq $(cat "$root/VERSION")" ]; then ok version; else nok version "$out"; fi
+"$bin" frobnicate >/dev/null 2>&1; st=$?
+if [ $st = 2 ]; then ok unknown_command_exit_2; else nok unknown_command_exit_2 "status $st"; fi
+
+out=$("$bin" --jobs "$root/jobs" config check); st=$?
+if [ $st = 0 ] && echo "$out" | grep -q "7 kinds"; then ok config_check_ok; else nok config_check_ok "$out"; fi
+
+d=$(mktemp -d)
+cp "$root"/jobs/*.json "$d"/
+sed 's/"model": "deepseek-v4-flash"/"model": "foo"/' "$root/jobs/summarize.json" > "$d/summarize.json"
+out=$("$bin" --jobs "$d" config check 2>&1); st=$?
+want="$d/summarize.json: tiers[1].model \"foo\" is not defined in $d/models.json"
+if [ $st = 3 ] && echo "$out" | grep -qF "$want"; then ok config_check_names_file_and_key; else nok config_check_names_file_and_key "status $st: $out"; fi
+rm -rf "$d"
+
+# a database that cannot be reached is a runtime error (1) with a readable reason
+out=$(TIERQ_DATABASE_URL="host=/nonexistent-socket-dir user=x dbname=y" "$bin" status 2>&1); st=$?
+if [ $st = 1 ] && echo "$out" | grep -q "cannot connect to the database"; then ok unreachable_database_exit_1; else nok unreachable_database_exit_1 "status $st: $out"; fi

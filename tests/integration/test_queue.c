@@ -1,0 +1,383 @@
+/* Queue core against a real PostgreSQL: migrations, INSERT-time validation, concurrent claims,
+ * leases, fencing, retries, hand-back and NOTIFY wake-ups. */
+#include "testdb.h"
+
+#include "queue.h"
+#include "waker.h"
+
+#include <pthread.h>
+#include <time.h>
+
+static void test_migrate_twice_and_concurrently(void)
+{
+    testdb_setup("tq_migrate", 0);
+    char out[2048];
+    CHECK_INT(testdb_run("migrate", out, sizeof out), 0);
+    CHECK_INT(testdb_run("migrate", out, sizeof out), 0);
+    CHECKF(strstr(out, "0 migration(s) applied") != NULL, "second migrate said: %s", out);
+    /* Two migrators at once on a fresh database: the advisory lock serialises them. */
+    testdb_setup("tq_migrate2", 0);
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd,
+             "export TIERQ_DATABASE_URL='%s'; (%s migrate >/dev/null 2>&1; echo $? > /tmp/tq_m1.$$) & "
+             "(%s migrate >/dev/null 2>&1; echo $? > /tmp/tq_m2.$$) & wait; "
+             "cat /tmp/tq_m1.$$ /tmp/tq_m2.$$ | tr -d '\\n'; rm -f /tmp/tq_m1.$$ /tmp/tq_m2.$$",
+             testdb_conninfo, getenv("TIERQ_BIN"), getenv("TIERQ_BIN"));
+    FILE *p = popen(cmd, "r");
+    char st[16] = {0};
+    CHECK(p && fgets(st, sizeof st, p) != NULL);
+    if (p)
+        pclose(p);
+    CHECK_STR(st, "00");
+    PGconn *c = testdb_connect();
+    CHECK_INT(testdb_scalar(c, "SELECT count(*) FROM tierq.schema_migrations"), 1);
+    CHECK_INT(testdb_scalar(c, "SELECT count(*) FROM pg_namespace WHERE nspname = 'tierq'"), 1);
+    CHECK_INT(testdb_scalar(c, "SELECT count(*) FROM pg_tables WHERE schemaname = 'tierq'"), 6);
+    CHECK_INT(testdb_scalar(c, "SELECT count(*) FROM pg_trigger WHERE tgname = 'jobs_notify_insert'"), 1);
+    CHECK_INT(testdb_scalar(c, "SELECT count(*) FROM tierq.kinds WHERE in_config"), 7);
+    PQfinish(c);
+}
+
+static void test_bad_inserts_are_refused_with_a_named_reason(void)
+{
+    PGconn *c = testdb_connect();
+    char err[1024];
+    CHECK(testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt) VALUES ('no_such_kind', 'hi')", err, sizeof err) != 0);
+    CHECKF(strstr(err, "no_such_kind") && strstr(err, "kinds"), "got: %s", err);
+    CHECK(testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt) VALUES ('chat', '')", err, sizeof err) != 0);
+    CHECKF(strstr(err, "jobs_prompt_not_empty") != NULL, "got: %s", err);
+    CHECK(testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt) VALUES ('chat', NULL)", err, sizeof err) != 0);
+    CHECKF(strstr(err, "prompt") != NULL, "got: %s", err);
+    CHECK(testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt, params) VALUES ('chat', 'x', '[1,2]')", err, sizeof err) != 0);
+    CHECKF(strstr(err, "jobs_params_must_be_a_json_object") != NULL, "got: %s", err);
+    CHECK(testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt, params) VALUES ('chat', 'x', '\"s\"')", err, sizeof err) != 0);
+    CHECKF(strstr(err, "jobs_params_must_be_a_json_object") != NULL, "got: %s", err);
+    CHECK(testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt, params) VALUES ('chat', 'x', '{\"max_tokens\": -5}')", err, sizeof err) != 0);
+    CHECKF(strstr(err, "jobs_params_max_tokens_positive_integer") != NULL, "got: %s", err);
+    CHECK(testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt, params) VALUES ('chat', 'x', '{\"labels\": [1]}')", err, sizeof err) != 0);
+    CHECKF(strstr(err, "jobs_params_labels_array_of_strings") != NULL, "got: %s", err);
+    CHECK(testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt, max_attempts) VALUES ('chat', 'x', 0)", err, sizeof err) != 0);
+    CHECKF(strstr(err, "jobs_max_attempts_range") != NULL, "got: %s", err);
+    CHECK(testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt, params) VALUES ('chat', 'x', '{not json')", err, sizeof err) != 0);
+    CHECKF(strstr(err, "json") != NULL, "got: %s", err);
+    /* nothing half-inserted; and a good row goes in */
+    CHECK_INT(testdb_scalar(c, "SELECT count(*) FROM tierq.jobs"), 0);
+    CHECK_INT(testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt, params) VALUES ('chat', 'hello', '{\"max_tokens\": 10, \"labels\": [\"a\"]}')", err, sizeof err), 0);
+    CHECK_INT(testdb_scalar(c, "SELECT count(*) FROM tierq.jobs WHERE state = 'queued' AND attempts = 0"), 1);
+    testdb_exec(c, "DELETE FROM tierq.jobs", NULL, 0);
+    PQfinish(c);
+}
+
+#define RACE_JOBS 10000
+#define RACERS 4
+
+typedef struct Racer {
+    int64_t *ids;
+    int n;
+    int errors;
+} Racer;
+
+static void *race(void *arg)
+{
+    Racer *r = arg;
+    PGconn *c = testdb_connect();
+    char owner[64];
+    snprintf(owner, sizeof owner, "racer-%p", (void *)r);
+    for (;;) {
+        QueueJob **jobs = NULL;
+        int n = 0;
+        TqErr err = {0};
+        if (queue_claim(c, owner, NULL, 0, 37, 300, &jobs, &n, &err)) {
+            r->errors++;
+            printf("# claim error: %s\n", err.msg);
+            break;
+        }
+        for (int i = 0; i < n; i++) {
+            r->ids[r->n++] = jobs[i]->id;
+            queue_job_free(jobs[i]);
+        }
+        free(jobs);
+        if (n == 0)
+            break;
+    }
+    PQfinish(c);
+    return NULL;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+static void test_four_claimers_claim_each_job_exactly_once(void)
+{
+    PGconn *c = testdb_connect();
+    CHECK_INT(testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt) SELECT 'simple', 'q' || g FROM generate_series(1, 10000) g", NULL, 0), 0);
+    Racer rs[RACERS];
+    pthread_t th[RACERS];
+    for (int i = 0; i < RACERS; i++) {
+        rs[i].ids = malloc(RACE_JOBS * sizeof(int64_t));
+        rs[i].n = 0;
+        rs[i].errors = 0;
+        pthread_create(&th[i], NULL, race, &rs[i]);
+    }
+    int64_t *all = malloc(RACE_JOBS * RACERS * sizeof(int64_t));
+    int total = 0, errors = 0, racers_with_work = 0;
+    for (int i = 0; i < RACERS; i++) {
+        pthread_join(th[i], NULL);
+        memcpy(all + total, rs[i].ids, (size_t)rs[i].n * sizeof(int64_t));
+        total += rs[i].n;
+        errors += rs[i].errors;
+        racers_with_work += rs[i].n > 0;
+        free(rs[i].ids);
+    }
+    qsort(all, (size_t)total, sizeof *all, cmp_i64);
+    int dups = 0;
+    for (int i = 1; i < total; i++)
+        dups += all[i] == all[i - 1];
+    CHECK_INT(errors, 0);
+    CHECK_INT(total, RACE_JOBS);
+    CHECK_INT(dups, 0);
+    CHECKF(racers_with_work >= 2, "only %d claimers got work", racers_with_work);
+    CHECK_INT(testdb_scalar(c, "SELECT count(*) FROM tierq.jobs WHERE state = 'running' AND attempts = 1"), RACE_JOBS);
+    free(all);
+    testdb_exec(c, "DELETE FROM tierq.jobs", NULL, 0);
+    PQfinish(c);
+}
+
+static int64_t insert_one(PGconn *c, const char *extra_cols, const char *extra_vals)
+{
+    char sql[512];
+    snprintf(sql, sizeof sql, "INSERT INTO tierq.jobs (kind, prompt%s) VALUES ('chat', 'lease test'%s) RETURNING id",
+             extra_cols, extra_vals);
+    return testdb_scalar(c, sql);
+}
+
+static int claim_one(PGconn *c, const char *owner, int lease_s, QueueJob **out)
+{
+    QueueJob **jobs = NULL;
+    int n = 0;
+    TqErr err = {0};
+    if (queue_claim(c, owner, NULL, 0, 1, lease_s, &jobs, &n, &err)) {
+        printf("# claim: %s\n", err.msg);
+        return -1;
+    }
+    if (n == 1)
+        *out = jobs[0];
+    free(jobs);
+    return n;
+}
+
+static void test_expired_lease_requeues_then_dead_keeps_error(void)
+{
+    PGconn *c = testdb_connect();
+    int64_t id = insert_one(c, ", max_attempts", ", 2");
+    QueueJob *j = NULL;
+    CHECK_INT(claim_one(c, "w1", 0, &j), 1); /* a lease of 0 s has expired by the next statement */
+    CHECK_INT(j ? j->attempt : -1, 1);
+    /* the first attempt also failed in a retryable way once, so there is an earlier error to keep */
+    queue_job_free(j);
+    int requeued = -1, dead = -1;
+    TqErr err = {0};
+    CHECK_INT(queue_requeue_expired(c, 100, &requeued, &dead, &err), 0);
+    CHECK_INT(requeued, 1);
+    CHECK_INT(dead, 0);
+    char sql[256];
+    snprintf(sql, sizeof sql, "SELECT attempts FROM tierq.jobs WHERE id = %lld AND state = 'queued' AND reason = 'lease_expired'", (long long)id);
+    CHECK_INT(testdb_scalar(c, sql), 1);
+    j = NULL;
+    CHECK_INT(claim_one(c, "w2", 0, &j), 1);
+    CHECK_INT(j ? j->attempt : -1, 2);
+    queue_job_free(j);
+    CHECK_INT(queue_requeue_expired(c, 100, &requeued, &dead, &err), 0);
+    CHECK_INT(requeued, 0);
+    CHECK_INT(dead, 1);
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM tierq.jobs WHERE id = %lld AND state = 'dead' AND attempts = 2"
+             " AND error LIKE 'lease_expired: attempt 2 held by w2%%' AND finished_at IS NOT NULL", (long long)id);
+    CHECK_INT(testdb_scalar(c, sql), 1);
+    /* nothing is deleted and a dead job is never claimed again */
+    CHECK_INT(claim_one(c, "w3", 30, &j), 0);
+    testdb_exec(c, "DELETE FROM tierq.jobs", NULL, 0);
+    PQfinish(c);
+}
+
+static void test_stale_completion_after_lease_loss_changes_nothing(void)
+{
+    PGconn *c = testdb_connect();
+    int64_t id = insert_one(c, "", "");
+    QueueJob *a = NULL, *b = NULL;
+    CHECK_INT(claim_one(c, "stalled", 0, &a), 1);
+    TqErr err = {0};
+    CHECK_INT(queue_requeue_expired(c, 100, NULL, NULL, &err), 0);
+    CHECK_INT(claim_one(c, "fresh", 60, &b), 1);
+    CHECK(a && b && a->id == id && b->id == id && b->attempt == a->attempt + 1);
+    QueueResult stale = {.id = id, .attempt = a ? a->attempt : 0, .result = "stale answer", .model = "m",
+                         .tier = 1, .quality = 0.5, .reason = "accepted"};
+    bool applied = true;
+    int napplied = -1;
+    CHECK_INT(queue_complete(c, "stalled", &stale, 1, &applied, &napplied, &err), 0);
+    CHECK(!applied);
+    CHECK_INT(napplied, 0);
+    /* a stale failure is fenced the same way */
+    QueueFailure sf = {.id = id, .attempt = a ? a->attempt : 0, .reason = "http_500", .error = "boom", .retryable = false};
+    CHECK_INT(queue_fail(c, "stalled", &sf, 1, &applied, &napplied, &err), 0);
+    CHECK(!applied);
+    char sql[256];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM tierq.jobs WHERE id = %lld AND state = 'running' AND lease_owner = 'fresh' AND result IS NULL", (long long)id);
+    CHECK_INT(testdb_scalar(c, sql), 1);
+    /* the holder's completion goes through */
+    QueueResult good = {.id = id, .attempt = b ? b->attempt : 0, .result = "fresh answer", .model = "qwen3-8b",
+                        .tier = 1, .quality = 0.9, .reason = "accepted", .baseline_pico = 1234567};
+    CHECK_INT(queue_complete(c, "fresh", &good, 1, &applied, &napplied, &err), 0);
+    CHECK(applied);
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM tierq.jobs WHERE id = %lld AND state = 'done' AND result = 'fresh answer'"
+             " AND lease_owner IS NULL AND baseline_cost_usd = 0.000001234567", (long long)id);
+    CHECK_INT(testdb_scalar(c, sql), 1);
+    queue_job_free(a);
+    queue_job_free(b);
+    testdb_exec(c, "DELETE FROM tierq.jobs", NULL, 0);
+    PQfinish(c);
+}
+
+static void test_fail_retry_backoff_and_final_failure(void)
+{
+    PGconn *c = testdb_connect();
+    int64_t id1 = insert_one(c, "", "");
+    int64_t id2 = insert_one(c, "", "");
+    QueueJob **jobs = NULL;
+    int n = 0;
+    TqErr err = {0};
+    CHECK_INT(queue_claim(c, "w", NULL, 0, 10, 60, &jobs, &n, &err), 0);
+    CHECK_INT(n, 2);
+    QueueFailure fs[2] = {
+        {.id = id1, .attempt = 1, .reason = "http_503", .error = "provider said 503", .retryable = true, .retry_after_ms = 60000},
+        {.id = id2, .attempt = 1, .reason = "http_400", .error = "invalid_request_error: bad", .retryable = false},
+    };
+    bool applied[2] = {false, false};
+    CHECK_INT(queue_fail(c, "w", fs, 2, applied, NULL, &err), 0);
+    CHECK(applied[0] && applied[1]);
+    char sql[300];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM tierq.jobs WHERE id = %lld AND state = 'queued' AND run_after > now() + interval '50 seconds' AND error = 'provider said 503'", (long long)id1);
+    CHECK_INT(testdb_scalar(c, sql), 1);
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM tierq.jobs WHERE id = %lld AND state = 'failed' AND reason = 'http_400'", (long long)id2);
+    CHECK_INT(testdb_scalar(c, sql), 1);
+    /* the backed-off job is not claimable yet */
+    QueueJob *j = NULL;
+    CHECK_INT(claim_one(c, "w", 60, &j), 0);
+    for (int i = 0; i < n; i++)
+        queue_job_free(jobs[i]);
+    free(jobs);
+    testdb_exec(c, "DELETE FROM tierq.jobs", NULL, 0);
+    PQfinish(c);
+}
+
+static void test_hand_back_returns_jobs_without_spending_an_attempt(void)
+{
+    PGconn *c = testdb_connect();
+    testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt) SELECT 'chat', 'h' || g FROM generate_series(1, 5) g", NULL, 0);
+    QueueJob **jobs = NULL;
+    int n = 0, handed = -1;
+    TqErr err = {0};
+    CHECK_INT(queue_claim(c, "leaving", NULL, 0, 10, 60, &jobs, &n, &err), 0);
+    CHECK_INT(n, 5);
+    CHECK_INT(queue_hand_back(c, "leaving", NULL, 0, &handed, &err), 0);
+    CHECK_INT(handed, 5);
+    CHECK_INT(testdb_scalar(c, "SELECT count(*) FROM tierq.jobs WHERE state = 'queued' AND attempts = 0 AND lease_owner IS NULL"), 5);
+    for (int i = 0; i < n; i++)
+        queue_job_free(jobs[i]);
+    free(jobs);
+    /* renew: only our own jobs are extended */
+    CHECK_INT(queue_claim(c, "holder", NULL, 0, 2, 5, &jobs, &n, &err), 0);
+    CHECK_INT(n, 2);
+    int64_t ids[3] = {jobs[0]->id, jobs[1]->id, 999999};
+    int atts[3] = {1, 1, 1};
+    bool lost[3];
+    int renewed = 0;
+    CHECK_INT(queue_renew(c, "holder", ids, atts, 3, 600, lost, &renewed, &err), 0);
+    CHECK_INT(renewed, 2);
+    CHECK(!lost[0] && !lost[1] && lost[2]);
+    CHECK_INT(testdb_scalar(c, "SELECT count(*) FROM tierq.jobs WHERE lease_until > now() + interval '500 seconds'"), 2);
+    for (int i = 0; i < n; i++)
+        queue_job_free(jobs[i]);
+    free(jobs);
+    testdb_exec(c, "DELETE FROM tierq.jobs", NULL, 0);
+    PQfinish(c);
+}
+
+static void test_waker_notify_lost_notification_and_reconnect(void)
+{
+    Waker w;
+    TqErr err = {0};
+    CHECK_INT(waker_open(&w, testdb_conninfo, false, &err), 0);
+    PGconn *c = testdb_connect();
+    bool notified = false;
+    /* nothing pending: the wait ends at its timeout without a notification */
+    CHECK_INT(waker_wait(&w, 200, &notified, &err), 0);
+    CHECK(!notified);
+    /* one INSERT statement of many rows wakes us */
+    testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt) SELECT 'chat', 'n' || g FROM generate_series(1, 50) g", NULL, 0);
+    CHECK_INT(waker_wait(&w, 10000, &notified, &err), 0);
+    CHECK(notified);
+    /* ...once: no second notification is left behind for the same statement */
+    CHECK_INT(waker_wait(&w, 200, &notified, &err), 0);
+    CHECK(!notified);
+    /* a lost notification (triggers bypassed, as by a replica-role loader) only delays the work:
+     * the wait times out and the claim that follows finds the job */
+    testdb_exec(c, "DELETE FROM tierq.jobs", NULL, 0);
+    testdb_exec(c, "SET session_replication_role = replica", NULL, 0);
+    testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt) VALUES ('chat', 'silent')", NULL, 0);
+    testdb_exec(c, "SET session_replication_role = origin", NULL, 0);
+    CHECK_INT(waker_wait(&w, 300, &notified, &err), 0);
+    CHECK(!notified);
+    QueueJob *j = NULL;
+    CHECK_INT(claim_one(c, "poller", 60, &j), 1);
+    queue_job_free(j);
+    /* the listening connection is killed: the waker reconnects, LISTENs again and reports a wake-up */
+    char sql[200];
+    snprintf(sql, sizeof sql, "SELECT pg_terminate_backend(%d)", PQbackendPID(w.conn));
+    testdb_exec(c, sql, NULL, 0);
+    usleep(100000);
+    int attempts = 0;
+    do {
+        waker_wait(&w, 500, &notified, &err);
+    } while (w.reconnects == 0 && ++attempts < 10);
+    CHECK_INT(w.reconnects, 1);
+    testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt) VALUES ('chat', 'after reconnect')", NULL, 0);
+    notified = false;
+    CHECK_INT(waker_wait(&w, 10000, &notified, &err), 0);
+    CHECK(notified);
+    waker_close(&w);
+    testdb_exec(c, "DELETE FROM tierq.jobs", NULL, 0);
+    PQfinish(c);
+}
+
+static void test_status_shows_counts(void)
+{
+    PGconn *c = testdb_connect();
+    testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt) SELECT 'classify', 's' || g FROM generate_series(1, 3) g", NULL, 0);
+    char out[8192];
+    CHECK_INT(testdb_run("status", out, sizeof out), 0);
+    CHECKF(strstr(out, "classify") != NULL, "status said: %s", out);
+    CHECKF(strstr(out, "live workers: 0") != NULL, "status said: %s", out);
+    /* the row for classify shows 3 queued */
+    const char *row = strstr(out, "classify");
+    long long q = row ? atoll(row + 8) : -1;
+    CHECK_INT(q, 3);
+    testdb_exec(c, "DELETE FROM tierq.jobs", NULL, 0);
+    PQfinish(c);
+}
+
+int main(void)
+{
+    RUN(test_migrate_twice_and_concurrently);
+    RUN(test_bad_inserts_are_refused_with_a_named_reason);
+    RUN(test_four_claimers_claim_each_job_exactly_once);
+    RUN(test_expired_lease_requeues_then_dead_keeps_error);
+    RUN(test_stale_completion_after_lease_loss_changes_nothing);
+    RUN(test_fail_retry_backoff_and_final_failure);
+    RUN(test_hand_back_returns_jobs_without_spending_an_attempt);
+    RUN(test_waker_notify_lost_notification_and_reconnect);
+    RUN(test_status_shows_counts);
+    return check_done();
+}

@@ -1,0 +1,73 @@
+#!/bin/sh
+# The whole test suite: unit tests, integration tests against a private PostgreSQL started for
+# this run (and the simulator, which tests start themselves), and the unit tests again under
+# ASan+UBSan. Every test binary prints "ok - name" / "not ok - name" lines; a binary that crashes
+# or exits non-zero without saying why counts as one failure. Ends with "N passed, N failed".
+set -u
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+build=${BUILD:-build}
+tmp=$(mktemp -d /tmp/tierq-test.XXXXXX)
+chmod 755 "$tmp"
+pgdir="$tmp/pg"
+cleanup() {
+    sh "$root/tests/pg.sh" stop "$pgdir" 2>/dev/null
+    rm -rf "$tmp"
+}
+trap cleanup EXIT INT TERM
+
+if ! conninfo=$(sh "$root/tests/pg.sh" start "$pgdir"); then
+    echo "run.sh: could not start PostgreSQL"
+    echo "0 passed, 1 failed"
+    exit 1
+fi
+export TIERQ_DATABASE_URL="$conninfo"
+export TIERQ_BIN="$root/$build/tierq"
+export TIERQ_SIM_BIN="$root/$build/tierq-sim"
+export TIERQ_JOBS_DIR="$root/jobs"
+export TIERQ_TEST_TMP="$tmp"
+export TIERQ_ROOT="$root"
+
+passed=0
+failed=0
+failures=""
+
+run_one() {
+    name=$1
+    shift
+    log="$tmp/out.$$.txt"
+    "$@" >"$log" 2>&1
+    status=$?
+    p=$(grep -c '^ok - ' "$log")
+    f=$(grep -c '^not ok - ' "$log")
+    if [ "$status" -ne 0 ] && [ "$f" -eq 0 ]; then
+        f=1
+        echo "not ok - $name exited with status $status"
+    fi
+    passed=$((passed + p))
+    failed=$((failed + f))
+    if [ "$f" -gt 0 ] || [ -n "${VERBOSE:-}" ]; then
+        sed 's/^/    /' "$log" | tail -n 60
+        failures="$failures $name"
+    fi
+    echo "$name: $p passed, $f failed"
+}
+
+for t in "$build"/tests/test_*; do
+    [ -x "$t" ] || continue
+    case "$t" in *.d|*.o) continue ;; esac
+    run_one "$(basename "$t")" "$t"
+done
+for t in tests/integration/*.sh; do
+    [ -f "$t" ] || continue
+    run_one "$(basename "$t")" sh "$t"
+done
+if [ -d build-asan/tests ]; then
+    for t in build-asan/tests/test_*; do
+        [ -x "$t" ] || continue
+        run_one "asan/$(basename "$t")" env ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 "$t"
+    done
+fi
+[ -n "$failures" ] && echo "failing:$failures"
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

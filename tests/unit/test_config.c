@@ -1,0 +1,156 @@
+/* jobs/ loading: the shipped configuration is valid, and every kind of mistake is reported with the
+ * file and the key path. No database, no network. */
+#include "../check.h"
+#include "config.h"
+
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static const char *jobs_dir(void)
+{
+    const char *d = getenv("TIERQ_JOBS_DIR");
+    return d ? d : "jobs";
+}
+
+static char tmpdir[256];
+
+/* A scratch copy of jobs/ in which one file is replaced. */
+static void scratch_with(const char *file, const char *content)
+{
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/tq_cfg_XXXXXX");
+    if (!mkdtemp(tmpdir))
+        return;
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "cp %s/*.json %s/", jobs_dir(), tmpdir);
+    if (system(cmd) != 0)
+        printf("# copy failed\n");
+    if (file) {
+        char path[512];
+        snprintf(path, sizeof path, "%s/%s", tmpdir, file);
+        FILE *f = fopen(path, "w");
+        if (f) {
+            fputs(content, f);
+            fclose(f);
+        }
+    }
+}
+
+static void scratch_done(void)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
+    if (system(cmd) != 0)
+        printf("# cleanup failed\n");
+}
+
+/* Load and return the error message (empty on success). */
+static int load_msg(char *msg, size_t cap)
+{
+    TqConfig *cfg = NULL;
+    TqErr err = {0};
+    int rc = config_load(tmpdir, &cfg, &err);
+    snprintf(msg, cap, "%s", rc ? err.msg : "");
+    config_free(cfg);
+    return rc;
+}
+
+static void test_shipped_config_is_valid(void)
+{
+    TqConfig *cfg = NULL;
+    TqErr err = {0};
+    CHECKF(config_load(jobs_dir(), &cfg, &err) == 0, "%s", err.msg);
+    if (!cfg)
+        return;
+    const char *kinds[] = {"chat", "code", "simple", "reasoning", "classify", "translate", "summarize"};
+    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
+        CHECKF(config_kind(cfg, kinds[i]) != NULL, "kind %s missing", kinds[i]);
+    const TqKind *k = config_kind(cfg, "classify");
+    CHECK(k && k->ntiers == 3 && k->checks.nlabels > 10);
+    CHECK_STR(k ? cfg->models[k->tiers[0].model].name : NULL, "qwen3-8b");
+    CHECK_STR(k ? cfg->models[k->baseline_model].name : NULL, "gpt-4o");
+    int gpt = config_model_index(cfg, "gpt-4o");
+    CHECK(gpt >= 0);
+    if (gpt >= 0) {
+        CHECK_INT(cfg->models[gpt].prices.input, 2500000);   /* $2.50 per M */
+        CHECK_INT(cfg->models[gpt].prices.output, 10000000); /* $10 per M */
+    }
+    int q = config_model_index(cfg, "qwen3-8b");
+    CHECK(q >= 0 && cfg->models[q].prices.output == 10000); /* $0.01 per M */
+    config_free(cfg);
+}
+
+static void test_undefined_tier_model_names_file_and_path(void)
+{
+    scratch_with("summarize.json",
+                 "{\"system_prompt\": \"s\", \"tiers\": [{\"model\": \"qwen3-8b\", \"accept\": 0.8}, {\"model\": \"foo\"}]}");
+    char msg[600];
+    CHECK(load_msg(msg, sizeof msg) != 0);
+    char want[700];
+    snprintf(want, sizeof want, "%s/summarize.json: tiers[1].model \"foo\" is not defined in %s/models.json", tmpdir, tmpdir);
+    CHECK_STR(msg, want);
+    scratch_done();
+}
+
+static void test_mistakes_are_named(void)
+{
+    struct {
+        const char *file, *content, *expect;
+    } cases[] = {
+        {"chat.json", "{\"tiers\": [{\"model\": \"gpt-4o\", \"accept\": 1.5}]}", "chat.json: tiers[0].accept must be a number from 0 to 1"},
+        {"chat.json", "{\"tiers\": []}", "chat.json: tiers must be an array of 1 to 8"},
+        {"chat.json", "{\"system_prompt\": \"x\"}", "chat.json: tiers is required"},
+        {"chat.json", "{\"tiers\": [{\"model\": \"gpt-4o\"}], \"max_tokns\": 5}", "chat.json: \"max_tokns\" is not a known key"},
+        {"chat.json", "{\"tiers\": [{\"model\": \"gpt-4o\"}], \"checks\": {\"regex\": \"(\"}}", "chat.json: checks.regex does not compile"},
+        {"chat.json", "{\"tiers\": [{\"model\": \"gpt-4o\"}], \"batch\": {\"max_items\": 0}}", "chat.json: batch.max_items must be an integer from 1 to 100"},
+        {"chat.json", "{\"tiers\": [{\"model\": \"gpt-4o\"}], \"baseline_model\": \"gpt-5\"}", "chat.json: baseline_model \"gpt-5\" is not defined"},
+        {"chat.json", "{\"tiers\": [{\"model\": \"gpt-4o\"}],", "chat.json: truncated json"},
+        {"chat.json", "[1]", "chat.json: the top level must be a JSON object"},
+        {"Bad-Name.json", "{\"tiers\": [{\"model\": \"gpt-4o\"}]}", "must be lowercase letters"},
+        {"models.json", "{\"providers\": {\"p\": {\"base_url\": \"ftp://x\"}}, \"models\": {\"m\": {\"provider\": \"p\", \"input_usd_per_mtok\": 1, \"cached_input_usd_per_mtok\": 1, \"output_usd_per_mtok\": 1}}}", "models.json: providers.p.base_url must start with http:// or https://"},
+        {"models.json", "{\"providers\": {\"p\": {\"base_url\": \"http://x\"}}, \"models\": {\"m\": {\"provider\": \"q\", \"input_usd_per_mtok\": 1, \"cached_input_usd_per_mtok\": 1, \"output_usd_per_mtok\": 1}}}", "models.json: models.m.provider \"q\" is not defined under providers"},
+        {"models.json", "{\"providers\": {\"p\": {\"base_url\": \"http://x\"}}, \"models\": {\"m\": {\"provider\": \"p\", \"input_usd_per_mtok\": -1, \"cached_input_usd_per_mtok\": 1, \"output_usd_per_mtok\": 1}}}", "models.json: models.m.input_usd_per_mtok must be a non-negative price"},
+        {"models.json", "{\"providers\": {\"p\": {\"base_url\": \"http://x\"}}, \"models\": {\"m\": {\"provider\": \"p\", \"input_usd_per_mtok\": 0.0000001, \"cached_input_usd_per_mtok\": 1, \"output_usd_per_mtok\": 1}}}", "at most 6 decimals"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        scratch_with(cases[i].file, cases[i].content);
+        char msg[600];
+        int rc = load_msg(msg, sizeof msg);
+        CHECKF(rc != 0 && strstr(msg, cases[i].expect) != NULL, "case %zu: want \"%s\", got \"%s\"", i, cases[i].expect, msg);
+        scratch_done();
+    }
+}
+
+static void test_base_url_override_from_environment(void)
+{
+    scratch_with(NULL, NULL);
+    setenv("TIERQ_BASE_URL", "http://127.0.0.1:9/v1/", 1);
+    TqConfig *cfg = NULL;
+    TqErr err = {0};
+    CHECK_INT(config_load(tmpdir, &cfg, &err), 0);
+    for (int i = 0; cfg && i < cfg->nproviders; i++)
+        CHECK_STR(cfg->providers[i].base_url, "http://127.0.0.1:9/v1");
+    config_free(cfg);
+    unsetenv("TIERQ_BASE_URL");
+    /* one provider's own variable wins over the global one */
+    setenv("TIERQ_OPENAI_BASE_URL", "http://127.0.0.1:10/v1", 1);
+    CHECK_INT(config_load(tmpdir, &cfg, &err), 0);
+    for (int i = 0; cfg && i < cfg->nproviders; i++) {
+        if (strcmp(cfg->providers[i].name, "openai") == 0)
+            CHECK_STR(cfg->providers[i].base_url, "http://127.0.0.1:10/v1");
+        else
+            CHECK(strncmp(cfg->providers[i].base_url, "https://", 8) == 0);
+    }
+    config_free(cfg);
+    unsetenv("TIERQ_OPENAI_BASE_URL");
+    scratch_done();
+}
+
+int main(void)
+{
+    RUN(test_shipped_config_is_valid);
+    RUN(test_undefined_tier_model_names_file_and_path);
+    RUN(test_mistakes_are_named);
+    RUN(test_base_url_override_from_environment);
+    return check_done();
+}
