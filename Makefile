@@ -36,7 +36,8 @@ UNIT_BIN  := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 INTEG_BIN := $(patsubst tests/integration/%.c,$(BUILD)/tests/%,$(INTEG_SRC))
 
 .PHONY: all deps test unit demo bench clean help asan
-all: $(BUILD)/tierq $(BUILD)/tierq-sim $(UNIT_BIN) $(INTEG_BIN)
+SIM_BIN   := $(if $(SIM_SRC),$(BUILD)/tierq-sim,)
+all: $(BUILD)/tierq $(SIM_BIN) $(UNIT_BIN) $(INTEG_BIN)
 
 help:
 	@echo "make          build tierq, tierq-sim and the tests into $(BUILD)/"

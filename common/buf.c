@@ -48,6 +48,7 @@ int buf_reserve(Buf *b, size_t extra)
         return TQ_ENOMEM;
     b->data = p;
     b->size = size;
+    b->data[b->len] = '\0'; /* the contract: data is always NUL-terminated once allocated */
     return 0;
 }
 

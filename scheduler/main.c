@@ -4,11 +4,15 @@
 #include "db.h"
 #include "log.h"
 #include "migrate.h"
+#include "report.h"
+#include "run.h"
 #include "status.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 enum {
     EXIT_OK = 0,
@@ -26,11 +30,29 @@ static const char *const USAGE =
     "  migrate          create or upgrade the tierq schema, then sync jobs/ into tierq.kinds and tierq.models\n"
     "  config check     validate jobs/ without touching the database\n"
     "  status           jobs by state and kind, oldest queued job, live tierq processes\n"
+    "  run [OPTIONS]    claim queued jobs and run them (a daemon until SIGTERM, or --drain)\n"
+    "  report [--format text|json] [--run NAME] [--since DURATION]\n"
+    "                   cost per model, latency and pass rate per kind, savings against the baseline\n"
     "\n"
     "options:\n"
     "  --jobs DIR       configuration directory (default: $TIERQ_JOBS_DIR or ./jobs)\n"
     "  -h, --help       this help\n"
     "  --version        print the version\n"
+    "\n"
+    "run options:\n"
+    "  --drain                 exit once nothing is queued or running (what a nightly cron calls)\n"
+    "  --max-in-flight N       HTTP requests in flight for this process (default 256)\n"
+    "  --threads N             worker threads, each with one curl multi handle (default: one per core)\n"
+    "  --run NAME              only claim jobs whose run_name is NAME\n"
+    "  --kinds K1,K2           only claim these kinds\n"
+    "  --lease-s N             lease length in seconds (default 60)\n"
+    "  --claim-batch N         jobs per claim statement (default 500)\n"
+    "  --poll-ms N             claim at least this often without a NOTIFY (default 1000)\n"
+    "  --poll-only             do not LISTEN (for PgBouncer in transaction mode)\n"
+    "  --grace-s N             on SIGTERM, time for in-flight work before handing back (default 30)\n"
+    "  --max-response-bytes N  larger responses fail the job (default 8 MiB)\n"
+    "  --max-tries N           HTTP attempts per call before the job goes back to the queue (default 4)\n"
+    "  --progress / --quiet    live progress line on stderr (default: when stderr is a terminal)\n"
     "\n"
     "environment:\n"
     "  TIERQ_DATABASE_URL  libpq conninfo or postgres:// URL; unset: libpq's PG* variables\n"
@@ -42,7 +64,8 @@ static const char *const USAGE =
     "  0  success\n"
     "  1  runtime error (database unreachable, statement failed, I/O)\n"
     "  2  usage error (unknown command or option)\n"
-    "  3  configuration error in jobs/ (the message names the file and key)\n";
+    "  3  configuration error in jobs/ (the message names the file and key)\n"
+    "  5  run: a provider answered insufficient_quota; its jobs were left queued\n";
 
 static int load_config(const char *dir, TqConfig **cfg)
 {
@@ -126,6 +149,120 @@ static int cmd_status(void)
     return rc;
 }
 
+static bool parse_int_arg(const char *s, long lo, long hi, long *out)
+{
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (*s == '\0' || *end != '\0' || v < lo || v > hi)
+        return false;
+    *out = v;
+    return true;
+}
+
+static int cmd_run(const char *dir, int argc, char **argv)
+{
+    RunOptions o;
+    run_default_options(&o);
+    o.progress = isatty(STDERR_FILENO);
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        long n = 0;
+#define INT_OPT(name, lo, hi, field)                                                                   \
+    if (strcmp(a, name) == 0) {                                                                        \
+        if (!v || !parse_int_arg(v, lo, hi, &n)) {                                                     \
+            fprintf(stderr, "tierq: run: %s needs a whole number from %ld to %ld\n", name, (long)(lo), \
+                    (long)(hi));                                                                       \
+            return EXIT_USAGE;                                                                         \
+        }                                                                                              \
+        field = (int)n;                                                                                \
+        i++;                                                                                           \
+        continue;                                                                                      \
+    }
+        INT_OPT("--max-in-flight", 1, 100000, o.max_in_flight)
+        INT_OPT("--threads", 1, 256, o.threads)
+        INT_OPT("--lease-s", 1, 86400, o.lease_s)
+        INT_OPT("--claim-batch", 1, 100000, o.claim_batch)
+        INT_OPT("--poll-ms", 10, 600000, o.poll_ms)
+        INT_OPT("--grace-s", 0, 86400, o.grace_s)
+        INT_OPT("--max-tries", 1, 100, o.max_tries)
+#undef INT_OPT
+        if (strcmp(a, "--max-response-bytes") == 0) {
+            if (!v || !parse_int_arg(v, 1024, 1L << 30, &n)) {
+                fprintf(stderr, "tierq: run: --max-response-bytes needs a whole number from 1024 to 1073741824\n");
+                return EXIT_USAGE;
+            }
+            o.max_response_bytes = n;
+            i++;
+        } else if (strcmp(a, "--drain") == 0) {
+            o.drain = true;
+        } else if (strcmp(a, "--poll-only") == 0) {
+            o.poll_only = true;
+        } else if (strcmp(a, "--progress") == 0) {
+            o.progress = true;
+        } else if (strcmp(a, "--quiet") == 0) {
+            o.progress = false;
+        } else if (strcmp(a, "--run") == 0 && v) {
+            o.run_name = v;
+            i++;
+        } else if (strcmp(a, "--kinds") == 0 && v) {
+            o.kinds_csv = v;
+            i++;
+        } else {
+            fprintf(stderr, "tierq: run: unknown option %s (see tierq --help)\n", a);
+            return EXIT_USAGE;
+        }
+    }
+    TqConfig *cfg = NULL;
+    int rc = load_config(dir, &cfg);
+    if (rc)
+        return rc;
+    rc = run_main(cfg, &o);
+    config_free(cfg);
+    return rc;
+}
+
+static int cmd_report(int argc, char **argv)
+{
+    ReportOptions o = {.format = REPORT_TEXT, .run_name = NULL, .since_s = 0};
+    for (int i = 0; i < argc; i++) {
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if ((strcmp(argv[i], "--format") == 0 && v) || strcmp(argv[i], "--json") == 0) {
+            if (strcmp(argv[i], "--json") == 0 || strcmp(v, "json") == 0)
+                o.format = REPORT_JSON;
+            else if (strcmp(v, "text") != 0) {
+                fprintf(stderr, "tierq: report: --format takes text or json\n");
+                return EXIT_USAGE;
+            }
+            if (strcmp(argv[i], "--format") == 0)
+                i++;
+        } else if (strcmp(argv[i], "--run") == 0 && v) {
+            o.run_name = v;
+            i++;
+        } else if (strcmp(argv[i], "--since") == 0 && v) {
+            if (report_parse_duration(v, &o.since_s)) {
+                fprintf(stderr, "tierq: report: bad --since duration \"%s\" (e.g. 90s, 15m, 24h, 7d, 1h30m)\n", v);
+                return EXIT_USAGE;
+            }
+            i++;
+        } else {
+            fprintf(stderr, "tierq: report: unknown option %s (see tierq --help)\n", argv[i]);
+            return EXIT_USAGE;
+        }
+    }
+    PGconn *c = NULL;
+    int rc = connect_db(&c);
+    if (rc)
+        return rc;
+    TqErr err = {0};
+    if (report_run(c, &o, stdout, &err)) {
+        fprintf(stderr, "tierq: report: %s\n", err.msg);
+        rc = EXIT_FAILURE_RUNTIME;
+    }
+    PQfinish(c);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     log_set_level(log_level_from_env());
@@ -156,6 +293,10 @@ int main(int argc, char **argv)
         return cmd_config_check(dir);
     if (strcmp(cmd, "status") == 0 && i + 1 == argc)
         return cmd_status();
+    if (strcmp(cmd, "report") == 0)
+        return cmd_report(argc - i - 1, argv + i + 1);
+    if (strcmp(cmd, "run") == 0)
+        return cmd_run(dir, argc - i - 1, argv + i + 1);
     if (strcmp(cmd, "help") == 0) {
         fputs(USAGE, stdout);
         return EXIT_OK;

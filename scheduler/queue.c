@@ -18,6 +18,7 @@ static const char *const SQL_CLAIM =
     "WITH picked AS ("
     "  SELECT id FROM tierq.jobs"
     "  WHERE state = 'queued' AND run_after <= now() AND ($4::text[] IS NULL OR kind = ANY ($4::text[]))"
+    "    AND ($5::text IS NULL OR run_name = $5)"
     "  ORDER BY priority DESC, run_after, id"
     "  LIMIT $2 FOR UPDATE SKIP LOCKED)"
     " UPDATE tierq.jobs j SET state = 'running', attempts = j.attempts + 1, lease_owner = $1,"
@@ -63,8 +64,8 @@ static QueueJob *job_from_row(PGresult *r, int row)
     return j;
 }
 
-int queue_claim(PGconn *c, const char *owner, const char *const *kinds, int nkinds, int limit, int lease_s,
-                QueueJob ***jobs_out, int *n_out, TqErr *err)
+int queue_claim(PGconn *c, const char *owner, const char *const *kinds, int nkinds, const char *run_name, int limit,
+                int lease_s, QueueJob ***jobs_out, int *n_out, TqErr *err)
 {
     char lim[16], lease[16];
     snprintf(lim, sizeof lim, "%d", limit);
@@ -79,8 +80,8 @@ int queue_claim(PGconn *c, const char *owner, const char *const *kinds, int nkin
             return tq_err(err, TQ_ENOMEM, "out of memory");
         }
     }
-    const char *p[] = {owner, lim, lease, kinds ? karr.data : NULL};
-    PGresult *r = db_query(c, "claim jobs", SQL_CLAIM, 4, p, err);
+    const char *p[] = {owner, lim, lease, kinds ? karr.data : NULL, run_name};
+    PGresult *r = db_query(c, "claim jobs", SQL_CLAIM, 5, p, err);
     buf_free(&karr);
     if (!r)
         return TQ_EDB;

@@ -33,10 +33,10 @@ typedef struct QueueJob {
 void queue_job_free(QueueJob *job);
 
 /* Claim up to limit queued jobs whose run_after has come, highest priority first, restricted to
- * kinds (NULL = any kind). *jobs is a malloc'd array of *n pointers (caller frees each and the
+ * kinds (NULL = any kind) and to run_name (NULL = any run). *jobs is a malloc'd array of *n pointers (caller frees each and the
  * array). One statement with FOR UPDATE SKIP LOCKED: concurrent claimers never get the same job. */
-int queue_claim(PGconn *c, const char *owner, const char *const *kinds, int nkinds, int limit, int lease_s,
-                QueueJob ***jobs, int *n, TqErr *err);
+int queue_claim(PGconn *c, const char *owner, const char *const *kinds, int nkinds, const char *run_name, int limit,
+                int lease_s, QueueJob ***jobs, int *n, TqErr *err);
 
 /* Extend the lease of jobs still held by owner. lost (optional, n entries) is set true for each job
  * that is no longer ours. *renewed (optional) counts the extended ones. */

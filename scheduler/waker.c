@@ -5,9 +5,11 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 static int waker_connect(Waker *w, TqErr *err)
 {
@@ -66,7 +68,7 @@ static bool drain(PGconn *c)
     return got;
 }
 
-int waker_wait(Waker *w, int timeout_ms, bool *notified, TqErr *err)
+int waker_wait(Waker *w, int timeout_ms, int extra_fd, bool *notified, TqErr *err)
 {
     *notified = false;
     long long deadline = now_ms() + timeout_ms;
@@ -88,6 +90,9 @@ int waker_wait(Waker *w, int timeout_ms, bool *notified, TqErr *err)
             }
             /* Database still down: wait out the slot, then let the caller retry. */
             if (left > 0) {
+                /* a short sleep; the caller's loop comes back here */
+                if (left > 1000)
+                    left = 1000;
                 struct timespec ts = {left / 1000, (left % 1000) * 1000000};
                 nanosleep(&ts, NULL);
             }
@@ -101,11 +106,20 @@ int waker_wait(Waker *w, int timeout_ms, bool *notified, TqErr *err)
         }
         if (left <= 0)
             return 0;
-        struct pollfd pfd = {.fd = PQsocket(w->conn), .events = POLLIN};
-        int pr = poll(&pfd, 1, (int)left);
-        if (pr < 0 && errno != EINTR)
+        struct pollfd pfd[2] = {{.fd = PQsocket(w->conn), .events = POLLIN}, {.fd = extra_fd, .events = POLLIN}};
+        int pr = poll(pfd, extra_fd >= 0 ? 2 : 1, (int)left);
+        if (pr < 0 && errno == EINTR)
+            return 0; /* a signal: let the caller look at it */
+        if (pr < 0)
             return tq_err(err, TQ_EIO, "poll: %s", strerror(errno));
         if (pr == 0)
             return 0;
+        if (extra_fd >= 0 && (pfd[1].revents & POLLIN)) {
+            uint64_t v;
+            ssize_t rd = read(extra_fd, &v, sizeof v);
+            (void)rd;
+            if (!(pfd[0].revents & POLLIN))
+                return 0;
+        }
     }
 }

@@ -24,7 +24,8 @@ typedef struct Waker {
 
 int waker_open(Waker *w, const char *conninfo, bool poll_only, TqErr *err);
 void waker_close(Waker *w);
-/* *notified is true when at least one notification arrived (all pending ones are consumed). */
-int waker_wait(Waker *w, int timeout_ms, bool *notified, TqErr *err);
+/* *notified is true when at least one notification arrived (all pending ones are consumed). The
+ * wait also ends early when extra_fd (an eventfd, or -1 for none) becomes readable; it is drained. */
+int waker_wait(Waker *w, int timeout_ms, int extra_fd, bool *notified, TqErr *err);
 
 #endif

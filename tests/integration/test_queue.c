@@ -4,6 +4,7 @@
 
 #include "queue.h"
 #include "waker.h"
+#include "migrations.h"
 
 #include <pthread.h>
 #include <time.h>
@@ -30,7 +31,7 @@ static void test_migrate_twice_and_concurrently(void)
         pclose(p);
     CHECK_STR(st, "00");
     PGconn *c = testdb_connect();
-    CHECK_INT(testdb_scalar(c, "SELECT count(*) FROM tierq.schema_migrations"), 1);
+    CHECK_INT(testdb_scalar(c, "SELECT count(*) FROM tierq.schema_migrations"), tq_migration_count);
     CHECK_INT(testdb_scalar(c, "SELECT count(*) FROM pg_namespace WHERE nspname = 'tierq'"), 1);
     CHECK_INT(testdb_scalar(c, "SELECT count(*) FROM pg_tables WHERE schemaname = 'tierq'"), 6);
     CHECK_INT(testdb_scalar(c, "SELECT count(*) FROM pg_trigger WHERE tgname = 'jobs_notify_insert'"), 1);
@@ -87,7 +88,7 @@ static void *race(void *arg)
         QueueJob **jobs = NULL;
         int n = 0;
         TqErr err = {0};
-        if (queue_claim(c, owner, NULL, 0, 37, 300, &jobs, &n, &err)) {
+        if (queue_claim(c, owner, NULL, 0, NULL, 37, 300, &jobs, &n, &err)) {
             r->errors++;
             printf("# claim error: %s\n", err.msg);
             break;
@@ -159,7 +160,7 @@ static int claim_one(PGconn *c, const char *owner, int lease_s, QueueJob **out)
     QueueJob **jobs = NULL;
     int n = 0;
     TqErr err = {0};
-    if (queue_claim(c, owner, NULL, 0, 1, lease_s, &jobs, &n, &err)) {
+    if (queue_claim(c, owner, NULL, 0, NULL, 1, lease_s, &jobs, &n, &err)) {
         printf("# claim: %s\n", err.msg);
         return -1;
     }
@@ -248,7 +249,7 @@ static void test_fail_retry_backoff_and_final_failure(void)
     QueueJob **jobs = NULL;
     int n = 0;
     TqErr err = {0};
-    CHECK_INT(queue_claim(c, "w", NULL, 0, 10, 60, &jobs, &n, &err), 0);
+    CHECK_INT(queue_claim(c, "w", NULL, 0, NULL, 10, 60, &jobs, &n, &err), 0);
     CHECK_INT(n, 2);
     QueueFailure fs[2] = {
         {.id = id1, .attempt = 1, .reason = "http_503", .error = "provider said 503", .retryable = true, .retry_after_ms = 60000},
@@ -279,7 +280,7 @@ static void test_hand_back_returns_jobs_without_spending_an_attempt(void)
     QueueJob **jobs = NULL;
     int n = 0, handed = -1;
     TqErr err = {0};
-    CHECK_INT(queue_claim(c, "leaving", NULL, 0, 10, 60, &jobs, &n, &err), 0);
+    CHECK_INT(queue_claim(c, "leaving", NULL, 0, NULL, 10, 60, &jobs, &n, &err), 0);
     CHECK_INT(n, 5);
     CHECK_INT(queue_hand_back(c, "leaving", NULL, 0, &handed, &err), 0);
     CHECK_INT(handed, 5);
@@ -288,7 +289,7 @@ static void test_hand_back_returns_jobs_without_spending_an_attempt(void)
         queue_job_free(jobs[i]);
     free(jobs);
     /* renew: only our own jobs are extended */
-    CHECK_INT(queue_claim(c, "holder", NULL, 0, 2, 5, &jobs, &n, &err), 0);
+    CHECK_INT(queue_claim(c, "holder", NULL, 0, NULL, 2, 5, &jobs, &n, &err), 0);
     CHECK_INT(n, 2);
     int64_t ids[3] = {jobs[0]->id, jobs[1]->id, 999999};
     int atts[3] = {1, 1, 1};
@@ -313,14 +314,14 @@ static void test_waker_notify_lost_notification_and_reconnect(void)
     PGconn *c = testdb_connect();
     bool notified = false;
     /* nothing pending: the wait ends at its timeout without a notification */
-    CHECK_INT(waker_wait(&w, 200, &notified, &err), 0);
+    CHECK_INT(waker_wait(&w, 200, -1, &notified, &err), 0);
     CHECK(!notified);
     /* one INSERT statement of many rows wakes us */
     testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt) SELECT 'chat', 'n' || g FROM generate_series(1, 50) g", NULL, 0);
-    CHECK_INT(waker_wait(&w, 10000, &notified, &err), 0);
+    CHECK_INT(waker_wait(&w, 10000, -1, &notified, &err), 0);
     CHECK(notified);
     /* ...once: no second notification is left behind for the same statement */
-    CHECK_INT(waker_wait(&w, 200, &notified, &err), 0);
+    CHECK_INT(waker_wait(&w, 200, -1, &notified, &err), 0);
     CHECK(!notified);
     /* a lost notification (triggers bypassed, as by a replica-role loader) only delays the work:
      * the wait times out and the claim that follows finds the job */
@@ -328,7 +329,7 @@ static void test_waker_notify_lost_notification_and_reconnect(void)
     testdb_exec(c, "SET session_replication_role = replica", NULL, 0);
     testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt) VALUES ('chat', 'silent')", NULL, 0);
     testdb_exec(c, "SET session_replication_role = origin", NULL, 0);
-    CHECK_INT(waker_wait(&w, 300, &notified, &err), 0);
+    CHECK_INT(waker_wait(&w, 300, -1, &notified, &err), 0);
     CHECK(!notified);
     QueueJob *j = NULL;
     CHECK_INT(claim_one(c, "poller", 60, &j), 1);
@@ -340,12 +341,12 @@ static void test_waker_notify_lost_notification_and_reconnect(void)
     usleep(100000);
     int attempts = 0;
     do {
-        waker_wait(&w, 500, &notified, &err);
+        waker_wait(&w, 500, -1, &notified, &err);
     } while (w.reconnects == 0 && ++attempts < 10);
     CHECK_INT(w.reconnects, 1);
     testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt) VALUES ('chat', 'after reconnect')", NULL, 0);
     notified = false;
-    CHECK_INT(waker_wait(&w, 10000, &notified, &err), 0);
+    CHECK_INT(waker_wait(&w, 10000, -1, &notified, &err), 0);
     CHECK(notified);
     waker_close(&w);
     testdb_exec(c, "DELETE FROM tierq.jobs", NULL, 0);

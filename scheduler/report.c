@@ -1,0 +1,352 @@
+#include "report.h"
+
+#include "buf.h"
+#include "db.h"
+#include "json.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* A report is a few dozen lines per model and kind; the cap only guards against a runaway. */
+#define REPORT_MAX_BYTES (16u << 20)
+
+/* Money is summed as numeric by PostgreSQL and rounded there, never in C: the text that comes
+ * back is printed as is. GROUP BY ROLLUP gives the per-kind rows and the totals row (grouping = 1,
+ * listed first) from one scan; on an empty selection only the totals row comes back. $1 = run name
+ * or NULL, $2 = seconds or NULL. */
+static const char *const SQL_REPORT_JOBS =
+    "WITH j AS ("
+    "  SELECT kind, state, cost_usd, baseline_cost_usd,"
+    "    CASE WHEN state = 'done' AND started_at IS NOT NULL AND finished_at IS NOT NULL"
+    "         THEN (extract(epoch FROM finished_at - started_at) * 1000)::float8 END AS latency_ms,"
+    "    state = 'done' AND expected IS NOT NULL AS evaluated,"
+    "    state = 'done' AND expected IS NOT NULL"
+    "      AND coalesce(tierq.normalize_answer(result) = tierq.normalize_answer(expected), false) AS correct"
+    "  FROM tierq.jobs"
+    "  WHERE ($1::text IS NULL OR run_name = $1::text)"
+    "    AND ($2::bigint IS NULL OR coalesce(finished_at, created_at) >= now() - $2::bigint * interval '1 second')"
+    "), g AS ("
+    "  SELECT grouping(kind) AS is_total, kind, count(*) AS jobs,"
+    "    count(*) FILTER (WHERE state = 'queued') AS queued, count(*) FILTER (WHERE state = 'running') AS running,"
+    "    count(*) FILTER (WHERE state = 'done') AS done, count(*) FILTER (WHERE state = 'failed') AS failed,"
+    "    count(*) FILTER (WHERE state = 'dead') AS dead, count(*) FILTER (WHERE state = 'cancelled') AS cancelled,"
+    "    coalesce(sum(cost_usd), 0) AS cost, coalesce(sum(baseline_cost_usd), 0) AS baseline,"
+    "    round(percentile_cont(0.5) WITHIN GROUP (ORDER BY latency_ms))::bigint AS p50,"
+    "    round(percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms))::bigint AS p95,"
+    "    count(*) FILTER (WHERE evaluated) AS evaluated, count(*) FILTER (WHERE correct) AS correct"
+    "  FROM j GROUP BY ROLLUP (kind)"
+    ")"
+    " SELECT is_total, kind, jobs, queued, running, done, failed, dead, cancelled, failed + dead,"
+    "   round(cost, 6), round(baseline, 6), round(baseline - cost, 6),"
+    "   CASE WHEN baseline > 0 THEN round(100 * (baseline - cost) / baseline, 2) END,"
+    "   CASE WHEN baseline > 0 THEN round(100 * (baseline - cost) / baseline, 1) END,"
+    "   p50, p95, evaluated, correct,"
+    "   CASE WHEN evaluated > 0 THEN round(correct::numeric / evaluated, 6) END,"
+    "   CASE WHEN evaluated > 0 THEN round(100 * correct::numeric / evaluated, 1) END"
+    " FROM g ORDER BY is_total DESC, kind";
+
+enum {
+    RJ_IS_TOTAL, RJ_KIND, RJ_JOBS, RJ_QUEUED, RJ_RUNNING, RJ_DONE, RJ_FAILED, RJ_DEAD, RJ_CANCELLED,
+    RJ_FAILED_OR_DEAD, RJ_COST, RJ_BASELINE, RJ_SAVED_USD, RJ_SAVED_PCT, RJ_SAVED_PCT1, RJ_P50, RJ_P95,
+    RJ_EVALUATED, RJ_CORRECT, RJ_ACCURACY, RJ_ACCURACY_PCT1, RJ_NCOLS
+};
+
+static const char *const SQL_REPORT_CALLS =
+    "SELECT grouping(model), model, count(*),"
+    "  coalesce(sum(tokens_in), 0), coalesce(sum(tokens_cached_in), 0), coalesce(sum(tokens_out), 0),"
+    "  round(coalesce(sum(cost_usd), 0), 6),"
+    "  round(percentile_cont(0.5) WITHIN GROUP (ORDER BY latency_ms::float8))::bigint,"
+    "  round(percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms::float8))::bigint,"
+    "  count(*) FILTER (WHERE status <> 'ok')"
+    " FROM tierq.calls"
+    " WHERE ($1::text IS NULL OR run_name = $1::text)"
+    "   AND ($2::bigint IS NULL OR created_at >= now() - $2::bigint * interval '1 second')"
+    " GROUP BY ROLLUP (model) ORDER BY grouping(model) DESC, model";
+
+enum {
+    RC_IS_TOTAL, RC_MODEL, RC_CALLS, RC_TOKENS_IN, RC_TOKENS_CACHED_IN, RC_TOKENS_OUT, RC_COST, RC_P50, RC_P95,
+    RC_ERRORS, RC_NCOLS
+};
+
+/* An output buffer that remembers its first failure, so the formatting code reads straight through
+ * and the error is checked once at the end. */
+typedef struct Emit {
+    Buf b;
+    int rc;
+} Emit;
+
+static void emit(Emit *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void emit(Emit *e, const char *fmt, ...)
+{
+    if (e->rc)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    e->rc = buf_vprintf(&e->b, fmt, ap);
+    va_end(ap);
+}
+
+static void emit_json_str(Emit *e, const char *s)
+{
+    if (!e->rc)
+        e->rc = json_put_cstr(&e->b, s);
+}
+
+/* A cell as text, or NULL for SQL NULL. */
+static const char *cell(const PGresult *r, int row, int col)
+{
+    return PQgetisnull(r, row, col) ? NULL : PQgetvalue(r, row, col);
+}
+
+/* Numbers come from PostgreSQL as decimal text, which is valid JSON as it is. */
+static const char *json_num(const PGresult *r, int row, int col)
+{
+    const char *v = cell(r, row, col);
+    return v ? v : "null";
+}
+
+static const char *text_cell(const PGresult *r, int row, int col)
+{
+    const char *v = cell(r, row, col);
+    return v ? v : "-";
+}
+
+static int find_total(const PGresult *r)
+{
+    for (int i = 0; i < PQntuples(r); i++)
+        if (strcmp(PQgetvalue(r, i, 0), "1") == 0)
+            return i;
+    return -1;
+}
+
+static void render_json(Emit *e, const ReportOptions *opt, const PGresult *jobs, int jt, const PGresult *calls,
+                        int ct)
+{
+    emit(e, "{\"filters\": {\"run\": ");
+    emit_json_str(e, opt->run_name);
+    if (opt->since_s > 0)
+        emit(e, ", \"since_s\": %ld},\n", opt->since_s);
+    else
+        emit(e, ", \"since_s\": null},\n");
+
+    emit(e,
+         " \"totals\": {\"jobs\": %s, \"jobs_by_state\": {\"queued\": %s, \"running\": %s, \"done\": %s, "
+         "\"failed\": %s, \"dead\": %s, \"cancelled\": %s}, ",
+         json_num(jobs, jt, RJ_JOBS), json_num(jobs, jt, RJ_QUEUED), json_num(jobs, jt, RJ_RUNNING),
+         json_num(jobs, jt, RJ_DONE), json_num(jobs, jt, RJ_FAILED), json_num(jobs, jt, RJ_DEAD),
+         json_num(jobs, jt, RJ_CANCELLED));
+    emit(e, "\"calls\": %s, \"tokens_in\": %s, \"tokens_cached_in\": %s, \"tokens_out\": %s, ",
+         json_num(calls, ct, RC_CALLS), json_num(calls, ct, RC_TOKENS_IN), json_num(calls, ct, RC_TOKENS_CACHED_IN),
+         json_num(calls, ct, RC_TOKENS_OUT));
+    emit(e, "\"cost_usd\": %s, \"baseline_cost_usd\": %s, \"saved_usd\": %s, \"saved_pct\": %s},\n",
+         json_num(jobs, jt, RJ_COST), json_num(jobs, jt, RJ_BASELINE), json_num(jobs, jt, RJ_SAVED_USD),
+         json_num(jobs, jt, RJ_SAVED_PCT));
+
+    emit(e, " \"models\": [");
+    int first = 1;
+    for (int i = 0; i < PQntuples(calls); i++) {
+        if (i == ct)
+            continue;
+        emit(e, "%s\n  {\"model\": ", first ? "" : ",");
+        first = 0;
+        emit_json_str(e, PQgetvalue(calls, i, RC_MODEL));
+        emit(e,
+             ", \"calls\": %s, \"tokens_in\": %s, \"tokens_cached_in\": %s, \"tokens_out\": %s, \"cost_usd\": %s, "
+             "\"latency_p50_ms\": %s, \"latency_p95_ms\": %s, \"errors\": %s}",
+             json_num(calls, i, RC_CALLS), json_num(calls, i, RC_TOKENS_IN), json_num(calls, i, RC_TOKENS_CACHED_IN),
+             json_num(calls, i, RC_TOKENS_OUT), json_num(calls, i, RC_COST), json_num(calls, i, RC_P50),
+             json_num(calls, i, RC_P95), json_num(calls, i, RC_ERRORS));
+    }
+    emit(e, "%s],\n", first ? "" : "\n ");
+
+    emit(e, " \"kinds\": [");
+    first = 1;
+    for (int i = 0; i < PQntuples(jobs); i++) {
+        if (i == jt)
+            continue;
+        emit(e, "%s\n  {\"kind\": ", first ? "" : ",");
+        first = 0;
+        emit_json_str(e, PQgetvalue(jobs, i, RJ_KIND));
+        emit(e,
+             ", \"jobs\": %s, \"done\": %s, \"failed\": %s, \"cost_usd\": %s, \"baseline_cost_usd\": %s, "
+             "\"saved_pct\": %s, \"latency_p50_ms\": %s, \"latency_p95_ms\": %s, \"accuracy\": %s, "
+             "\"evaluated\": %s}",
+             json_num(jobs, i, RJ_JOBS), json_num(jobs, i, RJ_DONE), json_num(jobs, i, RJ_FAILED_OR_DEAD),
+             json_num(jobs, i, RJ_COST), json_num(jobs, i, RJ_BASELINE), json_num(jobs, i, RJ_SAVED_PCT),
+             json_num(jobs, i, RJ_P50), json_num(jobs, i, RJ_P95), json_num(jobs, i, RJ_ACCURACY),
+             json_num(jobs, i, RJ_EVALUATED));
+    }
+    emit(e, "%s]}\n", first ? "" : "\n ");
+}
+
+static void render_text(Emit *e, const ReportOptions *opt, const PGresult *jobs, int jt, const PGresult *calls,
+                        int ct)
+{
+    emit(e, "tierq report: %s%s", opt->run_name ? "run " : "all runs", opt->run_name ? opt->run_name : "");
+    if (opt->since_s > 0)
+        emit(e, ", last %lds\n", opt->since_s);
+    else
+        emit(e, ", all time\n");
+
+    emit(e, "\ntotals\n");
+    emit(e, "  %-18s %s (queued %s, running %s, done %s, failed %s, dead %s, cancelled %s)\n", "jobs",
+         text_cell(jobs, jt, RJ_JOBS), text_cell(jobs, jt, RJ_QUEUED), text_cell(jobs, jt, RJ_RUNNING),
+         text_cell(jobs, jt, RJ_DONE), text_cell(jobs, jt, RJ_FAILED), text_cell(jobs, jt, RJ_DEAD),
+         text_cell(jobs, jt, RJ_CANCELLED));
+    emit(e, "  %-18s %s\n", "calls", text_cell(calls, ct, RC_CALLS));
+    emit(e, "  %-18s %s in, %s cached in, %s out\n", "tokens", text_cell(calls, ct, RC_TOKENS_IN),
+         text_cell(calls, ct, RC_TOKENS_CACHED_IN), text_cell(calls, ct, RC_TOKENS_OUT));
+    emit(e, "  %-18s %s\n", "cost_usd", text_cell(jobs, jt, RJ_COST));
+    emit(e, "  %-18s %s\n", "baseline_cost_usd", text_cell(jobs, jt, RJ_BASELINE));
+    emit(e, "  %-18s %s\n", "saved_usd", text_cell(jobs, jt, RJ_SAVED_USD));
+    if (cell(jobs, jt, RJ_SAVED_PCT1))
+        emit(e, "  saved %s%% against the all-baseline cost\n", PQgetvalue(jobs, jt, RJ_SAVED_PCT1));
+    else
+        emit(e, "  saved: no baseline cost recorded\n");
+
+    emit(e, "\nper model\n");
+    emit(e, "  %-20s %8s %12s %12s %12s %14s %9s %9s %7s\n", "model", "calls", "tokens_in", "cached_in",
+         "tokens_out", "cost_usd", "p50_ms", "p95_ms", "errors");
+    for (int i = 0; i < PQntuples(calls); i++) {
+        if (i == ct)
+            continue;
+        emit(e, "  %-20s %8s %12s %12s %12s %14s %9s %9s %7s\n", PQgetvalue(calls, i, RC_MODEL),
+             text_cell(calls, i, RC_CALLS), text_cell(calls, i, RC_TOKENS_IN),
+             text_cell(calls, i, RC_TOKENS_CACHED_IN), text_cell(calls, i, RC_TOKENS_OUT),
+             text_cell(calls, i, RC_COST), text_cell(calls, i, RC_P50), text_cell(calls, i, RC_P95),
+             text_cell(calls, i, RC_ERRORS));
+    }
+    if (PQntuples(calls) <= 1)
+        emit(e, "  (no calls)\n");
+
+    emit(e, "\nper kind\n");
+    emit(e, "  %-16s %7s %7s %7s %14s %14s %8s %9s %9s  %s\n", "kind", "jobs", "done", "failed", "cost_usd",
+         "baseline_usd", "saved", "p50_ms", "p95_ms", "accuracy");
+    for (int i = 0; i < PQntuples(jobs); i++) {
+        if (i == jt)
+            continue;
+        char saved[32], accuracy[96];
+        if (cell(jobs, i, RJ_SAVED_PCT1))
+            snprintf(saved, sizeof saved, "%s%%", PQgetvalue(jobs, i, RJ_SAVED_PCT1));
+        else
+            snprintf(saved, sizeof saved, "-");
+        if (cell(jobs, i, RJ_ACCURACY_PCT1))
+            snprintf(accuracy, sizeof accuracy, "%s%% (%s/%s)", PQgetvalue(jobs, i, RJ_ACCURACY_PCT1),
+                     PQgetvalue(jobs, i, RJ_CORRECT), PQgetvalue(jobs, i, RJ_EVALUATED));
+        else
+            snprintf(accuracy, sizeof accuracy, "-");
+        emit(e, "  %-16s %7s %7s %7s %14s %14s %8s %9s %9s  %s\n", PQgetvalue(jobs, i, RJ_KIND),
+             text_cell(jobs, i, RJ_JOBS), text_cell(jobs, i, RJ_DONE), text_cell(jobs, i, RJ_FAILED_OR_DEAD),
+             text_cell(jobs, i, RJ_COST), text_cell(jobs, i, RJ_BASELINE), saved, text_cell(jobs, i, RJ_P50),
+             text_cell(jobs, i, RJ_P95), accuracy);
+    }
+    if (PQntuples(jobs) <= 1)
+        emit(e, "  (no jobs)\n");
+}
+
+int report_run(PGconn *c, const ReportOptions *opt, FILE *out, TqErr *err)
+{
+    if (!opt || opt->since_s < 0 || (opt->format != REPORT_TEXT && opt->format != REPORT_JSON))
+        return tq_err(err, TQ_EINVAL, "report: invalid options");
+    char since[32];
+    snprintf(since, sizeof since, "%ld", opt->since_s);
+    const char *params[] = {opt->run_name, opt->since_s > 0 ? since : NULL};
+
+    PGresult *jobs = NULL, *calls = NULL;
+    Emit e = {.rc = 0};
+    buf_init(&e.b, REPORT_MAX_BYTES);
+    int rc = 0, jt = -1, ct = -1;
+    /* One snapshot and one now() for both statements, so the totals from jobs and from calls
+     * describe the same moment and the same --since window. Inside a caller's transaction we
+     * simply use theirs. */
+    int own_tx = PQtransactionStatus(c) == PQTRANS_IDLE;
+    if (own_tx && (rc = db_exec(c, "report begin", "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", 0, NULL, err)))
+        goto cleanup;
+    jobs = db_query(c, "report jobs", SQL_REPORT_JOBS, 2, params, err);
+    if (!jobs) {
+        rc = TQ_EDB;
+        goto cleanup;
+    }
+    calls = db_query(c, "report calls", SQL_REPORT_CALLS, 2, params, err);
+    if (!calls) {
+        rc = TQ_EDB;
+        goto cleanup;
+    }
+    if (own_tx) {
+        own_tx = 0;
+        if ((rc = db_exec(c, "report commit", "COMMIT", 0, NULL, err)))
+            goto cleanup;
+    }
+    if (PQnfields(jobs) != RJ_NCOLS || PQnfields(calls) != RC_NCOLS) {
+        rc = tq_err(err, TQ_EDB, "report: unexpected result shape");
+        goto cleanup;
+    }
+    jt = find_total(jobs);
+    ct = find_total(calls);
+    if (jt < 0 || ct < 0) {
+        rc = tq_err(err, TQ_EDB, "report: totals row missing");
+        goto cleanup;
+    }
+
+    if (opt->format == REPORT_JSON)
+        render_json(&e, opt, jobs, jt, calls, ct);
+    else
+        render_text(&e, opt, jobs, jt, calls, ct);
+    if (e.rc) {
+        rc = tq_err(err, e.rc, "report: output too large or out of memory");
+        goto cleanup;
+    }
+    if (fwrite(e.b.data, 1, e.b.len, out) != e.b.len || fflush(out) != 0) {
+        rc = tq_err(err, TQ_EIO, "report: write failed");
+        goto cleanup;
+    }
+
+cleanup:
+    if (own_tx)
+        PQclear(PQexec(c, "ROLLBACK"));
+    PQclear(jobs);
+    PQclear(calls);
+    buf_free(&e.b);
+    return rc;
+}
+
+/* Units from largest to smallest; a duration names each at most once, in this order. */
+static const struct {
+    char unit;
+    long seconds;
+} REPORT_UNITS[] = {{'d', 86400L}, {'h', 3600L}, {'m', 60L}, {'s', 1L}};
+
+int report_parse_duration(const char *s, long *seconds)
+{
+    if (!s || !*s || !seconds)
+        return TQ_EINVAL;
+    long total = 0;
+    size_t next_unit = 0; /* index into REPORT_UNITS of the smallest unit still allowed */
+    const char *p = s;
+    while (*p) {
+        if (*p < '0' || *p > '9')
+            return TQ_EINVAL;
+        long n = 0;
+        for (; *p >= '0' && *p <= '9'; p++) {
+            long digit = *p - '0';
+            if (n > (REPORT_MAX_DURATION_S - digit) / 10)
+                return TQ_EINVAL;
+            n = n * 10 + digit;
+        }
+        size_t u = next_unit;
+        while (u < sizeof REPORT_UNITS / sizeof REPORT_UNITS[0] && REPORT_UNITS[u].unit != *p)
+            u++;
+        if (u == sizeof REPORT_UNITS / sizeof REPORT_UNITS[0])
+            return TQ_EINVAL; /* no unit, an unknown one, or one out of order / repeated */
+        if (n > (REPORT_MAX_DURATION_S - total) / REPORT_UNITS[u].seconds)
+            return TQ_EINVAL;
+        total += n * REPORT_UNITS[u].seconds;
+        next_unit = u + 1;
+        p++;
+    }
+    if (total <= 0)
+        return TQ_EINVAL;
+    *seconds = total;
+    return 0;
+}

@@ -1,0 +1,58 @@
+/* report.h — `tierq report`: what a run cost, what it would have cost on the baseline model, and
+ * how good the answers were; as an aligned text report or as one JSON object for scripts.
+ *
+ * Sources, so that every figure can be checked with SQL:
+ *   totals.jobs*, cost_usd, baseline_cost_usd, saved_*   tierq.jobs (cost and baseline over the
+ *                                                         same jobs, so saved_pct compares like
+ *                                                         with like)
+ *   totals.calls, tokens_*; models[]                     tierq.calls (the ledger)
+ *   kinds[]                                              tierq.jobs
+ * Filters: run_name matches jobs.run_name and calls.run_name; since_s keeps jobs whose finished_at
+ * (created_at while unfinished) and calls whose created_at lie within the last since_s seconds.
+ *
+ * JSON (keys and order are a contract; numbers are exact decimal text from PostgreSQL, money with
+ * 6 decimals, saved_pct with 2, accuracy as a share 0..1 with 6; latencies in whole ms):
+ *   {"filters": {"run": null|"name", "since_s": N|null},
+ *    "totals": {"jobs", "jobs_by_state": {"queued", "running", "done", "failed", "dead",
+ *               "cancelled"}, "calls", "tokens_in", "tokens_cached_in", "tokens_out", "cost_usd",
+ *               "baseline_cost_usd", "saved_usd", "saved_pct" (null when baseline is 0)},
+ *    "models": [{"model", "calls", "tokens_in", "tokens_cached_in", "tokens_out", "cost_usd",
+ *                "latency_p50_ms", "latency_p95_ms" (null without latencies), "errors" (calls
+ *                whose status is not 'ok')}],
+ *    "kinds": [{"kind", "jobs", "done", "failed" (failed + dead), "cost_usd", "baseline_cost_usd",
+ *               "saved_pct", "latency_p50_ms", "latency_p95_ms" (finished_at - started_at of done
+ *               jobs), "accuracy" (null when nothing was evaluated), "evaluated" (done jobs with
+ *               expected)}]}
+ * Accuracy compares tierq.normalize_answer(result) with tierq.normalize_answer(expected)
+ * (sql/002_report.sql). Models and kinds are listed by name.
+ *
+ * Blocking: runs two statements (in one read-only snapshot when the connection is idle). */
+#ifndef TQ_REPORT_H
+#define TQ_REPORT_H
+
+#include "err.h"
+
+#include <libpq-fe.h>
+#include <stdio.h>
+
+typedef enum { REPORT_TEXT = 0, REPORT_JSON } ReportFormat;
+
+typedef struct ReportOptions {
+    ReportFormat format;
+    const char *run_name; /* NULL = every run (and jobs without a run_name) */
+    long since_s;         /* 0 = all time; negative is TQ_EINVAL */
+} ReportOptions;
+
+/* Write the report to out. Returns 0, TQ_EINVAL (bad options), TQ_EDB (statement failed),
+ * TQ_ENOMEM or TQ_EIO (writing to out failed). The report is built in memory and written only
+ * when every query succeeded, so a failure leaves out untouched (except after TQ_EIO). */
+int report_run(PGconn *c, const ReportOptions *opt, FILE *out, TqErr *err);
+
+/* Parse a --since duration: one or more <digits><unit> parts with units d, h, m, s, each at most
+ * once and from largest to smallest ("90s", "15m", "24h", "7d", "1h30m", "1d12h"). The total must
+ * be positive and at most REPORT_MAX_DURATION_S. Returns 0 and sets *seconds, or TQ_EINVAL and
+ * leaves *seconds unchanged. */
+#define REPORT_MAX_DURATION_S (3650L * 86400L) /* ten years; fits a 32-bit long */
+int report_parse_duration(const char *s, long *seconds);
+
+#endif

@@ -1,0 +1,42 @@
+/* run.h — `tierq run`: claim jobs, feed the worker pool, write results back, until stopped (daemon)
+ * or until nothing is left (--drain).
+ *
+ * Threads: this (scheduler) thread claims, renews leases, requeues expired ones, heartbeats and
+ * prints progress; the worker pool sends requests; the writer persists results. SIGTERM/SIGINT stop
+ * claiming and let in-flight work finish within the grace period, then hand the rest back; a second
+ * signal hands back at once. A kill -9 loses nothing: leases expire and any process requeues. */
+#ifndef TQ_RUN_H
+#define TQ_RUN_H
+
+#include "config.h"
+
+#include <stdbool.h>
+
+typedef struct RunOptions {
+    bool drain;              /* exit 0 once nothing is queued or running */
+    int max_in_flight;       /* HTTP requests in flight for the process */
+    int threads;             /* worker threads, 0 = one per core */
+    int lease_s;
+    int claim_batch;
+    int poll_ms;             /* claim at least this often even without NOTIFY */
+    int grace_s;             /* shutdown: time for in-flight work to finish */
+    bool poll_only;          /* no LISTEN (PgBouncer in transaction mode) */
+    bool progress;           /* live progress line on stderr */
+    const char *run_name;    /* only claim jobs of this run */
+    const char *kinds_csv;   /* only claim these kinds */
+    long max_response_bytes;
+    int max_tries;           /* HTTP attempts per call in-process */
+} RunOptions;
+
+void run_default_options(RunOptions *o);
+
+enum {
+    RUN_EXIT_OK = 0,
+    RUN_EXIT_RUNTIME = 1,
+    RUN_EXIT_QUOTA = 5,      /* a provider ran out of quota; its jobs were deferred */
+};
+
+/* Returns a RUN_EXIT_* code; prints a summary on stdout and errors on stderr. */
+int run_main(const TqConfig *cfg, const RunOptions *opt);
+
+#endif

@@ -1,0 +1,392 @@
+#include "writer.h"
+
+#include "db.h"
+#include "log.h"
+#include "pgarray.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define WRITER_MAX_BATCH 1000   /* calls per flush */
+#define WRITER_LINGER_MS 20     /* wait for more calls before a small flush */
+
+struct Writer {
+    char *conninfo;
+    char *owner;
+    CallQueue *in;
+    HeldSet *held;
+    int notify_fd;
+    PGconn *conn;
+    pthread_t thread;
+    atomic_bool stop;
+    pthread_mutex_t mu;
+    WriterStats stats;
+};
+
+/* Ledger rows and per-job charges in one statement: the CTE inserts the rows that are new (a retried
+ * flush finds its keys present and inserts nothing), and only charges of inserted rows are added. */
+static const char *const SQL_LEDGER =
+    "WITH ins AS ("
+    "  INSERT INTO tierq.calls (call_key, run_name, job_ids, kind, model, tier, purpose, worker, attempt,"
+    "    tokens_in, tokens_cached_in, tokens_out, tokens_reasoning, usage_estimated, cost_usd, latency_ms,"
+    "    http_status, status, reason, error, score)"
+    "  SELECT u.k, u.rn, string_to_array(u.ji, ',')::bigint[], u.kind, u.model, u.tier, u.purpose, $1, u.att,"
+    "    u.ti, u.tc, u.tout, u.tr, u.est, u.cost, u.lat, u.http, u.st, u.reason, u.err, u.score"
+    "  FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::text[], $8::int[],"
+    "    $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], $13::bool[], $14::numeric[], $15::int[],"
+    "    $16::int[], $17::text[], $18::text[], $19::text[], $20::real[], $22::text[])"
+    "    AS u(k, ji, kind, model, tier, purpose, att, ti, tc, tout, tr, est, cost, lat, http, st, reason, err, score, rn)"
+    "  ON CONFLICT (call_key) DO NOTHING"
+    "  RETURNING call_key)"
+    " UPDATE tierq.jobs j SET cost_usd = j.cost_usd + s.cost, tokens_in = j.tokens_in + s.ti,"
+    "   tokens_cached_in = j.tokens_cached_in + s.tc, tokens_out = j.tokens_out + s.tout"
+    " FROM (SELECT c.id, sum(c.cost) AS cost, sum(c.ti) AS ti, sum(c.tc) AS tc, sum(c.tout) AS tout"
+    "       FROM unnest($21::text[], $23::bigint[], $24::numeric[], $25::bigint[], $26::bigint[], $27::bigint[])"
+    "         AS c(k, id, cost, ti, tc, tout)"
+    "       WHERE c.k IN (SELECT call_key FROM ins) GROUP BY c.id) s"
+    " WHERE j.id = s.id";
+
+enum {
+    L_KEY, L_JOBS, L_KIND, L_MODEL, L_TIER, L_PURPOSE, L_ATT, L_TI, L_TC, L_TOUT, L_TR, L_EST, L_COST, L_LAT,
+    L_HTTP, L_ST, L_REASON, L_ERR, L_SCORE, L_RUN, L_CKEY, L_CID, L_CCOST, L_CTI, L_CTC, L_CTOUT, L_N
+};
+
+typedef struct Batch {
+    Call **calls;
+    int n;
+} Batch;
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int add_usd(Buf *b, int64_t pico)
+{
+    char s[48];
+    db_format_usd(s, sizeof s, pico);
+    return pgarray_add_text(b, s);
+}
+
+/* Build every array of the ledger statement. */
+static int build_ledger(const Batch *bt, Buf *col, int *nrows)
+{
+    int rc = 0;
+    *nrows = 0;
+    for (int i = 0; i < L_N; i++)
+        pgarray_begin(&col[i]);
+    for (int ci = 0; ci < bt->n && !rc; ci++) {
+        const Call *c = bt->calls[ci];
+        char ids[512];
+        size_t off = 0;
+        ids[0] = '\0';
+        for (int j = 0; j < c->njobs && off < sizeof ids - 24; j++)
+            off += (size_t)snprintf(ids + off, sizeof ids - off, "%s%lld", j ? "," : "", (long long)c->jobs[j].job->id);
+        /* A call belongs to a run when all the jobs it served do. */
+        const char *run = c->jobs[0].job->run_name;
+        for (int j = 1; j < c->njobs && run; j++)
+            if (!c->jobs[j].job->run_name || strcmp(c->jobs[j].job->run_name, run) != 0)
+                run = NULL;
+        for (int r = 0; r < c->nrows && !rc; r++) {
+            const LedgerRow *row = &c->rows[r];
+            (*nrows)++;
+            rc = pgarray_add_text(&col[L_KEY], row->key) || pgarray_add_text(&col[L_JOBS], ids) ||
+                 pgarray_add_text(&col[L_KIND], c->kind->name) ||
+                 pgarray_add_text(&col[L_MODEL], c->cfg->models[c->model].name) ||
+                 pgarray_add_int64(&col[L_TIER], c->tier + 1) || pgarray_add_text(&col[L_PURPOSE], c->purpose) ||
+                 pgarray_add_int64(&col[L_ATT], c->jobs[0].job->attempt) ||
+                 pgarray_add_int64(&col[L_TI], row->tokens_in) || pgarray_add_int64(&col[L_TC], row->tokens_cached) ||
+                 pgarray_add_int64(&col[L_TOUT], row->tokens_out) ||
+                 pgarray_add_int64(&col[L_TR], row->tokens_reasoning) || pgarray_add_bool(&col[L_EST], row->estimated) ||
+                 add_usd(&col[L_COST], row->cost_pico) || pgarray_add_int64(&col[L_LAT], row->latency_ms) ||
+                 pgarray_add_int64(&col[L_HTTP], row->http_status) ||
+                 pgarray_add_text(&col[L_ST], row->status ? row->status : "ok") ||
+                 pgarray_add_text(&col[L_REASON], row->reason) || pgarray_add_text(&col[L_ERR], row->error) ||
+                 pgarray_add_double(&col[L_SCORE], row->score) || pgarray_add_text(&col[L_RUN], run);
+            for (int k = 0; k < row->ncharges && !rc; k++) {
+                const LedgerCharge *ch = &row->charges[k];
+                if (ch->cost_pico == 0 && ch->tokens_in == 0 && ch->tokens_out == 0)
+                    continue;
+                rc = pgarray_add_text(&col[L_CKEY], row->key) || pgarray_add_int64(&col[L_CID], ch->job_id) ||
+                     add_usd(&col[L_CCOST], ch->cost_pico) || pgarray_add_int64(&col[L_CTI], ch->tokens_in) ||
+                     pgarray_add_int64(&col[L_CTC], ch->tokens_cached) || pgarray_add_int64(&col[L_CTOUT], ch->tokens_out);
+            }
+        }
+    }
+    for (int i = 0; i < L_N && !rc; i++)
+        rc = pgarray_end(&col[i]);
+    return rc;
+}
+
+/* One attempt at writing the batch in a transaction. Fills the outcome counters only on success. */
+static int flush_once(Writer *w, const Batch *bt, WriterStats *delta, TqErr *err)
+{
+    Buf col[L_N];
+    int nrows = 0;
+    int rc = build_ledger(bt, col, &nrows);
+    int ndone = 0, nfail = 0;
+    for (int ci = 0; ci < bt->n; ci++)
+        for (int j = 0; j < bt->calls[ci]->njobs; j++) {
+            CallJobOutcome o = bt->calls[ci]->jobs[j].outcome;
+            ndone += o == CALL_JOB_DONE;
+            nfail += o == CALL_JOB_FAIL;
+        }
+    QueueResult *rs = calloc((size_t)ndone + 1, sizeof *rs);
+    QueueFailure *fs = calloc((size_t)nfail + 1, sizeof *fs);
+    bool *fail_applied = calloc((size_t)nfail + 1, sizeof *fail_applied);
+    if (rc || !rs || !fs || !fail_applied) {
+        rc = tq_err(err, TQ_ENOMEM, "out of memory building the write-back");
+        goto cleanup;
+    }
+    int nd = 0, nf = 0;
+    int64_t baseline = 0;
+    for (int ci = 0; ci < bt->n; ci++) {
+        const Call *c = bt->calls[ci];
+        for (int j = 0; j < c->njobs; j++) {
+            const CallJob *cj = &c->jobs[j];
+            if (cj->outcome == CALL_JOB_DONE) {
+                rs[nd++] = (QueueResult){.id = cj->job->id, .attempt = cj->job->attempt, .result = cj->result,
+                                         .model = c->cfg->models[c->model].name, .tier = c->tier + 1,
+                                         .quality = cj->quality, .escalations = c->tier, .reason = cj->reason,
+                                         .baseline_pico = cj->baseline_pico};
+                baseline += cj->baseline_pico;
+            } else if (cj->outcome == CALL_JOB_FAIL) {
+                fs[nf++] = (QueueFailure){.id = cj->job->id, .attempt = cj->job->attempt, .reason = cj->reason,
+                                          .error = cj->error, .retryable = cj->retryable,
+                                          .retry_after_ms = cj->retry_after_ms};
+            }
+        }
+    }
+    int stmts = 0;
+    if ((rc = db_exec(w->conn, "begin", "BEGIN", 0, NULL, err)))
+        goto cleanup;
+    stmts++;
+    if (nrows > 0) {
+        const char *p[27];
+        p[0] = w->owner;
+        for (int i = 0; i < 19; i++)
+            p[1 + i] = col[i].data;
+        p[20] = col[L_CKEY].data;
+        p[21] = col[L_RUN].data;
+        p[22] = col[L_CID].data;
+        p[23] = col[L_CCOST].data;
+        p[24] = col[L_CTI].data;
+        p[25] = col[L_CTC].data;
+        p[26] = col[L_CTOUT].data;
+        if ((rc = db_exec(w->conn, "write ledger", SQL_LEDGER, 27, p, err)))
+            goto rollback;
+        stmts++;
+    }
+    int napplied = 0, nfapplied = 0;
+    if (nd > 0) {
+        if ((rc = queue_complete(w->conn, w->owner, rs, nd, NULL, &napplied, err)))
+            goto rollback;
+        stmts++;
+    }
+    if (nf > 0) {
+        if ((rc = queue_fail(w->conn, w->owner, fs, nf, fail_applied, &nfapplied, err)))
+            goto rollback;
+        stmts++;
+    }
+    if ((rc = db_exec(w->conn, "commit", "COMMIT", 0, NULL, err)))
+        goto cleanup;
+    stmts++;
+    int64_t cost = 0;
+    for (int ci = 0; ci < bt->n; ci++)
+        for (int r = 0; r < bt->calls[ci]->nrows; r++)
+            cost += bt->calls[ci]->rows[r].cost_pico;
+    int nretry = 0;
+    for (int i = 0; i < nf; i++)
+        nretry += fail_applied[i] && fs[i].retryable;
+    delta->calls = nrows;
+    delta->jobs_done = napplied;
+    delta->jobs_retry = nretry;
+    delta->jobs_failed = nfapplied - nretry;
+    delta->lease_lost = (nd - napplied) + (nf - nfapplied);
+    delta->cost_pico = cost;
+    delta->baseline_pico = baseline;
+    delta->statements = stmts;
+    goto cleanup;
+rollback:
+    if (!db_is_broken(w->conn))
+        PQclear(PQexec(w->conn, "ROLLBACK"));
+cleanup:
+    for (int i = 0; i < L_N; i++)
+        buf_free(&col[i]);
+    free(rs);
+    free(fs);
+    free(fail_applied);
+    return rc;
+}
+
+static void reconnect(Writer *w)
+{
+    if (w->conn)
+        PQfinish(w->conn);
+    w->conn = NULL;
+    TqErr err = {0};
+    if (db_connect(w->conninfo, &w->conn, &err)) {
+        w->conn = NULL;
+        log_msg(LOG_WARN, "writer", "database unreachable, will retry: %s", err.msg);
+    } else {
+        log_msg(LOG_INFO, "writer", "reconnected to the database");
+    }
+}
+
+static void flush(Writer *w, Batch *bt)
+{
+    if (bt->n == 0)
+        return;
+    int64_t backoff = 100;
+    for (;;) {
+        if (!w->conn || db_is_broken(w->conn))
+            reconnect(w);
+        TqErr err = {0};
+        WriterStats d = {0};
+        if (w->conn && flush_once(w, bt, &d, &err) == 0) {
+            pthread_mutex_lock(&w->mu);
+            w->stats.calls += d.calls;
+            w->stats.jobs_done += d.jobs_done;
+            w->stats.jobs_failed += d.jobs_failed;
+            w->stats.jobs_retry += d.jobs_retry;
+            w->stats.lease_lost += d.lease_lost;
+            w->stats.cost_pico += d.cost_pico;
+            w->stats.baseline_pico += d.baseline_pico;
+            w->stats.statements += d.statements;
+            w->stats.flushes++;
+            pthread_mutex_unlock(&w->mu);
+            if (d.lease_lost)
+                log_msg(LOG_WARN, "writer", "lease_lost jobs=%lld: another attempt owns them; results not written",
+                        (long long)d.lease_lost);
+            break;
+        }
+        pthread_mutex_lock(&w->mu);
+        w->stats.db_errors++;
+        pthread_mutex_unlock(&w->mu);
+        if (w->conn && !db_is_broken(w->conn)) {
+            /* A statement failed on a healthy connection: something in this batch is unwritable.
+             * Nothing is lost by waiting: the jobs stay leased and, if this never clears, expire
+             * and are retried by the queue. Keep trying with backoff and say why. */
+            log_msg(LOG_ERROR, "writer", "write-back failed, retrying: %s", err.msg);
+        } else {
+            log_msg(LOG_WARN, "writer", "write-back interrupted (%s); retrying", err.msg[0] ? err.msg : "no connection");
+        }
+        struct timespec ts = {backoff / 1000, (backoff % 1000) * 1000000};
+        nanosleep(&ts, NULL);
+        if (backoff < 5000)
+            backoff *= 2;
+        if (atomic_load(&w->stop) && backoff >= 5000 && w->conn && !db_is_broken(w->conn))
+            break; /* stopping and the batch keeps failing: leave it to lease expiry */
+    }
+    for (int i = 0; i < bt->n; i++) {
+        Call *c = bt->calls[i];
+        for (int j = 0; j < c->njobs; j++)
+            held_remove(w->held, c->jobs[j].job->id);
+        call_free(c);
+    }
+    bt->n = 0;
+    if (w->notify_fd >= 0) {
+        uint64_t one = 1;
+        ssize_t wr = write(w->notify_fd, &one, sizeof one);
+        (void)wr;
+    }
+}
+
+static void *writer_main(void *arg)
+{
+    Writer *w = arg;
+    Batch bt = {calloc(WRITER_MAX_BATCH, sizeof(Call *)), 0};
+    Call *pending = NULL, *pending_tail = NULL;
+    int64_t first_ms = 0;
+    for (;;) {
+        bool stopping = atomic_load(&w->stop);
+        int n = 0;
+        Call *list = callq_take_all(w->in, pending ? 2 : 50, &n);
+        if (list) {
+            if (!pending)
+                first_ms = mono_ms();
+            if (pending_tail)
+                pending_tail->next = list;
+            else
+                pending = list;
+            while (list->next)
+                list = list->next;
+            pending_tail = list;
+        }
+        /* Flush when the batch is full, has lingered long enough, or we are stopping. */
+        while (pending) {
+            int count = 0;
+            for (Call *c = pending; c && count < WRITER_MAX_BATCH; c = c->next)
+                count++;
+            if (count < WRITER_MAX_BATCH && mono_ms() - first_ms < WRITER_LINGER_MS && !stopping)
+                break;
+            while (pending && bt.n < WRITER_MAX_BATCH) {
+                bt.calls[bt.n++] = pending;
+                pending = pending->next;
+            }
+            if (!pending)
+                pending_tail = NULL;
+            flush(w, &bt);
+            first_ms = mono_ms();
+        }
+        if (stopping && !pending && callq_length(w->in) == 0)
+            break;
+    }
+    free(bt.calls);
+    return NULL;
+}
+
+int writer_start(Writer **out, const char *conninfo, const char *owner, CallQueue *in,
+                 HeldSet *held, int notify_fd, TqErr *err)
+{
+    Writer *w = calloc(1, sizeof *w);
+    if (!w)
+        return tq_err(err, TQ_ENOMEM, "out of memory");
+    w->conninfo = strdup(conninfo ? conninfo : db_conninfo_from_env());
+    w->owner = strdup(owner);
+    w->in = in;
+    w->held = held;
+    w->notify_fd = notify_fd;
+    pthread_mutex_init(&w->mu, NULL);
+    int rc = db_connect(w->conninfo, &w->conn, err);
+    if (rc) {
+        free(w->conninfo);
+        free(w->owner);
+        free(w);
+        return rc;
+    }
+    pthread_create(&w->thread, NULL, writer_main, w);
+    *out = w;
+    return 0;
+}
+
+void writer_stop(Writer *w, WriterStats *final)
+{
+    if (!w)
+        return;
+    atomic_store(&w->stop, true);
+    pthread_join(w->thread, NULL);
+    if (final)
+        *final = w->stats;
+    if (w->conn)
+        PQfinish(w->conn);
+    pthread_mutex_destroy(&w->mu);
+    free(w->conninfo);
+    free(w->owner);
+    free(w);
+}
+
+void writer_get_stats(Writer *w, WriterStats *out)
+{
+    pthread_mutex_lock(&w->mu);
+    *out = w->stats;
+    pthread_mutex_unlock(&w->mu);
+}

@@ -1,0 +1,510 @@
+/* `tierq report` against a real PostgreSQL: known jobs and calls rows go in, and the dollars,
+ * savings, latencies, error counts and accuracy a user reads must come out, as text and as JSON,
+ * for every filter. Expected figures were worked out by hand from the rows below (exact decimals). */
+#include "testdb.h"
+
+#include "err.h"
+#include "json.h"
+#include "report.h"
+
+/* Two runs, two kinds, every job state. Costs are chosen so that rounding each job before summing
+ * would give a different answer (0.0000104 + 0.0000204 + ... = 0.0001108 -> 0.000111, not 0.000110).
+ * "old" rows finished / were made two days ago; the old queued job was created three days ago. */
+static const char *const SEED =
+    "INSERT INTO tierq.jobs (kind, prompt, run_name, state, expected, result, cost_usd, baseline_cost_usd,"
+    "                        started_at, finished_at)"
+    " SELECT kind, 'prompt', run, state, expected, result, cost, base,"
+    "        CASE WHEN lat IS NOT NULL THEN fin - lat * interval '1 millisecond' END, fin"
+    " FROM (VALUES"
+    "  ('classify',  'r1', 'done',      'Billing'::text,    '\"billing.\"'::text, 0.000010400000::numeric, 0.0004::numeric, 100,  now() - interval '5 minutes'),"
+    "  ('classify',  'r1', 'done',      'bug',              'Bug',               0.000020400000, 0.0004, 200,  now() - interval '5 minutes'),"
+    "  ('classify',  'r1', 'done',      'other',            'billing',           0.000030,       0.0004, 300,  now() - interval '5 minutes'),"
+    "  ('classify',  'r1', 'done',      NULL,               'bug',               0.000040,       0.0004, 400,  now() - interval '5 minutes'),"
+    "  ('classify',  'r1', 'failed',    'bug',              NULL,                0.000005,       0,      NULL, now() - interval '5 minutes'),"
+    "  ('classify',  'r1', 'dead',      NULL,               NULL,                0.000005,       0,      NULL, now() - interval '5 minutes'),"
+    "  ('classify',  'r1', 'cancelled', NULL,               NULL,                0,              0,      NULL, now() - interval '5 minutes'),"
+    "  ('summarize', 'r1', 'done',      'Hello,   World!',  'hello world',       0.001,          0.01,   1000, now() - interval '5 minutes'),"
+    "  ('summarize', 'r1', 'done',      NULL,               'x',                 0.002,          0.02,   5000, now() - interval '2 days'),"
+    "  ('classify',  'r2', 'done',      'yes',              'no',                0.5,            1.0,    50,   now() - interval '5 minutes')"
+    " ) v(kind, run, state, expected, result, cost, base, lat, fin);"
+    "INSERT INTO tierq.jobs (kind, prompt, run_name, state, created_at)"
+    " VALUES ('classify', 'waiting', 'r1', 'queued', now() - interval '3 days');"
+    "INSERT INTO tierq.jobs (kind, prompt, run_name, state, attempts, lease_owner, lease_until, started_at)"
+    " VALUES ('classify', 'in flight', 'r1', 'running', 1, 'w1', now() + interval '1 minute', now());"
+    "INSERT INTO tierq.calls (call_key, run_name, job_ids, kind, model, tokens_in, tokens_cached_in, tokens_out,"
+    "                         cost_usd, latency_ms, status, created_at)"
+    " SELECT 'k' || n, run, '{1}', kind, model, tin, cin, tout, cost, lat, status, at"
+    " FROM (VALUES"
+    "  (1, 'r1', 'classify',  'qwen3-8b',          100,  10, 5,   0.000010400000::numeric, 100,  'ok',     now() - interval '5 minutes'),"
+    "  (2, 'r1', 'classify',  'qwen3-8b',          200,  0,  5,   0.000020400000,          300,  'ok',     now() - interval '5 minutes'),"
+    "  (3, 'r1', 'classify',  'qwen3-8b',          50,   0,  0,   0.000005,                1000, 'retry',  now() - interval '5 minutes'),"
+    "  (4, 'r1', 'summarize', 'gpt-4o',            1000, 0,  100, 0.001,                   2000, 'ok',     now() - interval '5 minutes'),"
+    "  (5, 'r1', 'summarize', 'gpt-4o',            10,   0,  0,   0,                       NULL, 'failed', now() - interval '5 minutes'),"
+    "  (6, 'r1', 'summarize', 'gpt-4o',            2000, 0,  200, 0.002,                   4000, 'ok',     now() - interval '2 days'),"
+    "  (7, 'r2', 'classify',  'deepseek-reasoner', 500,  0,  50,  0.5,                     700,  'ok',     now() - interval '5 minutes'),"
+    "  (8, 'r1', 'classify',  'gpt-4o-mini',       5,    0,  0,   0,                       NULL, 'quota',  now() - interval '5 minutes')"
+    " ) v(n, run, kind, model, tin, cin, tout, cost, lat, status, at)";
+
+static PGconn *report_db(void)
+{
+    static int seeded;
+    if (!seeded) {
+        testdb_setup("tq_report", 1);
+        PGconn *c = testdb_connect();
+        char err[1024];
+        if (testdb_exec(c, SEED, err, sizeof err) != 0) {
+            printf("# seeding failed: %s\n", err);
+            exit(1);
+        }
+        PQfinish(c);
+        seeded = 1;
+    }
+    return testdb_connect();
+}
+
+/* Run the report into memory. *text is malloc'd (possibly empty) and always set. */
+static int report_to_string(PGconn *c, ReportFormat format, const char *run, long since_s, char **text, TqErr *err)
+{
+    size_t len = 0;
+    *text = NULL;
+    FILE *f = open_memstream(text, &len);
+    if (!f) {
+        printf("# open_memstream failed\n");
+        exit(1);
+    }
+    ReportOptions opt = {.format = format, .run_name = run, .since_s = since_s};
+    int rc = report_run(c, &opt, f, err);
+    fclose(f);
+    return rc;
+}
+
+/* JSON helpers: values are compared as the exact text in the document. */
+static char jv_bufs[8][128];
+static int jv_next;
+
+/* Raw text of obj[key]: the number or literal as written, a string without quotes, or
+ * "<missing>". */
+static const char *jv(const JsonDoc *d, int obj, const char *key)
+{
+    int i = obj >= 0 ? json_get(d, obj, key) : -1;
+    if (i < 0)
+        return "<missing>";
+    size_t n = 0;
+    const char *raw = json_raw(d, i, &n);
+    char *out = jv_bufs[jv_next++ % 8];
+    snprintf(out, sizeof jv_bufs[0], "%.*s", (int)n, raw);
+    return out;
+}
+
+static int jobj(const JsonDoc *d, int obj, const char *key)
+{
+    int i = obj >= 0 ? json_get(d, obj, key) : -1;
+    return i >= 0 && (json_type(d, i) == JSON_OBJECT || json_type(d, i) == JSON_ARRAY) ? i : -1;
+}
+
+/* The element of array arr whose field equals name, or -1. */
+static int jfind(const JsonDoc *d, int arr, const char *field, const char *name)
+{
+    for (int k = 0; arr >= 0 && k < json_size(d, arr); k++) {
+        int el = json_at(d, arr, k);
+        int v = json_get(d, el, field);
+        if (v >= 0 && json_type(d, v) == JSON_STRING && json_eq(d, v, name))
+            return el;
+    }
+    return -1;
+}
+
+/* obj has exactly these keys, in this order. */
+static void check_keys(const JsonDoc *d, int obj, const char *const *keys, int n, const char *what)
+{
+    CHECKF(obj >= 0 && json_type(d, obj) == JSON_OBJECT, "%s is not an object", what);
+    if (obj < 0 || json_type(d, obj) != JSON_OBJECT)
+        return;
+    CHECKF(json_size(d, obj) == n, "%s has %d keys, want %d", what, json_size(d, obj), n);
+    int k = obj + 1;
+    for (int i = 0; i < n && i < json_size(d, obj); i++) {
+        size_t len = 0;
+        const char *raw = json_raw(d, k, &len);
+        CHECKF(json_eq(d, k, keys[i]), "%s key %d is \"%.*s\", want \"%s\"", what, i, (int)len, raw, keys[i]);
+        k = json_skip(d, k + 1);
+    }
+}
+
+static const char *const TOP_KEYS[] = {"filters", "totals", "models", "kinds"};
+static const char *const FILTER_KEYS[] = {"run", "since_s"};
+static const char *const TOTAL_KEYS[] = {"jobs", "jobs_by_state", "calls", "tokens_in", "tokens_cached_in",
+                                         "tokens_out", "cost_usd", "baseline_cost_usd", "saved_usd", "saved_pct"};
+static const char *const STATE_KEYS[] = {"queued", "running", "done", "failed", "dead", "cancelled"};
+static const char *const MODEL_KEYS[] = {"model", "calls", "tokens_in", "tokens_cached_in", "tokens_out",
+                                              "cost_usd", "latency_p50_ms", "latency_p95_ms", "errors"};
+static const char *const KIND_KEYS[] = {"kind", "jobs", "done", "failed", "cost_usd", "baseline_cost_usd",
+                                        "saved_pct", "latency_p50_ms", "latency_p95_ms", "accuracy", "evaluated"};
+#define NKEYS(a) ((int)(sizeof(a) / sizeof((a)[0])))
+
+/* Parse and check the shape of every object; returns 0 with doc filled. */
+static int parse_report(const char *text, JsonDoc *d)
+{
+    TqErr err = {0};
+    int rc = json_parse(d, text, strlen(text), 0, &err);
+    CHECKF(rc == 0, "report is not JSON (%s): %s", err.msg, text);
+    if (rc)
+        return rc;
+    check_keys(d, 0, TOP_KEYS, NKEYS(TOP_KEYS), "report");
+    check_keys(d, jobj(d, 0, "filters"), FILTER_KEYS, NKEYS(FILTER_KEYS), "filters");
+    int totals = jobj(d, 0, "totals");
+    check_keys(d, totals, TOTAL_KEYS, NKEYS(TOTAL_KEYS), "totals");
+    check_keys(d, jobj(d, totals, "jobs_by_state"), STATE_KEYS, NKEYS(STATE_KEYS), "jobs_by_state");
+    int models = jobj(d, 0, "models"), kinds = jobj(d, 0, "kinds");
+    CHECK(models >= 0 && json_type(d, models) == JSON_ARRAY);
+    CHECK(kinds >= 0 && json_type(d, kinds) == JSON_ARRAY);
+    for (int k = 0; models >= 0 && k < json_size(d, models); k++)
+        check_keys(d, json_at(d, models, k), MODEL_KEYS, NKEYS(MODEL_KEYS), "model entry");
+    for (int k = 0; kinds >= 0 && k < json_size(d, kinds); k++)
+        check_keys(d, json_at(d, kinds, k), KIND_KEYS, NKEYS(KIND_KEYS), "kind entry");
+    return 0;
+}
+
+static void test_normalize_answer_function(void)
+{
+    PGconn *c = report_db();
+    CHECK_INT(testdb_scalar(c, "SELECT count(*) FROM tierq.schema_migrations WHERE name = '002_report'"), 1);
+    struct {
+        const char *in, *want;
+    } cases[] = {
+        {" \"Billing.\" ", "billing"},     {"Hello,   World!", "hello world"}, {"'bug'", "bug"},
+        {"(Yes)", "yes"},                  {"\xe2\x80\x9cParis\xe2\x80\x9d", "paris"},
+        {"3.14", "3.14"},                  {"e-mail", "e-mail"},          {"a - b", "a b"},
+        {"tab\there\nnewline", "tab here newline"},                     {"...", ""},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *p[] = {cases[i].in};
+        PGresult *r = PQexecParams(c, "SELECT tierq.normalize_answer($1)", 1, NULL, p, NULL, NULL, 0);
+        const char *got = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 ? PQgetvalue(r, 0, 0) : "<error>";
+        CHECKF(strcmp(got, cases[i].want) == 0, "normalize_answer(\"%s\") = \"%s\", want \"%s\"", cases[i].in, got,
+               cases[i].want);
+        PQclear(r);
+    }
+    /* punctuation inside a word matters: 3.14 is not 314 */
+    CHECK_INT(testdb_scalar(c, "SELECT (tierq.normalize_answer('3.14') = tierq.normalize_answer('314'))::int"), 0);
+    CHECK_INT(testdb_scalar(c, "SELECT (tierq.normalize_answer(NULL) IS NULL)::int"), 1);
+    PQfinish(c);
+}
+
+/* The line of text that starts with prefix (after leading spaces), copied into out. */
+static const char *line_of(const char *text, const char *prefix, char *out, size_t cap)
+{
+    out[0] = '\0';
+    for (const char *p = text; p && *p;) {
+        const char *s = p;
+        while (*s == ' ')
+            s++;
+        const char *nl = strchr(p, '\n');
+        size_t n = nl ? (size_t)(nl - s) : strlen(s);
+        if (strncmp(s, prefix, strlen(prefix)) == 0) {
+            snprintf(out, cap, "%.*s", (int)n, s);
+            return out;
+        }
+        p = nl ? nl + 1 : NULL;
+    }
+    return out;
+}
+
+static void test_text_report_all_runs(void)
+{
+    PGconn *c = report_db();
+    char *t = NULL;
+    TqErr err = {0};
+    CHECK_INT(report_to_string(c, REPORT_TEXT, NULL, 0, &t, &err), 0);
+    char line[512];
+    CHECK_STR(line_of(t, "tierq report", line, sizeof line), "tierq report: all runs, all time");
+    CHECK_STR(line_of(t, "jobs ", line, sizeof line),
+              "jobs               12 (queued 1, running 1, done 7, failed 1, dead 1, cancelled 1)");
+    CHECK_STR(line_of(t, "calls ", line, sizeof line), "calls              8");
+    CHECK_STR(line_of(t, "tokens ", line, sizeof line), "tokens             3865 in, 10 cached in, 360 out");
+    CHECK_STR(line_of(t, "cost_usd ", line, sizeof line), "cost_usd           0.503111");
+    CHECK_STR(line_of(t, "baseline_cost_usd ", line, sizeof line), "baseline_cost_usd  1.031600");
+    CHECK_STR(line_of(t, "saved_usd ", line, sizeof line), "saved_usd          0.528489");
+    CHECK_STR(line_of(t, "saved ", line, sizeof line), "saved 51.2% against the all-baseline cost");
+    /* sections in order */
+    const char *tot = strstr(t, "\ntotals\n"), *pm = strstr(t, "\nper model\n"), *pk = strstr(t, "\nper kind\n");
+    CHECKF(tot && pm && pk && tot < pm && pm < pk, "sections missing or out of order:\n%s", t);
+    /* one row per model and kind, with the figures a reader checks */
+    char want[512];
+    snprintf(want, sizeof want, "%-20s %8s %12s %12s %12s %14s %9s %9s %7s", "qwen3-8b", "3", "350", "10", "10",
+             "0.000036", "300", "930", "1");
+    CHECK_STR(line_of(t, "qwen3-8b ", line, sizeof line), want);
+    snprintf(want, sizeof want, "%-20s %8s %12s %12s %12s %14s %9s %9s %7s", "gpt-4o-mini", "1", "5", "0", "0",
+             "0.000000", "-", "-", "1");
+    CHECK_STR(line_of(t, "gpt-4o-mini ", line, sizeof line), want);
+    snprintf(want, sizeof want, "%-16s %7s %7s %7s %14s %14s %8s %9s %9s  %s", "classify", "10", "5", "2",
+             "0.500111", "1.001600", "50.1%", "200", "380", "50.0% (2/4)");
+    CHECK_STR(line_of(t, "classify ", line, sizeof line), want);
+    snprintf(want, sizeof want, "%-16s %7s %7s %7s %14s %14s %8s %9s %9s  %s", "summarize", "2", "2", "0",
+             "0.003000", "0.030000", "90.0%", "3000", "4800", "100.0% (1/1)");
+    CHECK_STR(line_of(t, "summarize ", line, sizeof line), want);
+    free(t);
+    PQfinish(c);
+}
+
+static void test_json_all_runs(void)
+{
+    PGconn *c = report_db();
+    char *t = NULL;
+    TqErr err = {0};
+    CHECK_INT(report_to_string(c, REPORT_JSON, NULL, 0, &t, &err), 0);
+    JsonDoc d;
+    if (parse_report(t, &d) == 0) {
+        int f = jobj(&d, 0, "filters"), tot = jobj(&d, 0, "totals"), st = jobj(&d, tot, "jobs_by_state");
+        CHECK_STR(jv(&d, f, "run"), "null");
+        CHECK_STR(jv(&d, f, "since_s"), "null");
+        CHECK_STR(jv(&d, tot, "jobs"), "12");
+        CHECK_STR(jv(&d, st, "queued"), "1");
+        CHECK_STR(jv(&d, st, "running"), "1");
+        CHECK_STR(jv(&d, st, "done"), "7");
+        CHECK_STR(jv(&d, st, "failed"), "1");
+        CHECK_STR(jv(&d, st, "dead"), "1");
+        CHECK_STR(jv(&d, st, "cancelled"), "1");
+        CHECK_STR(jv(&d, tot, "calls"), "8");
+        CHECK_STR(jv(&d, tot, "tokens_in"), "3865");
+        CHECK_STR(jv(&d, tot, "tokens_cached_in"), "10");
+        CHECK_STR(jv(&d, tot, "tokens_out"), "360");
+        CHECK_STR(jv(&d, tot, "cost_usd"), "0.503111");
+        CHECK_STR(jv(&d, tot, "baseline_cost_usd"), "1.031600");
+        CHECK_STR(jv(&d, tot, "saved_usd"), "0.528489");
+        CHECK_STR(jv(&d, tot, "saved_pct"), "51.23");
+
+        int models = jobj(&d, 0, "models");
+        CHECK_INT(json_size(&d, models), 4);
+        /* listed by name */
+        CHECK_STR(jv(&d, json_at(&d, models, 0), "model"), "deepseek-reasoner");
+        CHECK_STR(jv(&d, json_at(&d, models, 3), "model"), "qwen3-8b");
+        int q = jfind(&d, models, "model", "qwen3-8b");
+        CHECK_STR(jv(&d, q, "calls"), "3");
+        CHECK_STR(jv(&d, q, "tokens_in"), "350");
+        CHECK_STR(jv(&d, q, "tokens_cached_in"), "10");
+        CHECK_STR(jv(&d, q, "tokens_out"), "10");
+        CHECK_STR(jv(&d, q, "cost_usd"), "0.000036");
+        CHECK_STR(jv(&d, q, "latency_p50_ms"), "300");
+        CHECK_STR(jv(&d, q, "latency_p95_ms"), "930");
+        CHECK_STR(jv(&d, q, "errors"), "1");
+        int g = jfind(&d, models, "model", "gpt-4o");
+        CHECK_STR(jv(&d, g, "calls"), "3");
+        CHECK_STR(jv(&d, g, "cost_usd"), "0.003000");
+        CHECK_STR(jv(&d, g, "latency_p50_ms"), "3000");
+        CHECK_STR(jv(&d, g, "latency_p95_ms"), "3900");
+        CHECK_STR(jv(&d, g, "errors"), "1");
+        int m = jfind(&d, models, "model", "gpt-4o-mini");
+        CHECK_STR(jv(&d, m, "latency_p50_ms"), "null");
+        CHECK_STR(jv(&d, m, "latency_p95_ms"), "null");
+        CHECK_STR(jv(&d, m, "errors"), "1");
+        int r = jfind(&d, models, "model", "deepseek-reasoner");
+        CHECK_STR(jv(&d, r, "cost_usd"), "0.500000");
+        CHECK_STR(jv(&d, r, "errors"), "0");
+
+        int kinds = jobj(&d, 0, "kinds");
+        CHECK_INT(json_size(&d, kinds), 2);
+        int k = jfind(&d, kinds, "kind", "classify");
+        CHECK_STR(jv(&d, k, "jobs"), "10");
+        CHECK_STR(jv(&d, k, "done"), "5");
+        CHECK_STR(jv(&d, k, "failed"), "2");
+        CHECK_STR(jv(&d, k, "cost_usd"), "0.500111");
+        CHECK_STR(jv(&d, k, "baseline_cost_usd"), "1.001600");
+        CHECK_STR(jv(&d, k, "saved_pct"), "50.07");
+        CHECK_STR(jv(&d, k, "latency_p50_ms"), "200");
+        CHECK_STR(jv(&d, k, "latency_p95_ms"), "380");
+        CHECK_STR(jv(&d, k, "accuracy"), "0.500000");
+        CHECK_STR(jv(&d, k, "evaluated"), "4");
+        int s = jfind(&d, kinds, "kind", "summarize");
+        CHECK_STR(jv(&d, s, "jobs"), "2");
+        CHECK_STR(jv(&d, s, "failed"), "0");
+        CHECK_STR(jv(&d, s, "saved_pct"), "90.00");
+        CHECK_STR(jv(&d, s, "latency_p50_ms"), "3000");
+        CHECK_STR(jv(&d, s, "latency_p95_ms"), "4800");
+        CHECK_STR(jv(&d, s, "accuracy"), "1.000000");
+        CHECK_STR(jv(&d, s, "evaluated"), "1");
+        json_doc_free(&d);
+    }
+    free(t);
+    PQfinish(c);
+}
+
+static void test_json_run_filter(void)
+{
+    PGconn *c = report_db();
+    char *t = NULL;
+    TqErr err = {0};
+    CHECK_INT(report_to_string(c, REPORT_JSON, "r1", 0, &t, &err), 0);
+    JsonDoc d;
+    if (parse_report(t, &d) == 0) {
+        int f = jobj(&d, 0, "filters"), tot = jobj(&d, 0, "totals");
+        CHECK_STR(jv(&d, f, "run"), "r1");
+        CHECK(json_type(&d, json_get(&d, f, "run")) == JSON_STRING);
+        CHECK_STR(jv(&d, f, "since_s"), "null");
+        CHECK_STR(jv(&d, tot, "jobs"), "11");
+        CHECK_STR(jv(&d, tot, "calls"), "7");
+        CHECK_STR(jv(&d, tot, "tokens_in"), "3365");
+        CHECK_STR(jv(&d, tot, "cost_usd"), "0.003111");
+        CHECK_STR(jv(&d, tot, "baseline_cost_usd"), "0.031600");
+        CHECK_STR(jv(&d, tot, "saved_pct"), "90.16");
+        int models = jobj(&d, 0, "models");
+        CHECK_INT(json_size(&d, models), 3);
+        CHECK_INT(jfind(&d, models, "model", "deepseek-reasoner"), -1); /* only run r2 used it */
+        int k = jfind(&d, jobj(&d, 0, "kinds"), "kind", "classify");
+        /* summed exactly, then rounded: 0.0001108 -> 0.000111 */
+        CHECK_STR(jv(&d, k, "cost_usd"), "0.000111");
+        CHECK_STR(jv(&d, k, "saved_pct"), "93.08");
+        CHECK_STR(jv(&d, k, "accuracy"), "0.666667");
+        CHECK_STR(jv(&d, k, "evaluated"), "3");
+        CHECK_STR(jv(&d, k, "latency_p50_ms"), "250");
+        CHECK_STR(jv(&d, k, "latency_p95_ms"), "385");
+        json_doc_free(&d);
+    }
+    free(t);
+    /* the other run: one job, answered wrongly */
+    CHECK_INT(report_to_string(c, REPORT_JSON, "r2", 0, &t, &err), 0);
+    if (parse_report(t, &d) == 0) {
+        int tot = jobj(&d, 0, "totals");
+        CHECK_STR(jv(&d, tot, "jobs"), "1");
+        CHECK_STR(jv(&d, tot, "saved_pct"), "50.00");
+        int k = jfind(&d, jobj(&d, 0, "kinds"), "kind", "classify");
+        CHECK_STR(jv(&d, k, "accuracy"), "0.000000");
+        CHECK_STR(jv(&d, k, "evaluated"), "1");
+        json_doc_free(&d);
+    }
+    free(t);
+    PQfinish(c);
+}
+
+static void test_json_since_filter(void)
+{
+    PGconn *c = report_db();
+    char *t = NULL;
+    TqErr err = {0};
+    CHECK_INT(report_to_string(c, REPORT_JSON, NULL, 86400, &t, &err), 0);
+    JsonDoc d;
+    if (parse_report(t, &d) == 0) {
+        int f = jobj(&d, 0, "filters"), tot = jobj(&d, 0, "totals");
+        CHECK_STR(jv(&d, f, "run"), "null");
+        CHECK_STR(jv(&d, f, "since_s"), "86400");
+        /* the job finished two days ago and the queued job created three days ago drop out */
+        CHECK_STR(jv(&d, tot, "jobs"), "10");
+        CHECK_STR(jv(&d, jobj(&d, tot, "jobs_by_state"), "queued"), "0");
+        CHECK_STR(jv(&d, jobj(&d, tot, "jobs_by_state"), "running"), "1");
+        CHECK_STR(jv(&d, tot, "calls"), "7");
+        CHECK_STR(jv(&d, tot, "cost_usd"), "0.501111");
+        CHECK_STR(jv(&d, tot, "saved_pct"), "50.46");
+        int g = jfind(&d, jobj(&d, 0, "models"), "model", "gpt-4o");
+        CHECK_STR(jv(&d, g, "calls"), "2");
+        CHECK_STR(jv(&d, g, "latency_p95_ms"), "2000");
+        int s = jfind(&d, jobj(&d, 0, "kinds"), "kind", "summarize");
+        CHECK_STR(jv(&d, s, "jobs"), "1");
+        CHECK_STR(jv(&d, s, "latency_p50_ms"), "1000");
+        json_doc_free(&d);
+    }
+    free(t);
+    /* both filters at once */
+    CHECK_INT(report_to_string(c, REPORT_JSON, "r1", 86400, &t, &err), 0);
+    if (parse_report(t, &d) == 0) {
+        int tot = jobj(&d, 0, "totals");
+        CHECK_STR(jv(&d, tot, "jobs"), "9");
+        CHECK_STR(jv(&d, tot, "calls"), "6");
+        CHECK_STR(jv(&d, tot, "tokens_out"), "110");
+        CHECK_STR(jv(&d, tot, "cost_usd"), "0.001111");
+        CHECK_STR(jv(&d, tot, "saved_usd"), "0.010489");
+        CHECK_STR(jv(&d, tot, "saved_pct"), "90.42");
+        json_doc_free(&d);
+    }
+    free(t);
+    /* text shows the filters it applied */
+    CHECK_INT(report_to_string(c, REPORT_TEXT, "r1", 86400, &t, &err), 0);
+    char line[256];
+    CHECK_STR(line_of(t, "tierq report", line, sizeof line), "tierq report: run r1, last 86400s");
+    CHECK_STR(line_of(t, "saved ", line, sizeof line), "saved 90.4% against the all-baseline cost");
+    free(t);
+    PQfinish(c);
+}
+
+static void test_empty_selection(void)
+{
+    PGconn *c = report_db();
+    char *t = NULL;
+    TqErr err = {0};
+    CHECK_INT(report_to_string(c, REPORT_JSON, "no-such-run", 0, &t, &err), 0);
+    JsonDoc d;
+    if (parse_report(t, &d) == 0) {
+        int tot = jobj(&d, 0, "totals");
+        CHECK_STR(jv(&d, tot, "jobs"), "0");
+        CHECK_STR(jv(&d, jobj(&d, tot, "jobs_by_state"), "done"), "0");
+        CHECK_STR(jv(&d, tot, "calls"), "0");
+        CHECK_STR(jv(&d, tot, "tokens_in"), "0");
+        CHECK_STR(jv(&d, tot, "cost_usd"), "0.000000");
+        CHECK_STR(jv(&d, tot, "saved_pct"), "null");
+        CHECK_INT(json_size(&d, jobj(&d, 0, "models")), 0);
+        CHECK_INT(json_size(&d, jobj(&d, 0, "kinds")), 0);
+        json_doc_free(&d);
+    }
+    free(t);
+    CHECK_INT(report_to_string(c, REPORT_TEXT, "no-such-run", 0, &t, &err), 0);
+    CHECKF(strstr(t, "saved: no baseline cost recorded") && strstr(t, "(no calls)") && strstr(t, "(no jobs)"),
+           "empty report said:\n%s", t);
+    free(t);
+    PQfinish(c);
+}
+
+static void test_run_name_is_escaped_in_json(void)
+{
+    PGconn *c = report_db();
+    char *t = NULL;
+    TqErr err = {0};
+    CHECK_INT(report_to_string(c, REPORT_JSON, "q\"uote\\d\n", 0, &t, &err), 0);
+    JsonDoc d;
+    if (parse_report(t, &d) == 0) {
+        char *run = json_strdup(&d, json_get(&d, jobj(&d, 0, "filters"), "run"));
+        CHECK_STR(run, "q\"uote\\d\n");
+        free(run);
+        json_doc_free(&d);
+    }
+    free(t);
+    PQfinish(c);
+}
+
+static void test_failures_write_nothing(void)
+{
+    PGconn *c = report_db();
+    char *t = NULL;
+    TqErr err = {0};
+    CHECK_INT(report_to_string(c, REPORT_JSON, NULL, -1, &t, &err), TQ_EINVAL);
+    CHECK_INT((long long)strlen(t), 0);
+    free(t);
+    /* inside the caller's transaction the report uses it and leaves it open */
+    testdb_exec(c, "BEGIN", NULL, 0);
+    CHECK_INT(report_to_string(c, REPORT_TEXT, NULL, 0, &t, &err), 0);
+    CHECK(strstr(t, "0.503111") != NULL);
+    CHECK(PQtransactionStatus(c) == PQTRANS_INTRANS);
+    free(t);
+    /* a failed statement (here: the caller's transaction is already aborted) is TQ_EDB, no output */
+    testdb_exec(c, "SELECT 1/0", NULL, 0);
+    CHECK_INT(report_to_string(c, REPORT_JSON, NULL, 0, &t, &err), TQ_EDB);
+    CHECKF(strstr(err.msg, "report jobs") != NULL, "error: %s", err.msg);
+    CHECK_INT((long long)strlen(t), 0);
+    free(t);
+    testdb_exec(c, "ROLLBACK", NULL, 0);
+    /* outside a transaction the report leaves none behind */
+    CHECK_INT(report_to_string(c, REPORT_JSON, NULL, 0, &t, &err), 0);
+    CHECK(PQtransactionStatus(c) == PQTRANS_IDLE);
+    free(t);
+    PQfinish(c);
+}
+
+int main(void)
+{
+    RUN(test_normalize_answer_function);
+    RUN(test_text_report_all_runs);
+    RUN(test_json_all_runs);
+    RUN(test_json_run_filter);
+    RUN(test_json_since_filter);
+    RUN(test_empty_selection);
+    RUN(test_run_name_is_escaped_in_json);
+    RUN(test_failures_write_nothing);
+    return check_done();
+}

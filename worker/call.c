@@ -1,0 +1,182 @@
+#include "call.h"
+
+#include "json.h"
+
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* Read max_tokens and temperature from the job's params, falling back to the kind's defaults.
+ * params was validated by CHECK constraints at INSERT, so a parse failure just means defaults. */
+static void job_params(const TqKind *kind, const QueueJob *job, CallJob *cj)
+{
+    cj->max_tokens = kind->max_tokens;
+    cj->temperature = kind->temperature;
+    if (!job->params || strcmp(job->params, "{}") == 0)
+        return;
+    JsonDoc d;
+    if (json_parse(&d, job->params, strlen(job->params), 10000, NULL))
+        return;
+    int64_t mt;
+    if (json_int64(&d, json_get(&d, 0, "max_tokens"), &mt) == 0 && mt > 0)
+        cj->max_tokens = mt;
+    double t;
+    if (json_double(&d, json_get(&d, 0, "temperature"), &t) == 0)
+        cj->temperature = t;
+    json_doc_free(&d);
+}
+
+Call *call_new_for_job(const TqConfig *cfg, const TqKind *kind, QueueJob *job)
+{
+    Call *c = calloc(1, sizeof *c);
+    CallJob *cj = calloc(1, sizeof *cj);
+    if (!c || !cj) {
+        free(c);
+        free(cj);
+        return NULL;
+    }
+    c->cfg = cfg;
+    c->kind = kind;
+    c->tier = 0;
+    c->model = kind->tiers[0].model;
+    c->purpose = "answer";
+    c->jobs = cj;
+    c->njobs = 1;
+    cj->job = job;
+    cj->quality = NAN;
+    job_params(kind, job, cj);
+    return c;
+}
+
+void call_free(Call *c)
+{
+    if (!c)
+        return;
+    for (int i = 0; i < c->njobs; i++) {
+        queue_job_free(c->jobs[i].job);
+        free(c->jobs[i].result);
+        free(c->jobs[i].error);
+    }
+    free(c->jobs);
+    for (int i = 0; i < c->nrows; i++) {
+        free(c->rows[i].error);
+        free(c->rows[i].charges);
+    }
+    free(c->rows);
+    free(c);
+}
+
+LedgerRow *call_add_row(Call *c, const char *key_prefix, uint64_t seq)
+{
+    if (c->nrows == c->caprows) {
+        int cap = c->caprows ? c->caprows * 2 : 2;
+        LedgerRow *r = realloc(c->rows, (size_t)cap * sizeof *r);
+        if (!r)
+            return NULL;
+        c->rows = r;
+        c->caprows = cap;
+    }
+    LedgerRow *row = &c->rows[c->nrows++];
+    memset(row, 0, sizeof *row);
+    row->score = NAN;
+    snprintf(row->key, sizeof row->key, "%s:%llu", key_prefix, (unsigned long long)seq);
+    return row;
+}
+
+void call_fail_all(Call *c, const char *reason, const char *error, bool retryable, int64_t retry_after_ms)
+{
+    for (int i = 0; i < c->njobs; i++) {
+        CallJob *cj = &c->jobs[i];
+        if (cj->outcome != CALL_JOB_PENDING)
+            continue;
+        cj->outcome = CALL_JOB_FAIL;
+        cj->reason = reason;
+        free(cj->error);
+        cj->error = strdup(error ? error : reason);
+        cj->retryable = retryable;
+        cj->retry_after_ms = retry_after_ms;
+    }
+}
+
+struct CallQueue {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    Call *head, *tail;
+    int n;
+};
+
+CallQueue *callq_new(void)
+{
+    CallQueue *q = calloc(1, sizeof *q);
+    if (!q)
+        return NULL;
+    pthread_mutex_init(&q->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&q->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    return q;
+}
+
+void callq_free(CallQueue *q)
+{
+    if (!q)
+        return;
+    pthread_mutex_destroy(&q->mu);
+    pthread_cond_destroy(&q->cv);
+    free(q);
+}
+
+void callq_push(CallQueue *q, Call *c)
+{
+    c->next = NULL;
+    pthread_mutex_lock(&q->mu);
+    if (q->tail)
+        q->tail->next = c;
+    else
+        q->head = c;
+    q->tail = c;
+    q->n++;
+    pthread_cond_signal(&q->cv);
+    pthread_mutex_unlock(&q->mu);
+}
+
+Call *callq_take_all(CallQueue *q, int timeout_ms, int *count)
+{
+    pthread_mutex_lock(&q->mu);
+    if (!q->head && timeout_ms > 0) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_sec += timeout_ms / 1000;
+        ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        while (!q->head) {
+            int rc = pthread_cond_timedwait(&q->cv, &q->mu, &ts);
+            if (rc == ETIMEDOUT)
+                break;
+        }
+    }
+    Call *h = q->head;
+    if (count)
+        *count = q->n;
+    q->head = q->tail = NULL;
+    q->n = 0;
+    pthread_mutex_unlock(&q->mu);
+    return h;
+}
+
+int callq_length(CallQueue *q)
+{
+    pthread_mutex_lock(&q->mu);
+    int n = q->n;
+    pthread_mutex_unlock(&q->mu);
+    return n;
+}

@@ -1,0 +1,94 @@
+/* call.h — the unit of work: one logical API call that serves one or more jobs.
+ *
+ * The scheduler makes a Call from claimed jobs and hands it to the worker pool; the worker sends it
+ * (retrying transient failures in-process), records one LedgerRow per HTTP exchange, decides each
+ * job's outcome, and hands the finished Call to the writer, which persists rows and outcomes in one
+ * transaction and then frees the Call with call_free. Ownership moves with the Call: exactly one
+ * thread touches it at a time. Later features (escalation, batching, compression, judge) add
+ * purposes and outcomes on this same path. */
+#ifndef TQ_CALL_H
+#define TQ_CALL_H
+
+#include "buf.h"
+#include "config.h"
+#include "queue.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef enum { CALL_JOB_PENDING = 0, CALL_JOB_DONE, CALL_JOB_FAIL } CallJobOutcome;
+
+/* One job served by a call, and what became of it. Strings are owned (malloc'd). */
+typedef struct CallJob {
+    QueueJob *job;            /* owned */
+    CallJobOutcome outcome;
+    char *result;             /* DONE: the answer */
+    double quality;           /* DONE: score in [0,1], NaN when not scored */
+    const char *reason;       /* stable reason string (static) */
+    char *error;              /* FAIL: readable message */
+    bool retryable;           /* FAIL: back to the queue (until max_attempts) or failed now */
+    int64_t retry_after_ms;
+    int64_t baseline_pico;    /* DONE: the job's cost on the kind's baseline model */
+    int64_t max_tokens;       /* from params or the kind */
+    double temperature;
+} CallJob;
+
+/* Per-job share of one ledger row. */
+typedef struct LedgerCharge {
+    int64_t job_id;
+    int64_t cost_pico;
+    int64_t tokens_in, tokens_cached, tokens_out;
+} LedgerCharge;
+
+/* One HTTP exchange (or other billable API call). */
+typedef struct LedgerRow {
+    char key[96];             /* unique: worker id + sequence; makes the write-back idempotent */
+    int http_status;          /* 0: no HTTP response (timeout, reset) */
+    const char *status;       /* "ok", "retry", "failed", "quota" */
+    const char *reason;       /* stable reason (static) */
+    char *error;              /* owned, may be NULL */
+    int64_t latency_ms;
+    int64_t tokens_in, tokens_cached, tokens_out, tokens_reasoning;
+    bool estimated;           /* usage missing: tokens estimated from text */
+    int64_t cost_pico;
+    double score;             /* NaN: not scored */
+    LedgerCharge *charges;    /* owned, ncharges entries (0 when nothing was billed) */
+    int ncharges;
+} LedgerRow;
+
+typedef struct Call {
+    struct Call *next;        /* intrusive link for the queues between threads */
+    const TqConfig *cfg;
+    const TqKind *kind;
+    int tier;                 /* 0-based index into kind->tiers */
+    int model;                /* index into cfg->models */
+    const char *purpose;      /* "answer" (later: judge, compress, sample) */
+    CallJob *jobs;
+    int njobs;
+    LedgerRow *rows;
+    int nrows, caprows;
+    int tries;                /* HTTP attempts so far in this process */
+    int64_t due_ms;           /* monotonic time before which it must not be (re)sent */
+    void *transfer;           /* worker-private state while in flight */
+} Call;
+
+/* A call for a single claimed job on the kind's first tier. Takes ownership of job. */
+Call *call_new_for_job(const TqConfig *cfg, const TqKind *kind, QueueJob *job);
+/* Frees jobs, strings, rows. call_free(NULL) does nothing. */
+void call_free(Call *call);
+/* Append a ledger row (zeroed, with key filled from prefix and seq); NULL on allocation failure. */
+LedgerRow *call_add_row(Call *call, const char *key_prefix, uint64_t seq);
+/* Set every pending job of the call to FAIL with the same reason/error. */
+void call_fail_all(Call *call, const char *reason, const char *error, bool retryable, int64_t retry_after_ms);
+
+/* A thread-safe FIFO of calls (mutex + condition variable). */
+typedef struct CallQueue CallQueue;
+CallQueue *callq_new(void);
+void callq_free(CallQueue *q);        /* does not free queued calls */
+void callq_push(CallQueue *q, Call *c);
+/* Take everything queued (a linked list via ->next, FIFO order), waiting up to timeout_ms for at
+ * least one (0: do not wait). Returns NULL when empty. */
+Call *callq_take_all(CallQueue *q, int timeout_ms, int *count);
+int callq_length(CallQueue *q);
+
+#endif

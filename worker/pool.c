@@ -1,0 +1,734 @@
+#include "pool.h"
+
+#include "backoff.h"
+#include "cost.h"
+#include "log.h"
+#include "openai.h"
+
+#include <curl/curl.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Worker-private state of a call while it is being sent. */
+typedef struct Transfer {
+    CURL *easy;
+    Buf body;              /* request body, built once per call and reused by retries */
+    Buf resp;              /* response body, capped at max_response_bytes */
+    OaiHeaders hdr;
+    char errbuf[CURL_ERROR_SIZE];
+    bool too_large;
+    int64_t start_ms;
+    int slot;              /* index in the worker's live array while in flight */
+} Transfer;
+
+typedef struct Worker {
+    struct Pool *pool;
+    int index;
+    pthread_t thread;
+    CURLM *multi;
+    CallQueue *inbox;
+    Call **ready_head, **ready_tail; /* per provider FIFO of calls waiting for capacity */
+    Call **heap;                     /* calls waiting for their retry time, min-heap on due_ms */
+    int nheap, capheap;
+    int running;                     /* transfers in this worker's multi handle */
+    Call **live;                     /* calls whose transfer is in curl, so stop can abort them */
+    int nlive, caplive;
+    CURL **spare;                    /* easy handles kept for reuse */
+    int nspare, capspare;
+    uint64_t rng;
+    uint64_t seq;
+    Call *leftover;                  /* filled on stop */
+} Worker;
+
+struct Pool {
+    const TqConfig *cfg;
+    PoolOptions opt;
+    CallQueue *done;
+    Worker *workers;
+    int nworkers;
+    atomic_uint next_worker;
+    atomic_int in_flight;
+    atomic_int peak_in_flight;
+    atomic_int pending;
+    atomic_int *prov_in_flight;
+    atomic_bool *prov_quota;
+    atomic_bool quota_any;
+    atomic_bool stop;
+    struct curl_slist **prov_headers;
+    char **prov_url;
+};
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void pool_default_options(PoolOptions *o)
+{
+    memset(o, 0, sizeof *o);
+    o->threads = 0;
+    o->max_in_flight = 256;
+    o->max_tries = 4;
+    o->max_response_bytes = 8u << 20;
+    o->backoff_base_ms = 250;
+    o->backoff_cap_ms = 20000;
+    o->quota_retry_ms = 15 * 60 * 1000;
+    o->worker_id = "tierq";
+}
+
+/* ---- heap of delayed calls ------------------------------------------------------------------ */
+
+static int heap_push(Worker *w, Call *c)
+{
+    if (w->nheap == w->capheap) {
+        int cap = w->capheap ? w->capheap * 2 : 64;
+        Call **h = realloc(w->heap, (size_t)cap * sizeof *h);
+        if (!h)
+            return TQ_ENOMEM;
+        w->heap = h;
+        w->capheap = cap;
+    }
+    int i = w->nheap++;
+    w->heap[i] = c;
+    while (i > 0) {
+        int p = (i - 1) / 2;
+        if (w->heap[p]->due_ms <= w->heap[i]->due_ms)
+            break;
+        Call *t = w->heap[p];
+        w->heap[p] = w->heap[i];
+        w->heap[i] = t;
+        i = p;
+    }
+    return 0;
+}
+
+static Call *heap_pop(Worker *w)
+{
+    if (w->nheap == 0)
+        return NULL;
+    Call *top = w->heap[0];
+    w->heap[0] = w->heap[--w->nheap];
+    int i = 0;
+    for (;;) {
+        int l = 2 * i + 1, r = l + 1, m = i;
+        if (l < w->nheap && w->heap[l]->due_ms < w->heap[m]->due_ms)
+            m = l;
+        if (r < w->nheap && w->heap[r]->due_ms < w->heap[m]->due_ms)
+            m = r;
+        if (m == i)
+            break;
+        Call *t = w->heap[m];
+        w->heap[m] = w->heap[i];
+        w->heap[i] = t;
+        i = m;
+    }
+    return top;
+}
+
+/* ---- call lifecycle ------------------------------------------------------------------------- */
+
+static int provider_of(const Call *c) { return c->cfg->models[c->model].provider; }
+
+static void ready_push(Worker *w, Call *c)
+{
+    int p = provider_of(c);
+    c->next = NULL;
+    if (w->ready_tail[p])
+        w->ready_tail[p]->next = c;
+    else
+        w->ready_head[p] = c;
+    w->ready_tail[p] = c;
+}
+
+static void transfer_free(Transfer *t)
+{
+    if (!t)
+        return;
+    buf_free(&t->body);
+    buf_free(&t->resp);
+    free(t);
+}
+
+/* The call is finished (every job has an outcome): hand it to the writer. */
+static void finish_call(Worker *w, Call *c)
+{
+    Transfer *t = c->transfer;
+    if (t) {
+        if (t->easy) {
+            if (w->nspare == w->capspare) {
+                int cap = w->capspare ? w->capspare * 2 : 64;
+                CURL **s = realloc(w->spare, (size_t)cap * sizeof *s);
+                if (s) {
+                    w->spare = s;
+                    w->capspare = cap;
+                }
+            }
+            if (w->nspare < w->capspare)
+                w->spare[w->nspare++] = t->easy;
+            else
+                curl_easy_cleanup(t->easy);
+        }
+        transfer_free(t);
+        c->transfer = NULL;
+    }
+    atomic_fetch_sub(&w->pool->pending, 1);
+    callq_push(w->pool->done, c);
+}
+
+static int build_body(const Call *c, Buf *out, TqErr *err)
+{
+    const TqModel *m = &c->cfg->models[c->model];
+    const CallJob *cj = &c->jobs[0];
+    const QueueJob *job = cj->job;
+    Buf user;
+    buf_init(&user, 0);
+    const char *text = job->prompt;
+    size_t text_len = strlen(job->prompt);
+    if (job->context && *job->context) {
+        if (buf_puts(&user, "Context:\n") || buf_puts(&user, job->context) || buf_puts(&user, "\n\n") ||
+            buf_puts(&user, job->prompt)) {
+            buf_free(&user);
+            return tq_err(err, TQ_ENOMEM, "out of memory");
+        }
+        text = user.data;
+        text_len = user.len;
+    }
+    OaiRequest r = {
+        .model = m->api_model,
+        .system = job->system_prompt ? job->system_prompt : c->kind->system_prompt,
+        .user = text,
+        .user_len = text_len,
+        .max_tokens = cj->max_tokens,
+        .max_tokens_field = m->max_tokens_field == TQ_MAXTOK_MAX_COMPLETION_TOKENS ? OAI_MAX_COMPLETION_TOKENS
+                                                                                 : OAI_MAX_TOKENS,
+        .temperature = cj->temperature,
+        .logprobs = m->logprobs && c->kind->checks.logprobs,
+    };
+    int rc = oai_build_request(&r, out, err);
+    buf_free(&user);
+    return rc;
+}
+
+static size_t on_body(char *ptr, size_t size, size_t nmemb, void *ud)
+{
+    Transfer *t = ud;
+    size_t n = size * nmemb;
+    if (buf_append(&t->resp, ptr, n)) {
+        t->too_large = true;
+        return 0; /* aborts the transfer with CURLE_WRITE_ERROR */
+    }
+    return n;
+}
+
+static size_t on_header(char *ptr, size_t size, size_t nmemb, void *ud)
+{
+    Transfer *t = ud;
+    size_t n = size * nmemb;
+    oai_headers_feed(&t->hdr, ptr, n);
+    return n;
+}
+
+/* Fail the call without sending (quota exhausted, body could not be built). */
+static void fail_unsent(Worker *w, Call *c, const char *reason, const char *msg, bool retryable, int64_t after)
+{
+    call_fail_all(c, reason, msg, retryable, after);
+    finish_call(w, c);
+}
+
+static int start_transfer(Worker *w, Call *c)
+{
+    Pool *p = w->pool;
+    int prov = provider_of(c);
+    const TqProvider *pr = &p->cfg->providers[prov];
+    Transfer *t = c->transfer;
+    if (!t) {
+        t = calloc(1, sizeof *t);
+        if (!t)
+            return TQ_ENOMEM;
+        buf_init(&t->body, 0);
+        c->transfer = t;
+        TqErr err = {0};
+        if (build_body(c, &t->body, &err)) {
+            fail_unsent(w, c, "bad_request_body", err.msg, false, 0);
+            return 0;
+        }
+    }
+    buf_free(&t->resp);
+    buf_init(&t->resp, p->opt.max_response_bytes);
+    oai_headers_init(&t->hdr);
+    t->too_large = false;
+    t->errbuf[0] = '\0';
+    if (!t->easy) {
+        if (w->nspare > 0) {
+            t->easy = w->spare[--w->nspare];
+            curl_easy_reset(t->easy);
+        } else if (!(t->easy = curl_easy_init())) {
+            return TQ_ENOMEM;
+        }
+    } else {
+        curl_easy_reset(t->easy);
+    }
+    CURL *e = t->easy;
+    CURLcode rc = CURLE_OK;
+#define SET(opt, val) \
+    if (rc == CURLE_OK) \
+    rc = curl_easy_setopt(e, opt, val)
+    SET(CURLOPT_URL, p->prov_url[prov]);
+    SET(CURLOPT_POST, 1L);
+    SET(CURLOPT_POSTFIELDS, t->body.data);
+    SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)t->body.len);
+    SET(CURLOPT_HTTPHEADER, p->prov_headers[prov]);
+    SET(CURLOPT_WRITEFUNCTION, on_body);
+    SET(CURLOPT_WRITEDATA, t);
+    SET(CURLOPT_HEADERFUNCTION, on_header);
+    SET(CURLOPT_HEADERDATA, t);
+    SET(CURLOPT_PRIVATE, c);
+    SET(CURLOPT_ERRORBUFFER, t->errbuf);
+    SET(CURLOPT_TIMEOUT_MS, (long)pr->timeout_ms);
+    SET(CURLOPT_CONNECTTIMEOUT_MS, (long)pr->connect_timeout_ms);
+    SET(CURLOPT_NOSIGNAL, 1L);
+    SET(CURLOPT_TCP_KEEPALIVE, 1L);
+    SET(CURLOPT_TCP_NODELAY, 1L);
+#undef SET
+    if (rc != CURLE_OK) {
+        fail_unsent(w, c, "bad_request_setup", curl_easy_strerror(rc), false, 0);
+        return 0;
+    }
+    if (curl_multi_add_handle(w->multi, e) != CURLM_OK) {
+        fail_unsent(w, c, "bad_request_setup", "curl_multi_add_handle failed", true, 1000);
+        return 0;
+    }
+    if (w->nlive == w->caplive) {
+        int cap = w->caplive ? w->caplive * 2 : 256;
+        Call **l = realloc(w->live, (size_t)cap * sizeof *l);
+        if (!l) {
+            curl_multi_remove_handle(w->multi, e);
+            return TQ_ENOMEM;
+        }
+        w->live = l;
+        w->caplive = cap;
+    }
+    t->slot = w->nlive;
+    w->live[w->nlive++] = c;
+    t->start_ms = mono_ms();
+    c->tries++;
+    w->running++;
+    atomic_fetch_add(&p->prov_in_flight[prov], 1);
+    int now = atomic_fetch_add(&p->in_flight, 1) + 1;
+    int peak = atomic_load(&p->peak_in_flight);
+    while (now > peak && !atomic_compare_exchange_weak(&p->peak_in_flight, &peak, now)) {
+    }
+    return 0;
+}
+
+/* Retry in this process after a delay, or give the jobs back to the queue when out of tries. */
+static void retry_or_requeue(Worker *w, Call *c, const char *reason, const char *msg, int64_t retry_after_ms)
+{
+    Pool *p = w->pool;
+    int64_t delay = backoff_next_ms(c->tries - 1, retry_after_ms, p->opt.backoff_base_ms, p->opt.backoff_cap_ms, &w->rng);
+    if (c->tries < p->opt.max_tries && !atomic_load(&p->stop)) {
+        c->due_ms = mono_ms() + delay;
+        if (heap_push(w, c) == 0)
+            return;
+    }
+    char m[600];
+    snprintf(m, sizeof m, "%s after %d tries: %s", reason, c->tries, msg);
+    call_fail_all(c, reason, m, true, delay);
+    finish_call(w, c);
+}
+
+static void on_success(Worker *w, Call *c, LedgerRow *row, OaiResponse *resp)
+{
+    const TqConfig *cfg = c->cfg;
+    const TqModel *m = &cfg->models[c->model];
+    Transfer *t = c->transfer;
+    int64_t in = resp->usage.prompt_tokens, cached = resp->usage.cached_tokens, out = resp->usage.completion_tokens;
+    if (!resp->usage.present) {
+        /* No usage block: estimate from what we sent and what came back, and say so. */
+        in = oai_estimate_tokens(t->body.data, t->body.len);
+        cached = 0;
+        out = oai_estimate_tokens(resp->content, resp->content_len) + (int64_t)(resp->reasoning_bytes / 4);
+        row->estimated = true;
+    }
+    row->status = "ok";
+    row->reason = "answered";
+    row->tokens_in = in;
+    row->tokens_cached = cached;
+    row->tokens_out = out;
+    row->tokens_reasoning = resp->usage.reasoning_tokens;
+    row->cost_pico = cost_of_call(&m->prices, in, cached, out);
+    row->charges = calloc((size_t)c->njobs, sizeof *row->charges);
+    if (row->charges) {
+        row->ncharges = c->njobs;
+        int64_t w1 = 1;
+        cost_apportion(row->cost_pico, &w1, &row->charges[0].cost_pico, 1);
+        row->charges[0].job_id = c->jobs[0].job->id;
+        row->charges[0].tokens_in = in;
+        row->charges[0].tokens_cached = cached;
+        row->charges[0].tokens_out = out;
+    }
+    CallJob *cj = &c->jobs[0];
+    cj->outcome = CALL_JOB_DONE;
+    cj->result = resp->content;
+    resp->content = NULL;
+    cj->reason = c->tier + 1 == c->kind->ntiers ? "final_tier" : "accepted";
+    /* The baseline: the same tokens on the kind's baseline model, none of them cached. */
+    cj->baseline_pico = cost_of_call(&cfg->models[c->kind->baseline_model].prices, in, 0, out);
+    finish_call(w, c);
+}
+
+static OaiNetError net_error_of(CURLcode rc)
+{
+    switch (rc) {
+    case CURLE_OPERATION_TIMEDOUT: return OAI_NET_TIMEOUT;
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_RESOLVE_PROXY: return OAI_NET_CONNECT;
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_PEER_FAILED_VERIFICATION: return OAI_NET_TLS;
+    case CURLE_URL_MALFORMAT:
+    case CURLE_UNSUPPORTED_PROTOCOL: return OAI_NET_INVALID;
+    default: return OAI_NET_RESET; /* GOT_NOTHING, RECV_ERROR, SEND_ERROR, PARTIAL_FILE, ... */
+    }
+}
+
+static void on_transfer_done(Worker *w, CURL *e, CURLcode res)
+{
+    Pool *p = w->pool;
+    Call *c = NULL;
+    curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&c);
+    curl_multi_remove_handle(w->multi, e);
+    w->running--;
+    atomic_fetch_sub(&p->in_flight, 1);
+    int prov = provider_of(c);
+    atomic_fetch_sub(&p->prov_in_flight[prov], 1);
+    Transfer *t = c->transfer;
+    Call *moved = w->live[--w->nlive];
+    w->live[t->slot] = moved;
+    ((Transfer *)moved->transfer)->slot = t->slot;
+    long status = 0;
+    curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+    LedgerRow *row = call_add_row(c, p->opt.worker_id, ++w->seq);
+    if (!row) {
+        retry_or_requeue(w, c, "out_of_memory", "out of memory recording the call", -1);
+        return;
+    }
+    row->http_status = (int)status;
+    row->latency_ms = mono_ms() - t->start_ms;
+    char msg[600];
+
+    if (res == CURLE_OK && status >= 200 && status < 300) {
+        OaiResponse resp;
+        TqErr err = {0};
+        if (oai_parse_response(t->resp.data ? t->resp.data : "", t->resp.len, 200000, &resp, &err) == 0) {
+            on_success(w, c, row, &resp);
+            oai_response_free(&resp);
+            return;
+        }
+        row->status = "retry";
+        row->reason = oai_net_reason(OAI_NET_BAD_BODY);
+        row->error = strdup(err.msg);
+        retry_or_requeue(w, c, row->reason, err.msg, -1);
+        return;
+    }
+    if (res == CURLE_OK) {
+        OaiError oe;
+        oai_parse_error((int)status, t->resp.data, t->resp.len, &oe);
+        OaiVerdict v = oai_classify((int)status, &oe);
+        const char *reason = oai_error_reason((int)status, &oe);
+        snprintf(msg, sizeof msg, "http %ld %s: %s", status, reason, oe.message);
+        row->reason = reason;
+        row->error = strdup(msg);
+        if (v == OAI_QUOTA) {
+            row->status = "quota";
+            if (!atomic_exchange(&p->prov_quota[prov], true))
+                log_msg(LOG_ERROR, "worker", "provider %s is out of quota: nothing more is sent to it by this process",
+                        p->cfg->providers[prov].name);
+            atomic_store(&p->quota_any, true);
+            call_fail_all(c, "provider_quota_exhausted", msg, true, p->opt.quota_retry_ms);
+            finish_call(w, c);
+        } else if (v == OAI_RETRY) {
+            row->status = "retry";
+            retry_or_requeue(w, c, reason, msg, oai_headers_retry_after_ms(&t->hdr, time(NULL)));
+        } else {
+            row->status = "failed";
+            call_fail_all(c, reason, msg, false, 0);
+            finish_call(w, c);
+        }
+        return;
+    }
+    OaiNetError ne = t->too_large ? OAI_NET_TOO_LARGE : net_error_of(res);
+    const char *reason = oai_net_reason(ne);
+    if (ne == OAI_NET_TOO_LARGE)
+        snprintf(msg, sizeof msg, "%s: the response exceeded %zu bytes", reason, p->opt.max_response_bytes);
+    else
+        snprintf(msg, sizeof msg, "%s: %s", reason, t->errbuf[0] ? t->errbuf : curl_easy_strerror(res));
+    row->reason = reason;
+    row->error = strdup(msg);
+    if (oai_classify_transport(ne) == OAI_RETRY) {
+        row->status = "retry";
+        retry_or_requeue(w, c, reason, msg, -1);
+    } else {
+        row->status = "failed";
+        call_fail_all(c, reason, msg, false, 0);
+        finish_call(w, c);
+    }
+}
+
+/* Start waiting calls while their provider and the process have room. Returns true when some call
+ * is still waiting for capacity that another worker may free. */
+static bool start_ready(Worker *w)
+{
+    Pool *p = w->pool;
+    bool blocked = false;
+    for (int prov = 0; prov < p->cfg->nproviders; prov++) {
+        while (w->ready_head[prov]) {
+            Call *c = w->ready_head[prov];
+            if (atomic_load(&p->prov_quota[prov])) {
+                w->ready_head[prov] = c->next;
+                if (!w->ready_head[prov])
+                    w->ready_tail[prov] = NULL;
+                fail_unsent(w, c, "provider_quota_exhausted",
+                            "the provider answered insufficient_quota earlier in this run", true, p->opt.quota_retry_ms);
+                continue;
+            }
+            if (atomic_load(&p->prov_in_flight[prov]) >= p->cfg->providers[prov].max_in_flight ||
+                atomic_load(&p->in_flight) >= p->opt.max_in_flight) {
+                blocked = true;
+                break;
+            }
+            w->ready_head[prov] = c->next;
+            if (!w->ready_head[prov])
+                w->ready_tail[prov] = NULL;
+            if (start_transfer(w, c)) {
+                call_fail_all(c, "out_of_memory", "out of memory starting the request", true, 1000);
+                finish_call(w, c);
+            }
+        }
+    }
+    return blocked;
+}
+
+static void collect_leftovers(Worker *w)
+{
+    Call *list = NULL;
+    int n = 0;
+    Call *in = callq_take_all(w->inbox, 0, &n);
+    while (in) {
+        Call *next = in->next;
+        in->next = list;
+        list = in;
+        in = next;
+    }
+    for (int prov = 0; prov < w->pool->cfg->nproviders; prov++) {
+        Call *c = w->ready_head[prov];
+        while (c) {
+            Call *next = c->next;
+            c->next = list;
+            list = c;
+            c = next;
+        }
+        w->ready_head[prov] = w->ready_tail[prov] = NULL;
+    }
+    Call *c;
+    while ((c = heap_pop(w)) != NULL) {
+        c->next = list;
+        list = c;
+    }
+    /* In-flight transfers: abort them; the jobs go back to the queue through the caller. */
+    for (int i = 0; i < w->nlive; i++) {
+        Call *lc = w->live[i];
+        curl_multi_remove_handle(w->multi, ((Transfer *)lc->transfer)->easy);
+        lc->next = list;
+        list = lc;
+    }
+    w->nlive = 0;
+    w->leftover = list;
+}
+
+static void *worker_main(void *arg)
+{
+    Worker *w = arg;
+    Pool *p = w->pool;
+    /* Calls currently in curl: tracked so that stop can abort them. */
+    while (!atomic_load(&p->stop)) {
+        int n = 0;
+        Call *in = callq_take_all(w->inbox, 0, &n);
+        while (in) {
+            Call *next = in->next;
+            ready_push(w, in);
+            in = next;
+        }
+        int64_t now = mono_ms();
+        while (w->nheap > 0 && w->heap[0]->due_ms <= now)
+            ready_push(w, heap_pop(w));
+        bool blocked = start_ready(w);
+        int still = 0;
+        curl_multi_perform(w->multi, &still);
+        CURLMsg *msg;
+        int left;
+        while ((msg = curl_multi_info_read(w->multi, &left)) != NULL) {
+            if (msg->msg == CURLMSG_DONE)
+                on_transfer_done(w, msg->easy_handle, msg->data.result);
+        }
+        if (callq_length(w->inbox) > 0)
+            continue;
+        int timeout = 200;
+        if (w->nheap > 0) {
+            int64_t d = w->heap[0]->due_ms - mono_ms();
+            if (d < timeout)
+                timeout = d < 0 ? 0 : (int)d;
+        }
+        if (blocked && timeout > 5)
+            timeout = 5; /* capacity may be freed by another worker, which does not wake us */
+        curl_multi_poll(w->multi, NULL, 0, timeout, NULL);
+    }
+    collect_leftovers(w);
+    return NULL;
+}
+
+/* ---- pool ----------------------------------------------------------------------------------- */
+
+int pool_start(Pool **out, const TqConfig *cfg, const PoolOptions *opt, CallQueue *done, TqErr *err)
+{
+    Pool *p = calloc(1, sizeof *p);
+    if (!p)
+        return tq_err(err, TQ_ENOMEM, "out of memory");
+    p->cfg = cfg;
+    p->opt = *opt;
+    p->done = done;
+    int np = cfg->nproviders;
+    p->prov_in_flight = calloc((size_t)np, sizeof *p->prov_in_flight);
+    p->prov_quota = calloc((size_t)np, sizeof *p->prov_quota);
+    p->prov_headers = calloc((size_t)np, sizeof *p->prov_headers);
+    p->prov_url = calloc((size_t)np, sizeof *p->prov_url);
+    if (!p->prov_in_flight || !p->prov_quota || !p->prov_headers || !p->prov_url) {
+        free(p->prov_in_flight);
+        free(p->prov_quota);
+        free(p->prov_headers);
+        free(p->prov_url);
+        free(p);
+        return tq_err(err, TQ_ENOMEM, "out of memory");
+    }
+    for (int i = 0; i < np; i++) {
+        const TqProvider *pr = &cfg->providers[i];
+        size_t n = strlen(pr->base_url) + sizeof "/chat/completions";
+        p->prov_url[i] = malloc(n);
+        if (p->prov_url[i])
+            snprintf(p->prov_url[i], n, "%s/chat/completions", pr->base_url);
+        struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
+        /* No "Expect: 100-continue" round trip before each body. */
+        h = curl_slist_append(h, "Expect:");
+        const char *key = pr->api_key_env ? getenv(pr->api_key_env) : NULL;
+        if (key && *key) {
+            log_add_secret(key);
+            size_t kn = strlen(key) + sizeof "Authorization: Bearer ";
+            char *line = malloc(kn);
+            if (line) {
+                snprintf(line, kn, "Authorization: Bearer %s", key);
+                h = curl_slist_append(h, line);
+                /* curl copied it; do not leave the key lying around in freed memory */
+                memset(line, 0, kn);
+                free(line);
+            }
+        }
+        p->prov_headers[i] = h;
+    }
+    int threads = opt->threads > 0 ? opt->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    if (threads < 1)
+        threads = 1;
+    p->nworkers = threads;
+    p->workers = calloc((size_t)threads, sizeof *p->workers);
+    for (int i = 0; i < threads; i++) {
+        Worker *w = &p->workers[i];
+        w->pool = p;
+        w->index = i;
+        w->multi = curl_multi_init();
+        w->inbox = callq_new();
+        w->ready_head = calloc((size_t)np, sizeof *w->ready_head);
+        w->ready_tail = calloc((size_t)np, sizeof *w->ready_tail);
+        w->rng = (uint64_t)mono_ms() * 0x9e3779b97f4a7c15ULL + (unsigned long long)i;
+        long per = (long)(opt->max_in_flight / threads + 16);
+        curl_multi_setopt(w->multi, CURLMOPT_MAXCONNECTS, per);
+        pthread_create(&w->thread, NULL, worker_main, w);
+    }
+    *out = p;
+    return 0;
+}
+
+void pool_submit(Pool *p, Call *c)
+{
+    unsigned i = atomic_fetch_add(&p->next_worker, 1) % (unsigned)p->nworkers;
+    atomic_fetch_add(&p->pending, 1);
+    callq_push(p->workers[i].inbox, c);
+    curl_multi_wakeup(p->workers[i].multi);
+}
+
+int pool_pending(Pool *p) { return atomic_load(&p->pending); }
+int pool_peak_in_flight(Pool *p) { return atomic_load(&p->peak_in_flight); }
+bool pool_quota_exhausted(Pool *p) { return atomic_load(&p->quota_any); }
+
+void pool_stop(Pool *p, Call **leftover)
+{
+    if (!p)
+        return;
+    atomic_store(&p->stop, true);
+    for (int i = 0; i < p->nworkers; i++)
+        curl_multi_wakeup(p->workers[i].multi);
+    Call *all = NULL;
+    for (int i = 0; i < p->nworkers; i++) {
+        Worker *w = &p->workers[i];
+        pthread_join(w->thread, NULL);
+        Call *c = w->leftover;
+        while (c) {
+            Call *next = c->next;
+            Transfer *t = c->transfer;
+            if (t) {
+                if (t->easy)
+                    curl_easy_cleanup(t->easy);
+                transfer_free(t);
+                c->transfer = NULL;
+            }
+            c->next = all;
+            all = c;
+            atomic_fetch_sub(&p->pending, 1);
+            c = next;
+        }
+        for (int k = 0; k < w->nspare; k++)
+            curl_easy_cleanup(w->spare[k]);
+        free(w->spare);
+        free(w->heap);
+        free(w->live);
+        free(w->ready_head);
+        free(w->ready_tail);
+        curl_multi_cleanup(w->multi);
+        callq_free(w->inbox);
+    }
+    for (int i = 0; i < p->cfg->nproviders; i++) {
+        curl_slist_free_all(p->prov_headers[i]);
+        free(p->prov_url[i]);
+    }
+    free(p->prov_headers);
+    free(p->prov_url);
+    free(p->prov_in_flight);
+    free(p->prov_quota);
+    free(p->workers);
+    free(p);
+    if (leftover) {
+        *leftover = all;
+    } else {
+        while (all) {
+            Call *next = all->next;
+            call_free(all);
+            all = next;
+        }
+    }
+}

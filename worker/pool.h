@@ -1,0 +1,55 @@
+/* pool.h — the worker pool: threads that each drive many concurrent HTTP requests with one libcurl
+ * multi handle.
+ *
+ * pool_submit hands a Call to a worker (round robin) and never blocks. The worker builds the request
+ * body, sends it, retries transient failures in-process (exponential backoff with full jitter,
+ * honouring retry-after), records a ledger row per HTTP exchange, decides each job's outcome, and
+ * pushes the finished Call onto the `done` queue given at start (the writer's inbox).
+ *
+ * Concurrency is bounded per provider (providers[i].max_in_flight, for the whole process) and per
+ * process (max_in_flight); calls over the bound wait in the worker, not in a thread. A 429 with
+ * insufficient_quota marks the provider exhausted: nothing more is sent to it in this process, and
+ * its calls fail back to the queue with reason provider_quota_exhausted. */
+#ifndef TQ_POOL_H
+#define TQ_POOL_H
+
+#include "call.h"
+#include "config.h"
+#include "err.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct PoolOptions {
+    int threads;                 /* worker threads; <= 0: one per core */
+    int max_in_flight;           /* requests in flight for the whole process */
+    int max_tries;               /* HTTP attempts per call in this process before giving the job
+                                  * back to the queue (retryable) */
+    size_t max_response_bytes;   /* larger bodies fail the job with response_too_large */
+    int64_t backoff_base_ms;
+    int64_t backoff_cap_ms;
+    int64_t quota_retry_ms;      /* run_after for jobs of a provider that ran out of quota */
+    const char *worker_id;       /* prefix of ledger row keys */
+} PoolOptions;
+
+void pool_default_options(PoolOptions *o);
+
+typedef struct Pool Pool;
+
+/* Start the threads. cfg and done must outlive the pool. Reads each provider's API key from the
+ * environment variable its config names (registering it with the log redactor). */
+int pool_start(Pool **out, const TqConfig *cfg, const PoolOptions *opt, CallQueue *done, TqErr *err);
+/* Hand a call to the pool (thread-safe, non-blocking). */
+void pool_submit(Pool *p, Call *call);
+/* Calls submitted and not yet pushed to done. */
+int pool_pending(Pool *p);
+/* Highest number of HTTP requests in flight at once so far. */
+int pool_peak_in_flight(Pool *p);
+/* True once any provider answered insufficient_quota. */
+bool pool_quota_exhausted(Pool *p);
+/* Stop the threads. Calls still pending are aborted and returned through *leftover (a ->next list,
+ * caller frees or hands their jobs back); pass NULL to free them. */
+void pool_stop(Pool *p, Call **leftover);
+
+#endif
