@@ -43,6 +43,7 @@ typedef struct Worker {
     int nspare, capspare;
     uint64_t rng;
     uint64_t seq;
+    char key_prefix[200];
     Call *leftover;                  /* filled on stop */
 } Worker;
 
@@ -416,7 +417,8 @@ static void on_transfer_done(Worker *w, CURL *e, CURLcode res)
     ((Transfer *)moved->transfer)->slot = t->slot;
     long status = 0;
     curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
-    LedgerRow *row = call_add_row(c, p->opt.worker_id, ++w->seq);
+    /* Unique per process (worker id), thread (index) and exchange (seq). */
+    LedgerRow *row = call_add_row(c, w->key_prefix, ++w->seq);
     if (!row) {
         retry_or_requeue(w, c, "out_of_memory", "out of memory recording the call", -1);
         return;
@@ -651,6 +653,7 @@ int pool_start(Pool **out, const TqConfig *cfg, const PoolOptions *opt, CallQueu
         Worker *w = &p->workers[i];
         w->pool = p;
         w->index = i;
+        snprintf(w->key_prefix, sizeof w->key_prefix, "%s:w%d", opt->worker_id, i);
         w->multi = curl_multi_init();
         w->inbox = callq_new();
         w->ready_head = calloc((size_t)np, sizeof *w->ready_head);

@@ -1,0 +1,254 @@
+/* tierq run end to end: the real binary, a real PostgreSQL, the simulator over loopback HTTP.
+ * Covers: 1,000 jobs done with exact cost sums; every injected provider fault ends as the rules
+ * say (retried and honoured, or failed with a readable reason) and nothing is lost; the API key
+ * appears in no table and no log line; a response over the cap fails cleanly. */
+#include "simproc.h"
+#include "testdb.h"
+
+#include <sys/stat.h>
+
+static char answers[256];
+static char out[65536];
+
+static void write_answers(void)
+{
+    snprintf(answers, sizeof answers, "/tmp/tq_run_answers.%d.tsv", (int)getpid());
+    FILE *f = fopen(answers, "w");
+    fprintf(f, "kind\tprompt\texpected\n");
+    for (int i = 1; i <= 1000; i++)
+        fprintf(f, "simple\tquestion number %d\tanswer %d\n", i, i % 7);
+    fclose(f);
+}
+
+/* Run `tierq run --drain` with the simulator's URL; returns the exit status, output in `out`. */
+static int run_drain(const SimProc *s, const char *args)
+{
+    setenv("TIERQ_BASE_URL", s->base_url, 1);
+    char a[512];
+    snprintf(a, sizeof a, "run --drain --quiet --lease-s 30 %s", args ? args : "");
+    int st = testdb_run(a, out, sizeof out);
+    unsetenv("TIERQ_BASE_URL");
+    return st;
+}
+
+static long long q(PGconn *c, const char *sql) { return testdb_scalar(c, sql); }
+
+static void test_thousand_jobs_done_with_exact_cost_sums(void)
+{
+    SimProc s;
+    CHECK_INT(sim_start(&s, answers, "--latency-ms 5"), 0);
+    PGconn *c = testdb_connect();
+    testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt, run_name) SELECT 'simple', 'question number ' || g, 'thousand'"
+                   " FROM generate_series(1, 700) g", NULL, 0);
+    testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt, run_name) SELECT k, 'tell me about item ' || g || ' of ' || k, 'thousand'"
+                   " FROM generate_series(1, 100) g, unnest(ARRAY['chat', 'summarize', 'classify']) k", NULL, 0);
+    int st = run_drain(&s, "--max-in-flight 64");
+    CHECKF(st == 0, "exit %d: %s", st, out);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.jobs WHERE run_name = 'thousand' AND state = 'done'"), 1000);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.jobs WHERE state = 'done' AND (result IS NULL OR result = '' OR cost_usd <= 0"
+                   " OR baseline_cost_usd <= cost_usd OR tokens_in <= 0 OR tokens_out <= 0 OR model IS NULL OR tier <> 1)"), 0);
+    /* the sum over jobs equals the sum over calls, exactly */
+    CHECK_INT(q(c, "SELECT count(*) FROM (SELECT (SELECT sum(cost_usd) FROM tierq.jobs) AS j,"
+                   " (SELECT sum(cost_usd) FROM tierq.calls) AS k) x WHERE j = k AND j > 0"), 1);
+    /* and every call costs exactly its tokens at its model's prices */
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.calls c JOIN tierq.models m ON m.name = c.model WHERE c.cost_usd <>"
+                   " ((c.tokens_in - c.tokens_cached_in) * m.input_usd_per_mtok + c.tokens_cached_in * m.cached_input_usd_per_mtok"
+                   "  + c.tokens_out * m.output_usd_per_mtok) / 1000000"), 0);
+    /* one ledger row per call, each naming its job */
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.calls WHERE status = 'ok' AND cardinality(job_ids) = 1 AND run_name = 'thousand'"), 1000);
+    /* the first tier's model answered: classify starts on qwen3-8b */
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.jobs WHERE kind = 'classify' AND model = 'qwen3-8b'"), 100);
+    /* nothing left running or leased, the process unregistered */
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.jobs WHERE state <> 'done' OR lease_owner IS NOT NULL"), 0);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.workers"), 0);
+    testdb_exec(c, "DELETE FROM tierq.jobs; DELETE FROM tierq.calls", NULL, 0);
+    PQfinish(c);
+    sim_stop(&s);
+}
+
+static void insert_fault(PGconn *c, const char *kind, const char *marker, const char *run)
+{
+    char sql[512];
+    snprintf(sql, sizeof sql, "INSERT INTO tierq.jobs (kind, prompt, run_name) VALUES ('%s', 'fault %s [[sim:%s]]', '%s')",
+             kind, marker, marker, run);
+    testdb_exec(c, sql, NULL, 0);
+}
+
+static long long job_q(PGconn *c, const char *marker, const char *cond)
+{
+    char sql[1024];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM tierq.jobs WHERE prompt LIKE '%%[[sim:%s]]%%' AND %s", marker, cond);
+    return testdb_scalar(c, sql);
+}
+
+static void test_retryable_faults_are_retried_and_end_done(void)
+{
+    SimProc s;
+    CHECK_INT(sim_start(&s, answers, "--latency-ms 1"), 0);
+    PGconn *c = testdb_connect();
+    const char *retryable[] = {"429:times=2", "500", "503", "drop", "truncated", "invalid", "intcode", "500:times=2"};
+    for (size_t i = 0; i < sizeof retryable / sizeof retryable[0]; i++)
+        insert_fault(c, "chat", retryable[i], "faults");
+    insert_fault(c, "chat", "nousage", "faults");
+    /* ordinary jobs alongside are not disturbed */
+    testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt, run_name) SELECT 'simple', 'question number ' || g, 'faults' FROM generate_series(1, 50) g", NULL, 0);
+    int st = run_drain(&s, "--max-tries 5");
+    CHECKF(st == 0, "exit %d: %s", st, out);
+    for (size_t i = 0; i < sizeof retryable / sizeof retryable[0]; i++) {
+        CHECKF(job_q(c, retryable[i], "state = 'done' AND attempts = 1") == 1, "fault %s did not end done on its first attempt", retryable[i]);
+        char sql[512];
+        snprintf(sql, sizeof sql, "SELECT count(*) FROM tierq.calls c JOIN tierq.jobs j ON j.id = ANY (c.job_ids)"
+                 " WHERE j.prompt LIKE '%%[[sim:%s]]%%' AND c.status = 'retry' AND c.reason IS NOT NULL AND c.error <> ''",
+                 retryable[i]);
+        long long want = strstr(retryable[i], "times=2") ? 2 : 1;
+        CHECKF(testdb_scalar(c, sql) == want, "fault %s: expected %lld retry rows in the ledger", retryable[i], want);
+    }
+    /* retry-after honoured: two 429s asked for 200 ms each (retry-after-ms), so at least 400 ms passed */
+    CHECK_INT(job_q(c, "429:times=2", "finished_at - started_at >= interval '400 milliseconds'"), 1);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.calls WHERE http_status = 429 AND reason = 'rate_limited'"), 2);
+    /* a missing usage block is estimated and marked so, and still charged */
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.calls c JOIN tierq.jobs j ON j.id = ANY (c.job_ids) WHERE j.prompt LIKE '%nousage%'"
+                   " AND c.usage_estimated AND c.tokens_in > 0 AND c.cost_usd > 0"), 1);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.jobs WHERE run_name = 'faults' AND state = 'done'"), 59);
+    CHECK_INT(q(c, "SELECT count(*) FROM (SELECT (SELECT sum(cost_usd) FROM tierq.jobs) AS j,"
+                   " (SELECT sum(cost_usd) FROM tierq.calls) AS k) x WHERE j = k"), 1);
+    testdb_exec(c, "DELETE FROM tierq.jobs; DELETE FROM tierq.calls", NULL, 0);
+    PQfinish(c);
+    sim_stop(&s);
+}
+
+static void test_permanent_faults_fail_with_readable_reason(void)
+{
+    SimProc s;
+    CHECK_INT(sim_start(&s, answers, "--latency-ms 1"), 0);
+    PGconn *c = testdb_connect();
+    insert_fault(c, "chat", "400", "perm");
+    insert_fault(c, "chat", "401", "perm");
+    insert_fault(c, "chat", "oversized", "perm");
+    insert_fault(c, "chat", "500:times=9", "perm"); /* more failures than tries: back to the queue, then dead */
+    testdb_exec(c, "UPDATE tierq.jobs SET max_attempts = 2 WHERE prompt LIKE '%times=9%'", NULL, 0);
+    int st = run_drain(&s, "--max-tries 2 --max-response-bytes 1048576");
+    CHECKF(st == 0, "exit %d: %s", st, out);
+    CHECK_INT(job_q(c, "400", "state = 'failed' AND reason = 'bad_request' AND error LIKE 'http 400 bad_request: %' AND attempts = 1"), 1);
+    CHECK_INT(job_q(c, "401", "state = 'failed' AND reason = 'unauthorized' AND error LIKE 'http 401 %'"), 1);
+    CHECK_INT(job_q(c, "oversized", "state = 'failed' AND reason = 'response_too_large' AND error LIKE '%exceeded 1048576 bytes%'"), 1);
+    CHECK_INT(job_q(c, "500:times=9", "state = 'dead' AND attempts = 2 AND reason = 'server_error' AND error LIKE 'server_error after 2 tries: http 500%'"), 1);
+    /* four HTTP exchanges for the dead job: two tries on each of two attempts */
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.calls c JOIN tierq.jobs j ON j.id = ANY (c.job_ids) WHERE j.prompt LIKE '%times=9%'"), 4);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.jobs WHERE state IN ('queued', 'running')"), 0);
+    testdb_exec(c, "DELETE FROM tierq.jobs; DELETE FROM tierq.calls", NULL, 0);
+    PQfinish(c);
+    sim_stop(&s);
+}
+
+static void test_timeout_is_retried(void)
+{
+    SimProc s;
+    CHECK_INT(sim_start(&s, answers, "--latency-ms 1 --slow-ms 4000"), 0);
+    /* a copy of jobs/ whose providers time out after 800 ms */
+    char dir[128];
+    snprintf(dir, sizeof dir, "/tmp/tq_jobs_timeout.%d", (int)getpid());
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "rm -rf %s && mkdir -p %s && cp %s/*.json %s/ && sed -i 's/\"timeout_ms\": [0-9]*/\"timeout_ms\": 800/' %s/models.json",
+             dir, dir, getenv("TIERQ_JOBS_DIR"), dir, dir);
+    CHECK_INT(system(cmd), 0);
+    PGconn *c = testdb_connect();
+    insert_fault(c, "chat", "slow", "slow");
+    setenv("TIERQ_JOBS_DIR", dir, 1);
+    int st = run_drain(&s, "");
+    setenv("TIERQ_JOBS_DIR", getenv("TIERQ_ROOT"), 1);
+    char jobs[512];
+    snprintf(jobs, sizeof jobs, "%s/jobs", getenv("TIERQ_ROOT"));
+    setenv("TIERQ_JOBS_DIR", jobs, 1);
+    CHECKF(st == 0, "exit %d: %s", st, out);
+    CHECK_INT(job_q(c, "slow", "state = 'done'"), 1);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.calls WHERE reason = 'http_timeout' AND status = 'retry' AND http_status = 0"), 1);
+    testdb_exec(c, "DELETE FROM tierq.jobs; DELETE FROM tierq.calls", NULL, 0);
+    PQfinish(c);
+    sim_stop(&s);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    CHECK_INT(system(cmd), 0);
+}
+
+static void test_insufficient_quota_stops_the_provider_and_keeps_jobs(void)
+{
+    SimProc s;
+    CHECK_INT(sim_start(&s, answers, "--latency-ms 20"), 0);
+    PGconn *c = testdb_connect();
+    insert_fault(c, "simple", "429quota:times=100", "quota");
+    testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt, run_name) SELECT 'simple', 'question number ' || g, 'quota' FROM generate_series(1, 20) g", NULL, 0);
+    /* one request at a time, so the quota answer comes before most of the others are sent */
+    int st = run_drain(&s, "--run quota --max-in-flight 1 --threads 1");
+    CHECKF(st == 5, "exit %d (want 5): %s", st, out);
+    CHECK_INT(job_q(c, "429quota:times=100", "state = 'queued' AND reason = 'provider_quota_exhausted' AND run_after > now() + interval '5 minutes'"), 1);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.calls WHERE status = 'quota' AND http_status = 429"), 1);
+    /* nothing lost: every job is done or waiting in the queue, none failed */
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.jobs WHERE run_name = 'quota' AND state IN ('done', 'queued')"), 21);
+    CHECK(q(c, "SELECT count(*) FROM tierq.jobs WHERE run_name = 'quota' AND state = 'queued' AND reason = 'provider_quota_exhausted'") >= 2);
+    testdb_exec(c, "DELETE FROM tierq.jobs; DELETE FROM tierq.calls", NULL, 0);
+    PQfinish(c);
+    sim_stop(&s);
+}
+
+static void test_api_key_appears_nowhere(void)
+{
+    const char *key = "sk-tierqtest-9f8e7d6c5b4a39281706";
+    SimProc s;
+    char extra[256];
+    snprintf(extra, sizeof extra, "--latency-ms 1 --require-key %s", key);
+    CHECK_INT(sim_start(&s, answers, extra), 0);
+    setenv("OPENAI_API_KEY", key, 1);
+    setenv("DEEPSEEK_API_KEY", key, 1);
+    setenv("DASHSCOPE_API_KEY", key, 1);
+    setenv("TIERQ_LOG", "debug", 1);
+    PGconn *c = testdb_connect();
+    testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt, run_name) SELECT k, 'question number ' || g, 'key'"
+                   " FROM generate_series(1, 10) g, unnest(ARRAY['simple', 'chat', 'classify']) k", NULL, 0);
+    insert_fault(c, "chat", "400", "key");
+    insert_fault(c, "chat", "500", "key");
+    int st = run_drain(&s, "");
+    CHECKF(st == 0, "exit %d: %s", st, out);
+    /* the key was sent (the simulator refuses requests without it) ... */
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.jobs WHERE run_name = 'key' AND state = 'done'"), 31);
+    /* ... and is in no row of any tierq table, nor in the output */
+    const char *tables[] = {"jobs", "calls", "workers", "kinds", "models", "schema_migrations"};
+    for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++) {
+        char sql[256];
+        snprintf(sql, sizeof sql, "SELECT count(*) FROM tierq.%s t WHERE t::text LIKE '%%9f8e7d6c5b4a%%'", tables[i]);
+        CHECKF(testdb_scalar(c, sql) == 0, "key found in tierq.%s", tables[i]);
+    }
+    CHECKF(strstr(out, "9f8e7d6c5b4a") == NULL, "key in the output: %s", out);
+    CHECK(strstr(out, "debug") != NULL || strstr(out, "run:") != NULL);
+    /* a wrong key: the jobs fail with the provider's message, which does not carry our key either */
+    setenv("OPENAI_API_KEY", "sk-wrongkey-aaaabbbbccccddddeeee", 1);
+    setenv("DEEPSEEK_API_KEY", "sk-wrongkey-aaaabbbbccccddddeeee", 1);
+    setenv("DASHSCOPE_API_KEY", "sk-wrongkey-aaaabbbbccccddddeeee", 1);
+    testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt, run_name) VALUES ('chat', 'wrong key', 'key2')", NULL, 0);
+    st = run_drain(&s, "--run key2");
+    CHECKF(st == 0, "exit %d: %s", st, out);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.jobs WHERE run_name = 'key2' AND state = 'failed' AND reason = 'unauthorized'"), 1);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.jobs j WHERE j::text LIKE '%aaaabbbbcccc%'"), 0);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.calls k WHERE k::text LIKE '%aaaabbbbcccc%'"), 0);
+    CHECKF(strstr(out, "aaaabbbbcccc") == NULL, "wrong key in the output: %s", out);
+    unsetenv("OPENAI_API_KEY");
+    unsetenv("DEEPSEEK_API_KEY");
+    unsetenv("DASHSCOPE_API_KEY");
+    unsetenv("TIERQ_LOG");
+    testdb_exec(c, "DELETE FROM tierq.jobs; DELETE FROM tierq.calls", NULL, 0);
+    PQfinish(c);
+    sim_stop(&s);
+}
+
+int main(void)
+{
+    testdb_setup("tq_run", 1);
+    write_answers();
+    RUN(test_thousand_jobs_done_with_exact_cost_sums);
+    RUN(test_retryable_faults_are_retried_and_end_done);
+    RUN(test_permanent_faults_fail_with_readable_reason);
+    RUN(test_timeout_is_retried);
+    RUN(test_insufficient_quota_stops_the_provider_and_keeps_jobs);
+    RUN(test_api_key_appears_nowhere);
+    unlink(answers);
+    return check_done();
+}

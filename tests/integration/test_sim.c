@@ -1,0 +1,1160 @@
+/* test_sim.c — the simulated provider (tests/sim), tested over HTTP on loopback.
+ *
+ * By default the test starts its own simulator from TIERQ_SIM_BIN (or build/tierq-sim) with a model
+ * catalog and an answer key it writes to a temporary directory, so every assertion knows the
+ * expected answer. With TIERQ_SIM_URL set (e.g. http://127.0.0.1:PORT/v1) it runs the subset that
+ * works against any simulator using the shipped catalog. */
+#include "../check.h"
+#include "buf.h"
+#include "json.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <math.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define SLOW_MS 400
+#define TEST_KEY "sim-test-key-4242"
+
+typedef struct Sim {
+    pid_t pid;
+    char base[128]; /* http://127.0.0.1:PORT (no /v1) */
+} Sim;
+
+static Sim g_sim;      /* the main simulator */
+static Sim g_authsim;  /* second one: --require-key and a global fault rate */
+static bool g_self;    /* we started g_sim with our own catalog and answer key */
+static char g_dir[64]; /* temporary directory for our files */
+static CURL *g_curl;   /* one handle, so sequential requests reuse the connection */
+static const char *M_ANY = "oracle"; /* a model that exists in the simulator under test */
+static bool g_fresh;   /* next requests on a new connection (curl silently retries a request whose
+                          reused connection closes without an answer, which would hide "drop") */
+
+/* ---- files for the self-started simulator ---- */
+
+static const char *MODELS_JSON =
+    "{\"models\": {\n"
+    " \"oracle\": {\"skill\": 1.0, \"latency_ms\": {\"mean\": 0, \"jitter\": 0}, \"logprobs\": true,"
+    " \"usage_style\": \"openai\"},\n"
+    " \"dunce\": {\"skill\": 0.0, \"latency_ms\": 0, \"logprobs\": true, \"usage_style\": \"openai\"},\n"
+    " \"ds-oracle\": {\"skill\": 1.0, \"latency_ms\": 0, \"usage_style\": \"deepseek\", \"reasoning\": true},\n"
+    " \"silent\": {\"skill\": 1.0, \"latency_ms\": 0, \"logprobs\": false, \"usage_style\": \"none\"},\n"
+    " \"slowpoke\": {\"skill\": 1.0, \"latency_ms\": {\"mean\": 150, \"jitter\": 0}, \"usage_style\": \"openai\"},\n"
+    " \"mid\": {\"skill\": 0.55, \"latency_ms\": 0, \"logprobs\": true},\n"
+    " \"high\": {\"skill\": 0.88, \"latency_ms\": 0, \"logprobs\": true}\n"
+    "}}\n";
+
+#define N_REVIEWS 400
+static const char *const SENTIMENT[] = {"positive", "negative", "neutral", "mixed", "sarcastic"};
+#define LONG_SUMMARY "A small command line tool that converts images between many formats quickly and safely"
+
+static int write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return -1;
+    int ok = fputs(text, f) >= 0;
+    return (fclose(f) == 0 && ok) ? 0 : -1;
+}
+
+/* The answer key, in COPY text format: escapes in fields must come back decoded. */
+static int write_answers(const char *path)
+{
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return -1;
+    fputs("kind\tprompt\texpected\n", f);
+    fputs("classify\tPackage: vim\\nDescription: Vi IMproved\teditors\n", f);
+    fputs("classify\tPackage: bash\\tshell\tshells\n", f);
+    fputs("classify\tPackage: gcc\tdevel\n", f);
+    fputs("classify\tBack\\\\slash package\tutils\n", f);
+    fputs("simple\tWhat is the capital of France?\tParis\n", f);
+    for (int i = 0; i < N_REVIEWS; i++)
+        fprintf(f, "sentiment\tReview %d: the product arrived and I have opinions.\t%s\n", i, SENTIMENT[i % 5]);
+    fputs("summarize\tSummarize: imgconv\t" LONG_SUMMARY "\n", f);
+    fputs("summarize\tSummarize: other\tAnother long summary that is not a label because it is long enough\n", f);
+    return fclose(f);
+}
+
+/* ---- starting and stopping simulators ---- */
+
+static int start_sim(Sim *s, const char *bin, const char *const extra[])
+{
+    int pfd[2];
+    if (pipe(pfd))
+        return -1;
+    char models[128], answers[128], log[128];
+    snprintf(models, sizeof models, "%s/models.json", g_dir);
+    snprintf(answers, sizeof answers, "%s/answers.tsv", g_dir);
+    snprintf(log, sizeof log, "%s/sim-%d.log", g_dir, (int)time(NULL));
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGTERM); /* never outlive the test */
+        dup2(pfd[1], 1);
+        close(pfd[0]);
+        close(pfd[1]);
+        FILE *lf = fopen(log, "a");
+        if (lf)
+            dup2(fileno(lf), 2);
+        setenv("TIERQ_LOG", "warn", 1);
+        char seed[] = "7", slow[16];
+        snprintf(slow, sizeof slow, "%d", SLOW_MS);
+        const char *argv[32] = {bin, "--port", "0", "--models", models, "--answers", answers, "--seed", seed,
+                          "--slow-ms", slow};
+        int n = 11;
+        for (int i = 0; extra && extra[i] && n < 30; i++)
+            argv[n++] = extra[i];
+        argv[n] = NULL;
+        execv(bin, (char *const *)argv);
+        _exit(127);
+    }
+    close(pfd[1]);
+    s->pid = pid;
+    char line[128] = {0};
+    size_t got = 0;
+    struct pollfd p = {.fd = pfd[0], .events = POLLIN};
+    while (got < sizeof line - 1 && !memchr(line, '\n', got)) {
+        if (poll(&p, 1, 10000) <= 0)
+            break;
+        ssize_t r = read(pfd[0], line + got, sizeof line - 1 - got);
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+    }
+    close(pfd[0]);
+    int port = 0;
+    if (sscanf(line, "listening on 127.0.0.1:%d", &port) != 1 || port <= 0) {
+        fprintf(stdout, "# simulator did not start (first line: \"%s\"), see %s\n", line, log);
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        s->pid = 0;
+        return -1;
+    }
+    snprintf(s->base, sizeof s->base, "http://127.0.0.1:%d", port);
+    return 0;
+}
+
+/* SIGTERM, then the exit status (or -1 if it did not exit within 5 s). */
+static int stop_sim(Sim *s)
+{
+    if (s->pid <= 0)
+        return -1;
+    kill(s->pid, SIGTERM);
+    for (int i = 0; i < 500; i++) {
+        int st;
+        pid_t r = waitpid(s->pid, &st, WNOHANG);
+        if (r == s->pid) {
+            s->pid = 0;
+            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+        }
+        usleep(10000);
+    }
+    kill(s->pid, SIGKILL);
+    waitpid(s->pid, NULL, 0);
+    s->pid = 0;
+    return -1;
+}
+
+/* ---- HTTP ---- */
+
+typedef struct Resp {
+    CURLcode cc;
+    long status;
+    Buf body;
+    Buf headers;
+    double secs;
+    JsonDoc doc;
+    bool parsed;
+} Resp;
+
+static size_t on_data(char *p, size_t sz, size_t n, void *ud)
+{
+    return buf_append(ud, p, sz * n) ? 0 : sz * n;
+}
+
+static void resp_init(Resp *r)
+{
+    memset(r, 0, sizeof *r);
+    buf_init(&r->body, (size_t)64 << 20);
+    buf_init(&r->headers, (size_t)1 << 20);
+}
+
+static void resp_free(Resp *r)
+{
+    json_doc_free(&r->doc);
+    buf_free(&r->body);
+    buf_free(&r->headers);
+}
+
+static void setup_easy(CURL *c, const Sim *s, const char *method, const char *path, const char *body, size_t body_len,
+                       struct curl_slist *hdrs, Resp *r)
+{
+    char url[256];
+    snprintf(url, sizeof url, "%s%s", s->base, path);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 20000L);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &r->body);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_data);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, &r->headers);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+    if (strcmp(method, "POST") == 0) {
+        curl_easy_setopt(c, CURLOPT_POST, 1L);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body ? body : "");
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)(body ? body_len : 0));
+    } else {
+        curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
+    }
+}
+
+static void finish_resp(CURL *c, Resp *r)
+{
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
+    curl_easy_getinfo(c, CURLINFO_TOTAL_TIME, &r->secs);
+    r->parsed = r->body.len && json_parse(&r->doc, r->body.data, r->body.len, 0, NULL) == 0;
+}
+
+static void http_to(const Sim *s, const char *method, const char *path, const char *body, const char *key, Resp *r)
+{
+    resp_init(r);
+    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
+    if (key) {
+        char auth[256];
+        snprintf(auth, sizeof auth, "Authorization: Bearer %s", key);
+        h = curl_slist_append(h, auth);
+    }
+    curl_easy_reset(g_curl);
+    setup_easy(g_curl, s, method, path, body, body ? strlen(body) : 0, h, r);
+    if (g_fresh)
+        curl_easy_setopt(g_curl, CURLOPT_FRESH_CONNECT, 1L);
+    r->cc = curl_easy_perform(g_curl);
+    finish_resp(g_curl, r);
+    curl_slist_free_all(h);
+}
+
+static void http(const char *method, const char *path, const char *body, Resp *r)
+{
+    http_to(&g_sim, method, path, body, NULL, r);
+}
+
+/* A chat request body; extra is inserted verbatim as more top-level fields (may be NULL). */
+static char *chat_body(const char *model, const char *system, const char *user, const char *extra)
+{
+    Buf b;
+    buf_init(&b, 0);
+    buf_puts(&b, "{\"model\":");
+    json_put_cstr(&b, model);
+    buf_puts(&b, ",\"messages\":[");
+    if (system) {
+        buf_puts(&b, "{\"role\":\"system\",\"content\":");
+        json_put_cstr(&b, system);
+        buf_puts(&b, "},");
+    }
+    buf_puts(&b, "{\"role\":\"user\",\"content\":");
+    json_put_cstr(&b, user);
+    buf_puts(&b, "}]");
+    if (extra) {
+        buf_putc(&b, ',');
+        buf_puts(&b, extra);
+    }
+    buf_putc(&b, '}');
+    return buf_take(&b);
+}
+
+static void chat(const char *model, const char *system, const char *user, const char *extra, Resp *r)
+{
+    char *body = chat_body(model, system, user, extra);
+    http("POST", "/v1/chat/completions", body, r);
+    free(body);
+}
+
+/* ---- JSON paths: "choices.0.message.content" ---- */
+
+static int jpath(const Resp *r, const char *path)
+{
+    if (!r->parsed)
+        return -1;
+    int cur = 0;
+    while (*path && cur >= 0) {
+        char seg[64];
+        size_t n = strcspn(path, ".");
+        if (n >= sizeof seg)
+            return -1;
+        memcpy(seg, path, n);
+        seg[n] = '\0';
+        path += n + (path[n] == '.');
+        if (json_type(&r->doc, cur) == JSON_ARRAY) /* "responses.429" is a key, "choices.0" an index */
+            cur = json_at(&r->doc, cur, atoi(seg));
+        else
+            cur = json_get(&r->doc, cur, seg);
+    }
+    return cur;
+}
+
+/* Decoded string at path, in a static ring of buffers (valid for a few calls); NULL if absent. */
+static const char *jstr(const Resp *r, const char *path)
+{
+    static char *ring[8];
+    static int next;
+    int i = jpath(r, path);
+    if (i < 0 || json_type(&r->doc, i) != JSON_STRING)
+        return NULL;
+    free(ring[next]);
+    ring[next] = json_strdup(&r->doc, i);
+    const char *s = ring[next];
+    next = (next + 1) % 8;
+    return s;
+}
+
+static int64_t jint(const Resp *r, const char *path)
+{
+    int64_t v = -1;
+    int i = jpath(r, path);
+    if (i < 0 || json_int64(&r->doc, i, &v))
+        return -1;
+    return v;
+}
+
+/* Value of a response header (case-insensitive name), copied into out; "" when absent. */
+static const char *header(const Resp *r, const char *name, char *out, size_t cap)
+{
+    out[0] = '\0';
+    const char *h = r->headers.data ? r->headers.data : "";
+    size_t nl = strlen(name);
+    for (const char *line = h; *line;) {
+        const char *eol = strchr(line, '\n');
+        size_t len = eol ? (size_t)(eol - line) : strlen(line);
+        if (len > nl && strncasecmp(line, name, nl) == 0 && line[nl] == ':') {
+            const char *v = line + nl + 1;
+            while (*v == ' ')
+                v++;
+            size_t vl = (size_t)(line + len - v);
+            while (vl && (v[vl - 1] == '\r' || v[vl - 1] == ' '))
+                vl--;
+            snprintf(out, cap, "%.*s", (int)vl, v);
+            break;
+        }
+        if (!eol)
+            break;
+        line = eol + 1;
+    }
+    return out;
+}
+
+static int64_t toks(const char *s) { return (int64_t)((strlen(s) + 3) / 4); }
+
+static void reset_stats(void)
+{
+    Resp r;
+    http("POST", "/sim/reset", "", &r);
+    resp_free(&r);
+}
+
+static void stats(Resp *r) { http("GET", "/sim/stats", NULL, r); }
+
+/* ---- tests ---- */
+
+static void test_models_endpoint(void)
+{
+    Resp r;
+    http("GET", "/v1/models", NULL, &r);
+    CHECK_INT(r.status, 200);
+    CHECK_STR(jstr(&r, "object"), "list");
+    bool found = false;
+    int data = jpath(&r, "data");
+    for (int i = 0; i < json_size(&r.doc, data); i++) {
+        char *id = json_strdup(&r.doc, json_get(&r.doc, json_at(&r.doc, data, i), "id"));
+        if (id && strcmp(id, M_ANY) == 0)
+            found = true;
+        free(id);
+    }
+    CHECKF(found, "model %s missing from /v1/models", M_ANY);
+    resp_free(&r);
+}
+
+static void test_correct_answer_is_deterministic(void)
+{
+    Resp a, b;
+    chat("oracle", "You classify packages.", "Package: vim\nDescription: Vi IMproved", "\"temperature\":0", &a);
+    chat("oracle", "You classify packages.", "Package: vim\nDescription: Vi IMproved", "\"temperature\":0", &b);
+    CHECK_INT(a.status, 200);
+    CHECK_STR(jstr(&a, "object"), "chat.completion");
+    CHECK_STR(jstr(&a, "model"), "oracle");
+    CHECK_STR(jstr(&a, "choices.0.message.role"), "assistant");
+    CHECK_STR(jstr(&a, "choices.0.message.content"), "editors"); /* the \n in the TSV was decoded */
+    CHECK_STR(jstr(&a, "choices.0.finish_reason"), "stop");
+    CHECK_STR(jstr(&b, "choices.0.message.content"), jstr(&a, "choices.0.message.content"));
+    resp_free(&a);
+    resp_free(&b);
+
+    /* A tab and a backslash escaped in the key, and the plain /chat/completions path. */
+    Resp c, d;
+    chat("oracle", NULL, "Package: bash\tshell", NULL, &c);
+    CHECK_STR(jstr(&c, "choices.0.message.content"), "shells");
+    char *body = chat_body("oracle", NULL, "Back\\slash package", NULL);
+    http("POST", "/chat/completions", body, &d);
+    free(body);
+    CHECK_INT(d.status, 200);
+    CHECK_STR(jstr(&d, "choices.0.message.content"), "utils");
+    resp_free(&c);
+    resp_free(&d);
+
+    /* The answer is the same for a mid-skill model asked twice, whatever it is. */
+    Resp m1, m2;
+    chat("mid", NULL, "Review 17: the product arrived and I have opinions.", NULL, &m1);
+    chat("mid", NULL, "Review 17: the product arrived and I have opinions.", NULL, &m2);
+    const char *c1 = jstr(&m1, "choices.0.message.content");
+    CHECK(c1 != NULL);
+    CHECK_STR(jstr(&m2, "choices.0.message.content"), c1);
+    resp_free(&m1);
+    resp_free(&m2);
+}
+
+static bool is_sentiment(const char *s)
+{
+    for (int i = 0; s && i < 5; i++)
+        if (strcmp(s, SENTIMENT[i]) == 0)
+            return true;
+    return false;
+}
+
+static void test_wrong_answers_are_plausible(void)
+{
+    /* A label kind: another label of the same set. */
+    Resp r;
+    chat("dunce", NULL, "Review 3: the product arrived and I have opinions.", NULL, &r); /* expected mixed */
+    const char *got = jstr(&r, "choices.0.message.content");
+    CHECK_INT(r.status, 200);
+    CHECKF(is_sentiment(got), "wrong label \"%s\" is not in the label set", got ? got : "(null)");
+    CHECK(got && strcmp(got, "mixed") != 0);
+    resp_free(&r);
+
+    /* A long text kind: degraded text, not the expected one. */
+    chat("dunce", NULL, "Summarize: imgconv", NULL, &r);
+    got = jstr(&r, "choices.0.message.content");
+    CHECK(got && got[0]);
+    CHECK(got && strcmp(got, LONG_SUMMARY) != 0);
+    resp_free(&r);
+
+    /* Not in the key: the generic answer from the prompt's first words. */
+    chat("oracle", NULL, "Tell me something about penguins please", NULL, &r);
+    CHECK_STR(jstr(&r, "choices.0.message.content"), "Answer: Tell me something about penguins please");
+    resp_free(&r);
+}
+
+static void test_usage_openai(void)
+{
+    const char *sys = "Answer with a single word.";
+    const char *user = "What is the capital of France?";
+    Resp r;
+    chat("oracle", sys, user, NULL, &r);
+    int64_t prompt = toks(sys) + 4 + toks(user) + 4;
+    CHECK_INT(jint(&r, "usage.prompt_tokens"), prompt);
+    CHECK_INT(jint(&r, "usage.completion_tokens"), toks("Paris") + 1);
+    CHECK_INT(jint(&r, "usage.total_tokens"), prompt + toks("Paris") + 1);
+    CHECK_INT(jint(&r, "usage.prompt_tokens_details.cached_tokens"), 0); /* short system prompt */
+    CHECK_INT(jint(&r, "usage.completion_tokens_details.reasoning_tokens"), 0);
+    resp_free(&r);
+}
+
+static void test_usage_deepseek_and_none(void)
+{
+    Resp r;
+    chat("ds-oracle", NULL, "What is the capital of France?", NULL, &r);
+    CHECK_INT(r.status, 200);
+    int64_t p = jint(&r, "usage.prompt_tokens");
+    CHECK(p > 0);
+    CHECK_INT(jint(&r, "usage.prompt_cache_hit_tokens"), 0);
+    CHECK_INT(jint(&r, "usage.prompt_cache_miss_tokens"), p);
+    CHECK(jpath(&r, "usage.prompt_tokens_details") < 0);
+    int64_t reasoning = jint(&r, "usage.completion_tokens_details.reasoning_tokens");
+    CHECK(reasoning >= 48);
+    CHECK_INT(jint(&r, "usage.completion_tokens"), toks("Paris") + 1 + reasoning);
+    CHECK(jstr(&r, "choices.0.message.reasoning_content") != NULL);
+    CHECK_STR(jstr(&r, "choices.0.message.content"), "Paris");
+    resp_free(&r);
+
+    chat("silent", NULL, "What is the capital of France?", "\"logprobs\":true", &r);
+    CHECK_INT(r.status, 200);
+    CHECK_STR(jstr(&r, "choices.0.message.content"), "Paris");
+    CHECK(r.parsed && jpath(&r, "usage") < 0);
+    CHECK(r.parsed && json_is_null(&r.doc, jpath(&r, "choices.0.logprobs"))); /* model without logprobs */
+    resp_free(&r);
+}
+
+static void test_prefix_cache(void)
+{
+    /* A system prompt of ~600 tokens, unique to this run so nothing cached it before. */
+    Buf sys;
+    buf_init(&sys, 0);
+    buf_printf(&sys, "Run %ld.%d. ", (long)time(NULL), (int)getpid());
+    while (sys.len < 2400)
+        buf_puts(&sys, "You are a careful assistant that follows the house style guide. ");
+    int64_t sys_tokens = toks(sys.data) + 4;
+    Resp a, b, c, d;
+    chat(M_ANY, sys.data, "What is the capital of France?", NULL, &a);
+    chat(M_ANY, sys.data, "What is 2+2?", NULL, &b);
+    CHECK_INT(a.status, 200);
+    CHECK_INT(jint(&a, "usage.prompt_tokens_details.cached_tokens"), 0);
+    CHECK_INT(jint(&b, "usage.prompt_tokens_details.cached_tokens"), sys_tokens);
+    /* Another model has its own cache; deepseek style reports hit and miss. */
+    if (g_self) {
+        chat("ds-oracle", sys.data, "What is 2+2?", NULL, &c);
+        chat("ds-oracle", sys.data, "What is 2+2?", NULL, &d);
+        CHECK_INT(jint(&c, "usage.prompt_cache_hit_tokens"), 0);
+        CHECK_INT(jint(&d, "usage.prompt_cache_hit_tokens"), sys_tokens);
+        CHECK_INT(jint(&d, "usage.prompt_cache_hit_tokens") + jint(&d, "usage.prompt_cache_miss_tokens"),
+                  jint(&d, "usage.prompt_tokens"));
+        resp_free(&c);
+        resp_free(&d);
+    }
+    resp_free(&a);
+    resp_free(&b);
+    /* A repeated but short system prompt is below --cache-min-tokens: never reported. */
+    chat(M_ANY, "Short.", "x", NULL, &a);
+    chat(M_ANY, "Short.", "x", NULL, &b);
+    CHECK_INT(jint(&b, "usage.prompt_tokens_details.cached_tokens"), 0);
+    resp_free(&a);
+    resp_free(&b);
+    buf_free(&sys);
+}
+
+static void test_max_tokens_truncates(void)
+{
+    Resp r;
+    chat("oracle", NULL, "Summarize: imgconv", "\"max_tokens\":3", &r);
+    const char *got = jstr(&r, "choices.0.message.content");
+    CHECK_STR(jstr(&r, "choices.0.finish_reason"), "length");
+    CHECK(got && strlen(got) == 8 && strncmp(got, LONG_SUMMARY, 8) == 0);
+    CHECK_INT(jint(&r, "usage.completion_tokens"), 3);
+    resp_free(&r);
+    chat("oracle", NULL, "Summarize: imgconv", "\"max_completion_tokens\":200", &r);
+    CHECK_STR(jstr(&r, "choices.0.finish_reason"), "stop");
+    CHECK_STR(jstr(&r, "choices.0.message.content"), LONG_SUMMARY);
+    resp_free(&r);
+}
+
+static void test_logprobs_shape(void)
+{
+    Resp r;
+    chat("oracle", NULL, "Summarize: imgconv", "\"logprobs\":true,\"top_logprobs\":3", &r);
+    int content = jpath(&r, "choices.0.logprobs.content");
+    CHECK(json_type(&r.doc, content) == JSON_ARRAY);
+    int n = json_size(&r.doc, content);
+    CHECK(n >= (int)strlen(LONG_SUMMARY) / 5);
+    Buf joined;
+    buf_init(&joined, 0);
+    for (int i = 0; i < n; i++) {
+        int e = json_at(&r.doc, content, i);
+        char *tok = json_strdup(&r.doc, json_get(&r.doc, e, "token"));
+        double lp = 1;
+        json_double(&r.doc, json_get(&r.doc, e, "logprob"), &lp);
+        CHECK(lp <= 0 && lp > -20);
+        CHECK(tok && json_size(&r.doc, json_get(&r.doc, e, "bytes")) == (int)strlen(tok));
+        int top = json_get(&r.doc, e, "top_logprobs");
+        CHECK_INT(json_size(&r.doc, top), 3);
+        if (tok)
+            buf_puts(&joined, tok);
+        free(tok);
+    }
+    CHECK_STR(joined.data, LONG_SUMMARY);
+    buf_free(&joined);
+    resp_free(&r);
+
+    chat("oracle", NULL, "Summarize: imgconv", NULL, &r); /* not asked for */
+    CHECK(r.parsed && json_is_null(&r.doc, jpath(&r, "choices.0.logprobs")));
+    resp_free(&r);
+}
+
+/* Mean first-token probability and accuracy of model over the sentiment items. */
+static void measure(const char *model, double *acc, double *conf_right, double *conf_wrong)
+{
+    int right = 0, wrong = 0;
+    double sr = 0, sw = 0;
+    for (int i = 0; i < N_REVIEWS; i++) {
+        char prompt[128];
+        snprintf(prompt, sizeof prompt, "Review %d: the product arrived and I have opinions.", i);
+        Resp r;
+        chat(model, NULL, prompt, "\"logprobs\":true,\"max_tokens\":8", &r);
+        const char *got = jstr(&r, "choices.0.message.content");
+        double lp = 0;
+        json_double(&r.doc, jpath(&r, "choices.0.logprobs.content.0.logprob"), &lp);
+        if (got && strcmp(got, SENTIMENT[i % 5]) == 0)
+            right++, sr += exp(lp);
+        else
+            wrong++, sw += exp(lp);
+        resp_free(&r);
+    }
+    *acc = (double)right / N_REVIEWS;
+    *conf_right = right ? sr / right : 0;
+    *conf_wrong = wrong ? sw / wrong : 0;
+}
+
+static void test_accuracy_and_confidence_follow_skill(void)
+{
+    double acc_mid, cr_mid, cw_mid, acc_high, cr_high, cw_high;
+    measure("mid", &acc_mid, &cr_mid, &cw_mid);
+    measure("high", &acc_high, &cr_high, &cw_high);
+    printf("# mid: accuracy %.3f confidence right %.3f wrong %.3f; high: accuracy %.3f\n", acc_mid, cr_mid, cw_mid,
+           acc_high);
+    CHECKF(acc_mid > 0.52 && acc_mid < 0.74, "mid (skill 0.55) accuracy %.3f", acc_mid);
+    CHECKF(acc_high > 0.84 && acc_high < 0.96, "high (skill 0.88) accuracy %.3f", acc_high);
+    CHECK(acc_high > acc_mid + 0.15);
+    CHECKF(cr_mid > cw_mid + 0.15, "confidence right %.3f vs wrong %.3f", cr_mid, cw_mid);
+    CHECK(cr_mid > 0.8 && cr_mid < 0.97);
+    CHECK(cw_mid > 0.45 && cw_mid < 0.75);
+}
+
+static void test_choices_and_temperature(void)
+{
+    Resp r;
+    chat("mid", NULL, "Review 5: the product arrived and I have opinions.", "\"n\":6,\"temperature\":0", &r);
+    CHECK_INT(json_size(&r.doc, jpath(&r, "choices")), 6);
+    const char *first = jstr(&r, "choices.0.message.content");
+    for (int i = 1; i < 6; i++) {
+        char path[64];
+        snprintf(path, sizeof path, "choices.%d.message.content", i);
+        CHECK_STR(jstr(&r, path), first);
+    }
+    resp_free(&r);
+    /* At temperature 1 the samples are independent: over 40 choices of a 0.55 model some disagree. */
+    chat("mid", NULL, "Review 5: the product arrived and I have opinions.", "\"n\":40,\"temperature\":1", &r);
+    int distinct_from_first = 0;
+    first = jstr(&r, "choices.0.message.content");
+    for (int i = 1; i < 40; i++) {
+        char path[64];
+        snprintf(path, sizeof path, "choices.%d.message.content", i);
+        const char *c = jstr(&r, path);
+        distinct_from_first += c && first && strcmp(c, first) != 0;
+    }
+    CHECK(distinct_from_first > 0);
+    resp_free(&r);
+}
+
+static void test_json_mode(void)
+{
+    Resp r;
+    chat("oracle", NULL, "What is the capital of France?", "\"response_format\":{\"type\":\"json_object\"}", &r);
+    const char *content = jstr(&r, "choices.0.message.content");
+    JsonDoc d;
+    CHECK(content && json_parse(&d, content, strlen(content), 0, NULL) == 0);
+    if (content && json_parse(&d, content, strlen(content), 0, NULL) == 0) {
+        char *answer = json_strdup(&d, json_get(&d, 0, "answer"));
+        CHECK_STR(answer, "Paris");
+        free(answer);
+        json_doc_free(&d);
+    }
+    resp_free(&r);
+}
+
+/* An error fault: the first `times` requests fail with status and error code, then it works. */
+static void check_error_fault(const char *fault, int status, const char *code, const char *type)
+{
+    char user[160];
+    snprintf(user, sizeof user, "[[sim:%s:times=2]]What is the capital of France?", fault);
+    for (int i = 0; i < 3; i++) {
+        Resp r;
+        chat(M_ANY, NULL, user, NULL, &r);
+        if (i < 2) {
+            CHECKF(r.status == status, "fault %s attempt %d: status %ld", fault, i + 1, r.status);
+            if (code)
+                CHECKF(jstr(&r, "error.code") && strcmp(jstr(&r, "error.code"), code) == 0, "fault %s: code %s", fault,
+                       jstr(&r, "error.code") ? jstr(&r, "error.code") : "(none)");
+            if (type)
+                CHECK_STR(jstr(&r, "error.type"), type);
+            CHECK(jstr(&r, "error.message") != NULL);
+        } else {
+            CHECKF(r.status == 200, "fault %s: third attempt status %ld", fault, r.status);
+            if (g_self)
+                CHECK_STR(jstr(&r, "choices.0.message.content"), "Paris"); /* marker stripped for the key */
+        }
+        resp_free(&r);
+    }
+}
+
+static void test_error_faults(void)
+{
+    reset_stats();
+    check_error_fault("429", 429, "rate_limit_exceeded", NULL);
+    check_error_fault("429quota", 429, "insufficient_quota", "insufficient_quota");
+    check_error_fault("500", 500, NULL, "server_error");
+    check_error_fault("503", 503, NULL, "server_error");
+    check_error_fault("400", 400, NULL, "invalid_request_error");
+    check_error_fault("401", 401, "invalid_api_key", NULL);
+
+    /* 429 carries retry-after headers. */
+    Resp r;
+    chat(M_ANY, NULL, "[[sim:429]]retry headers", NULL, &r);
+    char v[64];
+    CHECK_INT(r.status, 429);
+    CHECK_STR(header(&r, "retry-after", v, sizeof v), "1");
+    CHECK_STR(header(&r, "retry-after-ms", v, sizeof v), "200");
+    resp_free(&r);
+
+    /* intcode: error.code is the number 500. */
+    chat(M_ANY, NULL, "[[sim:intcode]]integer code", NULL, &r);
+    CHECK_INT(r.status, 500);
+    int code = jpath(&r, "error.code");
+    CHECK(json_type(&r.doc, code) == JSON_PRIMITIVE);
+    CHECK_INT(jint(&r, "error.code"), 500);
+    resp_free(&r);
+    chat(M_ANY, NULL, "[[sim:intcode]]integer code", NULL, &r);
+    CHECK_INT(r.status, 200);
+    resp_free(&r);
+
+    Resp s;
+    stats(&s);
+    CHECK_INT(jint(&s, "faults.429"), 3);
+    CHECK_INT(jint(&s, "faults.intcode"), 1);
+    CHECK_INT(jint(&s, "responses.503"), 2);
+    resp_free(&s);
+}
+
+static void test_marker_order_model_filter_and_always(void)
+{
+    reset_stats();
+    int want[] = {429, 500, 200, 200};
+    for (int i = 0; i < 4; i++) {
+        Resp r;
+        chat(M_ANY, NULL, "[[sim:429]][[sim:500]]two faults in order", NULL, &r);
+        CHECKF(r.status == want[i], "attempt %d: status %ld, want %d", i + 1, r.status, want[i]);
+        resp_free(&r);
+    }
+    for (int i = 0; i < 3; i++) {
+        Resp r;
+        chat(M_ANY, NULL, "[[sim:503:times=0]]always failing", NULL, &r);
+        CHECK_INT(r.status, 503);
+        resp_free(&r);
+    }
+    if (g_self) { /* only the named model gets the fault */
+        Resp r;
+        chat("oracle", NULL, "[[sim:503:model=high]]filtered", NULL, &r);
+        CHECK_INT(r.status, 200);
+        resp_free(&r);
+        chat("high", NULL, "[[sim:503:model=high]]filtered", NULL, &r);
+        CHECK_INT(r.status, 503);
+        resp_free(&r);
+        chat("high", NULL, "[[sim:503:model=high]]filtered", NULL, &r);
+        CHECK_INT(r.status, 200);
+        resp_free(&r);
+    }
+    /* Reset forgets the counters: the fault fires again. */
+    Resp r;
+    chat(M_ANY, NULL, "[[sim:500]]once more after reset", NULL, &r);
+    CHECK_INT(r.status, 500);
+    resp_free(&r);
+    reset_stats();
+    chat(M_ANY, NULL, "[[sim:500]]once more after reset", NULL, &r);
+    CHECK_INT(r.status, 500);
+    resp_free(&r);
+    /* Text that only looks like a marker is left alone. */
+    chat(M_ANY, NULL, "[[sim:nonsense]] is not a fault", NULL, &r);
+    CHECK_INT(r.status, 200);
+    resp_free(&r);
+}
+
+static void test_transport_faults(void)
+{
+    Resp r;
+    /* drop: no response at all, then success */
+    g_fresh = true;
+    chat(M_ANY, NULL, "[[sim:drop]]What is the capital of France?", NULL, &r);
+    g_fresh = false;
+    CHECKF(r.cc == CURLE_GOT_NOTHING, "drop: curl result %d (%s)", (int)r.cc, curl_easy_strerror(r.cc));
+    resp_free(&r);
+    chat(M_ANY, NULL, "[[sim:drop]]What is the capital of France?", NULL, &r);
+    CHECK_INT(r.status, 200);
+    resp_free(&r);
+
+    /* truncated: the full Content-Length promised, half delivered */
+    chat(M_ANY, NULL, "[[sim:truncated]]What is the capital of France?", NULL, &r);
+    CHECKF(r.cc == CURLE_PARTIAL_FILE, "truncated: curl result %d (%s)", (int)r.cc, curl_easy_strerror(r.cc));
+    char v[64];
+    long promised = atol(header(&r, "content-length", v, sizeof v));
+    CHECK(promised > 0 && (long)r.body.len == promised / 2);
+    CHECK(!r.parsed);
+    resp_free(&r);
+    chat(M_ANY, NULL, "[[sim:truncated]]What is the capital of France?", NULL, &r);
+    CHECK_INT(r.status, 200);
+    CHECK(r.parsed);
+    resp_free(&r);
+
+    /* invalid: 200 that is not JSON */
+    chat(M_ANY, NULL, "[[sim:invalid]]What is the capital of France?", NULL, &r);
+    CHECK_INT(r.status, 200);
+    CHECK(r.body.len > 0 && !r.parsed);
+    CHECK(strncmp(header(&r, "content-type", v, sizeof v), "text/html", 9) == 0);
+    resp_free(&r);
+
+    /* oversized: a valid JSON body of over 20 MB */
+    chat(M_ANY, NULL, "[[sim:oversized]]What is the capital of France?", NULL, &r);
+    CHECK_INT(r.status, 200);
+    CHECKF(r.body.len > ((size_t)20 << 20), "oversized body is %zu bytes", r.body.len);
+    const char *content = jstr(&r, "choices.0.message.content");
+    CHECK(content && strlen(content) >= ((size_t)20 << 20));
+    resp_free(&r);
+
+    /* nousage: a normal answer without usage */
+    chat(M_ANY, NULL, "[[sim:nousage]]What is the capital of France?", NULL, &r);
+    CHECK_INT(r.status, 200);
+    CHECK(r.parsed && jpath(&r, "choices.0.message.content") >= 0 && jpath(&r, "usage") < 0);
+    resp_free(&r);
+}
+
+/* Run several requests at once on separate connections (curl multi). */
+static void run_parallel(const char **bodies, int n, Resp *out)
+{
+    CURLM *m = curl_multi_init();
+    CURL *e[256];
+    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
+    for (int i = 0; i < n; i++) {
+        resp_init(&out[i]);
+        e[i] = curl_easy_init();
+        setup_easy(e[i], &g_sim, "POST", "/v1/chat/completions", bodies[i], strlen(bodies[i]), h, &out[i]);
+        curl_easy_setopt(e[i], CURLOPT_PRIVATE, &out[i]);
+        curl_multi_add_handle(m, e[i]);
+    }
+    int running = n;
+    while (running) {
+        curl_multi_perform(m, &running);
+        CURLMsg *msg;
+        int left;
+        while ((msg = curl_multi_info_read(m, &left))) {
+            if (msg->msg != CURLMSG_DONE)
+                continue;
+            Resp *r;
+            curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&r);
+            r->cc = msg->data.result;
+            finish_resp(msg->easy_handle, r);
+        }
+        if (running)
+            curl_multi_poll(m, NULL, 0, 100, NULL);
+    }
+    for (int i = 0; i < n; i++) {
+        curl_multi_remove_handle(m, e[i]);
+        curl_easy_cleanup(e[i]);
+    }
+    curl_slist_free_all(h);
+    curl_multi_cleanup(m);
+}
+
+static void test_slow_does_not_block_others(void)
+{
+    char *slow = chat_body(M_ANY, NULL, "[[sim:slow]]What is the capital of France?", NULL);
+    char *fast = chat_body(M_ANY, NULL, "What is the capital of France?", NULL);
+    const char *bodies[2] = {slow, fast};
+    Resp r[2];
+    run_parallel(bodies, 2, r);
+    CHECK_INT(r[0].status, 200);
+    CHECK_INT(r[1].status, 200);
+    if (g_self)
+        CHECK_STR(jstr(&r[0], "choices.0.message.content"), "Paris");
+    CHECKF(r[0].secs >= SLOW_MS / 1000.0 * 0.95, "slow answered after %.3f s", r[0].secs);
+    CHECKF(r[1].secs < r[0].secs - 0.2, "fast took %.3f s, slow %.3f s", r[1].secs, r[0].secs);
+    resp_free(&r[0]);
+    resp_free(&r[1]);
+    free(slow);
+    free(fast);
+}
+
+static void test_concurrency_and_in_flight(void)
+{
+    enum { N = 100 };
+    reset_stats();
+    char *bodies[N];
+    for (int i = 0; i < N; i++) {
+        char prompt[64];
+        snprintf(prompt, sizeof prompt, "Review %d: the product arrived and I have opinions.", i);
+        bodies[i] = chat_body("slowpoke", NULL, prompt, NULL);
+    }
+    Resp r[N];
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    run_parallel((const char **)bodies, N, r);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    int ok = 0;
+    for (int i = 0; i < N; i++) {
+        ok += r[i].status == 200 && r[i].secs >= 0.14;
+        resp_free(&r[i]);
+        free(bodies[i]);
+    }
+    CHECK_INT(ok, N);
+    CHECKF(secs < 1.5, "%d requests of 150 ms took %.3f s: not concurrent", N, secs);
+    Resp s;
+    stats(&s);
+    CHECKF(jint(&s, "in_flight.peak") >= N * 8 / 10, "in_flight.peak %lld", (long long)jint(&s, "in_flight.peak"));
+    CHECK(jint(&s, "connections.peak") >= N * 8 / 10);
+    CHECK_INT(jint(&s, "in_flight.current"), 0);
+    CHECK_INT(jint(&s, "models.slowpoke.requests"), N);
+    resp_free(&s);
+}
+
+static void test_unknown_model_and_bad_requests(void)
+{
+    Resp r;
+    chat("nope", NULL, "hello", NULL, &r);
+    CHECK_INT(r.status, 404);
+    CHECK_STR(jstr(&r, "error.message"), "The model `nope` does not exist");
+    CHECK_STR(jstr(&r, "error.type"), "invalid_request_error");
+    CHECK_STR(jstr(&r, "error.param"), "model");
+    CHECK_STR(jstr(&r, "error.code"), "model_not_found");
+    resp_free(&r);
+
+    http("POST", "/v1/chat/completions", "{not json", &r);
+    CHECK_INT(r.status, 400);
+    CHECK_STR(jstr(&r, "error.type"), "invalid_request_error");
+    resp_free(&r);
+    char body[128];
+    snprintf(body, sizeof body, "{\"model\":\"%s\"}", M_ANY);
+    http("POST", "/v1/chat/completions", body, &r);
+    CHECK_INT(r.status, 400);
+    CHECK_STR(jstr(&r, "error.param"), "messages");
+    resp_free(&r);
+    chat(M_ANY, NULL, "hello", "\"n\":0", &r);
+    CHECK_INT(r.status, 400);
+    resp_free(&r);
+    http("GET", "/v1/nothing-here", NULL, &r);
+    CHECK_INT(r.status, 404);
+    resp_free(&r);
+    http("GET", "/v1/chat/completions", NULL, &r);
+    CHECK_INT(r.status, 405);
+    resp_free(&r);
+}
+
+static void test_request_too_large(void)
+{
+    size_t n = (size_t)9 << 20;
+    char *big = malloc(n + 1);
+    memset(big, 'a', n);
+    big[n] = '\0';
+    Resp r;
+    resp_init(&r);
+    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
+    curl_easy_reset(g_curl);
+    setup_easy(g_curl, &g_sim, "POST", "/v1/chat/completions", big, n, h, &r);
+    r.cc = curl_easy_perform(g_curl);
+    finish_resp(g_curl, &r);
+    CHECK_INT(r.status, 413);
+    curl_slist_free_all(h);
+    resp_free(&r);
+    free(big);
+    /* The simulator is still fine. */
+    chat(M_ANY, NULL, "hello after 413", NULL, &r);
+    CHECK_INT(r.status, 200);
+    resp_free(&r);
+}
+
+static void test_stats_counts(void)
+{
+    reset_stats();
+    Resp r;
+    for (int i = 0; i < 3; i++) {
+        chat(M_ANY, NULL, "What is the capital of France?", NULL, &r);
+        resp_free(&r);
+    }
+    chat(M_ANY, NULL, "[[sim:429]]counted fault", NULL, &r);
+    resp_free(&r);
+    chat("nope", NULL, "x", NULL, &r);
+    resp_free(&r);
+    Resp s;
+    stats(&s);
+    CHECK_INT(jint(&s, "requests"), 5);
+    CHECK_INT(jint(&s, "http_requests"), 5);
+    CHECK_INT(jint(&s, "responses.200"), 3);
+    CHECK_INT(jint(&s, "responses.429"), 1);
+    CHECK_INT(jint(&s, "responses.404"), 1);
+    CHECK_INT(jint(&s, "faults.429"), 1);
+    CHECK_INT(jint(&s, "faults.500"), 0);
+    char path[128];
+    snprintf(path, sizeof path, "models.%s.requests", M_ANY);
+    CHECK_INT(jint(&s, path), 4);
+    snprintf(path, sizeof path, "models.%s.answered", M_ANY);
+    CHECK_INT(jint(&s, path), 3);
+    snprintf(path, sizeof path, "models.%s.prompt_tokens", M_ANY);
+    CHECK_INT(jint(&s, path), 3 * (toks("What is the capital of France?") + 4));
+    if (g_self)
+        CHECK_INT(jint(&s, "models.oracle.correct"), 3);
+    CHECK_INT(jint(&s, "in_flight.current"), 0);
+    CHECK(jint(&s, "connections.current") >= 1);
+    resp_free(&s);
+}
+
+static void test_keep_alive(void)
+{
+    reset_stats();
+    for (int i = 0; i < 10; i++) {
+        Resp r;
+        chat(M_ANY, NULL, "What is 2+2?", NULL, &r);
+        CHECK_INT(r.status, 200);
+        resp_free(&r);
+    }
+    Resp s;
+    stats(&s);
+    /* 10 requests, one handle: the connection is reused (the reset request opened it). */
+    CHECKF(jint(&s, "connections.total") == 0, "connections opened: %lld",
+           (long long)jint(&s, "connections.total"));
+    CHECK_INT(jint(&s, "http_requests"), 10);
+    resp_free(&s);
+}
+
+static void test_require_key(void)
+{
+    const Sim *a = &g_authsim;
+    char body[256];
+    snprintf(body, sizeof body, "{\"model\":\"oracle\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}");
+    Resp r;
+    http_to(a, "POST", "/v1/chat/completions", body, NULL, &r);
+    CHECK_INT(r.status, 401);
+    CHECK_STR(jstr(&r, "error.code"), "invalid_api_key");
+    CHECK(r.body.data && !strstr(r.body.data, TEST_KEY));
+    resp_free(&r);
+    http_to(a, "POST", "/v1/chat/completions", body, "sim-test-key-4243", &r);
+    CHECK_INT(r.status, 401);
+    resp_free(&r);
+    http_to(a, "GET", "/v1/models", NULL, NULL, &r);
+    CHECK_INT(r.status, 401);
+    resp_free(&r);
+    http_to(a, "GET", "/v1/models", NULL, TEST_KEY, &r);
+    CHECK_INT(r.status, 200);
+    resp_free(&r);
+    http_to(a, "GET", "/sim/stats", NULL, NULL, &r);
+    CHECK_INT(r.status, 200);
+    resp_free(&r);
+}
+
+static void test_global_fault_rate(void)
+{
+    const Sim *a = &g_authsim;
+    Resp reset;
+    http_to(a, "POST", "/sim/reset", "", NULL, &reset);
+    CHECK_INT(reset.status, 200);
+    resp_free(&reset);
+    int n500 = 0, n200 = 0;
+    for (int i = 0; i < 200; i++) {
+        char body[256];
+        snprintf(body, sizeof body,
+                 "{\"model\":\"oracle\",\"messages\":[{\"role\":\"user\",\"content\":\"question %d\"}]}", i);
+        Resp r;
+        http_to(a, "POST", "/v1/chat/completions", body, TEST_KEY, &r);
+        n500 += r.status == 500;
+        n200 += r.status == 200;
+        resp_free(&r);
+    }
+    CHECK_INT(n500 + n200, 200);
+    CHECKF(n500 >= 30 && n500 <= 70, "500s: %d of 200 at rate 0.25", n500);
+    Resp s;
+    http_to(a, "GET", "/sim/stats", NULL, NULL, &s);
+    CHECK_INT(jint(&s, "faults.500"), n500);
+    resp_free(&s);
+}
+
+static void test_sigterm_exits_cleanly(void)
+{
+    CHECK_INT(stop_sim(&g_authsim), 0);
+    Resp r;
+    http_to(&g_authsim, "GET", "/sim/health", NULL, NULL, &r);
+    CHECK(r.cc != CURLE_OK);
+    resp_free(&r);
+}
+
+int main(void)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    g_curl = curl_easy_init();
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    const char *url = getenv("TIERQ_SIM_URL");
+    const char *bin = getenv("TIERQ_SIM_BIN");
+    if (!bin || !*bin)
+        bin = "build/tierq-sim";
+    snprintf(g_dir, sizeof g_dir, "/tmp/tierq-test-sim.XXXXXX");
+    if (!mkdtemp(g_dir)) {
+        printf("not ok - setup: mkdtemp: %s\n", strerror(errno));
+        return 1;
+    }
+    char path[128];
+    snprintf(path, sizeof path, "%s/models.json", g_dir);
+    int setup = write_file(path, MODELS_JSON);
+    snprintf(path, sizeof path, "%s/answers.tsv", g_dir);
+    setup = setup || write_answers(path);
+
+    if (url && *url) {
+        /* An external simulator: strip a trailing /v1 to get the base. */
+        snprintf(g_sim.base, sizeof g_sim.base, "%s", url);
+        size_t bl = strlen(g_sim.base);
+        if (bl >= 3 && strcmp(g_sim.base + bl - 3, "/v1") == 0)
+            g_sim.base[bl - 3] = '\0';
+        M_ANY = "gpt-4o";
+    } else {
+        g_self = true;
+        if (setup || start_sim(&g_sim, bin, NULL)) {
+            printf("not ok - setup: cannot start %s (set TIERQ_SIM_BIN)\n", bin);
+            return 1;
+        }
+    }
+    if (g_self) {
+        const char *extra[] = {"--require-key", TEST_KEY, "--fault-rate", "500=0.25", "--latency-ms", "0", NULL};
+        if (start_sim(&g_authsim, bin, extra)) {
+            printf("not ok - setup: cannot start the second simulator\n");
+            stop_sim(&g_sim);
+            return 1;
+        }
+    }
+
+    RUN(test_models_endpoint);
+    RUN(test_prefix_cache);
+    RUN(test_error_faults);
+    RUN(test_marker_order_model_filter_and_always);
+    RUN(test_transport_faults);
+    RUN(test_unknown_model_and_bad_requests);
+    RUN(test_request_too_large);
+    RUN(test_stats_counts);
+    RUN(test_keep_alive);
+    if (g_self) {
+        RUN(test_correct_answer_is_deterministic);
+        RUN(test_usage_openai);
+        RUN(test_slow_does_not_block_others);
+        RUN(test_wrong_answers_are_plausible);
+        RUN(test_usage_deepseek_and_none);
+        RUN(test_max_tokens_truncates);
+        RUN(test_logprobs_shape);
+        RUN(test_accuracy_and_confidence_follow_skill);
+        RUN(test_choices_and_temperature);
+        RUN(test_json_mode);
+        RUN(test_concurrency_and_in_flight);
+        RUN(test_require_key);
+        RUN(test_global_fault_rate);
+        RUN(test_sigterm_exits_cleanly);
+        if (stop_sim(&g_sim) != 0)
+            printf("# the main simulator did not exit cleanly\n");
+    } else {
+        printf("# external simulator at %s: tests that need our catalog and answer key skipped\n", g_sim.base);
+    }
+
+    curl_easy_cleanup(g_curl);
+    curl_global_cleanup();
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
+    if (system(cmd) != 0)
+        printf("# could not remove %s\n", g_dir);
+    return check_done();
+}

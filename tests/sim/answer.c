@@ -1,0 +1,617 @@
+#include "answer.h"
+
+#include "fmt.h"
+#include "hash.h"
+#include "json.h"
+#include "sim.h"
+#include "u64map.h"
+
+#include <math.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Salts keep the draws made from one base hash independent of each other. */
+#define SALT_DIFFICULTY 0x6a09e667f3bcc908ULL
+#define SALT_CORRECT 0xbb67ae8584caa73bULL
+#define SALT_CONFIDENCE 0x3c6ef372fe94f82bULL
+#define SALT_WRONG 0xa54ff53a5f1d36f1ULL
+#define SALT_TOKENS 0x510e527fade682d1ULL
+
+#define ANSWER_SHORT_BYTES 48 /* a wrong short answer is another answer of the same kind */
+#define ANSWER_GENERIC_WORDS 8
+
+typedef struct AkEntry {
+    const char *prompt; /* points into AnswerKey.text */
+    size_t prompt_len;
+    const char *expected;
+    size_t expected_len;
+    uint32_t kind;
+    uint32_t distinct_id; /* position of expected in its kind's distinct list */
+} AkEntry;
+
+typedef struct AkKind {
+    const char *name;
+    size_t name_len;
+    const char **distinct; /* distinct expected values, owned array of borrowed strings */
+    size_t *distinct_len;
+    size_t ndistinct, cap;
+    bool has_long; /* some expected value is longer than ANSWER_SHORT_BYTES */
+    bool labels;   /* a label set: 2..ANSWER_MAX_LABELS distinct values, all short */
+} AkKind;
+
+struct AnswerKey {
+    Buf text;          /* the file, decoded in place */
+    AkEntry *entries;
+    size_t n, cap;
+    AkKind *kinds;
+    size_t nkinds, kcap;
+    U64Map by_prompt;  /* fnv(prompt) -> entry */
+    U64Map by_kind;    /* fnv(kind) -> kind */
+    U64Map distinct;   /* hash(kind, expected) -> distinct id */
+};
+
+/* ---- COPY text format ---- */
+
+static int hexdig(char c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/* Decode s[0..n) in place (the output is never longer than the input); NUL-terminate; return the
+ * decoded length. A lone \N (SQL NULL) decodes to the empty string. */
+static size_t copy_unescape(char *s, size_t n)
+{
+    if (n == 2 && s[0] == '\\' && s[1] == 'N') {
+        s[0] = '\0';
+        return 0;
+    }
+    size_t r = 0, w = 0;
+    while (r < n) {
+        char c = s[r++];
+        if (c != '\\' || r >= n) {
+            s[w++] = c;
+            continue;
+        }
+        char e = s[r++];
+        switch (e) {
+        case 'b': s[w++] = '\b'; break;
+        case 'f': s[w++] = '\f'; break;
+        case 'n': s[w++] = '\n'; break;
+        case 'r': s[w++] = '\r'; break;
+        case 't': s[w++] = '\t'; break;
+        case 'v': s[w++] = '\v'; break;
+        case 'x': {
+            int v = 0, k = 0;
+            while (k < 2 && r < n && hexdig(s[r]) >= 0)
+                v = v * 16 + hexdig(s[r++]), k++;
+            if (k == 0)
+                s[w++] = 'x';
+            else
+                s[w++] = (char)v;
+            break;
+        }
+        default:
+            if (e >= '0' && e <= '7') {
+                int v = e - '0', k = 1;
+                while (k < 3 && r < n && s[r] >= '0' && s[r] <= '7')
+                    v = v * 8 + (s[r++] - '0'), k++;
+                s[w++] = (char)(v & 0xff);
+            } else {
+                s[w++] = e; /* \\ and any other escaped character stand for themselves */
+            }
+        }
+    }
+    s[w] = '\0';
+    return w;
+}
+
+/* ---- loading ---- */
+
+#define AK_MAX_COLS 64
+
+/* Split line[0..n) at tabs; returns the number of fields (at most AK_MAX_COLS are recorded). */
+static int split_tabs(char *line, size_t n, char **start, size_t *len)
+{
+    int f = 0;
+    size_t b = 0;
+    for (size_t i = 0; i <= n; i++) {
+        if (i == n || line[i] == '\t') {
+            if (f < AK_MAX_COLS) {
+                start[f] = line + b;
+                len[f] = i - b;
+            }
+            f++;
+            b = i + 1;
+        }
+    }
+    return f;
+}
+
+static int add_kind(AnswerKey *k, const char *name, size_t len, uint32_t *out)
+{
+    uint64_t h = hash_fnv1a64(name, len);
+    int created = 0;
+    uint64_t *slot = u64map_upsert(&k->by_kind, h, &created);
+    if (!slot)
+        return TQ_ENOMEM;
+    if (!created) {
+        *out = (uint32_t)*slot;
+        return 0;
+    }
+    if (k->nkinds == k->kcap) {
+        size_t nc = k->kcap ? k->kcap * 2 : 8;
+        AkKind *nk = realloc(k->kinds, nc * sizeof *nk);
+        if (!nk)
+            return TQ_ENOMEM;
+        k->kinds = nk;
+        k->kcap = nc;
+    }
+    AkKind *kd = &k->kinds[k->nkinds];
+    memset(kd, 0, sizeof *kd);
+    kd->name = name;
+    kd->name_len = len;
+    *slot = k->nkinds;
+    *out = (uint32_t)k->nkinds++;
+    return 0;
+}
+
+static int add_distinct(AnswerKey *k, AkEntry *e)
+{
+    AkKind *kd = &k->kinds[e->kind];
+    uint64_t h = hash_mix64(hash_fnv1a64(e->expected, e->expected_len) ^ ((uint64_t)e->kind + 1) * SALT_WRONG);
+    int created = 0;
+    uint64_t *slot = u64map_upsert(&k->distinct, h, &created);
+    if (!slot)
+        return TQ_ENOMEM;
+    if (!created) {
+        e->distinct_id = (uint32_t)*slot;
+        return 0;
+    }
+    if (kd->ndistinct == kd->cap) {
+        size_t nc = kd->cap ? kd->cap * 2 : 16;
+        const char **nd = realloc(kd->distinct, nc * sizeof *nd);
+        if (!nd)
+            return TQ_ENOMEM;
+        kd->distinct = nd;
+        size_t *nl = realloc(kd->distinct_len, nc * sizeof *nl);
+        if (!nl)
+            return TQ_ENOMEM;
+        kd->distinct_len = nl;
+        kd->cap = nc;
+    }
+    if (e->expected_len > ANSWER_SHORT_BYTES)
+        kd->has_long = true;
+    kd->distinct[kd->ndistinct] = e->expected;
+    kd->distinct_len[kd->ndistinct] = e->expected_len;
+    *slot = kd->ndistinct;
+    e->distinct_id = (uint32_t)kd->ndistinct++;
+    return 0;
+}
+
+static int add_entry(AnswerKey *k, AkEntry *e, size_t *dups)
+{
+    int created = 0;
+    uint64_t *slot = u64map_upsert(&k->by_prompt, hash_fnv1a64(e->prompt, e->prompt_len), &created);
+    if (!slot)
+        return TQ_ENOMEM;
+    if (!created) { /* the same prompt twice (or a 64-bit hash collision): the first row wins */
+        (*dups)++;
+        return 0;
+    }
+    if (k->n == k->cap) {
+        size_t nc = k->cap ? k->cap * 2 : 1024;
+        AkEntry *ne = realloc(k->entries, nc * sizeof *ne);
+        if (!ne)
+            return TQ_ENOMEM;
+        k->entries = ne;
+        k->cap = nc;
+    }
+    int rc = add_distinct(k, e);
+    if (rc)
+        return rc;
+    *slot = k->n;
+    k->entries[k->n++] = *e;
+    return 0;
+}
+
+int answer_key_load(AnswerKey **out, const char *path, TqErr *err)
+{
+    *out = NULL;
+    AnswerKey *k = calloc(1, sizeof *k);
+    if (!k)
+        return tq_err(err, TQ_ENOMEM, "out of memory loading the answer key");
+    buf_init(&k->text, 0);
+    u64map_init(&k->by_prompt, 0);
+    u64map_init(&k->by_kind, 0);
+    u64map_init(&k->distinct, 0);
+    int rc = sim_read_file(path, &k->text, err);
+    if (rc)
+        goto cleanup;
+    char *p = k->text.data, *end = k->text.data + k->text.len;
+    int col_kind = -1, col_prompt = -1, col_expected = -1, ncols = 0;
+    size_t lineno = 0, dups = 0;
+    char *fs[AK_MAX_COLS];
+    size_t fl[AK_MAX_COLS];
+    while (p < end) {
+        char *nl = memchr(p, '\n', (size_t)(end - p));
+        char *le = nl ? nl : end;
+        char *line = p;
+        p = nl ? nl + 1 : end;
+        lineno++;
+        size_t len = (size_t)(le - line);
+        if (len && line[len - 1] == '\r')
+            len--;
+        if (lineno == 1) {
+            ncols = split_tabs(line, len, fs, fl);
+            for (int c = 0; c < ncols && c < AK_MAX_COLS; c++) {
+                if (fl[c] == 4 && memcmp(fs[c], "kind", 4) == 0) col_kind = c;
+                else if (fl[c] == 6 && memcmp(fs[c], "prompt", 6) == 0) col_prompt = c;
+                else if (fl[c] == 8 && memcmp(fs[c], "expected", 8) == 0) col_expected = c;
+            }
+            if (col_kind < 0 || col_prompt < 0 || col_expected < 0) {
+                rc = tq_err(err, TQ_EINVAL, "%s: the header line must name the columns kind, prompt and expected",
+                            path);
+                goto cleanup;
+            }
+            continue;
+        }
+        if (len == 0)
+            continue;
+        int nf = split_tabs(line, len, fs, fl);
+        if (nf != ncols) {
+            rc = tq_err(err, TQ_EINVAL, "%s:%zu: %d fields, the header has %d", path, lineno, nf, ncols);
+            goto cleanup;
+        }
+        AkEntry e = {0};
+        size_t kind_len = copy_unescape(fs[col_kind], fl[col_kind]);
+        e.prompt = fs[col_prompt];
+        e.prompt_len = copy_unescape(fs[col_prompt], fl[col_prompt]);
+        e.expected = fs[col_expected];
+        e.expected_len = copy_unescape(fs[col_expected], fl[col_expected]);
+        if ((rc = add_kind(k, fs[col_kind], kind_len, &e.kind)) || (rc = add_entry(k, &e, &dups))) {
+            rc = tq_err(err, rc, "out of memory loading the answer key");
+            goto cleanup;
+        }
+    }
+    if (lineno == 0) {
+        rc = tq_err(err, TQ_EINVAL, "%s: empty file (the header line kind\\tprompt\\texpected is required)", path);
+        goto cleanup;
+    }
+    for (size_t i = 0; i < k->nkinds; i++)
+        k->kinds[i].labels =
+            k->kinds[i].ndistinct >= 2 && k->kinds[i].ndistinct <= ANSWER_MAX_LABELS && !k->kinds[i].has_long;
+    /* The distinct-value index is only needed while loading. */
+    u64map_free(&k->distinct);
+    (void)dups;
+    *out = k;
+    k = NULL;
+    rc = 0;
+cleanup:
+    answer_key_free(k);
+    return rc;
+}
+
+void answer_key_free(AnswerKey *k)
+{
+    if (!k)
+        return;
+    for (size_t i = 0; i < k->nkinds; i++) {
+        free(k->kinds[i].distinct);
+        free(k->kinds[i].distinct_len);
+    }
+    free(k->kinds);
+    free(k->entries);
+    u64map_free(&k->by_prompt);
+    u64map_free(&k->by_kind);
+    u64map_free(&k->distinct);
+    buf_free(&k->text);
+    free(k);
+}
+
+size_t answer_key_rows(const AnswerKey *k) { return k ? k->n : 0; }
+size_t answer_key_kinds(const AnswerKey *k) { return k ? k->nkinds : 0; }
+
+static const AkEntry *key_find(const AnswerKey *k, const char *s, size_t n)
+{
+    if (!k)
+        return NULL;
+    uint64_t *v = u64map_get(&k->by_prompt, hash_fnv1a64(s, n));
+    if (!v)
+        return NULL;
+    const AkEntry *e = &k->entries[*v];
+    return e->prompt_len == n && memcmp(e->prompt, s, n) == 0 ? e : NULL;
+}
+
+/* ---- draws ---- */
+
+static double unit(uint64_t h) { return (double)(h >> 11) * (1.0 / 9007199254740992.0); }
+
+/* Standard normal from two independent 64-bit hashes (Box-Muller). */
+static double gauss(uint64_t h1, uint64_t h2)
+{
+    double u1 = 1.0 - unit(h1); /* (0,1] */
+    double u2 = unit(h2);
+    return sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2);
+}
+
+static double clampd(double x, double lo, double hi) { return x < lo ? lo : x > hi ? hi : x; }
+
+double answer_difficulty(const char *prompt, size_t len)
+{
+    return unit(hash_mix64(hash_fnv1a64(prompt, len) ^ SALT_DIFFICULTY));
+}
+
+double answer_p_correct(double skill, double difficulty)
+{
+    if (skill <= 0)
+        return 0;
+    if (skill >= 1)
+        return 1;
+    return pow(skill, exp(2.5 * (difficulty - 0.65)));
+}
+
+/* ---- answer texts ---- */
+
+static bool is_space(char c) { return c == ' ' || c == '\n' || c == '\t' || c == '\r'; }
+
+static int generic_answer(const char *prompt, size_t len, Buf *out)
+{
+    int rc = buf_puts(out, "Answer:");
+    size_t i = 0;
+    int words = 0;
+    size_t start_len = out->len;
+    while (rc == 0 && i < len && words < ANSWER_GENERIC_WORDS && out->len - start_len < 160) {
+        while (i < len && is_space(prompt[i]))
+            i++;
+        size_t b = i;
+        while (i < len && !is_space(prompt[i]))
+            i++;
+        if (i > b) {
+            rc = buf_putc(out, ' ');
+            if (!rc)
+                rc = buf_append(out, prompt + b, i - b);
+            words++;
+        }
+    }
+    if (rc == 0 && words == 0)
+        rc = buf_puts(out, " (empty prompt)");
+    return rc;
+}
+
+static const char *const evasive[] = {
+    "I'm not sure about that.",
+    "It depends on the context.",
+    "I cannot determine that from the information given.",
+    "There is not enough information to answer this.",
+};
+
+static size_t count_words(const char *s, size_t n)
+{
+    size_t w = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!is_space(s[i]) && (i == 0 || is_space(s[i - 1])))
+            w++;
+    return w;
+}
+
+/* The expected text with about 30% of its words dropped and one adjacent pair swapped. */
+static int degrade(const char *s, size_t n, uint64_t r, Buf *out)
+{
+    size_t start = out->len;
+    size_t words = count_words(s, n);
+    size_t swap_at = words >= 3 ? (size_t)(hash_mix64(r) % (words - 1)) : (size_t)-1;
+    const char *held = NULL; /* word waiting to be written after its right neighbour */
+    size_t held_len = 0, w = 0, i = 0;
+    int rc = 0;
+    while (rc == 0 && i < n) {
+        while (i < n && is_space(s[i]))
+            i++;
+        size_t b = i;
+        while (i < n && !is_space(s[i]))
+            i++;
+        if (i == b)
+            break;
+        size_t idx = w++;
+        if (unit(hash_mix64(r ^ (idx + 1) * SALT_TOKENS)) < 0.3 && words > 1 && idx != swap_at &&
+            idx != swap_at + 1)
+            continue;
+        if (idx == swap_at) {
+            held = s + b;
+            held_len = i - b;
+            continue;
+        }
+        if (out->len > start)
+            rc = buf_putc(out, ' ');
+        if (!rc)
+            rc = buf_append(out, s + b, i - b);
+        if (!rc && held) {
+            rc = buf_putc(out, ' ');
+            if (!rc)
+                rc = buf_append(out, held, held_len);
+            held = NULL;
+        }
+    }
+    if (!rc && held) {
+        if (out->len > start)
+            rc = buf_putc(out, ' ');
+        if (!rc)
+            rc = buf_append(out, held, held_len);
+    }
+    if (rc)
+        return rc;
+    size_t got = out->len - start;
+    if (got == 0 || (got == n && memcmp(out->data + start, s, n) == 0)) {
+        out->len = start;
+        out->data[start] = '\0';
+        rc = buf_puts(out, evasive[hash_mix64(r ^ SALT_WRONG) % (sizeof evasive / sizeof evasive[0])]);
+    }
+    return rc;
+}
+
+static int wrong_answer(const AnswerKey *k, const AkEntry *e, uint64_t r, Buf *out)
+{
+    const AkKind *kd = &k->kinds[e->kind];
+    bool short_answer = e->expected_len <= ANSWER_SHORT_BYTES && count_words(e->expected, e->expected_len) <= 3;
+    if (kd->ndistinct >= 2 && (kd->labels || short_answer)) {
+        size_t j = (size_t)(r % (kd->ndistinct - 1));
+        if (j >= e->distinct_id)
+            j++;
+        return buf_append(out, kd->distinct[j], kd->distinct_len[j]);
+    }
+    return degrade(e->expected, e->expected_len, r, out);
+}
+
+int answer_compose(const AnswerKey *key, const AnswerQuery *q, Answer *a, Buf *text)
+{
+    uint64_t hp = hash_fnv1a64(q->prompt, q->prompt_len);
+    uint64_t hm = hash_fnv1a64(q->model, strlen(q->model));
+    uint64_t base = hash_mix64(q->seed ^ hash_mix64(hm ^ hash_mix64(hp ^ q->variant)));
+    memset(a, 0, sizeof *a);
+    a->difficulty = answer_difficulty(q->prompt, q->prompt_len);
+    a->stream = hash_mix64(base ^ SALT_TOKENS);
+    double z = gauss(hash_mix64(base ^ SALT_CONFIDENCE), hash_mix64(base ^ SALT_CONFIDENCE ^ 1));
+
+    const AkEntry *e = key_find(key, q->prompt, q->prompt_len);
+    if (!e) { /* tolerate surrounding whitespace the client may have added */
+        const char *s = q->prompt;
+        size_t n = q->prompt_len;
+        while (n && is_space(*s))
+            s++, n--;
+        while (n && is_space(s[n - 1]))
+            n--;
+        if (n != q->prompt_len)
+            e = key_find(key, s, n);
+    }
+    if (!e) {
+        a->outcome = ANSWER_UNKEYED;
+        a->confidence = clampd(0.80 + 0.12 * z, 0.05, 0.999);
+        return generic_answer(q->prompt, q->prompt_len, text);
+    }
+    a->p_correct = answer_p_correct(q->skill, a->difficulty);
+    if (unit(hash_mix64(base ^ SALT_CORRECT)) < a->p_correct) {
+        a->outcome = ANSWER_CORRECT;
+        a->confidence = clampd(0.90 + 0.07 * z, 0.30, 0.999);
+        return buf_append(text, e->expected, e->expected_len);
+    }
+    a->outcome = ANSWER_WRONG;
+    a->confidence = clampd(0.62 + 0.15 * z, 0.05, 0.99);
+    return wrong_answer(key, e, hash_mix64(base ^ SALT_WRONG), text);
+}
+
+/* ---- logprobs ---- */
+
+/* End of the token starting at i: a token is a leading space or newline run of one byte plus up
+ * to 4 bytes of non-space text, never ending inside a UTF-8 character. */
+static size_t token_end(const char *s, size_t n, size_t i)
+{
+    if (s[i] == '\n')
+        return i + 1;
+    size_t j = i;
+    if (s[j] == ' ')
+        j++;
+    size_t limit = j + 4;
+    while (j < n && j < limit && !is_space(s[j]))
+        j++;
+    if (j == i) /* a tab or CR on its own */
+        j = i + 1;
+    while (j < n && ((unsigned char)s[j] & 0xC0) == 0x80)
+        j++;
+    return j;
+}
+
+static const char *const alternatives[] = {" the", " a", " I", " it", " is", " not", " and", " of", " to",
+                                           " in", " that", " this", " for", " yes", " no", " maybe",
+                                           " none", " one", " on", " with", " as"};
+
+static int put_token(Buf *out, const char *tok, size_t len, double p)
+{
+    int rc = buf_puts(out, "{\"token\":");
+    if (!rc)
+        rc = json_put_string(out, tok, len);
+    if (!rc)
+        rc = buf_puts(out, ",\"logprob\":");
+    if (!rc)
+        rc = fmt_fixed6(out, log(p));
+    if (!rc)
+        rc = buf_puts(out, ",\"bytes\":[");
+    for (size_t k = 0; rc == 0 && k < len; k++) {
+        if (k)
+            rc = buf_putc(out, ',');
+        if (!rc)
+            rc = fmt_u64(out, (unsigned char)tok[k]);
+    }
+    if (!rc)
+        rc = buf_putc(out, ']');
+    return rc;
+}
+
+int answer_put_logprobs(Buf *out, const char *text, size_t len, const Answer *a, int top_logprobs)
+{
+    if (top_logprobs < 0)
+        top_logprobs = 0;
+    if (top_logprobs > 20)
+        top_logprobs = 20;
+    int rc = buf_puts(out, "{\"content\":[");
+    size_t i = 0, t = 0;
+    while (rc == 0 && i < len) {
+        size_t j = token_end(text, len, i);
+        uint64_t h = hash_mix64(a->stream + t);
+        double p = a->confidence;
+        if (t > 0)
+            p += 0.03 * gauss(h, hash_mix64(h ^ SALT_CONFIDENCE));
+        p = clampd(p, 0.01, 0.99995);
+        if (t)
+            rc = buf_putc(out, ',');
+        if (!rc)
+            rc = put_token(out, text + i, j - i, p);
+        if (!rc)
+            rc = buf_puts(out, ",\"top_logprobs\":[");
+        if (!rc && top_logprobs > 0) {
+            /* The token itself plus alternatives sharing the remaining mass geometrically. */
+            double probs[21];
+            const char *toks[21];
+            size_t lens[21];
+            int m = 0;
+            probs[m] = p, toks[m] = text + i, lens[m] = j - i, m++;
+            double rest = 1.0 - p, share = 0.55;
+            size_t na = sizeof alternatives / sizeof alternatives[0];
+            size_t first = (size_t)(h % na);
+            for (size_t k = 0; m < top_logprobs && k < na; k++) {
+                const char *alt = alternatives[(first + k) % na];
+                if (strlen(alt) == j - i && memcmp(alt, text + i, j - i) == 0)
+                    continue;
+                double q = clampd(rest * share, 1e-9, 1.0);
+                rest -= q;
+                probs[m] = q, toks[m] = alt, lens[m] = strlen(alt), m++;
+            }
+            for (int x = 1; x < m; x++) /* insertion sort, most likely first */
+                for (int y = x; y > 0 && probs[y] > probs[y - 1]; y--) {
+                    double tp = probs[y];
+                    probs[y] = probs[y - 1], probs[y - 1] = tp;
+                    const char *tt = toks[y];
+                    toks[y] = toks[y - 1], toks[y - 1] = tt;
+                    size_t tl = lens[y];
+                    lens[y] = lens[y - 1], lens[y - 1] = tl;
+                }
+            for (int x = 0; rc == 0 && x < m; x++) {
+                if (x)
+                    rc = buf_putc(out, ',');
+                if (!rc)
+                    rc = put_token(out, toks[x], lens[x], probs[x]);
+                if (!rc)
+                    rc = buf_putc(out, '}');
+            }
+        }
+        if (!rc)
+            rc = buf_puts(out, "]}");
+        i = j;
+        t++;
+    }
+    if (!rc)
+        rc = buf_puts(out, "],\"refusal\":null}");
+    return rc;
+}

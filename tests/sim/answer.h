@@ -1,0 +1,72 @@
+/* answer.h — the answer key and the simulated model's answer to one prompt.
+ *
+ * The answer key is a TSV file with a header naming at least the columns kind, prompt and expected
+ * (extra columns are ignored), every field in PostgreSQL COPY text escaping (\n, \t, \\, \r, octal,
+ * \xHH; \N reads as an empty string). It is keyed by the exact prompt text.
+ *
+ * Correctness (documented in tests/sim/README.md):
+ *   d = difficulty of the prompt, uniform in [0,1) from a hash of the prompt alone;
+ *   p = skill ^ exp(2.5 * (d - 0.65))   (skill 1 is always right, skill 0 always wrong; averaged
+ *       over prompts a 0.55 model is right ~63%, 0.70 ~75%, 0.88 ~90%);
+ *   u = uniform in [0,1) from hash(seed, model, prompt, variant); the answer is correct iff u < p.
+ * A wrong answer is another label of the kind when the kind's expected values form a label set
+ * (2..ANSWER_MAX_LABELS distinct values, none longer than 48 bytes), another expected value of the
+ * kind when the answer is short (<= 48 bytes, <= 3 words), otherwise the expected text with words
+ * dropped and swapped (or an evasive sentence).
+ * A prompt missing from the key gets "Answer: " and the prompt's first words.
+ *
+ * Everything is a pure function of its inputs: the same query always gets the same answer. */
+#ifndef SIM_ANSWER_H
+#define SIM_ANSWER_H
+
+#include "buf.h"
+#include "err.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define ANSWER_MAX_LABELS 64
+
+typedef struct AnswerKey AnswerKey;
+
+typedef enum { ANSWER_CORRECT = 0, ANSWER_WRONG, ANSWER_UNKEYED } AnswerOutcome;
+
+typedef struct AnswerQuery {
+    uint64_t seed;      /* the simulator's --seed */
+    const char *model;  /* model name, part of the draw */
+    double skill;
+    const char *prompt; /* last user message, fault markers removed */
+    size_t prompt_len;
+    uint64_t variant;   /* 0 for the first choice; other values give independent samples */
+} AnswerQuery;
+
+typedef struct Answer {
+    AnswerOutcome outcome;
+    double difficulty;  /* d above */
+    double p_correct;   /* p above (0 for unkeyed prompts) */
+    double confidence;  /* target mean token probability, see answer_put_logprobs */
+    uint64_t stream;    /* seeds the per-token draws */
+} Answer;
+
+/* Load the key. Returns 0 or TQ_EIO / TQ_EINVAL / TQ_ENOMEM (err filled); *out is set on success
+ * and owned by the caller (answer_key_free). */
+int answer_key_load(AnswerKey **out, const char *path, TqErr *err);
+void answer_key_free(AnswerKey *key);
+size_t answer_key_rows(const AnswerKey *key);
+size_t answer_key_kinds(const AnswerKey *key);
+
+double answer_difficulty(const char *prompt, size_t len);
+double answer_p_correct(double skill, double difficulty);
+
+/* Decide the answer to q and append its text to text. key may be NULL (every prompt unkeyed).
+ * Returns 0 or TQ_ENOMEM / TQ_ELIMIT from the buffer. */
+int answer_compose(const AnswerKey *key, const AnswerQuery *q, Answer *a, Buf *text);
+
+/* Append the OpenAI logprobs object {"content":[{token, logprob, bytes, top_logprobs}...],
+ * "refusal":null} for text. The text is cut into ~4-byte tokens (a token starts at a space or
+ * newline and never splits a UTF-8 character). Token probabilities: the first token has
+ * probability a->confidence, each later one confidence + N(0, 0.03), clamped to [0.01, 0.99995].
+ * top_logprobs (0..20) alternatives are listed with the token itself, sorted by probability. */
+int answer_put_logprobs(Buf *out, const char *text, size_t len, const Answer *a, int top_logprobs);
+
+#endif
