@@ -151,6 +151,7 @@ static int claim_and_dispatch(Run *r, int limit, int *got)
     int n = 0;
     TqErr err = {0};
     *got = 0;
+    int64_t t0 = mono_ms();
     if (queue_claim(r->conn, r->owner, r->kinds, r->nkinds, r->opt->run_name, limit, r->opt->lease_s, &jobs, &n, &err)) {
         log_msg(LOG_WARN, "run", "claim failed: %s", err.msg);
         return TQ_EDB;
@@ -170,6 +171,7 @@ static int claim_and_dispatch(Run *r, int limit, int *got)
     }
     free(jobs);
     *got = n;
+    log_msg(LOG_DEBUG, "run", "claimed n=%d of %d ms=%lld", n, limit, (long long)(mono_ms() - t0));
     return 0;
 }
 
@@ -409,6 +411,11 @@ int run_main(const TqConfig *cfg, const RunOptions *opt)
     printf("run: %lld calls, cost $%s, baseline $%s, %lld write statements (%.4f per job), peak %d in flight\n",
            (long long)st.calls, cost, base, (long long)st.statements,
            jobs ? (double)st.statements / (double)jobs : 0.0, pool_peak_in_flight_final);
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) == 0)
+        printf("run: %.0f jobs/s, cpu %.2fs user %.2fs system, peak rss %.1f MB\n", secs > 0 ? (double)jobs / secs : 0.0,
+               (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6,
+               (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6, (double)ru.ru_maxrss / 1024.0);
     exit_code = pool_quota_final ? RUN_EXIT_QUOTA : RUN_EXIT_OK;
     if (pool_quota_final)
         fprintf(stderr, "tierq: run: a provider answered insufficient_quota; its jobs stay queued for a later run\n");

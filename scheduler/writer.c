@@ -29,9 +29,18 @@ struct Writer {
     WriterStats stats;
 };
 
-/* Ledger rows and per-job charges in one statement: the CTE inserts the rows that are new (a retried
- * flush finds its keys present and inserts nothing), and only charges of inserted rows are added. */
-static const char *const SQL_LEDGER =
+/* The whole flush is ONE statement, so it is atomic without BEGIN/COMMIT and costs one round trip:
+ *   ins  inserts the ledger rows that are new (a flush retried after a lost connection finds its
+ *        call keys present and inserts nothing: idempotent);
+ *   ch   sums the per-job charges of the rows actually inserted;
+ *   oc   the job outcomes (done, or failed with retry or not);
+ *   then every touched job is updated once: charges always (money spent is money spent), the
+ *   outcome only when the fence holds on the locked row itself (running, our lease, this attempt).
+ * A fenced write stamps updated_at with the statement's now(); RETURNING compares it to tell
+ * applied outcomes from lease_lost ones (PostgreSQL 15 has no OLD in RETURNING). */
+#define FENCED "(oc.id IS NOT NULL AND j.state = 'running' AND j.lease_owner = $1 AND j.attempts = oc.att)"
+#define RETRY_LATER "(NOT oc.done AND oc.retry AND j.attempts < j.max_attempts)"
+static const char *const SQL_FLUSH =
     "WITH ins AS ("
     "  INSERT INTO tierq.calls (call_key, run_name, job_ids, kind, model, tier, purpose, worker, attempt,"
     "    tokens_in, tokens_cached_in, tokens_out, tokens_reasoning, usage_estimated, cost_usd, latency_ms,"
@@ -40,21 +49,48 @@ static const char *const SQL_LEDGER =
     "    u.ti, u.tc, u.tout, u.tr, u.est, u.cost, u.lat, u.http, u.st, u.reason, u.err, u.score"
     "  FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::text[], $8::int[],"
     "    $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], $13::bool[], $14::numeric[], $15::int[],"
-    "    $16::int[], $17::text[], $18::text[], $19::text[], $20::real[], $22::text[])"
+    "    $16::int[], $17::text[], $18::text[], $19::text[], $20::real[], $21::text[])"
     "    AS u(k, ji, kind, model, tier, purpose, att, ti, tc, tout, tr, est, cost, lat, http, st, reason, err, score, rn)"
     "  ON CONFLICT (call_key) DO NOTHING"
-    "  RETURNING call_key)"
-    " UPDATE tierq.jobs j SET cost_usd = j.cost_usd + s.cost, tokens_in = j.tokens_in + s.ti,"
-    "   tokens_cached_in = j.tokens_cached_in + s.tc, tokens_out = j.tokens_out + s.tout"
-    " FROM (SELECT c.id, sum(c.cost) AS cost, sum(c.ti) AS ti, sum(c.tc) AS tc, sum(c.tout) AS tout"
-    "       FROM unnest($21::text[], $23::bigint[], $24::numeric[], $25::bigint[], $26::bigint[], $27::bigint[])"
-    "         AS c(k, id, cost, ti, tc, tout)"
-    "       WHERE c.k IN (SELECT call_key FROM ins) GROUP BY c.id) s"
-    " WHERE j.id = s.id";
+    "  RETURNING call_key),"
+    " ch AS ("
+    "  SELECT c.id, sum(c.cost) AS cost, sum(c.ti) AS ti, sum(c.tc) AS tc, sum(c.tout) AS tout"
+    "  FROM unnest($22::text[], $23::bigint[], $24::numeric[], $25::bigint[], $26::bigint[], $27::bigint[])"
+    "    AS c(k, id, cost, ti, tc, tout)"
+    "  WHERE c.k IN (SELECT call_key FROM ins) GROUP BY c.id),"
+    " oc AS ("
+    "  SELECT * FROM unnest($28::bigint[], $29::int[], $30::bool[], $31::text[], $32::text[], $33::int[],"
+    "    $34::real[], $35::int[], $36::text[], $37::numeric[], $38::text[], $39::bool[], $40::bigint[])"
+    "    AS o(id, att, done, res, model, tier, q, esc, reason, base, err, retry, after_ms)),"
+    " ids AS (SELECT id FROM ch UNION SELECT id FROM oc)"
+    " UPDATE tierq.jobs j SET"
+    "   cost_usd = j.cost_usd + coalesce(ch.cost, 0), tokens_in = j.tokens_in + coalesce(ch.ti, 0),"
+    "   tokens_cached_in = j.tokens_cached_in + coalesce(ch.tc, 0), tokens_out = j.tokens_out + coalesce(ch.tout, 0),"
+    "   state = CASE WHEN NOT " FENCED " THEN j.state WHEN oc.done THEN 'done' WHEN NOT oc.retry THEN 'failed'"
+    "                WHEN j.attempts >= j.max_attempts THEN 'dead' ELSE 'queued' END,"
+    "   result = CASE WHEN " FENCED " AND oc.done THEN oc.res ELSE j.result END,"
+    "   model = CASE WHEN " FENCED " AND oc.done THEN oc.model ELSE j.model END,"
+    "   tier = CASE WHEN " FENCED " AND oc.done THEN oc.tier ELSE j.tier END,"
+    "   quality = CASE WHEN " FENCED " AND oc.done THEN oc.q ELSE j.quality END,"
+    "   escalations = CASE WHEN " FENCED " AND oc.done THEN oc.esc ELSE j.escalations END,"
+    "   baseline_cost_usd = CASE WHEN " FENCED " AND oc.done THEN oc.base ELSE j.baseline_cost_usd END,"
+    "   reason = CASE WHEN " FENCED " THEN oc.reason ELSE j.reason END,"
+    "   error = CASE WHEN " FENCED " THEN CASE WHEN oc.done THEN NULL ELSE oc.err END ELSE j.error END,"
+    "   run_after = CASE WHEN " FENCED " AND " RETRY_LATER
+    "               THEN now() + make_interval(secs => oc.after_ms / 1000.0) ELSE j.run_after END,"
+    "   finished_at = CASE WHEN " FENCED " THEN CASE WHEN " RETRY_LATER " THEN NULL ELSE now() END"
+    "                 ELSE j.finished_at END,"
+    "   lease_owner = CASE WHEN " FENCED " THEN NULL ELSE j.lease_owner END,"
+    "   lease_until = CASE WHEN " FENCED " THEN NULL ELSE j.lease_until END,"
+    "   updated_at = CASE WHEN " FENCED " THEN now() ELSE j.updated_at END"
+    " FROM ids LEFT JOIN ch ON ch.id = ids.id LEFT JOIN oc ON oc.id = ids.id"
+    " WHERE j.id = ids.id"
+    " RETURNING oc.id IS NOT NULL, j.updated_at = now(), j.state";
 
 enum {
     L_KEY, L_JOBS, L_KIND, L_MODEL, L_TIER, L_PURPOSE, L_ATT, L_TI, L_TC, L_TOUT, L_TR, L_EST, L_COST, L_LAT,
-    L_HTTP, L_ST, L_REASON, L_ERR, L_SCORE, L_RUN, L_CKEY, L_CID, L_CCOST, L_CTI, L_CTC, L_CTOUT, L_N
+    L_HTTP, L_ST, L_REASON, L_ERR, L_SCORE, L_RUN, L_CKEY, L_CID, L_CCOST, L_CTI, L_CTC, L_CTOUT,
+    O_ID, O_ATT, O_DONE, O_RES, O_MODEL, O_TIER, O_Q, O_ESC, O_REASON, O_BASE, O_ERR, O_RETRY, O_AFTER, L_N
 };
 
 typedef struct Batch {
@@ -76,11 +112,12 @@ static int add_usd(Buf *b, int64_t pico)
     return pgarray_add_text(b, s);
 }
 
-/* Build every array of the ledger statement. */
-static int build_ledger(const Batch *bt, Buf *col, int *nrows)
+/* Build every array of the flush statement. */
+static int build_arrays(const Batch *bt, Buf *col, int *nrows, int *noutcomes)
 {
     int rc = 0;
     *nrows = 0;
+    *noutcomes = 0;
     for (int i = 0; i < L_N; i++)
         pgarray_begin(&col[i]);
     for (int ci = 0; ci < bt->n && !rc; ci++) {
@@ -120,110 +157,80 @@ static int build_ledger(const Batch *bt, Buf *col, int *nrows)
                      pgarray_add_int64(&col[L_CTC], ch->tokens_cached) || pgarray_add_int64(&col[L_CTOUT], ch->tokens_out);
             }
         }
+        for (int j = 0; j < c->njobs && !rc; j++) {
+            const CallJob *cj = &c->jobs[j];
+            if (cj->outcome == CALL_JOB_PENDING)
+                continue;
+            bool done = cj->outcome == CALL_JOB_DONE;
+            (*noutcomes)++;
+            rc = pgarray_add_int64(&col[O_ID], cj->job->id) || pgarray_add_int64(&col[O_ATT], cj->job->attempt) ||
+                 pgarray_add_bool(&col[O_DONE], done) || pgarray_add_text(&col[O_RES], done ? cj->result : NULL) ||
+                 pgarray_add_text(&col[O_MODEL], c->cfg->models[c->model].name) ||
+                 pgarray_add_int64(&col[O_TIER], c->tier + 1) || pgarray_add_double(&col[O_Q], cj->quality) ||
+                 pgarray_add_int64(&col[O_ESC], c->tier) || pgarray_add_text(&col[O_REASON], cj->reason) ||
+                 add_usd(&col[O_BASE], cj->baseline_pico) || pgarray_add_text(&col[O_ERR], cj->error) ||
+                 pgarray_add_bool(&col[O_RETRY], cj->retryable) ||
+                 pgarray_add_int64(&col[O_AFTER], cj->retry_after_ms > 0 ? cj->retry_after_ms : 0);
+        }
     }
     for (int i = 0; i < L_N && !rc; i++)
         rc = pgarray_end(&col[i]);
     return rc;
 }
 
-/* One attempt at writing the batch in a transaction. Fills the outcome counters only on success. */
+/* One attempt at writing the batch: one statement. Fills delta only on success. */
 static int flush_once(Writer *w, const Batch *bt, WriterStats *delta, TqErr *err)
 {
     Buf col[L_N];
-    int nrows = 0;
-    int rc = build_ledger(bt, col, &nrows);
-    int ndone = 0, nfail = 0;
-    for (int ci = 0; ci < bt->n; ci++)
-        for (int j = 0; j < bt->calls[ci]->njobs; j++) {
-            CallJobOutcome o = bt->calls[ci]->jobs[j].outcome;
-            ndone += o == CALL_JOB_DONE;
-            nfail += o == CALL_JOB_FAIL;
-        }
-    QueueResult *rs = calloc((size_t)ndone + 1, sizeof *rs);
-    QueueFailure *fs = calloc((size_t)nfail + 1, sizeof *fs);
-    bool *fail_applied = calloc((size_t)nfail + 1, sizeof *fail_applied);
-    if (rc || !rs || !fs || !fail_applied) {
+    int nrows = 0, noutcomes = 0;
+    int rc = build_arrays(bt, col, &nrows, &noutcomes);
+    if (rc) {
         rc = tq_err(err, TQ_ENOMEM, "out of memory building the write-back");
         goto cleanup;
     }
-    int nd = 0, nf = 0;
-    int64_t baseline = 0;
+    const char *p[40];
+    p[0] = w->owner;
+    for (int i = 0; i < L_N; i++)
+        p[1 + i] = col[i].data;
+    PGresult *r = db_query(w->conn, "write back", SQL_FLUSH, 40, p, err);
+    if (!r) {
+        rc = TQ_EDB;
+        goto cleanup;
+    }
+    int64_t done = 0, retry = 0, failed = 0, applied = 0;
+    for (int i = 0; i < PQntuples(r); i++) {
+        if (PQgetvalue(r, i, 0)[0] != 't' || PQgetvalue(r, i, 1)[0] != 't')
+            continue;
+        applied++;
+        const char *st = PQgetvalue(r, i, 2);
+        if (strcmp(st, "done") == 0)
+            done++;
+        else if (strcmp(st, "queued") == 0)
+            retry++;
+        else
+            failed++;
+    }
+    PQclear(r);
+    int64_t cost = 0, baseline = 0;
     for (int ci = 0; ci < bt->n; ci++) {
         const Call *c = bt->calls[ci];
-        for (int j = 0; j < c->njobs; j++) {
-            const CallJob *cj = &c->jobs[j];
-            if (cj->outcome == CALL_JOB_DONE) {
-                rs[nd++] = (QueueResult){.id = cj->job->id, .attempt = cj->job->attempt, .result = cj->result,
-                                         .model = c->cfg->models[c->model].name, .tier = c->tier + 1,
-                                         .quality = cj->quality, .escalations = c->tier, .reason = cj->reason,
-                                         .baseline_pico = cj->baseline_pico};
-                baseline += cj->baseline_pico;
-            } else if (cj->outcome == CALL_JOB_FAIL) {
-                fs[nf++] = (QueueFailure){.id = cj->job->id, .attempt = cj->job->attempt, .reason = cj->reason,
-                                          .error = cj->error, .retryable = cj->retryable,
-                                          .retry_after_ms = cj->retry_after_ms};
-            }
-        }
+        for (int k = 0; k < c->nrows; k++)
+            cost += c->rows[k].cost_pico;
+        for (int j = 0; j < c->njobs; j++)
+            if (c->jobs[j].outcome == CALL_JOB_DONE)
+                baseline += c->jobs[j].baseline_pico;
     }
-    int stmts = 0;
-    if ((rc = db_exec(w->conn, "begin", "BEGIN", 0, NULL, err)))
-        goto cleanup;
-    stmts++;
-    if (nrows > 0) {
-        const char *p[27];
-        p[0] = w->owner;
-        for (int i = 0; i < 19; i++)
-            p[1 + i] = col[i].data;
-        p[20] = col[L_CKEY].data;
-        p[21] = col[L_RUN].data;
-        p[22] = col[L_CID].data;
-        p[23] = col[L_CCOST].data;
-        p[24] = col[L_CTI].data;
-        p[25] = col[L_CTC].data;
-        p[26] = col[L_CTOUT].data;
-        if ((rc = db_exec(w->conn, "write ledger", SQL_LEDGER, 27, p, err)))
-            goto rollback;
-        stmts++;
-    }
-    int napplied = 0, nfapplied = 0;
-    if (nd > 0) {
-        if ((rc = queue_complete(w->conn, w->owner, rs, nd, NULL, &napplied, err)))
-            goto rollback;
-        stmts++;
-    }
-    if (nf > 0) {
-        if ((rc = queue_fail(w->conn, w->owner, fs, nf, fail_applied, &nfapplied, err)))
-            goto rollback;
-        stmts++;
-    }
-    if ((rc = db_exec(w->conn, "commit", "COMMIT", 0, NULL, err)))
-        goto cleanup;
-    stmts++;
-    int64_t cost = 0;
-    for (int ci = 0; ci < bt->n; ci++)
-        for (int r = 0; r < bt->calls[ci]->nrows; r++)
-            cost += bt->calls[ci]->rows[r].cost_pico;
-    int nretry = 0;
-    for (int i = 0; i < nf; i++)
-        nretry += fail_applied[i] && fs[i].retryable;
     delta->calls = nrows;
-    delta->jobs_done = napplied;
-    delta->jobs_retry = nretry;
-    delta->jobs_failed = nfapplied - nretry;
-    delta->lease_lost = (nd - napplied) + (nf - nfapplied);
+    delta->jobs_done = done;
+    delta->jobs_retry = retry;
+    delta->jobs_failed = failed;
+    delta->lease_lost = noutcomes - applied;
     delta->cost_pico = cost;
     delta->baseline_pico = baseline;
-    delta->statements = stmts;
-    goto cleanup;
-rollback:
-    if (!db_is_broken(w->conn))
-        PQclear(PQexec(w->conn, "ROLLBACK"));
+    delta->statements = 1;
 cleanup:
     for (int i = 0; i < L_N; i++)
         buf_free(&col[i]);
-    free(rs);
-    free(fs);
-    free(fail_applied);
     return rc;
 }
 
@@ -251,7 +258,9 @@ static void flush(Writer *w, Batch *bt)
             reconnect(w);
         TqErr err = {0};
         WriterStats d = {0};
+        int64_t t0 = mono_ms();
         if (w->conn && flush_once(w, bt, &d, &err) == 0) {
+            log_msg(LOG_DEBUG, "writer", "flushed calls=%d ms=%lld", bt->n, (long long)(mono_ms() - t0));
             pthread_mutex_lock(&w->mu);
             w->stats.calls += d.calls;
             w->stats.jobs_done += d.jobs_done;

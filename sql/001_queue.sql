@@ -89,7 +89,6 @@ CREATE INDEX jobs_claim_idx ON tierq.jobs (priority DESC, run_after, id) WHERE s
 -- Expired-lease sweeps only look at running jobs.
 CREATE INDEX jobs_running_lease_idx ON tierq.jobs (lease_until) WHERE state = 'running';
 CREATE INDEX jobs_run_name_idx ON tierq.jobs (run_name) WHERE run_name IS NOT NULL;
-CREATE INDEX jobs_finished_idx ON tierq.jobs (finished_at) WHERE finished_at IS NOT NULL;
 
 -- The ledger: one row per API call, whatever it was for and however it ended.
 CREATE TABLE tierq.calls (
@@ -121,7 +120,6 @@ CREATE TABLE tierq.calls (
     created_at        timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX calls_created_idx ON tierq.calls (created_at);
-CREATE INDEX calls_job_ids_idx ON tierq.calls USING gin (job_ids);
 
 -- Live tierq processes. A row whose heartbeat is older than a few intervals is a dead process.
 CREATE TABLE tierq.workers (

@@ -23,7 +23,7 @@ start)
     if ! as_owner "$bindir/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; then
         # fsync off: a test database is thrown away; it makes runs faster and never affects results.
         as_owner "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start \
-            -o "-k $dir -c listen_addresses= -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 -c shared_buffers=256MB" \
+            -o "${PG_EXTRA_OPTS:-} -k $dir -c listen_addresses= -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 -c shared_buffers=256MB" \
             >/dev/null || { tail -n 20 "$dir/server.log" >&2; exit 1; }
     fi
     echo "host=$dir user=tierq dbname=postgres"

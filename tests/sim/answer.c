@@ -315,6 +315,8 @@ void answer_key_free(AnswerKey *k)
 size_t answer_key_rows(const AnswerKey *k) { return k ? k->n : 0; }
 size_t answer_key_kinds(const AnswerKey *k) { return k ? k->nkinds : 0; }
 
+static bool is_space(char c) { return c == ' ' || c == '\n' || c == '\t' || c == '\r'; }
+
 static const AkEntry *key_find(const AnswerKey *k, const char *s, size_t n)
 {
     if (!k)
@@ -326,12 +328,37 @@ static const AkEntry *key_find(const AnswerKey *k, const char *s, size_t n)
     return e->prompt_len == n && memcmp(e->prompt, s, n) == 0 ? e : NULL;
 }
 
+/* The entry for a prompt: exact, else with the surrounding whitespace a client may add trimmed. */
+static const AkEntry *key_lookup(const AnswerKey *k, const char *s, size_t n)
+{
+    const AkEntry *e = key_find(k, s, n);
+    if (e || !k)
+        return e;
+    size_t n0 = n;
+    while (n && is_space(*s))
+        s++, n--;
+    while (n && is_space(s[n - 1]))
+        n--;
+    return n != n0 ? key_find(k, s, n) : NULL;
+}
+
+bool answer_key_lookup(const AnswerKey *k, const char *prompt, size_t len, AnswerKeyItem *out)
+{
+    const AkEntry *e = key_lookup(k, prompt, len);
+    if (!e)
+        return false;
+    out->expected = e->expected;
+    out->expected_len = e->expected_len;
+    out->labels = k->kinds[e->kind].labels;
+    return true;
+}
+
 /* ---- draws ---- */
 
 static double unit(uint64_t h) { return (double)(h >> 11) * (1.0 / 9007199254740992.0); }
 
 /* Standard normal from two independent 64-bit hashes (Box-Muller). */
-static double gauss(uint64_t h1, uint64_t h2)
+double answer_gauss(uint64_t h1, uint64_t h2)
 {
     double u1 = 1.0 - unit(h1); /* (0,1] */
     double u2 = unit(h2);
@@ -355,8 +382,6 @@ double answer_p_correct(double skill, double difficulty)
 }
 
 /* ---- answer texts ---- */
-
-static bool is_space(char c) { return c == ' ' || c == '\n' || c == '\t' || c == '\r'; }
 
 static int generic_answer(const char *prompt, size_t len, Buf *out)
 {
@@ -473,19 +498,9 @@ int answer_compose(const AnswerKey *key, const AnswerQuery *q, Answer *a, Buf *t
     memset(a, 0, sizeof *a);
     a->difficulty = answer_difficulty(q->prompt, q->prompt_len);
     a->stream = hash_mix64(base ^ SALT_TOKENS);
-    double z = gauss(hash_mix64(base ^ SALT_CONFIDENCE), hash_mix64(base ^ SALT_CONFIDENCE ^ 1));
+    double z = answer_gauss(hash_mix64(base ^ SALT_CONFIDENCE), hash_mix64(base ^ SALT_CONFIDENCE ^ 1));
 
-    const AkEntry *e = key_find(key, q->prompt, q->prompt_len);
-    if (!e) { /* tolerate surrounding whitespace the client may have added */
-        const char *s = q->prompt;
-        size_t n = q->prompt_len;
-        while (n && is_space(*s))
-            s++, n--;
-        while (n && is_space(s[n - 1]))
-            n--;
-        if (n != q->prompt_len)
-            e = key_find(key, s, n);
-    }
+    const AkEntry *e = key_lookup(key, q->prompt, q->prompt_len);
     if (!e) {
         a->outcome = ANSWER_UNKEYED;
         a->confidence = clampd(0.80 + 0.12 * z, 0.05, 0.999);
@@ -562,7 +577,7 @@ int answer_put_logprobs(Buf *out, const char *text, size_t len, const Answer *a,
         uint64_t h = hash_mix64(a->stream + t);
         double p = a->confidence;
         if (t > 0)
-            p += 0.03 * gauss(h, hash_mix64(h ^ SALT_CONFIDENCE));
+            p += 0.03 * answer_gauss(h, hash_mix64(h ^ SALT_CONFIDENCE));
         p = clampd(p, 0.01, 0.99995);
         if (t)
             rc = buf_putc(out, ',');

@@ -22,6 +22,7 @@
 #include "buf.h"
 #include "err.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -55,8 +56,21 @@ void answer_key_free(AnswerKey *key);
 size_t answer_key_rows(const AnswerKey *key);
 size_t answer_key_kinds(const AnswerKey *key);
 
+/* What the key says about one prompt (pointers into the key, valid while it lives). */
+typedef struct AnswerKeyItem {
+    const char *expected;
+    size_t expected_len;
+    bool labels; /* the prompt's kind is a label set (see above) */
+} AnswerKeyItem;
+
+/* Look prompt up as answer_compose does: exactly, then with surrounding whitespace trimmed.
+ * Returns false (out untouched) when the key is NULL or lacks the prompt. */
+bool answer_key_lookup(const AnswerKey *key, const char *prompt, size_t len, AnswerKeyItem *out);
+
 double answer_difficulty(const char *prompt, size_t len);
 double answer_p_correct(double skill, double difficulty);
+/* Standard normal draw from two independent 64-bit hashes. */
+double answer_gauss(uint64_t h1, uint64_t h2);
 
 /* Decide the answer to q and append its text to text. key may be NULL (every prompt unkeyed).
  * Returns 0 or TQ_ENOMEM / TQ_ELIMIT from the buffer. */

@@ -1,0 +1,108 @@
+#!/bin/sh
+# make bench: throughput and concurrency figures (printed, never asserted). Everything runs on this
+# machine over loopback: a private PostgreSQL in .bench/ (with pg_stat_statements, to count every
+# statement tierq sends), the simulator, and the real tierq binary.
+#   (a) 20,000 jobs, zero simulated latency: jobs/s end to end, CPU seconds of tierq, PostgreSQL and
+#       the simulator, database statements per job, peak RSS of tierq.
+#   (b) 20,000 jobs, 1 s simulated latency, 5,000 allowed in flight: peak in flight, jobs/s against
+#       the in-flight / latency bound, peak RSS.
+set -eu
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+build=${BUILD:-build}
+bench="$root/.bench"
+N=${BENCH_JOBS:-20000}
+rm -rf "$bench"
+mkdir -p "$bench"
+chmod 755 "$bench"
+export PG_EXTRA_OPTS="-c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=top"
+conninfo=$(sh tests/pg.sh start "$bench/pg")
+export TIERQ_DATABASE_URL="$conninfo"
+export TIERQ_JOBS_DIR="$root/jobs"
+sim_pid=""
+cleanup() {
+    [ -n "$sim_pid" ] && kill "$sim_pid" 2>/dev/null
+    sh tests/pg.sh stop "$bench/pg"
+}
+trap cleanup EXIT INT TERM
+
+# CPU seconds (user+system) of a process and its reaped children, from /proc/PID/stat.
+cpu_of() {
+    awk -v hz="$(getconf CLK_TCK)" '{ print ($14 + $15 + $16 + $17) / hz }' "/proc/$1/stat"
+}
+# PostgreSQL: the postmaster, its live children, and (through cutime/cstime) exited backends.
+pg_cpu() {
+    pm=$(head -n 1 "$bench/pg/data/postmaster.pid")
+    total=$(cpu_of "$pm")
+    for c in $(cat /proc/"$pm"/task/*/children 2>/dev/null); do
+        [ -r "/proc/$c/stat" ] && total=$(echo "$total $(awk -v hz="$(getconf CLK_TCK)" '{ print ($14 + $15) / hz }' "/proc/$c/stat")" | awk '{print $1 + $2}')
+    done
+    echo "$total"
+}
+
+start_sim() {
+    rm -f "$bench/sim.port"
+    "$build/tierq-sim" --port 0 --port-file "$bench/sim.port" --models tests/sim/models.json "$@" >"$bench/sim.log" 2>&1 &
+    sim_pid=$!
+    while [ ! -s "$bench/sim.port" ]; do sleep 0.05; done
+    export TIERQ_BASE_URL="http://127.0.0.1:$(cat "$bench/sim.port")/v1"
+}
+stop_sim() { kill "$sim_pid"; wait "$sim_pid" 2>/dev/null || true; sim_pid=""; }
+
+enqueue() {
+    psql -q "$conninfo" -c "INSERT INTO tierq.jobs (kind, prompt, run_name) SELECT 'simple', 'benchmark question ' || g, '$1' FROM generate_series(1, $N) g"
+}
+
+"$build/tierq" migrate >/dev/null
+psql -q "$conninfo" -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements"
+
+echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo), $(uname -m), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')"
+echo
+
+# ---- (a) zero latency ----
+start_sim --latency-ms 0
+enqueue bench-a
+psql -q "$conninfo" -c "SELECT pg_stat_statements_reset()" >/dev/null
+pg0=$(pg_cpu); sim0=$(cpu_of "$sim_pid")
+/usr/bin/time -f "%e %U %S %M" -o "$bench/time.a" "$build/tierq" run --drain --quiet --run bench-a --max-in-flight 1024 \
+    --claim-batch 2000 >"$bench/run.a" 2>"$bench/err.a"
+pg1=$(pg_cpu); sim1=$(cpu_of "$sim_pid")
+stmts=$(psql -tA "$conninfo" -c "SELECT sum(calls) FROM pg_stat_statements WHERE query NOT LIKE '%pg_stat_statements%'")
+done_a=$(psql -tA "$conninfo" -c "SELECT count(*) FROM tierq.jobs WHERE run_name = 'bench-a' AND state = 'done'")
+stop_sim
+read -r wall usr sys rss < "$bench/time.a"
+echo "(a) $N jobs, zero simulated latency, 1024 in flight"
+cat "$bench/run.a" | sed 's/^/    /'
+awk -v n="$done_a" -v wall="$wall" -v usr="$usr" -v sys="$sys" -v rss="$rss" -v pg0="$pg0" -v pg1="$pg1" \
+    -v s0="$sim0" -v s1="$sim1" -v st="$stmts" 'BEGIN {
+    printf "    jobs done:            %d\n", n
+    printf "    throughput:           %.0f jobs/s end to end (%.2f s wall, process start to exit)\n", n / wall, wall
+    printf "    cpu seconds:          tierq %.2f, postgresql %.2f, simulator %.2f\n", usr + sys, pg1 - pg0, s1 - s0
+    printf "    postgres cpu per job: %.1f us\n", (pg1 - pg0) * 1e6 / n
+    printf "    statements per job:   %.4f (%d statements, all of them, from pg_stat_statements)\n", st / n, st
+    printf "    tierq peak rss:       %.1f MB\n", rss / 1024
+    printf "    targets:              >= 10000 jobs/s, <= 0.05 statements per job\n"
+}'
+echo
+
+# ---- (b) 1 s latency, 5,000 in flight ----
+start_sim --latency-ms 1000
+enqueue bench-b
+/usr/bin/time -f "%e %U %S %M" -o "$bench/time.b" "$build/tierq" run --drain --quiet --run bench-b --max-in-flight 5000 \
+    --claim-batch 5000 >"$bench/run.b" 2>"$bench/err.b"
+peak_sim=$(curl -s "${TIERQ_BASE_URL%/v1}/sim/stats" | sed -n 's/.*"in_flight_peak":\([0-9]*\).*/\1/p')
+done_b=$(psql -tA "$conninfo" -c "SELECT count(*) FROM tierq.jobs WHERE run_name = 'bench-b' AND state = 'done'")
+stop_sim
+read -r wall usr sys rss < "$bench/time.b"
+peak=$(sed -n 's/.*peak \([0-9]*\) in flight.*/\1/p' "$bench/run.b")
+echo "(b) $N jobs, 1 s simulated latency, 5000 allowed in flight"
+cat "$bench/run.b" | sed 's/^/    /'
+awk -v n="$done_b" -v wall="$wall" -v rss="$rss" -v peak="$peak" -v speak="$peak_sim" 'BEGIN {
+    bound = 5000 / 1.0
+    printf "    jobs done:            %d\n", n
+    printf "    peak in flight:       %d (tierq), %s (simulator)\n", peak, speak
+    printf "    throughput:           %.0f jobs/s = %.1f%% of the bound in-flight/latency = %.0f jobs/s\n", n / wall, 100 * n / wall / bound, bound
+    printf "    (the bound also needs N/bound = %.1f s; the run took %.2f s wall including start and drain)\n", n / bound, wall
+    printf "    tierq peak rss:       %.1f MB\n", rss / 1024
+    printf "    targets:              >= 90%% of the bound, rss <= 64 MB\n"
+}'
