@@ -294,6 +294,8 @@ int run_main(const TqConfig *cfg, const RunOptions *opt)
     po.max_tries = opt->max_tries;
     po.max_response_bytes = (size_t)opt->max_response_bytes;
     po.worker_id = r.owner;
+    /* Not po.notify_fd: waking the scheduler on every worker pass costs more than it gains; the
+     * writer wakes it after each flush and the poll interval covers the rest. */
     int wrc = writer_start(&r.writer, NULL, r.owner, r.done, r.held, r.efd, &err);
     int prc = wrc ? -1 : pool_start(&r.pool, cfg, &po, r.done, &err);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
@@ -352,11 +354,17 @@ int run_main(const TqConfig *cfg, const RunOptions *opt)
         }
         int got = 0;
         if (!stopping) {
-            /* Keep a little more claimed than can be in flight, so workers never wait for us. */
+            /* Keep a little more claimed than can be in flight, so workers never wait for us. Jobs
+             * already answered and waiting for the writer do not count against that (a wave of
+             * answers must not stall sending), but the total held is bounded to bound memory. */
             int held = held_count(r.held);
-            int room = opt->max_in_flight + opt->max_in_flight / 2 - held;
+            int pending = pool_pending(r.pool);
+            int room = opt->max_in_flight + opt->max_in_flight / 2 - pending;
+            int cap_left = 2 * opt->max_in_flight - held;
+            if (cap_left < room)
+                room = cap_left;
             int want = room < opt->claim_batch ? room : opt->claim_batch;
-            int min_claim = opt->max_in_flight / 8 > 0 ? opt->max_in_flight / 8 : 1;
+            int min_claim = opt->max_in_flight / 4 > 0 ? opt->max_in_flight / 4 : 1;
             if (want > 0 && (want >= min_claim || held == 0)) {
                 if (claim_and_dispatch(&r, want, &got) == 0 && got == want)
                     continue; /* more is probably waiting */

@@ -88,6 +88,7 @@ void pool_default_options(PoolOptions *o)
     o->backoff_cap_ms = 20000;
     o->quota_retry_ms = 15 * 60 * 1000;
     o->worker_id = "tierq";
+    o->notify_fd = -1;
 }
 
 /* ---- heap of delayed calls ------------------------------------------------------------------ */
@@ -604,9 +605,18 @@ static void drain_finished(Worker *w)
 {
     CURLMsg *msg;
     int left;
+    bool any = false;
     while ((msg = curl_multi_info_read(w->multi, &left)) != NULL) {
-        if (msg->msg == CURLMSG_DONE)
+        if (msg->msg == CURLMSG_DONE) {
             on_transfer_done(w, msg->easy_handle, msg->data.result);
+            any = true;
+        }
+    }
+    /* One wake-up per pass, not per call: room was freed, the scheduler may claim more. */
+    if (any && w->pool->opt.notify_fd >= 0) {
+        uint64_t one = 1;
+        ssize_t wr = write(w->pool->opt.notify_fd, &one, sizeof one);
+        (void)wr;
     }
 }
 

@@ -59,6 +59,9 @@ static const char *MODELS_JSON =
 #define N_REVIEWS 400
 static const char *const SENTIMENT[] = {"positive", "negative", "neutral", "mixed", "sarcastic"};
 #define LONG_SUMMARY "A small command line tool that converts images between many formats quickly and safely"
+#define N_EXPLAIN 60 /* free-text items (not a label set) for the judge tests */
+#define FEWSHOT_PROMPT "Complete it.\n\nAnswer:\nThe sky is" /* contains the judge's separator */
+#define EXTRACT_JSON "{\"name\": \"vim\", \"section\": \"editors\"}"
 
 static int write_file(const char *path, const char *text)
 {
@@ -85,6 +88,11 @@ static int write_answers(const char *path)
         fprintf(f, "sentiment\tReview %d: the product arrived and I have opinions.\t%s\n", i, SENTIMENT[i % 5]);
     fputs("summarize\tSummarize: imgconv\t" LONG_SUMMARY "\n", f);
     fputs("summarize\tSummarize: other\tAnother long summary that is not a label because it is long enough\n", f);
+    for (int i = 0; i < N_EXPLAIN; i++)
+        fprintf(f, "explain\tExplain item %d\tItem %d is explained here by a sentence of free text with enough words\n", i,
+                i);
+    fputs("extract\tExtract: vim\t" EXTRACT_JSON "\n", f);
+    fputs("fewshot\tComplete it.\\n\\nAnswer:\\nThe sky is\tblue\n", f);
     return fclose(f);
 }
 
@@ -656,10 +664,353 @@ static void test_json_mode(void)
     if (content && json_parse(&d, content, strlen(content), 0, NULL) == 0) {
         char *answer = json_strdup(&d, json_get(&d, 0, "answer"));
         CHECK_STR(answer, "Paris");
+        CHECK_INT(json_size(&d, 0), 1);
         free(answer);
         json_doc_free(&d);
     }
     resp_free(&r);
+    /* An answer that already is a JSON object is not wrapped again. */
+    chat("oracle", NULL, "Extract: vim", "\"response_format\":{\"type\":\"json_object\"}", &r);
+    CHECK_STR(jstr(&r, "choices.0.message.content"), EXTRACT_JSON);
+    resp_free(&r);
+    /* A wrong label from a skill-0 model is wrapped too: the content is always an object. */
+    chat("dunce", NULL, "Review 3: the product arrived and I have opinions.",
+         "\"response_format\":{\"type\":\"json_object\"}", &r);
+    content = jstr(&r, "choices.0.message.content");
+    CHECK(content && json_parse(&d, content, strlen(content), 0, NULL) == 0);
+    if (content && json_parse(&d, content, strlen(content), 0, NULL) == 0) {
+        CHECK(json_type(&d, 0) == JSON_OBJECT);
+        char *answer = json_strdup(&d, json_get(&d, 0, "answer"));
+        CHECK(is_sentiment(answer) && strcmp(answer, "mixed") != 0);
+        free(answer);
+        json_doc_free(&d);
+    }
+    resp_free(&r);
+}
+
+/* ---- judge requests ---- */
+
+#define JUDGE_SYSTEM "You grade answers. Reply with one integer from 0 (wrong) to 10 (right)."
+
+static char *judge_user(const char *question, const char *answer)
+{
+    Buf b;
+    buf_init(&b, 0);
+    buf_printf(&b, "Question:\n%s\n\nAnswer:\n%s", question, answer);
+    return buf_take(&b);
+}
+
+/* A judge request; r receives the response. */
+static void judge(const char *model, const char *question, const char *answer, const char *extra, Resp *r)
+{
+    char *user = judge_user(question, answer);
+    chat(model, JUDGE_SYSTEM, user, extra, r);
+    free(user);
+}
+
+/* The score in a judge reply: the content must be an integer 0..10 written plainly ("7", "10").
+ * -1 for anything else (another status, other text, "07", "11"). */
+static int score_of(const Resp *r)
+{
+    if (r->status != 200)
+        return -1;
+    const char *c = jstr(r, "choices.0.message.content");
+    if (!c || !c[0] || strlen(c) > 2 || (c[0] == '0' && c[1]))
+        return -1;
+    for (const char *p = c; *p; p++)
+        if (*p < '0' || *p > '9')
+            return -1;
+    int v = atoi(c);
+    return v <= 10 ? v : -1;
+}
+
+static int judge_score(const char *model, const char *question, const char *answer, const char *extra)
+{
+    Resp r;
+    judge(model, question, answer, extra, &r);
+    int s = score_of(&r);
+    resp_free(&r);
+    return s;
+}
+
+#define N_JUDGED 200
+
+typedef struct JudgeRun {
+    int pass_correct; /* correct answers scored >= 7 */
+    int fail_wrong;   /* wrong answers scored <= 4 */
+    int invalid;      /* replies that are not an integer 0..10 */
+    int hist[11];
+} JudgeRun;
+
+/* model judges the right and a wrong label for N_JUDGED keyed review items. */
+static JudgeRun judge_run(const char *model)
+{
+    JudgeRun jr;
+    memset(&jr, 0, sizeof jr);
+    for (int i = 0; i < N_JUDGED; i++) {
+        char q[128];
+        snprintf(q, sizeof q, "Review %d: the product arrived and I have opinions.", i);
+        int sc = judge_score(model, q, SENTIMENT[i % 5], NULL);
+        int sw = judge_score(model, q, SENTIMENT[(i + 1 + i / 5 % 4) % 5], NULL);
+        jr.invalid += (sc < 0) + (sw < 0);
+        jr.pass_correct += sc >= 7;
+        jr.fail_wrong += sw >= 0 && sw <= 4;
+        if (sc >= 0)
+            jr.hist[sc]++;
+        if (sw >= 0)
+            jr.hist[sw]++;
+    }
+    return jr;
+}
+
+static double judge_accuracy(const JudgeRun *jr) { return (jr->pass_correct + jr->fail_wrong) / (2.0 * N_JUDGED); }
+
+static void test_judge_tracks_truth_by_skill(void)
+{
+    JudgeRun high = judge_run("high"), mid = judge_run("mid"), oracle = judge_run("oracle");
+    printf("# judge accuracy over %d right + %d wrong answers: high (0.88) %.3f [correct>=7 %d, wrong<=4 %d], "
+           "mid (0.55) %.3f [%d, %d], oracle %.3f\n",
+           N_JUDGED, N_JUDGED, judge_accuracy(&high), high.pass_correct, high.fail_wrong, judge_accuracy(&mid),
+           mid.pass_correct, mid.fail_wrong, judge_accuracy(&oracle));
+    CHECK_INT(high.invalid + mid.invalid + oracle.invalid, 0);
+    /* A good judge: most right answers pass, most wrong ones fail, but not all (it is a model). */
+    CHECKF(high.pass_correct >= N_JUDGED * 82 / 100, "high: %d of %d right answers scored >= 7", high.pass_correct,
+           N_JUDGED);
+    CHECKF(high.fail_wrong >= N_JUDGED * 82 / 100, "high: %d of %d wrong answers scored <= 4", high.fail_wrong,
+           N_JUDGED);
+    CHECKF(judge_accuracy(&high) < 0.97, "high judge is never fooled: %.3f", judge_accuracy(&high));
+    /* A weak judge is noticeably unreliable, yet better than a coin. */
+    CHECKF(judge_accuracy(&mid) > 0.60 && judge_accuracy(&mid) < 0.80, "mid judge accuracy %.3f",
+           judge_accuracy(&mid));
+    CHECKF(judge_accuracy(&high) > judge_accuracy(&mid) + 0.10, "high %.3f vs mid %.3f", judge_accuracy(&high),
+           judge_accuracy(&mid));
+    /* Skill 1 is always right. */
+    CHECK_INT(oracle.pass_correct, N_JUDGED);
+    CHECK_INT(oracle.fail_wrong, N_JUDGED);
+    /* Scores spread over the whole range: both sides and the middling 5-6 of a fooled judge. */
+    int low = 0, middle = 0, top = 0;
+    for (int v = 0; v <= 10; v++) {
+        int n = high.hist[v] + mid.hist[v];
+        if (v <= 4)
+            low += n;
+        else if (v <= 6)
+            middle += n;
+        else
+            top += n;
+    }
+    CHECK(high.hist[0] + mid.hist[0] > 0 && high.hist[10] + mid.hist[10] > 0);
+    CHECKF(middle > 20 && low > 200 && top > 200, "scores 0-4: %d, 5-6: %d, 7-10: %d", low, middle, top);
+}
+
+static void test_judge_free_text_and_normalisation(void)
+{
+    /* Free text: the expected answer passes, the simulator's own wrong (degraded) answer fails. */
+    int pass = 0, fail = 0, invalid = 0;
+    for (int i = 0; i < N_EXPLAIN; i++) {
+        char q[64], expected[160];
+        snprintf(q, sizeof q, "Explain item %d", i);
+        snprintf(expected, sizeof expected, "Item %d is explained here by a sentence of free text with enough words",
+                 i);
+        Resp r;
+        chat("dunce", NULL, q, NULL, &r);
+        const char *wrong = jstr(&r, "choices.0.message.content");
+        CHECK(wrong && strcmp(wrong, expected) != 0);
+        int sc = judge_score("oracle", q, expected, NULL);
+        int sw = judge_score("oracle", q, wrong ? wrong : "", NULL);
+        resp_free(&r);
+        invalid += (sc < 0) + (sw < 0);
+        pass += sc >= 7;
+        fail += sw >= 0 && sw <= 4;
+    }
+    CHECK_INT(invalid, 0);
+    CHECK_INT(pass, N_EXPLAIN);
+    CHECK_INT(fail, N_EXPLAIN);
+
+    /* Correct means equal after tierq.normalize_answer: case, quotes, edge punctuation, spaces. */
+    const char *q3 = "Review 3: the product arrived and I have opinions."; /* expected "mixed" */
+    CHECK(judge_score("oracle", q3, " \"Mixed.\" ", NULL) >= 7);
+    CHECK(judge_score("oracle", q3, "\xe2\x80\x9cMIXED\xe2\x80\x9d", NULL) >= 7);
+    CHECK(judge_score("oracle", q3, "mi-xed", NULL) <= 4);
+    CHECK(judge_score("oracle", q3, "mixed feelings", NULL) <= 4);
+    CHECK(judge_score("oracle", q3, "", NULL) <= 4);
+    CHECK(judge_score("oracle", "Summarize: imgconv", "  " LONG_SUMMARY "!\n", NULL) >= 7);
+    /* The simulator's own JSON-mode answer {"answer": ...} is the right answer too. */
+    CHECK(judge_score("oracle", q3, "{\"answer\":\"mixed\"}", NULL) >= 7);
+    CHECK(judge_score("oracle", q3, "{\"answer\":\"neutral\"}", NULL) <= 4);
+    /* The key lookup trims the question like an ordinary prompt. */
+    CHECK(judge_score("oracle", "  What is the capital of France?\n", "Paris", NULL) >= 7);
+    /* A question that itself contains the separator: the split that finds the key wins. */
+    CHECK(judge_score("oracle", FEWSHOT_PROMPT, "blue", NULL) >= 7);
+    CHECK(judge_score("oracle", FEWSHOT_PROMPT, "green", NULL) <= 4);
+}
+
+static void test_judge_unknown_question_is_uncertain(void)
+{
+    int sum = 0, n = 0, invalid = 0, extreme = 0, distinct = 0;
+    int seen[11] = {0};
+    for (int i = 0; i < 100; i++) {
+        char q[64];
+        snprintf(q, sizeof q, "An unkeyed question number %d?", i);
+        int s = judge_score("high", q, "some answer", NULL);
+        if (s < 0) {
+            invalid++;
+            continue;
+        }
+        sum += s, n++;
+        extreme += s <= 1 || s >= 9;
+        distinct += !seen[s]++;
+    }
+    CHECK_INT(invalid, 0);
+    double mean = n ? (double)sum / n : 0;
+    CHECKF(mean > 4.4 && mean < 5.6, "mean score of unknown questions %.2f", mean);
+    CHECKF(distinct >= 4, "only %d distinct scores: no noise", distinct);
+    CHECKF(extreme <= 10, "%d of 100 unknown questions scored 0-1 or 9-10", extreme);
+}
+
+static void test_judge_is_deterministic(void)
+{
+    int differ = 0, invalid = 0, varied = 0, first = -1;
+    for (int i = 0; i < 40; i++) {
+        char q[128];
+        snprintf(q, sizeof q, "Review %d: the product arrived and I have opinions.", i);
+        const char *a = SENTIMENT[(i * 3) % 5];
+        int s1 = judge_score("mid", q, a, NULL), s2 = judge_score("mid", q, a, NULL);
+        invalid += s1 < 0;
+        differ += s1 != s2;
+        if (first < 0)
+            first = s1;
+        varied += s1 != first;
+    }
+    CHECK_INT(invalid, 0);
+    CHECK_INT(differ, 0);
+    CHECK(varied > 0);
+    /* temperature 0: every choice is the same sample; at temperature 1 choices are independent. */
+    const char *q = "Review 11: the product arrived and I have opinions.";
+    Resp r;
+    judge("mid", q, "negative", "\"n\":5,\"temperature\":0", &r);
+    const char *c0 = jstr(&r, "choices.0.message.content");
+    for (int i = 1; i < 5; i++) {
+        char path[64];
+        snprintf(path, sizeof path, "choices.%d.message.content", i);
+        CHECK_STR(jstr(&r, path), c0);
+    }
+    resp_free(&r);
+    judge("mid", q, "negative", "\"n\":30,\"temperature\":1", &r);
+    c0 = jstr(&r, "choices.0.message.content");
+    int other = 0;
+    for (int i = 1; i < 30; i++) {
+        char path[64];
+        snprintf(path, sizeof path, "choices.%d.message.content", i);
+        const char *c = jstr(&r, path);
+        other += c && c0 && strcmp(c, c0) != 0;
+    }
+    CHECK(other > 0);
+    resp_free(&r);
+}
+
+static void test_judge_reply_shape(void)
+{
+    const char *q = "Review 7: the product arrived and I have opinions."; /* expected neutral */
+    char *user = judge_user(q, "neutral");
+    Resp r;
+    chat("oracle", JUDGE_SYSTEM, user, "\"logprobs\":true", &r);
+    int s = score_of(&r);
+    CHECK(s >= 7);
+    /* usage as for any request: the messages in, the short number out */
+    CHECK_INT(jint(&r, "usage.prompt_tokens"), toks(JUDGE_SYSTEM) + 4 + toks(user) + 4);
+    CHECK_INT(jint(&r, "usage.completion_tokens"), 2);
+    CHECK_STR(jstr(&r, "choices.0.finish_reason"), "stop");
+    CHECK_STR(jstr(&r, "choices.0.logprobs.content.0.token"), jstr(&r, "choices.0.message.content"));
+    resp_free(&r);
+    /* max_tokens 1 keeps the one-token score whole. */
+    chat("oracle", JUDGE_SYSTEM, user, "\"max_tokens\":1", &r);
+    CHECK_INT(score_of(&r), s);
+    CHECK_INT(jint(&r, "usage.completion_tokens"), 1);
+    resp_free(&r);
+    /* JSON mode: {"score": N} */
+    chat("oracle", JUDGE_SYSTEM, user, "\"response_format\":{\"type\":\"json_object\"}", &r);
+    char want[32];
+    snprintf(want, sizeof want, "{\"score\":%d}", s);
+    CHECK_STR(jstr(&r, "choices.0.message.content"), want);
+    resp_free(&r);
+    /* A reasoning model thinks before it grades. */
+    chat("ds-oracle", JUDGE_SYSTEM, user, NULL, &r);
+    CHECK(score_of(&r) >= 7);
+    CHECK(jint(&r, "usage.completion_tokens_details.reasoning_tokens") >= 48);
+    resp_free(&r);
+    /* Faults as usual: a marker anywhere in the message fires, and is stripped before grading. */
+    char *marked = judge_user("[[sim:503]]Review 7: the product arrived and I have opinions.", "neutral");
+    chat("oracle", JUDGE_SYSTEM, marked, NULL, &r);
+    CHECK_INT(r.status, 503);
+    resp_free(&r);
+    chat("oracle", JUDGE_SYSTEM, marked, NULL, &r);
+    CHECK_INT(score_of(&r), s);
+    resp_free(&r);
+    free(marked);
+
+    /* Not a judge request: the grading system prompt without the Question/Answer form, or that form
+     * under another system prompt, gets an ordinary answer. */
+    chat("oracle", JUDGE_SYSTEM, q, NULL, &r);
+    CHECK_STR(jstr(&r, "choices.0.message.content"), "neutral");
+    resp_free(&r);
+    chat("oracle", "You answer questions.", user, NULL, &r);
+    CHECK_STR(jstr(&r, "choices.0.message.content"), "Answer: Question: Review 7: the product arrived and I");
+    resp_free(&r);
+    chat("oracle", NULL, user, NULL, &r); /* no system message at all */
+    CHECK(score_of(&r) < 0);
+    resp_free(&r);
+    free(user);
+}
+
+/* A counter of model M_ANY in a /sim/stats response. */
+static int64_t model_stat(const Resp *s, const char *field)
+{
+    char path[128];
+    snprintf(path, sizeof path, "models.%s.%s", M_ANY, field);
+    return jint(s, path);
+}
+
+/* Runs against any simulator (only the model name M_ANY and an unknown question are needed). */
+static void test_judge_stats(void)
+{
+    reset_stats();
+    Resp r;
+    for (int i = 0; i < 5; i++) {
+        char q[64];
+        snprintf(q, sizeof q, "Judge stats question %d", i);
+        judge(M_ANY, q, "an answer", NULL, &r);
+        CHECK_INT(r.status, 200);
+        CHECK(score_of(&r) >= 0);
+        resp_free(&r);
+    }
+    judge(M_ANY, "[[sim:429]]Judge stats faulted", "an answer", NULL, &r);
+    CHECK_INT(r.status, 429);
+    resp_free(&r);
+    chat(M_ANY, NULL, "What is the capital of France?", NULL, &r); /* an ordinary request */
+    resp_free(&r);
+    int keyed = 0;
+    if (g_self) { /* keyed: 3 right answers to a skill-1 judge */
+        for (int i = 0; i < 3; i++) {
+            char q[128];
+            snprintf(q, sizeof q, "Review %d: the product arrived and I have opinions.", i);
+            judge(M_ANY, q, SENTIMENT[i % 5], NULL, &r);
+            keyed += score_of(&r) >= 7;
+            resp_free(&r);
+        }
+        CHECK_INT(keyed, 3);
+    }
+    Resp s;
+    stats(&s);
+    CHECK_INT(model_stat(&s, "judge_requests"), 6 + keyed);
+    CHECK_INT(model_stat(&s, "requests"), 7 + keyed);
+    CHECK_INT(model_stat(&s, "answered"), 6 + keyed);
+    CHECK_INT(model_stat(&s, "judge_unkeyed"), 5);
+    CHECK_INT(model_stat(&s, "judge_right") + model_stat(&s, "judge_fooled"), keyed);
+    if (g_self)
+        CHECK_INT(model_stat(&s, "judge_right"), keyed);
+    /* judge requests are not answers: correct / wrong / unkeyed count only the ordinary one */
+    CHECK_INT(model_stat(&s, "correct") + model_stat(&s, "wrong") + model_stat(&s, "unkeyed"), 1);
+    resp_free(&s);
 }
 
 /* An error fault: the first `times` requests fail with status and error code, then it works. */
@@ -1129,6 +1480,7 @@ int main(void)
     RUN(test_request_too_large);
     RUN(test_stats_counts);
     RUN(test_keep_alive);
+    RUN(test_judge_stats);
     if (g_self) {
         RUN(test_correct_answer_is_deterministic);
         RUN(test_usage_openai);
@@ -1140,6 +1492,11 @@ int main(void)
         RUN(test_accuracy_and_confidence_follow_skill);
         RUN(test_choices_and_temperature);
         RUN(test_json_mode);
+        RUN(test_judge_tracks_truth_by_skill);
+        RUN(test_judge_free_text_and_normalisation);
+        RUN(test_judge_unknown_question_is_uncertain);
+        RUN(test_judge_is_deterministic);
+        RUN(test_judge_reply_shape);
         RUN(test_concurrency_and_in_flight);
         RUN(test_require_key);
         RUN(test_global_fault_rate);

@@ -5,6 +5,7 @@
 #include "fmt.h"
 #include "hash.h"
 #include "json.h"
+#include "judge.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -22,6 +23,7 @@ typedef struct ChatReq {
     const SimModel *model;
     int64_t prompt_tokens;
     bool has_system;        /* the first message is a system (or developer) message */
+    bool judge_system;      /* ... and it starts with JUDGE_SYSTEM_PREFIX: maybe a judge request */
     uint64_t system_hash;
     int64_t system_tokens;
     int last_user;          /* token index of the last user message's content, -1 if none */
@@ -132,6 +134,7 @@ static int parse_request(Sim *sim, const JsonDoc *d, ChatReq *cr, SimReply *rep)
             cr->has_system = true;
             cr->system_hash = hash_fnv1a64(s, n);
             cr->system_tokens = tokens_of(n) + 4;
+            cr->judge_system = judge_is_system(s, n);
         }
         if (json_eq(d, role, "user"))
             cr->last_user = content;
@@ -268,17 +271,35 @@ typedef struct ChatTotals {
     int64_t reasoning_tokens;
 } ChatTotals;
 
-static int put_choice(Sim *sim, const ChatReq *cr, Fault fault, int i, uint64_t prompt_hash, const char *prompt,
-                      size_t prompt_len, Buf *b, ChatTotals *tot)
+/* A judge request: the score as content, stats of the first choice. */
+static int judge_choice(Sim *sim, const ChatReq *cr, const JudgeItem *judge, const AnswerQuery *q, int i, Answer *a)
+{
+    Judgement j;
+    int rc = judge_compose(judge, q, cr->json_mode, &j, a, &sim->text);
+    if (rc == 0 && i == 0) {
+        ModelStats *ms = &sim->stats.models[cr->model->index];
+        if (j.outcome == JUDGE_RIGHT)
+            ms->judge_right++;
+        else if (j.outcome == JUDGE_FOOLED)
+            ms->judge_fooled++;
+        else
+            ms->judge_unkeyed++;
+    }
+    return rc;
+}
+
+/* judge is NULL for an ordinary request. */
+static int put_choice(Sim *sim, const ChatReq *cr, const JudgeItem *judge, Fault fault, int i, uint64_t prompt_hash,
+                      const char *prompt, size_t prompt_len, Buf *b, ChatTotals *tot)
 {
     const SimModel *m = cr->model;
     AnswerQuery q = {sim->cfg->seed, m->name, m->skill, prompt, prompt_len, choice_variant(cr, i)};
     Answer a;
     buf_reset(&sim->text);
-    int rc = answer_compose(sim->answers, &q, &a, &sim->text);
+    int rc = judge ? judge_choice(sim, cr, judge, &q, i, &a) : answer_compose(sim->answers, &q, &a, &sim->text);
     if (rc)
         return rc;
-    if (i == 0) {
+    if (i == 0 && !judge) {
         ModelStats *ms = &sim->stats.models[m->index];
         if (a.outcome == ANSWER_CORRECT)
             ms->correct++;
@@ -287,7 +308,7 @@ static int put_choice(Sim *sim, const ChatReq *cr, Fault fault, int i, uint64_t 
         else
             ms->unkeyed++;
     }
-    if (cr->json_mode && (rc = json_wrap(sim)))
+    if (cr->json_mode && !judge && (rc = json_wrap(sim)))
         return rc;
     bool oversized = fault == FAULT_OVERSIZED && i == 0;
     if (oversized && (rc = fill_oversized(&sim->text, sim->cfg->oversized_bytes)))
@@ -298,7 +319,10 @@ static int put_choice(Sim *sim, const ChatReq *cr, Fault fault, int i, uint64_t 
     int64_t ctoks = tokens_of(len) + 1;
     /* an oversized reply ignores max_tokens: it plays a server that misbehaves */
     if (!oversized && cr->max_tokens > 0 && ctoks > cr->max_tokens) {
-        len = utf8_cut(text, len, (size_t)(cr->max_tokens - 1) * 4);
+        /* A judge's score is one token, kept whole when max_tokens leaves no room for the end
+         * (like max_tokens 1 on a real provider); other answers lose their last token's worth. */
+        size_t keep = judge ? (size_t)cr->max_tokens * 4 : (size_t)(cr->max_tokens - 1) * 4;
+        len = utf8_cut(text, len, keep);
         ctoks = cr->max_tokens;
         finish = "length";
     }
@@ -392,6 +416,12 @@ static int answer_request(Sim *sim, const ChatReq *cr, const JsonDoc *d, SimRepl
             prompt_len = sim->stripped.len;
         }
     }
+    JudgeItem judge_item;
+    const JudgeItem *judge = NULL;
+    if (cr->judge_system && judge_parse(sim->answers, prompt, prompt_len, &judge_item)) {
+        judge = &judge_item;
+        sim->stats.models[m->index].judge_requests++;
+    }
     Fault fault = fault_choose(&sim->faults, prompt_hash, mk, nmk, m->name,
                                sim_unit(hash_mix64(sim->cfg->seed ^ seq * SALT_FAULT)));
     if (fault != FAULT_NONE)
@@ -432,7 +462,7 @@ static int answer_request(Sim *sim, const ChatReq *cr, const JsonDoc *d, SimRepl
         rc = buf_puts(b, ",\"system_fingerprint\":\"fp_tierq_sim\",\"choices\":[");
     ChatTotals tot = {0, 0};
     for (int i = 0; rc == 0 && i < cr->n; i++)
-        rc = put_choice(sim, cr, fault, i, prompt_hash, prompt, prompt_len, b, &tot);
+        rc = put_choice(sim, cr, judge, fault, i, prompt_hash, prompt, prompt_len, b, &tot);
     if (!rc)
         rc = buf_putc(b, ']');
 

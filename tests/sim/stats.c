@@ -95,9 +95,11 @@ int stats_to_json(const SimStats *st, const Catalog *cat, int64_t now_ms, Buf *o
                             ":{\"requests\":%" PRIu64 ",\"answered\":%" PRIu64 ",\"prompt_tokens\":%" PRIu64
                             ",\"cached_tokens\":%" PRIu64 ",\"completion_tokens\":%" PRIu64
                             ",\"reasoning_tokens\":%" PRIu64 ",\"correct\":%" PRIu64 ",\"wrong\":%" PRIu64
-                            ",\"unkeyed\":%" PRIu64 "}",
+                            ",\"unkeyed\":%" PRIu64 ",\"judge_requests\":%" PRIu64 ",\"judge_right\":%" PRIu64
+                            ",\"judge_fooled\":%" PRIu64 ",\"judge_unkeyed\":%" PRIu64 "}",
                             m->requests, m->answered, m->prompt_tokens, m->cached_tokens, m->completion_tokens,
-                            m->reasoning_tokens, m->correct, m->wrong, m->unkeyed);
+                            m->reasoning_tokens, m->correct, m->wrong, m->unkeyed, m->judge_requests, m->judge_right,
+                            m->judge_fooled, m->judge_unkeyed);
     }
     if (!rc)
         rc = buf_puts(out, "}}");

@@ -16,7 +16,9 @@ typedef struct ModelStats {
     uint64_t requests; /* chat requests naming this model (faulted ones included) */
     uint64_t answered; /* requests that produced an answer body */
     uint64_t prompt_tokens, cached_tokens, completion_tokens, reasoning_tokens;
-    uint64_t correct, wrong, unkeyed; /* outcome of the first choice */
+    uint64_t correct, wrong, unkeyed; /* outcome of the first choice (judge requests not included) */
+    uint64_t judge_requests;          /* judge requests naming this model (faulted ones included) */
+    uint64_t judge_right, judge_fooled, judge_unkeyed; /* first choice of answered judge requests */
 } ModelStats;
 
 #define STATS_MAX_STATUS 600
