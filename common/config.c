@@ -675,3 +675,19 @@ const char *config_default_dir(void)
     const char *d = getenv("TIERQ_JOBS_DIR");
     return d && *d ? d : "jobs";
 }
+
+int config_use_baseline_map(TqConfig *cfg, TqErr *err)
+{
+    for (int i = 0; i < cfg->nkinds; i++) {
+        TqKind *k = &cfg->kinds[i];
+        TqTier *t = realloc(k->tiers, sizeof *t);
+        if (!t)
+            return tq_err(err, TQ_ENOMEM, "out of memory");
+        t[0].model = k->baseline_model;
+        t[0].accept = 0;
+        k->tiers = t;
+        k->ntiers = 1;
+        k->checks.judge_model = -1;
+    }
+    return 0;
+}

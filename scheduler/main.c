@@ -1,5 +1,6 @@
 /* main.c — the tierq command line: parse the subcommand, load what it needs, map errors to exit
  * codes. Only main exits. */
+#include "calibrate.h"
 #include "config.h"
 #include "db.h"
 #include "log.h"
@@ -33,6 +34,9 @@ static const char *const USAGE =
     "  run [OPTIONS]    claim queued jobs and run them (a daemon until SIGTERM, or --drain)\n"
     "  report [--format text|json] [--run NAME] [--since DURATION]\n"
     "                   cost per model, latency and pass rate per kind, savings against the baseline\n"
+    "  calibrate --kind K --run NAME [--target 0.98] [--step 0.05] [--format text|json]\n"
+    "                   choose each tier's accept bar from an all-tiers run (tierq run --all-tiers) with\n"
+    "                   expected answers: the cheapest bars reaching target x the last tier's accuracy\n"
     "\n"
     "options:\n"
     "  --jobs DIR       configuration directory (default: $TIERQ_JOBS_DIR or ./jobs)\n"
@@ -53,6 +57,9 @@ static const char *const USAGE =
     "  --max-response-bytes N  larger responses fail the job (default 8 MiB)\n"
     "  --max-tries N           HTTP attempts per call before the job goes back to the queue (default 4)\n"
     "  --progress / --quiet    live progress line on stderr (default: when stderr is a terminal)\n"
+    "  --budget-usd X          stop claiming once this run has spent X dollars (exit status 4)\n"
+    "  --all-tiers             every tier answers every job (a labelled run for tierq calibrate)\n"
+    "  --model-map baseline    answer every kind with its baseline model only (the comparison run)\n"
     "\n"
     "environment:\n"
     "  TIERQ_DATABASE_URL  libpq conninfo or postgres:// URL; unset: libpq's PG* variables\n"
@@ -65,6 +72,7 @@ static const char *const USAGE =
     "  1  runtime error (database unreachable, statement failed, I/O)\n"
     "  2  usage error (unknown command or option)\n"
     "  3  configuration error in jobs/ (the message names the file and key)\n"
+    "  4  run: the --budget-usd ceiling was reached; unclaimed jobs stay queued\n"
     "  5  run: a provider answered insufficient_quota; its jobs were left queued\n";
 
 static int load_config(const char *dir, TqConfig **cfg)
@@ -163,6 +171,7 @@ static int cmd_run(const char *dir, int argc, char **argv)
 {
     RunOptions o;
     run_default_options(&o);
+    bool baseline_map = false;
     o.progress = isatty(STDERR_FILENO);
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
@@ -194,6 +203,24 @@ static int cmd_run(const char *dir, int argc, char **argv)
             }
             o.max_response_bytes = n;
             i++;
+        } else if (strcmp(a, "--budget-usd") == 0) {
+            char *end = NULL;
+            double usd = v ? strtod(v, &end) : -1;
+            if (!v || *end != '\0' || !(usd > 0) || usd > 1e9) {
+                fprintf(stderr, "tierq: run: --budget-usd needs a positive amount of dollars\n");
+                return EXIT_USAGE;
+            }
+            o.budget_micro = (int64_t)(usd * 1e6 + 0.5);
+            i++;
+        } else if (strcmp(a, "--all-tiers") == 0) {
+            o.all_tiers = true;
+        } else if (strcmp(a, "--model-map") == 0 && v) {
+            if (strcmp(v, "baseline") != 0 && strcmp(v, "tiered") != 0) {
+                fprintf(stderr, "tierq: run: --model-map takes tiered (jobs/ as written) or baseline\n");
+                return EXIT_USAGE;
+            }
+            baseline_map = strcmp(v, "baseline") == 0;
+            i++;
         } else if (strcmp(a, "--drain") == 0) {
             o.drain = true;
         } else if (strcmp(a, "--poll-only") == 0) {
@@ -217,6 +244,18 @@ static int cmd_run(const char *dir, int argc, char **argv)
     int rc = load_config(dir, &cfg);
     if (rc)
         return rc;
+    TqErr err = {0};
+    if (baseline_map && config_use_baseline_map(cfg, &err)) {
+        fprintf(stderr, "tierq: run: %s\n", err.msg);
+        config_free(cfg);
+        return EXIT_FAILURE_RUNTIME;
+    }
+    if (o.all_tiers && baseline_map) {
+        fprintf(stderr, "tierq: run: --all-tiers and --model-map baseline do not go together\n");
+        config_free(cfg);
+        return EXIT_USAGE;
+    }
+    o.map_overridden = baseline_map;
     rc = run_main(cfg, &o);
     config_free(cfg);
     return rc;
@@ -263,6 +302,81 @@ static int cmd_report(int argc, char **argv)
     return rc;
 }
 
+static int cmd_calibrate(const char *dir, int argc, char **argv)
+{
+    CalibrateOptions o;
+    calibrate_default_options(&o);
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        char *end = NULL;
+        if (strcmp(a, "--kind") == 0 && v) {
+            o.kind = v;
+            i++;
+        } else if (strcmp(a, "--run") == 0 && v) {
+            o.run_name = v;
+            i++;
+        } else if (strcmp(a, "--target") == 0 && v) {
+            o.target_ratio = strtod(v, &end);
+            if (*end != '\0' || !(o.target_ratio > 0 && o.target_ratio <= 2)) {
+                fprintf(stderr, "tierq: calibrate: --target takes a ratio above 0 and at most 2 (e.g. 0.98)\n");
+                return EXIT_USAGE;
+            }
+            i++;
+        } else if (strcmp(a, "--step") == 0 && v) {
+            o.step = strtod(v, &end);
+            if (*end != '\0' || !(o.step >= CALIBRATE_MIN_STEP && o.step <= 0.5)) {
+                fprintf(stderr, "tierq: calibrate: --step takes a number from %.3f to 0.5 (e.g. 0.05)\n",
+                        CALIBRATE_MIN_STEP);
+                return EXIT_USAGE;
+            }
+            i++;
+        } else if (strcmp(a, "--format") == 0 && v) {
+            if (strcmp(v, "json") != 0 && strcmp(v, "text") != 0) {
+                fprintf(stderr, "tierq: calibrate: --format takes text or json\n");
+                return EXIT_USAGE;
+            }
+            o.json = strcmp(v, "json") == 0;
+            i++;
+        } else if (strcmp(a, "--json") == 0) {
+            o.json = true;
+        } else {
+            fprintf(stderr, "tierq: calibrate: unknown option %s (see tierq --help)\n", a);
+            return EXIT_USAGE;
+        }
+    }
+    if (!o.kind || !o.run_name) {
+        fprintf(stderr, "tierq: calibrate: --kind and --run are required (see tierq --help)\n");
+        return EXIT_USAGE;
+    }
+    TqConfig *cfg = NULL;
+    int rc = load_config(dir, &cfg);
+    if (rc)
+        return rc;
+    const TqKind *kd = config_kind(cfg, o.kind);
+    if (!kd || kd->ntiers < 2) {
+        if (!kd)
+            fprintf(stderr, "tierq: calibrate: unknown kind %s (no %s/%s.json)\n", o.kind, dir, o.kind);
+        else
+            fprintf(stderr, "tierq: calibrate: kind %s has a single tier; there is no accept bar to choose\n", o.kind);
+        config_free(cfg);
+        return EXIT_USAGE;
+    }
+    PGconn *c = NULL;
+    if ((rc = connect_db(&c))) {
+        config_free(cfg);
+        return rc;
+    }
+    TqErr err = {0};
+    if (calibrate_run(c, cfg, &o, stdout, &err)) {
+        fprintf(stderr, "tierq: calibrate: %s\n", err.msg);
+        rc = EXIT_FAILURE_RUNTIME;
+    }
+    PQfinish(c);
+    config_free(cfg);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     log_set_level(log_level_from_env());
@@ -295,6 +409,8 @@ int main(int argc, char **argv)
         return cmd_status();
     if (strcmp(cmd, "report") == 0)
         return cmd_report(argc - i - 1, argv + i + 1);
+    if (strcmp(cmd, "calibrate") == 0)
+        return cmd_calibrate(dir, argc - i - 1, argv + i + 1);
     if (strcmp(cmd, "run") == 0)
         return cmd_run(dir, argc - i - 1, argv + i + 1);
     if (strcmp(cmd, "help") == 0) {

@@ -161,6 +161,8 @@ static int claim_and_dispatch(Run *r, int limit, int *got)
         const TqKind *kind = config_kind(r->cfg, j->kind);
         held_add(r->held, j->id, j->attempt);
         Call *c = kind ? call_new_for_job(r->cfg, kind, j) : NULL;
+        if (c)
+            c->all_tiers = r->opt->all_tiers;
         if (!c) {
             /* Cannot happen for kinds we claimed by name, short of memory; the lease will expire. */
             log_msg(LOG_ERROR, "run", "job %lld: cannot build a call", (long long)j->id);
@@ -267,7 +269,7 @@ int run_main(const TqConfig *cfg, const RunOptions *opt)
                 version < 0 ? 0 : version, latest);
         goto out;
     }
-    if (migrate_sync_config(r.conn, cfg, &err)) {
+    if (!opt->map_overridden && migrate_sync_config(r.conn, cfg, &err)) {
         fprintf(stderr, "tierq: run: %s\n", err.msg);
         goto out;
     }
@@ -319,6 +321,7 @@ int run_main(const TqConfig *cfg, const RunOptions *opt)
     int64_t next_requeue = 0, next_renew = r.start_ms + opt->lease_s * 1000 / 3, next_beat = r.start_ms + 5000;
     int64_t next_progress = r.start_ms + 1000, stop_deadline = 0;
     bool stopping = false;
+    bool budget_hit = false;
     int64_t last_drain_check = 0;
     for (;;) {
         int64_t now = mono_ms();
@@ -353,7 +356,18 @@ int run_main(const TqConfig *cfg, const RunOptions *opt)
             next_progress = now + 1000;
         }
         int got = 0;
-        if (!stopping) {
+        if (!stopping && opt->budget_micro > 0 && !budget_hit) {
+            /* Spend is counted when written; in-flight calls may add a little past the ceiling. */
+            WriterStats ws;
+            writer_get_stats(r.writer, &ws);
+            if (ws.cost_pico >= opt->budget_micro * 1000000) {
+                budget_hit = true;
+                log_msg(LOG_WARN, "run", "run budget reached: no more claims; %d jobs in flight finish", held_count(r.held));
+            }
+        }
+        if (budget_hit && held_count(r.held) == 0)
+            break;
+        if (!stopping && !budget_hit) {
             /* Keep a little more claimed than can be in flight, so workers never wait for us. Jobs
              * already answered and waiting for the writer do not count against that (a wave of
              * answers must not stall sending), but the total held is bounded to bound memory. */
@@ -425,6 +439,12 @@ int run_main(const TqConfig *cfg, const RunOptions *opt)
                (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6,
                (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6, (double)ru.ru_maxrss / 1024.0);
     exit_code = pool_quota_final ? RUN_EXIT_QUOTA : RUN_EXIT_OK;
+    if (budget_hit) {
+        exit_code = RUN_EXIT_BUDGET;
+        char b[32];
+        cost_format_usd6(b, sizeof b, opt->budget_micro * 1000000);
+        fprintf(stderr, "tierq: run: the run budget of $%s was reached; unclaimed jobs stay queued\n", b);
+    }
     if (pool_quota_final)
         fprintf(stderr, "tierq: run: a provider answered insufficient_quota; its jobs stay queued for a later run\n");
 out:

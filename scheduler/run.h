@@ -11,6 +11,7 @@
 #include "config.h"
 
 #include <stdbool.h>
+#include <stdint.h>
 
 typedef struct RunOptions {
     bool drain;              /* exit 0 once nothing is queued or running */
@@ -26,6 +27,9 @@ typedef struct RunOptions {
     const char *kinds_csv;   /* only claim these kinds */
     long max_response_bytes;
     int max_tries;           /* HTTP attempts per call in-process */
+    bool all_tiers;          /* calibration: every tier answers every job */
+    int64_t budget_micro;    /* per-run ceiling in micro-USD; 0 = none */
+    bool map_overridden;     /* cfg is not jobs/ as written (--model-map): do not sync it */
 } RunOptions;
 
 void run_default_options(RunOptions *o);
@@ -33,6 +37,7 @@ void run_default_options(RunOptions *o);
 enum {
     RUN_EXIT_OK = 0,
     RUN_EXIT_RUNTIME = 1,
+    RUN_EXIT_BUDGET = 4,     /* the run's budget was reached; unclaimed jobs stay queued */
     RUN_EXIT_QUOTA = 5,      /* a provider ran out of quota; its jobs were deferred */
 };
 

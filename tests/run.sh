@@ -63,7 +63,8 @@ for t in tests/integration/*.sh; do
     run_one "$(basename "$t")" sh "$t"
 done
 if [ -d build-asan/tests ]; then
-    for t in build-asan/tests/test_*; do
+    for src in tests/unit/test_*.c; do
+        t="build-asan/tests/$(basename "$src" .c)"
         [ -x "$t" ] || continue
         run_one "asan/$(basename "$t")" env ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 "$t"
     done

@@ -27,6 +27,15 @@ static void job_params(const TqKind *kind, const QueueJob *job, CallJob *cj)
     double t;
     if (json_double(&d, json_get(&d, 0, "temperature"), &t) == 0)
         cj->temperature = t;
+    int labels = json_get(&d, 0, "labels");
+    int n = json_type(&d, labels) == JSON_ARRAY ? json_size(&d, labels) : 0;
+    if (n > 0 && (cj->labels = calloc((size_t)n, sizeof *cj->labels)) != NULL) {
+        for (int i = 0; i < n; i++) {
+            char *l = json_strdup(&d, json_at(&d, labels, i));
+            if (l)
+                cj->labels[cj->nlabels++] = l;
+        }
+    }
     json_doc_free(&d);
 }
 
@@ -43,11 +52,14 @@ Call *call_new_for_job(const TqConfig *cfg, const TqKind *kind, QueueJob *job)
     c->kind = kind;
     c->tier = 0;
     c->model = kind->tiers[0].model;
+    c->send_model = c->model;
     c->purpose = "answer";
     c->jobs = cj;
     c->njobs = 1;
     cj->job = job;
     cj->quality = NAN;
+    cj->best_score = -1;
+    cj->best_tier = cj->best_model = -1;
     job_params(kind, job, cj);
     return c;
 }
@@ -60,10 +72,17 @@ void call_free(Call *c)
         queue_job_free(c->jobs[i].job);
         free(c->jobs[i].result);
         free(c->jobs[i].error);
+        free(c->jobs[i].best_answer);
+        for (int k = 0; k < c->jobs[i].nlabels; k++)
+            free(c->jobs[i].labels[k]);
+        free(c->jobs[i].labels);
     }
+    free(c->pending_answer);
+    free(c->pending_finish);
     free(c->jobs);
     for (int i = 0; i < c->nrows; i++) {
         free(c->rows[i].error);
+        free(c->rows[i].answer);
         free(c->rows[i].charges);
     }
     free(c->rows);
@@ -83,6 +102,9 @@ LedgerRow *call_add_row(Call *c, const char *key_prefix, uint64_t seq)
     LedgerRow *row = &c->rows[c->nrows++];
     memset(row, 0, sizeof *row);
     row->score = NAN;
+    row->tier = c->tier;
+    row->model = c->send_model;
+    row->purpose = c->phase == CALL_PHASE_JUDGE ? "judge" : "answer";
     snprintf(row->key, sizeof row->key, "%s:%llu", key_prefix, (unsigned long long)seq);
     return row;
 }

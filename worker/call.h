@@ -11,6 +11,7 @@
 
 #include "buf.h"
 #include "config.h"
+#include "openai.h"
 #include "queue.h"
 
 #include <stdbool.h>
@@ -31,6 +32,16 @@ typedef struct CallJob {
     int64_t baseline_pico;    /* DONE: the job's cost on the kind's baseline model */
     int64_t max_tokens;       /* from params or the kind */
     double temperature;
+    char **labels;            /* params.labels (owned), overriding the kind's label set */
+    int nlabels;
+    /* Tiered routing: the best answer so far, kept when escalation stops at the budget. */
+    char *best_answer;
+    double best_score;        /* -1: none yet */
+    int best_tier, best_model;
+    int answer_tier, answer_model; /* DONE: who answered (0-based tier, model index) */
+    int escalations;
+    int64_t spent_pico;       /* charged to this job by this call so far */
+    int64_t first_prompt_tokens, first_output_tokens; /* of the first answer: the baseline's basis */
 } CallJob;
 
 /* Per-job share of one ledger row. */
@@ -43,6 +54,10 @@ typedef struct LedgerCharge {
 /* One HTTP exchange (or other billable API call). */
 typedef struct LedgerRow {
     char key[96];             /* unique: worker id + sequence; makes the write-back idempotent */
+    int tier;                 /* 0-based tier this exchange served */
+    int model;                /* model index */
+    const char *purpose;      /* "answer", "judge" */
+    char *answer;             /* owned; only kept in all-tiers runs (calibration) */
     int http_status;          /* 0: no HTTP response (timeout, reset) */
     const char *status;       /* "ok", "retry", "failed", "quota" */
     const char *reason;       /* stable reason (static) */
@@ -56,13 +71,22 @@ typedef struct LedgerRow {
     int ncharges;
 } LedgerRow;
 
+typedef enum { CALL_PHASE_ANSWER = 0, CALL_PHASE_JUDGE } CallPhase;
+
 typedef struct Call {
     struct Call *next;        /* intrusive link for the queues between threads */
+    CallPhase phase;
+    int send_model;           /* model of the request being sent: the tier's, or the judge's */
+    char *pending_answer;     /* JUDGE phase: the answer being judged (owned) */
+    char *pending_finish;     /* its finish_reason (owned) */
+    OaiLogprobs pending_logprobs; /* its token logprobs summary */
+    int pending_row;          /* index of its ledger row */
+    bool all_tiers;           /* calibration run: every tier answers */
     const TqConfig *cfg;
     const TqKind *kind;
     int tier;                 /* 0-based index into kind->tiers */
     int model;                /* index into cfg->models */
-    const char *purpose;      /* "answer" (later: judge, compress, sample) */
+    const char *purpose;      /* "answer" (later: compress, sample) */
     CallJob *jobs;
     int njobs;
     LedgerRow *rows;

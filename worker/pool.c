@@ -4,6 +4,7 @@
 #include "cost.h"
 #include "log.h"
 #include "openai.h"
+#include "route.h"
 
 #include <curl/curl.h>
 #include <math.h>
@@ -142,7 +143,7 @@ static Call *heap_pop(Worker *w)
 
 /* ---- call lifecycle ------------------------------------------------------------------------- */
 
-static int provider_of(const Call *c) { return c->cfg->models[c->model].provider; }
+static int provider_of(const Call *c) { return c->cfg->models[c->send_model].provider; }
 
 static void ready_push(Worker *w, Call *c)
 {
@@ -190,40 +191,6 @@ static void finish_call(Worker *w, Call *c)
     callq_push(w->pool->done, c);
 }
 
-static int build_body(const Call *c, Buf *out, TqErr *err)
-{
-    const TqModel *m = &c->cfg->models[c->model];
-    const CallJob *cj = &c->jobs[0];
-    const QueueJob *job = cj->job;
-    Buf user;
-    buf_init(&user, 0);
-    const char *text = job->prompt;
-    size_t text_len = strlen(job->prompt);
-    if (job->context && *job->context) {
-        if (buf_puts(&user, "Context:\n") || buf_puts(&user, job->context) || buf_puts(&user, "\n\n") ||
-            buf_puts(&user, job->prompt)) {
-            buf_free(&user);
-            return tq_err(err, TQ_ENOMEM, "out of memory");
-        }
-        text = user.data;
-        text_len = user.len;
-    }
-    OaiRequest r = {
-        .model = m->api_model,
-        .system = job->system_prompt ? job->system_prompt : c->kind->system_prompt,
-        .user = text,
-        .user_len = text_len,
-        .max_tokens = cj->max_tokens,
-        .max_tokens_field = m->max_tokens_field == TQ_MAXTOK_MAX_COMPLETION_TOKENS ? OAI_MAX_COMPLETION_TOKENS
-                                                                                 : OAI_MAX_TOKENS,
-        .temperature = cj->temperature,
-        .logprobs = m->logprobs && c->kind->checks.logprobs,
-    };
-    int rc = oai_build_request(&r, out, err);
-    buf_free(&user);
-    return rc;
-}
-
 static size_t on_body(char *ptr, size_t size, size_t nmemb, void *ud)
 {
     Transfer *t = ud;
@@ -243,11 +210,34 @@ static size_t on_header(char *ptr, size_t size, size_t nmemb, void *ud)
     return n;
 }
 
-/* Fail the call without sending (quota exhausted, body could not be built). */
+/* Send the call again from scratch (next tier, or its judge): the body is rebuilt for the new phase. */
+static void resend(Worker *w, Call *c)
+{
+    Transfer *t = c->transfer;
+    if (t) {
+        buf_free(&t->body);
+        buf_init(&t->body, 0);
+    }
+    ready_push(w, c);
+}
+
+/* The current request failed for good. A job that already has an answer in hand (escalating, or
+ * judging) keeps it; otherwise its jobs fail with this reason. */
+static void fail_call(Worker *w, Call *c, const char *reason, const char *msg, bool retryable, int64_t after)
+{
+    int a = route_on_failure(c);
+    if (a == ROUTE_SEND) {
+        resend(w, c);
+        return;
+    }
+    if (a != ROUTE_FINISH)
+        call_fail_all(c, reason, msg, retryable, after);
+    finish_call(w, c);
+}
+
 static void fail_unsent(Worker *w, Call *c, const char *reason, const char *msg, bool retryable, int64_t after)
 {
-    call_fail_all(c, reason, msg, retryable, after);
-    finish_call(w, c);
+    fail_call(w, c, reason, msg, retryable, after);
 }
 
 static int start_transfer(Worker *w, Call *c)
@@ -262,8 +252,10 @@ static int start_transfer(Worker *w, Call *c)
             return TQ_ENOMEM;
         buf_init(&t->body, 0);
         c->transfer = t;
+    }
+    if (t->body.len == 0) {
         TqErr err = {0};
-        if (build_body(c, &t->body, &err)) {
+        if (route_build_body(c, &t->body, &err)) {
             fail_unsent(w, c, "bad_request_body", err.msg, false, 0);
             return 0;
         }
@@ -351,48 +343,16 @@ static void retry_or_requeue(Worker *w, Call *c, const char *reason, const char 
     }
     char m[600];
     snprintf(m, sizeof m, "%s after %d tries: %s", reason, c->tries, msg);
-    call_fail_all(c, reason, m, true, delay);
-    finish_call(w, c);
+    fail_call(w, c, reason, m, true, delay);
 }
 
 static void on_success(Worker *w, Call *c, LedgerRow *row, OaiResponse *resp)
 {
-    const TqConfig *cfg = c->cfg;
-    const TqModel *m = &cfg->models[c->model];
     Transfer *t = c->transfer;
-    int64_t in = resp->usage.prompt_tokens, cached = resp->usage.cached_tokens, out = resp->usage.completion_tokens;
-    if (!resp->usage.present) {
-        /* No usage block: estimate from what we sent and what came back, and say so. */
-        in = oai_estimate_tokens(t->body.data, t->body.len);
-        cached = 0;
-        out = oai_estimate_tokens(resp->content, resp->content_len) + (int64_t)(resp->reasoning_bytes / 4);
-        row->estimated = true;
-    }
-    row->status = "ok";
-    row->reason = "answered";
-    row->tokens_in = in;
-    row->tokens_cached = cached;
-    row->tokens_out = out;
-    row->tokens_reasoning = resp->usage.reasoning_tokens;
-    row->cost_pico = cost_of_call(&m->prices, in, cached, out);
-    row->charges = calloc((size_t)c->njobs, sizeof *row->charges);
-    if (row->charges) {
-        row->ncharges = c->njobs;
-        int64_t w1 = 1;
-        cost_apportion(row->cost_pico, &w1, &row->charges[0].cost_pico, 1);
-        row->charges[0].job_id = c->jobs[0].job->id;
-        row->charges[0].tokens_in = in;
-        row->charges[0].tokens_cached = cached;
-        row->charges[0].tokens_out = out;
-    }
-    CallJob *cj = &c->jobs[0];
-    cj->outcome = CALL_JOB_DONE;
-    cj->result = resp->content;
-    resp->content = NULL;
-    cj->reason = c->tier + 1 == c->kind->ntiers ? "final_tier" : "accepted";
-    /* The baseline: the same tokens on the kind's baseline model, none of them cached. */
-    cj->baseline_pico = cost_of_call(&cfg->models[c->kind->baseline_model].prices, in, 0, out);
-    finish_call(w, c);
+    if (route_on_response(c, row, resp, &t->body) == ROUTE_SEND)
+        resend(w, c);
+    else
+        finish_call(w, c);
 }
 
 static OaiNetError net_error_of(CURLcode rc)
@@ -464,15 +424,13 @@ static void on_transfer_done(Worker *w, CURL *e, CURLcode res)
                 log_msg(LOG_ERROR, "worker", "provider %s is out of quota: nothing more is sent to it by this process",
                         p->cfg->providers[prov].name);
             atomic_store(&p->quota_any, true);
-            call_fail_all(c, "provider_quota_exhausted", msg, true, p->opt.quota_retry_ms);
-            finish_call(w, c);
+            fail_call(w, c, "provider_quota_exhausted", msg, true, p->opt.quota_retry_ms);
         } else if (v == OAI_RETRY) {
             row->status = "retry";
             retry_or_requeue(w, c, reason, msg, oai_headers_retry_after_ms(&t->hdr, time(NULL)));
         } else {
             row->status = "failed";
-            call_fail_all(c, reason, msg, false, 0);
-            finish_call(w, c);
+            fail_call(w, c, reason, msg, false, 0);
         }
         return;
     }
@@ -489,8 +447,7 @@ static void on_transfer_done(Worker *w, CURL *e, CURLcode res)
         retry_or_requeue(w, c, reason, msg, -1);
     } else {
         row->status = "failed";
-        call_fail_all(c, reason, msg, false, 0);
-        finish_call(w, c);
+        fail_call(w, c, reason, msg, false, 0);
     }
 }
 
@@ -519,10 +476,8 @@ static bool start_ready(Worker *w)
             w->ready_head[prov] = c->next;
             if (!w->ready_head[prov])
                 w->ready_tail[prov] = NULL;
-            if (start_transfer(w, c)) {
-                call_fail_all(c, "out_of_memory", "out of memory starting the request", true, 1000);
-                finish_call(w, c);
-            }
+            if (start_transfer(w, c))
+                fail_call(w, c, "out_of_memory", "out of memory starting the request", true, 1000);
         }
     }
     return blocked;

@@ -633,7 +633,8 @@ static void test_choices_and_temperature(void)
     Resp r;
     chat("mid", NULL, "Review 5: the product arrived and I have opinions.", "\"n\":6,\"temperature\":0", &r);
     CHECK_INT(json_size(&r.doc, jpath(&r, "choices")), 6);
-    const char *first = jstr(&r, "choices.0.message.content");
+    /* jstr's strings live for a few calls only: keep a copy of the one compared against */
+    char *first = json_strdup(&r.doc, jpath(&r, "choices.0.message.content"));
     for (int i = 1; i < 6; i++) {
         char path[64];
         snprintf(path, sizeof path, "choices.%d.message.content", i);
@@ -643,7 +644,8 @@ static void test_choices_and_temperature(void)
     /* At temperature 1 the samples are independent: over 40 choices of a 0.55 model some disagree. */
     chat("mid", NULL, "Review 5: the product arrived and I have opinions.", "\"n\":40,\"temperature\":1", &r);
     int distinct_from_first = 0;
-    first = jstr(&r, "choices.0.message.content");
+    free(first);
+    first = json_strdup(&r.doc, jpath(&r, "choices.0.message.content"));
     for (int i = 1; i < 40; i++) {
         char path[64];
         snprintf(path, sizeof path, "choices.%d.message.content", i);
@@ -651,6 +653,7 @@ static void test_choices_and_temperature(void)
         distinct_from_first += c && first && strcmp(c, first) != 0;
     }
     CHECK(distinct_from_first > 0);
+    free(first);
     resp_free(&r);
 }
 
@@ -660,8 +663,9 @@ static void test_json_mode(void)
     chat("oracle", NULL, "What is the capital of France?", "\"response_format\":{\"type\":\"json_object\"}", &r);
     const char *content = jstr(&r, "choices.0.message.content");
     JsonDoc d;
-    CHECK(content && json_parse(&d, content, strlen(content), 0, NULL) == 0);
-    if (content && json_parse(&d, content, strlen(content), 0, NULL) == 0) {
+    bool ok = content && json_parse(&d, content, strlen(content), 0, NULL) == 0;
+    CHECK(ok);
+    if (ok) {
         char *answer = json_strdup(&d, json_get(&d, 0, "answer"));
         CHECK_STR(answer, "Paris");
         CHECK_INT(json_size(&d, 0), 1);
@@ -677,8 +681,9 @@ static void test_json_mode(void)
     chat("dunce", NULL, "Review 3: the product arrived and I have opinions.",
          "\"response_format\":{\"type\":\"json_object\"}", &r);
     content = jstr(&r, "choices.0.message.content");
-    CHECK(content && json_parse(&d, content, strlen(content), 0, NULL) == 0);
-    if (content && json_parse(&d, content, strlen(content), 0, NULL) == 0) {
+    ok = content && json_parse(&d, content, strlen(content), 0, NULL) == 0;
+    CHECK(ok);
+    if (ok) {
         CHECK(json_type(&d, 0) == JSON_OBJECT);
         char *answer = json_strdup(&d, json_get(&d, 0, "answer"));
         CHECK(is_sentiment(answer) && strcmp(answer, "mixed") != 0);
@@ -813,11 +818,12 @@ static void test_judge_free_text_and_normalisation(void)
                  i);
         Resp r;
         chat("dunce", NULL, q, NULL, &r);
-        const char *wrong = jstr(&r, "choices.0.message.content");
+        char *wrong = json_strdup(&r.doc, jpath(&r, "choices.0.message.content"));
+        resp_free(&r);
         CHECK(wrong && strcmp(wrong, expected) != 0);
         int sc = judge_score("oracle", q, expected, NULL);
         int sw = judge_score("oracle", q, wrong ? wrong : "", NULL);
-        resp_free(&r);
+        free(wrong);
         invalid += (sc < 0) + (sw < 0);
         pass += sc >= 7;
         fail += sw >= 0 && sw <= 4;
@@ -888,15 +894,16 @@ static void test_judge_is_deterministic(void)
     const char *q = "Review 11: the product arrived and I have opinions.";
     Resp r;
     judge("mid", q, "negative", "\"n\":5,\"temperature\":0", &r);
-    const char *c0 = jstr(&r, "choices.0.message.content");
+    char *c0 = json_strdup(&r.doc, jpath(&r, "choices.0.message.content"));
     for (int i = 1; i < 5; i++) {
         char path[64];
         snprintf(path, sizeof path, "choices.%d.message.content", i);
         CHECK_STR(jstr(&r, path), c0);
     }
     resp_free(&r);
+    free(c0);
     judge("mid", q, "negative", "\"n\":30,\"temperature\":1", &r);
-    c0 = jstr(&r, "choices.0.message.content");
+    c0 = json_strdup(&r.doc, jpath(&r, "choices.0.message.content"));
     int other = 0;
     for (int i = 1; i < 30; i++) {
         char path[64];
@@ -905,6 +912,7 @@ static void test_judge_is_deterministic(void)
         other += c && c0 && strcmp(c, c0) != 0;
     }
     CHECK(other > 0);
+    free(c0);
     resp_free(&r);
 }
 

@@ -319,8 +319,8 @@ static int put_choice(Sim *sim, const ChatReq *cr, const JudgeItem *judge, Fault
     int64_t ctoks = tokens_of(len) + 1;
     /* an oversized reply ignores max_tokens: it plays a server that misbehaves */
     if (!oversized && cr->max_tokens > 0 && ctoks > cr->max_tokens) {
-        /* A judge's score is one token, kept whole when max_tokens leaves no room for the end
-         * (like max_tokens 1 on a real provider); other answers lose their last token's worth. */
+        /* A judge's score is one token: max_tokens 1 keeps it whole (the limit only leaves no room
+         * for the end of the message); other answers lose their last token's worth. */
         size_t keep = judge ? (size_t)cr->max_tokens * 4 : (size_t)(cr->max_tokens - 1) * 4;
         len = utf8_cut(text, len, keep);
         ctoks = cr->max_tokens;

@@ -1,0 +1,211 @@
+/* Tiered routing end to end: the real tierq, a real PostgreSQL, the simulator. Covers escalation on
+ * a failed hard gate, staying on tier 1 with high confidence, the last tier being final, a judge
+ * call charged to its job, the per-job budget (reason budget), the per-run budget (claiming stops,
+ * the rest stays queued, exit status 4), and sums over jobs equal to sums over calls. */
+#include "simproc.h"
+#include "testdb.h"
+
+#include <sys/stat.h>
+
+static char dir[256], jobs[300], answers[300];
+static char out[65536];
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    if (f) {
+        fputs(text, f);
+        fclose(f);
+    }
+}
+
+static void setup_files(void)
+{
+    snprintf(dir, sizeof dir, "/tmp/tq_tiers.%d", (int)getpid());
+    snprintf(jobs, sizeof jobs, "%s/jobs", dir);
+    snprintf(answers, sizeof answers, "%s/answers.tsv", dir);
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "rm -rf %s && mkdir -p %s && cp %s/jobs/models.json %s/", dir, jobs, getenv("TIERQ_ROOT"), jobs);
+    if (system(cmd) != 0)
+        printf("# setup failed\n");
+    char p[400];
+    snprintf(p, sizeof p, "%s/gate.json", jobs);
+    write_file(p, "{\"system_prompt\": \"Answer with one label.\","
+                  " \"tiers\": [{\"model\": \"qwen3-8b\", \"accept\": 0.8}, {\"model\": \"deepseek-v4-flash\", \"accept\": 0.9},"
+                  " {\"model\": \"gpt-4o\"}],"
+                  " \"max_tokens\": 8, \"checks\": {\"labels\": [\"alpha\", \"beta\", \"gamma\"], \"logprobs\": true}}");
+    snprintf(p, sizeof p, "%s/conf.json", jobs);
+    write_file(p, "{\"system_prompt\": \"Answer briefly.\","
+                  " \"tiers\": [{\"model\": \"qwen3-8b\", \"accept\": 0.8}, {\"model\": \"gpt-4o\"}],"
+                  " \"max_tokens\": 32, \"checks\": {\"min_chars\": 1, \"logprobs\": true}}");
+    snprintf(p, sizeof p, "%s/judged.json", jobs);
+    write_file(p, "{\"system_prompt\": \"Answer briefly.\","
+                  " \"tiers\": [{\"model\": \"qwen3-32b\", \"accept\": 0.7}, {\"model\": \"gpt-4o\"}],"
+                  " \"max_tokens\": 32, \"checks\": {\"min_chars\": 1, \"judge_model\": \"qwen3-8b\"}}");
+    FILE *f = fopen(answers, "w");
+    fprintf(f, "kind\tprompt\texpected\n");
+    static const char *labels[] = {"alpha", "beta", "gamma"};
+    for (int i = 1; i <= 200; i++)
+        fprintf(f, "gate\tgate item %d\t%s\n", i, labels[i % 3]);
+    for (int i = 1; i <= 200; i++)
+        fprintf(f, "conf\tconf item %d\tthe answer is %d\n", i, i);
+    for (int i = 1; i <= 50; i++)
+        fprintf(f, "judged\tjudged item %d\tjudged answer %d\n", i, i);
+    fclose(f);
+    setenv("TIERQ_JOBS_DIR", jobs, 1);
+}
+
+static int run_drain(const SimProc *s, const char *args)
+{
+    setenv("TIERQ_BASE_URL", s->base_url, 1);
+    char a[512];
+    snprintf(a, sizeof a, "run --drain --quiet %s", args ? args : "");
+    int st = testdb_run(a, out, sizeof out);
+    unsetenv("TIERQ_BASE_URL");
+    return st;
+}
+
+static long long q(PGconn *c, const char *sql) { return testdb_scalar(c, sql); }
+
+static void check_sums(PGconn *c)
+{
+    CHECK_INT(q(c, "SELECT count(*) FROM (SELECT (SELECT coalesce(sum(cost_usd), 0) FROM tierq.jobs) AS j,"
+                   " (SELECT coalesce(sum(cost_usd), 0) FROM tierq.calls) AS k) x WHERE j = k"), 1);
+    /* per job too: a job's cost is the sum of the calls that served it */
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.jobs j WHERE j.cost_usd <>"
+                   " (SELECT coalesce(sum(k.cost_usd), 0) FROM tierq.calls k WHERE j.id = ANY (k.job_ids))"), 0);
+}
+
+static void test_gate_failure_escalates_and_last_tier_is_final(void)
+{
+    SimProc s;
+    CHECK_INT(sim_start(&s, answers, "--latency-ms 1"), 0);
+    PGconn *c = testdb_connect();
+    /* params.labels allows only "delta": every answer fails the label gate at every tier */
+    testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt, params, run_name) VALUES"
+                   " ('gate', 'gate item 1', '{\"labels\": [\"delta\"]}', 'gates')", NULL, 0);
+    int st = run_drain(&s, "--run gates");
+    CHECKF(st == 0, "exit %d: %s", st, out);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.jobs WHERE run_name = 'gates' AND state = 'done' AND tier = 3"
+                   " AND escalations = 2 AND model = 'gpt-4o' AND reason = 'final_tier' AND quality = 0"), 1);
+    /* one ledger row per tier: escalated, escalated, final_tier, each scored 0 by the gate */
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.calls WHERE run_name = 'gates' AND purpose = 'answer' AND score = 0"), 3);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.calls WHERE run_name = 'gates' AND reason = 'escalated' AND tier IN (1, 2)"), 2);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.calls WHERE run_name = 'gates' AND reason = 'final_tier' AND tier = 3 AND model = 'gpt-4o'"), 1);
+    /* the job kept its first attempt: escalation happened in-process, not through the queue */
+    CHECK_INT(q(c, "SELECT attempts FROM tierq.jobs WHERE run_name = 'gates'"), 1);
+    check_sums(c);
+    PQfinish(c);
+    sim_stop(&s);
+}
+
+static void test_confident_answers_stay_and_every_decision_matches_its_score(void)
+{
+    SimProc s;
+    CHECK_INT(sim_start(&s, answers, "--latency-ms 1"), 0);
+    PGconn *c = testdb_connect();
+    testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt, run_name) SELECT 'gate', 'gate item ' || g, 'many'"
+                   " FROM generate_series(1, 200) g", NULL, 0);
+    int st = run_drain(&s, "--run many");
+    CHECKF(st == 0, "exit %d: %s", st, out);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.jobs WHERE run_name = 'many' AND state = 'done'"), 200);
+    /* some answers passed on the cheap tier with high confidence and stayed there */
+    long long stayed = q(c, "SELECT count(*) FROM tierq.jobs WHERE run_name = 'many' AND tier = 1 AND reason = 'accepted'"
+                            " AND quality >= 0.8 AND escalations = 0 AND model = 'qwen3-8b'");
+    CHECKF(stayed >= 40, "only %lld jobs stayed on tier 1", stayed);
+    /* and some did not */
+    CHECK(q(c, "SELECT count(*) FROM tierq.jobs WHERE run_name = 'many' AND tier > 1") > 0);
+    /* every decision agrees with its score and the tier's bar */
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.calls WHERE run_name = 'many' AND purpose = 'answer' AND ("
+                   " (reason = 'accepted' AND NOT (score >= 0.8 AND tier = 1 OR score >= 0.9 AND tier = 2 OR tier = 3))"
+                   " OR (reason = 'escalated' AND (tier = 3 OR (tier = 1 AND score >= 0.8) OR (tier = 2 AND score >= 0.9)))"
+                   " OR score IS NULL)"), 0);
+    /* answers are labels from the set, stored in their canonical form */
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.jobs WHERE run_name = 'many' AND reason <> 'final_tier'"
+                   " AND result NOT IN ('alpha', 'beta', 'gamma')"), 0);
+    /* cheap first: the tiered run costs less than its baseline */
+    CHECK_INT(q(c, "SELECT count(*) FROM (SELECT sum(cost_usd) AS c, sum(baseline_cost_usd) AS b FROM tierq.jobs"
+                   " WHERE run_name = 'many') x WHERE c < b"), 1);
+    check_sums(c);
+    PQfinish(c);
+    sim_stop(&s);
+}
+
+static void test_judge_call_is_charged_to_its_job(void)
+{
+    SimProc s;
+    CHECK_INT(sim_start(&s, answers, "--latency-ms 1"), 0);
+    PGconn *c = testdb_connect();
+    testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt, run_name) SELECT 'judged', 'judged item ' || g, 'judge'"
+                   " FROM generate_series(1, 50) g", NULL, 0);
+    int st = run_drain(&s, "--run judge");
+    CHECKF(st == 0, "exit %d: %s", st, out);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.jobs WHERE run_name = 'judge' AND state = 'done'"), 50);
+    /* every job judged on tier 1 by the cheap judge model, its judge call billed to it */
+    CHECK_INT(q(c, "SELECT count(DISTINCT j.id) FROM tierq.jobs j JOIN tierq.calls k ON j.id = ANY (k.job_ids)"
+                   " WHERE j.run_name = 'judge' AND k.purpose = 'judge' AND k.model = 'qwen3-8b' AND k.tier = 1"
+                   " AND k.cost_usd > 0 AND k.score BETWEEN 0 AND 1"), 50);
+    /* the judge's verdict is what the answer was scored with */
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.calls a JOIN tierq.calls jd ON jd.job_ids = a.job_ids AND jd.purpose = 'judge'"
+                   " AND jd.tier = a.tier WHERE a.run_name = 'judge' AND a.purpose = 'answer' AND a.tier = 1 AND a.score <> jd.score"), 0);
+    check_sums(c);
+    PQfinish(c);
+    sim_stop(&s);
+}
+
+static void test_job_budget_stops_escalation(void)
+{
+    SimProc s;
+    CHECK_INT(sim_start(&s, answers, "--latency-ms 1"), 0);
+    PGconn *c = testdb_connect();
+    /* the label gate fails, but the budget cannot pay for tier 2: the tier-1 answer is kept */
+    testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt, params, max_budget_usd, run_name) VALUES"
+                   " ('gate', 'gate item 2', '{\"labels\": [\"delta\"]}', 0.000001, 'budget')", NULL, 0);
+    int st = run_drain(&s, "--run budget");
+    CHECKF(st == 0, "exit %d: %s", st, out);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.jobs WHERE run_name = 'budget' AND state = 'done' AND reason = 'budget'"
+                   " AND tier = 1 AND model = 'qwen3-8b' AND result IS NOT NULL"), 1);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.calls WHERE run_name = 'budget'"), 1);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.calls WHERE run_name = 'budget' AND reason = 'budget'"), 1);
+    check_sums(c);
+    PQfinish(c);
+    sim_stop(&s);
+}
+
+static void test_run_budget_stops_claiming(void)
+{
+    SimProc s;
+    CHECK_INT(sim_start(&s, answers, "--latency-ms 5"), 0);
+    PGconn *c = testdb_connect();
+    testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt, run_name) SELECT 'conf', 'conf item ' || g, 'runbudget'"
+                   " FROM generate_series(1, 200) g", NULL, 0);
+    /* one job at a time, so the ceiling is met long before the queue is empty */
+    int st = run_drain(&s, "--run runbudget --budget-usd 0.00002 --max-in-flight 1 --threads 1");
+    CHECKF(st == 4, "exit %d (want 4): %s", st, out);
+    CHECKF(strstr(out, "budget") != NULL, "output: %s", out);
+    long long queued = q(c, "SELECT count(*) FROM tierq.jobs WHERE run_name = 'runbudget' AND state = 'queued' AND attempts = 0");
+    CHECKF(queued > 100, "only %lld jobs left queued", queued);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.jobs WHERE run_name = 'runbudget' AND state IN ('done', 'queued')"), 200);
+    /* spent at least the ceiling, and at most one job's worth past it */
+    CHECK_INT(q(c, "SELECT count(*) FROM (SELECT sum(cost_usd) AS s, max(cost_usd) AS m FROM tierq.jobs WHERE run_name = 'runbudget') x"
+                   " WHERE s >= 0.00002 AND s <= 0.00002 + m"), 1);
+    check_sums(c);
+    PQfinish(c);
+    sim_stop(&s);
+}
+
+int main(void)
+{
+    setup_files();
+    testdb_setup("tq_tiers", 1);
+    RUN(test_gate_failure_escalates_and_last_tier_is_final);
+    RUN(test_confident_answers_stay_and_every_decision_matches_its_score);
+    RUN(test_judge_call_is_charged_to_its_job);
+    RUN(test_job_budget_stops_escalation);
+    RUN(test_run_budget_stops_claiming);
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd) != 0)
+        printf("# cleanup failed\n");
+    return check_done();
+}

@@ -1,0 +1,309 @@
+#include "route.h"
+
+#include "check.h"
+#include "cost.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static bool is_last_tier(const Call *c) { return c->tier + 1 >= c->kind->ntiers; }
+
+int route_build_body(const Call *c, Buf *out, TqErr *err)
+{
+    const TqModel *m = &c->cfg->models[c->send_model];
+    const CallJob *cj = &c->jobs[0];
+    const QueueJob *job = cj->job;
+    OaiMaxTokensField field =
+        m->max_tokens_field == TQ_MAXTOK_MAX_COMPLETION_TOKENS ? OAI_MAX_COMPLETION_TOKENS : OAI_MAX_TOKENS;
+    if (c->phase == CALL_PHASE_JUDGE) {
+        Buf sys, user;
+        buf_init(&sys, 0);
+        buf_init(&user, 0);
+        int rc = check_judge_prompt(job->prompt, c->pending_answer ? c->pending_answer : "", &sys, &user);
+        if (!rc) {
+            OaiRequest r = {.model = m->api_model, .system = sys.data, .user = user.data, .user_len = user.len,
+                            .max_tokens = 8, .max_tokens_field = field, .temperature = 0};
+            rc = oai_build_request(&r, out, err);
+        } else {
+            tq_err(err, rc, "cannot build the judge prompt");
+        }
+        buf_free(&sys);
+        buf_free(&user);
+        return rc;
+    }
+    Buf user;
+    buf_init(&user, 0);
+    const char *text = job->prompt;
+    size_t text_len = strlen(job->prompt);
+    if (job->context && *job->context) {
+        if (buf_puts(&user, "Context:\n") || buf_puts(&user, job->context) || buf_puts(&user, "\n\n") ||
+            buf_puts(&user, job->prompt)) {
+            buf_free(&user);
+            return tq_err(err, TQ_ENOMEM, "out of memory");
+        }
+        text = user.data;
+        text_len = user.len;
+    }
+    OaiRequest r = {
+        .model = m->api_model,
+        .system = job->system_prompt ? job->system_prompt : c->kind->system_prompt,
+        .user = text,
+        .user_len = text_len,
+        .max_tokens = cj->max_tokens,
+        .max_tokens_field = field,
+        .temperature = cj->temperature,
+        .logprobs = m->logprobs && c->kind->checks.logprobs,
+    };
+    int rc = oai_build_request(&r, out, err);
+    buf_free(&user);
+    return rc;
+}
+
+/* Tokens and cost of the exchange into its ledger row, and the whole charge to the (single) job. */
+static void account(Call *c, LedgerRow *row, const OaiResponse *resp, const Buf *request_body)
+{
+    const TqModel *m = &c->cfg->models[c->send_model];
+    int64_t in = resp->usage.prompt_tokens, cached = resp->usage.cached_tokens, out = resp->usage.completion_tokens;
+    if (!resp->usage.present) {
+        /* No usage block: estimate from what we sent and what came back, and say so. */
+        in = oai_estimate_tokens(request_body->data, request_body->len);
+        cached = 0;
+        out = oai_estimate_tokens(resp->content, resp->content_len) + (int64_t)(resp->reasoning_bytes / 4);
+        row->estimated = true;
+    }
+    row->status = "ok";
+    row->tokens_in = in;
+    row->tokens_cached = cached;
+    row->tokens_out = out;
+    row->tokens_reasoning = resp->usage.reasoning_tokens;
+    row->cost_pico = cost_of_call(&m->prices, in, cached, out);
+    row->charges = calloc(1, sizeof *row->charges);
+    if (row->charges) {
+        row->ncharges = 1;
+        row->charges[0] = (LedgerCharge){c->jobs[0].job->id, row->cost_pico, in, cached, out};
+    }
+    CallJob *cj = &c->jobs[0];
+    cj->spent_pico += row->cost_pico;
+    if (c->phase == CALL_PHASE_ANSWER && cj->first_prompt_tokens == 0) {
+        cj->first_prompt_tokens = in;
+        cj->first_output_tokens = out;
+    }
+}
+
+static void complete(Call *c, char *answer, double score, int tier, int model, const char *reason)
+{
+    CallJob *cj = &c->jobs[0];
+    cj->outcome = CALL_JOB_DONE;
+    free(cj->result);
+    cj->result = answer;
+    cj->quality = score;
+    cj->reason = reason;
+    cj->answer_tier = tier;
+    cj->answer_model = model;
+    /* The baseline: the first answer's tokens on the kind's baseline model, none cached. */
+    cj->baseline_pico =
+        cost_of_call(&c->cfg->models[c->kind->baseline_model].prices, cj->first_prompt_tokens, 0, cj->first_output_tokens);
+}
+
+static void keep_best(CallJob *cj, const char *answer, double score, int tier, int model)
+{
+    if (score <= cj->best_score && cj->best_answer)
+        return;
+    char *copy = strdup(answer);
+    if (!copy)
+        return;
+    free(cj->best_answer);
+    cj->best_answer = copy;
+    cj->best_score = score;
+    cj->best_tier = tier;
+    cj->best_model = model;
+}
+
+/* Estimated picodollars of answering on tier t (+ its judge), from what the last answer used. */
+static int64_t estimate_tier(const Call *c, int t, const LedgerRow *last)
+{
+    const TqConfig *cfg = c->cfg;
+    const TqModel *m = &cfg->models[c->kind->tiers[t].model];
+    int64_t out = last->tokens_out > 0 ? last->tokens_out : 1;
+    int64_t est = cost_of_call(&m->prices, last->tokens_in, 0, out);
+    if (c->kind->checks.judge_model >= 0)
+        est += cost_of_call(&cfg->models[c->kind->checks.judge_model].prices, last->tokens_in + out + 64, 0, 4);
+    return est;
+}
+
+static int64_t budget_pico(const Call *c)
+{
+    const QueueJob *job = c->jobs[0].job;
+    int64_t micro = job->max_budget_micro > 0 ? job->max_budget_micro : c->kind->max_budget_micro;
+    return micro > 0 ? micro * 1000000 : 0;
+}
+
+/* Reset the call to send again (next tier or judge): the body is rebuilt from the new phase. */
+static RouteAction send_again(Call *c)
+{
+    c->tries = 0;
+    return ROUTE_SEND;
+}
+
+/* The answer of the current tier has its final score: accept, escalate, or stop at the budget. */
+static RouteAction decide(Call *c, LedgerRow *answer_row, char *answer, double score)
+{
+    CallJob *cj = &c->jobs[0];
+    const TqTier *tier = &c->kind->tiers[c->tier];
+    int model = c->kind->tiers[c->tier].model;
+    answer_row->score = score;
+    if (c->all_tiers) {
+        answer_row->reason = "all_tiers";
+        free(answer_row->answer);
+        answer_row->answer = strdup(answer);
+        if (is_last_tier(c)) {
+            complete(c, answer, score, c->tier, model, "all_tiers");
+            return ROUTE_FINISH;
+        }
+    } else if (is_last_tier(c) || score >= tier->accept) {
+        /* The last tier's answer is final whatever it scored; say which rule kept it. */
+        answer_row->reason = is_last_tier(c) ? "final_tier" : "accepted";
+        complete(c, answer, score, c->tier, model, answer_row->reason);
+        return ROUTE_FINISH;
+    } else {
+        keep_best(cj, answer, score, c->tier, model);
+        int64_t budget = budget_pico(c);
+        if (budget > 0) {
+            int64_t left = budget - cj->job->cost_so_far_pico - cj->spent_pico;
+            if (estimate_tier(c, c->tier + 1, answer_row) > left) {
+                answer_row->reason = "budget";
+                free(answer);
+                complete(c, cj->best_answer, cj->best_score, cj->best_tier, cj->best_model, "budget");
+                cj->best_answer = NULL;
+                return ROUTE_FINISH;
+            }
+        }
+        answer_row->reason = "escalated";
+    }
+    free(answer);
+    cj->escalations++;
+    c->tier++;
+    c->model = c->kind->tiers[c->tier].model;
+    c->send_model = c->model;
+    c->phase = CALL_PHASE_ANSWER;
+    return send_again(c);
+}
+
+static RouteAction score_and_decide(Call *c, LedgerRow *answer_row, char *answer, const char *finish,
+                                    const OaiLogprobs *lp, double judge)
+{
+    const CallJob *cj = &c->jobs[0];
+    CheckInput in = {
+        .checks = &c->kind->checks,
+        .labels = (const char *const *)cj->labels,
+        .nlabels = cj->nlabels,
+        .content = answer,
+        .content_len = strlen(answer),
+        .finish_reason = finish,
+        .logprobs = lp,
+        .judge_score = judge,
+        .second_sample = NULL,
+    };
+    CheckResult res;
+    TqErr err = {0};
+    double score = 0;
+    if (check_answer(&in, &res, &err) == 0) {
+        score = res.score;
+        if (res.canonical) {
+            free(answer);
+            answer = res.canonical;
+            res.canonical = NULL;
+        }
+        check_result_free(&res);
+    }
+    return decide(c, answer_row, answer, score);
+}
+
+RouteAction route_on_response(Call *c, LedgerRow *row, OaiResponse *resp, const Buf *request_body)
+{
+    account(c, row, resp, request_body);
+    if (c->phase == CALL_PHASE_JUDGE) {
+        row->reason = "judged";
+        double judge = NAN;
+        if (check_parse_judge(resp->content, &judge) != 0)
+            judge = NAN; /* an unreadable verdict is no signal, not a failure */
+        row->score = isnan(judge) ? NAN : judge;
+        LedgerRow *answer_row = &c->rows[c->pending_row];
+        char *answer = c->pending_answer;
+        char *finish = c->pending_finish;
+        c->pending_answer = c->pending_finish = NULL;
+        c->phase = CALL_PHASE_ANSWER;
+        c->send_model = c->model;
+        RouteAction a = score_and_decide(c, answer_row, answer, finish ? finish : "stop", &c->pending_logprobs, judge);
+        free(finish);
+        return a;
+    }
+    row->reason = "answered";
+    char *answer = resp->content;
+    resp->content = NULL;
+    if (!answer && !(answer = strdup("")))
+        return ROUTE_FINISH;
+    /* Gates first, without the judge: an answer that fails a hard gate is not worth judging. */
+    const CallJob *cj = &c->jobs[0];
+    CheckInput in = {
+        .checks = &c->kind->checks,
+        .labels = (const char *const *)cj->labels,
+        .nlabels = cj->nlabels,
+        .content = answer,
+        .content_len = strlen(answer),
+        .finish_reason = resp->finish_reason,
+        .logprobs = &resp->logprobs,
+        .judge_score = NAN,
+        .second_sample = NULL,
+    };
+    CheckResult res;
+    TqErr err = {0};
+    if (check_answer(&in, &res, &err) != 0) {
+        return decide(c, row, answer, 0);
+    }
+    double score = res.score;
+    bool gate_failed = res.gate_failed;
+    if (res.canonical) {
+        free(answer);
+        answer = res.canonical;
+        res.canonical = NULL;
+    }
+    check_result_free(&res);
+    if (!gate_failed && c->kind->checks.judge_model >= 0 && (c->all_tiers || !is_last_tier(c))) {
+        /* Ask the judge; the decision waits for its score. */
+        c->pending_answer = answer;
+        c->pending_finish = strdup(resp->finish_reason ? resp->finish_reason : "stop");
+        c->pending_logprobs = resp->logprobs;
+        c->pending_row = (int)(row - c->rows);
+        c->phase = CALL_PHASE_JUDGE;
+        c->send_model = c->kind->checks.judge_model;
+        return send_again(c);
+    }
+    return decide(c, row, answer, score);
+}
+
+int route_on_failure(Call *c)
+{
+    CallJob *cj = &c->jobs[0];
+    if (c->phase == CALL_PHASE_JUDGE) {
+        /* No verdict: decide on the other signals. */
+        LedgerRow *answer_row = &c->rows[c->pending_row];
+        char *answer = c->pending_answer;
+        char *finish = c->pending_finish;
+        c->pending_answer = c->pending_finish = NULL;
+        c->phase = CALL_PHASE_ANSWER;
+        c->send_model = c->model;
+        RouteAction a = score_and_decide(c, answer_row, answer, finish ? finish : "stop", &c->pending_logprobs, NAN);
+        free(finish);
+        if (a == ROUTE_FINISH && cj->outcome == CALL_JOB_DONE && cj->reason && strcmp(cj->reason, "accepted") != 0)
+            cj->reason = "judge_failed";
+        return (int)a;
+    }
+    if (cj->best_answer) {
+        complete(c, cj->best_answer, cj->best_score, cj->best_tier, cj->best_model, "escalation_failed");
+        cj->best_answer = NULL;
+        return ROUTE_FINISH;
+    }
+    return -1;
+}

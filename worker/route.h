@@ -1,0 +1,37 @@
+/* route.h — tiered routing: what happens to a call after each response.
+ *
+ * A job starts on its kind's first tier. Each answer is scored by the kind's checks (worker/check.h:
+ * hard gates, logprob confidence, an optional LLM judge call on a cheap model); at or above the
+ * tier's `accept` bar the answer is kept, under it the job escalates to the next tier in the same
+ * process at once (it keeps its place in the run; nothing is requeued). The last tier's answer is
+ * final. Escalation stops early when the next tier's estimated cost would exceed what is left of the
+ * job's budget (jobs.max_budget_usd, else the kind's max_budget_usd): the best answer so far is kept
+ * with reason "budget". In an all-tiers run (calibration) every tier answers and every answer is kept
+ * in the ledger.
+ *
+ * These functions run on a worker thread and never block. They fill the ledger row of the exchange
+ * (tokens, cost, the per-job charge, score, reason) and either finish the call (every job has an
+ * outcome) or reset it for another request (ROUTE_SEND: the next tier, or the judge). */
+#ifndef TQ_ROUTE_H
+#define TQ_ROUTE_H
+
+#include "buf.h"
+#include "call.h"
+#include "err.h"
+#include "openai.h"
+
+typedef enum { ROUTE_FINISH = 0, ROUTE_SEND } RouteAction;
+
+/* Build the request body for the call's current phase (answer on its tier, or judge). */
+int route_build_body(const Call *c, Buf *out, TqErr *err);
+
+/* A 2xx response parsed. request_body is what was sent (to estimate tokens when usage is missing). */
+RouteAction route_on_response(Call *c, LedgerRow *row, OaiResponse *resp, const Buf *request_body);
+
+/* The current request failed for good (after in-process retries, or a permanent error). If the call
+ * was judging, or escalating with an answer in hand, the job is completed with the best answer so
+ * far (reason judge_failed / escalation_failed) and ROUTE_FINISH is returned; otherwise -1 and the
+ * caller fails the jobs. */
+int route_on_failure(Call *c);
+
+#endif
