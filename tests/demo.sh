@@ -40,10 +40,39 @@ run="demo-$(date +%Y%m%d-%H%M%S)"
 psql -q -v ON_ERROR_STOP=1 "$conninfo" <<SQL
 CREATE TEMP TABLE staging (kind text, prompt text, expected text);
 \copy staging (kind, prompt, expected) FROM 'tests/data/demo.tsv' WITH (FORMAT text, HEADER true)
-INSERT INTO tierq.jobs (kind, prompt, expected, run_name) SELECT kind, prompt, expected, '$run' FROM staging;
+INSERT INTO tierq.jobs (kind, prompt, expected, run_name) SELECT kind, prompt, expected, '$run-tiered' FROM staging;
+INSERT INTO tierq.jobs (kind, prompt, expected, run_name) SELECT kind, prompt, expected, '$run-baseline' FROM staging;
 SQL
-echo "demo: enqueued $(psql -tA "$conninfo" -c "SELECT count(*) FROM tierq.jobs WHERE run_name = '$run'") jobs as run $run"
+n=$(psql -tA "$conninfo" -c "SELECT count(*) FROM tierq.jobs WHERE run_name = '$run-tiered'")
+echo "demo: enqueued the Debian workload twice ($n jobs each): $run-tiered and $run-baseline"
 
-"$build/tierq" run --drain --progress --run "$run" --max-in-flight 512
 echo
-"$build/tierq" report --run "$run"
+echo "== 1. the shipped tiered model map (jobs/*.json) =="
+"$build/tierq" run --drain --progress --run "$run-tiered" --max-in-flight 512
+echo
+echo "== 2. every kind on its baseline model (tierq run --model-map baseline) =="
+"$build/tierq" run --drain --progress --run "$run-baseline" --max-in-flight 512 --model-map baseline
+echo
+"$build/tierq" report --run "$run-tiered"
+echo
+echo "== tiered against all-baseline, same $n jobs =="
+psql -q "$conninfo" <<SQL
+\pset footer off
+SELECT coalesce(kind, 'all') AS kind,
+       round(sum(cost_usd) FILTER (WHERE run_name = '$run-tiered'), 6) AS tiered_usd,
+       round(sum(cost_usd) FILTER (WHERE run_name = '$run-baseline'), 6) AS baseline_usd,
+       round(100 * sum(cost_usd) FILTER (WHERE run_name = '$run-tiered')
+             / nullif(sum(cost_usd) FILTER (WHERE run_name = '$run-baseline'), 0), 2) AS cost_pct,
+       round(100.0 * avg((tierq.normalize_answer(result) = tierq.normalize_answer(expected))::int)
+             FILTER (WHERE run_name = '$run-tiered'), 1) AS tiered_acc,
+       round(100.0 * avg((tierq.normalize_answer(result) = tierq.normalize_answer(expected))::int)
+             FILTER (WHERE run_name = '$run-baseline'), 1) AS baseline_acc,
+       round(100.0 * count(*) FILTER (WHERE run_name = '$run-tiered' AND tier = 1)
+             / nullif(count(*) FILTER (WHERE run_name = '$run-tiered'), 0), 1) AS tier1_pct,
+       round(100.0 * count(*) FILTER (WHERE run_name = '$run-tiered' AND tier = 2)
+             / nullif(count(*) FILTER (WHERE run_name = '$run-tiered'), 0), 1) AS tier2_pct,
+       round(100.0 * count(*) FILTER (WHERE run_name = '$run-tiered' AND tier >= 3)
+             / nullif(count(*) FILTER (WHERE run_name = '$run-tiered'), 0), 1) AS tier3_pct
+FROM tierq.jobs WHERE run_name IN ('$run-tiered', '$run-baseline') AND state = 'done'
+GROUP BY ROLLUP (kind) ORDER BY kind NULLS LAST;
+SQL
