@@ -14,7 +14,9 @@
 #define CAL_MAX_BYTES (1u << 20)   /* the report is a few dozen lines */
 #define CAL_SCORE_EPS 1e-6         /* scores are stored as float4; see calibrate.h */
 #define CAL_COUNT_EPS 1e-7         /* counts are integers; absorbs rounding in ratio x count */
-#define CAL_PICO_PER_USD 1e12
+#define CAL_PICO_PER_USD 1e12L
+#define CAL_FIXED_SLOTS 16
+#define CAL_FIXED_LEN 48
 
 void calibrate_default_options(CalibrateOptions *o)
 {
@@ -325,16 +327,13 @@ typedef struct Ctx {
     double target_acc;
     int64_t last_alone_pico;        /* the last tier's answer cost summed over the jobs */
     long last_correct;
+    char slots[CAL_FIXED_SLOTS][CAL_FIXED_LEN];
+    int next_slot;
 } Ctx;
 
-static const char *tier_model(const Ctx *x, int t)
+static const char *tier_model(Ctx *x, int t)
 {
     return x->cfg->models[x->kd->tiers[t].model].name;
-}
-
-static double per_job_usd(const Ctx *x, int64_t pico)
-{
-    return (double)pico / CAL_PICO_PER_USD / (double)x->d->njobs;
 }
 
 static double share(const Ctx *x, long count)
@@ -342,7 +341,35 @@ static double share(const Ctx *x, long count)
     return (double)count / (double)x->d->njobs;
 }
 
-static void json_plan(Emit *e, const Ctx *x, const Plan *p, bool with_meets)
+/* num / den rounded half away from zero to `decimals` places, as text in one of the context's
+ * slots (valid for the next CAL_FIXED_SLOTS calls). Rounding is done on the exact quotient of the
+ * integers so 32.665 prints as 32.67, not as the binary double's 32.66; den > 0, num >= 0. */
+static const char *fixed(Ctx *x, long double num, long double den, int decimals)
+{
+    char *out = x->slots[x->next_slot++ % CAL_FIXED_SLOTS];
+    long long unit = 1;
+    for (int i = 0; i < decimals; i++)
+        unit *= 10;
+    long long q = (long long)roundl(num * (long double)unit / den);
+    if (decimals > 0)
+        snprintf(out, CAL_FIXED_LEN, "%lld.%0*lld", q / unit, decimals, q % unit);
+    else
+        snprintf(out, CAL_FIXED_LEN, "%lld", q);
+    return out;
+}
+
+/* USD per job with 9 decimals (whole nano-dollars). */
+static const char *usd_per_job(Ctx *x, int64_t pico)
+{
+    return fixed(x, (long double)pico, (long double)x->d->njobs * CAL_PICO_PER_USD, 9);
+}
+
+static const char *pct(Ctx *x, long double num, long double den, int decimals)
+{
+    return fixed(x, 100.0L * num, den, decimals);
+}
+
+static void json_plan(Emit *e, Ctx *x, const Plan *p, bool with_meets)
 {
     const int n = x->d->ntiers;
     char bar[32];
@@ -353,15 +380,15 @@ static void json_plan(Emit *e, const Ctx *x, const Plan *p, bool with_meets)
     emit(e, "{\"accept\": [");
     for (int t = 0; t + 1 < n; t++)
         emit(e, "%s%s", t ? ", " : "", fmt_bar(bar, sizeof bar, p->accept[t]));
-    emit(e, "], \"accuracy\": %.6f, \"correct\": %ld, \"cost_per_job_usd\": %.9f, \"cost_pct_of_last_tier\": ",
-         share(x, p->correct), p->correct, per_job_usd(x, p->pico));
+    emit(e, "], \"accuracy\": %s, \"correct\": %ld, \"cost_per_job_usd\": %s, \"cost_pct_of_last_tier\": ",
+         fixed(x, p->correct, x->d->njobs, 6), p->correct, usd_per_job(x, p->pico));
     if (x->last_alone_pico > 0)
-        emit(e, "%.2f", 100.0 * (double)p->pico / (double)x->last_alone_pico);
+        emit(e, "%s", pct(x, p->pico, x->last_alone_pico, 2));
     else
         emit(e, "null");
     emit(e, ", \"share_by_tier_pct\": [");
     for (int t = 0; t < n; t++)
-        emit(e, "%s%.2f", t ? ", " : "", 100.0 * share(x, p->at[t]));
+        emit(e, "%s%s", t ? ", " : "", pct(x, p->at[t], x->d->njobs, 2));
     emit(e, "], \"tiers\": [");
     for (int t = 0; t < n; t++) {
         emit(e, "%s{\"model\": ", t ? ", " : "");
@@ -380,7 +407,7 @@ static void json_plan(Emit *e, const Ctx *x, const Plan *p, bool with_meets)
 
 enum { PLAN_CURRENT, PLAN_RECOMMENDED, PLAN_PLUS, PLAN_MINUS, PLAN_AT_CURRENT_COST, PLAN_COUNT };
 
-static void render_json(Emit *e, const Ctx *x, const Plan *plans)
+static void render_json(Emit *e, Ctx *x, const Plan *plans)
 {
     const CalData *d = x->d;
     const int n = d->ntiers;
@@ -399,8 +426,8 @@ static void render_json(Emit *e, const Ctx *x, const Plan *plans)
     emit(e, " \"target_accuracy\": %.6f,\n", x->target_acc);
     emit(e, " \"last_tier\": {\"tier\": %d, \"model\": ", n);
     emit_json_str(e, tier_model(x, n - 1));
-    emit(e, ", \"accuracy\": %.6f, \"cost_per_job_usd\": %.9f},\n", share(x, x->last_correct),
-         per_job_usd(x, x->last_alone_pico));
+    emit(e, ", \"accuracy\": %s, \"cost_per_job_usd\": %s},\n", fixed(x, x->last_correct, d->njobs, 6),
+         usd_per_job(x, x->last_alone_pico));
     emit(e, " \"tiers\": [");
     for (int t = 0; t < n; t++) {
         long right = 0;
@@ -414,9 +441,9 @@ static void render_json(Emit *e, const Ctx *x, const Plan *plans)
         emit(e, "%s\n  {\"tier\": %d, \"model\": ", t ? "," : "", t + 1);
         emit_json_str(e, tier_model(x, t));
         emit(e,
-             ", \"accuracy\": %.6f, \"correct\": %ld, \"answer_cost_per_job_usd\": %.9f, "
-             "\"judge_cost_per_job_usd\": %.9f}",
-             share(x, right), right, per_job_usd(x, ans), per_job_usd(x, judge));
+             ", \"accuracy\": %s, \"correct\": %ld, \"answer_cost_per_job_usd\": %s, "
+             "\"judge_cost_per_job_usd\": %s}",
+             fixed(x, right, d->njobs, 6), right, usd_per_job(x, ans), usd_per_job(x, judge));
     }
     emit(e, "\n ],\n \"current\": ");
     json_plan(e, x, &plans[PLAN_CURRENT], false);
@@ -426,37 +453,37 @@ static void render_json(Emit *e, const Ctx *x, const Plan *plans)
     json_plan(e, x, &plans[PLAN_PLUS], false);
     emit(e, ",\n  \"target_minus_1pt\": ");
     json_plan(e, x, &plans[PLAN_MINUS], false);
-    emit(e, ",\n  \"most_accurate_same_cost\": ");
+    emit(e, ",\n  \"most_accurate_at_current_cost\": ");
     json_plan(e, x, &plans[PLAN_AT_CURRENT_COST], false);
     emit(e, "}}\n");
 }
 
-static void text_plan(Emit *e, const Ctx *x, const char *label, const Plan *p, const Plan *rec, int accept_w)
+static void text_plan(Emit *e, Ctx *x, const char *label, const Plan *p, const Plan *rec, int accept_w)
 {
     const int n = x->d->ntiers;
     char bars[CAL_MAX_TIERS * 12] = "", bar[32], acc[64];
     if (!p->set) {
-        emit(e, "  %-24s (no threshold set qualifies)\n", label);
+        emit(e, "  %-28s (no threshold set qualifies)\n", label);
         return;
     }
     for (int t = 0; t + 1 < n; t++) {
         size_t len = strlen(bars);
         snprintf(bars + len, sizeof bars - len, "%s%s", t ? " " : "", fmt_bar(bar, sizeof bar, p->accept[t]));
     }
-    snprintf(acc, sizeof acc, "%.1f%% (%ld/%ld)", 100.0 * share(x, p->correct), p->correct, x->d->njobs);
-    emit(e, "  %-24s %-*s  %-18s %13.9f", label, accept_w, bars, acc, per_job_usd(x, p->pico));
+    snprintf(acc, sizeof acc, "%s%% (%ld/%ld)", pct(x, p->correct, x->d->njobs, 1), p->correct, x->d->njobs);
+    emit(e, "  %-28s %-*s  %-18s %13s", label, accept_w, bars, acc, usd_per_job(x, p->pico));
     if (x->last_alone_pico > 0)
-        emit(e, " %8.1f%%  ", 100.0 * (double)p->pico / (double)x->last_alone_pico);
+        emit(e, " %8s%%  ", pct(x, p->pico, x->last_alone_pico, 1));
     else
         emit(e, " %9s  ", "-");
     for (int t = 0; t < n; t++)
-        emit(e, "%s%.1f%%", t ? " / " : "", 100.0 * share(x, p->at[t]));
+        emit(e, "%s%s%%", t ? " / " : "", pct(x, p->at[t], x->d->njobs, 1));
     if (p != rec && rec->set && p->combo >= 0 && p->combo == rec->combo)
         emit(e, "  (= recommended)");
     emit(e, "\n");
 }
 
-static void render_text(Emit *e, const Ctx *x, const Plan *plans)
+static void render_text(Emit *e, Ctx *x, const Plan *plans)
 {
     const CalData *d = x->d;
     const int n = d->ntiers;
@@ -482,12 +509,12 @@ static void render_text(Emit *e, const Ctx *x, const Plan *plans)
             judge += d->judge_pico[at];
         }
         char acc[64];
-        snprintf(acc, sizeof acc, "%.1f%% (%ld/%ld)", 100.0 * share(x, right), right, d->njobs);
-        emit(e, "  %4d  %-20s %-18s %15.9f %15.9f\n", t + 1, tier_model(x, t), acc, per_job_usd(x, ans),
-             per_job_usd(x, judge));
+        snprintf(acc, sizeof acc, "%s%% (%ld/%ld)", pct(x, right, d->njobs, 1), right, d->njobs);
+        emit(e, "  %4d  %-20s %-18s %15s %15s\n", t + 1, tier_model(x, t), acc, usd_per_job(x, ans),
+             usd_per_job(x, judge));
     }
-    emit(e, "last tier alone: %s, accuracy %.1f%%, %.9f usd/job\n", tier_model(x, n - 1),
-         100.0 * share(x, x->last_correct), per_job_usd(x, x->last_alone_pico));
+    emit(e, "last tier alone: %s, accuracy %s%%, %s usd/job\n", tier_model(x, n - 1),
+         pct(x, x->last_correct, d->njobs, 1), usd_per_job(x, x->last_alone_pico));
 
     int accept_w = 6;
     for (int p = 0; p < PLAN_COUNT; p++) {
@@ -498,7 +525,7 @@ static void render_text(Emit *e, const Ctx *x, const Plan *plans)
             accept_w = w;
     }
     emit(e, "\nthreshold sets\n");
-    emit(e, "  %-24s %-*s  %-18s %13s %9s  %s\n", "set", accept_w, "accept", "accuracy", "usd/job", "of last",
+    emit(e, "  %-28s %-*s  %-18s %13s %9s  %s\n", "set", accept_w, "accept", "accuracy", "usd/job", "of last",
          "answered at each tier");
     const Plan *rec = &plans[PLAN_RECOMMENDED];
     text_plan(e, x, "configured (jobs/)", &plans[PLAN_CURRENT], rec, accept_w);

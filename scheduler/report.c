@@ -52,6 +52,36 @@ enum {
     RJ_EVALUATED, RJ_CORRECT, RJ_ACCURACY, RJ_ACCURACY_PCT1, RJ_NCOLS
 };
 
+/* Done jobs by the tier that gave their answer (jobs.tier, jobs.model), per kind: how often each
+ * tier answered and how often it was right. share_pct is of the kind's done jobs with a tier. Same
+ * filters and parameters as SQL_REPORT_JOBS. */
+static const char *const SQL_REPORT_TIERS =
+    "WITH j AS ("
+    "  SELECT kind, tier, model, expected IS NOT NULL AS evaluated,"
+    "    expected IS NOT NULL"
+    "      AND coalesce(tierq.normalize_answer(result) = tierq.normalize_answer(expected), false) AS correct"
+    "  FROM tierq.jobs"
+    "  WHERE state = 'done' AND tier IS NOT NULL"
+    "    AND ($1::text IS NULL OR run_name = $1::text)"
+    "    AND ($2::bigint IS NULL OR coalesce(finished_at, created_at) >= now() - $2::bigint * interval '1 second')"
+    "), g AS ("
+    "  SELECT kind, tier, model, count(*) AS jobs, count(*) FILTER (WHERE evaluated) AS evaluated,"
+    "    count(*) FILTER (WHERE correct) AS correct"
+    "  FROM j GROUP BY kind, tier, model"
+    ")"
+    " SELECT kind, tier, model, jobs,"
+    "   round(100 * jobs::numeric / sum(jobs) OVER (PARTITION BY kind), 2),"
+    "   round(100 * jobs::numeric / sum(jobs) OVER (PARTITION BY kind), 1),"
+    "   evaluated, correct,"
+    "   CASE WHEN evaluated > 0 THEN round(correct::numeric / evaluated, 6) END,"
+    "   CASE WHEN evaluated > 0 THEN round(100 * correct::numeric / evaluated, 1) END"
+    " FROM g ORDER BY kind, tier, model";
+
+enum {
+    RT_KIND, RT_TIER, RT_MODEL, RT_JOBS, RT_SHARE_PCT, RT_SHARE_PCT1, RT_EVALUATED, RT_CORRECT, RT_ACCURACY,
+    RT_ACCURACY_PCT1, RT_NCOLS
+};
+
 static const char *const SQL_REPORT_CALLS =
     "SELECT grouping(model), model, count(*),"
     "  coalesce(sum(tokens_in), 0), coalesce(sum(tokens_cached_in), 0), coalesce(sum(tokens_out), 0),"
@@ -120,8 +150,27 @@ static int find_total(const PGresult *r)
     return -1;
 }
 
+/* ", "tiers": [...]" for one kind: its rows of the tiers result (sorted by kind, so a kind's rows are
+ * contiguous; a report has few kinds and tiers, a scan per kind is fine). */
+static void emit_json_tiers(Emit *e, const PGresult *tiers, const char *kind)
+{
+    emit(e, ", \"tiers\": [");
+    int first = 1;
+    for (int i = 0; i < PQntuples(tiers); i++) {
+        if (strcmp(PQgetvalue(tiers, i, RT_KIND), kind) != 0)
+            continue;
+        emit(e, "%s{\"tier\": %s, \"model\": ", first ? "" : ", ", PQgetvalue(tiers, i, RT_TIER));
+        first = 0;
+        emit_json_str(e, cell(tiers, i, RT_MODEL));
+        emit(e, ", \"jobs\": %s, \"share_pct\": %s, \"accuracy\": %s, \"evaluated\": %s}",
+             json_num(tiers, i, RT_JOBS), json_num(tiers, i, RT_SHARE_PCT), json_num(tiers, i, RT_ACCURACY),
+             json_num(tiers, i, RT_EVALUATED));
+    }
+    emit(e, "]");
+}
+
 static void render_json(Emit *e, const ReportOptions *opt, const PGresult *jobs, int jt, const PGresult *calls,
-                        int ct)
+                        int ct, const PGresult *tiers)
 {
     emit(e, "{\"filters\": {\"run\": ");
     emit_json_str(e, opt->run_name);
@@ -171,17 +220,19 @@ static void render_json(Emit *e, const ReportOptions *opt, const PGresult *jobs,
         emit(e,
              ", \"jobs\": %s, \"done\": %s, \"failed\": %s, \"cost_usd\": %s, \"baseline_cost_usd\": %s, "
              "\"saved_pct\": %s, \"latency_p50_ms\": %s, \"latency_p95_ms\": %s, \"accuracy\": %s, "
-             "\"evaluated\": %s}",
+             "\"evaluated\": %s",
              json_num(jobs, i, RJ_JOBS), json_num(jobs, i, RJ_DONE), json_num(jobs, i, RJ_FAILED_OR_DEAD),
              json_num(jobs, i, RJ_COST), json_num(jobs, i, RJ_BASELINE), json_num(jobs, i, RJ_SAVED_PCT),
              json_num(jobs, i, RJ_P50), json_num(jobs, i, RJ_P95), json_num(jobs, i, RJ_ACCURACY),
              json_num(jobs, i, RJ_EVALUATED));
+        emit_json_tiers(e, tiers, PQgetvalue(jobs, i, RJ_KIND));
+        emit(e, "}");
     }
     emit(e, "%s]}\n", first ? "" : "\n ");
 }
 
 static void render_text(Emit *e, const ReportOptions *opt, const PGresult *jobs, int jt, const PGresult *calls,
-                        int ct)
+                        int ct, const PGresult *tiers)
 {
     emit(e, "tierq report: %s%s", opt->run_name ? "run " : "all runs", opt->run_name ? opt->run_name : "");
     if (opt->since_s > 0)
@@ -243,6 +294,22 @@ static void render_text(Emit *e, const ReportOptions *opt, const PGresult *jobs,
     }
     if (PQntuples(jobs) <= 1)
         emit(e, "  (no jobs)\n");
+
+    emit(e, "\nper kind and tier (done jobs by the tier that answered)\n");
+    emit(e, "  %-16s %4s  %-20s %7s %7s  %s\n", "kind", "tier", "model", "jobs", "share", "accuracy");
+    for (int i = 0; i < PQntuples(tiers); i++) {
+        char share[32], accuracy[96];
+        snprintf(share, sizeof share, "%s%%", PQgetvalue(tiers, i, RT_SHARE_PCT1));
+        if (cell(tiers, i, RT_ACCURACY_PCT1))
+            snprintf(accuracy, sizeof accuracy, "%s%% (%s/%s)", PQgetvalue(tiers, i, RT_ACCURACY_PCT1),
+                     PQgetvalue(tiers, i, RT_CORRECT), PQgetvalue(tiers, i, RT_EVALUATED));
+        else
+            snprintf(accuracy, sizeof accuracy, "-");
+        emit(e, "  %-16s %4s  %-20s %7s %7s  %s\n", PQgetvalue(tiers, i, RT_KIND), PQgetvalue(tiers, i, RT_TIER),
+             text_cell(tiers, i, RT_MODEL), PQgetvalue(tiers, i, RT_JOBS), share, accuracy);
+    }
+    if (PQntuples(tiers) == 0)
+        emit(e, "  (no answered jobs)\n");
 }
 
 int report_run(PGconn *c, const ReportOptions *opt, FILE *out, TqErr *err)
@@ -253,7 +320,7 @@ int report_run(PGconn *c, const ReportOptions *opt, FILE *out, TqErr *err)
     snprintf(since, sizeof since, "%ld", opt->since_s);
     const char *params[] = {opt->run_name, opt->since_s > 0 ? since : NULL};
 
-    PGresult *jobs = NULL, *calls = NULL;
+    PGresult *jobs = NULL, *calls = NULL, *tiers = NULL;
     Emit e = {.rc = 0};
     buf_init(&e.b, REPORT_MAX_BYTES);
     int rc = 0, jt = -1, ct = -1;
@@ -273,12 +340,17 @@ int report_run(PGconn *c, const ReportOptions *opt, FILE *out, TqErr *err)
         rc = TQ_EDB;
         goto cleanup;
     }
+    tiers = db_query(c, "report tiers", SQL_REPORT_TIERS, 2, params, err);
+    if (!tiers) {
+        rc = TQ_EDB;
+        goto cleanup;
+    }
     if (own_tx) {
         own_tx = 0;
         if ((rc = db_exec(c, "report commit", "COMMIT", 0, NULL, err)))
             goto cleanup;
     }
-    if (PQnfields(jobs) != RJ_NCOLS || PQnfields(calls) != RC_NCOLS) {
+    if (PQnfields(jobs) != RJ_NCOLS || PQnfields(calls) != RC_NCOLS || PQnfields(tiers) != RT_NCOLS) {
         rc = tq_err(err, TQ_EDB, "report: unexpected result shape");
         goto cleanup;
     }
@@ -290,9 +362,9 @@ int report_run(PGconn *c, const ReportOptions *opt, FILE *out, TqErr *err)
     }
 
     if (opt->format == REPORT_JSON)
-        render_json(&e, opt, jobs, jt, calls, ct);
+        render_json(&e, opt, jobs, jt, calls, ct, tiers);
     else
-        render_text(&e, opt, jobs, jt, calls, ct);
+        render_text(&e, opt, jobs, jt, calls, ct, tiers);
     if (e.rc) {
         rc = tq_err(err, e.rc, "report: output too large or out of memory");
         goto cleanup;
@@ -307,6 +379,7 @@ cleanup:
         PQclear(PQexec(c, "ROLLBACK"));
     PQclear(jobs);
     PQclear(calls);
+    PQclear(tiers);
     buf_free(&e.b);
     return rc;
 }

@@ -6,7 +6,7 @@
  *                                                         same jobs, so saved_pct compares like
  *                                                         with like)
  *   totals.calls, tokens_*; models[]                     tierq.calls (the ledger)
- *   kinds[]                                              tierq.jobs
+ *   kinds[], kinds[].tiers[]                             tierq.jobs
  * Filters: run_name matches jobs.run_name and calls.run_name; since_s keeps jobs whose finished_at
  * (created_at while unfinished) and calls whose created_at lie within the last since_s seconds.
  *
@@ -22,11 +22,17 @@
  *    "kinds": [{"kind", "jobs", "done", "failed" (failed + dead), "cost_usd", "baseline_cost_usd",
  *               "saved_pct", "latency_p50_ms", "latency_p95_ms" (finished_at - started_at of done
  *               jobs), "accuracy" (null when nothing was evaluated), "evaluated" (done jobs with
- *               expected)}]}
+ *               expected),
+ *               "tiers": [{"tier", "model" (jobs.tier and jobs.model: the tier that gave the answer),
+ *                          "jobs" (done jobs it answered), "share_pct" (of the kind's done jobs with
+ *                          a tier, 2 decimals), "accuracy" (null when none evaluated), "evaluated"}]
+ *                        (by tier, then model; a tier served by two models over time has two
+ *                        entries)}]}
  * Accuracy compares tierq.normalize_answer(result) with tierq.normalize_answer(expected)
- * (sql/002_report.sql). Models and kinds are listed by name.
+ * (sql/002_report.sql). Models and kinds are listed by name. The text report adds a "per kind and tier"
+ * section with the same figures.
  *
- * Blocking: runs two statements (in one read-only snapshot when the connection is idle). */
+ * Blocking: runs three statements (in one read-only snapshot when the connection is idle). */
 #ifndef TQ_REPORT_H
 #define TQ_REPORT_H
 

@@ -26,11 +26,24 @@
 static pthread_once_t norm_once = PTHREAD_ONCE_INIT;
 static locale_t norm_loc; /* (locale_t)0: C.UTF-8 is not installed, ASCII rules */
 
+/* ASCII answers are the common case: their classes are read once from the same tables. */
+enum { ASCII_SPACE = 1, ASCII_PUNCT = 2 };
+static unsigned char ascii_lower[128], ascii_class[128];
+
+static uint32_t cp_lower_slow(uint32_t cp);
+static bool cp_space_slow(uint32_t cp);
+static bool cp_punct_slow(uint32_t cp);
+
 static void norm_init(void)
 {
     norm_loc = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
     if (!norm_loc)
         norm_loc = newlocale(LC_CTYPE_MASK, "C.utf8", (locale_t)0);
+    for (uint32_t c = 0; c < 128; c++) {
+        uint32_t l = cp_lower_slow(c);
+        ascii_lower[c] = (unsigned char)(l < 128 ? l : c);
+        ascii_class[c] = (unsigned char)((cp_space_slow(c) ? ASCII_SPACE : 0) | (cp_punct_slow(c) ? ASCII_PUNCT : 0));
+    }
 }
 
 static size_t utf8_decode(const unsigned char *s, size_t n, size_t i, uint32_t *cp)
@@ -96,7 +109,7 @@ static size_t utf8_encode(uint32_t cp, char out[4])
     return 4;
 }
 
-static uint32_t cp_lower(uint32_t cp)
+static uint32_t cp_lower_slow(uint32_t cp)
 {
     if (cp >= CP_RAW)
         return cp;
@@ -107,7 +120,7 @@ static uint32_t cp_lower(uint32_t cp)
     return cp >= 'A' && cp <= 'Z' ? cp + ('a' - 'A') : cp;
 }
 
-static bool cp_space(uint32_t cp)
+static bool cp_space_slow(uint32_t cp)
 {
     if (cp >= CP_RAW)
         return false;
@@ -116,7 +129,7 @@ static bool cp_space(uint32_t cp)
     return cp == ' ' || (cp >= '\t' && cp <= '\r');
 }
 
-static bool cp_punct(uint32_t cp)
+static bool cp_punct_slow(uint32_t cp)
 {
     if (cp >= CP_RAW)
         return false;
@@ -129,6 +142,10 @@ static bool cp_punct(uint32_t cp)
     return cp > ' ' && cp < 0x7F && !(cp >= '0' && cp <= '9') && !(cp >= 'a' && cp <= 'z') &&
            !(cp >= 'A' && cp <= 'Z');
 }
+
+static uint32_t cp_lower(uint32_t cp) { return cp < 128 ? ascii_lower[cp] : cp_lower_slow(cp); }
+static bool cp_space(uint32_t cp) { return cp < 128 ? (ascii_class[cp] & ASCII_SPACE) != 0 : cp_space_slow(cp); }
+static bool cp_punct(uint32_t cp) { return cp < 128 ? (ascii_class[cp] & ASCII_PUNCT) != 0 : cp_punct_slow(cp); }
 
 /* ---- the normalised text as a stream of code points --------------------------------------------
  *
@@ -319,6 +336,10 @@ int check_parse_judge(const char *content, double *score01)
 {
     if (!content || !score01)
         return TQ_EINVAL;
+    /* Reasoning models served without a reasoning parser (vLLM, llama.cpp) put their thinking in
+     * the content: only what follows the last </think> is the reply. */
+    for (const char *th = strstr(content, "</think>"); th; th = strstr(th + 8, "</think>"))
+        content = th + 8;
     int found = 0;
     double num = 0, den = 0;
     bool negative = false, has_den = false;
@@ -367,7 +388,8 @@ static void detail_set(CheckResult *r, const char *fmt, ...)
     va_end(ap);
 }
 
-/* A printable excerpt of s[0..n) for a detail line: control characters become spaces, invalid
+/* A printable excerpt of s[0..n) for a detail line: control characters (C0, C1, U+2028/9) become
+ * spaces, invalid
  * UTF-8 becomes '?', cut on a character boundary with "..." when longer than max bytes. */
 static void excerpt(const char *s, size_t n, char *dst, size_t cap)
 {
@@ -383,7 +405,7 @@ static void excerpt(const char *s, size_t n, char *dst, size_t cap)
         }
         if (cp >= CP_RAW)
             dst[o++] = '?';
-        else if (cp < 0x20 || cp == 0x7F)
+        else if (cp < 0x20 || (cp >= 0x7F && cp <= 0x9F) || cp == 0x2028 || cp == 0x2029)
             dst[o++] = ' ';
         else {
             memcpy(dst + o, s + i, len);
@@ -423,58 +445,52 @@ static size_t count_chars(const char *s, size_t n)
     return c;
 }
 
+/* Whether the normalised form of label is exactly norm[0..nn). */
+static bool label_matches(const char *label, const char *norm, size_t nn)
+{
+    NormIter it;
+    norm_iter_init(&it, label, strlen(label));
+    size_t at = 0;
+    uint32_t cp;
+    while (norm_next(&it, &cp)) {
+        char enc[4];
+        size_t k = utf8_encode(cp, enc);
+        if (k > nn - at || memcmp(norm + at, enc, k) != 0)
+            return false;
+        at += k;
+    }
+    return at == nn;
+}
+
 /* Label gate. Returns 1 (gate failed), 0 (passed, r->canonical set) or an error. */
 static int label_gate(const char *const *labels, int nlabels, const char *t, size_t tn, CheckResult *r,
                       TqErr *err)
 {
-    Buf norm, ans;
-    buf_init(&norm, 0);
-    int rc = 0;
-    /* First the longest normalised label: an answer whose normal form is longer matches nothing, so
-     * a huge answer is never normalised in full. */
-    size_t longest = 0;
-    for (int i = 0; i < nlabels; i++) {
-        if (!labels[i])
-            continue;
-        buf_reset(&norm);
-        if ((rc = check_normalize(labels[i], strlen(labels[i]), &norm)))
-            goto cleanup;
-        if (norm.len > longest)
-            longest = norm.len;
-    }
-    buf_init(&ans, longest ? longest : 1);
-    rc = check_normalize(t, tn, &ans);
-    if (rc == TQ_ELIMIT) {
+    /* The answer is normalised once, into a buffer no larger than any label's normal form can be (a
+     * character's lower case takes at most twice its bytes), so a huge answer is never normalised
+     * in full: reaching the cap means it matches nothing. */
+    size_t cap = 1;
+    for (int i = 0; i < nlabels; i++)
+        if (labels[i] && 2 * strlen(labels[i]) > cap)
+            cap = 2 * strlen(labels[i]);
+    Buf ans;
+    buf_init(&ans, cap);
+    int rc = check_normalize(t, tn, &ans);
+    if (rc == 0 || rc == TQ_ELIMIT) {
         rc = 1;
-    } else if (rc == 0) {
-        rc = 1;
-        for (int i = 0; i < nlabels && rc == 1 && ans.len > 0; i++) {
-            if (!labels[i])
-                continue;
-            buf_reset(&norm);
-            if ((rc = check_normalize(labels[i], strlen(labels[i]), &norm)))
-                break;
-            if (norm.len == ans.len && memcmp(norm.data, ans.data, ans.len) == 0) {
-                if (!(r->canonical = strdup(labels[i])))
-                    rc = TQ_ENOMEM;
-                else
-                    rc = 0;
-            } else {
-                rc = 1;
-            }
-        }
+        for (int i = 0; i < nlabels && rc == 1 && ans.len > 0; i++)
+            if (labels[i] && label_matches(labels[i], ans.data, ans.len))
+                rc = (r->canonical = strdup(labels[i])) ? 0 : TQ_ENOMEM;
     }
     buf_free(&ans);
+    if (rc < 0)
+        return tq_err(err, rc, "label check: out of memory");
     if (rc == 1) {
         char ex[72];
         excerpt(t, tn, ex, sizeof ex);
         r->reason = "label_not_allowed";
         detail_set(r, "answer \"%s\" is not one of %d labels", ex, nlabels);
     }
-cleanup:
-    buf_free(&norm);
-    if (rc < 0)
-        return tq_err(err, rc, "label check: out of memory");
     return rc;
 }
 
@@ -569,24 +585,24 @@ static int run_gates(const CheckInput *in, const char *t, size_t tn, CheckResult
         detail_set(r, "the answer is empty");
         return 1;
     }
-    if (!ck)
-        return 0;
     size_t chars = count_chars(t, tn);
-    if (ck->min_chars > 0 && chars < (size_t)ck->min_chars) {
+    if (ck && ck->min_chars > 0 && chars < (size_t)ck->min_chars) {
         r->reason = "too_short";
         detail_set(r, "answer has %zu characters, fewer than min_chars %d", chars, ck->min_chars);
         return 1;
     }
-    if (ck->max_chars > 0 && chars > (size_t)ck->max_chars) {
+    if (ck && ck->max_chars > 0 && chars > (size_t)ck->max_chars) {
         r->reason = "too_long";
         detail_set(r, "answer has %zu characters, more than max_chars %d", chars, ck->max_chars);
         return 1;
     }
-    const char *const *labels = in->nlabels > 0 ? in->labels : (const char *const *)ck->labels;
-    int nlabels = in->nlabels > 0 ? in->nlabels : ck->nlabels;
+    const char *const *labels = in->nlabels > 0 ? in->labels : ck ? (const char *const *)ck->labels : NULL;
+    int nlabels = in->nlabels > 0 ? in->nlabels : ck ? ck->nlabels : 0;
     int rc;
     if (labels && nlabels > 0 && (rc = label_gate(labels, nlabels, t, tn, r, err)))
         return rc;
+    if (!ck)
+        return 0;
     if ((ck->json || ck->njson_keys > 0) && (rc = json_gate(ck, t, tn, r, err)))
         return rc;
     if (ck->regex && (rc = regex_gate(ck->regex, t, tn, r, err)))

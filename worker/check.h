@@ -18,7 +18,8 @@
  *                                               "finish_missing" (absent or null), "finish_other"
  *      the answer is not empty                  "empty"        (only whitespace counts as empty)
  *      checks.min_chars <= chars <= max_chars   "too_short", "too_long"
- *      the answer is one of the allowed labels  "label_not_allowed"
+ *      the answer is one of the allowed labels  "label_not_allowed" (job labels apply even when
+ *                                               checks is NULL)
  *      the answer is JSON (checks.json)         "invalid_json"
  *      ... an object with checks.json_keys      "json_key_missing" (also: valid JSON, not an object)
  *      the answer matches checks.regex          "regex_mismatch"
@@ -87,7 +88,7 @@ typedef struct CheckResult {
     const char *reason;  /* static, stable: "passed" or the failed gate's name (see above) */
     char detail[200];    /* one printable line for logs and last_error, e.g.
                           * "answer \"utilities\" is not one of 58 labels" or
-                          * "score 0.31 = min(logprobs 0.94, judge 0.31)" */
+                          * "score 0.310 = min(logprobs 0.940, judge 0.310)" */
     double confidence;   /* logprob confidence whenever logprobs are present (reported even when
                           * checks->logprobs is off and it does not count), else NaN */
     char *canonical;     /* malloc'd, owned: the matched label as written in the set when a label
@@ -142,7 +143,8 @@ int check_judge_prompt(const char *question, const char *answer, Buf *system, Bu
 
 /* Read a judge reply into a score in [0,1]. Accepts exactly one number 0..10, decimals allowed,
  * anywhere in the text ("7", " 9.\n", "Score: 7", "**8**", "{\"score\": 6}", "8.5"), optionally as a
- * fraction "N/M" or "N out of M" with 0 < M and N <= M ("7/10" -> 0.7, "4/5" -> 0.8).
+ * fraction "N/M" or "N out of M" with 0 < M and N <= M ("7/10" -> 0.7, "4/5" -> 0.8). Text up to a
+ * last "</think>" (a reasoning model's thinking left in the content) is skipped.
  * Returns 0 and sets *score01; TQ_EPARSE (score01 untouched) when there is no number, more than one
  * ("7 or 8", "0 to 10: 7"), a negative one, or one out of range; TQ_EINVAL for NULL arguments. */
 int check_parse_judge(const char *content, double *score01);

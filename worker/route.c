@@ -227,7 +227,7 @@ RouteAction route_on_response(Call *c, LedgerRow *row, OaiResponse *resp, const 
         row->reason = "judged";
         double judge = NAN;
         if (check_parse_judge(resp->content, &judge) != 0)
-            judge = NAN; /* an unreadable verdict is no signal, not a failure */
+            judge = 0; /* a judge that gives no verdict vouches for nothing: do not accept on it */
         row->score = isnan(judge) ? NAN : judge;
         LedgerRow *answer_row = &c->rows[c->pending_row];
         char *answer = c->pending_answer;
@@ -264,6 +264,8 @@ RouteAction route_on_response(Call *c, LedgerRow *row, OaiResponse *resp, const 
     }
     double score = res.score;
     bool gate_failed = res.gate_failed;
+    if (gate_failed && !row->error)
+        row->error = strdup(res.detail); /* why the answer was not good enough, for the ledger */
     if (res.canonical) {
         free(answer);
         answer = res.canonical;
@@ -294,7 +296,8 @@ int route_on_failure(Call *c)
         c->pending_answer = c->pending_finish = NULL;
         c->phase = CALL_PHASE_ANSWER;
         c->send_model = c->model;
-        RouteAction a = score_and_decide(c, answer_row, answer, finish ? finish : "stop", &c->pending_logprobs, NAN);
+        /* No verdict: the answer is not vouched for (score 0 on that signal), so it escalates. */
+        RouteAction a = score_and_decide(c, answer_row, answer, finish ? finish : "stop", &c->pending_logprobs, 0);
         free(finish);
         if (a == ROUTE_FINISH && cj->outcome == CALL_JOB_DONE && cj->reason && strcmp(cj->reason, "accepted") != 0)
             cj->reason = "judge_failed";

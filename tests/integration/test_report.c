@@ -7,26 +7,27 @@
 #include "json.h"
 #include "report.h"
 
-/* Two runs, two kinds, every job state. Costs are chosen so that rounding each job before summing
+/* Two runs, two kinds, every job state. Done jobs carry the tier and model that answered; run r2 was
+ * a baseline run (tier 1 = gpt-4o), so classify's tier 1 was served by two models. Costs are chosen so that rounding each job before summing
  * would give a different answer (0.0000104 + 0.0000204 + ... = 0.0001108 -> 0.000111, not 0.000110).
  * "old" rows finished / were made two days ago; the old queued job was created three days ago. */
 static const char *const SEED =
     "INSERT INTO tierq.jobs (kind, prompt, run_name, state, expected, result, cost_usd, baseline_cost_usd,"
-    "                        started_at, finished_at)"
+    "                        started_at, finished_at, tier, model)"
     " SELECT kind, 'prompt', run, state, expected, result, cost, base,"
-    "        CASE WHEN lat IS NOT NULL THEN fin - lat * interval '1 millisecond' END, fin"
+    "        CASE WHEN lat IS NOT NULL THEN fin - lat * interval '1 millisecond' END, fin, tier, model"
     " FROM (VALUES"
-    "  ('classify',  'r1', 'done',      'Billing'::text,    '\"billing.\"'::text, 0.000010400000::numeric, 0.0004::numeric, 100,  now() - interval '5 minutes'),"
-    "  ('classify',  'r1', 'done',      'bug',              'Bug',               0.000020400000, 0.0004, 200,  now() - interval '5 minutes'),"
-    "  ('classify',  'r1', 'done',      'other',            'billing',           0.000030,       0.0004, 300,  now() - interval '5 minutes'),"
-    "  ('classify',  'r1', 'done',      NULL,               'bug',               0.000040,       0.0004, 400,  now() - interval '5 minutes'),"
-    "  ('classify',  'r1', 'failed',    'bug',              NULL,                0.000005,       0,      NULL, now() - interval '5 minutes'),"
-    "  ('classify',  'r1', 'dead',      NULL,               NULL,                0.000005,       0,      NULL, now() - interval '5 minutes'),"
-    "  ('classify',  'r1', 'cancelled', NULL,               NULL,                0,              0,      NULL, now() - interval '5 minutes'),"
-    "  ('summarize', 'r1', 'done',      'Hello,   World!',  'hello world',       0.001,          0.01,   1000, now() - interval '5 minutes'),"
-    "  ('summarize', 'r1', 'done',      NULL,               'x',                 0.002,          0.02,   5000, now() - interval '2 days'),"
-    "  ('classify',  'r2', 'done',      'yes',              'no',                0.5,            1.0,    50,   now() - interval '5 minutes')"
-    " ) v(kind, run, state, expected, result, cost, base, lat, fin);"
+    "  ('classify',  'r1', 'done',      'Billing'::text,    '\"billing.\"'::text, 0.000010400000::numeric, 0.0004::numeric, 100,  now() - interval '5 minutes', 1, 'qwen3-8b'),"
+    "  ('classify',  'r1', 'done',      'bug',              'Bug',               0.000020400000, 0.0004, 200,  now() - interval '5 minutes', 1,    'qwen3-8b'),"
+    "  ('classify',  'r1', 'done',      'other',            'billing',           0.000030,       0.0004, 300,  now() - interval '5 minutes', 2,    'deepseek-v4-flash'),"
+    "  ('classify',  'r1', 'done',      NULL,               'bug',               0.000040,       0.0004, 400,  now() - interval '5 minutes', 1,    'qwen3-8b'),"
+    "  ('classify',  'r1', 'failed',    'bug',              NULL,                0.000005,       0,      NULL, now() - interval '5 minutes', NULL, NULL),"
+    "  ('classify',  'r1', 'dead',      NULL,               NULL,                0.000005,       0,      NULL, now() - interval '5 minutes', NULL, NULL),"
+    "  ('classify',  'r1', 'cancelled', NULL,               NULL,                0,              0,      NULL, now() - interval '5 minutes', NULL, NULL),"
+    "  ('summarize', 'r1', 'done',      'Hello,   World!',  'hello world',       0.001,          0.01,   1000, now() - interval '5 minutes', 1,    'qwen3-32b'),"
+    "  ('summarize', 'r1', 'done',      NULL,               'x',                 0.002,          0.02,   5000, now() - interval '2 days',    3,    'gpt-4o'),"
+    "  ('classify',  'r2', 'done',      'yes',              'no',                0.5,            1.0,    50,   now() - interval '5 minutes', 1,    'gpt-4o')"
+    " ) v(kind, run, state, expected, result, cost, base, lat, fin, tier, model);"
     "INSERT INTO tierq.jobs (kind, prompt, run_name, state, created_at)"
     " VALUES ('classify', 'waiting', 'r1', 'queued', now() - interval '3 days');"
     "INSERT INTO tierq.jobs (kind, prompt, run_name, state, attempts, lease_owner, lease_until, started_at)"
@@ -138,7 +139,9 @@ static const char *const STATE_KEYS[] = {"queued", "running", "done", "failed", 
 static const char *const MODEL_KEYS[] = {"model", "calls", "tokens_in", "tokens_cached_in", "tokens_out",
                                               "cost_usd", "latency_p50_ms", "latency_p95_ms", "errors"};
 static const char *const KIND_KEYS[] = {"kind", "jobs", "done", "failed", "cost_usd", "baseline_cost_usd",
-                                        "saved_pct", "latency_p50_ms", "latency_p95_ms", "accuracy", "evaluated"};
+                                        "saved_pct", "latency_p50_ms", "latency_p95_ms", "accuracy", "evaluated",
+                                        "tiers"};
+static const char *const TIER_KEYS[] = {"tier", "model", "jobs", "share_pct", "accuracy", "evaluated"};
 #define NKEYS(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
 /* Parse and check the shape of every object; returns 0 with doc filled. */
@@ -159,9 +162,34 @@ static int parse_report(const char *text, JsonDoc *d)
     CHECK(kinds >= 0 && json_type(d, kinds) == JSON_ARRAY);
     for (int k = 0; models >= 0 && k < json_size(d, models); k++)
         check_keys(d, json_at(d, models, k), MODEL_KEYS, NKEYS(MODEL_KEYS), "model entry");
-    for (int k = 0; kinds >= 0 && k < json_size(d, kinds); k++)
-        check_keys(d, json_at(d, kinds, k), KIND_KEYS, NKEYS(KIND_KEYS), "kind entry");
+    for (int k = 0; kinds >= 0 && k < json_size(d, kinds); k++) {
+        int kind = json_at(d, kinds, k);
+        check_keys(d, kind, KIND_KEYS, NKEYS(KIND_KEYS), "kind entry");
+        int tiers = jobj(d, kind, "tiers");
+        CHECK(tiers >= 0 && json_type(d, tiers) == JSON_ARRAY);
+        for (int t = 0; tiers >= 0 && t < json_size(d, tiers); t++)
+            check_keys(d, json_at(d, tiers, t), TIER_KEYS, NKEYS(TIER_KEYS), "tier entry");
+    }
     return 0;
+}
+
+/* The tiers of a kind entry, one "tier model jobs share_pct accuracy evaluated" per entry joined by
+ * "; " (raw JSON text of each value), so a whole breakdown is checked in one comparison. */
+static const char *tiers_of(const JsonDoc *d, int kind)
+{
+    static char out[1024];
+    out[0] = '\0';
+    int tiers = jobj(d, kind, "tiers");
+    if (tiers < 0)
+        return "<missing>";
+    for (int t = 0; t < json_size(d, tiers); t++) {
+        int el = json_at(d, tiers, t);
+        size_t len = strlen(out);
+        snprintf(out + len, sizeof out - len, "%s%s %s %s %s %s %s", t ? "; " : "", jv(d, el, "tier"),
+                 jv(d, el, "model"), jv(d, el, "jobs"), jv(d, el, "share_pct"), jv(d, el, "accuracy"),
+                 jv(d, el, "evaluated"));
+    }
+    return out;
 }
 
 static void test_normalize_answer_function(void)
@@ -242,6 +270,26 @@ static void test_text_report_all_runs(void)
     snprintf(want, sizeof want, "%-16s %7s %7s %7s %14s %14s %8s %9s %9s  %s", "summarize", "2", "2", "0",
              "0.003000", "0.030000", "90.0%", "3000", "4800", "100.0% (1/1)");
     CHECK_STR(line_of(t, "summarize ", line, sizeof line), want);
+    /* per kind and tier: after per kind, one line per kind, tier and model */
+    const char *pt = strstr(t, "\nper kind and tier");
+    CHECKF(pt && pt > pk, "per kind and tier section missing or misplaced:\n%s", t);
+    if (pt) {
+        struct {
+            const char *kind, *tier, *model, *jobs, *share, *accuracy;
+        } rows[] = {
+            {"classify", "1", "gpt-4o", "1", "20.0%", "0.0% (0/1)"},
+            {"classify", "1", "qwen3-8b", "3", "60.0%", "100.0% (2/2)"},
+            {"classify", "2", "deepseek-v4-flash", "1", "20.0%", "0.0% (0/1)"},
+            {"summarize", "1", "qwen3-32b", "1", "50.0%", "100.0% (1/1)"},
+            {"summarize", "3", "gpt-4o", "1", "50.0%", "-"},
+        };
+        for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+            char prefix[128];
+            snprintf(prefix, sizeof prefix, "%-16s %4s  %-20s", rows[i].kind, rows[i].tier, rows[i].model);
+            snprintf(want, sizeof want, "%s %7s %7s  %s", prefix, rows[i].jobs, rows[i].share, rows[i].accuracy);
+            CHECK_STR(line_of(pt, prefix, line, sizeof line), want);
+        }
+    }
     free(t);
     PQfinish(c);
 }
@@ -314,6 +362,11 @@ static void test_json_all_runs(void)
         CHECK_STR(jv(&d, k, "latency_p95_ms"), "380");
         CHECK_STR(jv(&d, k, "accuracy"), "0.500000");
         CHECK_STR(jv(&d, k, "evaluated"), "4");
+        /* by answering tier: the cheap tier was right on both evaluated jobs, the others wrong; tier 1
+         * has two entries because run r2 answered it with the baseline model */
+        CHECK_STR(tiers_of(&d, k), "1 gpt-4o 1 20.00 0.000000 1; 1 qwen3-8b 3 60.00 1.000000 2; "
+                                   "2 deepseek-v4-flash 1 20.00 0.000000 1");
+        CHECK(json_type(&d, json_get(&d, json_at(&d, jobj(&d, k, "tiers"), 0), "model")) == JSON_STRING);
         int s = jfind(&d, kinds, "kind", "summarize");
         CHECK_STR(jv(&d, s, "jobs"), "2");
         CHECK_STR(jv(&d, s, "failed"), "0");
@@ -322,6 +375,7 @@ static void test_json_all_runs(void)
         CHECK_STR(jv(&d, s, "latency_p95_ms"), "4800");
         CHECK_STR(jv(&d, s, "accuracy"), "1.000000");
         CHECK_STR(jv(&d, s, "evaluated"), "1");
+        CHECK_STR(tiers_of(&d, s), "1 qwen3-32b 1 50.00 1.000000 1; 3 gpt-4o 1 50.00 null 0");
         json_doc_free(&d);
     }
     free(t);
@@ -357,6 +411,7 @@ static void test_json_run_filter(void)
         CHECK_STR(jv(&d, k, "evaluated"), "3");
         CHECK_STR(jv(&d, k, "latency_p50_ms"), "250");
         CHECK_STR(jv(&d, k, "latency_p95_ms"), "385");
+        CHECK_STR(tiers_of(&d, k), "1 qwen3-8b 3 75.00 1.000000 2; 2 deepseek-v4-flash 1 25.00 0.000000 1");
         json_doc_free(&d);
     }
     free(t);
@@ -369,6 +424,7 @@ static void test_json_run_filter(void)
         int k = jfind(&d, jobj(&d, 0, "kinds"), "kind", "classify");
         CHECK_STR(jv(&d, k, "accuracy"), "0.000000");
         CHECK_STR(jv(&d, k, "evaluated"), "1");
+        CHECK_STR(tiers_of(&d, k), "1 gpt-4o 1 100.00 0.000000 1");
         json_doc_free(&d);
     }
     free(t);
@@ -399,6 +455,7 @@ static void test_json_since_filter(void)
         int s = jfind(&d, jobj(&d, 0, "kinds"), "kind", "summarize");
         CHECK_STR(jv(&d, s, "jobs"), "1");
         CHECK_STR(jv(&d, s, "latency_p50_ms"), "1000");
+        CHECK_STR(tiers_of(&d, s), "1 qwen3-32b 1 100.00 1.000000 1"); /* the tier-3 job finished 2 days ago */
         json_doc_free(&d);
     }
     free(t);
@@ -445,7 +502,8 @@ static void test_empty_selection(void)
     }
     free(t);
     CHECK_INT(report_to_string(c, REPORT_TEXT, "no-such-run", 0, &t, &err), 0);
-    CHECKF(strstr(t, "saved: no baseline cost recorded") && strstr(t, "(no calls)") && strstr(t, "(no jobs)"),
+    CHECKF(strstr(t, "saved: no baseline cost recorded") && strstr(t, "(no calls)") && strstr(t, "(no jobs)") &&
+               strstr(t, "(no answered jobs)"),
            "empty report said:\n%s", t);
     free(t);
     PQfinish(c);

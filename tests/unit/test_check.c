@@ -8,7 +8,6 @@
 #include "openai.h"
 
 #include <math.h>
-#include <stdarg.h>
 #include <stdlib.h>
 
 /* ---- helpers ---------------------------------------------------------------------------------- */
@@ -371,6 +370,22 @@ static void test_gate_labels_job_override_and_as_written(void)
     CHECK_STR(res.canonical, "Billing");
     check_result_free(&res);
     free(t);
+    /* A label whose normal form is longer than the label itself ("ȺB" -> "ⱥb", 3 -> 4 bytes). */
+    const char *const grow[] = {"x11", "\xC8\xBA" "B"};
+    in.labels = grow;
+    in.nlabels = 2;
+    t = body("\"\\u2c65b\"", "\"stop\"", NULL);
+    CHECK_INT(check_body(t, in, &res), 0);
+    CHECKF(!res.gate_failed, "%s: %s", res.reason, res.detail);
+    CHECK_STR(res.canonical, "\xC8\xBA" "B");
+    check_result_free(&res);
+    free(t);
+    /* Job labels apply even for a call without kind checks. */
+    CheckInput bare = input(NULL);
+    bare.labels = job_labels;
+    bare.nlabels = 3;
+    CHECK_INT(check_body(UTILS_BODY, bare, &res), 0);
+    CHECK_STR(res.reason, "label_not_allowed");
     /* nlabels == 0: the kind's set applies. */
     in.labels = NULL;
     in.nlabels = 0;
@@ -399,8 +414,8 @@ static void test_gate_labels_huge_answer(void)
     CHECK_INT(check_answer(&in, &res, &err), 0);
     CHECK_STR(res.reason, "label_not_allowed");
     CHECK(strlen(res.detail) < sizeof res.detail);
-    /* The same prefix followed by the label after 2 MB of punctuation still matches: only the
-     * normalised length is bounded, not the raw one. */
+    /* 2 MB of punctuation and then a label still matches: the bound is on the normalised length,
+     * not the raw one. */
     memset(content, '.', n - 6);
     memcpy(content + n - 6, " utils", 6);
     CHECK_INT(check_answer(&in, &res, &err), 0);
@@ -684,6 +699,8 @@ static void test_judge_parse_accepts(void)
         {" 9.\n", 0.9},     {"10", 1.0},             {"0", 0.0},             {"8.5", 0.85},
         {"{\"score\": 6}", 0.6}, {"7 / 10", 0.7},    {"4/5", 0.8},           {"8 out of 10", 0.8},
         {"Score: 3/10.\n\nThe answer names the wrong section.", 0.3},       {"`9`", 0.9},
+        {"<think>\nThe answer lists 3 of 4 steps; 1 is wrong.\n</think>\n\n6", 0.6},
+        {"<think>\n\n</think>\n\n9", 0.9},
     };
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
         double s = -1;
@@ -698,6 +715,7 @@ static void test_judge_parse_rejects(void)
         "",          "N/A",      "I cannot grade this.", "11",        "-3",  "7 or 8",
         "0 to 10: 7", "12/10",   "3/0",                  "100",       "seven",
         "Score: 7. The answer covers 2 of 3 points.",
+        "<think>\nI would say 7.\n</think>", /* nothing after the thinking */
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         double s = 0.123;
@@ -831,11 +849,14 @@ static void test_score_agreement_signal(void)
 
 /* ---- results ----------------------------------------------------------------------------------- */
 
+/* No C0 or C1 control character, no U+2028/U+2029: one line on any terminal or log viewer. */
 static bool printable_line(const char *s)
 {
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
-        if (*p < 0x20 || *p == 0x7F)
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p < 0x20 || *p == 0x7F || (p[0] == 0xC2 && p[1] >= 0x80 && p[1] <= 0x9F) ||
+            (p[0] == 0xE2 && p[1] == 0x80 && (p[2] == 0xA8 || p[2] == 0xA9)))
             return false;
+    }
     return true;
 }
 
@@ -843,7 +864,7 @@ static void test_detail_is_one_bounded_line(void)
 {
     TqChecks ck = classify_checks();
     CheckResult res;
-    char *t = body("\"I think\\nthe section\\tis \\u00abutils\\u00bb but it could also be admin or devel, "
+    char *t = body("\"I think\\nthe\\u0085section\\u2028\\tis \\u00abutils\\u00bb but it could also be admin or devel, "
                    "depending on how you look at it; the package ships tools and a library\"",
                    "\"stop\"", NULL);
     CHECK_INT(check_body(t, input(&ck), &res), 0);
@@ -853,18 +874,28 @@ static void test_detail_is_one_bounded_line(void)
     CHECKF(utf8_valid(res.detail, strlen(res.detail)), "detail: %s", res.detail);
     CHECKF(strstr(res.detail, "...") != NULL, "detail: %s", res.detail);
     free(t);
-    /* A cut inside a multi-byte character never happens. */
-    Buf b;
-    buf_init(&b, 0);
-    buf_puts(&b, "\"");
-    for (int i = 0; i < 100; i++)
-        buf_puts(&b, "\\u00e9");
-    buf_puts(&b, "\"");
-    t = body(b.data, "\"stop\"", NULL);
-    CHECK_INT(check_body(t, input(&ck), &res), 0);
-    CHECKF(utf8_valid(res.detail, strlen(res.detail)), "detail: %s", res.detail);
-    buf_free(&b);
-    free(t);
+    /* The excerpt is cut on a character boundary and stays short, whatever the character widths. */
+    static const char *const wide[] = {"\\u00e9", "\\u20ac", "\\ud83d\\ude00"}; /* 2, 3, 4 bytes */
+    for (int w = 0; w < 3; w++) {
+        for (int lead = 0; lead < 4; lead++) {
+            Buf b;
+            buf_init(&b, 0);
+            buf_puts(&b, "\"");
+            for (int i = 0; i < lead; i++)
+                buf_puts(&b, "x");
+            for (int i = 0; i < 100; i++)
+                buf_puts(&b, wide[w]);
+            buf_puts(&b, "\"");
+            t = body(b.data, "\"stop\"", NULL);
+            CHECK_INT(check_body(t, input(&ck), &res), 0);
+            CHECKF(utf8_valid(res.detail, strlen(res.detail)), "detail: %s", res.detail);
+            const char *q1 = strchr(res.detail, '"'), *q2 = q1 ? strchr(q1 + 1, '"') : NULL;
+            CHECKF(q1 && q2 && q2 - q1 - 1 <= 71, "excerpt of %d bytes: %s", q1 && q2 ? (int)(q2 - q1 - 1) : -1,
+                   res.detail);
+            buf_free(&b);
+            free(t);
+        }
+    }
 }
 
 static void test_errors_leave_result_alone(void)
