@@ -344,17 +344,21 @@ static double share(const Ctx *x, long count)
 /* num / den rounded half away from zero to `decimals` places, as text in one of the context's
  * slots (valid for the next CAL_FIXED_SLOTS calls). Rounding is done on the exact quotient of the
  * integers so 32.665 prints as 32.67, not as the binary double's 32.66; den > 0, num >= 0. */
-static const char *fixed(Ctx *x, long double num, long double den, int decimals)
+static const char *fixed(Ctx *x, long double num, long double den, int decimals) /* decimals 0..12 */
 {
     char *out = x->slots[x->next_slot++ % CAL_FIXED_SLOTS];
     long long unit = 1;
     for (int i = 0; i < decimals; i++)
         unit *= 10;
     long long q = (long long)roundl(num * (long double)unit / den);
-    if (decimals > 0)
-        snprintf(out, CAL_FIXED_LEN, "%lld.%0*lld", q / unit, decimals, q % unit);
-    else
-        snprintf(out, CAL_FIXED_LEN, "%lld", q);
+    long long frac = q % unit;
+    int len = snprintf(out, CAL_FIXED_LEN, "%lld", q / unit);
+    if (decimals > 0 && len > 0 && len + 1 + decimals < CAL_FIXED_LEN) {
+        out[len] = '.';
+        for (int i = decimals; i > 0; i--, frac /= 10)
+            out[len + i] = (char)('0' + frac % 10);
+        out[len + 1 + decimals] = '\0';
+    }
     return out;
 }
 

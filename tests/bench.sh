@@ -90,7 +90,7 @@ start_sim --latency-ms 1000
 enqueue bench-b
 /usr/bin/time -f "%e %U %S %M" -o "$bench/time.b" "$build/tierq" run --drain --quiet --run bench-b --max-in-flight 5000 \
     --claim-batch 5000 >"$bench/run.b" 2>"$bench/err.b"
-peak_sim=$(curl -s "${TIERQ_BASE_URL%/v1}/sim/stats" | sed -n 's/.*"in_flight_peak":\([0-9]*\).*/\1/p')
+peak_sim=$(curl -s "${TIERQ_BASE_URL%/v1}/sim/stats" | sed -n 's/.*"in_flight":{"current":[0-9]*,"peak":\([0-9]*\)}.*/\1/p')
 done_b=$(psql -tA "$conninfo" -c "SELECT count(*) FROM tierq.jobs WHERE run_name = 'bench-b' AND state = 'done'")
 stop_sim
 read -r wall usr sys rss < "$bench/time.b"
