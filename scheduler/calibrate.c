@@ -2,6 +2,7 @@
 
 #include "buf.h"
 #include "db.h"
+#include "emit.h"
 #include "json.h"
 
 #include <math.h>
@@ -283,27 +284,6 @@ cleanup:
 
 /* Output ------------------------------------------------------------------------------------- */
 
-typedef struct Emit {
-    Buf b;
-    int rc;
-} Emit;
-
-static void emit(Emit *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void emit(Emit *e, const char *fmt, ...)
-{
-    if (e->rc)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    e->rc = buf_vprintf(&e->b, fmt, ap);
-    va_end(ap);
-}
-
-static void emit_json_str(Emit *e, const char *s)
-{
-    if (!e->rc)
-        e->rc = json_put_cstr(&e->b, s);
-}
 
 /* A bar as written to jobs/: at least two decimals, at most six, no trailing zeros beyond two
  * ("0.70", "0.85", "1.00", "0.025"). */

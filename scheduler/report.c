@@ -2,6 +2,7 @@
 
 #include "buf.h"
 #include "db.h"
+#include "emit.h"
 #include "json.h"
 
 #include <stdarg.h>
@@ -99,29 +100,6 @@ enum {
     RC_ERRORS, RC_NCOLS
 };
 
-/* An output buffer that remembers its first failure, so the formatting code reads straight through
- * and the error is checked once at the end. */
-typedef struct Emit {
-    Buf b;
-    int rc;
-} Emit;
-
-static void emit(Emit *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void emit(Emit *e, const char *fmt, ...)
-{
-    if (e->rc)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    e->rc = buf_vprintf(&e->b, fmt, ap);
-    va_end(ap);
-}
-
-static void emit_json_str(Emit *e, const char *s)
-{
-    if (!e->rc)
-        e->rc = json_put_cstr(&e->b, s);
-}
 
 /* A cell as text, or NULL for SQL NULL. */
 static const char *cell(const PGresult *r, int row, int col)

@@ -190,11 +190,12 @@ static RouteAction decide(Call *c, LedgerRow *answer_row, char *answer, double s
     return send_again(c);
 }
 
-static RouteAction score_and_decide(Call *c, LedgerRow *answer_row, char *answer, const char *finish,
-                                    const OaiLogprobs *lp, double judge)
+/* What the checks see of the job's answer: the kind's checks, the job's own labels. */
+static CheckInput check_input(const Call *c, const char *answer, const char *finish, const OaiLogprobs *lp,
+                              double judge)
 {
     const CallJob *cj = &c->jobs[0];
-    CheckInput in = {
+    return (CheckInput){
         .checks = &c->kind->checks,
         .labels = (const char *const *)cj->labels,
         .nlabels = cj->nlabels,
@@ -205,6 +206,12 @@ static RouteAction score_and_decide(Call *c, LedgerRow *answer_row, char *answer
         .judge_score = judge,
         .second_sample = NULL,
     };
+}
+
+static RouteAction score_and_decide(Call *c, LedgerRow *answer_row, char *answer, const char *finish,
+                                    const OaiLogprobs *lp, double judge)
+{
+    CheckInput in = check_input(c, answer, finish, lp, judge);
     CheckResult res;
     TqErr err = {0};
     double score = 0;
@@ -245,18 +252,7 @@ RouteAction route_on_response(Call *c, LedgerRow *row, OaiResponse *resp, const 
     if (!answer && !(answer = strdup("")))
         return ROUTE_FINISH;
     /* Gates first, without the judge: an answer that fails a hard gate is not worth judging. */
-    const CallJob *cj = &c->jobs[0];
-    CheckInput in = {
-        .checks = &c->kind->checks,
-        .labels = (const char *const *)cj->labels,
-        .nlabels = cj->nlabels,
-        .content = answer,
-        .content_len = strlen(answer),
-        .finish_reason = resp->finish_reason,
-        .logprobs = &resp->logprobs,
-        .judge_score = NAN,
-        .second_sample = NULL,
-    };
+    CheckInput in = check_input(c, answer, resp->finish_reason, &resp->logprobs, NAN);
     CheckResult res;
     TqErr err = {0};
     if (check_answer(&in, &res, &err) != 0) {
