@@ -78,6 +78,7 @@ void call_free(Call *c)
         free(c->jobs[i].labels);
     }
     free(c->pending_answer);
+    free(c->pending_sample);
     free(c->pending_finish);
     free(c->jobs);
     for (int i = 0; i < c->nrows; i++) {
@@ -104,7 +105,7 @@ LedgerRow *call_add_row(Call *c, const char *key_prefix, uint64_t seq)
     row->score = NAN;
     row->tier = c->tier;
     row->model = c->send_model;
-    row->purpose = c->phase == CALL_PHASE_JUDGE ? "judge" : "answer";
+    row->purpose = c->phase == CALL_PHASE_JUDGE ? "judge" : c->phase == CALL_PHASE_SAMPLE ? "sample" : "answer";
     snprintf(row->key, sizeof row->key, "%s:%llu", key_prefix, (unsigned long long)seq);
     return row;
 }

@@ -71,13 +71,17 @@ typedef struct LedgerRow {
     int ncharges;
 } LedgerRow;
 
-typedef enum { CALL_PHASE_ANSWER = 0, CALL_PHASE_JUDGE } CallPhase;
+/* ANSWER: the tier answers. Then, when the kind asks for them and the answer passed its gates, the
+ * signals that need requests of their own: SAMPLE (a second answer, for agreement), JUDGE. */
+typedef enum { CALL_PHASE_ANSWER = 0, CALL_PHASE_SAMPLE, CALL_PHASE_JUDGE } CallPhase;
 
 typedef struct Call {
     struct Call *next;        /* intrusive link for the queues between threads */
     CallPhase phase;
     int send_model;           /* model of the request being sent: the tier's, or the judge's */
-    char *pending_answer;     /* JUDGE phase: the answer being judged (owned) */
+    char *pending_answer;     /* SAMPLE/JUDGE phases: the answer being verified (owned) */
+    char *pending_sample;     /* the second sample's answer (owned), NULL if none */
+    double pending_judge;     /* the judge's score in [0,1], NaN if none */
     char *pending_finish;     /* its finish_reason (owned) */
     OaiLogprobs pending_logprobs; /* its token logprobs summary */
     int pending_row;          /* index of its ledger row */

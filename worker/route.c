@@ -55,6 +55,13 @@ int route_build_body(const Call *c, Buf *out, TqErr *err)
         .temperature = cj->temperature,
         .logprobs = m->logprobs && c->kind->checks.logprobs,
     };
+    if (c->phase == CALL_PHASE_SAMPLE) {
+        /* An independent second answer: sampled warm, with its own seed, no logprobs needed. */
+        r.temperature = cj->temperature > 0.7 ? cj->temperature : 0.7;
+        r.has_seed = true;
+        r.seed = 7919 + c->tier;
+        r.logprobs = false;
+    }
     int rc = oai_build_request(&r, out, err);
     buf_free(&user);
     return rc;
@@ -192,7 +199,7 @@ static RouteAction decide(Call *c, LedgerRow *answer_row, char *answer, double s
 
 /* What the checks see of the job's answer: the kind's checks, the job's own labels. */
 static CheckInput check_input(const Call *c, const char *answer, const char *finish, const OaiLogprobs *lp,
-                              double judge)
+                              double judge, const char *sample)
 {
     const CallJob *cj = &c->jobs[0];
     return (CheckInput){
@@ -204,14 +211,14 @@ static CheckInput check_input(const Call *c, const char *answer, const char *fin
         .finish_reason = finish,
         .logprobs = lp,
         .judge_score = judge,
-        .second_sample = NULL,
+        .second_sample = sample,
     };
 }
 
 static RouteAction score_and_decide(Call *c, LedgerRow *answer_row, char *answer, const char *finish,
-                                    const OaiLogprobs *lp, double judge)
+                                    const OaiLogprobs *lp, double judge, const char *sample)
 {
-    CheckInput in = check_input(c, answer, finish, lp, judge);
+    CheckInput in = check_input(c, answer, finish, lp, judge, sample);
     CheckResult res;
     TqErr err = {0};
     double score = 0;
@@ -227,6 +234,40 @@ static RouteAction score_and_decide(Call *c, LedgerRow *answer_row, char *answer
     return decide(c, answer_row, answer, score);
 }
 
+/* Verification requests are worth paying for only when the answer could still escalate (or, in an
+ * all-tiers run, to record every tier's score). */
+static bool may_escalate(const Call *c) { return c->all_tiers || !is_last_tier(c); }
+static bool wants_sample(const Call *c) { return c->kind->checks.agreement && may_escalate(c); }
+static bool wants_judge(const Call *c) { return c->kind->checks.judge_model >= 0 && may_escalate(c); }
+
+/* After step `from`, send the next verification request the kind asks for, or score and decide
+ * with every signal gathered. */
+static RouteAction verify_next(Call *c, CallPhase from)
+{
+    if (from == CALL_PHASE_ANSWER && wants_sample(c)) {
+        c->phase = CALL_PHASE_SAMPLE;
+        c->send_model = c->model;
+        return send_again(c);
+    }
+    if (from != CALL_PHASE_JUDGE && wants_judge(c)) {
+        c->phase = CALL_PHASE_JUDGE;
+        c->send_model = c->kind->checks.judge_model;
+        return send_again(c);
+    }
+    LedgerRow *answer_row = &c->rows[c->pending_row];
+    char *answer = c->pending_answer;
+    char *finish = c->pending_finish;
+    char *sample = c->pending_sample;
+    c->pending_answer = c->pending_finish = c->pending_sample = NULL;
+    c->phase = CALL_PHASE_ANSWER;
+    c->send_model = c->model;
+    RouteAction a = score_and_decide(c, answer_row, answer, finish ? finish : "stop", &c->pending_logprobs,
+                                     c->pending_judge, sample);
+    free(finish);
+    free(sample);
+    return a;
+}
+
 RouteAction route_on_response(Call *c, LedgerRow *row, OaiResponse *resp, const Buf *request_body)
 {
     account(c, row, resp, request_body);
@@ -235,29 +276,27 @@ RouteAction route_on_response(Call *c, LedgerRow *row, OaiResponse *resp, const 
         double judge = NAN;
         if (check_parse_judge(resp->content, &judge) != 0)
             judge = 0; /* a judge that gives no verdict vouches for nothing: do not accept on it */
-        row->score = isnan(judge) ? NAN : judge;
-        LedgerRow *answer_row = &c->rows[c->pending_row];
-        char *answer = c->pending_answer;
-        char *finish = c->pending_finish;
-        c->pending_answer = c->pending_finish = NULL;
-        c->phase = CALL_PHASE_ANSWER;
-        c->send_model = c->model;
-        RouteAction a = score_and_decide(c, answer_row, answer, finish ? finish : "stop", &c->pending_logprobs, judge);
-        free(finish);
-        return a;
+        row->score = judge;
+        c->pending_judge = judge;
+        return verify_next(c, CALL_PHASE_JUDGE);
+    }
+    if (c->phase == CALL_PHASE_SAMPLE) {
+        row->reason = "sampled";
+        c->pending_sample = resp->content ? resp->content : strdup("");
+        resp->content = NULL;
+        return verify_next(c, CALL_PHASE_SAMPLE);
     }
     row->reason = "answered";
     char *answer = resp->content;
     resp->content = NULL;
     if (!answer && !(answer = strdup("")))
         return ROUTE_FINISH;
-    /* Gates first, without the judge: an answer that fails a hard gate is not worth judging. */
-    CheckInput in = check_input(c, answer, resp->finish_reason, &resp->logprobs, NAN);
+    /* Gates first: an answer that fails a hard gate is not worth sampling again or judging. */
+    CheckInput in = check_input(c, answer, resp->finish_reason, &resp->logprobs, NAN, NULL);
     CheckResult res;
     TqErr err = {0};
-    if (check_answer(&in, &res, &err) != 0) {
+    if (check_answer(&in, &res, &err) != 0)
         return decide(c, row, answer, 0);
-    }
     double score = res.score;
     bool gate_failed = res.gate_failed;
     if (gate_failed && !row->error)
@@ -268,36 +307,30 @@ RouteAction route_on_response(Call *c, LedgerRow *row, OaiResponse *resp, const 
         res.canonical = NULL;
     }
     check_result_free(&res);
-    if (!gate_failed && c->kind->checks.judge_model >= 0 && (c->all_tiers || !is_last_tier(c))) {
-        /* Ask the judge; the decision waits for its score. */
-        c->pending_answer = answer;
-        c->pending_finish = strdup(resp->finish_reason ? resp->finish_reason : "stop");
-        c->pending_logprobs = resp->logprobs;
-        c->pending_row = (int)(row - c->rows);
-        c->phase = CALL_PHASE_JUDGE;
-        c->send_model = c->kind->checks.judge_model;
-        return send_again(c);
-    }
-    return decide(c, row, answer, score);
+    if (gate_failed || (!wants_sample(c) && !wants_judge(c)))
+        return decide(c, row, answer, score);
+    c->pending_answer = answer;
+    c->pending_finish = strdup(resp->finish_reason ? resp->finish_reason : "stop");
+    c->pending_logprobs = resp->logprobs;
+    c->pending_row = (int)(row - c->rows);
+    c->pending_judge = NAN;
+    c->pending_sample = NULL;
+    return verify_next(c, CALL_PHASE_ANSWER);
 }
 
 int route_on_failure(Call *c)
 {
     CallJob *cj = &c->jobs[0];
     if (c->phase == CALL_PHASE_JUDGE) {
-        /* No verdict: decide on the other signals. */
-        LedgerRow *answer_row = &c->rows[c->pending_row];
-        char *answer = c->pending_answer;
-        char *finish = c->pending_finish;
-        c->pending_answer = c->pending_finish = NULL;
-        c->phase = CALL_PHASE_ANSWER;
-        c->send_model = c->model;
         /* No verdict: the answer is not vouched for (score 0 on that signal), so it escalates. */
-        RouteAction a = score_and_decide(c, answer_row, answer, finish ? finish : "stop", &c->pending_logprobs, 0);
-        free(finish);
-        if (a == ROUTE_FINISH && cj->outcome == CALL_JOB_DONE && cj->reason && strcmp(cj->reason, "accepted") != 0)
-            cj->reason = "judge_failed";
-        return (int)a;
+        c->pending_judge = 0;
+        return (int)verify_next(c, CALL_PHASE_JUDGE);
+    }
+    if (c->phase == CALL_PHASE_SAMPLE) {
+        /* No second sample: nothing agrees with the answer. */
+        free(c->pending_sample);
+        c->pending_sample = strdup("");
+        return (int)verify_next(c, CALL_PHASE_SAMPLE);
     }
     if (cj->best_answer) {
         complete(c, cj->best_answer, cj->best_score, cj->best_tier, cj->best_model, "escalation_failed");

@@ -1,7 +1,8 @@
 /* route.h — tiered routing: what happens to a call after each response.
  *
  * A job starts on its kind's first tier. Each answer is scored by the kind's checks (worker/check.h:
- * hard gates, logprob confidence, an optional LLM judge call on a cheap model); at or above the
+ * hard gates, logprob confidence, an optional second sample that must agree, an optional LLM judge
+ * call on a cheap model); at or above the
  * tier's `accept` bar the answer is kept, under it the job escalates to the next tier in the same
  * process at once (it keeps its place in the run; nothing is requeued). The last tier's answer is
  * final. Escalation stops early when the next tier's estimated cost would exceed what is left of the

@@ -42,6 +42,10 @@ static void setup_files(void)
     write_file(p, "{\"system_prompt\": \"Answer briefly.\","
                   " \"tiers\": [{\"model\": \"qwen3-32b\", \"accept\": 0.7}, {\"model\": \"gpt-4o\"}],"
                   " \"max_tokens\": 32, \"checks\": {\"min_chars\": 1, \"judge_model\": \"qwen3-8b\"}}");
+    snprintf(p, sizeof p, "%s/agree.json", jobs);
+    write_file(p, "{\"system_prompt\": \"Answer with one label.\","
+                  " \"tiers\": [{\"model\": \"qwen3-8b\", \"accept\": 0.5}, {\"model\": \"gpt-4o\"}],"
+                  " \"max_tokens\": 8, \"checks\": {\"labels\": [\"alpha\", \"beta\", \"gamma\"], \"agreement\": true}}");
     FILE *f = fopen(answers, "w");
     fprintf(f, "kind\tprompt\texpected\n");
     static const char *labels[] = {"alpha", "beta", "gamma"};
@@ -51,6 +55,8 @@ static void setup_files(void)
         fprintf(f, "conf\tconf item %d\tthe answer is %d\n", i, i);
     for (int i = 1; i <= 50; i++)
         fprintf(f, "judged\tjudged item %d\tjudged answer %d\n", i, i);
+    for (int i = 1; i <= 100; i++)
+        fprintf(f, "agree\tagree item %d\t%s\n", i, labels[i % 3]);
     fclose(f);
     setenv("TIERQ_JOBS_DIR", jobs, 1);
 }
@@ -153,6 +159,33 @@ static void test_judge_call_is_charged_to_its_job(void)
     sim_stop(&s);
 }
 
+static void test_two_samples_must_agree(void)
+{
+    SimProc s;
+    CHECK_INT(sim_start(&s, answers, "--latency-ms 1"), 0);
+    PGconn *c = testdb_connect();
+    testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt, run_name) SELECT 'agree', 'agree item ' || g, 'agree'"
+                   " FROM generate_series(1, 100) g", NULL, 0);
+    int st = run_drain(&s, "--run agree");
+    CHECKF(st == 0, "exit %d: %s", st, out);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.jobs WHERE run_name = 'agree' AND state = 'done'"), 100);
+    /* every tier-1 answer got a second, warm sample from the same model, charged to the job */
+    CHECK_INT(q(c, "SELECT count(DISTINCT job_ids) FROM tierq.calls WHERE run_name = 'agree' AND purpose = 'sample'"
+                   " AND tier = 1 AND model = 'qwen3-8b' AND cost_usd > 0"), 100);
+    /* agreement scores 1, disagreement 0; both happen; disagreeing answers escalate */
+    long long agreed = q(c, "SELECT count(*) FROM tierq.calls WHERE run_name = 'agree' AND purpose = 'answer' AND tier = 1 AND score = 1");
+    long long disagreed = q(c, "SELECT count(*) FROM tierq.calls WHERE run_name = 'agree' AND purpose = 'answer' AND tier = 1 AND score = 0");
+    CHECKF(agreed > 10 && disagreed > 10 && agreed + disagreed == 100, "agreed %lld, disagreed %lld", agreed, disagreed);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.jobs WHERE run_name = 'agree' AND tier = 2"), disagreed);
+    /* agreeing samples are more often right than the cheap model alone */
+    CHECK_INT(q(c, "SELECT count(*) FROM (SELECT avg((tierq.normalize_answer(j.result) = tierq.normalize_answer(x.expected))::int) a"
+                   " FROM tierq.jobs j JOIN (VALUES (0, 'alpha'), (1, 'beta'), (2, 'gamma')) x(m, expected)"
+                   " ON x.m = (substring(j.prompt from '[0-9]+$')::int % 3) WHERE j.run_name = 'agree' AND j.tier = 1) y WHERE a > 0.7"), 1);
+    check_sums(c);
+    PQfinish(c);
+    sim_stop(&s);
+}
+
 static void test_job_budget_stops_escalation(void)
 {
     SimProc s;
@@ -201,6 +234,7 @@ int main(void)
     RUN(test_gate_failure_escalates_and_last_tier_is_final);
     RUN(test_confident_answers_stay_and_every_decision_matches_its_score);
     RUN(test_judge_call_is_charged_to_its_job);
+    RUN(test_two_samples_must_agree);
     RUN(test_job_budget_stops_escalation);
     RUN(test_run_budget_stops_claiming);
     char cmd[400];
