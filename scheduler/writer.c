@@ -122,25 +122,15 @@ static int build_arrays(const Batch *bt, Buf *col, int *nrows, int *noutcomes)
         pgarray_begin(&col[i]);
     for (int ci = 0; ci < bt->n && !rc; ci++) {
         const Call *c = bt->calls[ci];
-        char ids[512];
-        size_t off = 0;
-        ids[0] = '\0';
-        for (int j = 0; j < c->njobs && off < sizeof ids - 24; j++)
-            off += (size_t)snprintf(ids + off, sizeof ids - off, "%s%lld", j ? "," : "", (long long)c->jobs[j].job->id);
-        /* A call belongs to a run when all the jobs it served do. */
-        const char *run = c->jobs[0].job->run_name;
-        for (int j = 1; j < c->njobs && run; j++)
-            if (!c->jobs[j].job->run_name || strcmp(c->jobs[j].job->run_name, run) != 0)
-                run = NULL;
         for (int r = 0; r < c->nrows && !rc; r++) {
             const LedgerRow *row = &c->rows[r];
             (*nrows)++;
-            rc = pgarray_add_text(&col[L_KEY], row->key) || pgarray_add_text(&col[L_JOBS], ids) ||
+            rc = pgarray_add_text(&col[L_KEY], row->key) || pgarray_add_text(&col[L_JOBS], row->job_ids) ||
                  pgarray_add_text(&col[L_KIND], c->kind->name) ||
                  pgarray_add_text(&col[L_MODEL], c->cfg->models[row->model].name) ||
                  pgarray_add_int64(&col[L_TIER], row->tier + 1) || pgarray_add_text(&col[L_PURPOSE], row->purpose) ||
                  pgarray_add_text(&col[L_ANSWER], row->answer) ||
-                 pgarray_add_int64(&col[L_ATT], c->jobs[0].job->attempt) ||
+                 pgarray_add_int64(&col[L_ATT], row->attempt) ||
                  pgarray_add_int64(&col[L_TI], row->tokens_in) || pgarray_add_int64(&col[L_TC], row->tokens_cached) ||
                  pgarray_add_int64(&col[L_TOUT], row->tokens_out) ||
                  pgarray_add_int64(&col[L_TR], row->tokens_reasoning) || pgarray_add_bool(&col[L_EST], row->estimated) ||
@@ -148,7 +138,7 @@ static int build_arrays(const Batch *bt, Buf *col, int *nrows, int *noutcomes)
                  pgarray_add_int64(&col[L_HTTP], row->http_status) ||
                  pgarray_add_text(&col[L_ST], row->status ? row->status : "ok") ||
                  pgarray_add_text(&col[L_REASON], row->reason) || pgarray_add_text(&col[L_ERR], row->error) ||
-                 pgarray_add_double(&col[L_SCORE], row->score) || pgarray_add_text(&col[L_RUN], run);
+                 pgarray_add_double(&col[L_SCORE], row->score) || pgarray_add_text(&col[L_RUN], row->run_name);
             for (int k = 0; k < row->ncharges && !rc; k++) {
                 const LedgerCharge *ch = &row->charges[k];
                 if (ch->cost_pico == 0 && ch->tokens_in == 0 && ch->tokens_out == 0)
@@ -160,7 +150,7 @@ static int build_arrays(const Batch *bt, Buf *col, int *nrows, int *noutcomes)
         }
         for (int j = 0; j < c->njobs && !rc; j++) {
             const CallJob *cj = &c->jobs[j];
-            if (cj->outcome == CALL_JOB_PENDING)
+            if (cj->outcome == CALL_JOB_PENDING || !cj->job)
                 continue;
             bool done = cj->outcome == CALL_JOB_DONE;
             (*noutcomes)++;
@@ -299,7 +289,8 @@ static void flush(Writer *w, Batch *bt)
     for (int i = 0; i < bt->n; i++) {
         Call *c = bt->calls[i];
         for (int j = 0; j < c->njobs; j++)
-            held_remove(w->held, c->jobs[j].job->id);
+            if (c->jobs[j].job) /* a job moved to another call is still held */
+                held_remove(w->held, c->jobs[j].job->id);
         call_free(c);
     }
     bt->n = 0;

@@ -39,29 +39,65 @@ static void job_params(const TqKind *kind, const QueueJob *job, CallJob *cj)
     json_doc_free(&d);
 }
 
-Call *call_new_for_job(const TqConfig *cfg, const TqKind *kind, QueueJob *job)
+static Call *call_alloc(const TqConfig *cfg, const TqKind *kind, int tier, int n)
 {
     Call *c = calloc(1, sizeof *c);
-    CallJob *cj = calloc(1, sizeof *cj);
-    if (!c || !cj) {
+    CallJob *cjs = calloc((size_t)n, sizeof *cjs);
+    if (!c || !cjs) {
         free(c);
-        free(cj);
+        free(cjs);
         return NULL;
     }
     c->cfg = cfg;
     c->kind = kind;
-    c->tier = 0;
-    c->model = kind->tiers[0].model;
+    c->tier = tier;
+    c->model = kind->tiers[tier].model;
     c->send_model = c->model;
     c->purpose = "answer";
-    c->jobs = cj;
-    c->njobs = 1;
+    c->jobs = cjs;
+    c->njobs = n;
+    c->batched = n > 1;
+    return c;
+}
+
+static void call_job_init(const TqKind *kind, QueueJob *job, CallJob *cj)
+{
     cj->job = job;
     cj->quality = NAN;
     cj->best_score = -1;
     cj->best_tier = cj->best_model = -1;
     job_params(kind, job, cj);
+}
+
+Call *call_new_for_job(const TqConfig *cfg, const TqKind *kind, QueueJob *job)
+{
+    Call *c = call_alloc(cfg, kind, 0, 1);
+    if (c)
+        call_job_init(kind, job, &c->jobs[0]);
     return c;
+}
+
+Call *call_new_batch(const TqConfig *cfg, const TqKind *kind, QueueJob **jobs, int n)
+{
+    Call *c = call_alloc(cfg, kind, 0, n);
+    for (int i = 0; c && i < n; i++)
+        call_job_init(kind, jobs[i], &c->jobs[i]);
+    return c;
+}
+
+Call *call_fork(Call *c, const int *idx, int n, int tier)
+{
+    Call *f = call_alloc(c->cfg, c->kind, tier, n);
+    if (!f)
+        return NULL;
+    f->all_tiers = c->all_tiers;
+    for (int i = 0; i < n; i++) {
+        CallJob *from = &c->jobs[idx[i]];
+        f->jobs[i] = *from; /* moves the job and everything it owns */
+        memset(from, 0, sizeof *from);
+        from->outcome = CALL_JOB_PENDING;
+    }
+    return f;
 }
 
 void call_free(Call *c)
@@ -84,6 +120,8 @@ void call_free(Call *c)
     for (int i = 0; i < c->nrows; i++) {
         free(c->rows[i].error);
         free(c->rows[i].answer);
+        free(c->rows[i].job_ids);
+        free(c->rows[i].run_name);
         free(c->rows[i].charges);
     }
     free(c->rows);
@@ -106,6 +144,31 @@ LedgerRow *call_add_row(Call *c, const char *key_prefix, uint64_t seq)
     row->tier = c->tier;
     row->model = c->send_model;
     row->purpose = c->phase == CALL_PHASE_JUDGE ? "judge" : c->phase == CALL_PHASE_SAMPLE ? "sample" : "answer";
+    /* Which jobs this exchange served, fixed now: a batch may later hand its jobs to other calls. */
+    size_t cap = (size_t)c->njobs * 21 + 1, off = 0;
+    row->job_ids = malloc(cap);
+    if (row->job_ids) {
+        row->job_ids[0] = '\0';
+        for (int i = 0; i < c->njobs; i++)
+            if (c->jobs[i].job)
+                off += (size_t)snprintf(row->job_ids + off, cap - off, "%s%lld", off ? "," : "",
+                                        (long long)c->jobs[i].job->id);
+    }
+    const char *run = NULL;
+    bool first = true;
+    for (int i = 0; i < c->njobs; i++) {
+        const QueueJob *j = c->jobs[i].job;
+        if (!j)
+            continue;
+        if (first) {
+            run = j->run_name;
+            row->attempt = j->attempt;
+            first = false;
+        } else if (!run || !j->run_name || strcmp(run, j->run_name) != 0) {
+            run = NULL;
+        }
+    }
+    row->run_name = run ? strdup(run) : NULL;
     snprintf(row->key, sizeof row->key, "%s:%llu", key_prefix, (unsigned long long)seq);
     return row;
 }

@@ -21,7 +21,7 @@ typedef enum { CALL_JOB_PENDING = 0, CALL_JOB_DONE, CALL_JOB_FAIL } CallJobOutco
 
 /* One job served by a call, and what became of it. Strings are owned (malloc'd). */
 typedef struct CallJob {
-    QueueJob *job;            /* owned */
+    QueueJob *job;            /* owned; NULL once the job moved to another call (batch split) */
     CallJobOutcome outcome;
     char *result;             /* DONE: the answer */
     double quality;           /* DONE: score in [0,1], NaN when not scored */
@@ -56,8 +56,12 @@ typedef struct LedgerRow {
     char key[96];             /* unique: worker id + sequence; makes the write-back idempotent */
     int tier;                 /* 0-based tier this exchange served */
     int model;                /* model index */
-    const char *purpose;      /* "answer", "judge" */
+    const char *purpose;      /* "answer", "sample", "judge" */
     char *answer;             /* owned; only kept in all-tiers runs (calibration) */
+    char *job_ids;            /* owned: "12,13,14", the jobs this exchange served */
+    char *run_name;           /* owned: the jobs' run when they all share one, else NULL */
+    int attempt;              /* the first job's attempt number */
+    int64_t solo_pico;        /* estimated cost had each job been sent alone (batched calls), 0 if not */
     int http_status;          /* 0: no HTTP response (timeout, reset) */
     const char *status;       /* "ok", "retry", "failed", "quota" */
     const char *reason;       /* stable reason (static) */
@@ -86,6 +90,8 @@ typedef struct Call {
     OaiLogprobs pending_logprobs; /* its token logprobs summary */
     int pending_row;          /* index of its ledger row */
     bool all_tiers;           /* calibration run: every tier answers */
+    bool batched;             /* several jobs in one request, answers keyed by item id */
+    struct Call *forks;       /* calls split off this one (a ->next list), sent by the worker */
     const TqConfig *cfg;
     const TqKind *kind;
     int tier;                 /* 0-based index into kind->tiers */
@@ -102,6 +108,11 @@ typedef struct Call {
 
 /* A call for a single claimed job on the kind's first tier. Takes ownership of job. */
 Call *call_new_for_job(const TqConfig *cfg, const TqKind *kind, QueueJob *job);
+/* A batched call for n (>= 2) jobs of one kind on its first tier. Takes ownership of the jobs. */
+Call *call_new_batch(const TqConfig *cfg, const TqKind *kind, QueueJob **jobs, int n);
+/* Move the jobs at idx[0..n) of c into a new call on `tier` (batched when n >= 2); in c their
+ * CallJob.job becomes NULL. NULL on allocation failure (c unchanged). */
+Call *call_fork(Call *c, const int *idx, int n, int tier);
 /* Frees jobs, strings, rows. call_free(NULL) does nothing. */
 void call_free(Call *call);
 /* Append a ledger row (zeroed, with key filled from prefix and seq); NULL on allocation failure. */

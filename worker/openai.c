@@ -434,6 +434,54 @@ static void parse_usage(const JsonDoc *d, int root, OaiUsage *u)
         u->total_tokens = prompt + completion;
 }
 
+/* Keep each token's text length and logprob: offsets accumulate in the order tokens were sent. */
+static void parse_token_ranges(const JsonDoc *d, int choice, OaiResponse *r)
+{
+    int arr = json_get(d, json_get(d, choice, "logprobs"), "content");
+    if (json_type(d, arr) != JSON_ARRAY || json_size(d, arr) <= 0)
+        return;
+    int n = json_size(d, arr);
+    OaiTokenLogprob *t = calloc((size_t)n, sizeof *t);
+    if (!t)
+        return;
+    Buf tok;
+    buf_init(&tok, 1 << 16);
+    uint32_t at = 0;
+    int k = arr + 1, m = 0;
+    for (int c = 0; c < n && k < d->ntok; c++) {
+        double x = 0;
+        buf_reset(&tok);
+        if (json_double(d, json_get(d, k, "logprob"), &x) == 0 && isfinite(x) &&
+            json_string(d, json_get(d, k, "token"), &tok, NULL) == 0) {
+            t[m].start = at;
+            t[m].len = (uint32_t)tok.len;
+            t[m].logprob = (float)(x > 0 ? 0 : x);
+            at += (uint32_t)tok.len;
+            m++;
+        }
+        k = json_skip(d, k);
+    }
+    buf_free(&tok);
+    r->tokens = t;
+    r->ntokens = m;
+}
+
+void oai_logprobs_in_range(const OaiResponse *r, size_t start, size_t end, OaiLogprobs *out)
+{
+    memset(out, 0, sizeof *out);
+    for (int i = 0; i < r->ntokens; i++) {
+        size_t ts = r->tokens[i].start, te = ts + r->tokens[i].len;
+        if (te <= start || ts >= end)
+            continue;
+        double x = r->tokens[i].logprob;
+        out->sum_logprob += x;
+        if (out->n_tokens == 0 || x < out->min_logprob)
+            out->min_logprob = x;
+        out->n_tokens++;
+    }
+    out->present = out->n_tokens > 0;
+}
+
 static void parse_logprobs(const JsonDoc *d, int choice, OaiLogprobs *lp)
 {
     memset(lp, 0, sizeof *lp);
@@ -495,7 +543,21 @@ static int parse_content(const JsonDoc *d, int content, Buf *out, TqErr *err)
     return 0;
 }
 
+static int parse_response(const char *body, size_t len, int max_tokens_json, bool keep_tokens, OaiResponse *out,
+                          TqErr *err);
+
 int oai_parse_response(const char *body, size_t len, int max_tokens_json, OaiResponse *out, TqErr *err)
+{
+    return parse_response(body, len, max_tokens_json, false, out, err);
+}
+
+int oai_parse_response_tokens(const char *body, size_t len, int max_tokens_json, OaiResponse *out, TqErr *err)
+{
+    return parse_response(body, len, max_tokens_json, true, out, err);
+}
+
+static int parse_response(const char *body, size_t len, int max_tokens_json, bool keep_tokens, OaiResponse *out,
+                          TqErr *err)
 {
     if (!out)
         return tq_err(err, TQ_EINVAL, "response: no output struct");
@@ -571,6 +633,8 @@ int oai_parse_response(const char *body, size_t len, int max_tokens_json, OaiRes
     }
     parse_usage(&doc, 0, &r.usage);
     parse_logprobs(&doc, choice, &r.logprobs);
+    if (keep_tokens)
+        parse_token_ranges(&doc, choice, &r);
 
     *out = r;
     memset(&r, 0, sizeof r);
@@ -590,6 +654,7 @@ void oai_response_free(OaiResponse *r)
     free(r->content);
     free(r->refusal);
     free(r->finish_reason);
+    free(r->tokens);
     memset(r, 0, sizeof *r);
 }
 

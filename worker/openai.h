@@ -78,6 +78,12 @@ typedef struct OaiLogprobs {
     double min_logprob;  /* the least confident token */
 } OaiLogprobs;
 
+/* One token of choices[0].logprobs.content: where its text sits in the decoded content. */
+typedef struct OaiTokenLogprob {
+    uint32_t start, len;  /* byte range in OaiResponse.content (the tokens' texts laid end to end) */
+    float logprob;
+} OaiTokenLogprob;
+
 /* A parsed chat.completion, first choice only. Strings are malloc'd, valid UTF-8 with NUL replaced
  * by U+FFFD, and owned by the struct; release with oai_response_free. */
 typedef struct OaiResponse {
@@ -94,6 +100,8 @@ typedef struct OaiResponse {
     size_t reasoning_bytes; /* raw (still escaped) size of that reasoning text, for estimates */
     OaiUsage usage;
     OaiLogprobs logprobs;
+    OaiTokenLogprob *tokens; /* per-token logprobs, only from oai_parse_response_tokens; else NULL */
+    int ntokens;
 } OaiResponse;
 
 /* Parse a 2xx response body. max_tokens_json caps the jsmn tokens (<= 0: JSON_DEFAULT_MAX_TOKENS).
@@ -107,6 +115,14 @@ typedef struct OaiResponse {
  *   TQ_ELIMIT / TQ_ENOMEM                        token cap reached / out of memory
  * A TQ_EPARSE on a 2xx body is a transport-level fault worth a retry (see OAI_NET_BAD_BODY). */
 int oai_parse_response(const char *body, size_t len, int max_tokens_json, OaiResponse *out, TqErr *err);
+
+/* Same, also keeping every token's logprob and byte range (for a batched answer, whose items each
+ * need their own confidence). */
+int oai_parse_response_tokens(const char *body, size_t len, int max_tokens_json, OaiResponse *out, TqErr *err);
+
+/* Summary of the logprobs of the tokens overlapping content bytes [start, end); present = false when
+ * the response kept no tokens or none overlaps. */
+void oai_logprobs_in_range(const OaiResponse *r, size_t start, size_t end, OaiLogprobs *out);
 
 /* Free the strings and zero the struct. oai_response_free(NULL) does nothing. */
 void oai_response_free(OaiResponse *r);
