@@ -7,6 +7,7 @@
 #include "log.h"
 #include "migrate.h"
 #include "migrations.h"
+#include "openai.h"
 #include "pgarray.h"
 #include "pool.h"
 #include "queue.h"
@@ -145,6 +146,45 @@ static int64_t remaining_jobs(Run *r, bool due_soon_only, TqErr *err)
     return n;
 }
 
+/* Jobs that may share a request: the kind batches, nothing per-job changes the shared prefix (own
+ * system prompt, private context), and no check needs a request of its own per answer. */
+static bool batchable(const Run *r, const TqKind *k, const QueueJob *j)
+{
+    return k->batch.enabled && !r->opt->all_tiers && k->checks.judge_model < 0 && !k->checks.agreement &&
+           !j->system_prompt && !(j->context && *j->context);
+}
+
+/* An open group of claimed jobs waiting to fill a batch. */
+typedef struct Group {
+    const TqKind *kind;
+    const char *params;   /* jobs batch together only with identical parameters */
+    QueueJob **jobs;
+    int n, cap;
+    int64_t tokens;
+} Group;
+
+static void dispatch(Run *r, const TqKind *kind, QueueJob **jobs, int n)
+{
+    Call *c = n == 1 ? call_new_for_job(r->cfg, kind, jobs[0]) : call_new_batch(r->cfg, kind, jobs, n);
+    if (!c) {
+        /* Short of memory: the leases expire and the jobs are claimed again. */
+        log_msg(LOG_ERROR, "run", "cannot build a call for %d jobs", n);
+        for (int i = 0; i < n; i++)
+            queue_job_free(jobs[i]);
+        return;
+    }
+    c->all_tiers = r->opt->all_tiers;
+    pool_submit(r->pool, c);
+}
+
+static void flush_group(Run *r, Group *g)
+{
+    if (g->n > 0)
+        dispatch(r, g->kind, g->jobs, g->n);
+    g->n = 0;
+    g->tokens = 0;
+}
+
 static int claim_and_dispatch(Run *r, int limit, int *got)
 {
     QueueJob **jobs = NULL;
@@ -156,21 +196,60 @@ static int claim_and_dispatch(Run *r, int limit, int *got)
         log_msg(LOG_WARN, "run", "claim failed: %s", err.msg);
         return TQ_EDB;
     }
+    /* Jobs of one claim that can share a request are grouped here: the claim is the fill window, so
+     * a trickle of jobs is never held back waiting for more. */
+    Group *groups = NULL;
+    int ngroups = 0;
     for (int i = 0; i < n; i++) {
         QueueJob *j = jobs[i];
-        const TqKind *kind = config_kind(r->cfg, j->kind);
         held_add(r->held, j->id, j->attempt);
-        Call *c = kind ? call_new_for_job(r->cfg, kind, j) : NULL;
-        if (c)
-            c->all_tiers = r->opt->all_tiers;
-        if (!c) {
-            /* Cannot happen for kinds we claimed by name, short of memory; the lease will expire. */
-            log_msg(LOG_ERROR, "run", "job %lld: cannot build a call", (long long)j->id);
+        const TqKind *kind = config_kind(r->cfg, j->kind);
+        if (!kind) {
+            log_msg(LOG_ERROR, "run", "job %lld: kind %s is not configured", (long long)j->id, j->kind);
             queue_job_free(j);
             continue;
         }
-        pool_submit(r->pool, c);
+        if (!batchable(r, kind, j)) {
+            dispatch(r, kind, &j, 1);
+            continue;
+        }
+        int size = pool_batch_size(r->pool, (int)(kind - r->cfg->kinds), kind->tiers[0].model);
+        int64_t tokens = oai_estimate_tokens(j->prompt, strlen(j->prompt));
+        Group *g = NULL;
+        for (int k = 0; k < ngroups && !g; k++)
+            if (groups[k].kind == kind && strcmp(groups[k].params, j->params) == 0)
+                g = &groups[k];
+        if (!g) {
+            Group *ng = realloc(groups, (size_t)(ngroups + 1) * sizeof *ng);
+            if (!ng) {
+                dispatch(r, kind, &j, 1);
+                continue;
+            }
+            groups = ng;
+            g = &groups[ngroups++];
+            memset(g, 0, sizeof *g);
+            g->kind = kind;
+            g->params = j->params;
+            g->cap = kind->batch.max_items > 0 ? kind->batch.max_items : 1;
+            g->jobs = calloc((size_t)g->cap, sizeof *g->jobs);
+            if (!g->jobs) {
+                ngroups--;
+                dispatch(r, kind, &j, 1);
+                continue;
+            }
+        }
+        if (g->n > 0 && (g->n >= size || g->tokens + tokens > kind->batch.max_input_tokens))
+            flush_group(r, g);
+        g->jobs[g->n++] = j;
+        g->tokens += tokens;
+        if (g->n >= size)
+            flush_group(r, g);
     }
+    for (int k = 0; k < ngroups; k++) {
+        flush_group(r, &groups[k]);
+        free(groups[k].jobs);
+    }
+    free(groups);
     free(jobs);
     *got = n;
     log_msg(LOG_DEBUG, "run", "claimed n=%d of %d ms=%lld", n, limit, (long long)(mono_ms() - t0));

@@ -92,6 +92,7 @@ typedef struct Call {
     bool all_tiers;           /* calibration run: every tier answers */
     bool batched;             /* several jobs in one request, answers keyed by item id */
     struct Call *forks;       /* calls split off this one (a ->next list), sent by the worker */
+    bool batch_clean;         /* the batched answer parsed with every item well-formed */
     const TqConfig *cfg;
     const TqKind *kind;
     int tier;                 /* 0-based index into kind->tiers */

@@ -69,6 +69,7 @@ struct Pool {
     atomic_bool stop;
     struct curl_slist **prov_headers;
     char **prov_url;
+    atomic_int *batch_size;          /* [kind * nmodels + model] */
 };
 
 static int64_t mono_ms(void)
@@ -210,6 +211,22 @@ static size_t on_header(char *ptr, size_t size, size_t nmemb, void *ud)
     return n;
 }
 
+static void ready_push(Worker *w, Call *c);
+static void batch_feedback(Pool *p, const Call *c);
+
+/* Calls split off a batch go out from this worker like new ones. */
+static void send_forks(Worker *w, Call *c)
+{
+    Call *f = c->forks;
+    c->forks = NULL;
+    while (f) {
+        Call *next = f->next;
+        atomic_fetch_add(&w->pool->pending, 1);
+        ready_push(w, f);
+        f = next;
+    }
+}
+
 /* Send the call again from scratch (next tier, or its judge): the body is rebuilt for the new phase. */
 static void resend(Worker *w, Call *c)
 {
@@ -230,8 +247,13 @@ static void fail_call(Worker *w, Call *c, const char *reason, const char *msg, b
         resend(w, c);
         return;
     }
-    if (a != ROUTE_FINISH)
+    if (a == ROUTE_FORK) {
+        if (c->batched)
+            batch_feedback(w->pool, c);
+        send_forks(w, c);
+    } else if (a != ROUTE_FINISH) {
         call_fail_all(c, reason, msg, retryable, after);
+    }
     finish_call(w, c);
 }
 
@@ -349,10 +371,17 @@ static void retry_or_requeue(Worker *w, Call *c, const char *reason, const char 
 static void on_success(Worker *w, Call *c, LedgerRow *row, OaiResponse *resp)
 {
     Transfer *t = c->transfer;
-    if (route_on_response(c, row, resp, &t->body) == ROUTE_SEND)
+    bool batched = c->batched && c->phase == CALL_PHASE_ANSWER;
+    RouteAction a = route_on_response(c, row, resp, &t->body);
+    if (a == ROUTE_SEND) {
         resend(w, c);
-    else
-        finish_call(w, c);
+        return;
+    }
+    if (batched)
+        batch_feedback(w->pool, c);
+    if (a == ROUTE_FORK)
+        send_forks(w, c);
+    finish_call(w, c);
 }
 
 static OaiNetError net_error_of(CURLcode rc)
@@ -399,7 +428,10 @@ static void on_transfer_done(Worker *w, CURL *e, CURLcode res)
     if (res == CURLE_OK && status >= 200 && status < 300) {
         OaiResponse resp;
         TqErr err = {0};
-        if (oai_parse_response(t->resp.data ? t->resp.data : "", t->resp.len, 200000, &resp, &err) == 0) {
+        /* a batch needs every token's logprob to score each item on its own tokens */
+        int prc = c->batched ? oai_parse_response_tokens(t->resp.data ? t->resp.data : "", t->resp.len, 400000, &resp, &err)
+                             : oai_parse_response(t->resp.data ? t->resp.data : "", t->resp.len, 200000, &resp, &err);
+        if (prc == 0) {
             on_success(w, c, row, &resp);
             oai_response_free(&resp);
             return;
@@ -655,6 +687,10 @@ int pool_start(Pool **out, const TqConfig *cfg, const PoolOptions *opt, CallQueu
         free(p);
         return tq_err(err, TQ_ENOMEM, "out of memory");
     }
+    p->batch_size = calloc((size_t)(cfg->nkinds * cfg->nmodels), sizeof *p->batch_size);
+    for (int k = 0; p->batch_size && k < cfg->nkinds; k++)
+        for (int m = 0; m < cfg->nmodels; m++)
+            atomic_store(&p->batch_size[k * cfg->nmodels + m], cfg->kinds[k].batch.max_items);
     for (int i = 0; i < np; i++) {
         const TqProvider *pr = &cfg->providers[i];
         size_t n = strlen(pr->base_url) + sizeof "/chat/completions";
@@ -722,6 +758,25 @@ void pool_submit(Pool *p, Call *c)
 }
 
 int pool_pending(Pool *p) { return atomic_load(&p->pending); }
+
+int pool_batch_size(Pool *p, int kind, int model)
+{
+    return atomic_load(&p->batch_size[kind * p->cfg->nmodels + model]);
+}
+
+/* Adaptive batch size: halve after a malformed batch, grow back one at a time after clean ones. */
+static void batch_feedback(Pool *p, const Call *c)
+{
+    int kind = (int)(c->kind - p->cfg->kinds);
+    atomic_int *slot = &p->batch_size[kind * p->cfg->nmodels + c->model];
+    int cur = atomic_load(slot);
+    int next = c->batch_clean ? cur + 1 : cur / 2;
+    if (next > c->kind->batch.max_items)
+        next = c->kind->batch.max_items;
+    if (next < 1)
+        next = 1;
+    atomic_store(slot, next);
+}
 int pool_peak_in_flight(Pool *p) { return atomic_load(&p->peak_in_flight); }
 bool pool_quota_exhausted(Pool *p) { return atomic_load(&p->quota_any); }
 
@@ -774,6 +829,7 @@ void pool_stop(Pool *p, Call **leftover)
     free(p->prov_url);
     free(p->prov_in_flight);
     free(p->prov_quota);
+    free(p->batch_size);
     free(p->workers);
     free(p);
     if (leftover) {

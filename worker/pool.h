@@ -49,6 +49,10 @@ int pool_pending(Pool *p);
 int pool_peak_in_flight(Pool *p);
 /* True once any provider answered insufficient_quota. */
 bool pool_quota_exhausted(Pool *p);
+/* Current batch size for a kind (index into cfg->kinds) on a model: starts at the kind's
+ * batch.max_items, halves after a batch that came back malformed, grows by one after a clean one. */
+int pool_batch_size(Pool *p, int kind, int model);
+
 /* Stop the threads. Calls still pending are aborted and returned through *leftover (a ->next list,
  * caller frees or hands their jobs back); pass NULL to free them. */
 void pool_stop(Pool *p, Call **leftover);

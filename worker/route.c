@@ -1,5 +1,6 @@
 #include "route.h"
 
+#include "batch.h"
 #include "check.h"
 #include "cost.h"
 
@@ -11,6 +12,8 @@ static bool is_last_tier(const Call *c) { return c->tier + 1 >= c->kind->ntiers;
 
 int route_build_body(const Call *c, Buf *out, TqErr *err)
 {
+    if (c->batched && c->phase == CALL_PHASE_ANSWER)
+        return batch_build_body(c, out, err);
     const TqModel *m = &c->cfg->models[c->send_model];
     const CallJob *cj = &c->jobs[0];
     const QueueJob *job = cj->job;
@@ -98,9 +101,9 @@ static void account(Call *c, LedgerRow *row, const OaiResponse *resp, const Buf 
     }
 }
 
-static void complete(Call *c, char *answer, double score, int tier, int model, const char *reason)
+static void complete_job(const Call *c, CallJob *cj, char *answer, double score, int tier, int model,
+                         const char *reason)
 {
-    CallJob *cj = &c->jobs[0];
     cj->outcome = CALL_JOB_DONE;
     free(cj->result);
     cj->result = answer;
@@ -111,6 +114,11 @@ static void complete(Call *c, char *answer, double score, int tier, int model, c
     /* The baseline: the first answer's tokens on the kind's baseline model, none cached. */
     cj->baseline_pico =
         cost_of_call(&c->cfg->models[c->kind->baseline_model].prices, cj->first_prompt_tokens, 0, cj->first_output_tokens);
+}
+
+static void complete(Call *c, char *answer, double score, int tier, int model, const char *reason)
+{
+    complete_job(c, &c->jobs[0], answer, score, tier, model, reason);
 }
 
 static void keep_best(CallJob *cj, const char *answer, double score, int tier, int model)
@@ -139,12 +147,13 @@ static int64_t estimate_tier(const Call *c, int t, const LedgerRow *last)
     return est;
 }
 
-static int64_t budget_pico(const Call *c)
+static int64_t budget_pico_of(const Call *c, const QueueJob *job)
 {
-    const QueueJob *job = c->jobs[0].job;
     int64_t micro = job->max_budget_micro > 0 ? job->max_budget_micro : c->kind->max_budget_micro;
     return micro > 0 ? micro * 1000000 : 0;
 }
+
+static int64_t budget_pico(const Call *c) { return budget_pico_of(c, c->jobs[0].job); }
 
 /* Reset the call to send again (next tier or judge): the body is rebuilt from the new phase. */
 static RouteAction send_again(Call *c)
@@ -198,10 +207,9 @@ static RouteAction decide(Call *c, LedgerRow *answer_row, char *answer, double s
 }
 
 /* What the checks see of the job's answer: the kind's checks, the job's own labels. */
-static CheckInput check_input(const Call *c, const char *answer, const char *finish, const OaiLogprobs *lp,
-                              double judge, const char *sample)
+static CheckInput check_input_job(const Call *c, const CallJob *cj, const char *answer, const char *finish,
+                                  const OaiLogprobs *lp, double judge, const char *sample)
 {
-    const CallJob *cj = &c->jobs[0];
     return (CheckInput){
         .checks = &c->kind->checks,
         .labels = (const char *const *)cj->labels,
@@ -213,6 +221,12 @@ static CheckInput check_input(const Call *c, const char *answer, const char *fin
         .judge_score = judge,
         .second_sample = sample,
     };
+}
+
+static CheckInput check_input(const Call *c, const char *answer, const char *finish, const OaiLogprobs *lp,
+                              double judge, const char *sample)
+{
+    return check_input_job(c, &c->jobs[0], answer, finish, lp, judge, sample);
 }
 
 static RouteAction score_and_decide(Call *c, LedgerRow *answer_row, char *answer, const char *finish,
@@ -268,8 +282,179 @@ static RouteAction verify_next(Call *c, CallPhase from)
     return a;
 }
 
+/* A batched exchange: tokens and cost go to its jobs by weight (the shared prompt evenly, each item by
+ * its size), exactly: the parts always sum to the whole. */
+static void account_batch(Call *c, LedgerRow *row, const OaiResponse *resp, const Buf *request_body)
+{
+    const TqModel *m = &c->cfg->models[c->send_model];
+    int64_t in = resp->usage.prompt_tokens, cached = resp->usage.cached_tokens, out = resp->usage.completion_tokens;
+    if (!resp->usage.present) {
+        in = oai_estimate_tokens(request_body->data, request_body->len);
+        cached = 0;
+        out = oai_estimate_tokens(resp->content, resp->content_len);
+        row->estimated = true;
+    }
+    row->status = "ok";
+    row->tokens_in = in;
+    row->tokens_cached = cached;
+    row->tokens_out = out;
+    row->tokens_reasoning = resp->usage.reasoning_tokens;
+    row->cost_pico = cost_of_call(&m->prices, in, cached, out);
+    int n = c->njobs;
+    int64_t *w = calloc((size_t)n, sizeof *w);
+    int64_t *part = calloc((size_t)n * 4, sizeof *part);
+    row->charges = calloc((size_t)n, sizeof *row->charges);
+    if (!w || !part || !row->charges) {
+        free(w);
+        free(part);
+        free(row->charges);
+        row->charges = NULL;
+        return;
+    }
+    batch_weights(c, w);
+    cost_apportion(row->cost_pico, w, part, n);
+    cost_apportion(in, w, part + n, n);
+    cost_apportion(cached, w, part + 2 * n, n);
+    cost_apportion(out, w, part + 3 * n, n);
+    int k = 0;
+    for (int i = 0; i < n; i++) {
+        CallJob *cj = &c->jobs[i];
+        if (!cj->job)
+            continue;
+        row->charges[k++] = (LedgerCharge){cj->job->id, part[i], part[n + i], part[2 * n + i], part[3 * n + i]};
+        cj->spent_pico += part[i];
+    }
+    row->ncharges = k;
+    free(w);
+    free(part);
+}
+
+/* Indices of the jobs still in the call. */
+static int live_jobs(const Call *c, int *idx)
+{
+    int m = 0;
+    for (int i = 0; i < c->njobs; i++)
+        if (c->jobs[i].job)
+            idx[m++] = i;
+    return m;
+}
+
+static void add_fork(Call *c, Call *f)
+{
+    if (!f)
+        return;
+    f->next = c->forks;
+    c->forks = f;
+}
+
+/* Split a batched answer by id and route every item as if it had been asked alone. */
+static RouteAction route_batch_response(Call *c, LedgerRow *row, OaiResponse *resp, const Buf *request_body)
+{
+    account_batch(c, row, resp, request_body);
+    row->reason = "answered";
+    int n = c->njobs;
+    int *idx = calloc((size_t)n, sizeof *idx);
+    int *alone = calloc((size_t)n, sizeof *alone);
+    int *up = calloc((size_t)n, sizeof *up);
+    BatchItem *items = calloc((size_t)n, sizeof *items);
+    if (!idx || !alone || !up || !items) {
+        free(idx);
+        free(alone);
+        free(up);
+        free(items);
+        return ROUTE_FINISH; /* jobs stay pending: their leases expire and they are retried */
+    }
+    int live = live_jobs(c, idx);
+    int unknown = 0, nalone = 0, nup = 0;
+    TqErr err = {0};
+    const char *content = resp->content ? resp->content : "";
+    c->batch_clean = true;
+    if (batch_split_answers(content, strlen(content), n, items, &unknown, &err) != 0) {
+        /* Nothing in it can be trusted: re-send each half as its own batch (or alone). */
+        row->reason = "batch_unparsable";
+        row->error = strdup(err.msg);
+        c->batch_clean = false;
+        add_fork(c, call_fork(c, idx, live / 2, c->tier));
+        add_fork(c, call_fork(c, idx + live / 2, live - live / 2, c->tier));
+        goto done;
+    }
+    const char *sys = c->kind->system_prompt ? c->kind->system_prompt : "";
+    int64_t sys_tokens = oai_estimate_tokens(sys, strlen(sys));
+    const TqModel *m = &c->cfg->models[c->send_model];
+    bool last = is_last_tier(c);
+    const TqTier *tier = &c->kind->tiers[c->tier];
+    int model = tier->model;
+    for (int k = 0; k < live; k++) {
+        int i = idx[k];
+        CallJob *cj = &c->jobs[i];
+        BatchItem *it = &items[i];
+        if (it->problem) {
+            c->batch_clean = false;
+            alone[nalone++] = i;
+            continue;
+        }
+        /* What this job would have used alone: the baseline's basis and the savings estimate. */
+        int64_t p_in = sys_tokens + oai_estimate_tokens(cj->job->prompt, strlen(cj->job->prompt)) + 4;
+        int64_t p_out = oai_estimate_tokens(it->answer, strlen(it->answer)) + 1;
+        if (cj->first_prompt_tokens == 0) {
+            cj->first_prompt_tokens = p_in;
+            cj->first_output_tokens = p_out;
+        }
+        row->solo_pico += cost_of_call(&m->prices, p_in, 0, p_out);
+        OaiLogprobs lp;
+        oai_logprobs_in_range(resp, it->start, it->end, &lp);
+        CheckInput in = check_input_job(c, cj, it->answer, resp->finish_reason, &lp, NAN, NULL);
+        CheckResult res;
+        double score = 0;
+        char *answer = it->answer;
+        it->answer = NULL;
+        if (check_answer(&in, &res, &err) == 0) {
+            score = res.score;
+            if (res.canonical) {
+                free(answer);
+                answer = res.canonical;
+                res.canonical = NULL;
+            }
+            check_result_free(&res);
+        }
+        if (last || score >= tier->accept) {
+            complete_job(c, cj, answer, score, c->tier, model, last ? "final_tier" : "accepted");
+            continue;
+        }
+        keep_best(cj, answer, score, c->tier, model);
+        int64_t budget = budget_pico_of(c, cj->job);
+        if (budget > 0) {
+            const TqModel *next = &c->cfg->models[c->kind->tiers[c->tier + 1].model];
+            if (cost_of_call(&next->prices, p_in, 0, p_out) > budget - cj->job->cost_so_far_pico - cj->spent_pico) {
+                free(answer);
+                complete_job(c, cj, cj->best_answer, cj->best_score, cj->best_tier, cj->best_model, "budget");
+                cj->best_answer = NULL;
+                continue;
+            }
+        }
+        free(answer);
+        cj->escalations++;
+        up[nup++] = i;
+    }
+    if (nalone)
+        row->error = strdup("some items came back missing, duplicated or malformed: re-sent alone");
+    for (int k = 0; k < nalone; k++)
+        add_fork(c, call_fork(c, &alone[k], 1, c->tier));
+    if (nup)
+        add_fork(c, call_fork(c, up, nup, c->tier + 1));
+done:
+    batch_items_free(items, n);
+    free(items);
+    free(idx);
+    free(alone);
+    free(up);
+    return c->forks ? ROUTE_FORK : ROUTE_FINISH;
+}
+
 RouteAction route_on_response(Call *c, LedgerRow *row, OaiResponse *resp, const Buf *request_body)
 {
+    if (c->batched && c->phase == CALL_PHASE_ANSWER)
+        return route_batch_response(c, row, resp, request_body);
     account(c, row, resp, request_body);
     if (c->phase == CALL_PHASE_JUDGE) {
         row->reason = "judged";
@@ -321,6 +506,19 @@ RouteAction route_on_response(Call *c, LedgerRow *row, OaiResponse *resp, const 
 int route_on_failure(Call *c)
 {
     CallJob *cj = &c->jobs[0];
+    if (c->batched && c->phase == CALL_PHASE_ANSWER) {
+        /* A batch that keeps failing may be too big or hold one poisonous item: send it in halves. */
+        int *idx = calloc((size_t)c->njobs, sizeof *idx);
+        int live = idx ? live_jobs(c, idx) : 0;
+        if (live >= 2) {
+            c->batch_clean = false;
+            add_fork(c, call_fork(c, idx, live / 2, c->tier));
+            add_fork(c, call_fork(c, idx + live / 2, live - live / 2, c->tier));
+        }
+        free(idx);
+        if (c->forks)
+            return ROUTE_FORK;
+    }
     if (c->phase == CALL_PHASE_JUDGE) {
         /* No verdict: the answer is not vouched for (score 0 on that signal), so it escalates. */
         c->pending_judge = 0;

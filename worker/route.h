@@ -21,7 +21,10 @@
 #include "err.h"
 #include "openai.h"
 
-typedef enum { ROUTE_FINISH = 0, ROUTE_SEND } RouteAction;
+/* FINISH: hand the call to the writer. SEND: send it again (next tier, sample, judge). FORK: hand it
+ * to the writer and send the calls in c->forks (batch items re-sent alone, halves of an unparsable
+ * batch, items escalating together). */
+typedef enum { ROUTE_FINISH = 0, ROUTE_SEND, ROUTE_FORK } RouteAction;
 
 /* Build the request body for the call's current phase (answer on its tier, or judge). */
 int route_build_body(const Call *c, Buf *out, TqErr *err);

@@ -1,0 +1,148 @@
+#include "batch.h"
+
+#include "json.h"
+#include "openai.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char BATCH_INSTRUCTIONS[] =
+    "\n\nYou will receive several items as a JSON object mapping item ids to items. Answer each item "
+    "independently, following the instructions above. Reply with only a JSON object that maps each item id "
+    "to its answer as a string, with exactly the ids you received.";
+
+int batch_build_body(const Call *c, Buf *out, TqErr *err)
+{
+    const TqModel *m = &c->cfg->models[c->send_model];
+    Buf sys, user;
+    buf_init(&sys, 0);
+    buf_init(&user, 0);
+    int rc = buf_puts(&sys, c->kind->system_prompt ? c->kind->system_prompt : "");
+    if (!rc)
+        rc = buf_puts(&sys, BATCH_INSTRUCTIONS);
+    if (!rc)
+        rc = buf_putc(&user, '{');
+    int64_t max_tokens = 0;
+    for (int i = 0, k = 0; i < c->njobs && !rc; i++) {
+        const CallJob *cj = &c->jobs[i];
+        if (!cj->job)
+            continue;
+        char id[16];
+        snprintf(id, sizeof id, "%d", i + 1);
+        rc = buf_puts(&user, k++ ? ", " : "");
+        if (!rc)
+            rc = json_put_cstr(&user, id);
+        if (!rc)
+            rc = buf_puts(&user, ": ");
+        if (!rc)
+            rc = json_put_cstr(&user, cj->job->prompt);
+        /* each answer's own budget, plus room for its key and quotes */
+        max_tokens += cj->max_tokens + 8;
+    }
+    if (!rc)
+        rc = buf_putc(&user, '}');
+    if (rc) {
+        buf_free(&sys);
+        buf_free(&user);
+        return tq_err(err, rc, "cannot build the batch prompt");
+    }
+    OaiRequest r = {
+        .model = m->api_model,
+        .system = sys.data,
+        .user = user.data,
+        .user_len = user.len,
+        .max_tokens = max_tokens,
+        .max_tokens_field =
+            m->max_tokens_field == TQ_MAXTOK_MAX_COMPLETION_TOKENS ? OAI_MAX_COMPLETION_TOKENS : OAI_MAX_TOKENS,
+        .temperature = c->jobs[0].temperature,
+        .logprobs = m->logprobs && c->kind->checks.logprobs,
+        .json_object = m->json_output,
+    };
+    rc = oai_build_request(&r, out, err);
+    buf_free(&sys);
+    buf_free(&user);
+    return rc;
+}
+
+int batch_split_answers(const char *content, size_t len, int nitems, BatchItem *items, int *unknown, TqErr *err)
+{
+    memset(items, 0, (size_t)nitems * sizeof *items);
+    *unknown = 0;
+    JsonDoc d;
+    TqErr perr = {0};
+    if (json_parse(&d, content, len, 100000, &perr))
+        return tq_err(err, TQ_EPARSE, "batch answer is not json: %s", perr.msg);
+    if (json_type(&d, 0) != JSON_OBJECT) {
+        json_doc_free(&d);
+        return tq_err(err, TQ_EPARSE, "batch answer is not a json object");
+    }
+    int *seen = calloc((size_t)nitems, sizeof *seen);
+    if (!seen) {
+        json_doc_free(&d);
+        return tq_err(err, TQ_ENOMEM, "out of memory");
+    }
+    int n = json_size(&d, 0);
+    int k = 1;
+    for (int c = 0; c < n; c++, k = json_skip(&d, k + 1)) {
+        size_t klen;
+        const char *key = json_raw(&d, k, &klen);
+        int id = 0;
+        bool digits = klen > 0 && klen < 8;
+        for (size_t i = 0; i < klen && digits; i++) {
+            if (key[i] < '0' || key[i] > '9')
+                digits = false;
+            else
+                id = id * 10 + (key[i] - '0');
+        }
+        if (!digits || id < 1 || id > nitems || (klen > 1 && key[0] == '0')) {
+            (*unknown)++;
+            continue;
+        }
+        BatchItem *it = &items[id - 1];
+        if (++seen[id - 1] > 1) {
+            /* Two answers for one id: neither can be trusted to be this item's. */
+            free(it->answer);
+            it->answer = NULL;
+            it->problem = "batch_item_duplicated";
+            continue;
+        }
+        int v = k + 1;
+        if (json_type(&d, v) != JSON_STRING) {
+            it->problem = "batch_item_malformed";
+            continue;
+        }
+        it->answer = json_strdup(&d, v);
+        size_t vlen;
+        const char *raw = json_raw(&d, v, &vlen);
+        it->start = (size_t)(raw - content);
+        it->end = it->start + vlen;
+        if (!it->answer)
+            it->problem = "batch_item_malformed";
+    }
+    for (int i = 0; i < nitems; i++)
+        if (!seen[i])
+            items[i].problem = "batch_item_missing";
+    free(seen);
+    json_doc_free(&d);
+    return 0;
+}
+
+void batch_items_free(BatchItem *items, int n)
+{
+    for (int i = 0; items && i < n; i++)
+        free(items[i].answer);
+}
+
+void batch_weights(const Call *c, int64_t *weights)
+{
+    const char *sys = c->kind->system_prompt ? c->kind->system_prompt : "";
+    int live = 0;
+    for (int i = 0; i < c->njobs; i++)
+        live += c->jobs[i].job != NULL;
+    int64_t shared = oai_estimate_tokens(sys, strlen(sys)) + oai_estimate_tokens(BATCH_INSTRUCTIONS, strlen(BATCH_INSTRUCTIONS));
+    for (int i = 0; i < c->njobs; i++) {
+        const QueueJob *j = c->jobs[i].job;
+        weights[i] = j ? shared / (live ? live : 1) + oai_estimate_tokens(j->prompt, strlen(j->prompt)) : 0;
+    }
+}
