@@ -5,6 +5,7 @@
  * expected answer. With TIERQ_SIM_URL set (e.g. http://127.0.0.1:PORT/v1) it runs the subset that
  * works against any simulator using the shipped catalog. */
 #include "../check.h"
+#include "../sim/batch.h" /* BATCH_INSTRUCTION, compared with the test's own copy */
 #include "buf.h"
 #include "json.h"
 
@@ -1432,6 +1433,764 @@ static void test_sigterm_exits_cleanly(void)
     resp_free(&r);
 }
 
+/* ---- batched prompts ---- */
+
+/* The wire contract, spelled out here on its own: the test fails if the simulator's copy drifts. */
+#define TEST_BATCH_INSTRUCTION                                                                              \
+    "\n\nYou will receive several items as a JSON object mapping item ids to items. Answer each item "    \
+    "independently, following the instructions above. Reply with only a JSON object that maps each item " \
+    "id to its answer as a string, with exactly the ids you received."
+#define BATCH_KIND_SYSTEM "You classify things. Reply with one word."
+#define BMAX 64
+
+/* ids[i] (NULL: "1", "2", ...) -> texts[i], as a JSON object. */
+static char *batch_user(const char *const *texts, const char *const *ids, int n)
+{
+    Buf u;
+    buf_init(&u, 0);
+    buf_putc(&u, '{');
+    for (int i = 0; i < n; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "%d", i + 1);
+        if (i)
+            buf_putc(&u, ',');
+        json_put_cstr(&u, ids ? ids[i] : id);
+        buf_putc(&u, ':');
+        json_put_cstr(&u, texts[i]);
+    }
+    buf_putc(&u, '}');
+    return buf_take(&u);
+}
+
+static char *batch_system(const char *kind_system)
+{
+    Buf b;
+    buf_init(&b, 0);
+    buf_puts(&b, kind_system);
+    buf_puts(&b, TEST_BATCH_INSTRUCTION);
+    return buf_take(&b);
+}
+
+static char *batch_body(const char *model, const char *kind_system, const char *const *texts, int n,
+                        const char *extra)
+{
+    char *sys = batch_system(kind_system), *user = batch_user(texts, NULL, n);
+    char *body = chat_body(model, sys, user, extra);
+    free(sys);
+    free(user);
+    return body;
+}
+
+static void batch_to(const Sim *s, const char *model, const char *kind_system, const char *const *texts, int n,
+                     const char *extra, const char *key, Resp *r)
+{
+    char *body = batch_body(model, kind_system, texts, n, extra);
+    http_to(s, "POST", "/v1/chat/completions", body, key, r);
+    free(body);
+}
+
+static void batch(const char *model, const char *const *texts, int n, const char *extra, Resp *r)
+{
+    batch_to(&g_sim, model, BATCH_KIND_SYSTEM, texts, n, extra, NULL, r);
+}
+
+/* The content of one choice of a batch reply, read as the JSON object it should be. */
+typedef struct BatchReply {
+    char *content; /* NULL when the response has no content */
+    bool json;     /* content is a JSON object */
+    int n;         /* members, in order (duplicates included) */
+    char *keys[BMAX];
+    char *vals[BMAX]; /* NULL when the value is not a string */
+    JsonType types[BMAX];
+    size_t voff[BMAX], vlen[BMAX]; /* raw bytes of each value inside content (strings: between the quotes) */
+} BatchReply;
+
+static void batch_reply(const Resp *r, int choice, BatchReply *br)
+{
+    memset(br, 0, sizeof *br);
+    char path[64];
+    snprintf(path, sizeof path, "choices.%d.message.content", choice);
+    int c = jpath(r, path);
+    br->content = c >= 0 ? json_strdup(&r->doc, c) : NULL;
+    if (!br->content)
+        return;
+    JsonDoc d;
+    if (json_parse(&d, br->content, strlen(br->content), 0, NULL))
+        return;
+    if (json_type(&d, 0) == JSON_OBJECT) {
+        br->json = true;
+        int k = 1;
+        for (int i = 0; i < json_size(&d, 0) && br->n < BMAX; i++, k = json_skip(&d, k + 1)) {
+            int m = br->n++;
+            br->keys[m] = json_strdup(&d, k);
+            br->types[m] = json_type(&d, k + 1);
+            br->vals[m] = br->types[m] == JSON_STRING ? json_strdup(&d, k + 1) : NULL;
+            size_t len;
+            const char *raw = json_raw(&d, k + 1, &len);
+            br->voff[m] = (size_t)(raw - br->content);
+            br->vlen[m] = len;
+        }
+    }
+    json_doc_free(&d);
+}
+
+static void batch_reply_free(BatchReply *br)
+{
+    free(br->content);
+    for (int i = 0; i < br->n; i++) {
+        free(br->keys[i]);
+        free(br->vals[i]);
+    }
+    memset(br, 0, sizeof *br);
+}
+
+/* Index of the first member with id key, -1 if none. */
+static int br_find(const BatchReply *br, const char *key)
+{
+    for (int i = 0; i < br->n; i++)
+        if (br->keys[i] && strcmp(br->keys[i], key) == 0)
+            return i;
+    return -1;
+}
+
+/* The answer a single request with user message text gets (choice `choice`), malloc'd. */
+static char *single_answer(const char *model, const char *system, const char *text, const char *extra, int choice)
+{
+    Resp r;
+    chat(model, system, text, extra, &r);
+    char path[64];
+    snprintf(path, sizeof path, "choices.%d.message.content", choice);
+    char *s = r.status == 200 ? json_strdup(&r.doc, jpath(&r, path)) : NULL;
+    resp_free(&r);
+    return s;
+}
+
+static char g_review[BMAX][96];
+
+/* Review prompts from number first: their expected answer is SENTIMENT[number % 5]. */
+static const char **reviews(int first, int n, const char **texts)
+{
+    for (int i = 0; i < n; i++) {
+        snprintf(g_review[i], sizeof g_review[i], "Review %d: the product arrived and I have opinions.", first + i);
+        texts[i] = g_review[i];
+    }
+    return texts;
+}
+
+/* Every member of br is the answer a single request gets for texts[i], ids "1".."n" in order. */
+static int batch_mismatches(const char *model, const BatchReply *br, const char *const *texts, int n,
+                            const char *extra, int choice)
+{
+    int bad = br->json && br->n == n ? 0 : n + 1;
+    for (int i = 0; !bad && i < n; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "%d", i + 1);
+        char *want = single_answer(model, NULL, texts[i], extra, choice);
+        bool ok = br->keys[i] && strcmp(br->keys[i], id) == 0 && br->vals[i] && want && strcmp(br->vals[i], want) == 0;
+        if (!ok)
+            printf("#   %s item %d: got \"%s\" under \"%s\", single request \"%s\"\n", model, i + 1,
+                   br->vals[i] ? br->vals[i] : "(not a string)", br->keys[i] ? br->keys[i] : "?", want ? want : "?");
+        bad += !ok;
+        free(want);
+    }
+    return bad;
+}
+
+static void test_batch_answers_like_single_requests(void)
+{
+    CHECK_STR(TEST_BATCH_INSTRUCTION, BATCH_INSTRUCTION); /* tests/sim/batch.h holds the same text */
+    const char *texts[BMAX];
+    int n = 0;
+    reviews(100, 24, texts);
+    n = 24;
+    texts[n++] = "Summarize: imgconv";
+    texts[n++] = "Explain item 3";
+    texts[n++] = "Package: vim\nDescription: Vi IMproved"; /* escapes in the item text */
+    texts[n++] = "Back\\slash package";
+    texts[n++] = "  What is the capital of France?\n"; /* trimmed for the lookup, like a single prompt */
+    texts[n++] = "Tell me about \"batches\" and \xc3\xa9t\xc3\xa9 please";     /* unkeyed, quotes, UTF-8 */
+    texts[n++] = "Extract: vim";                                          /* an answer that is JSON text */
+    const char *models[] = {"mid", "high", "dunce", "ds-oracle", "oracle"};
+    for (size_t m = 0; m < sizeof models / sizeof models[0]; m++) {
+        Resp r;
+        batch(models[m], texts, n, NULL, &r);
+        CHECK_INT(r.status, 200);
+        CHECK_STR(jstr(&r, "choices.0.finish_reason"), "stop");
+        BatchReply br;
+        batch_reply(&r, 0, &br);
+        CHECKF(batch_mismatches(models[m], &br, texts, n, NULL, 0) == 0, "model %s", models[m]);
+        if (strcmp(models[m], "mid") == 0) { /* the draw is exercised: a 0.55 model gets some wrong */
+            int wrong = 0;
+            for (int i = 0; i < 24 && i < br.n; i++)
+                wrong += br.vals[i] && strcmp(br.vals[i], SENTIMENT[(100 + i) % 5]) != 0;
+            CHECKF(wrong >= 3 && wrong <= 18, "mid got %d of 24 wrong", wrong);
+        }
+        batch_reply_free(&br);
+        resp_free(&r);
+    }
+    /* JSON mode changes nothing: the reply is the same object. */
+    Resp a, b;
+    batch("mid", texts, n, NULL, &a);
+    batch("mid", texts, n, "\"response_format\":{\"type\":\"json_object\"}", &b);
+    CHECK_STR(jstr(&b, "choices.0.message.content"), jstr(&a, "choices.0.message.content"));
+    resp_free(&a);
+    resp_free(&b);
+    /* Samples: choice k of a batch is choice k of single requests with the same seed and temperature. */
+    const char *extra = "\"n\":3,\"temperature\":1,\"seed\":9";
+    batch("mid", texts, 24, extra, &a);
+    CHECK_INT(json_size(&a.doc, jpath(&a, "choices")), 3);
+    for (int c = 0; c < 3; c++) {
+        BatchReply br;
+        batch_reply(&a, c, &br);
+        CHECKF(batch_mismatches("mid", &br, texts, 24, extra, c) == 0, "choice %d", c);
+        batch_reply_free(&br);
+    }
+    resp_free(&a);
+    /* Ids are whatever the client sent, in the order sent. */
+    const char *ids[] = {"z9", "a1", "m"};
+    char *sys = batch_system(BATCH_KIND_SYSTEM), *user = batch_user(texts, ids, 3);
+    chat("oracle", sys, user, NULL, &a);
+    BatchReply br;
+    batch_reply(&a, 0, &br);
+    CHECK_INT(br.n, 3);
+    for (int i = 0; i < 3 && i < br.n; i++) {
+        CHECK_STR(br.keys[i], ids[i]);
+        CHECK_STR(br.vals[i], SENTIMENT[(100 + i) % 5]);
+    }
+    batch_reply_free(&br);
+    resp_free(&a);
+    free(user);
+    /* Not batches: ordinary answers. An object under a system prompt without the instruction ... */
+    user = batch_user(texts, NULL, 2);
+    chat("oracle", BATCH_KIND_SYSTEM, user, NULL, &a);
+    const char *got = jstr(&a, "choices.0.message.content");
+    CHECK(got && strncmp(got, "Answer: {", 9) == 0);
+    resp_free(&a);
+    free(user);
+    /* ... the instruction with a user message that is not an object of strings ... */
+    chat("oracle", sys, "What is the capital of France?", NULL, &a);
+    CHECK_STR(jstr(&a, "choices.0.message.content"), "Paris");
+    resp_free(&a);
+    chat("oracle", sys, "{\"1\": 42}", NULL, &a);
+    CHECK_STR(jstr(&a, "choices.0.message.content"), "Answer: {\"1\": 42}");
+    resp_free(&a);
+    chat("oracle", sys, "{}", NULL, &a);
+    CHECK_STR(jstr(&a, "choices.0.message.content"), "Answer: {}");
+    resp_free(&a);
+    /* ... and the instruction not at the end of the system prompt. */
+    Buf other;
+    buf_init(&other, 0);
+    buf_puts(&other, sys);
+    buf_puts(&other, " Thanks.");
+    user = batch_user(texts, NULL, 2);
+    chat("oracle", other.data, user, NULL, &a);
+    got = jstr(&a, "choices.0.message.content");
+    CHECK(got && strncmp(got, "Answer: {", 9) == 0);
+    resp_free(&a);
+    free(user);
+    buf_free(&other);
+    free(sys);
+
+    /* A judge kind batched: every item is graded as a single judge request would be. */
+    const char *jt[10];
+    char *owned[10];
+    for (int i = 0; i < 10; i++) {
+        char q[96];
+        snprintf(q, sizeof q, "Review %d: the product arrived and I have opinions.", 300 + i);
+        jt[i] = owned[i] = judge_user(q, SENTIMENT[(300 + i + i / 3) % 5]);
+    }
+    batch_to(&g_sim, "mid", JUDGE_SYSTEM, jt, 10, NULL, NULL, &a);
+    batch_reply(&a, 0, &br);
+    CHECK(br.json && br.n == 10);
+    int same = 0;
+    for (int i = 0; i < 10 && i < br.n; i++) {
+        char *want = single_answer("mid", JUDGE_SYSTEM, jt[i], NULL, 0);
+        same += want && br.vals[i] && strcmp(want, br.vals[i]) == 0 && strlen(want) <= 2;
+        free(want);
+    }
+    CHECK_INT(same, 10);
+    batch_reply_free(&br);
+    resp_free(&a);
+    for (int i = 0; i < 10; i++)
+        free(owned[i]);
+}
+
+/* The batch Review 200..203 (answers positive, negative, neutral, mixed for oracle) with marker
+ * prepended to item `at` (1-based; 0: none). */
+static void fault_batch(const char *marker, int at, const char *extra, Resp *r, BatchReply *br)
+{
+    const char *texts[4];
+    char marked[160];
+    reviews(200, 4, texts);
+    if (at) {
+        snprintf(marked, sizeof marked, "%s%s", marker, texts[at - 1]);
+        texts[at - 1] = marked;
+    }
+    batch("oracle", texts, 4, extra, r);
+    batch_reply(r, 0, br);
+}
+
+static const char *expect_200(int item) { return SENTIMENT[(200 + item - 1) % 5]; }
+
+/* br is the clean reply: ids 1..4 with the right answers. */
+static bool clean_reply(const BatchReply *br)
+{
+    if (!br->json || br->n != 4)
+        return false;
+    for (int i = 0; i < 4; i++) {
+        char id[8];
+        snprintf(id, sizeof id, "%d", i + 1);
+        if (!br->keys[i] || strcmp(br->keys[i], id) || !br->vals[i] || strcmp(br->vals[i], expect_200(i + 1)))
+            return false;
+    }
+    return true;
+}
+
+static bool member_is(const BatchReply *br, int i, const char *key, const char *val)
+{
+    return i >= 0 && i < br->n && br->keys[i] && strcmp(br->keys[i], key) == 0 && br->vals[i] &&
+           strcmp(br->vals[i], val) == 0;
+}
+
+static void test_batch_faults(void)
+{
+    reset_stats();
+    Resp r;
+    BatchReply br, clean;
+    fault_batch(NULL, 0, NULL, &r, &clean);
+    CHECK(clean_reply(&clean));
+    resp_free(&r);
+
+    /* missing: id 2 absent */
+    fault_batch("[[sim:batch_missing]]", 2, NULL, &r, &br);
+    CHECK_INT(r.status, 200);
+    CHECK(br.json && br.n == 3 && br_find(&br, "2") < 0);
+    CHECK(member_is(&br, 0, "1", expect_200(1)) && member_is(&br, 1, "3", expect_200(3)) &&
+          member_is(&br, 2, "4", expect_200(4)));
+    batch_reply_free(&br);
+    resp_free(&r);
+    fault_batch("[[sim:batch_missing]]", 2, NULL, &r, &br); /* times=1: the next request is clean */
+    CHECK(clean_reply(&br));
+    batch_reply_free(&br);
+    resp_free(&r);
+
+    /* dup: id 2 twice, the second time with another answer */
+    fault_batch("[[sim:batch_dup]]", 2, NULL, &r, &br);
+    CHECK(br.json && br.n == 5);
+    CHECK(member_is(&br, 1, "2", expect_200(2)));
+    CHECK(br.n == 5 && br.keys[2] && strcmp(br.keys[2], "2") == 0 && br.vals[2] &&
+          strcmp(br.vals[2], expect_200(2)) != 0);
+    CHECK(member_is(&br, 3, "3", expect_200(3)));
+    batch_reply_free(&br);
+    resp_free(&r);
+
+    /* swap: item 2's answer under id 3 and item 3's under id 2 */
+    fault_batch("[[sim:batch_swap]]", 2, NULL, &r, &br);
+    CHECK(br.json && br.n == 4);
+    CHECK(member_is(&br, 0, "1", expect_200(1)) && member_is(&br, 1, "2", expect_200(3)) &&
+          member_is(&br, 2, "3", expect_200(2)) && member_is(&br, 3, "4", expect_200(4)));
+    batch_reply_free(&br);
+    resp_free(&r);
+    /* on the last item: it trades with the first */
+    fault_batch("[[sim:batch_swap]]", 4, NULL, &r, &br);
+    CHECK(member_is(&br, 0, "1", expect_200(4)) && member_is(&br, 3, "4", expect_200(1)));
+    batch_reply_free(&br);
+    resp_free(&r);
+
+    /* unknown: one extra id that was not sent */
+    fault_batch("[[sim:batch_unknown]]", 2, NULL, &r, &br);
+    CHECK(br.json && br.n == 5);
+    int unknown = 0, known = 0;
+    for (int i = 0; i < br.n; i++) {
+        int id = br.keys[i] ? atoi(br.keys[i]) : 0;
+        if (id >= 1 && id <= 4 && strlen(br.keys[i]) == 1)
+            known += br.vals[i] && strcmp(br.vals[i], expect_200(id)) == 0;
+        else
+            unknown++;
+    }
+    CHECK_INT(known, 4);
+    CHECK_INT(unknown, 1);
+    batch_reply_free(&br);
+    resp_free(&r);
+
+    /* malformed: item 2's value is a number or an object */
+    fault_batch("[[sim:batch_malformed]]", 2, NULL, &r, &br);
+    CHECK(br.json && br.n == 4);
+    int v2 = br_find(&br, "2");
+    CHECK(v2 == 1 && (br.types[1] == JSON_OBJECT || br.types[1] == JSON_PRIMITIVE));
+    CHECK(member_is(&br, 0, "1", expect_200(1)) && member_is(&br, 2, "3", expect_200(3)));
+    batch_reply_free(&br);
+    resp_free(&r);
+
+    /* merge: items 2 and 3 in one value under id 2, id 3 missing */
+    fault_batch("[[sim:batch_merge]]", 2, NULL, &r, &br);
+    CHECK(br.json && br.n == 3 && br_find(&br, "3") < 0);
+    v2 = br_find(&br, "2");
+    CHECK(v2 >= 0 && br.vals[v2] && strstr(br.vals[v2], expect_200(2)) && strstr(br.vals[v2], expect_200(3)));
+    CHECK(member_is(&br, 0, "1", expect_200(1)) && member_is(&br, 2, "4", expect_200(4)));
+    batch_reply_free(&br);
+    resp_free(&r);
+
+    /* truncated: a valid HTTP 200 whose content is the reply cut in the middle */
+    fault_batch("[[sim:batch_truncated]]", 3, NULL, &r, &br);
+    CHECK_INT(r.status, 200);
+    CHECK(r.parsed);
+    CHECK_STR(jstr(&r, "choices.0.finish_reason"), "stop");
+    CHECK(br.content && !br.json);
+    size_t full = clean.content ? strlen(clean.content) : 0, got = br.content ? strlen(br.content) : 0;
+    CHECKF(got > 0 && got < full && got * 2 >= full - 2 && got * 2 <= full,
+           "truncated content %zu of %zu bytes", got, full);
+    CHECK(br.content && clean.content && strncmp(br.content, clean.content, got) == 0);
+    CHECK_INT(jint(&r, "usage.completion_tokens"), (int64_t)(got + 3) / 4 + 1);
+    batch_reply_free(&br);
+    resp_free(&r);
+
+    /* invalid: the content is not JSON at all (the answers as prose) */
+    fault_batch("[[sim:batch_invalid]]", 1, NULL, &r, &br);
+    CHECK_INT(r.status, 200);
+    CHECK(br.content && !br.json);
+    JsonDoc d;
+    bool parses = br.content && json_parse(&d, br.content, strlen(br.content), 0, NULL) == 0;
+    if (parses)
+        json_doc_free(&d);
+    CHECK(!parses);
+    CHECK(br.content && strstr(br.content, expect_200(1)) && strstr(br.content, expect_200(4)));
+    batch_reply_free(&br);
+    resp_free(&r);
+    /* in JSON mode too */
+    fault_batch("[[sim:batch_invalid]]", 4, "\"response_format\":{\"type\":\"json_object\"}", &r, &br);
+    CHECK(br.content && !br.json);
+    batch_reply_free(&br);
+    resp_free(&r);
+
+    /* times=N counts per item text, whatever else the batch holds */
+    for (int k = 0; k < 3; k++) {
+        const char *texts[3];
+        char marked[160];
+        reviews(210 + k, 3, texts); /* other items each time */
+        snprintf(marked, sizeof marked, "[[sim:batch_missing:times=2]]%s", "Review 250: the product arrived and I have opinions.");
+        texts[1] = marked;
+        batch("oracle", texts, 3, NULL, &r);
+        batch_reply(&r, 0, &br);
+        bool has = br_find(&br, "2") >= 0;
+        CHECKF(has == (k == 2), "attempt %d: id 2 %s", k + 1, has ? "present" : "missing");
+        CHECK(br.json && br.n == (k == 2 ? 3 : 2));
+        batch_reply_free(&br);
+        resp_free(&r);
+    }
+    /* :model= limits the fault to one model */
+    fault_batch("[[sim:batch_missing:model=high]]", 2, NULL, &r, &br);
+    CHECK(clean_reply(&br));
+    batch_reply_free(&br);
+    resp_free(&r);
+    /* A batch marker in a single request is removed and does nothing: the item re-sent alone works. */
+    Resp one;
+    chat("oracle", NULL, "[[sim:batch_merge]]Review 201: the product arrived and I have opinions.", NULL, &one);
+    CHECK_INT(one.status, 200);
+    CHECK_STR(jstr(&one, "choices.0.message.content"), expect_200(2));
+    resp_free(&one);
+    /* A request-level marker in an item fails the whole call, once per item text. */
+    fault_batch("[[sim:503]]", 3, NULL, &r, &br);
+    CHECK_INT(r.status, 503);
+    batch_reply_free(&br);
+    resp_free(&r);
+    fault_batch("[[sim:503]]", 3, NULL, &r, &br);
+    CHECK_INT(r.status, 200);
+    CHECK(clean_reply(&br));
+    batch_reply_free(&br);
+    resp_free(&r);
+    /* Request-level faults go first: the batch marker of an item waits until the error is spent. */
+    fault_batch("[[sim:batch_dup]][[sim:429]]", 1, NULL, &r, &br);
+    CHECK_INT(r.status, 429);
+    batch_reply_free(&br);
+    resp_free(&r);
+    fault_batch("[[sim:batch_dup]][[sim:429]]", 1, NULL, &r, &br);
+    CHECK(br.json && br.n == 5);
+    batch_reply_free(&br);
+    resp_free(&r);
+
+    Resp s;
+    stats(&s);
+    CHECK_INT(jint(&s, "faults.batch_missing"), 3);
+    CHECK_INT(jint(&s, "faults.batch_dup"), 2);
+    CHECK_INT(jint(&s, "faults.batch_swap"), 2);
+    CHECK_INT(jint(&s, "faults.batch_unknown"), 1);
+    CHECK_INT(jint(&s, "faults.batch_malformed"), 1);
+    CHECK_INT(jint(&s, "faults.batch_merge"), 1);
+    CHECK_INT(jint(&s, "faults.batch_truncated"), 1);
+    CHECK_INT(jint(&s, "faults.batch_invalid"), 2);
+    CHECK_INT(jint(&s, "faults.batch_garble"), 0);
+    CHECK_INT(jint(&s, "faults.503"), 1);
+    CHECK_INT(jint(&s, "faults.429"), 1);
+    resp_free(&s);
+    batch_reply_free(&clean);
+}
+
+static void test_batch_prefix_cache_and_usage(void)
+{
+    /* A kind's system prompt of ~400 tokens with the instruction, unique to this run. */
+    Buf kind;
+    buf_init(&kind, 0);
+    buf_printf(&kind, "Batch run %ld.%d. ", (long)time(NULL), (int)getpid());
+    while (kind.len < 1350)
+        buf_puts(&kind, "Classify each review by its sentiment, using the house label set. ");
+    char *sys = batch_system(kind.data);
+    int64_t sys_tokens = toks(sys) + 4;
+    CHECKF(sys_tokens >= 380 && sys_tokens <= 440, "system prompt of %lld tokens", (long long)sys_tokens);
+    const char *texts[8];
+    Resp a, b, c, d;
+    batch_to(&g_sim, "oracle", kind.data, reviews(400, 8, texts), 8, NULL, NULL, &a);
+    batch_to(&g_sim, "oracle", kind.data, reviews(410, 8, texts), 8, NULL, NULL, &b); /* other items */
+    batch_to(&g_sim, "oracle", kind.data, reviews(420, 8, texts), 8, NULL, NULL, &c);
+    CHECK_INT(a.status, 200);
+    CHECK_INT(jint(&a, "usage.prompt_tokens_details.cached_tokens"), 0);
+    CHECK_INT(jint(&b, "usage.prompt_tokens_details.cached_tokens"), sys_tokens);
+    CHECK_INT(jint(&c, "usage.prompt_tokens_details.cached_tokens"), sys_tokens);
+    /* usage: the whole request in, the whole reply out */
+    char *user = batch_user(reviews(420, 8, texts), NULL, 8);
+    CHECK_INT(jint(&c, "usage.prompt_tokens"), sys_tokens + toks(user) + 4);
+    const char *content = jstr(&c, "choices.0.message.content");
+    CHECK(content != NULL);
+    CHECK_INT(jint(&c, "usage.completion_tokens"), content ? toks(content) + 1 : -1);
+    CHECK_INT(jint(&c, "usage.total_tokens"), jint(&c, "usage.prompt_tokens") + jint(&c, "usage.completion_tokens"));
+    free(user);
+    /* deepseek style: hit and miss */
+    batch_to(&g_sim, "ds-oracle", kind.data, reviews(400, 8, texts), 8, NULL, NULL, &d);
+    CHECK_INT(jint(&d, "usage.prompt_cache_hit_tokens"), 0);
+    resp_free(&d);
+    batch_to(&g_sim, "ds-oracle", kind.data, reviews(430, 8, texts), 8, NULL, NULL, &d);
+    CHECK_INT(jint(&d, "usage.prompt_cache_hit_tokens"), sys_tokens);
+    CHECK_INT(jint(&d, "usage.prompt_cache_hit_tokens") + jint(&d, "usage.prompt_cache_miss_tokens"),
+              jint(&d, "usage.prompt_tokens"));
+    resp_free(&a);
+    resp_free(&b);
+    resp_free(&c);
+    resp_free(&d);
+    /* max_tokens cuts the whole reply */
+    batch("oracle", reviews(400, 8, texts), 8, "\"max_tokens\":5", &a);
+    CHECK_STR(jstr(&a, "choices.0.finish_reason"), "length");
+    CHECK_INT(jint(&a, "usage.completion_tokens"), 5);
+    content = jstr(&a, "choices.0.message.content");
+    CHECK(content && strlen(content) == 16);
+    resp_free(&a);
+    free(sys);
+    buf_free(&kind);
+}
+
+typedef struct TokenWalk {
+    int ntok;
+    double lp[4096];
+    size_t off[4096], len[4096];
+} TokenWalk;
+
+/* The logprobs tokens of choice 0 with their byte offsets; false if they do not rebuild content. */
+static bool token_walk(const Resp *r, const char *content, TokenWalk *w)
+{
+    int arr = jpath(r, "choices.0.logprobs.content");
+    w->ntok = 0;
+    if (arr < 0 || json_type(&r->doc, arr) != JSON_ARRAY)
+        return false;
+    size_t at = 0;
+    bool ok = true;
+    for (int i = 0; i < json_size(&r->doc, arr) && w->ntok < 4096; i++) {
+        int e = json_at(&r->doc, arr, i);
+        char *tok = json_strdup(&r->doc, json_get(&r->doc, e, "token"));
+        double lp = 1;
+        json_double(&r->doc, json_get(&r->doc, e, "logprob"), &lp);
+        size_t tl = tok ? strlen(tok) : 0;
+        ok = ok && tok && strncmp(content + at, tok, tl) == 0;
+        w->lp[w->ntok] = lp, w->off[w->ntok] = at, w->len[w->ntok] = tl, w->ntok++;
+        at += tl;
+        free(tok);
+    }
+    return ok && at == strlen(content);
+}
+
+static void test_batch_logprobs(void)
+{
+    enum { PER = 20, BATCHES = 20 };
+    double sum_right = 0, sum_wrong = 0;
+    int right = 0, wrong = 0, straddle = 0, unsure_punct = 0, bad_walk = 0, first_same = 0, first_checked = 0;
+    for (int bn = 0; bn < BATCHES; bn++) {
+        const char *texts[PER];
+        reviews(bn * PER, PER, texts);
+        Resp r;
+        batch("mid", texts, PER, "\"logprobs\":true,\"top_logprobs\":2", &r);
+        BatchReply br;
+        batch_reply(&r, 0, &br);
+        static TokenWalk w;
+        if (!br.json || br.n != PER || !token_walk(&r, br.content, &w)) {
+            bad_walk++;
+            batch_reply_free(&br);
+            resp_free(&r);
+            continue;
+        }
+        CHECK_INT(json_size(&r.doc, jpath(&r, "choices.0.logprobs.content.0.top_logprobs")), 2);
+        for (int t = 0; t < w.ntok; t++) { /* each token wholly inside one value or wholly outside */
+            int inside = -1;
+            for (int i = 0; i < br.n; i++) {
+                size_t vs = br.voff[i], ve = vs + br.vlen[i];
+                if (w.off[t] < ve && w.off[t] + w.len[t] > vs) {
+                    straddle += w.off[t] < vs || w.off[t] + w.len[t] > ve;
+                    inside = i;
+                }
+            }
+            if (inside < 0)
+                unsure_punct += w.lp[t] < -0.001;
+        }
+        for (int i = 0; i < br.n; i++) {
+            double sum = 0;
+            int k = 0, first = -1;
+            for (int t = 0; t < w.ntok; t++)
+                if (w.off[t] >= br.voff[i] && w.off[t] + w.len[t] <= br.voff[i] + br.vlen[i]) {
+                    sum += w.lp[t], k++;
+                    if (first < 0)
+                        first = t;
+                }
+            if (!k)
+                continue;
+            bool ok = br.vals[i] && strcmp(br.vals[i], SENTIMENT[(bn * PER + i) % 5]) == 0;
+            if (ok)
+                sum_right += sum / k, right++;
+            else
+                sum_wrong += sum / k, wrong++;
+            if (bn == 0 && i < 5) { /* the first token is the single request's first token, same draw */
+                Resp one;
+                chat("mid", NULL, texts[i], "\"logprobs\":true", &one);
+                double lp = 1;
+                json_double(&one.doc, jpath(&one, "choices.0.logprobs.content.0.logprob"), &lp);
+                first_checked++;
+                first_same += fabs(lp - w.lp[first]) < 1e-9;
+                resp_free(&one);
+            }
+        }
+        batch_reply_free(&br);
+        resp_free(&r);
+    }
+    double mr = right ? sum_right / right : 0, mw = wrong ? sum_wrong / wrong : 0;
+    printf("# batch logprobs: %d right items mean logprob %.3f, %d wrong %.3f\n", right, mr, wrong, mw);
+    CHECK_INT(bad_walk, 0);
+    CHECK_INT(straddle, 0);
+    CHECK_INT(unsure_punct, 0);
+    CHECK_INT(right + wrong, PER * BATCHES);
+    CHECK(right > 100 && wrong > 60);
+    CHECKF(mr > mw + 0.2, "right items %.3f vs wrong %.3f", mr, mw);
+    CHECK_INT(first_checked, 5);
+    CHECK_INT(first_same, 5);
+}
+
+static void test_batch_stats(void)
+{
+    reset_stats();
+    const char *texts[4];
+    Resp r;
+    batch("oracle", reviews(350, 3, texts), 3, NULL, &r); /* keyed items (N_REVIEWS) */
+    resp_free(&r);
+    batch("oracle", reviews(360, 4, texts), 4, NULL, &r);
+    resp_free(&r);
+    reviews(370, 2, texts);
+    texts[1] = "[[sim:429]]Review 371: the product arrived and I have opinions.";
+    batch("oracle", texts, 2, NULL, &r);
+    CHECK_INT(r.status, 429);
+    resp_free(&r);
+    chat("oracle", NULL, "What is the capital of France?", NULL, &r);
+    resp_free(&r);
+    texts[0] = "Tell me about penguins"; /* unkeyed */
+    batch("oracle", texts, 1, NULL, &r);
+    resp_free(&r);
+    Resp s;
+    stats(&s);
+    CHECK_INT(jint(&s, "models.oracle.batch_requests"), 4);
+    CHECK_INT(jint(&s, "models.oracle.batch_items"), 10);
+    CHECK_INT(jint(&s, "models.oracle.requests"), 5);
+    CHECK_INT(jint(&s, "models.oracle.answered"), 4);
+    CHECK_INT(jint(&s, "models.oracle.correct"), 3 + 4 + 1); /* items of answered batches, and the single */
+    CHECK_INT(jint(&s, "models.oracle.unkeyed"), 1);
+    CHECK_INT(jint(&s, "models.oracle.wrong"), 0);
+    CHECK_INT(jint(&s, "models.mid.batch_requests"), 0);
+    CHECK_INT(jint(&s, "faults.429"), 1);
+    resp_free(&s);
+}
+
+/* --fault-rate batch_garble=0.5 on the second simulator: about half the batches carry one fault. */
+static void test_batch_garble_rate(void)
+{
+    const Sim *a = &g_authsim;
+    Resp reset;
+    http_to(a, "POST", "/sim/reset", "", NULL, &reset);
+    resp_free(&reset);
+    enum { N = 200 };
+    int ok = 0, garbled = 0, determinism = 0, same = 0;
+    for (int i = 0; i < N; i++) {
+        char t[3][64];
+        const char *texts[3];
+        for (int k = 0; k < 3; k++) {
+            snprintf(t[k], sizeof t[k], "garble batch %d item %d", i, k);
+            texts[k] = t[k];
+        }
+        Resp r;
+        batch_to(a, "oracle", BATCH_KIND_SYSTEM, texts, 3, NULL, TEST_KEY, &r);
+        if (r.status != 200) { /* this simulator also has 500=0.25 */
+            resp_free(&r);
+            continue;
+        }
+        ok++;
+        BatchReply br;
+        batch_reply(&r, 0, &br);
+        bool clean = br.json && br.n == 3;
+        for (int k = 0; clean && k < 3; k++) {
+            char id[8], want[96];
+            snprintf(id, sizeof id, "%d", k + 1);
+            snprintf(want, sizeof want, "Answer: %s", t[k]);
+            clean = member_is(&br, k, id, want);
+        }
+        garbled += !clean;
+        if (i < 30) { /* the same body gets the same fault (drawn from its hash) */
+            Resp again;
+            batch_to(a, "oracle", BATCH_KIND_SYSTEM, texts, 3, NULL, TEST_KEY, &again);
+            if (again.status == 200) {
+                determinism++;
+                const char *c1 = jstr(&r, "choices.0.message.content"), *c2 = jstr(&again, "choices.0.message.content");
+                same += c1 && c2 && strcmp(c1, c2) == 0;
+            }
+            resp_free(&again);
+        }
+        batch_reply_free(&br);
+        resp_free(&r);
+    }
+    printf("# batch_garble=0.5: %d of %d answered batches garbled\n", garbled, ok);
+    CHECK(ok > N / 2);
+    CHECKF(garbled > ok * 35 / 100 && garbled < ok * 65 / 100, "%d of %d garbled", garbled, ok);
+    CHECK(determinism > 10);
+    CHECK_INT(same, determinism);
+    Resp s;
+    http_to(a, "GET", "/sim/stats", NULL, NULL, &s);
+    int64_t sum = 0;
+    const char *names[] = {"batch_missing", "batch_dup", "batch_swap", "batch_unknown",
+                           "batch_malformed", "batch_merge", "batch_truncated", "batch_invalid"};
+    int kinds = 0;
+    for (int k = 0; k < 8; k++) {
+        char path[64];
+        snprintf(path, sizeof path, "faults.%s", names[k]);
+        sum += jint(&s, path);
+        kinds += jint(&s, path) > 0;
+    }
+    int64_t g = jint(&s, "faults.batch_garble");
+    CHECK_INT(sum, g);
+    CHECKF(kinds >= 6, "only %d kinds of batch faults drawn", kinds);
+    CHECK(g >= garbled); /* the re-sent bodies were garbled again */
+    resp_free(&s);
+    /* Single requests never get a batch fault. */
+    Resp one;
+    char body[256];
+    snprintf(body, sizeof body, "{\"model\":\"oracle\",\"messages\":[{\"role\":\"user\",\"content\":\"plain\"}]}");
+    http_to(a, "POST", "/v1/chat/completions", body, TEST_KEY, &one);
+    resp_free(&one);
+    http_to(a, "GET", "/sim/stats", NULL, NULL, &s);
+    CHECK_INT(jint(&s, "faults.batch_garble"), g);
+    resp_free(&s);
+}
+
 int main(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -1471,7 +2230,8 @@ int main(void)
         }
     }
     if (g_self) {
-        const char *extra[] = {"--require-key", TEST_KEY, "--fault-rate", "500=0.25", "--latency-ms", "0", NULL};
+        const char *extra[] = {"--require-key", TEST_KEY,     "--fault-rate", "500=0.25", "--fault-rate",
+                               "batch_garble=0.5", "--latency-ms", "0",          NULL};
         if (start_sim(&g_authsim, bin, extra)) {
             printf("not ok - setup: cannot start the second simulator\n");
             stop_sim(&g_sim);
@@ -1505,9 +2265,15 @@ int main(void)
         RUN(test_judge_unknown_question_is_uncertain);
         RUN(test_judge_is_deterministic);
         RUN(test_judge_reply_shape);
+        RUN(test_batch_answers_like_single_requests);
+        RUN(test_batch_faults);
+        RUN(test_batch_prefix_cache_and_usage);
+        RUN(test_batch_logprobs);
+        RUN(test_batch_stats);
         RUN(test_concurrency_and_in_flight);
         RUN(test_require_key);
         RUN(test_global_fault_rate);
+        RUN(test_batch_garble_rate);
         RUN(test_sigterm_exits_cleanly);
         if (stop_sim(&g_sim) != 0)
             printf("# the main simulator did not exit cleanly\n");

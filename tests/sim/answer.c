@@ -17,6 +17,7 @@
 #define SALT_CONFIDENCE 0x3c6ef372fe94f82bULL
 #define SALT_WRONG 0xa54ff53a5f1d36f1ULL
 #define SALT_TOKENS 0x510e527fade682d1ULL
+#define SALT_PUNCT 0x243f6a8885a308d3ULL
 
 #define ANSWER_SHORT_BYTES 48 /* a wrong short answer is another answer of the same kind */
 #define ANSWER_GENERIC_WORDS 8
@@ -564,69 +565,114 @@ static int put_token(Buf *out, const char *tok, size_t len, double p)
     return rc;
 }
 
-int answer_put_logprobs(Buf *out, const char *text, size_t len, const Answer *a, int top_logprobs)
+/* One entry of logprobs.content: {token, logprob, bytes, top_logprobs}; h picks the alternatives. */
+static int put_entry(Buf *out, const char *tok, size_t len, double p, uint64_t h, int top_logprobs)
+{
+    int rc = put_token(out, tok, len, p);
+    if (!rc)
+        rc = buf_puts(out, ",\"top_logprobs\":[");
+    if (!rc && top_logprobs > 0) {
+        /* The token itself plus alternatives sharing the remaining mass geometrically. */
+        double probs[21];
+        const char *toks[21];
+        size_t lens[21];
+        int m = 0;
+        probs[m] = p, toks[m] = tok, lens[m] = len, m++;
+        double rest = 1.0 - p, share = 0.55;
+        size_t na = sizeof alternatives / sizeof alternatives[0];
+        size_t first = (size_t)(h % na);
+        for (size_t k = 0; m < top_logprobs && k < na; k++) {
+            const char *alt = alternatives[(first + k) % na];
+            if (strlen(alt) == len && memcmp(alt, tok, len) == 0)
+                continue;
+            double q = clampd(rest * share, 1e-9, 1.0);
+            rest -= q;
+            probs[m] = q, toks[m] = alt, lens[m] = strlen(alt), m++;
+        }
+        for (int x = 1; x < m; x++) /* insertion sort, most likely first */
+            for (int y = x; y > 0 && probs[y] > probs[y - 1]; y--) {
+                double tp = probs[y];
+                probs[y] = probs[y - 1], probs[y - 1] = tp;
+                const char *tt = toks[y];
+                toks[y] = toks[y - 1], toks[y - 1] = tt;
+                size_t tl = lens[y];
+                lens[y] = lens[y - 1], lens[y - 1] = tl;
+            }
+        for (int x = 0; rc == 0 && x < m; x++) {
+            if (x)
+                rc = buf_putc(out, ',');
+            if (!rc)
+                rc = put_token(out, toks[x], lens[x], probs[x]);
+            if (!rc)
+                rc = buf_putc(out, '}');
+        }
+    }
+    if (!rc)
+        rc = buf_puts(out, "]}");
+    return rc;
+}
+
+/* The tokens of text[from..to): with an answer, the first has probability a->confidence and
+ * the later ones confidence + N(0, 0.03); without one (JSON punctuation), ANSWER_PUNCT_P each. */
+static int put_run(Buf *out, const char *text, size_t from, size_t to, const Answer *a, int top_logprobs,
+                   size_t *ntok)
+{
+    int rc = 0;
+    size_t i = from, t = 0;
+    while (rc == 0 && i < to) {
+        size_t j = token_end(text, to, i);
+        uint64_t h;
+        double p;
+        if (a) {
+            h = hash_mix64(a->stream + t);
+            p = a->confidence;
+            if (t > 0)
+                p += 0.03 * answer_gauss(h, hash_mix64(h ^ SALT_CONFIDENCE));
+            p = clampd(p, 0.01, 0.99995);
+        } else {
+            h = hash_mix64(SALT_PUNCT + i);
+            p = ANSWER_PUNCT_P;
+        }
+        if (*ntok)
+            rc = buf_putc(out, ',');
+        if (!rc)
+            rc = put_entry(out, text + i, j - i, p, h, top_logprobs);
+        i = j;
+        t++;
+        (*ntok)++;
+    }
+    return rc;
+}
+
+int answer_put_logprobs_spans(Buf *out, const char *text, size_t len, const AnswerSpan *spans, size_t nspans,
+                              int top_logprobs)
 {
     if (top_logprobs < 0)
         top_logprobs = 0;
     if (top_logprobs > 20)
         top_logprobs = 20;
     int rc = buf_puts(out, "{\"content\":[");
-    size_t i = 0, t = 0;
-    while (rc == 0 && i < len) {
-        size_t j = token_end(text, len, i);
-        uint64_t h = hash_mix64(a->stream + t);
-        double p = a->confidence;
-        if (t > 0)
-            p += 0.03 * answer_gauss(h, hash_mix64(h ^ SALT_CONFIDENCE));
-        p = clampd(p, 0.01, 0.99995);
-        if (t)
-            rc = buf_putc(out, ',');
-        if (!rc)
-            rc = put_token(out, text + i, j - i, p);
-        if (!rc)
-            rc = buf_puts(out, ",\"top_logprobs\":[");
-        if (!rc && top_logprobs > 0) {
-            /* The token itself plus alternatives sharing the remaining mass geometrically. */
-            double probs[21];
-            const char *toks[21];
-            size_t lens[21];
-            int m = 0;
-            probs[m] = p, toks[m] = text + i, lens[m] = j - i, m++;
-            double rest = 1.0 - p, share = 0.55;
-            size_t na = sizeof alternatives / sizeof alternatives[0];
-            size_t first = (size_t)(h % na);
-            for (size_t k = 0; m < top_logprobs && k < na; k++) {
-                const char *alt = alternatives[(first + k) % na];
-                if (strlen(alt) == j - i && memcmp(alt, text + i, j - i) == 0)
-                    continue;
-                double q = clampd(rest * share, 1e-9, 1.0);
-                rest -= q;
-                probs[m] = q, toks[m] = alt, lens[m] = strlen(alt), m++;
-            }
-            for (int x = 1; x < m; x++) /* insertion sort, most likely first */
-                for (int y = x; y > 0 && probs[y] > probs[y - 1]; y--) {
-                    double tp = probs[y];
-                    probs[y] = probs[y - 1], probs[y - 1] = tp;
-                    const char *tt = toks[y];
-                    toks[y] = toks[y - 1], toks[y - 1] = tt;
-                    size_t tl = lens[y];
-                    lens[y] = lens[y - 1], lens[y - 1] = tl;
-                }
-            for (int x = 0; rc == 0 && x < m; x++) {
-                if (x)
-                    rc = buf_putc(out, ',');
-                if (!rc)
-                    rc = put_token(out, toks[x], lens[x], probs[x]);
-                if (!rc)
-                    rc = buf_putc(out, '}');
-            }
-        }
-        if (!rc)
-            rc = buf_puts(out, "]}");
-        i = j;
-        t++;
+    size_t at = 0, ntok = 0;
+    for (size_t k = 0; rc == 0 && k <= nspans && at < len; k++) {
+        size_t from = k < nspans ? spans[k].off : len, to = k < nspans ? spans[k].off + spans[k].len : len;
+        if (from > len)
+            from = len;
+        if (to > len)
+            to = len;
+        if (from > at) /* punctuation before the span */
+            rc = put_run(out, text, at, from, NULL, top_logprobs, &ntok);
+        if (!rc && k < nspans && to > from)
+            rc = put_run(out, text, from, to, spans[k].answer, top_logprobs, &ntok);
+        if (to > at)
+            at = to;
     }
     if (!rc)
         rc = buf_puts(out, "],\"refusal\":null}");
     return rc;
+}
+
+int answer_put_logprobs(Buf *out, const char *text, size_t len, const Answer *a, int top_logprobs)
+{
+    AnswerSpan all = {0, len, a};
+    return answer_put_logprobs_spans(out, text, len, &all, 1, top_logprobs);
 }

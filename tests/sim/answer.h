@@ -83,4 +83,22 @@ int answer_compose(const AnswerKey *key, const AnswerQuery *q, Answer *a, Buf *t
  * top_logprobs (0..20) alternatives are listed with the token itself, sorted by probability. */
 int answer_put_logprobs(Buf *out, const char *text, size_t len, const Answer *a, int top_logprobs);
 
+/* Probability of every token outside an answer span (the JSON punctuation of a batch reply):
+ * logprob ln(0.9999) = -0.000100. */
+#define ANSWER_PUNCT_P 0.9999
+
+/* The bytes text[off, off+len) were written by one answer. */
+typedef struct AnswerSpan {
+    size_t off, len;
+    const Answer *answer;
+} AnswerSpan;
+
+/* answer_put_logprobs for a text made of several answers (a batch reply): spans (sorted, not
+ * overlapping) carry each answer's own token probabilities as above, token 0 of a span having
+ * probability confidence; bytes outside every span are tokens of probability ANSWER_PUNCT_P. No
+ * token crosses a span boundary, so the tokens inside a span are exactly that answer's. Spans
+ * reaching past len are cut at len. */
+int answer_put_logprobs_spans(Buf *out, const char *text, size_t len, const AnswerSpan *spans, size_t nspans,
+                              int top_logprobs);
+
 #endif

@@ -1,6 +1,7 @@
 #include "chat.h"
 
 #include "answer.h"
+#include "batch.h"
 #include "faults.h"
 #include "fmt.h"
 #include "hash.h"
@@ -24,6 +25,7 @@ typedef struct ChatReq {
     int64_t prompt_tokens;
     bool has_system;        /* the first message is a system (or developer) message */
     bool judge_system;      /* ... and it starts with JUDGE_SYSTEM_PREFIX: maybe a judge request */
+    bool batch_system;      /* ... and it ends with BATCH_INSTRUCTION: maybe a batch request */
     uint64_t system_hash;
     int64_t system_tokens;
     int last_user;          /* token index of the last user message's content, -1 if none */
@@ -135,6 +137,7 @@ static int parse_request(Sim *sim, const JsonDoc *d, ChatReq *cr, SimReply *rep)
             cr->system_hash = hash_fnv1a64(s, n);
             cr->system_tokens = tokens_of(n) + 4;
             cr->judge_system = judge_is_system(s, n);
+            cr->batch_system = batch_is_system(s, n);
         }
         if (json_eq(d, role, "user"))
             cr->last_user = content;
@@ -288,19 +291,23 @@ static int judge_choice(Sim *sim, const ChatReq *cr, const JudgeItem *judge, con
     return rc;
 }
 
-/* judge is NULL for an ordinary request. */
-static int put_choice(Sim *sim, const ChatReq *cr, const JudgeItem *judge, Fault fault, int i, uint64_t prompt_hash,
-                      const char *prompt, size_t prompt_len, Buf *b, ChatTotals *tot)
+/* judge is NULL for an ordinary request; batch is set for a batch request (sim->batch parsed). */
+static int put_choice(Sim *sim, const ChatReq *cr, const JudgeItem *judge, bool batch, Fault fault, int i,
+                      uint64_t prompt_hash, const char *prompt, size_t prompt_len, Buf *b, ChatTotals *tot)
 {
     const SimModel *m = cr->model;
     AnswerQuery q = {sim->cfg->seed, m->name, m->skill, prompt, prompt_len, choice_variant(cr, i)};
     Answer a;
     buf_reset(&sim->text);
-    int rc = judge ? judge_choice(sim, cr, judge, &q, i, &a) : answer_compose(sim->answers, &q, &a, &sim->text);
+    ModelStats *ms = &sim->stats.models[m->index];
+    int rc;
+    if (batch)
+        rc = batch_compose(&sim->batch, sim->answers, &q, cr->judge_system, i == 0 ? ms : NULL, &sim->text);
+    else
+        rc = judge ? judge_choice(sim, cr, judge, &q, i, &a) : answer_compose(sim->answers, &q, &a, &sim->text);
     if (rc)
         return rc;
-    if (i == 0 && !judge) {
-        ModelStats *ms = &sim->stats.models[m->index];
+    if (i == 0 && !judge && !batch) {
         if (a.outcome == ANSWER_CORRECT)
             ms->correct++;
         else if (a.outcome == ANSWER_WRONG)
@@ -308,7 +315,8 @@ static int put_choice(Sim *sim, const ChatReq *cr, const JudgeItem *judge, Fault
         else
             ms->unkeyed++;
     }
-    if (cr->json_mode && !judge && (rc = json_wrap(sim)))
+    /* a batch reply is a JSON object already (or, faulted, must stay as it is) */
+    if (cr->json_mode && !judge && !batch && (rc = json_wrap(sim)))
         return rc;
     bool oversized = fault == FAULT_OVERSIZED && i == 0;
     if (oversized && (rc = fill_oversized(&sim->text, sim->cfg->oversized_bytes)))
@@ -346,7 +354,9 @@ static int put_choice(Sim *sim, const ChatReq *cr, const JudgeItem *judge, Fault
         rc = buf_puts(b, "},\"logprobs\":");
     if (!rc) {
         if (cr->logprobs && m->logprobs && !oversized)
-            rc = answer_put_logprobs(b, text, len, &a, cr->top_logprobs);
+            rc = batch ? answer_put_logprobs_spans(b, text, len, sim->batch.spans, sim->batch.nspans,
+                                                   cr->top_logprobs)
+                       : answer_put_logprobs(b, text, len, &a, cr->top_logprobs);
         else
             rc = buf_puts(b, "null");
     }
@@ -390,10 +400,12 @@ static int put_usage(const ChatReq *cr, int64_t cached, const ChatTotals *tot, B
     return rc;
 }
 
-static int answer_request(Sim *sim, const ChatReq *cr, const JsonDoc *d, SimReply *rep)
+static int answer_request(Sim *sim, const ChatReq *cr, const JsonDoc *d, const HttpReq *req, SimReply *rep)
 {
     const SimModel *m = cr->model;
+    ModelStats *ms = &sim->stats.models[m->index];
     uint64_t seq = ++sim->seq;
+    double fault_u = sim_unit(hash_mix64(sim->cfg->seed ^ seq * SALT_FAULT));
 
     /* The prompt is the last user message; markers in it choose faults and are not part of it. */
     const char *s;
@@ -406,24 +418,42 @@ static int answer_request(Sim *sim, const ChatReq *cr, const JsonDoc *d, SimRepl
     const char *prompt = sim->prompt.data ? sim->prompt.data : "";
     size_t prompt_len = sim->prompt.len;
     uint64_t prompt_hash = hash_fnv1a64(prompt, prompt_len);
-    FaultMarker mk[FAULT_MAX_MARKERS];
-    int nmk = 0;
-    if (memmem(prompt, prompt_len, "[[sim:", 6)) {
-        buf_reset(&sim->stripped);
-        nmk = fault_scan(prompt, prompt_len, mk, FAULT_MAX_MARKERS, &sim->stripped);
-        if (nmk > 0) {
-            prompt = sim->stripped.data ? sim->stripped.data : "";
-            prompt_len = sim->stripped.len;
-        }
+    bool batch = false;
+    if (cr->batch_system) {
+        if ((rc = batch_parse(&sim->batch, prompt, prompt_len)) < 0)
+            return rc;
+        batch = rc == 1;
     }
     JudgeItem judge_item;
     const JudgeItem *judge = NULL;
-    if (cr->judge_system && judge_parse(sim->answers, prompt, prompt_len, &judge_item)) {
-        judge = &judge_item;
-        sim->stats.models[m->index].judge_requests++;
+    Fault fault;
+    if (batch) {
+        /* Items carry their own markers, counted per item text; a request-level fault of any item
+         * fails the whole call, as a provider would. */
+        ms->batch_requests++;
+        ms->batch_items += sim->batch.n;
+        if (cr->judge_system)
+            ms->judge_requests += batch_judge_items(&sim->batch, sim->answers);
+        fault = batch_request_fault(&sim->batch, &sim->faults, m->name);
+        if (fault == FAULT_NONE)
+            fault = fault_from_rate(&sim->faults, fault_u);
+    } else {
+        FaultMarker mk[FAULT_MAX_MARKERS];
+        int nmk = 0;
+        if (memmem(prompt, prompt_len, "[[sim:", 6)) {
+            buf_reset(&sim->stripped);
+            nmk = fault_scan(prompt, prompt_len, mk, FAULT_MAX_MARKERS, &sim->stripped);
+            if (nmk > 0) {
+                prompt = sim->stripped.data ? sim->stripped.data : "";
+                prompt_len = sim->stripped.len;
+            }
+        }
+        if (cr->judge_system && judge_parse(sim->answers, prompt, prompt_len, &judge_item)) {
+            judge = &judge_item;
+            ms->judge_requests++;
+        }
+        fault = fault_choose(&sim->faults, prompt_hash, mk, nmk, m->name, fault_u);
     }
-    Fault fault = fault_choose(&sim->faults, prompt_hash, mk, nmk, m->name,
-                               sim_unit(hash_mix64(sim->cfg->seed ^ seq * SALT_FAULT)));
     if (fault != FAULT_NONE)
         sim->stats.faults[fault]++;
     if (fault_is_error(fault))
@@ -448,6 +478,11 @@ static int answer_request(Sim *sim, const ChatReq *cr, const JsonDoc *d, SimRepl
                                     "an error page</body></html>\n");
     }
 
+    if (batch) /* batch faults are chosen (and their counters used up) only for a reply that is sent */
+        batch_plan(&sim->batch, &sim->faults, m->name,
+                   sim->cfg->batch_garble > 0 ? hash_mix64(sim->cfg->seed ^ hash_fnv1a64(req->body ? req->body : "", req->body_len)) : 0,
+                   sim->cfg->batch_garble, &sim->stats);
+
     Buf *b = &rep->body;
     rc = buf_puts(b, "{\"id\":\"chatcmpl-sim");
     if (!rc)
@@ -462,7 +497,7 @@ static int answer_request(Sim *sim, const ChatReq *cr, const JsonDoc *d, SimRepl
         rc = buf_puts(b, ",\"system_fingerprint\":\"fp_tierq_sim\",\"choices\":[");
     ChatTotals tot = {0, 0};
     for (int i = 0; rc == 0 && i < cr->n; i++)
-        rc = put_choice(sim, cr, judge, fault, i, prompt_hash, prompt, prompt_len, b, &tot);
+        rc = put_choice(sim, cr, judge, batch, fault, i, prompt_hash, prompt, prompt_len, b, &tot);
     if (!rc)
         rc = buf_putc(b, ']');
 
@@ -479,7 +514,6 @@ static int answer_request(Sim *sim, const ChatReq *cr, const JsonDoc *d, SimRepl
     if (rc)
         return rc;
 
-    ModelStats *ms = &sim->stats.models[m->index];
     ms->answered++;
     ms->prompt_tokens += (uint64_t)cr->prompt_tokens;
     ms->cached_tokens += (uint64_t)cached;
@@ -505,7 +539,7 @@ int chat_handle(Sim *sim, const HttpReq *req, SimReply *rep)
     ChatReq cr;
     int rc = parse_request(sim, &d, &cr, rep);
     if (rc == 0)
-        rc = answer_request(sim, &cr, &d, rep);
+        rc = answer_request(sim, &cr, &d, req, rep);
     json_doc_free(&d);
     return rc < 0 ? rc : 0;
 }

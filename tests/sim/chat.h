@@ -1,8 +1,9 @@
 /* chat.h — POST /v1/chat/completions (also /chat/completions).
  *
  * Parses the OpenAI request (model, messages, max_tokens / max_completion_tokens, temperature,
- * logprobs, top_logprobs, response_format, n, seed), applies faults, asks answer.c for each choice,
- * and writes the OpenAI response with usage in the model's style. The reply is delayed by the
+ * logprobs, top_logprobs, response_format, n, seed), applies faults, asks answer.c (judge.c for
+ * judge requests, batch.c for batch requests) for each choice, and writes the OpenAI response with
+ * usage in the model's style. The reply is delayed by the
  * model's latency. */
 #ifndef SIM_CHAT_H
 #define SIM_CHAT_H

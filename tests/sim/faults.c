@@ -14,6 +14,10 @@ static const char *const fault_names[FAULT_COUNT] = {
     [FAULT_401] = "401",           [FAULT_SLOW] = "slow",     [FAULT_DROP] = "drop",
     [FAULT_TRUNCATED] = "truncated", [FAULT_INVALID] = "invalid", [FAULT_OVERSIZED] = "oversized",
     [FAULT_NOUSAGE] = "nousage",   [FAULT_INTCODE] = "intcode",
+    [FAULT_BATCH_MISSING] = "batch_missing",     [FAULT_BATCH_DUP] = "batch_dup",
+    [FAULT_BATCH_SWAP] = "batch_swap",           [FAULT_BATCH_UNKNOWN] = "batch_unknown",
+    [FAULT_BATCH_MALFORMED] = "batch_malformed", [FAULT_BATCH_MERGE] = "batch_merge",
+    [FAULT_BATCH_TRUNCATED] = "batch_truncated", [FAULT_BATCH_INVALID] = "batch_invalid",
 };
 
 const char *fault_name(Fault f) { return (unsigned)f < FAULT_COUNT ? fault_names[f] : "none"; }
@@ -39,6 +43,8 @@ bool fault_is_error(Fault f)
     default: return false;
     }
 }
+
+bool fault_is_batch(Fault f) { return f >= FAULT_BATCH_MISSING && f <= FAULT_BATCH_INVALID; }
 
 /* Parse the inside of one marker, s = "NAME[:times=N][:model=M]". Returns 0 when well-formed. */
 static int parse_marker(const char *s, size_t n, FaultMarker *m)
@@ -126,11 +132,13 @@ void fault_state_free(FaultState *fs)
 
 void fault_state_reset(FaultState *fs) { u64map_clear(&fs->counters); }
 
-Fault fault_choose(FaultState *fs, uint64_t prompt_hash, const FaultMarker *mk, int nmk, const char *model,
-                   double u)
+Fault fault_from_markers(FaultState *fs, uint64_t prompt_hash, const FaultMarker *mk, int nmk, const char *model,
+                         bool batch)
 {
     for (int i = 0; i < nmk; i++) {
         const FaultMarker *m = &mk[i];
+        if (fault_is_batch(m->fault) != batch)
+            continue;
         if (m->model && (strlen(model) != m->model_len || memcmp(model, m->model, m->model_len) != 0))
             continue;
         if (m->times == 0)
@@ -148,15 +156,27 @@ Fault fault_choose(FaultState *fs, uint64_t prompt_hash, const FaultMarker *mk, 
             return m->fault;
         }
     }
+    return FAULT_NONE;
+}
+
+Fault fault_from_rate(const FaultState *fs, double u)
+{
     double acc = 0;
     for (int f = 1; f < FAULT_COUNT; f++) {
-        if (fs->rate[f] <= 0)
+        if (fs->rate[f] <= 0 || fault_is_batch((Fault)f))
             continue;
         acc += fs->rate[f];
         if (u < acc)
             return (Fault)f;
     }
     return FAULT_NONE;
+}
+
+Fault fault_choose(FaultState *fs, uint64_t prompt_hash, const FaultMarker *mk, int nmk, const char *model,
+                   double u)
+{
+    Fault f = fault_from_markers(fs, prompt_hash, mk, nmk, model, false);
+    return f != FAULT_NONE ? f : fault_from_rate(fs, u);
 }
 
 int fault_error_reply(Fault f, SimReply *r)

@@ -32,6 +32,17 @@ typedef enum {
     FAULT_OVERSIZED, /* 200 with a huge (default ~20 MB) valid JSON body */
     FAULT_NOUSAGE,   /* valid answer without "usage" */
     FAULT_INTCODE,   /* 500 whose error.code is the integer 500 (vLLM style) */
+    /* Batch faults (tests/sim/batch.h): they garble the reply of a batched request and are
+     * ignored in any other request. Per item: */
+    FAULT_BATCH_MISSING,   /* the item's id is absent from the reply */
+    FAULT_BATCH_DUP,       /* the item's id appears twice, the second time with another answer */
+    FAULT_BATCH_SWAP,      /* the item's answer and the next item's trade ids */
+    FAULT_BATCH_UNKNOWN,   /* an extra id that was not sent is added after the item */
+    FAULT_BATCH_MALFORMED, /* the item's value is a number or an object, not a string */
+    FAULT_BATCH_MERGE,     /* the item's and the next item's answers in one value; the next id is missing */
+    /* per request: */
+    FAULT_BATCH_TRUNCATED, /* the reply JSON is cut in the middle (finish_reason stop, valid HTTP) */
+    FAULT_BATCH_INVALID,   /* the reply content is not JSON */
     FAULT_COUNT
 } Fault;
 
@@ -55,6 +66,8 @@ const char *fault_name(Fault f);          /* "429", "slow", ...; "none" for FAUL
 Fault fault_from_name(const char *s, size_t n); /* FAULT_NONE if unknown */
 /* Error faults are answered at once with an HTTP error status (no answer is computed). */
 bool fault_is_error(Fault f);
+/* Batch faults only act on batched requests; --fault-rate does not take them (see batch_garble). */
+bool fault_is_batch(Fault f);
 
 /* Find markers in s[0..n). Up to max markers are stored in out; the text without any well-formed
  * marker is appended to stripped (when not NULL). Text that looks like a marker but names no known
@@ -66,10 +79,18 @@ void fault_state_free(FaultState *fs);
 void fault_state_reset(FaultState *fs); /* forgets every per-prompt counter */
 
 /* The fault for one request: the first marker (in order) that applies to model and still has
- * requests left, else a global-rate fault chosen by u in [0,1), else FAULT_NONE.
- * prompt_hash identifies the exact prompt text (markers included). */
+ * requests left, else a global-rate fault chosen by u in [0,1), else FAULT_NONE. Batch markers are
+ * skipped (their counters untouched). prompt_hash identifies the exact prompt text (markers
+ * included). */
 Fault fault_choose(FaultState *fs, uint64_t prompt_hash, const FaultMarker *mk, int nmk, const char *model,
                    double u);
+/* Only the marker part of fault_choose, over the batch markers (batch) or the others (!batch):
+ * the first that applies to model and has requests left, which uses up one of them; else
+ * FAULT_NONE. A counter belongs to (prompt_hash, the marker's position among all of mk). */
+Fault fault_from_markers(FaultState *fs, uint64_t prompt_hash, const FaultMarker *mk, int nmk, const char *model,
+                         bool batch);
+/* Only the global-rate part of fault_choose. */
+Fault fault_from_rate(const FaultState *fs, double u);
 
 /* Fill r with the status, headers and body of an error fault (fault_is_error). Returns 0 or a
  * TQ_E* code (TQ_EINVAL for a fault that is not an error). */

@@ -21,12 +21,15 @@ static void usage(FILE *f)
           "  --latency-ms N         every model answers after exactly N ms (0 = at once)\n"
           "  --slow-ms N            delay of the \"slow\" fault (default 30000)\n"
           "  --cache-min-tokens N   shortest system prompt reported as cached (default 256)\n"
-          "  --fault-rate NAME=P    inject fault NAME into a fraction P of requests (repeatable)\n"
+          "  --fault-rate NAME=P    inject fault NAME into a fraction P of requests (repeatable);\n"
+          "                         batch_garble=P: one random batch fault in a fraction P of batches\n"
           "  --require-key KEY      demand Authorization: Bearer KEY on /v1 endpoints\n"
           "  --require-key-env VAR  the same, with the key read from environment variable VAR\n"
           "  --max-body BYTES       larger request bodies get 413 (default 8388608)\n"
           "  --oversized-mb N       content size of the \"oversized\" fault (default 20)\n"
-          "faults: 429 429quota 500 503 400 401 slow drop truncated invalid oversized nousage intcode\n",
+          "faults: 429 429quota 500 503 400 401 slow drop truncated invalid oversized nousage intcode\n"
+          "batch faults (markers only): batch_missing batch_dup batch_swap batch_unknown batch_malformed\n"
+          "                             batch_merge batch_truncated batch_invalid\n",
           f);
 }
 
@@ -46,11 +49,18 @@ static int parse_fault_rate(const char *arg, SimConfig *cfg)
     const char *eq = strchr(arg, '=');
     if (!eq)
         return -1;
-    Fault f = fault_from_name(arg, (size_t)(eq - arg));
     char *end;
     errno = 0;
     double p = strtod(eq + 1, &end);
-    if (f == FAULT_NONE || errno || end == eq + 1 || *end || !(p >= 0 && p <= 1))
+    if (errno || end == eq + 1 || *end || !(p >= 0 && p <= 1))
+        return -1;
+    static const char garble[] = "batch_garble";
+    if ((size_t)(eq - arg) == sizeof garble - 1 && memcmp(arg, garble, sizeof garble - 1) == 0) {
+        cfg->batch_garble = p; /* its own draw per batch request, outside the sum below */
+        return 0;
+    }
+    Fault f = fault_from_name(arg, (size_t)(eq - arg));
+    if (f == FAULT_NONE || fault_is_batch(f))
         return -1;
     cfg->fault_rate[f] = p;
     double total = 0;

@@ -7,6 +7,7 @@
 #define SIM_SIM_H
 
 #include "answer.h"
+#include "batch.h"
 #include "buf.h"
 #include "catalog.h"
 #include "err.h"
@@ -30,6 +31,7 @@ typedef struct SimConfig {
     int64_t cache_min_tokens;   /* shortest system prompt the prefix cache reports */
     size_t pcache_slots;
     double fault_rate[FAULT_COUNT];
+    double batch_garble;        /* share of batch requests given one random batch fault */
     const char *require_key;    /* NULL = no auth; never logged */
     size_t max_body;            /* larger bodies get 413 */
     size_t max_head;            /* larger request heads get 431 */
@@ -50,6 +52,7 @@ typedef struct Sim {
     Buf stripped;        /* scratch: the prompt without fault markers */
     Buf text;            /* scratch: one answer */
     Buf tmp;             /* scratch: decoded message contents */
+    Batch batch;         /* scratch: the items and reply of a batch request */
 } Sim;
 
 /* Load the catalog and the answer key and set up the state. Returns 0 or a TQ_E* code. */

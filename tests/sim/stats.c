@@ -32,6 +32,7 @@ void stats_reset(SimStats *st, int64_t now_ms)
     st->http_requests = st->chat_requests = st->conns_total = 0;
     memset(st->status, 0, sizeof st->status);
     memset(st->faults, 0, sizeof st->faults);
+    st->batch_garble = 0;
     memset(st->models, 0, st->nmodels * sizeof *st->models);
     st->conns_peak = st->conns_current;
     st->inflight_peak = st->inflight_current;
@@ -79,6 +80,8 @@ int stats_to_json(const SimStats *st, const Catalog *cat, int64_t now_ms, Buf *o
     for (int f = 1; rc == 0 && f < FAULT_COUNT; f++)
         rc = buf_printf(out, "%s\"%s\":%" PRIu64, f > 1 ? "," : "", fault_name((Fault)f), st->faults[f]);
     if (!rc)
+        rc = buf_printf(out, ",\"batch_garble\":%" PRIu64, st->batch_garble);
+    if (!rc)
         rc = buf_printf(out,
                         "},\"connections\":{\"current\":%" PRId64 ",\"peak\":%" PRId64 ",\"total\":%" PRIu64
                         "},\"in_flight\":{\"current\":%" PRId64 ",\"peak\":%" PRId64 "},\"models\":{",
@@ -96,10 +99,11 @@ int stats_to_json(const SimStats *st, const Catalog *cat, int64_t now_ms, Buf *o
                             ",\"cached_tokens\":%" PRIu64 ",\"completion_tokens\":%" PRIu64
                             ",\"reasoning_tokens\":%" PRIu64 ",\"correct\":%" PRIu64 ",\"wrong\":%" PRIu64
                             ",\"unkeyed\":%" PRIu64 ",\"judge_requests\":%" PRIu64 ",\"judge_right\":%" PRIu64
-                            ",\"judge_fooled\":%" PRIu64 ",\"judge_unkeyed\":%" PRIu64 "}",
+                            ",\"judge_fooled\":%" PRIu64 ",\"judge_unkeyed\":%" PRIu64
+                            ",\"batch_requests\":%" PRIu64 ",\"batch_items\":%" PRIu64 "}",
                             m->requests, m->answered, m->prompt_tokens, m->cached_tokens, m->completion_tokens,
                             m->reasoning_tokens, m->correct, m->wrong, m->unkeyed, m->judge_requests, m->judge_right,
-                            m->judge_fooled, m->judge_unkeyed);
+                            m->judge_fooled, m->judge_unkeyed, m->batch_requests, m->batch_items);
     }
     if (!rc)
         rc = buf_puts(out, "}}");

@@ -19,6 +19,8 @@ typedef struct ModelStats {
     uint64_t correct, wrong, unkeyed; /* outcome of the first choice (judge requests not included) */
     uint64_t judge_requests;          /* judge requests naming this model (faulted ones included) */
     uint64_t judge_right, judge_fooled, judge_unkeyed; /* first choice of answered judge requests */
+    uint64_t batch_requests;          /* batch requests naming this model (faulted ones included) */
+    uint64_t batch_items;             /* items in them */
 } ModelStats;
 
 #define STATS_MAX_STATUS 600
@@ -28,6 +30,7 @@ typedef struct SimStats {
     uint64_t chat_requests;      /* POST /v1/chat/completions */
     uint64_t status[STATS_MAX_STATUS]; /* responses sent, by HTTP status */
     uint64_t faults[FAULT_COUNT];
+    uint64_t batch_garble;       /* batch requests given a fault by --fault-rate batch_garble */
     uint64_t conns_total;        /* accepted since start or reset */
     int64_t conns_current, conns_peak;
     int64_t inflight_current, inflight_peak; /* received, not yet answered */

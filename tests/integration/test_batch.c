@@ -1,0 +1,153 @@
+/* Batching end to end: the real tierq, PostgreSQL and the simulator. Jobs of a kind that batches go
+ * out several to a request with a byte-identical system prompt; answers come back keyed by id; every
+ * job gets its own answer (the same one it gets when sent alone), faulty items are re-sent alone, an
+ * unparsable batch is re-sent in halves, and money splits exactly. */
+#include "simproc.h"
+#include "testdb.h"
+
+static char dir[256], jobs[300], answers[300];
+static char out[65536];
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    if (f) {
+        fputs(text, f);
+        fclose(f);
+    }
+}
+
+/* Two kinds with the same models and checks: "bat" batches 8 at a time, "solo" never batches. */
+static void setup_files(void)
+{
+    snprintf(dir, sizeof dir, "/tmp/tq_batch.%d", (int)getpid());
+    snprintf(jobs, sizeof jobs, "%s/jobs", dir);
+    snprintf(answers, sizeof answers, "%s/answers.tsv", dir);
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "rm -rf %s && mkdir -p %s && cp %s/jobs/models.json %s/", dir, jobs, getenv("TIERQ_ROOT"), jobs);
+    if (system(cmd) != 0)
+        printf("# setup failed\n");
+    /* a long shared system prompt (~400 tokens), so the provider's prefix cache shows */
+    char sys[4096] = "You label short items. Reply with one of: alpha, beta, gamma.";
+    for (int i = 0; i < 30; i++)
+        strcat(sys, " Read the item carefully, think about which label fits best, and answer with the label only.");
+    char kind[8192], p[400];
+    static const char *const tail[] = {", \"batch\": {\"enabled\": true, \"max_items\": 8, \"max_input_tokens\": 8000}", ""};
+    static const char *const name[] = {"bat", "solo"};
+    for (int k = 0; k < 2; k++) {
+        snprintf(kind, sizeof kind,
+                 "{\"system_prompt\": \"%s\", \"tiers\": [{\"model\": \"qwen3-8b\", \"accept\": 0}, {\"model\": \"gpt-4o\"}],"
+                 " \"max_tokens\": 8, \"checks\": {\"labels\": [\"alpha\", \"beta\", \"gamma\"]}%s}",
+                 sys, tail[k]);
+        snprintf(p, sizeof p, "%s/%s.json", jobs, name[k]);
+        write_file(p, kind);
+    }
+    FILE *f = fopen(answers, "w");
+    fprintf(f, "kind\tprompt\texpected\n");
+    static const char *labels[] = {"alpha", "beta", "gamma"};
+    for (int i = 1; i <= 64; i++)
+        fprintf(f, "bat\titem number %d\t%s\n", i, labels[i % 3]);
+    fclose(f);
+    setenv("TIERQ_JOBS_DIR", jobs, 1);
+}
+
+static int run_drain(const SimProc *s, const char *args)
+{
+    setenv("TIERQ_BASE_URL", s->base_url, 1);
+    char a[512];
+    snprintf(a, sizeof a, "run --drain --quiet %s", args ? args : "");
+    int st = testdb_run(a, out, sizeof out);
+    unsetenv("TIERQ_BASE_URL");
+    return st;
+}
+
+static long long q(PGconn *c, const char *sql) { return testdb_scalar(c, sql); }
+
+static void check_sums(PGconn *c)
+{
+    CHECK_INT(q(c, "SELECT count(*) FROM (SELECT (SELECT coalesce(sum(cost_usd), 0) FROM tierq.jobs) AS j,"
+                   " (SELECT coalesce(sum(cost_usd), 0) FROM tierq.calls) AS k) x WHERE j = k"), 1);
+}
+
+/* Enqueue the same prompts as kind bat (run `batched`) and kind solo (run `alone`), run both. */
+static int run_both(PGconn *c, const SimProc *s, const char *marker_sql)
+{
+    char sql[1024];
+    testdb_exec(c, "DELETE FROM tierq.jobs; DELETE FROM tierq.calls", NULL, 0);
+    snprintf(sql, sizeof sql, "INSERT INTO tierq.jobs (kind, prompt, run_name) SELECT 'bat', %s, 'batched' FROM generate_series(1, 64) g", marker_sql);
+    testdb_exec(c, sql, NULL, 0);
+    testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt, run_name) SELECT 'solo', 'item number ' || g, 'alone' FROM generate_series(1, 64) g", NULL, 0);
+    int st = run_drain(s, "--run batched --threads 1");
+    if (st == 0)
+        st = run_drain(s, "--run alone --threads 1");
+    return st;
+}
+
+/* Every batched job has exactly the answer the same prompt got alone (markers stripped). */
+static long long mismatches(PGconn *c)
+{
+    return q(c, "SELECT count(*) FROM tierq.jobs b JOIN tierq.jobs a ON a.run_name = 'alone'"
+                " AND a.prompt = regexp_replace(b.prompt, '\\[\\[sim:[^]]*\\]\\]', '', 'g')"
+                " WHERE b.run_name = 'batched' AND (b.state <> 'done' OR b.result IS DISTINCT FROM a.result)");
+}
+
+static void test_clean_batches_answer_like_single_calls(void)
+{
+    SimProc s;
+    CHECK_INT(sim_start(&s, answers, "--latency-ms 1"), 0);
+    PGconn *c = testdb_connect();
+    int st = run_both(c, &s, "'item number ' || g");
+    CHECKF(st == 0, "exit %d: %s", st, out);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.jobs WHERE run_name = 'batched' AND state = 'done'"), 64);
+    CHECK_INT(mismatches(c), 0);
+    /* 8 requests of 8 items, each ledger row naming its 8 jobs and split exactly among them */
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.calls WHERE run_name = 'batched' AND cardinality(job_ids) = 8 AND status = 'ok'"), 8);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.calls WHERE run_name = 'batched'"), 8);
+    /* the shared prefix is billed at the cached rate from the second batch on */
+    CHECK(q(c, "SELECT count(*) FROM tierq.calls WHERE run_name = 'batched' AND tokens_cached_in > 0") >= 6);
+    /* fewer input tokens and lower cost per job than sending each alone */
+    CHECK_INT(q(c, "SELECT count(*) FROM (SELECT sum(tokens_in) FILTER (WHERE run_name = 'batched') AS b,"
+                   " sum(tokens_in) FILTER (WHERE run_name = 'alone') AS a,"
+                   " sum(cost_usd) FILTER (WHERE run_name = 'batched') AS bc, sum(cost_usd) FILTER (WHERE run_name = 'alone') AS ac"
+                   " FROM tierq.jobs) x WHERE b < 0.6 * a AND bc < ac"), 1);
+    check_sums(c);
+    PQfinish(c);
+    sim_stop(&s);
+}
+
+static void test_faulty_items_are_resent_alone(void)
+{
+    SimProc s;
+    CHECK_INT(sim_start(&s, answers, "--latency-ms 1"), 0);
+    PGconn *c = testdb_connect();
+    /* one faulty item in each batch of eight */
+    int st = run_both(c, &s,
+                      "CASE g WHEN 3 THEN '[[sim:batch_missing]]' WHEN 11 THEN '[[sim:batch_dup]]'"
+                      " WHEN 19 THEN '[[sim:batch_unknown]]' WHEN 27 THEN '[[sim:batch_malformed]]'"
+                      " WHEN 35 THEN '[[sim:batch_truncated]]' WHEN 43 THEN '[[sim:batch_invalid]]' ELSE '' END"
+                      " || 'item number ' || g");
+    CHECKF(st == 0, "exit %d: %s", st, out);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.jobs WHERE run_name = 'batched' AND state = 'done'"), 64);
+    CHECK_INT(mismatches(c), 0);
+    /* the missing, duplicated and malformed items were asked again alone */
+    CHECK(q(c, "SELECT count(*) FROM tierq.calls WHERE run_name = 'batched' AND cardinality(job_ids) = 1") >= 3);
+    /* the unparsable batches were split in halves */
+    CHECK(q(c, "SELECT count(*) FROM tierq.calls WHERE run_name = 'batched' AND reason = 'batch_unparsable'") >= 2);
+    CHECK(q(c, "SELECT count(*) FROM tierq.calls WHERE run_name = 'batched' AND cardinality(job_ids) = 4") >= 2);
+    check_sums(c);
+    PQfinish(c);
+    sim_stop(&s);
+}
+
+int main(void)
+{
+    setup_files();
+    testdb_setup("tq_batch", 1);
+    RUN(test_clean_batches_answer_like_single_calls);
+    RUN(test_faulty_items_are_resent_alone);
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd) != 0)
+        printf("# cleanup failed\n");
+    return check_done();
+}
