@@ -348,13 +348,15 @@ int queue_worker_register(PGconn *c, const char *id, const char *info_json, TqEr
                    5, p, err);
 }
 
-int queue_worker_heartbeat(PGconn *c, const char *id, int in_flight, TqErr *err)
+int queue_worker_heartbeat(PGconn *c, const char *id, int in_flight, const char *info_json, TqErr *err)
 {
     char n[16];
     snprintf(n, sizeof n, "%d", in_flight);
-    const char *p[] = {id, n};
+    const char *p[] = {id, n, info_json};
     return db_exec(c, "worker heartbeat",
-                   "UPDATE tierq.workers SET heartbeat_at = now(), in_flight = $2::int WHERE id = $1", 2, p, err);
+                   "UPDATE tierq.workers SET heartbeat_at = now(), in_flight = $2::int,"
+                   " info = coalesce($3::jsonb, info) WHERE id = $1",
+                   3, p, err);
 }
 
 int queue_worker_unregister(PGconn *c, const char *id, TqErr *err)

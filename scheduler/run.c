@@ -4,6 +4,7 @@
 #include "cost.h"
 #include "db.h"
 #include "held.h"
+#include "json.h"
 #include "log.h"
 #include "migrate.h"
 #include "migrations.h"
@@ -256,6 +257,30 @@ static int claim_and_dispatch(Run *r, int limit, int *got)
     return 0;
 }
 
+/* {"batch_size": {"kind/model": n, ...}} for the kinds that batch: shown by tierq status. */
+static void batch_size_info(Run *r, Buf *out)
+{
+    buf_init(out, 1 << 16);
+    int rc = buf_puts(out, "{\"batch_size\": {");
+    int k = 0;
+    for (int i = 0; i < r->nkinds && !rc; i++) {
+        const TqKind *kind = config_kind(r->cfg, r->kinds[i]);
+        if (!kind || !kind->batch.enabled)
+            continue;
+        for (int t = 0; t < kind->ntiers && !rc; t++) {
+            int model = kind->tiers[t].model;
+            char key[200];
+            snprintf(key, sizeof key, "%s/%s", kind->name, r->cfg->models[model].name);
+            rc = buf_puts(out, k++ ? ", " : "") || json_put_cstr(out, key) ||
+                 buf_printf(out, ": %d", pool_batch_size(r->pool, (int)(kind - r->cfg->kinds), model));
+        }
+    }
+    if (!rc)
+        rc = buf_puts(out, "}}");
+    if (rc)
+        buf_reset(out);
+}
+
 static void renew_leases(Run *r)
 {
     int64_t *ids = NULL;
@@ -397,7 +422,7 @@ int run_main(const TqConfig *cfg, const RunOptions *opt)
             opt->max_in_flight, (long long)r.total, opt->drain ? " drain" : "");
 
     r.start_ms = mono_ms();
-    int64_t next_requeue = 0, next_renew = r.start_ms + opt->lease_s * 1000 / 3, next_beat = r.start_ms + 5000;
+    int64_t next_requeue = 0, next_renew = r.start_ms + opt->lease_s * 1000 / 3, next_beat = r.start_ms;
     int64_t next_progress = r.start_ms + 1000, stop_deadline = 0;
     bool stopping = false;
     bool budget_hit = false;
@@ -427,7 +452,10 @@ int run_main(const TqConfig *cfg, const RunOptions *opt)
             next_renew = now + opt->lease_s * 1000 / 3;
         }
         if (now >= next_beat) {
-            queue_worker_heartbeat(r.conn, r.owner, held_count(r.held), &err);
+            Buf info;
+            batch_size_info(&r, &info);
+            queue_worker_heartbeat(r.conn, r.owner, held_count(r.held), info.data, &err);
+            buf_free(&info);
             next_beat = now + 5000;
         }
         if (opt->progress && now >= next_progress) {
@@ -484,6 +512,8 @@ int run_main(const TqConfig *cfg, const RunOptions *opt)
     if (opt->progress)
         print_progress(&r, true);
     Call *leftover = NULL;
+    Buf sizes;
+    batch_size_info(&r, &sizes);
     int pool_peak_in_flight_final = pool_peak_in_flight(r.pool);
     bool pool_quota_final = pool_quota_exhausted(r.pool);
     pool_stop(r.pool, &leftover);
@@ -512,6 +542,9 @@ int run_main(const TqConfig *cfg, const RunOptions *opt)
     printf("run: %lld calls, cost $%s, baseline $%s, %lld write statements (%.4f per job), peak %d in flight\n",
            (long long)st.calls, cost, base, (long long)st.statements,
            jobs ? (double)st.statements / (double)jobs : 0.0, pool_peak_in_flight_final);
+    if (sizes.len > 20) /* more than the empty {"batch_size": {}} */
+        printf("run: %s\n", sizes.data);
+    buf_free(&sizes);
     struct rusage ru;
     if (getrusage(RUSAGE_SELF, &ru) == 0)
         printf("run: %.0f jobs/s, cpu %.2fs user %.2fs system, peak rss %.1f MB\n", secs > 0 ? (double)jobs / secs : 0.0,

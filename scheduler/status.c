@@ -39,15 +39,20 @@ int status_print(PGconn *c, FILE *out, TqErr *err)
 
     r = db_query(c, "status workers",
                  "SELECT id, version, in_flight, extract(epoch FROM now() - heartbeat_at)::int,"
-                 "  extract(epoch FROM now() - started_at)::bigint"
+                 "  extract(epoch FROM now() - started_at)::bigint,"
+                 "  (SELECT string_agg(key || ' ' || value, ', ' ORDER BY key)"
+                 "   FROM jsonb_each_text(coalesce(info -> 'batch_size', '{}')))"
                  " FROM tierq.workers WHERE heartbeat_at > now() - interval '60 seconds' ORDER BY started_at",
                  0, NULL, err);
     if (!r)
         return TQ_EDB;
     fprintf(out, "\nlive workers: %d\n", PQntuples(r));
-    for (int i = 0; i < PQntuples(r); i++)
+    for (int i = 0; i < PQntuples(r); i++) {
         fprintf(out, "  %s  version %s  in_flight %s  heartbeat %ss ago  up %ss\n", PQgetvalue(r, i, 0),
                 PQgetvalue(r, i, 1), PQgetvalue(r, i, 2), PQgetvalue(r, i, 3), PQgetvalue(r, i, 4));
+        if (!PQgetisnull(r, i, 5))
+            fprintf(out, "    batch size: %s\n", PQgetvalue(r, i, 5));
+    }
     PQclear(r);
     return 0;
 }

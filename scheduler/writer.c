@@ -44,13 +44,14 @@ static const char *const SQL_FLUSH =
     "WITH ins AS ("
     "  INSERT INTO tierq.calls (call_key, run_name, job_ids, kind, model, tier, purpose, worker, attempt,"
     "    tokens_in, tokens_cached_in, tokens_out, tokens_reasoning, usage_estimated, cost_usd, latency_ms,"
-    "    http_status, status, reason, error, score, answer)"
+    "    http_status, status, reason, error, score, answer, solo_cost_usd, solo_tokens_in)"
     "  SELECT u.k, u.rn, string_to_array(u.ji, ',')::bigint[], u.kind, u.model, u.tier, u.purpose, $1, u.att,"
-    "    u.ti, u.tc, u.tout, u.tr, u.est, u.cost, u.lat, u.http, u.st, u.reason, u.err, u.score, u.ans"
+    "    u.ti, u.tc, u.tout, u.tr, u.est, u.cost, u.lat, u.http, u.st, u.reason, u.err, u.score, u.ans, u.solo, u.solo_tok"
     "  FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::text[], $8::int[],"
     "    $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], $13::bool[], $14::numeric[], $15::int[],"
-    "    $16::int[], $17::text[], $18::text[], $19::text[], $20::real[], $21::text[], $41::text[])"
-    "    AS u(k, ji, kind, model, tier, purpose, att, ti, tc, tout, tr, est, cost, lat, http, st, reason, err, score, rn, ans)"
+    "    $16::int[], $17::text[], $18::text[], $19::text[], $20::real[], $21::text[], $41::text[], $42::numeric[], $43::bigint[])"
+    "    AS u(k, ji, kind, model, tier, purpose, att, ti, tc, tout, tr, est, cost, lat, http, st, reason, err, score, rn, ans,"
+    "      solo, solo_tok)"
     "  ON CONFLICT (call_key) DO NOTHING"
     "  RETURNING call_key),"
     " ch AS ("
@@ -90,7 +91,8 @@ static const char *const SQL_FLUSH =
 enum {
     L_KEY, L_JOBS, L_KIND, L_MODEL, L_TIER, L_PURPOSE, L_ATT, L_TI, L_TC, L_TOUT, L_TR, L_EST, L_COST, L_LAT,
     L_HTTP, L_ST, L_REASON, L_ERR, L_SCORE, L_RUN, L_CKEY, L_CID, L_CCOST, L_CTI, L_CTC, L_CTOUT,
-    O_ID, O_ATT, O_DONE, O_RES, O_MODEL, O_TIER, O_Q, O_ESC, O_REASON, O_BASE, O_ERR, O_RETRY, O_AFTER, L_ANSWER, L_N
+    O_ID, O_ATT, O_DONE, O_RES, O_MODEL, O_TIER, O_Q, O_ESC, O_REASON, O_BASE, O_ERR, O_RETRY, O_AFTER, L_ANSWER,
+    L_SOLO, L_SOLO_TOK, L_N
 };
 
 typedef struct Batch {
@@ -130,6 +132,9 @@ static int build_arrays(const Batch *bt, Buf *col, int *nrows, int *noutcomes)
                  pgarray_add_text(&col[L_MODEL], c->cfg->models[row->model].name) ||
                  pgarray_add_int64(&col[L_TIER], row->tier + 1) || pgarray_add_text(&col[L_PURPOSE], row->purpose) ||
                  pgarray_add_text(&col[L_ANSWER], row->answer) ||
+                 (row->solo_pico > 0 ? add_usd(&col[L_SOLO], row->solo_pico) : pgarray_add_null(&col[L_SOLO])) ||
+                 (row->solo_pico > 0 ? pgarray_add_int64(&col[L_SOLO_TOK], row->solo_tokens_in)
+                                     : pgarray_add_null(&col[L_SOLO_TOK])) ||
                  pgarray_add_int64(&col[L_ATT], row->attempt) ||
                  pgarray_add_int64(&col[L_TI], row->tokens_in) || pgarray_add_int64(&col[L_TC], row->tokens_cached) ||
                  pgarray_add_int64(&col[L_TOUT], row->tokens_out) ||
@@ -179,11 +184,11 @@ static int flush_once(Writer *w, const Batch *bt, WriterStats *delta, TqErr *err
         rc = tq_err(err, TQ_ENOMEM, "out of memory building the write-back");
         goto cleanup;
     }
-    const char *p[41];
+    const char *p[43];
     p[0] = w->owner;
     for (int i = 0; i < L_N; i++)
         p[1 + i] = col[i].data;
-    PGresult *r = db_query(w->conn, "write back", SQL_FLUSH, 41, p, err);
+    PGresult *r = db_query(w->conn, "write back", SQL_FLUSH, 43, p, err);
     if (!r) {
         rc = TQ_EDB;
         goto cleanup;

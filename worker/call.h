@@ -62,6 +62,7 @@ typedef struct LedgerRow {
     char *run_name;           /* owned: the jobs' run when they all share one, else NULL */
     int attempt;              /* the first job's attempt number */
     int64_t solo_pico;        /* estimated cost had each job been sent alone (batched calls), 0 if not */
+    int64_t solo_tokens_in;   /* the same estimate in input tokens */
     int http_status;          /* 0: no HTTP response (timeout, reset) */
     const char *status;       /* "ok", "retry", "failed", "quota" */
     const char *reason;       /* stable reason (static) */

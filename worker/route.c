@@ -401,6 +401,7 @@ static RouteAction route_batch_response(Call *c, LedgerRow *row, OaiResponse *re
             cj->first_output_tokens = p_out;
         }
         row->solo_pico += cost_of_call(&m->prices, p_in, 0, p_out);
+        row->solo_tokens_in += p_in;
         OaiLogprobs lp;
         oai_logprobs_in_range(resp, it->start, it->end, &lp);
         CheckInput in = check_input_job(c, cj, it->answer, resp->finish_reason, &lp, NAN, NULL);

@@ -78,8 +78,11 @@ static int run_both(PGconn *c, const SimProc *s, const char *marker_sql)
     testdb_exec(c, sql, NULL, 0);
     testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt, run_name) SELECT 'solo', 'item number ' || g, 'alone' FROM generate_series(1, 64) g", NULL, 0);
     int st = run_drain(s, "--run batched --threads 1");
+    char batched_out[sizeof out];
+    memcpy(batched_out, out, sizeof out);
     if (st == 0)
         st = run_drain(s, "--run alone --threads 1");
+    memcpy(out, batched_out, sizeof out); /* callers look at the batched run's output */
     return st;
 }
 
@@ -131,10 +134,49 @@ static void test_faulty_items_are_resent_alone(void)
     CHECK_INT(mismatches(c), 0);
     /* the missing, duplicated and malformed items were asked again alone */
     CHECK(q(c, "SELECT count(*) FROM tierq.calls WHERE run_name = 'batched' AND cardinality(job_ids) = 1") >= 3);
+    /* the batch size shrank after malformed batches (and grows back after clean ones) */
+    const char *bs = strstr(out, "\"bat/qwen3-8b\": ");
+    CHECKF(bs && atoi(bs + 16) < 8 && atoi(bs + 16) >= 1, "run said: %s", out);
     /* the unparsable batches were split in halves */
     CHECK(q(c, "SELECT count(*) FROM tierq.calls WHERE run_name = 'batched' AND reason = 'batch_unparsable'") >= 2);
     CHECK(q(c, "SELECT count(*) FROM tierq.calls WHERE run_name = 'batched' AND cardinality(job_ids) = 4") >= 2);
     check_sums(c);
+    PQfinish(c);
+    sim_stop(&s);
+}
+
+static void test_status_shows_the_batch_size(void)
+{
+    SimProc s;
+    CHECK_INT(sim_start(&s, answers, "--latency-ms 1"), 0);
+    PGconn *c = testdb_connect();
+    testdb_exec(c, "DELETE FROM tierq.jobs; DELETE FROM tierq.calls; DELETE FROM tierq.workers", NULL, 0);
+    /* a daemon (no --drain): it heartbeats its live state, then stops cleanly on SIGTERM */
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "TIERQ_DATABASE_URL='%s' TIERQ_BASE_URL='%s' %s run --quiet --poll-ms 100 >/dev/null 2>&1 & echo $!",
+             testdb_conninfo, s.base_url, getenv("TIERQ_BIN"));
+    FILE *p = popen(cmd, "r");
+    int pid = 0;
+    CHECK(p && fscanf(p, "%d", &pid) == 1 && pid > 0);
+    if (p)
+        pclose(p);
+    long long seen = 0;
+    for (int i = 0; i < 100 && seen == 0; i++) {
+        usleep(50000);
+        seen = q(c, "SELECT count(*) FROM tierq.workers WHERE info -> 'batch_size' ? 'bat/qwen3-8b'");
+    }
+    CHECK_INT(seen, 1);
+    char st[8192];
+    CHECK_INT(testdb_run("status", st, sizeof st), 0);
+    CHECKF(strstr(st, "batch size: ") && strstr(st, "bat/qwen3-8b 8"), "status said: %s", st);
+    if (pid > 0)
+        kill(pid, SIGTERM);
+    long long gone = 1;
+    for (int i = 0; i < 100 && gone; i++) {
+        usleep(50000);
+        gone = q(c, "SELECT count(*) FROM tierq.workers");
+    }
+    CHECK_INT(gone, 0); /* unregistered on a clean shutdown */
     PQfinish(c);
     sim_stop(&s);
 }
@@ -145,6 +187,7 @@ int main(void)
     testdb_setup("tq_batch", 1);
     RUN(test_clean_batches_answer_like_single_calls);
     RUN(test_faulty_items_are_resent_alone);
+    RUN(test_status_shows_the_batch_size);
     char cmd[400];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd) != 0)
