@@ -100,6 +100,40 @@ enum {
     RC_ERRORS, RC_NCOLS
 };
 
+/* Batching per kind, from the ledger, with the filters of SQL_REPORT_CALLS. One row per kind with
+ * calls, by kind:
+ *   mean batch size   average cardinality(job_ids) over answer calls (each call counts once,
+ *                     whatever its status; NULL when the kind made no answer call)
+ *   batched calls     answer calls that served more than one job
+ *   tokens per job    sum(tokens_in) over every call of the kind (any purpose and status) divided
+ *                     by the distinct jobs those calls served
+ *   tokens / usd saved  sum(solo_tokens_in - tokens_in) and sum(solo_cost_usd - cost_usd) over the
+ *                     calls that carry a solo estimate (the worker writes one for batched calls;
+ *                     sum() skips the NULLs of single calls); can be negative
+ * Every call serves at least one job (calls_serve_jobs), so the join finds every kind of g. */
+static const char *const SQL_REPORT_BATCHING =
+    "WITH c AS ("
+    "  SELECT kind, job_ids, purpose = 'answer' AS answer, tokens_in, cost_usd, solo_tokens_in, solo_cost_usd"
+    "  FROM tierq.calls"
+    "  WHERE ($1::text IS NULL OR run_name = $1::text)"
+    "    AND ($2::bigint IS NULL OR created_at >= now() - $2::bigint * interval '1 second')"
+    "), served AS ("
+    "  SELECT kind, count(DISTINCT u.job_id) AS jobs FROM c CROSS JOIN LATERAL unnest(c.job_ids) AS u(job_id)"
+    "  GROUP BY kind"
+    "), g AS ("
+    "  SELECT kind, avg(cardinality(job_ids)) FILTER (WHERE answer) AS mean_batch,"
+    "    count(*) FILTER (WHERE answer AND cardinality(job_ids) > 1) AS batched,"
+    "    sum(tokens_in) AS tokens_in,"
+    "    coalesce(sum(solo_tokens_in - tokens_in), 0) AS tokens_saved,"
+    "    coalesce(sum(solo_cost_usd - cost_usd), 0) AS saved"
+    "  FROM c GROUP BY kind"
+    ")"
+    " SELECT g.kind, round(g.mean_batch, 2), g.batched,"
+    "   CASE WHEN s.jobs > 0 THEN round(g.tokens_in / s.jobs, 2) END, g.tokens_saved, round(g.saved, 6)"
+    " FROM g LEFT JOIN served s USING (kind) ORDER BY g.kind";
+
+enum { RB_KIND, RB_MEAN_BATCH, RB_BATCHED, RB_TOKENS_PER_JOB, RB_TOKENS_SAVED, RB_SAVED_USD, RB_NCOLS };
+
 
 /* A cell as text, or NULL for SQL NULL. */
 static const char *cell(const PGresult *r, int row, int col)
@@ -147,8 +181,34 @@ static void emit_json_tiers(Emit *e, const PGresult *tiers, const char *kind)
     emit(e, "]");
 }
 
+/* The row of the batching result for kind, or -1 when the kind made no call. */
+static int find_kind(const PGresult *batching, const char *kind)
+{
+    for (int i = 0; i < PQntuples(batching); i++)
+        if (strcmp(PQgetvalue(batching, i, RB_KIND), kind) == 0)
+            return i;
+    return -1;
+}
+
+/* ", "batching": {...}" for one kind; a kind without calls in the selection gets nulls and zeros. */
+static void emit_json_batching(Emit *e, const PGresult *batching, const char *kind)
+{
+    int i = find_kind(batching, kind);
+    if (i < 0) {
+        emit(e, ", \"batching\": {\"mean_batch_size\": null, \"batched_calls\": 0, \"input_tokens_per_job\": null, "
+                "\"tokens_saved\": 0, \"saved_usd\": 0.000000}");
+        return;
+    }
+    emit(e,
+         ", \"batching\": {\"mean_batch_size\": %s, \"batched_calls\": %s, \"input_tokens_per_job\": %s, "
+         "\"tokens_saved\": %s, \"saved_usd\": %s}",
+         json_num(batching, i, RB_MEAN_BATCH), json_num(batching, i, RB_BATCHED),
+         json_num(batching, i, RB_TOKENS_PER_JOB), json_num(batching, i, RB_TOKENS_SAVED),
+         json_num(batching, i, RB_SAVED_USD));
+}
+
 static void render_json(Emit *e, const ReportOptions *opt, const PGresult *jobs, int jt, const PGresult *calls,
-                        int ct, const PGresult *tiers)
+                        int ct, const PGresult *tiers, const PGresult *batching)
 {
     emit(e, "{\"filters\": {\"run\": ");
     emit_json_str(e, opt->run_name);
@@ -204,13 +264,14 @@ static void render_json(Emit *e, const ReportOptions *opt, const PGresult *jobs,
              json_num(jobs, i, RJ_P50), json_num(jobs, i, RJ_P95), json_num(jobs, i, RJ_ACCURACY),
              json_num(jobs, i, RJ_EVALUATED));
         emit_json_tiers(e, tiers, PQgetvalue(jobs, i, RJ_KIND));
+        emit_json_batching(e, batching, PQgetvalue(jobs, i, RJ_KIND));
         emit(e, "}");
     }
     emit(e, "%s]}\n", first ? "" : "\n ");
 }
 
 static void render_text(Emit *e, const ReportOptions *opt, const PGresult *jobs, int jt, const PGresult *calls,
-                        int ct, const PGresult *tiers)
+                        int ct, const PGresult *tiers, const PGresult *batching)
 {
     emit(e, "tierq report: %s%s", opt->run_name ? "run " : "all runs", opt->run_name ? opt->run_name : "");
     if (opt->since_s > 0)
@@ -288,6 +349,17 @@ static void render_text(Emit *e, const ReportOptions *opt, const PGresult *jobs,
     }
     if (PQntuples(tiers) == 0)
         emit(e, "  (no answered jobs)\n");
+
+    emit(e, "\nper kind: batching (saved against sending each job alone)\n");
+    emit(e, "  %-16s %10s %8s %14s %13s %14s\n", "kind", "mean_batch", "batched", "tokens_in/job", "tokens_saved",
+         "saved_usd");
+    for (int i = 0; i < PQntuples(batching); i++)
+        emit(e, "  %-16s %10s %8s %14s %13s %14s\n", PQgetvalue(batching, i, RB_KIND),
+             text_cell(batching, i, RB_MEAN_BATCH), text_cell(batching, i, RB_BATCHED),
+             text_cell(batching, i, RB_TOKENS_PER_JOB), text_cell(batching, i, RB_TOKENS_SAVED),
+             text_cell(batching, i, RB_SAVED_USD));
+    if (PQntuples(batching) == 0)
+        emit(e, "  (no calls)\n");
 }
 
 int report_run(PGconn *c, const ReportOptions *opt, FILE *out, TqErr *err)
@@ -298,11 +370,11 @@ int report_run(PGconn *c, const ReportOptions *opt, FILE *out, TqErr *err)
     snprintf(since, sizeof since, "%ld", opt->since_s);
     const char *params[] = {opt->run_name, opt->since_s > 0 ? since : NULL};
 
-    PGresult *jobs = NULL, *calls = NULL, *tiers = NULL;
+    PGresult *jobs = NULL, *calls = NULL, *tiers = NULL, *batching = NULL;
     Emit e = {.rc = 0};
     buf_init(&e.b, REPORT_MAX_BYTES);
     int rc = 0, jt = -1, ct = -1;
-    /* One snapshot and one now() for both statements, so the totals from jobs and from calls
+    /* One snapshot and one now() for every statement, so the totals from jobs and from calls
      * describe the same moment and the same --since window. Inside a caller's transaction we
      * simply use theirs. */
     int own_tx = PQtransactionStatus(c) == PQTRANS_IDLE;
@@ -323,12 +395,18 @@ int report_run(PGconn *c, const ReportOptions *opt, FILE *out, TqErr *err)
         rc = TQ_EDB;
         goto cleanup;
     }
+    batching = db_query(c, "report batching", SQL_REPORT_BATCHING, 2, params, err);
+    if (!batching) {
+        rc = TQ_EDB;
+        goto cleanup;
+    }
     if (own_tx) {
         own_tx = 0;
         if ((rc = db_exec(c, "report commit", "COMMIT", 0, NULL, err)))
             goto cleanup;
     }
-    if (PQnfields(jobs) != RJ_NCOLS || PQnfields(calls) != RC_NCOLS || PQnfields(tiers) != RT_NCOLS) {
+    if (PQnfields(jobs) != RJ_NCOLS || PQnfields(calls) != RC_NCOLS || PQnfields(tiers) != RT_NCOLS ||
+        PQnfields(batching) != RB_NCOLS) {
         rc = tq_err(err, TQ_EDB, "report: unexpected result shape");
         goto cleanup;
     }
@@ -340,9 +418,9 @@ int report_run(PGconn *c, const ReportOptions *opt, FILE *out, TqErr *err)
     }
 
     if (opt->format == REPORT_JSON)
-        render_json(&e, opt, jobs, jt, calls, ct, tiers);
+        render_json(&e, opt, jobs, jt, calls, ct, tiers, batching);
     else
-        render_text(&e, opt, jobs, jt, calls, ct, tiers);
+        render_text(&e, opt, jobs, jt, calls, ct, tiers, batching);
     if (e.rc) {
         rc = tq_err(err, e.rc, "report: output too large or out of memory");
         goto cleanup;
@@ -358,6 +436,7 @@ cleanup:
     PQclear(jobs);
     PQclear(calls);
     PQclear(tiers);
+    PQclear(batching);
     buf_free(&e.b);
     return rc;
 }

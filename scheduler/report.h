@@ -7,6 +7,7 @@
  *                                                         with like)
  *   totals.calls, tokens_*; models[]                     tierq.calls (the ledger)
  *   kinds[], kinds[].tiers[]                             tierq.jobs
+ *   kinds[].batching                                     tierq.calls
  * Filters: run_name matches jobs.run_name and calls.run_name; since_s keeps jobs whose finished_at
  * (created_at while unfinished) and calls whose created_at lie within the last since_s seconds.
  *
@@ -27,12 +28,25 @@
  *                          "jobs" (done jobs it answered), "share_pct" (of the kind's done jobs with
  *                          a tier, 2 decimals), "accuracy" (null when none evaluated), "evaluated"}]
  *                        (by tier, then model; a tier served by two models over time has two
- *                        entries)}]}
+ *                        entries),
+ *               "batching": {"mean_batch_size" (average cardinality(job_ids) over the kind's answer
+ *                              calls, each call counted once whatever its status; 2 decimals; null
+ *                              without answer calls),
+ *                            "batched_calls" (answer calls that served more than one job),
+ *                            "input_tokens_per_job" (sum of tokens_in over all the kind's calls, any
+ *                              purpose or status, divided by the distinct jobs in their job_ids;
+ *                              2 decimals; null without calls),
+ *                            "tokens_saved" (sum of solo_tokens_in - tokens_in),
+ *                            "saved_usd" (sum of solo_cost_usd - cost_usd, 6 decimals)}
+ *                 (saved figures are over the calls that carry a solo estimate, i.e. batched calls
+ *                 whose answers were parsed; negative when batching cost more; a kind without calls
+ *                 in the selection gets null, 0, null, 0, 0.000000)}]}
  * Accuracy compares tierq.normalize_answer(result) with tierq.normalize_answer(expected)
  * (sql/002_report.sql). Models and kinds are listed by name. The text report adds a "per kind and tier"
- * section with the same figures.
+ * section and a "per kind: batching" section (one line per kind with calls in the selection, even
+ * a kind whose jobs fall outside it) with the same figures.
  *
- * Blocking: runs three statements (in one read-only snapshot when the connection is idle). */
+ * Blocking: runs four statements (in one read-only snapshot when the connection is idle). */
 #ifndef TQ_REPORT_H
 #define TQ_REPORT_H
 

@@ -10,7 +10,12 @@
 /* Two runs, two kinds, every job state. Done jobs carry the tier and model that answered; run r2 was
  * a baseline run (tier 1 = gpt-4o), so classify's tier 1 was served by two models. Costs are chosen so that rounding each job before summing
  * would give a different answer (0.0000104 + 0.0000204 + ... = 0.0001108 -> 0.000111, not 0.000110).
- * "old" rows finished / were made two days ago; the old queued job was created three days ago. */
+ * "old" rows finished / were made two days ago; the old queued job was created three days ago.
+ * Calls: 1, 2, 4 and 6 are batches with a solo estimate; 3 is a batch that came back as a retry (no
+ * estimate) and was re-sent as 2, so jobs 4 and 5 are served twice; 5 is a judge call over two jobs
+ * (not an answer call: neither in the mean batch size nor a batched call; its tokens count per
+ * job). Batching savings are chosen so that rounding per call would differ (0.0000196 + 0.0000046:
+ * 0.000024 summed, 0.000025 rounded first). Job ids in calls are labels only (no foreign key). */
 static const char *const SEED =
     "INSERT INTO tierq.jobs (kind, prompt, run_name, state, expected, result, cost_usd, baseline_cost_usd,"
     "                        started_at, finished_at, tier, model)"
@@ -31,20 +36,22 @@ static const char *const SEED =
     "INSERT INTO tierq.jobs (kind, prompt, run_name, state, created_at)"
     " VALUES ('classify', 'waiting', 'r1', 'queued', now() - interval '3 days');"
     "INSERT INTO tierq.jobs (kind, prompt, run_name, state, attempts, lease_owner, lease_until, started_at)"
-    " VALUES ('classify', 'in flight', 'r1', 'running', 1, 'w1', now() + interval '1 minute', now());"
-    "INSERT INTO tierq.calls (call_key, run_name, job_ids, kind, model, tokens_in, tokens_cached_in, tokens_out,"
-    "                         cost_usd, latency_ms, status, created_at)"
-    " SELECT 'k' || n, run, '{1}', kind, model, tin, cin, tout, cost, lat, status, at"
+    " VALUES ('classify', 'in flight', 'r1', 'running', 1, 'w1', now() + interval '1 minute', now())";
+
+static const char *const SEED_CALLS =
+    "INSERT INTO tierq.calls (call_key, run_name, job_ids, purpose, kind, model, tokens_in, tokens_cached_in,"
+    "                         tokens_out, cost_usd, latency_ms, status, created_at, solo_tokens_in, solo_cost_usd)"
+    " SELECT 'k' || n, run, jobs::bigint[], purpose, kind, model, tin, cin, tout, cost, lat, status, at, solo_tin, solo_cost"
     " FROM (VALUES"
-    "  (1, 'r1', 'classify',  'qwen3-8b',          100,  10, 5,   0.000010400000::numeric, 100,  'ok',     now() - interval '5 minutes'),"
-    "  (2, 'r1', 'classify',  'qwen3-8b',          200,  0,  5,   0.000020400000,          300,  'ok',     now() - interval '5 minutes'),"
-    "  (3, 'r1', 'classify',  'qwen3-8b',          50,   0,  0,   0.000005,                1000, 'retry',  now() - interval '5 minutes'),"
-    "  (4, 'r1', 'summarize', 'gpt-4o',            1000, 0,  100, 0.001,                   2000, 'ok',     now() - interval '5 minutes'),"
-    "  (5, 'r1', 'summarize', 'gpt-4o',            10,   0,  0,   0,                       NULL, 'failed', now() - interval '5 minutes'),"
-    "  (6, 'r1', 'summarize', 'gpt-4o',            2000, 0,  200, 0.002,                   4000, 'ok',     now() - interval '2 days'),"
-    "  (7, 'r2', 'classify',  'deepseek-reasoner', 500,  0,  50,  0.5,                     700,  'ok',     now() - interval '5 minutes'),"
-    "  (8, 'r1', 'classify',  'gpt-4o-mini',       5,    0,  0,   0,                       NULL, 'quota',  now() - interval '5 minutes')"
-    " ) v(n, run, kind, model, tin, cin, tout, cost, lat, status, at)";
+    "  (1, 'r1', 'classify',  'qwen3-8b',          100,  10, 5,   0.000010400000::numeric, 100,  'ok',     now() - interval '5 minutes', '{1,2,3}',    'answer', 240::bigint, 0.0000300::numeric),"
+    "  (2, 'r1', 'classify',  'qwen3-8b',          200,  0,  5,   0.000020400000,          300,  'ok',     now() - interval '5 minutes', '{4,5}',      'answer', 260,         0.0000250),"
+    "  (3, 'r1', 'classify',  'qwen3-8b',          50,   0,  0,   0.000005,                1000, 'retry',  now() - interval '5 minutes', '{4,5}',      'answer', NULL,        NULL),"
+    "  (4, 'r1', 'summarize', 'gpt-4o',            1000, 0,  100, 0.001,                   2000, 'ok',     now() - interval '5 minutes', '{8,11,12,13}', 'answer', 1600,      0.0016),"
+    "  (5, 'r1', 'summarize', 'gpt-4o',            10,   0,  0,   0,                       NULL, 'failed', now() - interval '5 minutes', '{8,11}',     'judge',  NULL,        NULL),"
+    "  (6, 'r1', 'summarize', 'gpt-4o',            2000, 0,  200, 0.002,                   4000, 'ok',     now() - interval '2 days',    '{9,14}',     'answer', 2500,        0.0021234567),"
+    "  (7, 'r2', 'classify',  'deepseek-reasoner', 500,  0,  50,  0.5,                     700,  'ok',     now() - interval '5 minutes', '{10}',       'answer', NULL,        NULL),"
+    "  (8, 'r1', 'classify',  'gpt-4o-mini',       5,    0,  0,   0,                       NULL, 'quota',  now() - interval '5 minutes', '{6}',        'answer', NULL,        NULL)"
+    " ) v(n, run, kind, model, tin, cin, tout, cost, lat, status, at, jobs, purpose, solo_tin, solo_cost)";
 
 static PGconn *report_db(void)
 {
@@ -53,7 +60,7 @@ static PGconn *report_db(void)
         testdb_setup("tq_report", 1);
         PGconn *c = testdb_connect();
         char err[1024];
-        if (testdb_exec(c, SEED, err, sizeof err) != 0) {
+        if (testdb_exec(c, SEED, err, sizeof err) != 0 || testdb_exec(c, SEED_CALLS, err, sizeof err) != 0) {
             printf("# seeding failed: %s\n", err);
             exit(1);
         }
@@ -140,8 +147,10 @@ static const char *const MODEL_KEYS[] = {"model", "calls", "tokens_in", "tokens_
                                               "cost_usd", "latency_p50_ms", "latency_p95_ms", "errors"};
 static const char *const KIND_KEYS[] = {"kind", "jobs", "done", "failed", "cost_usd", "baseline_cost_usd",
                                         "saved_pct", "latency_p50_ms", "latency_p95_ms", "accuracy", "evaluated",
-                                        "tiers"};
+                                        "tiers", "batching"};
 static const char *const TIER_KEYS[] = {"tier", "model", "jobs", "share_pct", "accuracy", "evaluated"};
+static const char *const BATCHING_KEYS[] = {"mean_batch_size", "batched_calls", "input_tokens_per_job",
+                                            "tokens_saved", "saved_usd"};
 #define NKEYS(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
 /* Parse and check the shape of every object; returns 0 with doc filled. */
@@ -169,6 +178,7 @@ static int parse_report(const char *text, JsonDoc *d)
         CHECK(tiers >= 0 && json_type(d, tiers) == JSON_ARRAY);
         for (int t = 0; tiers >= 0 && t < json_size(d, tiers); t++)
             check_keys(d, json_at(d, tiers, t), TIER_KEYS, NKEYS(TIER_KEYS), "tier entry");
+        check_keys(d, jobj(d, kind, "batching"), BATCHING_KEYS, NKEYS(BATCHING_KEYS), "batching");
     }
     return 0;
 }
@@ -189,6 +199,28 @@ static const char *tiers_of(const JsonDoc *d, int kind)
                  jv(d, el, "model"), jv(d, el, "jobs"), jv(d, el, "share_pct"), jv(d, el, "accuracy"),
                  jv(d, el, "evaluated"));
     }
+    return out;
+}
+
+/* The batching object of a kind entry as "mean_batch_size batched_calls input_tokens_per_job
+ * tokens_saved saved_usd" (raw JSON text of each value). */
+static const char *batching_of(const JsonDoc *d, int kind)
+{
+    static char out[256];
+    int b = jobj(d, kind, "batching");
+    if (b < 0)
+        return "<missing>";
+    snprintf(out, sizeof out, "%s %s %s %s %s", jv(d, b, "mean_batch_size"), jv(d, b, "batched_calls"),
+             jv(d, b, "input_tokens_per_job"), jv(d, b, "tokens_saved"), jv(d, b, "saved_usd"));
+    return out;
+}
+
+/* The "per kind: batching" line of kind in a text report, as the report formats it. */
+static const char *batching_line(const char *kind, const char *mean, const char *batched, const char *per_job,
+                                 const char *tokens_saved, const char *saved_usd)
+{
+    static char out[256];
+    snprintf(out, sizeof out, "%-16s %10s %8s %14s %13s %14s", kind, mean, batched, per_job, tokens_saved, saved_usd);
     return out;
 }
 
@@ -290,6 +322,21 @@ static void test_text_report_all_runs(void)
             CHECK_STR(line_of(pt, prefix, line, sizeof line), want);
         }
     }
+    /* batching per kind: last section, one line per kind with calls. classify: answer batches of
+     * 3, 2, 2 (the retried batch), 1, 1 -> 9/5 = 1.80; 855 tokens in over jobs 1-6 and 10 -> 122.14;
+     * saved 140 + 60 tokens and 0.0000196 + 0.0000046 usd. summarize: answer batches of 4 and 2 (the
+     * judge call is no answer call: 8/3 = 2.67 with it) -> 3.00; 3010 tokens over 6 jobs -> 501.67. */
+    const char *pb = strstr(t, "\nper kind: batching (saved against sending each job alone)\n");
+    CHECKF(pb && pt && pb > pt, "batching section missing or misplaced:\n%s", t);
+    if (pb) {
+        snprintf(want, sizeof want, "%-16s %10s %8s %14s %13s %14s", "kind", "mean_batch", "batched", "tokens_in/job",
+                 "tokens_saved", "saved_usd");
+        CHECK_STR(line_of(pb, "kind ", line, sizeof line), want);
+        CHECK_STR(line_of(pb, "classify ", line, sizeof line),
+                  batching_line("classify", "1.80", "3", "122.14", "200", "0.000024"));
+        CHECK_STR(line_of(pb, "summarize ", line, sizeof line),
+                  batching_line("summarize", "3.00", "2", "501.67", "1100", "0.000723"));
+    }
     free(t);
     PQfinish(c);
 }
@@ -376,6 +423,14 @@ static void test_json_all_runs(void)
         CHECK_STR(jv(&d, s, "accuracy"), "1.000000");
         CHECK_STR(jv(&d, s, "evaluated"), "1");
         CHECK_STR(tiers_of(&d, s), "1 qwen3-32b 1 50.00 1.000000 1; 3 gpt-4o 1 50.00 null 0");
+        /* batching: mean over answer calls, each call once (jobs-weighted would be 19/9 = 2.11 for
+         * classify, and counting the judge call 8/3 = 2.67 for summarize; nor is it a batched call);
+         * tokens per distinct job (855/7, not 855/9 counting jobs 4 and 5 twice); savings summed
+         * exactly, then rounded */
+        CHECK_STR(batching_of(&d, k), "1.80 3 122.14 200 0.000024");
+        CHECK_STR(batching_of(&d, s), "3.00 2 501.67 1100 0.000723");
+        CHECK(json_type(&d, json_get(&d, jobj(&d, k, "batching"), "saved_usd")) == JSON_PRIMITIVE);
+        CHECK(json_type(&d, json_get(&d, jobj(&d, k, "batching"), "mean_batch_size")) == JSON_PRIMITIVE);
         json_doc_free(&d);
     }
     free(t);
@@ -412,6 +467,9 @@ static void test_json_run_filter(void)
         CHECK_STR(jv(&d, k, "latency_p50_ms"), "250");
         CHECK_STR(jv(&d, k, "latency_p95_ms"), "385");
         CHECK_STR(tiers_of(&d, k), "1 qwen3-8b 3 75.00 1.000000 2; 2 deepseek-v4-flash 1 25.00 0.000000 1");
+        /* without r2's single call: batches 3, 2, 2, 1 -> 2.00; 355 tokens over jobs 1-6 -> 59.17 */
+        CHECK_STR(batching_of(&d, k), "2.00 3 59.17 200 0.000024");
+        CHECK_STR(batching_of(&d, jfind(&d, jobj(&d, 0, "kinds"), "kind", "summarize")), "3.00 2 501.67 1100 0.000723");
         json_doc_free(&d);
     }
     free(t);
@@ -425,7 +483,30 @@ static void test_json_run_filter(void)
         CHECK_STR(jv(&d, k, "accuracy"), "0.000000");
         CHECK_STR(jv(&d, k, "evaluated"), "1");
         CHECK_STR(tiers_of(&d, k), "1 gpt-4o 1 100.00 0.000000 1");
+        /* one single call: nothing batched, nothing saved */
+        CHECK_STR(batching_of(&d, k), "1.00 0 500.00 0 0.000000");
         json_doc_free(&d);
+    }
+    free(t);
+    /* text, per run: only kinds with calls in the run get a batching line */
+    char line[256];
+    CHECK_INT(report_to_string(c, REPORT_TEXT, "r1", 0, &t, &err), 0);
+    const char *pb = strstr(t, "\nper kind: batching");
+    CHECKF(pb != NULL, "batching section missing:\n%s", t);
+    if (pb) {
+        CHECK_STR(line_of(pb, "classify ", line, sizeof line),
+                  batching_line("classify", "2.00", "3", "59.17", "200", "0.000024"));
+        CHECK_STR(line_of(pb, "summarize ", line, sizeof line),
+                  batching_line("summarize", "3.00", "2", "501.67", "1100", "0.000723"));
+    }
+    free(t);
+    CHECK_INT(report_to_string(c, REPORT_TEXT, "r2", 0, &t, &err), 0);
+    pb = strstr(t, "\nper kind: batching");
+    CHECKF(pb != NULL, "batching section missing:\n%s", t);
+    if (pb) {
+        CHECK_STR(line_of(pb, "classify ", line, sizeof line),
+                  batching_line("classify", "1.00", "0", "500.00", "0", "0.000000"));
+        CHECK_STR(line_of(pb, "summarize ", line, sizeof line), "");
     }
     free(t);
     PQfinish(c);
@@ -456,6 +537,9 @@ static void test_json_since_filter(void)
         CHECK_STR(jv(&d, s, "jobs"), "1");
         CHECK_STR(jv(&d, s, "latency_p50_ms"), "1000");
         CHECK_STR(tiers_of(&d, s), "1 qwen3-32b 1 100.00 1.000000 1"); /* the tier-3 job finished 2 days ago */
+        /* the batch of two made two days ago drops out: one batch of 4, 1010 tokens over 4 jobs */
+        CHECK_STR(batching_of(&d, s), "4.00 1 252.50 600 0.000600");
+        CHECK_STR(batching_of(&d, jfind(&d, jobj(&d, 0, "kinds"), "kind", "classify")), "1.80 3 122.14 200 0.000024");
         json_doc_free(&d);
     }
     free(t);
@@ -469,6 +553,9 @@ static void test_json_since_filter(void)
         CHECK_STR(jv(&d, tot, "cost_usd"), "0.001111");
         CHECK_STR(jv(&d, tot, "saved_usd"), "0.010489");
         CHECK_STR(jv(&d, tot, "saved_pct"), "90.42");
+        int kinds = jobj(&d, 0, "kinds");
+        CHECK_STR(batching_of(&d, jfind(&d, kinds, "kind", "classify")), "2.00 3 59.17 200 0.000024");
+        CHECK_STR(batching_of(&d, jfind(&d, kinds, "kind", "summarize")), "4.00 1 252.50 600 0.000600");
         json_doc_free(&d);
     }
     free(t);
@@ -505,7 +592,47 @@ static void test_empty_selection(void)
     CHECKF(strstr(t, "saved: no baseline cost recorded") && strstr(t, "(no calls)") && strstr(t, "(no jobs)") &&
                strstr(t, "(no answered jobs)"),
            "empty report said:\n%s", t);
+    const char *pb = strstr(t, "\nper kind: batching");
+    CHECKF(pb && strstr(pb, "\n  (no calls)\n"), "empty batching section said:\n%s", pb ? pb : t);
     free(t);
+    PQfinish(c);
+}
+
+/* A kind with jobs but no calls in the selection, and one with calls but no jobs (rows added inside
+ * the caller's transaction, which the report reads, then rolled back). */
+static void test_batching_kinds_without_calls_or_jobs(void)
+{
+    PGconn *c = report_db();
+    char *t = NULL;
+    TqErr err = {0};
+    char msg[512];
+    testdb_exec(c, "BEGIN", NULL, 0);
+    CHECKF(testdb_exec(c,
+                       "INSERT INTO tierq.jobs (kind, prompt, run_name) VALUES ('classify', 'p', 'lopsided');"
+                       "INSERT INTO tierq.calls (call_key, run_name, job_ids, kind, model, tokens_in, status)"
+                       " VALUES ('lopsided-1', 'lopsided', '{99}', 'summarize', 'gpt-4o', 7, 'ok')",
+                       msg, sizeof msg) == 0,
+           "insert: %s", msg);
+    CHECK_INT(report_to_string(c, REPORT_JSON, "lopsided", 0, &t, &err), 0);
+    JsonDoc d;
+    if (parse_report(t, &d) == 0) {
+        int kinds = jobj(&d, 0, "kinds");
+        CHECK_INT(json_size(&d, kinds), 1);
+        CHECK_STR(batching_of(&d, jfind(&d, kinds, "kind", "classify")), "null 0 null 0 0.000000");
+        json_doc_free(&d);
+    }
+    free(t);
+    CHECK_INT(report_to_string(c, REPORT_TEXT, "lopsided", 0, &t, &err), 0);
+    const char *pb = strstr(t, "\nper kind: batching");
+    CHECKF(pb != NULL, "batching section missing:\n%s", t);
+    if (pb) {
+        char line[256];
+        CHECK_STR(line_of(pb, "classify ", line, sizeof line), "");
+        CHECK_STR(line_of(pb, "summarize ", line, sizeof line),
+                  batching_line("summarize", "1.00", "0", "7.00", "0", "0.000000"));
+    }
+    free(t);
+    testdb_exec(c, "ROLLBACK", NULL, 0);
     PQfinish(c);
 }
 
@@ -562,6 +689,7 @@ int main(void)
     RUN(test_json_run_filter);
     RUN(test_json_since_filter);
     RUN(test_empty_selection);
+    RUN(test_batching_kinds_without_calls_or_jobs);
     RUN(test_run_name_is_escaped_in_json);
     RUN(test_failures_write_nothing);
     return check_done();
