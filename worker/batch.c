@@ -10,7 +10,8 @@
 const char BATCH_INSTRUCTIONS[] =
     "\n\nYou will receive several items as a JSON object mapping item ids to items. Answer each item "
     "independently, following the instructions above. Reply with only a JSON object that maps each item id "
-    "to its answer as a string, with exactly the ids you received.";
+    "to its answer as a string, with exactly the ids you received. Begin each answer with its item id in "
+    "square brackets and a space, like \"[1] \".";
 
 int batch_build_body(const Call *c, Buf *out, TqErr *err)
 {
@@ -65,6 +66,19 @@ int batch_build_body(const Call *c, Buf *out, TqErr *err)
     return rc;
 }
 
+/* Another item's tag inside an answer: "[" digits "] ". */
+static bool has_tag(const char *s)
+{
+    for (const char *p = strchr(s, '['); p; p = strchr(p + 1, '[')) {
+        const char *q = p + 1;
+        while (*q >= '0' && *q <= '9')
+            q++;
+        if (q > p + 1 && q[0] == ']' && q[1] == ' ')
+            return true;
+    }
+    return false;
+}
+
 int batch_split_answers(const char *content, size_t len, int nitems, BatchItem *items, int *unknown, TqErr *err)
 {
     memset(items, 0, (size_t)nitems * sizeof *items);
@@ -112,11 +126,31 @@ int batch_split_answers(const char *content, size_t len, int nitems, BatchItem *
             it->problem = "batch_item_malformed";
             continue;
         }
-        it->answer = json_strdup(&d, v);
+        char *value = json_strdup(&d, v);
         size_t vlen;
         const char *raw = json_raw(&d, v, &vlen);
-        it->start = (size_t)(raw - content);
-        it->end = it->start + vlen;
+        if (!value) {
+            it->problem = "batch_item_malformed";
+            continue;
+        }
+        /* The answer must carry its own item's tag, "[id] ", and no other: an answer that landed
+         * under a neighbour's id, or two answers merged into one value, are caught here. */
+        char tag[24];
+        int tl = snprintf(tag, sizeof tag, "[%d] ", id);
+        if (strncmp(value, tag, (size_t)tl) != 0) {
+            free(value);
+            it->problem = "batch_item_mislabeled";
+            continue;
+        }
+        if (has_tag(value + tl)) {
+            free(value);
+            it->problem = "batch_item_merged";
+            continue;
+        }
+        it->answer = strdup(value + tl);
+        free(value);
+        it->start = (size_t)(raw - content) + (size_t)tl; /* the tag has no escapes */
+        it->end = (size_t)(raw - content) + vlen;
         if (!it->answer)
             it->problem = "batch_item_malformed";
     }

@@ -5,9 +5,11 @@
  * one user message holding a JSON object {"1": item, "2": item, ...}. The answer is asked for as a
  * JSON object keyed by the same ids (response_format json_object where the model supports it).
  *
- * Splitting goes by id, never by position: an item whose id is missing, duplicated or whose value is
- * not a string gets no answer here (the caller re-sends it alone), and unknown ids are ignored, so a
- * job can never receive a neighbour's answer. */
+ * Splitting goes by id, never by position, and each answer must begin with its own item's id in
+ * brackets ("[3] beta"): an item whose id is missing or duplicated, whose value is not a string,
+ * whose answer carries another item's tag (it landed under the wrong id) or two tags (two answers
+ * merged) gets no answer here (the caller re-sends it alone); unknown ids are ignored. So a job never
+ * receives a neighbour's answer. */
 #ifndef TQ_BATCH_H
 #define TQ_BATCH_H
 
@@ -24,7 +26,7 @@ int batch_build_body(const Call *c, Buf *out, TqErr *err);
 
 typedef struct BatchItem {
     char *answer;        /* malloc'd, decoded; NULL when the item has a problem */
-    const char *problem; /* NULL, or batch_item_missing / batch_item_duplicated / batch_item_malformed */
+    const char *problem; /* NULL, or batch_item_missing / _duplicated / _malformed / _mislabeled / _merged */
     size_t start, end;   /* byte range of the answer's JSON value in the content (for its logprobs) */
 } BatchItem;
 

@@ -127,13 +127,14 @@ static void test_faulty_items_are_resent_alone(void)
     int st = run_both(c, &s,
                       "CASE g WHEN 3 THEN '[[sim:batch_missing]]' WHEN 11 THEN '[[sim:batch_dup]]'"
                       " WHEN 19 THEN '[[sim:batch_unknown]]' WHEN 27 THEN '[[sim:batch_malformed]]'"
-                      " WHEN 35 THEN '[[sim:batch_truncated]]' WHEN 43 THEN '[[sim:batch_invalid]]' ELSE '' END"
+                      " WHEN 35 THEN '[[sim:batch_truncated]]' WHEN 43 THEN '[[sim:batch_invalid]]'"
+                      " WHEN 51 THEN '[[sim:batch_swap]]' WHEN 59 THEN '[[sim:batch_merge]]' ELSE '' END"
                       " || 'item number ' || g");
     CHECKF(st == 0, "exit %d: %s", st, out);
     CHECK_INT(q(c, "SELECT count(*) FROM tierq.jobs WHERE run_name = 'batched' AND state = 'done'"), 64);
     CHECK_INT(mismatches(c), 0);
-    /* the missing, duplicated and malformed items were asked again alone */
-    CHECK(q(c, "SELECT count(*) FROM tierq.calls WHERE run_name = 'batched' AND cardinality(job_ids) = 1") >= 3);
+    /* the missing, duplicated, malformed, swapped and merged items were asked again alone */
+    CHECK(q(c, "SELECT count(*) FROM tierq.calls WHERE run_name = 'batched' AND cardinality(job_ids) = 1") >= 7);
     /* the unparsable batches were split in halves */
     CHECK(q(c, "SELECT count(*) FROM tierq.calls WHERE run_name = 'batched' AND reason = 'batch_unparsable'") >= 2);
     CHECK(q(c, "SELECT count(*) FROM tierq.calls WHERE run_name = 'batched' AND cardinality(job_ids) = 4") >= 2);

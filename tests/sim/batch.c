@@ -40,10 +40,13 @@ void batch_free(Batch *b)
     memset(b, 0, sizeof *b);
 }
 
-bool batch_is_system(const char *s, size_t n)
+int batch_is_system(const char *s, size_t n)
 {
+    const size_t tl = sizeof BATCH_INSTRUCTION_TAGGED - 1;
+    if (n >= tl && memcmp(s + n - tl, BATCH_INSTRUCTION_TAGGED, tl) == 0)
+        return 2;
     const size_t il = sizeof BATCH_INSTRUCTION - 1;
-    return n >= il && memcmp(s + n - il, BATCH_INSTRUCTION, il) == 0;
+    return n >= il && memcmp(s + n - il, BATCH_INSTRUCTION, il) == 0 ? 1 : 0;
 }
 
 static const char *at(const Buf *b, size_t off) { return (b->data ? b->data : "") + off; }
@@ -415,7 +418,9 @@ static int put_escaped(Batch *b, Buf *out, const char *s, size_t n)
     return rc ? rc : buf_append(out, b->tmp.data + 1, b->tmp.len - 2);
 }
 
-/* The parts of o, joined by BATCH_MERGE_SEP, each a span; escaped for a JSON string or raw. */
+/* The parts of o, joined by BATCH_MERGE_SEP, each a span; escaped for a JSON string or raw. In a
+ * tagged batch each part starts with its own item's id, "[id] ", outside the span (confident
+ * punctuation): a part moved under another id keeps the tag of the item it answers. */
 static int put_parts(Batch *b, const BatchOut *o, bool escaped, Buf *text)
 {
     int rc = 0;
@@ -423,6 +428,16 @@ static int put_parts(Batch *b, const BatchOut *o, bool escaped, Buf *text)
         const BatchAnswer *a = &b->answers[o->parts[k]];
         if (k)
             rc = buf_puts(text, BATCH_MERGE_SEP);
+        if (!rc && b->tagged && o->kind == BATCH_VAL_STRING) {
+            size_t item = o->parts[k] < b->n ? o->parts[k] : o->parts[k] - b->n;
+            const BatchItem *it = &b->items[item];
+            rc = buf_putc(text, '[');
+            if (!rc)
+                rc = escaped ? put_escaped(b, text, at(&b->keys, it->key_off), it->key_len)
+                             : buf_append(text, at(&b->keys, it->key_off), it->key_len);
+            if (!rc)
+                rc = buf_puts(text, "] ");
+        }
         size_t start = text->len;
         if (!rc)
             rc = escaped ? put_escaped(b, text, at(&b->ans, a->off), a->len)

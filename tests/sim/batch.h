@@ -33,6 +33,12 @@
     "independently, following the instructions above. Reply with only a JSON object that maps each item " \
     "id to its answer as a string, with exactly the ids you received."
 
+/* The tagged variant: the same paragraph plus this sentence. Then every answer value starts with its
+ * item's id in square brackets ("[3] beta"), so a client can tell an answer that landed under
+ * another item's id (batch_swap) or two answers in one value (batch_merge). */
+#define BATCH_TAG_SENTENCE " Begin each answer with its item id in square brackets and a space, like \"[1] \"."
+#define BATCH_INSTRUCTION_TAGGED BATCH_INSTRUCTION BATCH_TAG_SENTENCE
+
 /* Separator of two answers merged into one value by batch_merge. */
 #define BATCH_MERGE_SEP "; "
 /* First line of the content of a batch_invalid reply (then "\n" + "id: answer" per line). */
@@ -74,6 +80,7 @@ typedef struct Batch {
     BatchItem *items;
     size_t n, cap;
     bool truncated, invalid; /* per-request batch faults of this request */
+    bool tagged;             /* answers start with "[id] " (BATCH_INSTRUCTION_TAGGED) */
     size_t unknown_next;     /* invented ids so far */
     /* per choice */
     BatchAnswer *answers; /* 2n: the item's answer, then an alternative one (dup, unknown) */
@@ -88,7 +95,8 @@ void batch_init(Batch *b, size_t cap);
 void batch_free(Batch *b);
 
 /* Whether a first system message s[0..n) asks for a batch (ends with BATCH_INSTRUCTION). */
-bool batch_is_system(const char *s, size_t n);
+/* 0: not a batch system prompt; 1: ends with BATCH_INSTRUCTION; 2: with BATCH_INSTRUCTION_TAGGED. */
+int batch_is_system(const char *s, size_t n);
 
 /* Read the items of the last user message msg[0..len) (markers removed from the texts, kept in
  * the items). Returns 1 for a batch, 0 when msg is not a non-empty JSON object of strings, or a

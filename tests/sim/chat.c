@@ -26,6 +26,7 @@ typedef struct ChatReq {
     bool has_system;        /* the first message is a system (or developer) message */
     bool judge_system;      /* ... and it starts with JUDGE_SYSTEM_PREFIX: maybe a judge request */
     bool batch_system;      /* ... and it ends with BATCH_INSTRUCTION: maybe a batch request */
+    bool batch_tagged;      /* ... the tagged variant: answers start with "[id] " */
     uint64_t system_hash;
     int64_t system_tokens;
     int last_user;          /* token index of the last user message's content, -1 if none */
@@ -137,7 +138,9 @@ static int parse_request(Sim *sim, const JsonDoc *d, ChatReq *cr, SimReply *rep)
             cr->system_hash = hash_fnv1a64(s, n);
             cr->system_tokens = tokens_of(n) + 4;
             cr->judge_system = judge_is_system(s, n);
-            cr->batch_system = batch_is_system(s, n);
+            int bs = batch_is_system(s, n);
+            cr->batch_system = bs > 0;
+            cr->batch_tagged = bs == 2;
         }
         if (json_eq(d, role, "user"))
             cr->last_user = content;
@@ -420,6 +423,7 @@ static int answer_request(Sim *sim, const ChatReq *cr, const JsonDoc *d, const H
     uint64_t prompt_hash = hash_fnv1a64(prompt, prompt_len);
     bool batch = false;
     if (cr->batch_system) {
+        sim->batch.tagged = cr->batch_tagged;
         if ((rc = batch_parse(&sim->batch, prompt, prompt_len)) < 0)
             return rc;
         batch = rc == 1;
