@@ -688,6 +688,7 @@ int config_use_baseline_map(TqConfig *cfg, TqErr *err)
         k->tiers = t;
         k->ntiers = 1;
         k->checks.judge_model = -1;
+        k->batch.enabled = false; /* the naive choice: every job alone on the premium model */
     }
     return 0;
 }

@@ -118,7 +118,7 @@ const TqKind *config_kind(const TqConfig *cfg, const char *name);
 int config_model_index(const TqConfig *cfg, const char *name);
 
 /* The all-baseline model map: every kind answered by its baseline model alone (one tier, no
- * escalation, no judge). What the savings of the tiered map are measured against. */
+ * escalation, no judge, no batching). What the savings of the tiered map are measured against. */
 int config_use_baseline_map(TqConfig *cfg, TqErr *err);
 
 /* Default jobs directory: TIERQ_JOBS_DIR or "jobs". */
