@@ -70,13 +70,13 @@ int route_build_body(const Call *c, Buf *out, TqErr *err)
     return rc;
 }
 
-/* Tokens and cost of the exchange into its ledger row, and the whole charge to the (single) job. */
-static void account(Call *c, LedgerRow *row, const OaiResponse *resp, const Buf *request_body)
+/* Tokens and cost of the exchange into its ledger row (usage as reported, or estimated from what
+ * was sent and what came back when the provider sent none, and marked so). */
+static void row_usage(Call *c, LedgerRow *row, const OaiResponse *resp, const Buf *request_body)
 {
     const TqModel *m = &c->cfg->models[c->send_model];
     int64_t in = resp->usage.prompt_tokens, cached = resp->usage.cached_tokens, out = resp->usage.completion_tokens;
     if (!resp->usage.present) {
-        /* No usage block: estimate from what we sent and what came back, and say so. */
         in = oai_estimate_tokens(request_body->data, request_body->len);
         cached = 0;
         out = oai_estimate_tokens(resp->content, resp->content_len) + (int64_t)(resp->reasoning_bytes / 4);
@@ -88,6 +88,13 @@ static void account(Call *c, LedgerRow *row, const OaiResponse *resp, const Buf 
     row->tokens_out = out;
     row->tokens_reasoning = resp->usage.reasoning_tokens;
     row->cost_pico = cost_of_call(&m->prices, in, cached, out);
+}
+
+/* A single job's exchange: the whole charge is its. */
+static void account(Call *c, LedgerRow *row, const OaiResponse *resp, const Buf *request_body)
+{
+    row_usage(c, row, resp, request_body);
+    int64_t in = row->tokens_in, cached = row->tokens_cached, out = row->tokens_out;
     row->charges = calloc(1, sizeof *row->charges);
     if (row->charges) {
         row->ncharges = 1;
@@ -286,20 +293,8 @@ static RouteAction verify_next(Call *c, CallPhase from)
  * its size), exactly: the parts always sum to the whole. */
 static void account_batch(Call *c, LedgerRow *row, const OaiResponse *resp, const Buf *request_body)
 {
-    const TqModel *m = &c->cfg->models[c->send_model];
-    int64_t in = resp->usage.prompt_tokens, cached = resp->usage.cached_tokens, out = resp->usage.completion_tokens;
-    if (!resp->usage.present) {
-        in = oai_estimate_tokens(request_body->data, request_body->len);
-        cached = 0;
-        out = oai_estimate_tokens(resp->content, resp->content_len);
-        row->estimated = true;
-    }
-    row->status = "ok";
-    row->tokens_in = in;
-    row->tokens_cached = cached;
-    row->tokens_out = out;
-    row->tokens_reasoning = resp->usage.reasoning_tokens;
-    row->cost_pico = cost_of_call(&m->prices, in, cached, out);
+    row_usage(c, row, resp, request_body);
+    int64_t in = row->tokens_in, cached = row->tokens_cached, out = row->tokens_out;
     int n = c->njobs;
     int64_t *w = calloc((size_t)n, sizeof *w);
     int64_t *part = calloc((size_t)n * 4, sizeof *part);

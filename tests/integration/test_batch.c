@@ -2,20 +2,11 @@
  * out several to a request with a byte-identical system prompt; answers come back keyed by id; every
  * job gets its own answer (the same one it gets when sent alone), faulty items are re-sent alone, an
  * unparsable batch is re-sent in halves, and money splits exactly. */
-#include "simproc.h"
-#include "testdb.h"
+#include "runhelp.h"
 
 static char dir[256], jobs[300], answers[300];
-static char out[65536];
+#define out run_out
 
-static void write_file(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "w");
-    if (f) {
-        fputs(text, f);
-        fclose(f);
-    }
-}
 
 /* Two kinds with the same models and checks: "bat" batches 8 at a time, "solo" never batches. */
 static void setup_files(void)
@@ -51,23 +42,8 @@ static void setup_files(void)
     setenv("TIERQ_JOBS_DIR", jobs, 1);
 }
 
-static int run_drain(const SimProc *s, const char *args)
-{
-    setenv("TIERQ_BASE_URL", s->base_url, 1);
-    char a[512];
-    snprintf(a, sizeof a, "run --drain --quiet %s", args ? args : "");
-    int st = testdb_run(a, out, sizeof out);
-    unsetenv("TIERQ_BASE_URL");
-    return st;
-}
 
-static long long q(PGconn *c, const char *sql) { return testdb_scalar(c, sql); }
 
-static void check_sums(PGconn *c)
-{
-    CHECK_INT(q(c, "SELECT count(*) FROM (SELECT (SELECT coalesce(sum(cost_usd), 0) FROM tierq.jobs) AS j,"
-                   " (SELECT coalesce(sum(cost_usd), 0) FROM tierq.calls) AS k) x WHERE j = k"), 1);
-}
 
 /* Enqueue the same prompts as kind bat (run `batched`) and kind solo (run `alone`), run both. */
 static int run_both(PGconn *c, const SimProc *s, const char *marker_sql)

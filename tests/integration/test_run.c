@@ -2,13 +2,12 @@
  * Covers: 1,000 jobs done with exact cost sums; every injected provider fault ends as the rules
  * say (retried and honoured, or failed with a readable reason) and nothing is lost; the API key
  * appears in no table and no log line; a response over the cap fails cleanly. */
-#include "simproc.h"
-#include "testdb.h"
+#include "runhelp.h"
 
 #include <sys/stat.h>
 
 static char answers[256];
-static char out[65536];
+#define out run_out
 
 static void write_answers(void)
 {
@@ -20,18 +19,14 @@ static void write_answers(void)
     fclose(f);
 }
 
-/* Run `tierq run --drain` with the simulator's URL; returns the exit status, output in `out`. */
-static int run_drain(const SimProc *s, const char *args)
+/* `tierq run --drain` with a short lease; exit status, output in `out`. */
+static int run_drain_lease(const SimProc *s, const char *args)
 {
-    setenv("TIERQ_BASE_URL", s->base_url, 1);
     char a[512];
-    snprintf(a, sizeof a, "run --drain --quiet --lease-s 30 %s", args ? args : "");
-    int st = testdb_run(a, out, sizeof out);
-    unsetenv("TIERQ_BASE_URL");
-    return st;
+    snprintf(a, sizeof a, "--lease-s 30 %s", args ? args : "");
+    return run_drain(s, a);
 }
 
-static long long q(PGconn *c, const char *sql) { return testdb_scalar(c, sql); }
 
 static void test_thousand_jobs_done_with_exact_cost_sums(void)
 {
@@ -42,7 +37,7 @@ static void test_thousand_jobs_done_with_exact_cost_sums(void)
                    " FROM generate_series(1, 700) g", NULL, 0);
     testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt, run_name) SELECT k, 'tell me about item ' || g || ' of ' || k, 'thousand'"
                    " FROM generate_series(1, 100) g, unnest(ARRAY['chat', 'summarize', 'classify']) k", NULL, 0);
-    int st = run_drain(&s, "--max-in-flight 64");
+    int st = run_drain_lease(&s, "--max-in-flight 64");
     CHECKF(st == 0, "exit %d: %s", st, out);
     CHECK_INT(q(c, "SELECT count(*) FROM tierq.jobs WHERE run_name = 'thousand' AND state = 'done'"), 1000);
     CHECK_INT(q(c, "SELECT count(*) FROM tierq.jobs WHERE state = 'done' AND (result IS NULL OR result = '' OR cost_usd <= 0"
@@ -95,7 +90,7 @@ static void test_retryable_faults_are_retried_and_end_done(void)
     insert_fault(c, "chat", "nousage", "faults");
     /* ordinary jobs alongside are not disturbed */
     testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt, run_name) SELECT 'simple', 'question number ' || g, 'faults' FROM generate_series(1, 50) g", NULL, 0);
-    int st = run_drain(&s, "--max-tries 5");
+    int st = run_drain_lease(&s, "--max-tries 5");
     CHECKF(st == 0, "exit %d: %s", st, out);
     for (size_t i = 0; i < sizeof retryable / sizeof retryable[0]; i++) {
         CHECKF(job_q(c, retryable[i], "state = 'done' AND attempts = 1") == 1, "fault %s did not end done on its first attempt", retryable[i]);
@@ -130,7 +125,7 @@ static void test_permanent_faults_fail_with_readable_reason(void)
     insert_fault(c, "chat", "oversized", "perm");
     insert_fault(c, "chat", "500:times=9", "perm"); /* more failures than tries: back to the queue, then dead */
     testdb_exec(c, "UPDATE tierq.jobs SET max_attempts = 2 WHERE prompt LIKE '%times=9%'", NULL, 0);
-    int st = run_drain(&s, "--max-tries 2 --max-response-bytes 1048576");
+    int st = run_drain_lease(&s, "--max-tries 2 --max-response-bytes 1048576");
     CHECKF(st == 0, "exit %d: %s", st, out);
     CHECK_INT(job_q(c, "400", "state = 'failed' AND reason = 'bad_request' AND error LIKE 'http 400 bad_request: %' AND attempts = 1"), 1);
     CHECK_INT(job_q(c, "401", "state = 'failed' AND reason = 'unauthorized' AND error LIKE 'http 401 %'"), 1);
@@ -158,7 +153,7 @@ static void test_timeout_is_retried(void)
     PGconn *c = testdb_connect();
     insert_fault(c, "chat", "slow", "slow");
     setenv("TIERQ_JOBS_DIR", dir, 1);
-    int st = run_drain(&s, "");
+    int st = run_drain_lease(&s, "");
     setenv("TIERQ_JOBS_DIR", getenv("TIERQ_ROOT"), 1);
     char jobs[512];
     snprintf(jobs, sizeof jobs, "%s/jobs", getenv("TIERQ_ROOT"));
@@ -181,7 +176,7 @@ static void test_insufficient_quota_stops_the_provider_and_keeps_jobs(void)
     insert_fault(c, "simple", "429quota:times=100", "quota");
     testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt, run_name) SELECT 'simple', 'question number ' || g, 'quota' FROM generate_series(1, 20) g", NULL, 0);
     /* one request at a time, so the quota answer comes before most of the others are sent */
-    int st = run_drain(&s, "--run quota --max-in-flight 1 --threads 1");
+    int st = run_drain_lease(&s, "--run quota --max-in-flight 1 --threads 1");
     CHECKF(st == 5, "exit %d (want 5): %s", st, out);
     CHECK_INT(job_q(c, "429quota:times=100", "state = 'queued' AND reason = 'provider_quota_exhausted' AND run_after > now() + interval '5 minutes'"), 1);
     CHECK_INT(q(c, "SELECT count(*) FROM tierq.calls WHERE status = 'quota' AND http_status = 429"), 1);
@@ -209,7 +204,7 @@ static void test_api_key_appears_nowhere(void)
                    " FROM generate_series(1, 10) g, unnest(ARRAY['simple', 'chat', 'classify']) k", NULL, 0);
     insert_fault(c, "chat", "400", "key");
     insert_fault(c, "chat", "500", "key");
-    int st = run_drain(&s, "");
+    int st = run_drain_lease(&s, "");
     CHECKF(st == 0, "exit %d: %s", st, out);
     /* the key was sent (the simulator refuses requests without it) ... */
     CHECK_INT(q(c, "SELECT count(*) FROM tierq.jobs WHERE run_name = 'key' AND state = 'done'"), 31);
@@ -227,7 +222,7 @@ static void test_api_key_appears_nowhere(void)
     setenv("DEEPSEEK_API_KEY", "sk-wrongkey-aaaabbbbccccddddeeee", 1);
     setenv("DASHSCOPE_API_KEY", "sk-wrongkey-aaaabbbbccccddddeeee", 1);
     testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt, run_name) VALUES ('chat', 'wrong key', 'key2')", NULL, 0);
-    st = run_drain(&s, "--run key2");
+    st = run_drain_lease(&s, "--run key2");
     CHECKF(st == 0, "exit %d: %s", st, out);
     CHECK_INT(q(c, "SELECT count(*) FROM tierq.jobs WHERE run_name = 'key2' AND state = 'failed' AND reason = 'unauthorized'"), 1);
     CHECK_INT(q(c, "SELECT count(*) FROM tierq.jobs j WHERE j::text LIKE '%aaaabbbbcccc%'"), 0);

@@ -2,22 +2,13 @@
  * a failed hard gate, staying on tier 1 with high confidence, the last tier being final, a judge
  * call charged to its job, the per-job budget (reason budget), the per-run budget (claiming stops,
  * the rest stays queued, exit status 4), and sums over jobs equal to sums over calls. */
-#include "simproc.h"
-#include "testdb.h"
+#include "runhelp.h"
 
 #include <sys/stat.h>
 
 static char dir[256], jobs[300], answers[300];
-static char out[65536];
+#define out run_out
 
-static void write_file(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "w");
-    if (f) {
-        fputs(text, f);
-        fclose(f);
-    }
-}
 
 static void setup_files(void)
 {
@@ -61,22 +52,11 @@ static void setup_files(void)
     setenv("TIERQ_JOBS_DIR", jobs, 1);
 }
 
-static int run_drain(const SimProc *s, const char *args)
-{
-    setenv("TIERQ_BASE_URL", s->base_url, 1);
-    char a[512];
-    snprintf(a, sizeof a, "run --drain --quiet %s", args ? args : "");
-    int st = testdb_run(a, out, sizeof out);
-    unsetenv("TIERQ_BASE_URL");
-    return st;
-}
 
-static long long q(PGconn *c, const char *sql) { return testdb_scalar(c, sql); }
 
-static void check_sums(PGconn *c)
+static void check_sums_per_job(PGconn *c)
 {
-    CHECK_INT(q(c, "SELECT count(*) FROM (SELECT (SELECT coalesce(sum(cost_usd), 0) FROM tierq.jobs) AS j,"
-                   " (SELECT coalesce(sum(cost_usd), 0) FROM tierq.calls) AS k) x WHERE j = k"), 1);
+    check_sums(c);
     /* per job too: a job's cost is the sum of the calls that served it */
     CHECK_INT(q(c, "SELECT count(*) FROM tierq.jobs j WHERE j.cost_usd <>"
                    " (SELECT coalesce(sum(k.cost_usd), 0) FROM tierq.calls k WHERE j.id = ANY (k.job_ids))"), 0);
@@ -100,7 +80,7 @@ static void test_gate_failure_escalates_and_last_tier_is_final(void)
     CHECK_INT(q(c, "SELECT count(*) FROM tierq.calls WHERE run_name = 'gates' AND reason = 'final_tier' AND tier = 3 AND model = 'gpt-4o'"), 1);
     /* the job kept its first attempt: escalation happened in-process, not through the queue */
     CHECK_INT(q(c, "SELECT attempts FROM tierq.jobs WHERE run_name = 'gates'"), 1);
-    check_sums(c);
+    check_sums_per_job(c);
     PQfinish(c);
     sim_stop(&s);
 }
@@ -132,7 +112,7 @@ static void test_confident_answers_stay_and_every_decision_matches_its_score(voi
     /* cheap first: the tiered run costs less than its baseline */
     CHECK_INT(q(c, "SELECT count(*) FROM (SELECT sum(cost_usd) AS c, sum(baseline_cost_usd) AS b FROM tierq.jobs"
                    " WHERE run_name = 'many') x WHERE c < b"), 1);
-    check_sums(c);
+    check_sums_per_job(c);
     PQfinish(c);
     sim_stop(&s);
 }
@@ -154,7 +134,7 @@ static void test_judge_call_is_charged_to_its_job(void)
     /* the judge's verdict is what the answer was scored with */
     CHECK_INT(q(c, "SELECT count(*) FROM tierq.calls a JOIN tierq.calls jd ON jd.job_ids = a.job_ids AND jd.purpose = 'judge'"
                    " AND jd.tier = a.tier WHERE a.run_name = 'judge' AND a.purpose = 'answer' AND a.tier = 1 AND a.score <> jd.score"), 0);
-    check_sums(c);
+    check_sums_per_job(c);
     PQfinish(c);
     sim_stop(&s);
 }
@@ -181,7 +161,7 @@ static void test_two_samples_must_agree(void)
     CHECK_INT(q(c, "SELECT count(*) FROM (SELECT avg((tierq.normalize_answer(j.result) = tierq.normalize_answer(x.expected))::int) a"
                    " FROM tierq.jobs j JOIN (VALUES (0, 'alpha'), (1, 'beta'), (2, 'gamma')) x(m, expected)"
                    " ON x.m = (substring(j.prompt from '[0-9]+$')::int % 3) WHERE j.run_name = 'agree' AND j.tier = 1) y WHERE a > 0.7"), 1);
-    check_sums(c);
+    check_sums_per_job(c);
     PQfinish(c);
     sim_stop(&s);
 }
@@ -200,7 +180,7 @@ static void test_job_budget_stops_escalation(void)
                    " AND tier = 1 AND model = 'qwen3-8b' AND result IS NOT NULL"), 1);
     CHECK_INT(q(c, "SELECT count(*) FROM tierq.calls WHERE run_name = 'budget'"), 1);
     CHECK_INT(q(c, "SELECT count(*) FROM tierq.calls WHERE run_name = 'budget' AND reason = 'budget'"), 1);
-    check_sums(c);
+    check_sums_per_job(c);
     PQfinish(c);
     sim_stop(&s);
 }
@@ -222,7 +202,7 @@ static void test_run_budget_stops_claiming(void)
     /* spent at least the ceiling, and at most one job's worth past it */
     CHECK_INT(q(c, "SELECT count(*) FROM (SELECT sum(cost_usd) AS s, max(cost_usd) AS m FROM tierq.jobs WHERE run_name = 'runbudget') x"
                    " WHERE s >= 0.00002 AND s <= 0.00002 + m"), 1);
-    check_sums(c);
+    check_sums_per_job(c);
     PQfinish(c);
     sim_stop(&s);
 }

@@ -1,0 +1,40 @@
+/* runhelp.h — shared pieces of the end-to-end tests that drive `tierq run` against the simulator. */
+#ifndef TQ_RUNHELP_H
+#define TQ_RUNHELP_H
+
+#include "simproc.h"
+#include "testdb.h"
+
+static char run_out[65536]; /* what the last run_drain printed */
+
+static inline void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    if (f) {
+        fputs(text, f);
+        fclose(f);
+    }
+}
+
+/* `tierq run --drain --quiet ARGS` against the simulator s; exit status, output in run_out. */
+static inline int run_drain(const SimProc *s, const char *args)
+{
+    setenv("TIERQ_BASE_URL", s->base_url, 1);
+    char a[1024];
+    snprintf(a, sizeof a, "run --drain --quiet %s", args ? args : "");
+    int st = testdb_run(a, run_out, sizeof run_out);
+    unsetenv("TIERQ_BASE_URL");
+    return st;
+}
+
+static inline long long q(PGconn *c, const char *sql) { return testdb_scalar(c, sql); }
+
+/* The money invariant: the sum over jobs equals the sum over calls, and each job's cost is the sum of
+ * its shares of the calls that served it. */
+static inline void check_sums(PGconn *c)
+{
+    CHECK_INT(q(c, "SELECT count(*) FROM (SELECT (SELECT coalesce(sum(cost_usd), 0) FROM tierq.jobs) AS j,"
+                   " (SELECT coalesce(sum(cost_usd), 0) FROM tierq.calls) AS k) x WHERE j = k"), 1);
+}
+
+#endif
