@@ -236,22 +236,29 @@ static CheckInput check_input(const Call *c, const char *answer, const char *fin
     return check_input_job(c, &c->jobs[0], answer, finish, lp, judge, sample);
 }
 
+/* Score *answer with in; a matched label replaces the answer by its canonical form. Unscorable
+ * input (which cannot happen with a valid config) scores 0, so it escalates. */
+static double score_answer(const CheckInput *in, char **answer)
+{
+    CheckResult res;
+    TqErr err = {0};
+    if (check_answer(in, &res, &err) != 0)
+        return 0;
+    double score = res.score;
+    if (res.canonical) {
+        free(*answer);
+        *answer = res.canonical;
+        res.canonical = NULL;
+    }
+    check_result_free(&res);
+    return score;
+}
+
 static RouteAction score_and_decide(Call *c, LedgerRow *answer_row, char *answer, const char *finish,
                                     const OaiLogprobs *lp, double judge, const char *sample)
 {
     CheckInput in = check_input(c, answer, finish, lp, judge, sample);
-    CheckResult res;
-    TqErr err = {0};
-    double score = 0;
-    if (check_answer(&in, &res, &err) == 0) {
-        score = res.score;
-        if (res.canonical) {
-            free(answer);
-            answer = res.canonical;
-            res.canonical = NULL;
-        }
-        check_result_free(&res);
-    }
+    double score = score_answer(&in, &answer);
     return decide(c, answer_row, answer, score);
 }
 
@@ -400,19 +407,9 @@ static RouteAction route_batch_response(Call *c, LedgerRow *row, OaiResponse *re
         OaiLogprobs lp;
         oai_logprobs_in_range(resp, it->start, it->end, &lp);
         CheckInput in = check_input_job(c, cj, it->answer, resp->finish_reason, &lp, NAN, NULL);
-        CheckResult res;
-        double score = 0;
         char *answer = it->answer;
         it->answer = NULL;
-        if (check_answer(&in, &res, &err) == 0) {
-            score = res.score;
-            if (res.canonical) {
-                free(answer);
-                answer = res.canonical;
-                res.canonical = NULL;
-            }
-            check_result_free(&res);
-        }
+        double score = score_answer(&in, &answer);
         if (last || score >= tier->accept) {
             complete_job(c, cj, answer, score, c->tier, model, last ? "final_tier" : "accepted");
             continue;
