@@ -4,6 +4,7 @@
  * appears in no table and no log line; a response over the cap fails cleanly. */
 #include "runhelp.h"
 
+#include <signal.h>
 #include <sys/stat.h>
 
 static char answers[256];
@@ -237,6 +238,83 @@ static void test_api_key_appears_nowhere(void)
     sim_stop(&s);
 }
 
+/* Start `tierq run` as a daemon (no --drain); returns its pid. */
+static int start_daemon(const SimProc *s, const char *args)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "TIERQ_DATABASE_URL='%s' TIERQ_BASE_URL='%s' %s run --quiet %s >/dev/null 2>&1 & echo $!",
+             testdb_conninfo, s->base_url, getenv("TIERQ_BIN"), args);
+    FILE *p = popen(cmd, "r");
+    int pid = 0;
+    if (!p || fscanf(p, "%d", &pid) != 1)
+        pid = 0;
+    if (p)
+        pclose(p);
+    return pid;
+}
+
+/* Wait up to ms for a query to return want; returns the last value. */
+static long long wait_for(PGconn *c, const char *sql, long long want, int ms)
+{
+    long long v = -1;
+    for (int t = 0; t < ms; t += 50) {
+        v = q(c, sql);
+        if (v == want)
+            break;
+        usleep(50000);
+    }
+    return v;
+}
+
+static void test_daemon_wakes_on_notify(void)
+{
+    SimProc s;
+    CHECK_INT(sim_start(&s, answers, "--latency-ms 1"), 0);
+    PGconn *c = testdb_connect();
+    testdb_exec(c, "DELETE FROM tierq.jobs; DELETE FROM tierq.calls", NULL, 0);
+    /* polling once a minute: a job done within seconds was claimed because of the NOTIFY */
+    int pid = start_daemon(&s, "--poll-ms 60000");
+    CHECK(pid > 0);
+    CHECK_INT(wait_for(c, "SELECT count(*) FROM tierq.workers", 1, 10000), 1);
+    usleep(300000);
+    testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt, run_name) VALUES ('simple', 'question number 7', 'notify')", NULL, 0);
+    CHECK_INT(wait_for(c, "SELECT count(*) FROM tierq.jobs WHERE run_name = 'notify' AND state = 'done'", 1, 15000), 1);
+    if (pid > 0)
+        kill(pid, SIGTERM);
+    CHECK_INT(wait_for(c, "SELECT count(*) FROM tierq.workers", 0, 10000), 0);
+    testdb_exec(c, "DELETE FROM tierq.jobs; DELETE FROM tierq.calls", NULL, 0);
+    PQfinish(c);
+    sim_stop(&s);
+}
+
+static void test_kill_9_loses_no_job(void)
+{
+    SimProc s;
+    CHECK_INT(sim_start(&s, answers, "--latency-ms 2000"), 0);
+    PGconn *c = testdb_connect();
+    testdb_exec(c, "DELETE FROM tierq.jobs; DELETE FROM tierq.calls; DELETE FROM tierq.workers", NULL, 0);
+    testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt, run_name) SELECT 'simple', 'question number ' || g, 'crash'"
+                   " FROM generate_series(1, 40) g", NULL, 0);
+    int pid = start_daemon(&s, "--lease-s 2");
+    CHECK(pid > 0);
+    /* every job claimed and in flight (the simulator takes 2 s to answer), then the process dies hard */
+    CHECK_INT(wait_for(c, "SELECT count(*) FROM tierq.jobs WHERE run_name = 'crash' AND state = 'running'", 40, 10000), 40);
+    if (pid > 0)
+        kill(pid, SIGKILL);
+    usleep(200000);
+    /* another process finishes them once their leases run out */
+    int st = run_drain_lease(&s, "--run crash --lease-s 2");
+    CHECKF(st == 0, "exit %d: %s", st, out);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.jobs WHERE run_name = 'crash' AND state = 'done' AND attempts = 2"), 40);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.jobs WHERE run_name = 'crash' AND reason IN ('accepted', 'final_tier')"), 40);
+    /* what was written is consistent: every job's cost is the sum of its calls */
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.jobs j WHERE j.cost_usd <>"
+                   " (SELECT coalesce(sum(k.cost_usd), 0) FROM tierq.calls k WHERE j.id = ANY (k.job_ids))"), 0);
+    testdb_exec(c, "DELETE FROM tierq.jobs; DELETE FROM tierq.calls; DELETE FROM tierq.workers", NULL, 0);
+    PQfinish(c);
+    sim_stop(&s);
+}
+
 int main(void)
 {
     testdb_setup("tq_run", 1);
@@ -247,6 +325,8 @@ int main(void)
     RUN(test_timeout_is_retried);
     RUN(test_insufficient_quota_stops_the_provider_and_keeps_jobs);
     RUN(test_api_key_appears_nowhere);
+    RUN(test_daemon_wakes_on_notify);
+    RUN(test_kill_9_loses_no_job);
     unlink(answers);
     return check_done();
 }
