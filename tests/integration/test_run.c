@@ -315,6 +315,46 @@ static void test_kill_9_loses_no_job(void)
     sim_stop(&s);
 }
 
+static void test_database_restart_mid_run(void)
+{
+    const char *tmp = getenv("TIERQ_TEST_TMP");
+    if (!tmp) {
+        printf("# TIERQ_TEST_TMP not set: cannot restart the server\n");
+        CHECK(tmp != NULL);
+        return;
+    }
+    SimProc s;
+    CHECK_INT(sim_start(&s, answers, "--latency-ms 300"), 0);
+    PGconn *c = testdb_connect();
+    testdb_exec(c, "DELETE FROM tierq.jobs; DELETE FROM tierq.calls; DELETE FROM tierq.workers", NULL, 0);
+    testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt, run_name) SELECT 'simple', 'question number ' || g, 'restart'"
+                   " FROM generate_series(1, 300) g", NULL, 0);
+    PQfinish(c);
+    /* one request at a time keeps the run going for ~10 s; the server restarts in the middle of it */
+    int pid = start_daemon(&s, "--max-in-flight 8 --threads 1 --poll-ms 200");
+    CHECK(pid > 0);
+    usleep(2000000);
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "sh %s/tests/pg.sh restart %s/pg >/dev/null 2>&1", getenv("TIERQ_ROOT"), tmp);
+    CHECK_INT(system(cmd), 0);
+    c = testdb_connect();
+    long long done = wait_for(c, "SELECT count(*) FROM tierq.jobs WHERE run_name = 'restart' AND state = 'done'", 300, 60000);
+    CHECK_INT(done, 300);
+    if (pid > 0)
+        kill(pid, SIGTERM);
+    wait_for(c, "SELECT count(*) FROM tierq.workers", 0, 10000);
+    /* nothing written twice, nothing charged twice: per job, cost = its ledger rows; one answer per job */
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.jobs j WHERE j.run_name = 'restart' AND j.cost_usd <>"
+                   " (SELECT coalesce(sum(k.cost_usd), 0) FROM tierq.calls k WHERE j.id = ANY (k.job_ids))"), 0);
+    /* at most one answer per tier per attempt: a flush replayed after the restart wrote nothing twice */
+    CHECK_INT(q(c, "SELECT count(*) FROM (SELECT j.id FROM tierq.jobs j JOIN tierq.calls k ON j.id = ANY (k.job_ids)"
+                   " AND k.status = 'ok' AND k.purpose = 'answer' WHERE j.run_name = 'restart'"
+                   " GROUP BY j.id, k.tier, j.attempts HAVING count(*) > j.attempts) x"), 0);
+    testdb_exec(c, "DELETE FROM tierq.jobs; DELETE FROM tierq.calls; DELETE FROM tierq.workers", NULL, 0);
+    PQfinish(c);
+    sim_stop(&s);
+}
+
 int main(void)
 {
     testdb_setup("tq_run", 1);
@@ -327,6 +367,7 @@ int main(void)
     RUN(test_api_key_appears_nowhere);
     RUN(test_daemon_wakes_on_notify);
     RUN(test_kill_9_loses_no_job);
+    RUN(test_database_restart_mid_run);
     unlink(answers);
     return check_done();
 }
