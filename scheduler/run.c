@@ -400,8 +400,8 @@ int run_main(const TqConfig *cfg, const RunOptions *opt)
     po.max_tries = opt->max_tries;
     po.max_response_bytes = (size_t)opt->max_response_bytes;
     po.worker_id = r.owner;
-    /* Not po.notify_fd: waking the scheduler on every worker pass costs more than it gains; the
-     * writer wakes it after each flush and the poll interval covers the rest. */
+    /* The writer wakes the scheduler after each flush (not the workers after each answer: that costs
+     * more wake-ups than it gains claims); the poll interval covers the rest. */
     int wrc = writer_start(&r.writer, NULL, r.owner, r.done, r.held, r.efd, &err);
     int prc = wrc ? -1 : pool_start(&r.pool, cfg, &po, r.done, &err);
     pthread_sigmask(SIG_SETMASK, &old, NULL);

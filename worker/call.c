@@ -53,7 +53,6 @@ static Call *call_alloc(const TqConfig *cfg, const TqKind *kind, int tier, int n
     c->tier = tier;
     c->model = kind->tiers[tier].model;
     c->send_model = c->model;
-    c->purpose = "answer";
     c->jobs = cjs;
     c->njobs = n;
     c->batched = n > 1;

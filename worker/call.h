@@ -98,7 +98,6 @@ typedef struct Call {
     const TqKind *kind;
     int tier;                 /* 0-based index into kind->tiers */
     int model;                /* index into cfg->models */
-    const char *purpose;      /* "answer" (later: compress, sample) */
     CallJob *jobs;
     int njobs;
     LedgerRow *rows;

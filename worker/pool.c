@@ -90,7 +90,6 @@ void pool_default_options(PoolOptions *o)
     o->backoff_cap_ms = 20000;
     o->quota_retry_ms = 15 * 60 * 1000;
     o->worker_id = "tierq";
-    o->notify_fd = -1;
 }
 
 /* ---- heap of delayed calls ------------------------------------------------------------------ */
@@ -257,10 +256,6 @@ static void fail_call(Worker *w, Call *c, const char *reason, const char *msg, b
     finish_call(w, c);
 }
 
-static void fail_unsent(Worker *w, Call *c, const char *reason, const char *msg, bool retryable, int64_t after)
-{
-    fail_call(w, c, reason, msg, retryable, after);
-}
 
 static int start_transfer(Worker *w, Call *c)
 {
@@ -278,7 +273,7 @@ static int start_transfer(Worker *w, Call *c)
     if (t->body.len == 0) {
         TqErr err = {0};
         if (route_build_body(c, &t->body, &err)) {
-            fail_unsent(w, c, "bad_request_body", err.msg, false, 0);
+            fail_call(w, c, "bad_request_body", err.msg, false, 0);
             return 0;
         }
     }
@@ -323,11 +318,11 @@ static int start_transfer(Worker *w, Call *c)
     SET(CURLOPT_BUFFERSIZE, 2048L);
 #undef SET
     if (rc != CURLE_OK) {
-        fail_unsent(w, c, "bad_request_setup", curl_easy_strerror(rc), false, 0);
+        fail_call(w, c, "bad_request_setup", curl_easy_strerror(rc), false, 0);
         return 0;
     }
     if (curl_multi_add_handle(w->multi, e) != CURLM_OK) {
-        fail_unsent(w, c, "bad_request_setup", "curl_multi_add_handle failed", true, 1000);
+        fail_call(w, c, "bad_request_setup", "curl_multi_add_handle failed", true, 1000);
         return 0;
     }
     if (w->nlive == w->caplive) {
@@ -496,7 +491,7 @@ static bool start_ready(Worker *w)
                 w->ready_head[prov] = c->next;
                 if (!w->ready_head[prov])
                     w->ready_tail[prov] = NULL;
-                fail_unsent(w, c, "provider_quota_exhausted",
+                fail_call(w, c, "provider_quota_exhausted",
                             "the provider answered insufficient_quota earlier in this run", true, p->opt.quota_retry_ms);
                 continue;
             }
@@ -592,18 +587,9 @@ static void drain_finished(Worker *w)
 {
     CURLMsg *msg;
     int left;
-    bool any = false;
     while ((msg = curl_multi_info_read(w->multi, &left)) != NULL) {
-        if (msg->msg == CURLMSG_DONE) {
+        if (msg->msg == CURLMSG_DONE)
             on_transfer_done(w, msg->easy_handle, msg->data.result);
-            any = true;
-        }
-    }
-    /* One wake-up per pass, not per call: room was freed, the scheduler may claim more. */
-    if (any && w->pool->opt.notify_fd >= 0) {
-        uint64_t one = 1;
-        ssize_t wr = write(w->pool->opt.notify_fd, &one, sizeof one);
-        (void)wr;
     }
 }
 

@@ -31,7 +31,6 @@ typedef struct PoolOptions {
     int64_t backoff_cap_ms;
     int64_t quota_retry_ms;      /* run_after for jobs of a provider that ran out of quota */
     const char *worker_id;       /* prefix of ledger row keys */
-    int notify_fd;               /* eventfd written when calls finish (the scheduler claims more); -1 */
 } PoolOptions;
 
 void pool_default_options(PoolOptions *o);
