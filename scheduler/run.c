@@ -17,6 +17,7 @@
 
 #include <curl/curl.h>
 #include <errno.h>
+#include <stdint.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -64,6 +65,16 @@ static void raise_fd_limit(void)
     }
 }
 
+/* An open group of claimed jobs waiting to fill a batch. */
+typedef struct Group {
+    const TqKind *kind;
+    const char *params;   /* jobs batch together only with identical parameters */
+    QueueJob **jobs;
+    int n, cap;
+    int64_t tokens;
+    int64_t deadline_ms;  /* dispatch by then even if not full (the kind's batch.fill_ms) */
+} Group;
+
 typedef struct Run {
     const TqConfig *cfg;
     const RunOptions *opt;
@@ -79,6 +90,8 @@ typedef struct Run {
     int efd;
     int64_t total;           /* jobs to do, for progress */
     int64_t start_ms;
+    Group *groups;           /* batches filling up, across claims */
+    int ngroups;
 } Run;
 
 static int ensure_conn(Run *r)
@@ -155,14 +168,6 @@ static bool batchable(const Run *r, const TqKind *k, const QueueJob *j)
            !j->system_prompt && !(j->context && *j->context);
 }
 
-/* An open group of claimed jobs waiting to fill a batch. */
-typedef struct Group {
-    const TqKind *kind;
-    const char *params;   /* jobs batch together only with identical parameters */
-    QueueJob **jobs;
-    int n, cap;
-    int64_t tokens;
-} Group;
 
 static void dispatch(Run *r, const TqKind *kind, QueueJob **jobs, int n)
 {
@@ -184,6 +189,40 @@ static void flush_group(Run *r, Group *g)
         dispatch(r, g->kind, g->jobs, g->n);
     g->n = 0;
     g->tokens = 0;
+    g->params = NULL; /* pointed into a job that has gone to a call */
+}
+
+/* Dispatch the groups whose fill window has closed (all of them when force). Returns the earliest
+ * deadline still open, or INT64_MAX. */
+static int64_t flush_due_groups(Run *r, int64_t now, bool force)
+{
+    int64_t next = INT64_MAX;
+    for (int k = 0; k < r->ngroups; k++) {
+        Group *g = &r->groups[k];
+        if (g->n == 0)
+            continue;
+        if (force || now >= g->deadline_ms)
+            flush_group(r, g);
+        else if (g->deadline_ms < next)
+            next = g->deadline_ms;
+    }
+    return next;
+}
+
+/* Stopping: jobs still waiting in a group were never sent; they go back to the queue with the rest. */
+static void drop_groups(Run *r)
+{
+    for (int k = 0; k < r->ngroups; k++) {
+        Group *g = &r->groups[k];
+        for (int i = 0; i < g->n; i++) {
+            held_remove(r->held, g->jobs[i]->id);
+            queue_job_free(g->jobs[i]);
+        }
+        free(g->jobs);
+    }
+    free(r->groups);
+    r->groups = NULL;
+    r->ngroups = 0;
 }
 
 static int claim_and_dispatch(Run *r, int limit, int *got)
@@ -197,10 +236,9 @@ static int claim_and_dispatch(Run *r, int limit, int *got)
         log_msg(LOG_WARN, "run", "claim failed: %s", err.msg);
         return TQ_EDB;
     }
-    /* Jobs of one claim that can share a request are grouped here: the claim is the fill window, so
-     * a trickle of jobs is never held back waiting for more. */
-    Group *groups = NULL;
-    int ngroups = 0;
+    /* Jobs that can share a request are grouped; a group goes out when full, or when its fill window
+     * (the kind's batch.fill_ms, from its first job) closes, so a trickle is held back that long at most. */
+    int64_t now = mono_ms();
     for (int i = 0; i < n; i++) {
         QueueJob *j = jobs[i];
         held_add(r->held, j->id, j->attempt);
@@ -217,40 +255,42 @@ static int claim_and_dispatch(Run *r, int limit, int *got)
         int size = pool_batch_size(r->pool, (int)(kind - r->cfg->kinds), kind->tiers[0].model);
         int64_t tokens = oai_estimate_tokens(j->prompt, strlen(j->prompt));
         Group *g = NULL;
-        for (int k = 0; k < ngroups && !g; k++)
-            if (groups[k].kind == kind && strcmp(groups[k].params, j->params) == 0)
-                g = &groups[k];
+        for (int k = 0; k < r->ngroups && !g; k++)
+            if (r->groups[k].kind == kind && r->groups[k].n > 0 && strcmp(r->groups[k].params, j->params) == 0)
+                g = &r->groups[k];
+        for (int k = 0; k < r->ngroups && !g; k++)
+            if (r->groups[k].kind == kind && r->groups[k].n == 0)
+                g = &r->groups[k];
         if (!g) {
-            Group *ng = realloc(groups, (size_t)(ngroups + 1) * sizeof *ng);
+            Group *ng = realloc(r->groups, (size_t)(r->ngroups + 1) * sizeof *ng);
             if (!ng) {
                 dispatch(r, kind, &j, 1);
                 continue;
             }
-            groups = ng;
-            g = &groups[ngroups++];
+            r->groups = ng;
+            g = &r->groups[r->ngroups];
             memset(g, 0, sizeof *g);
             g->kind = kind;
-            g->params = j->params;
             g->cap = kind->batch.max_items > 0 ? kind->batch.max_items : 1;
             g->jobs = calloc((size_t)g->cap, sizeof *g->jobs);
             if (!g->jobs) {
-                ngroups--;
                 dispatch(r, kind, &j, 1);
                 continue;
             }
+            r->ngroups++;
         }
         if (g->n > 0 && (g->n >= size || g->tokens + tokens > kind->batch.max_input_tokens))
             flush_group(r, g);
+        if (g->n == 0) {
+            g->params = j->params;
+            g->deadline_ms = now + kind->batch.fill_ms;
+        }
         g->jobs[g->n++] = j;
         g->tokens += tokens;
         if (g->n >= size)
             flush_group(r, g);
     }
-    for (int k = 0; k < ngroups; k++) {
-        flush_group(r, &groups[k]);
-        free(groups[k].jobs);
-    }
-    free(groups);
+    flush_due_groups(r, now, false);
     free(jobs);
     *got = n;
     log_msg(LOG_DEBUG, "run", "claimed n=%d of %d ms=%lld", n, limit, (long long)(mono_ms() - t0));
@@ -435,6 +475,8 @@ int run_main(const TqConfig *cfg, const RunOptions *opt)
             log_msg(LOG_INFO, "run", "stopping: no new claims; %d jobs in flight get %ds to finish", held_count(r.held),
                     opt->grace_s);
         }
+        if (stopping && r.ngroups > 0)
+            drop_groups(&r);
         if (stopping && (held_count(r.held) == 0 || run_signals > 1 || now >= stop_deadline))
             break;
         if (ensure_conn(&r)) {
@@ -497,10 +539,14 @@ int run_main(const TqConfig *cfg, const RunOptions *opt)
                     break;
             }
         }
+        /* batches whose fill window closed go out now; the wait ends when the next one closes */
+        int64_t group_due = flush_due_groups(&r, mono_ms(), false);
         int timeout = opt->poll_ms;
         int64_t soonest = next_renew < next_requeue ? next_renew : next_requeue;
         if (opt->progress && next_progress < soonest)
             soonest = next_progress;
+        if (group_due < soonest)
+            soonest = group_due;
         if (soonest - now < timeout)
             timeout = soonest - now < 0 ? 0 : (int)(soonest - now);
         if (opt->drain && held_count(r.held) == 0 && timeout > 200)
@@ -509,6 +555,7 @@ int run_main(const TqConfig *cfg, const RunOptions *opt)
         waker_wait(&r.waker, timeout, r.efd, &notified, &err);
     }
 
+    drop_groups(&r);
     if (opt->progress)
         print_progress(&r, true);
     Call *leftover = NULL;

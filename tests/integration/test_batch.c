@@ -23,9 +23,10 @@ static void setup_files(void)
     for (int i = 0; i < 30; i++)
         strcat(sys, " Read the item carefully, think about which label fits best, and answer with the label only.");
     char kind[8192], p[400];
-    static const char *const tail[] = {", \"batch\": {\"enabled\": true, \"max_items\": 8, \"max_input_tokens\": 8000}", ""};
-    static const char *const name[] = {"bat", "solo"};
-    for (int k = 0; k < 2; k++) {
+    static const char *const tail[] = {", \"batch\": {\"enabled\": true, \"max_items\": 8, \"max_input_tokens\": 8000}", "",
+                                       ", \"batch\": {\"enabled\": true, \"max_items\": 8, \"fill_ms\": 2000}"};
+    static const char *const name[] = {"bat", "solo", "trickle"};
+    for (int k = 0; k < 3; k++) {
         snprintf(kind, sizeof kind,
                  "{\"system_prompt\": \"%s\", \"tiers\": [{\"model\": \"qwen3-8b\", \"accept\": 0}, {\"model\": \"gpt-4o\"}],"
                  " \"max_tokens\": 8, \"checks\": {\"labels\": [\"alpha\", \"beta\", \"gamma\"]}%s}",
@@ -138,6 +139,45 @@ static void test_batch_size_halves_after_malformed_batches(void)
     sim_stop(&s);
 }
 
+static void test_a_trickle_fills_a_batch_within_its_window(void)
+{
+    SimProc s;
+    CHECK_INT(sim_start(&s, answers, "--latency-ms 1"), 0);
+    PGconn *c = testdb_connect();
+    testdb_exec(c, "DELETE FROM tierq.jobs; DELETE FROM tierq.calls; DELETE FROM tierq.workers", NULL, 0);
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "TIERQ_DATABASE_URL='%s' TIERQ_BASE_URL='%s' %s run --quiet --poll-ms 100 >/dev/null 2>&1 & echo $!",
+             testdb_conninfo, s.base_url, getenv("TIERQ_BIN"));
+    FILE *p = popen(cmd, "r");
+    int pid = 0;
+    CHECK(p && fscanf(p, "%d", &pid) == 1 && pid > 0);
+    if (p)
+        pclose(p);
+    for (int i = 0; i < 100 && q(c, "SELECT count(*) FROM tierq.workers") == 0; i++)
+        usleep(50000);
+    /* four jobs, one INSERT (and one claim) at a time, inside the kind's 2 s fill window */
+    for (int i = 1; i <= 4; i++) {
+        char sql[200];
+        snprintf(sql, sizeof sql, "INSERT INTO tierq.jobs (kind, prompt, run_name) VALUES ('trickle', 'item number %d', 'trickle')", i);
+        testdb_exec(c, sql, NULL, 0);
+        usleep(150000);
+    }
+    long long done = 0;
+    for (int i = 0; i < 200 && done < 4; i++) {
+        usleep(50000);
+        done = q(c, "SELECT count(*) FROM tierq.jobs WHERE run_name = 'trickle' AND state = 'done'");
+    }
+    CHECK_INT(done, 4);
+    /* they went out together, as one batch */
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.calls WHERE run_name = 'trickle' AND cardinality(job_ids) = 4"), 1);
+    if (pid > 0)
+        kill(pid, SIGTERM);
+    for (int i = 0; i < 100 && q(c, "SELECT count(*) FROM tierq.workers") > 0; i++)
+        usleep(50000);
+    PQfinish(c);
+    sim_stop(&s);
+}
+
 static void test_status_shows_the_batch_size(void)
 {
     SimProc s;
@@ -181,6 +221,7 @@ int main(void)
     RUN(test_clean_batches_answer_like_single_calls);
     RUN(test_faulty_items_are_resent_alone);
     RUN(test_batch_size_halves_after_malformed_batches);
+    RUN(test_a_trickle_fills_a_batch_within_its_window);
     RUN(test_status_shows_the_batch_size);
     char cmd[400];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
