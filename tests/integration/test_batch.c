@@ -145,16 +145,9 @@ static void test_a_trickle_fills_a_batch_within_its_window(void)
     CHECK_INT(sim_start(&s, answers, "--latency-ms 1"), 0);
     PGconn *c = testdb_connect();
     testdb_exec(c, "DELETE FROM tierq.jobs; DELETE FROM tierq.calls; DELETE FROM tierq.workers", NULL, 0);
-    char cmd[2048];
-    snprintf(cmd, sizeof cmd, "TIERQ_DATABASE_URL='%s' TIERQ_BASE_URL='%s' %s run --quiet --poll-ms 100 >/dev/null 2>&1 & echo $!",
-             testdb_conninfo, s.base_url, getenv("TIERQ_BIN"));
-    FILE *p = popen(cmd, "r");
-    int pid = 0;
-    CHECK(p && fscanf(p, "%d", &pid) == 1 && pid > 0);
-    if (p)
-        pclose(p);
-    for (int i = 0; i < 100 && q(c, "SELECT count(*) FROM tierq.workers") == 0; i++)
-        usleep(50000);
+    int pid = start_daemon(&s, "--poll-ms 100");
+    CHECK(pid > 0);
+    CHECK_INT(wait_for(c, "SELECT count(*) FROM tierq.workers", 1, 5000), 1);
     /* four jobs, one INSERT (and one claim) at a time, inside the kind's 2 s fill window */
     for (int i = 1; i <= 4; i++) {
         char sql[200];
@@ -162,18 +155,12 @@ static void test_a_trickle_fills_a_batch_within_its_window(void)
         testdb_exec(c, sql, NULL, 0);
         usleep(150000);
     }
-    long long done = 0;
-    for (int i = 0; i < 200 && done < 4; i++) {
-        usleep(50000);
-        done = q(c, "SELECT count(*) FROM tierq.jobs WHERE run_name = 'trickle' AND state = 'done'");
-    }
-    CHECK_INT(done, 4);
+    CHECK_INT(wait_for(c, "SELECT count(*) FROM tierq.jobs WHERE run_name = 'trickle' AND state = 'done'", 4, 10000), 4);
     /* they went out together, as one batch */
     CHECK_INT(q(c, "SELECT count(*) FROM tierq.calls WHERE run_name = 'trickle' AND cardinality(job_ids) = 4"), 1);
     if (pid > 0)
         kill(pid, SIGTERM);
-    for (int i = 0; i < 100 && q(c, "SELECT count(*) FROM tierq.workers") > 0; i++)
-        usleep(50000);
+    wait_for(c, "SELECT count(*) FROM tierq.workers", 0, 5000);
     PQfinish(c);
     sim_stop(&s);
 }
@@ -185,31 +172,15 @@ static void test_status_shows_the_batch_size(void)
     PGconn *c = testdb_connect();
     testdb_exec(c, "DELETE FROM tierq.jobs; DELETE FROM tierq.calls; DELETE FROM tierq.workers", NULL, 0);
     /* a daemon (no --drain): it heartbeats its live state, then stops cleanly on SIGTERM */
-    char cmd[2048];
-    snprintf(cmd, sizeof cmd, "TIERQ_DATABASE_URL='%s' TIERQ_BASE_URL='%s' %s run --quiet --poll-ms 100 >/dev/null 2>&1 & echo $!",
-             testdb_conninfo, s.base_url, getenv("TIERQ_BIN"));
-    FILE *p = popen(cmd, "r");
-    int pid = 0;
-    CHECK(p && fscanf(p, "%d", &pid) == 1 && pid > 0);
-    if (p)
-        pclose(p);
-    long long seen = 0;
-    for (int i = 0; i < 100 && seen == 0; i++) {
-        usleep(50000);
-        seen = q(c, "SELECT count(*) FROM tierq.workers WHERE info -> 'batch_size' ? 'bat/qwen3-8b'");
-    }
-    CHECK_INT(seen, 1);
+    int pid = start_daemon(&s, "--poll-ms 100");
+    CHECK(pid > 0);
+    CHECK_INT(wait_for(c, "SELECT count(*) FROM tierq.workers WHERE info -> 'batch_size' ? 'bat/qwen3-8b'", 1, 5000), 1);
     char st[8192];
     CHECK_INT(testdb_run("status", st, sizeof st), 0);
     CHECKF(strstr(st, "batch size: ") && strstr(st, "bat/qwen3-8b 8"), "status said: %s", st);
     if (pid > 0)
         kill(pid, SIGTERM);
-    long long gone = 1;
-    for (int i = 0; i < 100 && gone; i++) {
-        usleep(50000);
-        gone = q(c, "SELECT count(*) FROM tierq.workers");
-    }
-    CHECK_INT(gone, 0); /* unregistered on a clean shutdown */
+    CHECK_INT(wait_for(c, "SELECT count(*) FROM tierq.workers", 0, 5000), 0); /* unregistered on a clean shutdown */
     PQfinish(c);
     sim_stop(&s);
 }

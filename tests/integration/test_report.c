@@ -250,24 +250,6 @@ static void test_normalize_answer_function(void)
     PQfinish(c);
 }
 
-/* The line of text that starts with prefix (after leading spaces), copied into out. */
-static const char *line_of(const char *text, const char *prefix, char *out, size_t cap)
-{
-    out[0] = '\0';
-    for (const char *p = text; p && *p;) {
-        const char *s = p;
-        while (*s == ' ')
-            s++;
-        const char *nl = strchr(p, '\n');
-        size_t n = nl ? (size_t)(nl - s) : strlen(s);
-        if (strncmp(s, prefix, strlen(prefix)) == 0) {
-            snprintf(out, cap, "%.*s", (int)n, s);
-            return out;
-        }
-        p = nl ? nl + 1 : NULL;
-    }
-    return out;
-}
 
 static void test_text_report_all_runs(void)
 {

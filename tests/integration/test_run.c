@@ -238,33 +238,7 @@ static void test_api_key_appears_nowhere(void)
     sim_stop(&s);
 }
 
-/* Start `tierq run` as a daemon (no --drain); returns its pid. */
-static int start_daemon(const SimProc *s, const char *args)
-{
-    char cmd[2048];
-    snprintf(cmd, sizeof cmd, "TIERQ_DATABASE_URL='%s' TIERQ_BASE_URL='%s' %s run --quiet %s >/dev/null 2>&1 & echo $!",
-             testdb_conninfo, s->base_url, getenv("TIERQ_BIN"), args);
-    FILE *p = popen(cmd, "r");
-    int pid = 0;
-    if (!p || fscanf(p, "%d", &pid) != 1)
-        pid = 0;
-    if (p)
-        pclose(p);
-    return pid;
-}
 
-/* Wait up to ms for a query to return want; returns the last value. */
-static long long wait_for(PGconn *c, const char *sql, long long want, int ms)
-{
-    long long v = -1;
-    for (int t = 0; t < ms; t += 50) {
-        v = q(c, sql);
-        if (v == want)
-            break;
-        usleep(50000);
-    }
-    return v;
-}
 
 static void test_daemon_wakes_on_notify(void)
 {
