@@ -27,23 +27,68 @@ static const char *const USAGE =
     "\n"
     "Runs LLM prompts queued in PostgreSQL at the lowest cost that passes a quality bar.\n"
     "\n"
-    "commands:\n"
+    "commands (tierq COMMAND --help shows each one's options):\n"
     "  migrate          create or upgrade the tierq schema, then sync jobs/ into tierq.kinds and tierq.models\n"
     "  config check     validate jobs/ without touching the database\n"
     "  status           jobs by state and kind, oldest queued job, live tierq processes\n"
     "  run [OPTIONS]    claim queued jobs and run them (a daemon until SIGTERM, or --drain)\n"
-    "  report [--format text|json] [--run NAME] [--since DURATION]\n"
-    "                   cost per model, latency and pass rate per kind, savings against the baseline\n"
-    "  calibrate --kind K --run NAME [--target 0.98] [--step 0.05] [--format text|json]\n"
-    "                   choose each tier's accept bar from an all-tiers run (tierq run --all-tiers) with\n"
-    "                   expected answers: the cheapest bars reaching target x the last tier's accuracy\n"
+    "  report [OPTIONS] cost per model, latency and pass rate per kind, savings against the baseline\n"
+    "  calibrate --kind K --run NAME [OPTIONS]\n"
+    "                   choose each tier's accept bar from an all-tiers run (tierq run --all-tiers)\n"
+    "  help [COMMAND]   this help, or one command's\n"
     "\n"
     "options:\n"
     "  --jobs DIR       configuration directory (default: $TIERQ_JOBS_DIR or ./jobs)\n"
     "  -h, --help       this help\n"
     "  --version        print the version\n"
     "\n"
-    "run options:\n"
+    "environment:\n"
+    "  TIERQ_DATABASE_URL  libpq conninfo or postgres:// URL; unset: libpq's PG* variables\n"
+    "  TIERQ_BASE_URL      send every provider's requests to this base URL (e.g. the simulator)\n"
+    "  TIERQ_LOG           debug | info | warn | error (default info)\n"
+    "  API keys            only from the variables named by api_key_env in jobs/models.json\n"
+    "\n"
+    "exit status:\n"
+    "  0  success\n"
+    "  1  runtime error (database unreachable, statement failed, I/O)\n"
+    "  2  usage error (unknown command or option)\n"
+    "  3  configuration error in jobs/ (the message names the file and key)\n"
+    "  4  run: the --budget-usd ceiling was reached; unclaimed jobs stay queued\n"
+    "  5  run: a provider answered insufficient_quota; its jobs were left queued\n";
+
+static const char *const USAGE_MIGRATE =
+    "usage: tierq [--jobs DIR] migrate\n"
+    "\n"
+    "Creates or upgrades the tierq schema (the migrations are embedded in the binary; idempotent; safe\n"
+    "when several processes run it at once), then syncs jobs/ into tierq.kinds and tierq.models.\n"
+    "\n"
+    "options:\n"
+    "  -h, --help       this help\n";
+
+static const char *const USAGE_CONFIG =
+    "usage: tierq [--jobs DIR] config check\n"
+    "\n"
+    "Validates jobs/ (models.json and one file per kind) without touching the database and prints\n"
+    "each kind's tiers; an error names the file and the key path (exit status 3).\n"
+    "\n"
+    "options:\n"
+    "  -h, --help       this help\n";
+
+static const char *const USAGE_STATUS =
+    "usage: tierq status\n"
+    "\n"
+    "Jobs by state and kind, the age of the oldest queued job, live tierq processes with their\n"
+    "heartbeats and batch sizes.\n"
+    "\n"
+    "options:\n"
+    "  -h, --help       this help\n";
+
+static const char *const USAGE_RUN =
+    "usage: tierq [--jobs DIR] run [OPTIONS]\n"
+    "\n"
+    "Claims queued jobs and runs them: a daemon until SIGTERM, or until nothing is left with --drain.\n"
+    "\n"
+    "options:\n"
     "  --drain                 exit once nothing is queued or running (what a nightly cron calls)\n"
     "  --max-in-flight N       HTTP requests in flight for this process (default 256)\n"
     "  --threads N             worker threads, each with one curl multi handle (default: one per core)\n"
@@ -60,20 +105,66 @@ static const char *const USAGE =
     "  --budget-usd X          stop claiming once this run has spent X dollars (exit status 4)\n"
     "  --all-tiers             every tier answers every job (a labelled run for tierq calibrate)\n"
     "  --model-map baseline    answer every kind with its baseline model only (the comparison run)\n"
+    "  -h, --help              this help\n"
     "\n"
-    "environment:\n"
-    "  TIERQ_DATABASE_URL  libpq conninfo or postgres:// URL; unset: libpq's PG* variables\n"
-    "  TIERQ_BASE_URL      send every provider's requests to this base URL (e.g. the simulator)\n"
-    "  TIERQ_LOG           debug | info | warn | error (default info)\n"
-    "  API keys            only from the variables named by api_key_env in jobs/models.json\n"
+    "exit status: 0 done, 1 runtime error, 2 usage, 3 configuration, 4 budget reached,\n"
+    "5 a provider answered insufficient_quota\n";
+
+static const char *const USAGE_REPORT =
+    "usage: tierq report [--format text|json] [--run NAME] [--since DURATION]\n"
     "\n"
-    "exit status:\n"
-    "  0  success\n"
-    "  1  runtime error (database unreachable, statement failed, I/O)\n"
-    "  2  usage error (unknown command or option)\n"
-    "  3  configuration error in jobs/ (the message names the file and key)\n"
-    "  4  run: the --budget-usd ceiling was reached; unclaimed jobs stay queued\n"
-    "  5  run: a provider answered insufficient_quota; its jobs were left queued\n";
+    "Cost per model, latency and pass rate per kind, accuracy per tier where jobs have expected\n"
+    "answers, batching savings, and savings against the all-baseline cost.\n"
+    "\n"
+    "options:\n"
+    "  --format text|json  output format (default text); --json is short for --format json\n"
+    "  --run NAME          only jobs of this run_name\n"
+    "  --since DURATION    only jobs created this long ago or later (90s, 15m, 24h, 7d, 1h30m)\n"
+    "  -h, --help          this help\n";
+
+static const char *const USAGE_CALIBRATE =
+    "usage: tierq [--jobs DIR] calibrate --kind K --run NAME [OPTIONS]\n"
+    "\n"
+    "Chooses each tier's accept bar from an all-tiers run (tierq run --all-tiers --run NAME) of jobs\n"
+    "with expected answers: the cheapest bars whose accuracy reaches the target times the last tier's.\n"
+    "\n"
+    "options:\n"
+    "  --kind K            the kind to calibrate (required)\n"
+    "  --run NAME          the labelled all-tiers run (required)\n"
+    "  --target R          accuracy to reach, as a ratio of the last tier's (default 0.98)\n"
+    "  --step S            grid step of the accept bars (default 0.05)\n"
+    "  --format text|json  output format (default text); --json is short for --format json\n"
+    "  -h, --help          this help\n";
+
+/* Each subcommand answers -h/--help anywhere among its arguments with its own usage and exit 0,
+ * before it parses anything else, so `--help` works even next to an otherwise bad option. */
+static bool asks_for_help(int argc, char **argv)
+{
+    for (int i = 0; i < argc; i++)
+        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0)
+            return true;
+    return false;
+}
+
+/* An option that takes a value came last, without one: say so (rather than "unknown option"). */
+static bool missing_value(const char *cmd, const char *opt, const char *value, const char *const *takes_value)
+{
+    if (value)
+        return false;
+    for (; *takes_value; takes_value++)
+        if (strcmp(opt, *takes_value) == 0) {
+            fprintf(stderr, "tierq %s: %s needs a value (see tierq %s --help)\n", cmd, opt, cmd);
+            return true;
+        }
+    return false;
+}
+
+/* An option the subcommand does not know: name it, point to the subcommand's help. */
+static int unknown_option(const char *cmd, const char *opt)
+{
+    fprintf(stderr, "tierq %s: unknown option %s (see tierq %s --help)\n", cmd, opt, cmd);
+    return EXIT_USAGE;
+}
 
 static int load_config(const char *dir, TqConfig **cfg)
 {
@@ -167,8 +258,17 @@ static bool parse_int_arg(const char *s, long lo, long hi, long *out)
     return true;
 }
 
+static const char *const RUN_VALUE_OPTIONS[] = {"--model-map", "--run", "--kinds", "--max-response-bytes",
+                                                 "--budget-usd", NULL};
+static const char *const REPORT_VALUE_OPTIONS[] = {"--format", "--run", "--since", NULL};
+static const char *const CALIBRATE_VALUE_OPTIONS[] = {"--kind", "--run", "--target", "--step", "--format", NULL};
+
 static int cmd_run(const char *dir, int argc, char **argv)
 {
+    if (asks_for_help(argc, argv)) {
+        fputs(USAGE_RUN, stdout);
+        return EXIT_OK;
+    }
     RunOptions o;
     run_default_options(&o);
     bool baseline_map = false;
@@ -180,7 +280,7 @@ static int cmd_run(const char *dir, int argc, char **argv)
 #define INT_OPT(name, lo, hi, field)                                                                   \
     if (strcmp(a, name) == 0) {                                                                        \
         if (!v || !parse_int_arg(v, lo, hi, &n)) {                                                     \
-            fprintf(stderr, "tierq: run: %s needs a whole number from %ld to %ld\n", name, (long)(lo), \
+            fprintf(stderr, "tierq run: %s needs a whole number from %ld to %ld\n", name, (long)(lo), \
                     (long)(hi));                                                                       \
             return EXIT_USAGE;                                                                         \
         }                                                                                              \
@@ -214,7 +314,9 @@ static int cmd_run(const char *dir, int argc, char **argv)
             i++;
         } else if (strcmp(a, "--all-tiers") == 0) {
             o.all_tiers = true;
-        } else if (strcmp(a, "--model-map") == 0 && v) {
+        } else if (missing_value("run", a, v, RUN_VALUE_OPTIONS)) {
+            return EXIT_USAGE;
+        } else if (strcmp(a, "--model-map") == 0) {
             if (strcmp(v, "baseline") != 0 && strcmp(v, "tiered") != 0) {
                 fprintf(stderr, "tierq: run: --model-map takes tiered (jobs/ as written) or baseline\n");
                 return EXIT_USAGE;
@@ -229,15 +331,14 @@ static int cmd_run(const char *dir, int argc, char **argv)
             o.progress = true;
         } else if (strcmp(a, "--quiet") == 0) {
             o.progress = false;
-        } else if (strcmp(a, "--run") == 0 && v) {
+        } else if (strcmp(a, "--run") == 0) {
             o.run_name = v;
             i++;
-        } else if (strcmp(a, "--kinds") == 0 && v) {
+        } else if (strcmp(a, "--kinds") == 0) {
             o.kinds_csv = v;
             i++;
         } else {
-            fprintf(stderr, "tierq: run: unknown option %s (see tierq --help)\n", a);
-            return EXIT_USAGE;
+            return unknown_option("run", a);
         }
     }
     TqConfig *cfg = NULL;
@@ -263,9 +364,15 @@ static int cmd_run(const char *dir, int argc, char **argv)
 
 static int cmd_report(int argc, char **argv)
 {
+    if (asks_for_help(argc, argv)) {
+        fputs(USAGE_REPORT, stdout);
+        return EXIT_OK;
+    }
     ReportOptions o = {.format = REPORT_TEXT, .run_name = NULL, .since_s = 0};
     for (int i = 0; i < argc; i++) {
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (missing_value("report", argv[i], v, REPORT_VALUE_OPTIONS))
+            return EXIT_USAGE;
         if ((strcmp(argv[i], "--format") == 0 && v) || strcmp(argv[i], "--json") == 0) {
             if (strcmp(argv[i], "--json") == 0 || strcmp(v, "json") == 0)
                 o.format = REPORT_JSON;
@@ -285,8 +392,7 @@ static int cmd_report(int argc, char **argv)
             }
             i++;
         } else {
-            fprintf(stderr, "tierq: report: unknown option %s (see tierq --help)\n", argv[i]);
-            return EXIT_USAGE;
+            return unknown_option("report", argv[i]);
         }
     }
     PGconn *c = NULL;
@@ -304,12 +410,18 @@ static int cmd_report(int argc, char **argv)
 
 static int cmd_calibrate(const char *dir, int argc, char **argv)
 {
+    if (asks_for_help(argc, argv)) {
+        fputs(USAGE_CALIBRATE, stdout);
+        return EXIT_OK;
+    }
     CalibrateOptions o;
     calibrate_default_options(&o);
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         char *end = NULL;
+        if (missing_value("calibrate", a, v, CALIBRATE_VALUE_OPTIONS))
+            return EXIT_USAGE;
         if (strcmp(a, "--kind") == 0 && v) {
             o.kind = v;
             i++;
@@ -341,12 +453,11 @@ static int cmd_calibrate(const char *dir, int argc, char **argv)
         } else if (strcmp(a, "--json") == 0) {
             o.json = true;
         } else {
-            fprintf(stderr, "tierq: calibrate: unknown option %s (see tierq --help)\n", a);
-            return EXIT_USAGE;
+            return unknown_option("calibrate", a);
         }
     }
     if (!o.kind || !o.run_name) {
-        fprintf(stderr, "tierq: calibrate: --kind and --run are required (see tierq --help)\n");
+        fprintf(stderr, "tierq calibrate: --kind and --run are required (see tierq calibrate --help)\n");
         return EXIT_USAGE;
     }
     TqConfig *cfg = NULL;
@@ -377,6 +488,27 @@ static int cmd_calibrate(const char *dir, int argc, char **argv)
     return rc;
 }
 
+/* tierq help [COMMAND]: the overview, or one command's usage. */
+static int cmd_help(int argc, char **argv)
+{
+    if (argc == 0 || asks_for_help(argc, argv)) {
+        fputs(USAGE, stdout);
+        return EXIT_OK;
+    }
+    static const struct {
+        const char *name;
+        const char *const *usage;
+    } helps[] = {{"migrate", &USAGE_MIGRATE}, {"config", &USAGE_CONFIG}, {"status", &USAGE_STATUS},
+                 {"run", &USAGE_RUN},         {"report", &USAGE_REPORT}, {"calibrate", &USAGE_CALIBRATE}};
+    for (size_t k = 0; k < sizeof helps / sizeof helps[0]; k++)
+        if (strcmp(argv[0], helps[k].name) == 0) {
+            fputs(*helps[k].usage, stdout);
+            return EXIT_OK;
+        }
+    fprintf(stderr, "tierq help: unknown command '%s' (see tierq --help)\n", argv[0]);
+    return EXIT_USAGE;
+}
+
 int main(int argc, char **argv)
 {
     log_set_level(log_level_from_env());
@@ -392,7 +524,7 @@ int main(int argc, char **argv)
         } else if (strcmp(argv[i], "--jobs") == 0 && i + 1 < argc) {
             dir = argv[++i];
         } else {
-            fprintf(stderr, "tierq: unknown option %s\n%s", argv[i], USAGE);
+            fprintf(stderr, "tierq: unknown option %s (see tierq --help)\n", argv[i]);
             return EXIT_USAGE;
         }
     }
@@ -401,22 +533,37 @@ int main(int argc, char **argv)
         return EXIT_USAGE;
     }
     const char *cmd = argv[i];
-    if (strcmp(cmd, "migrate") == 0 && i + 1 == argc)
-        return cmd_migrate(dir);
-    if (strcmp(cmd, "config") == 0 && i + 2 == argc && strcmp(argv[i + 1], "check") == 0)
-        return cmd_config_check(dir);
-    if (strcmp(cmd, "status") == 0 && i + 1 == argc)
-        return cmd_status();
-    if (strcmp(cmd, "report") == 0)
-        return cmd_report(argc - i - 1, argv + i + 1);
-    if (strcmp(cmd, "calibrate") == 0)
-        return cmd_calibrate(dir, argc - i - 1, argv + i + 1);
+    int cargc = argc - i - 1;
+    char **cargv = argv + i + 1;
     if (strcmp(cmd, "run") == 0)
-        return cmd_run(dir, argc - i - 1, argv + i + 1);
-    if (strcmp(cmd, "help") == 0) {
-        fputs(USAGE, stdout);
+        return cmd_run(dir, cargc, cargv);
+    if (strcmp(cmd, "report") == 0)
+        return cmd_report(cargc, cargv);
+    if (strcmp(cmd, "calibrate") == 0)
+        return cmd_calibrate(dir, cargc, cargv);
+    if (strcmp(cmd, "help") == 0)
+        return cmd_help(cargc, cargv);
+    /* migrate, config check and status take no options but help. */
+    const char *usage = strcmp(cmd, "migrate") == 0  ? USAGE_MIGRATE
+                        : strcmp(cmd, "config") == 0 ? USAGE_CONFIG
+                        : strcmp(cmd, "status") == 0 ? USAGE_STATUS
+                                                     : NULL;
+    if (!usage) {
+        fprintf(stderr, "tierq: unknown command '%s' (see tierq --help)\n", cmd);
+        return EXIT_USAGE;
+    }
+    if (asks_for_help(cargc, cargv)) {
+        fputs(usage, stdout);
         return EXIT_OK;
     }
-    fprintf(stderr, "tierq: unknown command '%s' (see tierq --help)\n", cmd);
-    return EXIT_USAGE;
+    if (strcmp(cmd, "config") == 0) {
+        if (cargc == 1 && strcmp(cargv[0], "check") == 0)
+            return cmd_config_check(dir);
+        fprintf(stderr, "tierq config: %s (see tierq config --help)\n",
+                cargc == 0 ? "missing subcommand: check" : "the only subcommand is check");
+        return EXIT_USAGE;
+    }
+    if (cargc > 0)
+        return unknown_option(cmd, cargv[0]);
+    return strcmp(cmd, "migrate") == 0 ? cmd_migrate(dir) : cmd_status();
 }

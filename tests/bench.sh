@@ -1,7 +1,8 @@
 #!/bin/sh
 # make bench: throughput and concurrency figures (printed, never asserted). Everything runs on this
-# machine over loopback: a private PostgreSQL in .bench/ (with pg_stat_statements, to count every
-# statement tierq sends), the simulator, and the real tierq binary.
+# machine over loopback: a private PostgreSQL in a fresh directory under /tmp (reachable by the
+# server's user wherever the clone is; removed at exit), with pg_stat_statements to count every
+# statement tierq sends, the simulator, and the real tierq binary.
 #   (a) 20,000 jobs, zero simulated latency: jobs/s end to end, CPU seconds of tierq, PostgreSQL and
 #       the simulator, database statements per job, peak RSS of tierq.
 #   (b) 20,000 jobs, 1 s simulated latency, 5,000 allowed in flight: peak in flight, jobs/s against
@@ -10,12 +11,19 @@ set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 build=${BUILD:-build}
-bench="$root/.bench"
+bench=$(mktemp -d /tmp/tierq-bench.XXXXXX)
 N=${BENCH_JOBS:-20000}
-rm -rf "$bench"
-mkdir -p "$bench"
 chmod 755 "$bench"
+echo "bench: working directory $bench (removed at exit)"
 export PG_EXTRA_OPTS="-c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=top"
+sim_pid=""
+cleanup() {
+    [ -n "$sim_pid" ] && kill "$sim_pid" 2>/dev/null
+    sh tests/pg.sh stop "$bench/pg"
+    rm -rf "$bench"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 conninfo=$(sh tests/pg.sh start "$bench/pg")
 export TIERQ_DATABASE_URL="$conninfo"
 # The throughput figures measure the pipeline at one call per job: a single-tier kind, so tiered
@@ -27,12 +35,6 @@ cat > "$bench/jobs/bench.json" <<'JSON'
  "tiers": [{"model": "qwen3-8b"}], "max_tokens": 16}
 JSON
 export TIERQ_JOBS_DIR="$bench/jobs"
-sim_pid=""
-cleanup() {
-    [ -n "$sim_pid" ] && kill "$sim_pid" 2>/dev/null
-    sh tests/pg.sh stop "$bench/pg"
-}
-trap cleanup EXIT INT TERM
 
 # CPU seconds (user+system) of a process and its reaped children, from /proc/PID/stat.
 cpu_of() {

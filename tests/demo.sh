@@ -1,25 +1,36 @@
 #!/bin/sh
-# make demo: a private PostgreSQL in .demo/, the simulated provider on loopback, the Debian demo
-# workload (tests/data/demo.tsv) enqueued with plain SQL, `tierq run --drain` with a live progress
-# line, then the cost report. Safe to run again: each run enqueues a fresh run_name.
+# make demo: a private PostgreSQL, the simulated provider on loopback, the Debian demo workload
+# (tests/data/demo.tsv) enqueued with plain SQL, `tierq run --drain` with a live progress line, then
+# the cost report.
+#
+# The cluster lives in a fresh directory under /tmp, not in the clone: PostgreSQL refuses to run as
+# root, so as root the server runs as "nobody", which cannot reach a clone under a private (0700)
+# home. The directory is removed at exit, so the demo can be run again and again; DEMO_KEEP=1 leaves
+# the server running and prints how to connect and how to stop it.
 set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 build=${BUILD:-build}
-demo="$root/.demo"
-mkdir -p "$demo"
+demo=$(mktemp -d /tmp/tierq-demo.XXXXXX)
 chmod 755 "$demo"
-
-conninfo=$(sh tests/pg.sh start "$demo/pg")
-export TIERQ_DATABASE_URL="$conninfo"
-export TIERQ_JOBS_DIR="$root/jobs"
 
 sim_pid=""
 cleanup() {
     [ -n "$sim_pid" ] && kill "$sim_pid" 2>/dev/null
-    sh tests/pg.sh stop "$demo/pg"
+    if [ "${DEMO_KEEP:-0}" = 1 ]; then
+        echo "demo: PostgreSQL keeps running in $demo/pg: psql \"$conninfo\"; stop it with: sh tests/pg.sh stop $demo/pg && rm -rf $demo"
+    else
+        sh tests/pg.sh stop "$demo/pg"
+        rm -rf "$demo"
+    fi
 }
-trap cleanup EXIT INT TERM
+conninfo=""
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+conninfo=$(sh tests/pg.sh start "$demo/pg")
+export TIERQ_DATABASE_URL="$conninfo"
+export TIERQ_JOBS_DIR="$root/jobs"
 
 rm -f "$demo/sim.port"
 "$build/tierq-sim" --port 0 --port-file "$demo/sim.port" --models tests/sim/models.json \
@@ -33,7 +44,7 @@ while [ ! -s "$demo/sim.port" ]; do
 done
 port=$(cat "$demo/sim.port")
 export TIERQ_BASE_URL="http://127.0.0.1:$port/v1"
-echo "demo: PostgreSQL in $demo/pg, simulated provider on 127.0.0.1:$port"
+echo "demo: PostgreSQL in $demo/pg (removed at exit; DEMO_KEEP=1 keeps it), simulated provider on 127.0.0.1:$port"
 
 "$build/tierq" migrate
 run="demo-$(date +%Y%m%d-%H%M%S)"

@@ -27,3 +27,29 @@ rm -rf "$d"
 # a database that cannot be reached is a runtime error (1) with a readable reason
 out=$(TIERQ_DATABASE_URL="host=/nonexistent-socket-dir user=x dbname=y" "$bin" status 2>&1); st=$?
 if [ $st = 1 ] && echo "$out" | grep -q "cannot connect to the database"; then ok unreachable_database_exit_1; else nok unreachable_database_exit_1 "status $st: $out"; fi
+
+# every subcommand answers --help and -h with its own usage line and exit 0 (even without a database)
+for cmd in "" migrate "config" "config check" status run report calibrate "help" "help run"; do
+    for h in --help -h; do
+        # shellcheck disable=SC2086
+        out=$(TIERQ_DATABASE_URL="host=/nonexistent" "$bin" $cmd $h 2>&1); st=$?
+        first=$(echo "$out" | head -n 1)
+        name="help_${cmd:-tierq}_$h"
+        name=$(echo "$name" | tr ' -' '__')
+        want="usage: tierq"
+        case "$cmd" in "") ;; help*) ;; *) want="tierq.* ${cmd%% *}" ;; esac
+        if [ $st = 0 ] && echo "$first" | grep -q "^usage: " && echo "$first" | grep -q "$want"; then ok "$name"; else nok "$name" "status $st: $first"; fi
+    done
+done
+
+# an unknown option names itself and points to the subcommand's --help, exit 2
+for cmd in migrate status run report calibrate; do
+    out=$("$bin" $cmd --no-such-option 2>&1); st=$?
+    if [ $st = 2 ] && echo "$out" | grep -qF -- "unknown option --no-such-option (see tierq $cmd --help)"; then
+        ok "unknown_option_$cmd"
+    else
+        nok "unknown_option_$cmd" "status $st: $out"
+    fi
+done
+out=$("$bin" run --run 2>&1); st=$?
+if [ $st = 2 ] && echo "$out" | grep -qF -- "--run needs a value"; then ok option_without_value; else nok option_without_value "status $st: $out"; fi
