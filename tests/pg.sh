@@ -10,8 +10,10 @@ cmd=$1
 dir=$(mkdir -p "$2" && cd "$2" && pwd)
 bindir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
 [ -n "$bindir" ] || { echo "pg.sh: no PostgreSQL server found under /usr/lib/postgresql (run make deps)" >&2; exit 1; }
+# The server's programs start in DIR: as "nobody" the caller's working directory (a clone under a
+# private home) may be out of reach, and initdb/pg_ctl complain when they cannot enter it.
 as_owner() {
-    if [ "$(id -u)" = 0 ]; then runuser -u nobody -- "$@"; else "$@"; fi
+    if [ "$(id -u)" = 0 ]; then (cd "$dir" && runuser -u nobody -- "$@"); else "$@"; fi
 }
 case "$cmd" in
 start)
@@ -23,7 +25,7 @@ start)
     if ! as_owner "$bindir/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; then
         # fsync off: a test database is thrown away; it makes runs faster and never affects results.
         as_owner "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start \
-            -o "${PG_EXTRA_OPTS:-} -k $dir -c listen_addresses= -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 -c shared_buffers=256MB" \
+            -o "${PG_EXTRA_OPTS:-} -k '$dir' -c listen_addresses= -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 -c shared_buffers=256MB" \
             >/dev/null || { tail -n 20 "$dir/server.log" >&2; exit 1; }
     fi
     echo "host=$dir user=tierq dbname=postgres"

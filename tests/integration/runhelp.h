@@ -41,7 +41,7 @@ static inline void check_sums(PGconn *c)
 static inline int start_daemon(const SimProc *s, const char *args)
 {
     char cmd[2048];
-    snprintf(cmd, sizeof cmd, "TIERQ_DATABASE_URL='%s' TIERQ_BASE_URL='%s' %s run --quiet %s >/dev/null 2>&1 & echo $!",
+    snprintf(cmd, sizeof cmd, "TIERQ_DATABASE_URL='%s' TIERQ_BASE_URL='%s' '%s' run --quiet %s >/dev/null 2>&1 & echo $!",
              testdb_conninfo, s->base_url, getenv("TIERQ_BIN"), args);
     FILE *p = popen(cmd, "r");
     int pid = 0;

@@ -15,7 +15,7 @@ static void setup_files(void)
     snprintf(jobs, sizeof jobs, "%s/jobs", dir);
     snprintf(answers, sizeof answers, "%s/answers.tsv", dir);
     char cmd[1024];
-    snprintf(cmd, sizeof cmd, "rm -rf %s && mkdir -p %s && cp %s/jobs/models.json %s/", dir, jobs, getenv("TIERQ_ROOT"), jobs);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s' && mkdir -p '%s' && cp '%s/jobs/models.json' '%s/'", dir, jobs, getenv("TIERQ_ROOT"), jobs);
     if (system(cmd) != 0)
         printf("# setup failed\n");
     /* a long shared system prompt (~400 tokens), so the provider's prefix cache shows */

@@ -20,8 +20,8 @@ static void test_migrate_twice_and_concurrently(void)
     testdb_setup("tq_migrate2", 0);
     char cmd[4096];
     snprintf(cmd, sizeof cmd,
-             "export TIERQ_DATABASE_URL='%s'; (%s migrate >/dev/null 2>&1; echo $? > /tmp/tq_m1.$$) & "
-             "(%s migrate >/dev/null 2>&1; echo $? > /tmp/tq_m2.$$) & wait; "
+             "export TIERQ_DATABASE_URL='%s'; ('%s' migrate >/dev/null 2>&1; echo $? > /tmp/tq_m1.$$) & "
+             "('%s' migrate >/dev/null 2>&1; echo $? > /tmp/tq_m2.$$) & wait; "
              "cat /tmp/tq_m1.$$ /tmp/tq_m2.$$ | tr -d '\\n'; rm -f /tmp/tq_m1.$$ /tmp/tq_m2.$$",
              testdb_conninfo, getenv("TIERQ_BIN"), getenv("TIERQ_BIN"));
     FILE *p = popen(cmd, "r");

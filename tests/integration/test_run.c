@@ -148,7 +148,7 @@ static void test_timeout_is_retried(void)
     char dir[128];
     snprintf(dir, sizeof dir, "/tmp/tq_jobs_timeout.%d", (int)getpid());
     char cmd[1024];
-    snprintf(cmd, sizeof cmd, "rm -rf %s && mkdir -p %s && cp %s/*.json %s/ && sed -i 's/\"timeout_ms\": [0-9]*/\"timeout_ms\": 800/' %s/models.json",
+    snprintf(cmd, sizeof cmd, "rm -rf '%s' && mkdir -p '%s' && cp '%s'/*.json '%s/' && sed -i 's/\"timeout_ms\": [0-9]*/\"timeout_ms\": 800/' '%s/models.json'",
              dir, dir, getenv("TIERQ_JOBS_DIR"), dir, dir);
     CHECK_INT(system(cmd), 0);
     PGconn *c = testdb_connect();
@@ -309,7 +309,7 @@ static void test_database_restart_mid_run(void)
     CHECK(pid > 0);
     usleep(2000000);
     char cmd[1024];
-    snprintf(cmd, sizeof cmd, "sh %s/tests/pg.sh restart %s/pg >/dev/null 2>&1", getenv("TIERQ_ROOT"), tmp);
+    snprintf(cmd, sizeof cmd, "sh '%s/tests/pg.sh' restart '%s/pg' >/dev/null 2>&1", getenv("TIERQ_ROOT"), tmp);
     CHECK_INT(system(cmd), 0);
     c = testdb_connect();
     long long done = wait_for(c, "SELECT count(*) FROM tierq.jobs WHERE run_name = 'restart' AND state = 'done'", 300, 60000);

@@ -30,7 +30,7 @@ static PGconn *testdb_connect(void)
 static int testdb_run(const char *args, char *out, size_t outcap)
 {
     char cmd[4096];
-    snprintf(cmd, sizeof cmd, "TIERQ_DATABASE_URL='%s' %s %s 2>&1", testdb_conninfo, getenv("TIERQ_BIN"), args);
+    snprintf(cmd, sizeof cmd, "TIERQ_DATABASE_URL='%s' '%s' %s 2>&1", testdb_conninfo, getenv("TIERQ_BIN"), args);
     FILE *p = popen(cmd, "r");
     if (!p)
         return -1;

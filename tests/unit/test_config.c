@@ -22,7 +22,7 @@ static void scratch_with(const char *file, const char *content)
     if (!mkdtemp(tmpdir))
         return;
     char cmd[1024];
-    snprintf(cmd, sizeof cmd, "cp %s/*.json %s/", jobs_dir(), tmpdir);
+    snprintf(cmd, sizeof cmd, "cp '%s'/*.json '%s/'", jobs_dir(), tmpdir);
     if (system(cmd) != 0)
         printf("# copy failed\n");
     if (file) {
