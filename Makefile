@@ -104,4 +104,7 @@ bench: deps
 clean:
 	rm -rf build build-asan
 
+# The conformance suite (tests/conformance/): its fixture server and schema checker.
+-include tests/conformance/conformance.mk
+
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

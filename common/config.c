@@ -3,6 +3,7 @@
 #include "buf.h"
 #include "hash.h"
 #include "json.h"
+#include "template.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -11,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define CONFIG_FILE_MAX (1u << 20)
 
@@ -191,6 +193,156 @@ static void strip_trailing_slash(char *s)
         s[--n] = '\0';
 }
 
+/* Header names are HTTP tokens; values one line. Headers tierq sets itself cannot be replaced. */
+static bool header_name_ok(const char *s)
+{
+    if (!*s)
+        return false;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') || *s == '-' ||
+              *s == '_'))
+            return false;
+    return true;
+}
+
+static int provider_headers(Walk *w, int o, const char *path, TqProvider *p)
+{
+    static const char *const reserved[] = {"content-type", "content-length", "host", "transfer-encoding", "expect",
+                                           "connection", "user-agent", NULL};
+    char sub[300];
+    int h = json_get(&w->doc, o, "headers");
+    if (h < 0)
+        return 0;
+    snprintf(sub, sizeof sub, "%s.headers", path);
+    if (json_type(&w->doc, h) != JSON_OBJECT)
+        return bad(w, sub, "must be an object {\"Header-Name\": \"value\" or {\"env\": \"VARIABLE\"}}");
+    int n = json_size(&w->doc, h);
+    p->headers = calloc((size_t)(n ? n : 1), sizeof *p->headers);
+    if (!p->headers)
+        return tq_err(w->err, TQ_ENOMEM, "out of memory");
+    int k = h + 1;
+    for (int i = 0; i < n; i++, k = json_skip(&w->doc, k + 1)) {
+        TqHeader *hd = &p->headers[p->nheaders++];
+        hd->name = json_strdup(&w->doc, k);
+        if (!hd->name)
+            return tq_err(w->err, TQ_ENOMEM, "out of memory");
+        snprintf(sub, sizeof sub, "%s.headers.%s", path, hd->name);
+        if (!header_name_ok(hd->name))
+            return bad(w, sub, "is not a valid header name (letters, digits, - and _)");
+        for (const char *const *r = reserved; *r; r++)
+            if (strcasecmp(hd->name, *r) == 0)
+                return bad(w, sub, "is set by tierq itself and cannot be configured");
+        if (strcasecmp(hd->name, "authorization") == 0 && p->api_key_env)
+            return bad(w, sub, "conflicts with api_key_env, which already sends Authorization: Bearer <key>");
+        int v = k + 1;
+        if (json_type(&w->doc, v) == JSON_STRING) {
+            hd->value = json_strdup(&w->doc, v);
+            if (!hd->value)
+                return tq_err(w->err, TQ_ENOMEM, "out of memory");
+            if (strpbrk(hd->value, "\r\n"))
+                return bad(w, sub, "must be one line");
+        } else if (json_type(&w->doc, v) == JSON_OBJECT && json_size(&w->doc, v) == 1 &&
+                   json_type(&w->doc, json_get(&w->doc, v, "env")) == JSON_STRING) {
+            hd->value_env = json_strdup(&w->doc, json_get(&w->doc, v, "env"));
+            if (!hd->value_env)
+                return tq_err(w->err, TQ_ENOMEM, "out of memory");
+        } else {
+            return bad(w, sub, "must be a string or {\"env\": \"VARIABLE\"} (secrets come from the environment)");
+        }
+    }
+    return 0;
+}
+
+/* Percent-encode s for a URL query component (RFC 3986 unreserved characters stay). */
+static int query_escape(Buf *out, const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    int rc = 0;
+    for (const unsigned char *u = (const unsigned char *)s; *u && !rc; u++) {
+        if ((*u >= 'a' && *u <= 'z') || (*u >= 'A' && *u <= 'Z') || (*u >= '0' && *u <= '9') || *u == '-' ||
+            *u == '_' || *u == '.' || *u == '~')
+            rc = buf_putc(out, (char)*u);
+        else
+            rc = buf_printf(out, "%%%c%c", hex[*u >> 4], hex[*u & 15]);
+    }
+    return rc;
+}
+
+/* Split a query string off the base URL ("https://x.azure.com/openai/deployments/d?api-version=1":
+ * the path gets /chat/completions, the query stays a query) and join it with the `query` object. */
+static int provider_url(Walk *w, int o, const char *path, TqProvider *p)
+{
+    char sub[300];
+    Buf q;
+    buf_init(&q, 0);
+    int rc = 0;
+    char *mark = strchr(p->base_url, '?');
+    if (mark) {
+        *mark = '\0';
+        char *frag = strchr(mark + 1, '#');
+        if (frag)
+            *frag = '\0';
+        rc = buf_puts(&q, mark + 1);
+    }
+    char *frag = strchr(p->base_url, '#');
+    if (frag)
+        *frag = '\0';
+    strip_trailing_slash(p->base_url);
+    int qo = json_get(&w->doc, o, "query");
+    if (!rc && qo >= 0) {
+        snprintf(sub, sizeof sub, "%s.query", path);
+        if (json_type(&w->doc, qo) != JSON_OBJECT) {
+            buf_free(&q);
+            return bad(w, sub, "must be an object {\"name\": \"value\"}");
+        }
+        int k = qo + 1;
+        for (int i = 0; i < json_size(&w->doc, qo) && !rc; i++, k = json_skip(&w->doc, k + 1)) {
+            char *name = json_strdup(&w->doc, k), *value = json_strdup(&w->doc, k + 1);
+            if (!name || json_type(&w->doc, k + 1) != JSON_STRING || !value) {
+                snprintf(sub, sizeof sub, "%s.query.%s", path, name ? name : "?");
+                free(name);
+                free(value);
+                buf_free(&q);
+                return bad(w, sub, "must be a string");
+            }
+            rc = (q.len ? buf_putc(&q, '&') : 0) || query_escape(&q, name) || buf_putc(&q, '=') ||
+                 query_escape(&q, value);
+            free(name);
+            free(value);
+        }
+    }
+    if (!rc && q.len)
+        p->url_query = buf_take(&q);
+    buf_free(&q);
+    return rc ? tq_err(w->err, TQ_ENOMEM, "out of memory") : 0;
+}
+
+/* Request fields tierq writes itself: extra_body cannot set them. */
+static const char *const TQ_BODY_KEYS[] = {"model", "messages", "max_tokens", "max_completion_tokens", "temperature",
+                                           "seed", "logprobs", "top_logprobs", "response_format", "n", "stream",
+                                           NULL};
+
+static int model_extra_body(Walk *w, int o, const char *path, TqModel *m)
+{
+    int eb = json_get(&w->doc, o, "extra_body");
+    if (eb < 0)
+        return 0;
+    if (json_type(&w->doc, eb) != JSON_OBJECT)
+        return bad(w, path, "must be a JSON object of fields added to every request body");
+    int k = eb + 1;
+    for (int i = 0; i < json_size(&w->doc, eb); i++, k = json_skip(&w->doc, k + 1))
+        for (const char *const *r = TQ_BODY_KEYS; *r; r++)
+            if (json_eq(&w->doc, k, *r)) {
+                char sub[400];
+                snprintf(sub, sizeof sub, "%s.%s", path, *r);
+                return bad(w, sub, "is set by tierq itself and cannot be overridden");
+            }
+    size_t len;
+    const char *raw = json_raw(&w->doc, eb, &len);
+    m->extra_body = strndup(raw, len);
+    return m->extra_body ? 0 : tq_err(w->err, TQ_ENOMEM, "out of memory");
+}
+
 static int load_models(TqConfig *cfg, const char *file, TqErr *err)
 {
     Buf text;
@@ -205,10 +357,12 @@ static int load_models(TqConfig *cfg, const char *file, TqErr *err)
     }
     static const char *const top_keys[] = {"providers", "models", "description", NULL};
     static const char *const prov_keys[] = {"base_url", "api_key_env", "base_url_env", "timeout_ms",
-                                            "connect_timeout_ms", "max_in_flight", "description", NULL};
+                                            "connect_timeout_ms", "max_in_flight", "headers", "query",
+                                            "description", NULL};
     static const char *const model_keys[] = {"provider", "api_model", "input_usd_per_mtok",
                                              "cached_input_usd_per_mtok", "output_usd_per_mtok", "rpm", "tpm",
                                              "logprobs", "json_output", "max_tokens_field", "context_tokens",
+                                             "max_output_tokens", "system_prompt_as", "extra_body",
                                              "description", NULL};
     char path[256];
     if ((rc = check_keys(&w, 0, "", top_keys)))
@@ -267,7 +421,8 @@ static int load_models(TqConfig *cfg, const char *file, TqErr *err)
             free(p->base_url);
             p->base_url = strdup(over);
         }
-        strip_trailing_slash(p->base_url);
+        if ((rc = provider_headers(&w, o, path, p)) || (rc = provider_url(&w, o, path, p)))
+            goto cleanup;
     }
     k = models + 1;
     for (int i = 0; i < cfg->nmodels; i++, k = json_skip(&w.doc, k + 1)) {
@@ -318,6 +473,24 @@ static int load_models(TqConfig *cfg, const char *file, TqErr *err)
             }
             free(field);
         }
+        char *sys_as = NULL;
+        if ((rc = get_int(&w, o, "max_output_tokens", SUB("max_output_tokens"), 0, 100000000, &m->max_output_tokens)) ||
+            (rc = get_string(&w, o, "system_prompt_as", SUB("system_prompt_as"), false, &sys_as)))
+            goto cleanup;
+        if (sys_as) {
+            if (strcmp(sys_as, "user") == 0)
+                m->system_as = TQ_SYSTEM_AS_USER;
+            else if (strcmp(sys_as, "omit") == 0)
+                m->system_as = TQ_SYSTEM_OMIT;
+            else if (strcmp(sys_as, "system") != 0) {
+                free(sys_as);
+                rc = bad(&w, SUB("system_prompt_as"), "must be \"system\", \"user\" or \"omit\"");
+                goto cleanup;
+            }
+            free(sys_as);
+        }
+        if ((rc = model_extra_body(&w, o, SUB("extra_body"), m)))
+            goto cleanup;
         if (!m->api_model)
             m->api_model = strdup(m->name);
         for (int j = 0; j < i; j++)
@@ -360,6 +533,148 @@ static bool kind_name_ok(const char *s)
     return n <= 63;
 }
 
+/* Parameters every kind reads, and the one that comes with a label gate. */
+static const char *const BUILTIN_PARAMS[] = {"max_tokens", "temperature", "labels", NULL};
+
+/* "params": {"NAME": {"default": "...", "description": "..."}}: the kind's template parameters. */
+static int kind_params(Walk *w, TqKind *kd)
+{
+    int ps = json_get(&w->doc, 0, "params");
+    if (ps < 0)
+        return 0;
+    if (json_type(&w->doc, ps) != JSON_OBJECT)
+        return bad(w, "params", "must be an object {\"name\": {\"default\": \"...\", \"description\": \"...\"}}");
+    static const char *const param_keys[] = {"default", "description", NULL};
+    int n = json_size(&w->doc, ps);
+    kd->params = calloc((size_t)(n ? n : 1), sizeof *kd->params);
+    if (!kd->params)
+        return tq_err(w->err, TQ_ENOMEM, "out of memory");
+    int k = ps + 1;
+    for (int i = 0; i < n; i++, k = json_skip(&w->doc, k + 1)) {
+        TqParam *pm = &kd->params[kd->nparams++];
+        pm->name = json_strdup(&w->doc, k);
+        if (!pm->name)
+            return tq_err(w->err, TQ_ENOMEM, "out of memory");
+        char path[160], sub[200];
+        snprintf(path, sizeof path, "params.%s", pm->name);
+        char probe[80];
+        snprintf(probe, sizeof probe, "{%s}", pm->name);
+        if (strlen(pm->name) > TEMPLATE_NAME_MAX || !template_has(probe, strlen(probe)))
+            return bad(w, path, "is not a valid parameter name (lowercase letters, digits and _, starting with a letter)");
+        for (const char *const *b = BUILTIN_PARAMS; *b; b++)
+            if (strcmp(pm->name, *b) == 0)
+                return bad(w, path, strcmp(*b, "labels") == 0
+                                        ? "is built in: a kind with checks.labels reads params.labels and shows them as {labels}"
+                                        : "is built in: every kind reads it");
+        int o = k + 1;
+        if (json_type(&w->doc, o) != JSON_OBJECT)
+            return bad(w, path, "must be an object {\"default\": \"...\", \"description\": \"...\"}");
+        int rc = check_keys(w, o, path, param_keys);
+        if (!rc) {
+            snprintf(sub, sizeof sub, "%s.default", path);
+            rc = get_string(w, o, "default", sub, true, &pm->fallback);
+        }
+        if (!rc) {
+            snprintf(sub, sizeof sub, "%s.description", path);
+            rc = get_string(w, o, "description", sub, false, &pm->description);
+        }
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+/* What a template may name: the kind's declared parameters, and {labels} with a label gate. */
+typedef struct PlaceholderCheck {
+    const TqKind *kind;
+    bool used_labels;
+    char *used;          /* one flag per declared parameter */
+    char bad[80];
+} PlaceholderCheck;
+
+static int placeholder_known(const char *name, size_t len, void *ud)
+{
+    PlaceholderCheck *pc = ud;
+    if (len == 6 && memcmp(name, "labels", 6) == 0 && pc->kind->reads_labels) {
+        pc->used_labels = true;
+        return 0;
+    }
+    const TqParam *pm = config_kind_param(pc->kind, name, len);
+    if (pm) {
+        pc->used[pm - pc->kind->params] = 1;
+        return 0;
+    }
+    snprintf(pc->bad, sizeof pc->bad, "{%.*s}", (int)len, name);
+    return 1;
+}
+
+/* Check every placeholder in the JSON strings of an extra_body object. */
+static int extra_body_placeholders(const char *js, PlaceholderCheck *pc)
+{
+    JsonDoc d;
+    if (json_parse(&d, js, strlen(js), 0, NULL))
+        return 0; /* validated when models.json was read */
+    int rc = 0;
+    Buf tmp;
+    buf_init(&tmp, 0);
+    for (int i = 0; i < d.ntok && !rc; i++) {
+        if (json_type(&d, i) != JSON_STRING)
+            continue;
+        buf_reset(&tmp);
+        if (json_string(&d, i, &tmp, NULL) == 0 && tmp.data)
+            rc = template_each(tmp.data, tmp.len, placeholder_known, pc);
+    }
+    buf_free(&tmp);
+    json_doc_free(&d);
+    return rc;
+}
+
+/* Templates of a kind: every {name} in its system prompt and in its models' extra_body is declared;
+ * every declared parameter is used somewhere; a label gate shows its labels to the model; a model
+ * that takes no system prompt is not asked to batch or judge (both need instructions). */
+static int kind_templates(Walk *w, const TqConfig *cfg, TqKind *kd)
+{
+    PlaceholderCheck pc = {.kind = kd};
+    pc.used = calloc((size_t)(kd->nparams ? kd->nparams : 1), 1);
+    if (!pc.used)
+        return tq_err(w->err, TQ_ENOMEM, "out of memory");
+    int rc = 0;
+    const char *sys = kd->system_prompt ? kd->system_prompt : "";
+    if (template_each(sys, strlen(sys), placeholder_known, &pc))
+        rc = tq_err(w->err, TQ_EINVAL, "%s: system_prompt names %s, which is not a parameter of this kind (declare it under params, or write {%s} to keep the braces)",
+                    w->file, pc.bad, pc.bad);
+    int models[10], nm = 0;
+    for (int t = 0; t < kd->ntiers && nm < 8; t++)
+        models[nm++] = kd->tiers[t].model;
+    models[nm++] = kd->baseline_model;
+    if (kd->checks.judge_model >= 0)
+        models[nm++] = kd->checks.judge_model;
+    for (int i = 0; i < nm && !rc; i++) {
+        const TqModel *m = &cfg->models[models[i]];
+        if (m->extra_body && extra_body_placeholders(m->extra_body, &pc))
+            rc = tq_err(w->err, TQ_EINVAL, "%s: model %s (used by this kind) has %s in its extra_body, which is not a parameter of this kind: declare it under params",
+                        w->file, m->name, pc.bad);
+    }
+    for (int i = 0; i < kd->nparams && !rc; i++)
+        if (!pc.used[i])
+            rc = tq_err(w->err, TQ_EINVAL, "%s: params.%s is declared but used nowhere: put {%s} in system_prompt (or in a model's extra_body)",
+                        w->file, kd->params[i].name, kd->params[i].name);
+    if (!rc && kd->reads_labels && !pc.used_labels)
+        rc = tq_err(w->err, TQ_EINVAL, "%s: checks.labels is set but system_prompt does not show the labels to the model: put {labels} where the list belongs (a job's params.labels replaces it)",
+                    w->file);
+    for (int t = 0; t < kd->ntiers && !rc; t++) {
+        const TqModel *m = &cfg->models[kd->tiers[t].model];
+        if (m->system_as == TQ_SYSTEM_OMIT && kd->batch.enabled)
+            rc = tq_err(w->err, TQ_EINVAL, "%s: batch is enabled but tiers[%d].model %s takes no system prompt (system_prompt_as omit), which batching needs",
+                        w->file, t, m->name);
+    }
+    if (!rc && kd->checks.judge_model >= 0 && cfg->models[kd->checks.judge_model].system_as == TQ_SYSTEM_OMIT)
+        rc = tq_err(w->err, TQ_EINVAL, "%s: checks.judge_model %s takes no system prompt (system_prompt_as omit), which the judge's instructions need",
+                    w->file, cfg->models[kd->checks.judge_model].name);
+    free(pc.used);
+    return rc;
+}
+
 static int load_kind(TqConfig *cfg, TqKind *kd, const char *file, const char *name, TqErr *err)
 {
     Buf text;
@@ -374,10 +689,10 @@ static int load_kind(TqConfig *cfg, TqKind *kd, const char *file, const char *na
     }
     static const char *const kind_keys[] = {"description", "system_prompt", "tiers", "baseline_model", "max_tokens",
                                             "temperature", "max_attempts", "max_budget_usd", "checks", "batch",
-                                            "compress", "cache", NULL};
+                                            "compress", "cache", "params", NULL};
     static const char *const tier_keys[] = {"model", "accept", NULL};
     static const char *const check_keys_[] = {"labels", "min_chars", "max_chars", "regex", "json", "json_keys",
-                                              "logprobs", "judge_model", "agreement", NULL};
+                                              "logprobs", "judge_model", "agreement", "missing_signal", NULL};
     static const char *const batch_keys[] = {"enabled", "max_items", "max_input_tokens", "fill_ms", NULL};
     static const char *const compress_keys[] = {"enabled", "threshold_tokens", "target_tokens", NULL};
     static const char *const cache_keys[] = {"enabled", "ttl_s", NULL};
@@ -465,6 +780,19 @@ static int load_kind(TqConfig *cfg, TqKind *kd, const char *file, const char *na
             (rc = model_ref(&w, cfg, checks, "judge_model", SUB("judge_model"), false, &c->judge_model)) ||
             (rc = get_bool(&w, checks, "agreement", SUB("agreement"), &c->agreement)))
             goto cleanup;
+        char *missing = NULL;
+        if ((rc = get_string(&w, checks, "missing_signal", SUB("missing_signal"), false, &missing)))
+            goto cleanup;
+        if (missing) {
+            if (strcmp(missing, "other_checks") == 0)
+                c->missing_signal = CHECK_MISSING_OTHER_CHECKS;
+            else if (strcmp(missing, "escalate") != 0) {
+                free(missing);
+                rc = bad(&w, SUB("missing_signal"), "must be \"escalate\" or \"other_checks\"");
+                goto cleanup;
+            }
+            free(missing);
+        }
         if (c->json_keys)
             c->json = true;
         if (c->max_chars && c->min_chars > c->max_chars) {
@@ -483,6 +811,9 @@ static int load_kind(TqConfig *cfg, TqKind *kd, const char *file, const char *na
             regfree(&re);
         }
     }
+    kd->reads_labels = kd->checks.nlabels > 0;
+    if ((rc = kind_params(&w, kd)))
+        goto cleanup;
     int batch = json_get(&w.doc, 0, "batch");
     if (batch >= 0) {
         snprintf(path, sizeof path, "batch");
@@ -532,6 +863,7 @@ static int load_kind(TqConfig *cfg, TqKind *kd, const char *file, const char *na
             goto cleanup;
     }
 #undef SUB
+    rc = kind_templates(&w, cfg, kd);
 cleanup:
     json_doc_free(&w.doc);
     buf_free(&text);
@@ -622,11 +954,19 @@ void config_free(TqConfig *cfg)
         free(p->base_url);
         free(p->api_key_env);
         free(p->base_url_env);
+        free(p->url_query);
+        for (int j = 0; j < p->nheaders; j++) {
+            free(p->headers[j].name);
+            free(p->headers[j].value);
+            free(p->headers[j].value_env);
+        }
+        free(p->headers);
     }
     free(cfg->providers);
     for (int i = 0; i < cfg->nmodels; i++) {
         free(cfg->models[i].name);
         free(cfg->models[i].api_model);
+        free(cfg->models[i].extra_body);
     }
     free(cfg->models);
     for (int i = 0; i < cfg->nkinds; i++) {
@@ -637,6 +977,12 @@ void config_free(TqConfig *cfg)
         free(k->description);
         free(k->system_prompt);
         free(k->tiers);
+        for (int j = 0; j < k->nparams; j++) {
+            free(k->params[j].name);
+            free(k->params[j].fallback);
+            free(k->params[j].description);
+        }
+        free(k->params);
         free_strv(k->checks.labels, k->checks.nlabels);
         free_strv(k->checks.json_keys, k->checks.njson_keys);
         free(k->checks.regex);
@@ -660,6 +1006,24 @@ const TqKind *config_kind(const TqConfig *cfg, const char *name)
             hi = mid - 1;
     }
     return NULL;
+}
+
+const TqParam *config_kind_param(const TqKind *kind, const char *name, size_t len)
+{
+    for (int i = 0; i < kind->nparams; i++)
+        if (strlen(kind->params[i].name) == len && memcmp(kind->params[i].name, name, len) == 0)
+            return &kind->params[i];
+    return NULL;
+}
+
+int config_kind_params_json(const TqKind *kind, Buf *out)
+{
+    int rc = buf_puts(out, "{\"max_tokens\": \"integer\", \"temperature\": \"number\"");
+    if (!rc && kind->reads_labels)
+        rc = buf_puts(out, ", \"labels\": \"labels\"");
+    for (int i = 0; i < kind->nparams && !rc; i++)
+        rc = buf_puts(out, ", ") || json_put_cstr(out, kind->params[i].name) || buf_puts(out, ": \"string\"");
+    return rc ? rc : buf_putc(out, '}');
 }
 
 int config_model_index(const TqConfig *cfg, const char *name)

@@ -13,15 +13,27 @@
 #ifndef TQ_CONFIG_H
 #define TQ_CONFIG_H
 
+#include "buf.h"
 #include "cost.h"
 #include "err.h"
 
 #include <stdbool.h>
 #include <stdint.h>
 
+/* One extra request header of a provider (gateways: Portkey, OpenRouter, Azure, proxies). */
+typedef struct TqHeader {
+    char *name;
+    char *value;           /* literal value, or NULL when it comes from value_env */
+    char *value_env;       /* environment variable holding the value (a secret: never stored) */
+} TqHeader;
+
 typedef struct TqProvider {
     char *name;
-    char *base_url;        /* after environment overrides, without trailing slash */
+    char *base_url;        /* after environment overrides, without trailing slash or query string */
+    char *url_query;       /* query string for every request, without "?": the base URL's own query
+                            * joined with the percent-encoded `query` object; NULL = none */
+    TqHeader *headers;     /* extra request headers */
+    int nheaders;
     char *api_key_env;     /* name of the environment variable holding the key; may be NULL */
     char *base_url_env;    /* optional override variable name */
     int timeout_ms;        /* whole request */
@@ -30,6 +42,11 @@ typedef struct TqProvider {
 } TqProvider;
 
 typedef enum { TQ_MAXTOK_MAX_TOKENS = 0, TQ_MAXTOK_MAX_COMPLETION_TOKENS } TqMaxTokensField;
+
+/* Where a model takes the kind's system prompt: as a system message (most), folded into the user
+ * message (models that reject the system role), or not at all (Qwen-MT: one user message, the
+ * instructions travel in extra_body). */
+typedef enum { TQ_SYSTEM_AS_SYSTEM = 0, TQ_SYSTEM_AS_USER, TQ_SYSTEM_OMIT } TqSystemAs;
 
 typedef struct TqModel {
     char *name;            /* our name, used in jobs/ and the ledger */
@@ -41,6 +58,10 @@ typedef struct TqModel {
     bool json_output;      /* supports response_format json_object */
     TqMaxTokensField max_tokens_field;
     int context_tokens;    /* 0 = unknown */
+    int max_output_tokens; /* the model's own output limit; 0 = unknown */
+    TqSystemAs system_as;
+    char *extra_body;      /* raw JSON object of extra request fields ({name} placeholders allowed in
+                            * its strings); NULL = none */
 } TqModel;
 
 typedef struct TqTier {
@@ -59,7 +80,12 @@ typedef struct TqChecks {
     bool logprobs;         /* use token logprobs as a confidence signal where available */
     int judge_model;       /* -1 = no LLM judge */
     bool agreement;        /* sample twice and compare (short answers) */
+    int missing_signal;    /* CHECK_MISSING_*: what a configured signal that is absent scores */
 } TqChecks;
+
+/* checks.missing_signal: "escalate" (default) scores an answer 0 when one of its configured soft
+ * signals is missing; "other_checks" lets the signals present decide (0 when none is). */
+enum { CHECK_MISSING_ESCALATE = 0, CHECK_MISSING_OTHER_CHECKS = 1 };
 
 typedef struct TqBatch {
     bool enabled;
@@ -79,6 +105,14 @@ typedef struct TqCache {
     int ttl_s;
 } TqCache;
 
+/* A job parameter the kind declares for its templates ({name} in the system prompt or a model's
+ * extra_body), filled from jobs.params.NAME, else the default. */
+typedef struct TqParam {
+    char *name;
+    char *fallback;        /* the default value */
+    char *description;
+} TqParam;
+
 typedef struct TqKind {
     char *name;
     char *file;            /* "jobs/<name>.json" as given */
@@ -93,6 +127,9 @@ typedef struct TqKind {
     int max_attempts;
     int64_t max_budget_micro; /* per-job default budget, micro-USD; 0 = none */
     TqChecks checks;
+    TqParam *params;       /* declared template parameters */
+    int nparams;
+    bool reads_labels;     /* checks.labels is set: jobs may give params.labels, shown as {labels} */
     TqBatch batch;
     TqCompress compress;
     TqCache cache;
@@ -115,6 +152,12 @@ void config_free(TqConfig *cfg);
 
 /* Lookups: NULL / -1 when absent. */
 const TqKind *config_kind(const TqConfig *cfg, const char *name);
+const TqParam *config_kind_param(const TqKind *kind, const char *name, size_t len);
+
+/* The job parameters a kind reads, as a JSON object name -> type, for tierq.kinds.params (the
+ * INSERT trigger refuses any other): {"max_tokens": "integer", "temperature": "number",
+ * "labels": "labels", "target_language": "string", ...}. Appends to out. */
+int config_kind_params_json(const TqKind *kind, Buf *out);
 int config_model_index(const TqConfig *cfg, const char *name);
 
 /* The all-baseline model map: every kind answered by its baseline model alone (one tier, no

@@ -502,3 +502,22 @@ int json_put_cstr(Buf *out, const char *s)
         return buf_puts(out, "null");
     return json_put_string(out, s, strlen(s));
 }
+
+void utf8_copy_cut(char *dst, size_t cap, const char *src, size_t n)
+{
+    if (cap < 4) {
+        if (cap)
+            dst[0] = '\0';
+        return;
+    }
+    if (n < cap) {
+        memcpy(dst, src, n);
+        dst[n] = '\0';
+        return;
+    }
+    size_t m = cap - 4; /* room for "..." and the NUL */
+    while (m > 0 && ((unsigned char)src[m] & 0xC0) == 0x80)
+        m--;
+    memcpy(dst, src, m);
+    memcpy(dst + m, "...", 4);
+}

@@ -17,6 +17,26 @@ static int log_nsecrets;
 
 void log_set_level(LogLevel level) { log_min = level; }
 
+#define LOG_ONCE_MAX 256
+static char *log_once_keys[LOG_ONCE_MAX];
+static int log_nonce;
+
+bool log_first_time(const char *key)
+{
+    bool first = true;
+    pthread_mutex_lock(&log_lock);
+    for (int i = 0; i < log_nonce && first; i++)
+        if (strcmp(log_once_keys[i], key) == 0)
+            first = false;
+    if (first && log_nonce < LOG_ONCE_MAX) {
+        char *copy = strdup(key);
+        if (copy)
+            log_once_keys[log_nonce++] = copy;
+    }
+    pthread_mutex_unlock(&log_lock);
+    return first;
+}
+
 LogLevel log_level_from_env(void)
 {
     const char *v = getenv("TIERQ_LOG");

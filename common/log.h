@@ -6,12 +6,17 @@
 #ifndef TQ_LOG_H
 #define TQ_LOG_H
 
+#include <stdbool.h>
+
 typedef enum { LOG_DEBUG = 0, LOG_INFO, LOG_WARN, LOG_ERROR } LogLevel;
 
 void log_set_level(LogLevel level);
 LogLevel log_level_from_env(void); /* TIERQ_LOG=debug|info|warn|error, default info */
 /* Register a secret (copied) to redact; strings shorter than 6 bytes are ignored. */
 void log_add_secret(const char *secret);
+/* True the first time a key is seen in this process (thread-safe): for warnings worth one line per
+ * model or provider, not one per request. After 256 distinct keys every key counts as new again. */
+bool log_first_time(const char *key);
 void log_msg(LogLevel level, const char *module, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 #endif

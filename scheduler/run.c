@@ -180,7 +180,21 @@ static void dispatch(Run *r, const TqKind *kind, QueueJob **jobs, int n)
         return;
     }
     c->all_tiers = r->opt->all_tiers;
-    pool_submit(r->pool, c);
+    /* A job whose params the kind does not read failed when its call was made: it goes straight to
+     * the writer, and a batch goes out without it. */
+    int bad[256], nbad = 0;
+    for (int i = 0; n > 1 && i < c->njobs && nbad < 256; i++)
+        if (c->jobs[i].outcome == CALL_JOB_FAIL)
+            bad[nbad++] = i;
+    if (nbad > 0 && nbad < c->njobs) {
+        Call *failed = call_fork(c, bad, nbad, 0);
+        if (failed)
+            callq_push(r->done, failed);
+    }
+    if (call_is_finished(c))
+        callq_push(r->done, c);
+    else
+        pool_submit(r->pool, c);
 }
 
 static void flush_group(Run *r, Group *g)
@@ -597,7 +611,17 @@ int run_main(const TqConfig *cfg, const RunOptions *opt)
         printf("run: %.0f jobs/s, cpu %.2fs user %.2fs system, peak rss %.1f MB\n", secs > 0 ? (double)jobs / secs : 0.0,
                (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6,
                (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6, (double)ru.ru_maxrss / 1024.0);
+    for (int i = 0; i < st.nfailures; i++)
+        printf("run: %lld jobs not done, reason %s (e.g. %s)\n", (long long)st.failures[i].count,
+               st.failures[i].reason, st.failures[i].sample);
     exit_code = pool_quota_final ? RUN_EXIT_QUOTA : RUN_EXIT_OK;
+    if (!pool_quota_final && st.jobs_done == 0 && st.jobs_failed + st.jobs_retry > 0) {
+        /* Nothing succeeded: a cron job must not read this as a good night. */
+        exit_code = RUN_EXIT_NOTHING_DONE;
+        fprintf(stderr, "tierq: run: no job succeeded; %lld failed or went back to the queue%s%s\n",
+                (long long)(st.jobs_failed + st.jobs_retry), st.nfailures == 1 ? ", all for the same reason: " : "",
+                st.nfailures == 1 ? st.failures[0].sample : " (see the reasons above)");
+    }
     if (budget_hit) {
         exit_code = RUN_EXIT_BUDGET;
         char b[32];

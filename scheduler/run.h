@@ -39,6 +39,8 @@ enum {
     RUN_EXIT_RUNTIME = 1,
     RUN_EXIT_BUDGET = 4,     /* the run's budget was reached; unclaimed jobs stay queued */
     RUN_EXIT_QUOTA = 5,      /* a provider ran out of quota; its jobs were deferred */
+    RUN_EXIT_NOTHING_DONE = 6, /* jobs were attempted and none succeeded (every one failed or went
+                                * back to the queue): e.g. a gateway refusing every request */
 };
 
 /* Returns a RUN_EXIT_* code; prints a summary on stdout and errors on stderr. */

@@ -3,6 +3,8 @@
 #include "db.h"
 #include "log.h"
 #include "pgarray.h"
+#include "check.h"
+#include "json.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -44,14 +46,17 @@ static const char *const SQL_FLUSH =
     "WITH ins AS ("
     "  INSERT INTO tierq.calls (call_key, run_name, job_ids, kind, model, tier, purpose, worker, attempt,"
     "    tokens_in, tokens_cached_in, tokens_out, tokens_reasoning, usage_estimated, cost_usd, latency_ms,"
-    "    http_status, status, reason, error, score, answer, solo_cost_usd, solo_tokens_in)"
+    "    http_status, status, reason, error, score, answer, solo_cost_usd, solo_tokens_in, missing_signals,"
+    "    max_tokens, max_tokens_capped)"
     "  SELECT u.k, u.rn, string_to_array(u.ji, ',')::bigint[], u.kind, u.model, u.tier, u.purpose, $1, u.att,"
-    "    u.ti, u.tc, u.tout, u.tr, u.est, u.cost, u.lat, u.http, u.st, u.reason, u.err, u.score, u.ans, u.solo, u.solo_tok"
+    "    u.ti, u.tc, u.tout, u.tr, u.est, u.cost, u.lat, u.http, u.st, u.reason, u.err, u.score, u.ans, u.solo, u.solo_tok,"
+    "    u.miss, u.maxtok, u.capped"
     "  FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::text[], $8::int[],"
     "    $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], $13::bool[], $14::numeric[], $15::int[],"
-    "    $16::int[], $17::text[], $18::text[], $19::text[], $20::real[], $21::text[], $41::text[], $42::numeric[], $43::bigint[])"
+    "    $16::int[], $17::text[], $18::text[], $19::text[], $20::real[], $21::text[], $41::text[], $42::numeric[], $43::bigint[],"
+    "    $44::text[], $45::int[], $46::bool[])"
     "    AS u(k, ji, kind, model, tier, purpose, att, ti, tc, tout, tr, est, cost, lat, http, st, reason, err, score, rn, ans,"
-    "      solo, solo_tok)"
+    "      solo, solo_tok, miss, maxtok, capped)"
     "  ON CONFLICT (call_key) DO NOTHING"
     "  RETURNING call_key),"
     " ch AS ("
@@ -86,13 +91,13 @@ static const char *const SQL_FLUSH =
     "   updated_at = CASE WHEN " FENCED " THEN now() ELSE j.updated_at END"
     " FROM ids LEFT JOIN ch ON ch.id = ids.id LEFT JOIN oc ON oc.id = ids.id"
     " WHERE j.id = ids.id"
-    " RETURNING oc.id IS NOT NULL, j.updated_at = now(), j.state";
+    " RETURNING oc.id IS NOT NULL, j.updated_at = now(), j.state, oc.reason, oc.err";
 
 enum {
     L_KEY, L_JOBS, L_KIND, L_MODEL, L_TIER, L_PURPOSE, L_ATT, L_TI, L_TC, L_TOUT, L_TR, L_EST, L_COST, L_LAT,
     L_HTTP, L_ST, L_REASON, L_ERR, L_SCORE, L_RUN, L_CKEY, L_CID, L_CCOST, L_CTI, L_CTC, L_CTOUT,
     O_ID, O_ATT, O_DONE, O_RES, O_MODEL, O_TIER, O_Q, O_ESC, O_REASON, O_BASE, O_ERR, O_RETRY, O_AFTER, L_ANSWER,
-    L_SOLO, L_SOLO_TOK, L_N
+    L_SOLO, L_SOLO_TOK, L_MISSING, L_MAXTOK, L_CAPPED, L_N
 };
 
 typedef struct Batch {
@@ -112,6 +117,15 @@ static int add_usd(Buf *b, int64_t pico)
     char s[48];
     db_format_usd(s, sizeof s, pico);
     return pgarray_add_text(b, s);
+}
+
+static int add_missing(Buf *b, unsigned mask)
+{
+    if (!mask)
+        return pgarray_add_null(b);
+    char names[64];
+    check_signal_names(mask, names, sizeof names);
+    return pgarray_add_text(b, names);
 }
 
 /* Build every array of the flush statement. */
@@ -143,7 +157,10 @@ static int build_arrays(const Batch *bt, Buf *col, int *nrows, int *noutcomes)
                  pgarray_add_int64(&col[L_HTTP], row->http_status) ||
                  pgarray_add_text(&col[L_ST], row->status ? row->status : "ok") ||
                  pgarray_add_text(&col[L_REASON], row->reason) || pgarray_add_text(&col[L_ERR], row->error) ||
-                 pgarray_add_double(&col[L_SCORE], row->score) || pgarray_add_text(&col[L_RUN], row->run_name);
+                 pgarray_add_double(&col[L_SCORE], row->score) || pgarray_add_text(&col[L_RUN], row->run_name) ||
+                 add_missing(&col[L_MISSING], row->missing_signals) ||
+                 (row->max_tokens > 0 ? pgarray_add_int64(&col[L_MAXTOK], row->max_tokens) : pgarray_add_null(&col[L_MAXTOK])) ||
+                 pgarray_add_bool(&col[L_CAPPED], row->max_tokens_capped);
             for (int k = 0; k < row->ncharges && !rc; k++) {
                 const LedgerCharge *ch = &row->charges[k];
                 if (ch->cost_pico == 0 && ch->tokens_in == 0 && ch->tokens_out == 0)
@@ -174,6 +191,26 @@ static int build_arrays(const Batch *bt, Buf *col, int *nrows, int *noutcomes)
     return rc;
 }
 
+void writer_tally_failure(WriterStats *st, const char *reason, const char *error)
+{
+    if (!reason || !*reason)
+        reason = "unknown";
+    int i = 0;
+    while (i < st->nfailures && strcmp(st->failures[i].reason, reason) != 0)
+        i++;
+    if (i == st->nfailures) {
+        if (st->nfailures == WRITER_MAX_REASONS)
+            i = WRITER_MAX_REASONS - 1; /* the rest are counted under the last slot */
+        else {
+            st->nfailures++;
+            snprintf(st->failures[i].reason, sizeof st->failures[i].reason, "%s", reason);
+            utf8_copy_cut(st->failures[i].sample, sizeof st->failures[i].sample, error ? error : "",
+                          error ? strlen(error) : 0);
+        }
+    }
+    st->failures[i].count++;
+}
+
 /* One attempt at writing the batch: one statement. Fills delta only on success. */
 static int flush_once(Writer *w, const Batch *bt, WriterStats *delta, TqErr *err)
 {
@@ -184,11 +221,11 @@ static int flush_once(Writer *w, const Batch *bt, WriterStats *delta, TqErr *err
         rc = tq_err(err, TQ_ENOMEM, "out of memory building the write-back");
         goto cleanup;
     }
-    const char *p[43];
+    const char *p[L_N + 1];
     p[0] = w->owner;
     for (int i = 0; i < L_N; i++)
         p[1 + i] = col[i].data;
-    PGresult *r = db_query(w->conn, "write back", SQL_FLUSH, 43, p, err);
+    PGresult *r = db_query(w->conn, "write back", SQL_FLUSH, L_N + 1, p, err);
     if (!r) {
         rc = TQ_EDB;
         goto cleanup;
@@ -199,12 +236,15 @@ static int flush_once(Writer *w, const Batch *bt, WriterStats *delta, TqErr *err
             continue;
         applied++;
         const char *st = PQgetvalue(r, i, 2);
-        if (strcmp(st, "done") == 0)
+        if (strcmp(st, "done") == 0) {
             done++;
-        else if (strcmp(st, "queued") == 0)
+            continue;
+        }
+        if (strcmp(st, "queued") == 0)
             retry++;
         else
             failed++;
+        writer_tally_failure(delta, PQgetvalue(r, i, 3), PQgetvalue(r, i, 4));
     }
     PQclear(r);
     int64_t cost = 0, baseline = 0;
@@ -258,6 +298,9 @@ static void flush(Writer *w, Batch *bt)
         if (w->conn && flush_once(w, bt, &d, &err) == 0) {
             log_msg(LOG_DEBUG, "writer", "flushed calls=%d ms=%lld", bt->n, (long long)(mono_ms() - t0));
             pthread_mutex_lock(&w->mu);
+            for (int k = 0; k < d.nfailures; k++)
+                for (int64_t m = 0; m < d.failures[k].count; m++)
+                    writer_tally_failure(&w->stats, d.failures[k].reason, d.failures[k].sample);
             w->stats.calls += d.calls;
             w->stats.jobs_done += d.jobs_done;
             w->stats.jobs_failed += d.jobs_failed;

@@ -16,6 +16,15 @@
 
 #include <stdint.h>
 
+#define WRITER_MAX_REASONS 8
+
+/* Jobs that failed (or went back to the queue after an error) for one stable reason. */
+typedef struct WriterFailure {
+    char reason[48];
+    char sample[240];       /* the first such job's error message */
+    int64_t count;
+} WriterFailure;
+
 typedef struct WriterStats {
     int64_t calls;          /* ledger rows written */
     int64_t jobs_done;
@@ -27,7 +36,12 @@ typedef struct WriterStats {
     int64_t flushes;
     int64_t statements;     /* database statements executed, BEGIN/COMMIT included */
     int64_t db_errors;
+    WriterFailure failures[WRITER_MAX_REASONS]; /* by reason, in order of first appearance */
+    int nfailures;
 } WriterStats;
+
+/* Count one failed job under its reason (kept in st->failures). */
+void writer_tally_failure(WriterStats *st, const char *reason, const char *error);
 
 typedef struct Writer Writer;
 

@@ -2,6 +2,7 @@
 
 #include "json.h"
 #include "openai.h"
+#include "prompt.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,13 +14,23 @@ const char BATCH_INSTRUCTIONS[] =
     "to its answer as a string, with exactly the ids you received. Begin each answer with its item id in "
     "square brackets and a space, like \"[1] \".";
 
-int batch_build_body(const Call *c, Buf *out, TqErr *err)
+int batch_build_body(Call *c, Buf *out, TqErr *err)
 {
     const TqModel *m = &c->cfg->models[c->send_model];
-    Buf sys, user;
+    const CallJob *first = NULL;
+    for (int i = 0; i < c->njobs && !first; i++)
+        if (c->jobs[i].job)
+            first = &c->jobs[i];
+    if (!first)
+        return tq_err(err, TQ_EINVAL, "batch: no job left in the call");
+    Buf sys, user, extra;
     buf_init(&sys, 0);
     buf_init(&user, 0);
-    int rc = buf_puts(&sys, c->kind->system_prompt ? c->kind->system_prompt : "");
+    buf_init(&extra, 0);
+    /* Jobs batch together only with identical params, so the first job's system prompt (its
+     * parameters filled in) is every job's. */
+    bool has_system = false;
+    int rc = prompt_system(c->kind, first, &sys, &has_system, err);
     if (!rc)
         rc = buf_puts(&sys, BATCH_INSTRUCTIONS);
     if (!rc)
@@ -43,26 +54,38 @@ int batch_build_body(const Call *c, Buf *out, TqErr *err)
     }
     if (!rc)
         rc = buf_putc(&user, '}');
+    if (!rc)
+        rc = prompt_extra_body(m, c->kind, first, &extra, err);
     if (rc) {
         buf_free(&sys);
         buf_free(&user);
-        return tq_err(err, rc, "cannot build the batch prompt");
+        buf_free(&extra);
+        return err && err->msg[0] ? rc : tq_err(err, rc, "cannot build the batch prompt");
     }
+    bool capped = false;
+    int64_t input = oai_estimate_tokens(sys.data, sys.len) + oai_estimate_tokens(user.data, user.len);
+    max_tokens = prompt_max_tokens(m, max_tokens, input, &capped);
+    c->sent_max_tokens = max_tokens;
+    c->max_tokens_capped = capped;
     OaiRequest r = {
         .model = m->api_model,
         .system = sys.data,
+        .system_len = sys.len,
         .user = user.data,
         .user_len = user.len,
         .max_tokens = max_tokens,
         .max_tokens_field =
             m->max_tokens_field == TQ_MAXTOK_MAX_COMPLETION_TOKENS ? OAI_MAX_COMPLETION_TOKENS : OAI_MAX_TOKENS,
-        .temperature = c->jobs[0].temperature,
+        .temperature = first->temperature,
         .logprobs = m->logprobs && c->kind->checks.logprobs,
         .json_object = m->json_output,
+        .system_as = m->system_as == TQ_SYSTEM_AS_USER ? OAI_SYSTEM_IN_USER : OAI_SYSTEM_MESSAGE,
+        .extra_members = extra.data,
     };
     rc = oai_build_request(&r, out, err);
     buf_free(&sys);
     buf_free(&user);
+    buf_free(&extra);
     return rc;
 }
 

@@ -21,8 +21,9 @@
 
 extern const char BATCH_INSTRUCTIONS[];
 
-/* Body of a batched call (c->batched, answer phase), on c->send_model. */
-int batch_build_body(const Call *c, Buf *out, TqErr *err);
+/* Body of a batched call (c->batched, answer phase), on c->send_model; records the output limit
+ * sent in c->sent_max_tokens. */
+int batch_build_body(Call *c, Buf *out, TqErr *err);
 
 typedef struct BatchItem {
     char *answer;        /* malloc'd, decoded; NULL when the item has a problem */

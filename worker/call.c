@@ -10,8 +10,18 @@
 #include <string.h>
 #include <time.h>
 
-/* Read max_tokens and temperature from the job's params, falling back to the kind's defaults.
- * params was validated by CHECK constraints at INSERT, so a parse failure just means defaults. */
+/* "it reads max_tokens, temperature, labels, target_language" for an unknown-parameter message. */
+static void known_params(const TqKind *kind, char *out, size_t cap)
+{
+    size_t at = (size_t)snprintf(out, cap, "max_tokens, temperature%s", kind->reads_labels ? ", labels" : "");
+    for (int i = 0; i < kind->nparams && at < cap; i++)
+        at += (size_t)snprintf(out + at, cap - at, ", %s", kind->params[i].name);
+}
+
+/* Read the job's params: max_tokens and temperature (else the kind's defaults), labels (kinds with a
+ * label gate), and the kind's declared template parameters. The INSERT trigger refuses anything
+ * else, but a kind can change between INSERT and claim: a parameter the kind does not read, or of
+ * the wrong type, fails the job (reason unknown_param) rather than being dropped silently. */
 static void job_params(const TqKind *kind, const QueueJob *job, CallJob *cj)
 {
     cj->max_tokens = kind->max_tokens;
@@ -19,24 +29,73 @@ static void job_params(const TqKind *kind, const QueueJob *job, CallJob *cj)
     if (!job->params || strcmp(job->params, "{}") == 0)
         return;
     JsonDoc d;
-    if (json_parse(&d, job->params, strlen(job->params), 10000, NULL))
-        return;
-    int64_t mt;
-    if (json_int64(&d, json_get(&d, 0, "max_tokens"), &mt) == 0 && mt > 0)
-        cj->max_tokens = mt;
-    double t;
-    if (json_double(&d, json_get(&d, 0, "temperature"), &t) == 0)
-        cj->temperature = t;
-    int labels = json_get(&d, 0, "labels");
-    int n = json_type(&d, labels) == JSON_ARRAY ? json_size(&d, labels) : 0;
-    if (n > 0 && (cj->labels = calloc((size_t)n, sizeof *cj->labels)) != NULL) {
-        for (int i = 0; i < n; i++) {
-            char *l = json_strdup(&d, json_at(&d, labels, i));
-            if (l)
-                cj->labels[cj->nlabels++] = l;
-        }
+    char msg[800] = "";
+    if (json_parse(&d, job->params, strlen(job->params), 10000, NULL) || json_type(&d, 0) != JSON_OBJECT) {
+        snprintf(msg, sizeof msg, "params is not a JSON object");
+        goto out;
     }
+    int k = 1;
+    for (int i = 0; i < json_size(&d, 0) && !msg[0]; i++, k = json_skip(&d, k + 1)) {
+        int v = k + 1;
+        char *name = json_strdup(&d, k);
+        if (!name)
+            break;
+        int64_t mt;
+        double t;
+        const TqParam *pm = config_kind_param(kind, name, strlen(name));
+        if (strcmp(name, "max_tokens") == 0) {
+            if (json_int64(&d, v, &mt) == 0 && mt > 0)
+                cj->max_tokens = mt;
+            else
+                snprintf(msg, sizeof msg, "params.max_tokens must be a positive integer");
+        } else if (strcmp(name, "temperature") == 0) {
+            if (json_double(&d, v, &t) == 0 && t >= 0 && t <= 2)
+                cj->temperature = t;
+            else
+                snprintf(msg, sizeof msg, "params.temperature must be a number from 0 to 2");
+        } else if (strcmp(name, "labels") == 0 && kind->reads_labels) {
+            int n = json_type(&d, v) == JSON_ARRAY ? json_size(&d, v) : 0;
+            if (n > 0 && (cj->labels = calloc((size_t)n, sizeof *cj->labels)) != NULL)
+                for (int j = 0; j < n; j++) {
+                    char *l = json_strdup(&d, json_at(&d, v, j));
+                    if (l)
+                        cj->labels[cj->nlabels++] = l;
+                }
+            if (cj->nlabels == 0)
+                snprintf(msg, sizeof msg, "params.labels must be a non-empty array of strings");
+        } else if (pm) {
+            char *val = json_type(&d, v) == JSON_STRING ? json_strdup(&d, v) : NULL;
+            if (!val)
+                snprintf(msg, sizeof msg, "params.%.60s must be a string", name);
+            else if (cj->params || (cj->params = calloc((size_t)kind->nparams, sizeof *cj->params)) != NULL) {
+                free(cj->params[pm - kind->params]);
+                cj->params[pm - kind->params] = val;
+            } else {
+                free(val);
+            }
+        } else {
+            char known[300];
+            known_params(kind, known, sizeof known);
+            snprintf(msg, sizeof msg, "params.%.60s is not a parameter of kind %s (it reads %s)", name, kind->name, known);
+        }
+        free(name);
+    }
+out:
     json_doc_free(&d);
+    if (msg[0]) {
+        cj->outcome = CALL_JOB_FAIL;
+        cj->reason = "unknown_param";
+        cj->error = strdup(msg);
+        cj->retryable = false;
+    }
+}
+
+bool call_is_finished(const Call *c)
+{
+    for (int i = 0; i < c->njobs; i++)
+        if (c->jobs[i].job && c->jobs[i].outcome == CALL_JOB_PENDING)
+            return false;
+    return true;
 }
 
 static Call *call_alloc(const TqConfig *cfg, const TqKind *kind, int tier, int n)
@@ -111,6 +170,9 @@ void call_free(Call *c)
         for (int k = 0; k < c->jobs[i].nlabels; k++)
             free(c->jobs[i].labels[k]);
         free(c->jobs[i].labels);
+        for (int k = 0; c->jobs[i].params && k < c->kind->nparams; k++)
+            free(c->jobs[i].params[k]);
+        free(c->jobs[i].params);
     }
     free(c->pending_answer);
     free(c->pending_sample);

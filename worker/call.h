@@ -34,6 +34,8 @@ typedef struct CallJob {
     double temperature;
     char **labels;            /* params.labels (owned), overriding the kind's label set */
     int nlabels;
+    char **params;            /* values of the kind's declared parameters (owned), NULL entries (or a
+                               * NULL array) take the kind's defaults */
     /* Tiered routing: the best answer so far, kept when escalation stops at the budget. */
     char *best_answer;
     double best_score;        /* -1: none yet */
@@ -72,6 +74,9 @@ typedef struct LedgerRow {
     bool estimated;           /* usage missing: tokens estimated from text */
     int64_t cost_pico;
     double score;             /* NaN: not scored */
+    unsigned missing_signals; /* CHECK_SIGNAL_* bits: configured soft signals the answer lacked */
+    int64_t max_tokens;       /* the output limit sent (0: none) */
+    bool max_tokens_capped;   /* ... lower than the job asked for: the model's limits capped it */
     LedgerCharge *charges;    /* owned, ncharges entries (0 when nothing was billed) */
     int ncharges;
 } LedgerRow;
@@ -79,6 +84,10 @@ typedef struct LedgerRow {
 /* ANSWER: the tier answers. Then, when the kind asks for them and the answer passed its gates, the
  * signals that need requests of their own: SAMPLE (a second answer, for agreement), JUDGE. */
 typedef enum { CALL_PHASE_ANSWER = 0, CALL_PHASE_SAMPLE, CALL_PHASE_JUDGE } CallPhase;
+
+/* What a batched call teaches the adaptive batch size: a clean answer lets it grow, a malformed one
+ * halves it, and anything else (a failed request, an unbatched call) leaves it alone. */
+typedef enum { CALL_BATCH_NEUTRAL = 0, CALL_BATCH_CLEAN, CALL_BATCH_MALFORMED } CallBatchVerdict;
 
 typedef struct Call {
     struct Call *next;        /* intrusive link for the queues between threads */
@@ -93,7 +102,9 @@ typedef struct Call {
     bool all_tiers;           /* calibration run: every tier answers */
     bool batched;             /* several jobs in one request, answers keyed by item id */
     struct Call *forks;       /* calls split off this one (a ->next list), sent by the worker */
-    bool batch_clean;         /* the batched answer parsed with every item well-formed */
+    CallBatchVerdict batch_verdict;
+    int64_t sent_max_tokens;  /* the output limit of the request being sent (route_build_body) */
+    bool max_tokens_capped;   /* ... lower than the job asked for */
     const TqConfig *cfg;
     const TqKind *kind;
     int tier;                 /* 0-based index into kind->tiers */
@@ -114,6 +125,9 @@ Call *call_new_batch(const TqConfig *cfg, const TqKind *kind, QueueJob **jobs, i
 /* Move the jobs at idx[0..n) of c into a new call on `tier` (batched when n >= 2); in c their
  * CallJob.job becomes NULL. NULL on allocation failure (c unchanged). */
 Call *call_fork(Call *c, const int *idx, int n, int tier);
+/* True when every job of the call already has an outcome (e.g. a parameter the kind does not read
+ * failed it at creation): nothing is left to send. */
+bool call_is_finished(const Call *call);
 /* Frees jobs, strings, rows. call_free(NULL) does nothing. */
 void call_free(Call *call);
 /* Append a ledger row (zeroed, with key filled from prefix and seq); NULL on allocation failure. */

@@ -416,20 +416,35 @@ static void excerpt(const char *s, size_t n, char *dst, size_t cap)
     dst[o] = '\0';
 }
 
+/* finish_reason values that mean "the model ended its answer normally". Servers differ: OpenAI
+ * says "stop"; some send null or leave it out; llama.cpp and older vLLM builds say "eos_token" or
+ * "eos"; Anthropic-style backends behind gateways say "end_turn" or "stop_sequence". */
+static bool finish_is_normal(const char *f)
+{
+    static const char *const normal[] = {"stop", "eos_token", "eos", "end_turn", "stop_sequence", "end"};
+    if (!f || !*f)
+        return true;
+    for (size_t i = 0; i < sizeof normal / sizeof normal[0]; i++)
+        if (strcmp(f, normal[i]) == 0)
+            return true;
+    return false;
+}
+
+/* The gate a finish_reason fails, NULL when it ended normally. */
 static const char *finish_gate(const char *f)
 {
     static const struct {
         const char *value, *reason;
     } known[] = {
-        {"length", "finish_length"},
-        {"content_filter", "finish_content_filter"},
-        {"tool_calls", "finish_tool_calls"},
-        {"function_call", "finish_function_call"},
-        {"insufficient_system_resource", "finish_insufficient_system_resource"},
+        {"length", "truncated"},
+        {"max_tokens", "truncated"},
+        {"content_filter", "content_filter"},
+        {"tool_calls", "tool_calls"},
+        {"function_call", "tool_calls"},
+        {"tool_use", "tool_calls"},
+        {"insufficient_system_resource", "provider_interrupted"},
     };
-    if (!f || !*f)
-        return "finish_missing";
-    if (strcmp(f, "stop") == 0)
+    if (finish_is_normal(f))
         return NULL;
     for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
         if (strcmp(f, known[i].value) == 0)
@@ -568,21 +583,31 @@ cleanup:
 static int run_gates(const CheckInput *in, const char *t, size_t tn, CheckResult *r, TqErr *err)
 {
     const TqChecks *ck = in->checks;
+    if (in->refusal && *in->refusal) {
+        char ex[160];
+        excerpt(in->refusal, strlen(in->refusal), ex, sizeof ex);
+        r->reason = "refusal";
+        detail_set(r, "the model refused: %s", ex);
+        return 1;
+    }
     const char *g = finish_gate(in->finish_reason);
     if (g) {
         char ex[48];
-        excerpt(in->finish_reason ? in->finish_reason : "", in->finish_reason ? strlen(in->finish_reason) : 0, ex,
-                sizeof ex);
+        excerpt(in->finish_reason, strlen(in->finish_reason), ex, sizeof ex);
         r->reason = g;
-        if (*ex)
-            detail_set(r, "finish_reason is \"%s\", not \"stop\"", ex);
+        if (strcmp(g, "truncated") == 0)
+            detail_set(r, "the answer was cut off at the output limit (finish_reason \"%s\")", ex);
+        else if (strcmp(g, "content_filter") == 0)
+            detail_set(r, "the provider's content filter withheld the answer (finish_reason \"%s\")", ex);
+        else if (strcmp(g, "tool_calls") == 0)
+            detail_set(r, "the model called a tool instead of answering (finish_reason \"%s\")", ex);
         else
-            detail_set(r, "finish_reason is missing");
+            detail_set(r, "finish_reason is \"%s\", not a normal stop", ex);
         return 1;
     }
     if (tn == 0) {
         r->reason = "empty";
-        detail_set(r, "the answer is empty");
+        detail_set(r, in->has_reasoning ? "the reply held only reasoning, no answer" : "the answer is empty");
         return 1;
     }
     size_t chars = count_chars(t, tn);
@@ -651,31 +676,70 @@ int check_answer(const CheckInput *in, CheckResult *out, TqErr *err)
         return 0;
     }
 
-    /* Soft signals: the minimum of those the kind enables and the input carries (see check.h). */
+    /* Soft signals: the minimum of those the kind enables and the input carries (see check.h). A
+     * signal the kind enables but the input lacks is missing: it never counts as a pass. */
     double score = 1.0;
     int nsig = 0, pos = 0;
     char sig[160] = "";
-    if (ck && ck->logprobs && !isnan(r.confidence)) {
-        score = fmin(score, r.confidence);
-        pos += snprintf(sig + pos, sizeof sig - (size_t)pos, "%slogprobs %.3f", nsig++ ? ", " : "", r.confidence);
+    bool others_only = ck && ck->missing_signal == CHECK_MISSING_OTHER_CHECKS;
+    if (ck && ck->logprobs && !(in->not_asked & CHECK_SIGNAL_LOGPROBS)) {
+        if (!isnan(r.confidence)) {
+            score = fmin(score, r.confidence);
+            pos += snprintf(sig + pos, sizeof sig - (size_t)pos, "%slogprobs %.3f", nsig++ ? ", " : "", r.confidence);
+        } else {
+            r.missing |= CHECK_SIGNAL_LOGPROBS;
+        }
     }
-    if (use_judge) {
-        score = fmin(score, in->judge_score);
-        pos += snprintf(sig + pos, sizeof sig - (size_t)pos, "%sjudge %.3f", nsig++ ? ", " : "", in->judge_score);
+    if (ck && ck->judge_model >= 0 && !(in->not_asked & CHECK_SIGNAL_JUDGE)) {
+        if (use_judge) {
+            score = fmin(score, in->judge_score);
+            pos += snprintf(sig + pos, sizeof sig - (size_t)pos, "%sjudge %.3f", nsig++ ? ", " : "", in->judge_score);
+        } else {
+            r.missing |= CHECK_SIGNAL_JUDGE;
+        }
     }
-    if (ck && ck->agreement && in->second_sample) {
-        bool agree = norm_equal(t, tn, in->second_sample, strlen(in->second_sample));
-        if (!agree)
-            score = 0;
-        snprintf(sig + pos, sizeof sig - (size_t)pos, "%sagreement %d", nsig++ ? ", " : "", agree ? 1 : 0);
+    if (ck && ck->agreement && !(in->not_asked & CHECK_SIGNAL_AGREEMENT)) {
+        if (in->second_sample) {
+            bool agree = norm_equal(t, tn, in->second_sample, strlen(in->second_sample));
+            if (!agree)
+                score = 0;
+            pos += snprintf(sig + pos, sizeof sig - (size_t)pos, "%sagreement %d", nsig++ ? ", " : "", agree ? 1 : 0);
+        } else {
+            r.missing |= CHECK_SIGNAL_AGREEMENT;
+        }
     }
-    r.score = score;
-    if (nsig)
+    char miss[64] = "";
+    check_signal_names(r.missing, miss, sizeof miss);
+    if (r.missing && (!others_only || nsig == 0)) {
+        /* Unknown is not perfect: without its evidence the answer is not vouched for. */
+        r.score = 0;
+        detail_set(&r, "score 0: %s missing%s%s", miss, nsig ? "; present: " : "", sig);
+    } else if (r.missing) {
+        r.score = score;
+        detail_set(&r, "score %.3f = min(%s); %s missing", score, sig, miss);
+    } else if (nsig) {
+        r.score = score;
         detail_set(&r, "score %.3f = min(%s)", score, sig);
-    else
-        detail_set(&r, "no soft signal: score 1 (passed every gate)");
+    } else {
+        r.score = 1.0;
+        detail_set(&r, "no soft signal configured: score 1 (passed every gate)");
+    }
     *out = r;
     return 0;
+}
+
+void check_signal_names(unsigned mask, char *out, size_t cap)
+{
+    static const struct {
+        unsigned bit;
+        const char *name;
+    } names[] = {{CHECK_SIGNAL_LOGPROBS, "logprobs"}, {CHECK_SIGNAL_JUDGE, "judge"}, {CHECK_SIGNAL_AGREEMENT, "agreement"}};
+    size_t at = 0;
+    if (cap)
+        out[0] = '\0';
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if ((mask & names[i].bit) && at < cap)
+            at += (size_t)snprintf(out + at, cap - at, "%s%s", at ? "," : "", names[i].name);
 }
 
 void check_result_free(CheckResult *r)

@@ -12,11 +12,15 @@
  * ---- The combination -------------------------------------------------------------------------------
  *
  * 1. Hard gates, in this order; the first that fails decides: score 0, gate_failed, reason names it.
- *      finish_reason is "stop"                  "finish_length", "finish_content_filter",
- *                                               "finish_tool_calls", "finish_function_call",
- *                                               "finish_insufficient_system_resource",
- *                                               "finish_missing" (absent or null), "finish_other"
- *      the answer is not empty                  "empty"        (only whitespace counts as empty)
+ *      no refusal (message.refusal)             "refusal"       (detail quotes the refusal text)
+ *      finish_reason is a normal stop           "truncated" (length), "content_filter",
+ *                                               "tool_calls" (tool_calls, function_call),
+ *                                               "provider_interrupted" (DeepSeek's
+ *                                               insufficient_system_resource), "finish_other".
+ *                                               Normal: "stop", absent or null, "eos_token", "eos",
+ *                                               "end_turn", "stop_sequence", "end" (servers differ)
+ *      the answer is not empty                  "empty"        (only whitespace counts as empty;
+ *                                               a reasoning-only reply is empty)
  *      checks.min_chars <= chars <= max_chars   "too_short", "too_long"
  *      the answer is one of the allowed labels  "label_not_allowed" (job labels apply even when
  *                                               checks is NULL)
@@ -27,20 +31,26 @@
  *    chars are Unicode code points. The regex is POSIX extended (regcomp REG_EXTENDED), searched
  *    in the trimmed answer: anchor it with ^...$ to demand a whole match.
  *
- * 2. Soft signals. A signal counts only when the kind enables it AND the input carries it:
- *      L  logprob confidence   checks.logprobs and in->logprobs present   check_logprob_confidence
- *      J  judge score          checks.judge_model >= 0 and judge_score not NaN   (0..10 mapped to 0..1)
- *      A  agreement            checks.agreement and second_sample != NULL   1 if the two samples are
+ * 2. Soft signals. A signal is configured when the kind enables it, and counts when the input
+ *    carries it:
+ *      L  logprob confidence   checks.logprobs; in->logprobs present        check_logprob_confidence
+ *      J  judge score          checks.judge_model >= 0; judge_score not NaN (0..10 mapped to 0..1)
+ *      A  agreement            checks.agreement; second_sample != NULL      1 if the two samples are
  *                              equal after check_normalize, else 0
+ *    A configured signal that the input lacks is MISSING (the provider sent no logprobs, the judge
+ *    gave no verdict, the second sample failed) — unless the caller did not ask for it on purpose
+ *    (in->not_asked; e.g. no judge on the last tier, whose answer is final anyway).
  *
- * 3. score = min(available signals); with no signal available, score = 1.0.
+ * 3. score = min(signals present); with no signal configured, score = 1.0 ("passed every gate,
+ *    nothing against it": such a kind accepts any answer that passes its gates at the first tier).
+ *    A missing signal is unknown, never perfect: with checks.missing_signal "escalate" (the
+ *    default) the score is 0, so the answer escalates; with "other_checks" the score rests on the
+ *    signals present, and is 0 when none is. result.missing names the missing signals either way,
+ *    for the ledger and the report.
  *    The minimum, not a mean: each signal is evidence that can veto, and a mean would let a strong
  *    signal hide a weak one — agreement of two samples says nothing about correctness when both are
  *    the same mistake, so A = 1 must not lift a low L or J, while A = 0 (the model contradicts
- *    itself) always escalates. A score of 1.0 without signals means "passed every gate, nothing
- *    against it": such a kind accepts any answer that passes its gates at the first tier. When a
- *    judge is configured but its call failed or its reply did not parse, pass NaN: the judge then
- *    simply does not count (the score rests on the other signals, or is 1.0).
+ *    itself) always escalates.
  *
  * ---- Labels ------------------------------------------------------------------------------------------
  *
@@ -69,6 +79,9 @@
 /* judge_score value meaning "no judge score". */
 #define CHECK_NO_JUDGE ((double)NAN)
 
+/* Soft signals, as bits of CheckInput.not_asked and CheckResult.missing. */
+enum { CHECK_SIGNAL_LOGPROBS = 1u, CHECK_SIGNAL_JUDGE = 2u, CHECK_SIGNAL_AGREEMENT = 4u };
+
 typedef struct CheckInput {
     const TqChecks *checks;     /* the kind's checks; NULL = none (only the finish and empty gates) */
     const char *const *labels;  /* the job's params.labels; override checks->labels when nlabels > 0 */
@@ -80,6 +93,9 @@ typedef struct CheckInput {
     double judge_score;         /* in [0,1], or CHECK_NO_JUDGE (NaN). NB: a zeroed struct means a
                                  * judge score of 0, but it only counts when checks->judge_model >= 0 */
     const char *second_sample;  /* the other sample's content, NUL-terminated; NULL = none */
+    const char *refusal;        /* message.refusal; NULL or "" = none */
+    bool has_reasoning;         /* the reply carried reasoning (explains an empty answer) */
+    unsigned not_asked;         /* CHECK_SIGNAL_* bits the caller did not gather on purpose */
 } CheckInput;
 
 typedef struct CheckResult {
@@ -93,6 +109,7 @@ typedef struct CheckResult {
                           * checks->logprobs is off and it does not count), else NaN */
     char *canonical;     /* malloc'd, owned: the matched label as written in the set when a label
                           * gate applied and no gate failed; else NULL */
+    unsigned missing;    /* CHECK_SIGNAL_* bits: configured signals the input lacked (gates passed) */
 } CheckResult;
 
 /* Check one answer. Returns 0 and fills *out (release with check_result_free) — a failed gate is a
@@ -101,6 +118,9 @@ typedef struct CheckResult {
  *              or checks->regex does not compile (config_load rejects those, so only a bug gets here)
  *   TQ_ENOMEM  out of memory */
 int check_answer(const CheckInput *in, CheckResult *out, TqErr *err);
+
+/* "logprobs,judge" for a CHECK_SIGNAL_* mask ("" for 0), into out[0..cap). */
+void check_signal_names(unsigned mask, char *out, size_t cap);
 
 /* Free canonical and set it to NULL. check_result_free(NULL) does nothing. */
 void check_result_free(CheckResult *r);

@@ -76,14 +76,27 @@ int oai_build_request(const OaiRequest *req, Buf *out, TqErr *err)
      * offset in every request of a kind: that is what provider prefix caches key on. */
     if (!rc)
         rc = buf_puts(out, ",\"messages\":[");
-    if (!rc && req->system) {
-        size_t system_len = req->system_len ? req->system_len : strlen(req->system);
+    size_t system_len = req->system ? (req->system_len ? req->system_len : strlen(req->system)) : 0;
+    if (!rc && req->system && req->system_as == OAI_SYSTEM_MESSAGE) {
         rc = put_message(out, "system", req->system, system_len);
         if (!rc)
             rc = buf_putc(out, ',');
     }
-    if (!rc)
+    if (!rc && req->system && req->system_as == OAI_SYSTEM_IN_USER) {
+        /* One user message: the instructions first, a blank line, then the user's text. */
+        Buf joined;
+        buf_init(&joined, 0);
+        rc = buf_append(&joined, req->system, system_len);
+        if (!rc)
+            rc = buf_puts(&joined, "\n\n");
+        if (!rc)
+            rc = buf_append(&joined, req->user, user_len);
+        if (!rc)
+            rc = put_message(out, "user", joined.data, joined.len);
+        buf_free(&joined);
+    } else if (!rc) {
         rc = put_message(out, "user", req->user, user_len);
+    }
     if (!rc)
         rc = buf_putc(out, ']');
     if (!rc && req->max_tokens > 0) {
@@ -117,6 +130,8 @@ int oai_build_request(const OaiRequest *req, Buf *out, TqErr *err)
         if (!rc)
             rc = buf_puts(out, "{\"type\":\"json_object\"}");
     }
+    if (!rc && req->extra_members)
+        rc = buf_puts(out, req->extra_members);
     if (!rc)
         rc = buf_putc(out, '}');
     if (rc) {
@@ -248,25 +263,6 @@ static void clean_text(Buf *out, const char *s, size_t n, bool html)
 }
 
 /* Copy a NUL-terminated clean text into dst[cap], cut on a UTF-8 boundary with "..." if needed. */
-static void copy_cut(char *dst, size_t cap, const char *src, size_t n)
-{
-    if (cap < 4) {
-        if (cap)
-            dst[0] = '\0';
-        return;
-    }
-    if (n < cap) {
-        memcpy(dst, src, n);
-        dst[n] = '\0';
-        return;
-    }
-    size_t m = cap - 4; /* room for "..." and the NUL */
-    while (m > 0 && ((unsigned char)src[m] & 0xC0) == 0x80)
-        m--;
-    memcpy(dst, src, m);
-    memcpy(dst + m, "...", 4);
-}
-
 #define OAI_CLEAN_WINDOW 4096 /* bytes of a body or field looked at; the kept message is shorter */
 
 static void set_field(char *dst, size_t cap, const char *s, size_t n, bool html)
@@ -274,7 +270,7 @@ static void set_field(char *dst, size_t cap, const char *s, size_t n, bool html)
     Buf b;
     buf_init(&b, OAI_CLEAN_WINDOW);
     clean_text(&b, s, n > OAI_CLEAN_WINDOW ? OAI_CLEAN_WINDOW : n, html);
-    copy_cut(dst, cap, b.data ? b.data : "", b.len);
+    utf8_copy_cut(dst, cap, b.data ? b.data : "", b.len);
     buf_free(&b);
 }
 
@@ -546,6 +542,55 @@ static int parse_content(const JsonDoc *d, int content, Buf *out, TqErr *err)
 static int parse_response(const char *body, size_t len, int max_tokens_json, bool keep_tokens, OaiResponse *out,
                           TqErr *err);
 
+static bool is_ws(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
+
+/* Bytes of content that are reasoning, not answer (see oai_parse_response): a leading
+ * "<think>...</think>", everything up to a "</think>" that was never opened, or all of it when a
+ * "<think>" is never closed; plus the whitespace that follows. 0 when there is none. */
+static size_t reasoning_prefix(const char *s, size_t n)
+{
+    static const char open[] = "<think>", close[] = "</think>";
+    size_t i = 0;
+    while (i < n && is_ws(s[i]))
+        i++;
+    const char *end = NULL;
+    if (n - i >= sizeof open - 1 && memcmp(s + i, open, sizeof open - 1) == 0) {
+        end = strstr(s + i + sizeof open - 1, close);
+        if (!end)
+            return n; /* cut off while thinking: no answer at all */
+    } else {
+        end = strstr(s, close);
+        /* A closing tag with no opening one: the template opened the block; only trust it when the
+         * tag comes before any other "<think>" (plain answers that mention the tag stay whole). */
+        if (!end || memmem(s, (size_t)(end - s), open, sizeof open - 1))
+            return 0;
+    }
+    size_t cut = (size_t)(end - s) + sizeof close - 1;
+    while (cut < n && is_ws(s[cut]))
+        cut++;
+    return cut;
+}
+
+/* Remove the first cut bytes of the content (reasoning), shifting the token ranges with it. */
+static void drop_prefix(OaiResponse *r, size_t cut)
+{
+    memmove(r->content, r->content + cut, r->content_len - cut + 1);
+    r->content_len -= cut;
+    r->has_reasoning = true;
+    r->reasoning_bytes += cut;
+    int m = 0;
+    for (int i = 0; i < r->ntokens; i++) {
+        size_t ts = r->tokens[i].start, te = ts + r->tokens[i].len;
+        if (te <= cut)
+            continue;
+        OaiTokenLogprob t = r->tokens[i];
+        t.start = ts >= cut ? (uint32_t)(ts - cut) : 0;
+        t.len = (uint32_t)(te - cut - t.start);
+        r->tokens[m++] = t;
+    }
+    r->ntokens = m;
+}
+
 int oai_parse_response(const char *body, size_t len, int max_tokens_json, OaiResponse *out, TqErr *err)
 {
     return parse_response(body, len, max_tokens_json, false, out, err);
@@ -576,7 +621,23 @@ static int parse_response(const char *body, size_t len, int max_tokens_json, boo
         rc = tq_err(err, TQ_EPARSE, "response is not a json object");
         goto cleanup;
     }
-    int choice = json_at(&doc, json_get(&doc, 0, "choices"), 0);
+    int choices = json_get(&doc, 0, "choices");
+    if (json_type(&doc, choices) == JSON_ARRAY && json_size(&doc, choices) == 0 &&
+        json_type(&doc, json_get(&doc, 0, "usage")) == JSON_OBJECT) {
+        /* No answer, but tokens were spent: report them so the call is charged. */
+        r.no_choice = true;
+        if (!(r.content = strdup("")) || (rc = dup_string_or_empty(&doc, json_get(&doc, 0, "id"), &r.id)) ||
+            (rc = dup_string_or_empty(&doc, json_get(&doc, 0, "model"), &r.model)) ||
+            !(r.finish_reason = strdup(""))) {
+            rc = tq_err(err, TQ_ENOMEM, "out of memory parsing response");
+            goto cleanup;
+        }
+        parse_usage(&doc, 0, &r.usage);
+        *out = r;
+        memset(&r, 0, sizeof r);
+        goto cleanup;
+    }
+    int choice = json_at(&doc, choices, 0);
     if (choice < 0) {
         int e = json_get(&doc, 0, "error");
         if (e >= 0 && !json_is_null(&doc, e)) {
@@ -608,8 +669,9 @@ static int parse_response(const char *body, size_t len, int max_tokens_json, boo
         rc = tq_err(err, TQ_ENOMEM, "out of memory parsing response");
         goto cleanup;
     }
+    size_t refusal_len = 0;
     int refusal = json_get(&doc, msg, "refusal");
-    if (json_type(&doc, refusal) == JSON_STRING) {
+    if (json_type(&doc, refusal) == JSON_STRING && (json_raw(&doc, refusal, &refusal_len), refusal_len > 0)) {
         r.refusal = json_strdup(&doc, refusal);
         if (!r.refusal) {
             rc = tq_err(err, TQ_ENOMEM, "out of memory parsing response");
@@ -632,9 +694,22 @@ static int parse_response(const char *body, size_t len, int max_tokens_json, boo
         r.reasoning_bytes = n;
     }
     parse_usage(&doc, 0, &r.usage);
-    parse_logprobs(&doc, choice, &r.logprobs);
-    if (keep_tokens)
+    size_t cut = reasoning_prefix(r.content, r.content_len);
+    if (cut == 0) {
+        parse_logprobs(&doc, choice, &r.logprobs);
+        if (keep_tokens)
+            parse_token_ranges(&doc, choice, &r);
+    } else {
+        /* The answer is what follows the reasoning: its confidence comes from its own tokens. */
         parse_token_ranges(&doc, choice, &r);
+        drop_prefix(&r, cut);
+        oai_logprobs_in_range(&r, 0, r.content_len, &r.logprobs);
+        if (!keep_tokens) {
+            free(r.tokens);
+            r.tokens = NULL;
+            r.ntokens = 0;
+        }
+    }
 
     *out = r;
     memset(&r, 0, sizeof r);
@@ -733,6 +808,7 @@ const char *oai_error_reason(int http_status, const OaiError *e)
     case 404: return "not_found";
     case 408: return "request_timeout";
     case 409: return "conflict";
+    case 413: return "payload_too_large";
     case 422: return "unprocessable";
     case 429: return "rate_limited";
     case 503:

@@ -31,6 +31,11 @@
  * max_tokens; OpenAI wants max_completion_tokens and rejects max_tokens for reasoning models. */
 typedef enum { OAI_MAX_TOKENS = 0, OAI_MAX_COMPLETION_TOKENS } OaiMaxTokensField;
 
+/* Where the system text goes: its own system message (the default), prepended to the user message
+ * with a blank line (models that reject the system role), or nowhere (models that take one user
+ * message and their instructions in extra fields, such as Qwen-MT). */
+typedef enum { OAI_SYSTEM_MESSAGE = 0, OAI_SYSTEM_IN_USER, OAI_SYSTEM_OMIT } OaiSystemAs;
+
 /* A single-turn chat request. All pointers are borrowed for the duration of oai_build_request.
  * Text may hold any bytes: quotes, control characters, invalid UTF-8 and NUL are escaped or
  * replaced by U+FFFD (json_put_string), so the body is always valid JSON. */
@@ -49,6 +54,9 @@ typedef struct OaiRequest {
     bool json_object;       /* response_format {"type":"json_object"} */
     bool has_seed;
     int64_t seed;
+    OaiSystemAs system_as;
+    const char *extra_members; /* NULL, or raw JSON members ",\"k\":v,..." appended to the object as
+                                * they are (prompt_extra_body builds them; valid JSON by contract) */
 } OaiRequest;
 
 /* Append the JSON body for the request to out. Returns 0; TQ_EINVAL for a missing model or user or
@@ -92,12 +100,14 @@ typedef struct OaiResponse {
     char *content;       /* message.content decoded; "" when null (refusal, tool call, filter).
                           * Content given as an array of {type:"text",text} parts is joined. */
     size_t content_len;  /* strlen(content) */
-    char *refusal;       /* message.refusal, NULL when absent or null */
+    char *refusal;       /* message.refusal, NULL when absent, null or empty */
     char *finish_reason; /* "stop", "length", "content_filter", "tool_calls",
                           * "insufficient_system_resource", ...; "" when absent or null */
     bool has_reasoning;  /* message.reasoning_content (DeepSeek, vLLM) or message.reasoning is a
-                          * non-empty string; the reasoning text itself is not kept */
-    size_t reasoning_bytes; /* raw (still escaped) size of that reasoning text, for estimates */
+                          * non-empty string, or the content began with a <think> block (removed);
+                          * the reasoning text itself is never kept */
+    size_t reasoning_bytes; /* size of that reasoning text, for estimates */
+    bool no_choice;      /* choices was present but empty ([]): no answer, yet usage may be billed */
     OaiUsage usage;
     OaiLogprobs logprobs;
     OaiTokenLogprob *tokens; /* per-token logprobs, only from oai_parse_response_tokens; else NULL */
@@ -105,12 +115,23 @@ typedef struct OaiResponse {
 } OaiResponse;
 
 /* Parse a 2xx response body. max_tokens_json caps the jsmn tokens (<= 0: JSON_DEFAULT_MAX_TOKENS).
+ *
+ * Reasoning is never part of the answer: DeepSeek's message.reasoning_content is not kept, and a
+ * reasoning block at the start of the content — "<think>...</think>" as Qwen3 or DeepSeek-R1 emit it
+ * when served without a reasoning parser, or content that holds a "</think>" with no opening tag
+ * (the chat template opened it) — is cut off together with the whitespace after it, and counted in
+ * reasoning_bytes. Content that opens "<think>" and never closes it (cut off while thinking) keeps
+ * nothing: content "" with has_reasoning. Token logprobs then cover only the remaining content.
+ *
+ * `choices: []` (a gateway or a content filter answering with usage but no choice) is not an error
+ * here: out->no_choice is set, content is "", and the usage is reported so the call can be charged.
+ *
  * Returns 0 and fills out; on failure out is not touched and err says why:
  *   TQ_EPARSE "truncated json"                  body cut short (dropped connection, size cap)
  *   TQ_EPARSE "invalid json near byte N"        not JSON (an HTML page from a proxy, ...)
  *   TQ_EPARSE "response is not a json object"
  *   TQ_EPARSE "response carries an error: ..."  a 200 with an {"error":...} body
- *   TQ_EPARSE "response has no choices"         choices missing, not an array, or empty
+ *   TQ_EPARSE "response has no choices"         choices missing or not an array
  *   TQ_EPARSE "choice has no message"
  *   TQ_ELIMIT / TQ_ENOMEM                        token cap reached / out of memory
  * A TQ_EPARSE on a 2xx body is a transport-level fault worth a retry (see OAI_NET_BAD_BODY). */
@@ -189,7 +210,7 @@ OaiVerdict oai_classify_transport(OaiNetError e);
 const char *oai_verdict_name(OaiVerdict v); /* "ok", "retry", "fail", "quota" */
 /* "rate_limited", "quota_exhausted", "server_error", "overloaded", "request_timeout", "conflict",
  * "bad_request", "unauthorized", "payment_required", "forbidden", "not_found", "unprocessable",
- * "context_length_exceeded", "http_4xx", "http_other", "ok". */
+ * "context_length_exceeded", "payload_too_large", "http_4xx", "http_other", "ok". */
 const char *oai_error_reason(int http_status, const OaiError *e);
 /* "http_timeout", "connect_failed", "connection_reset", "tls_failed", "bad_body",
  * "response_too_large", "bad_request_setup". */

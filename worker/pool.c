@@ -211,7 +211,7 @@ static size_t on_header(char *ptr, size_t size, size_t nmemb, void *ud)
 }
 
 static void ready_push(Worker *w, Call *c);
-static void batch_feedback(Pool *p, const Call *c);
+static void batch_feedback(Pool *p, Call *c);
 
 /* Calls split off a batch go out from this worker like new ones. */
 static void send_forks(Worker *w, Call *c)
@@ -241,18 +241,15 @@ static void resend(Worker *w, Call *c)
  * judging) keeps it; otherwise its jobs fail with this reason. */
 static void fail_call(Worker *w, Call *c, const char *reason, const char *msg, bool retryable, int64_t after)
 {
-    int a = route_on_failure(c);
+    RouteAction a = route_on_failure(c, reason, retryable);
     if (a == ROUTE_SEND) {
         resend(w, c);
         return;
     }
-    if (a == ROUTE_FORK) {
-        if (c->batched)
-            batch_feedback(w->pool, c);
+    if (a == ROUTE_FORK)
         send_forks(w, c);
-    } else if (a != ROUTE_FINISH) {
+    else if (a == ROUTE_FAIL)
         call_fail_all(c, reason, msg, retryable, after);
-    }
     finish_call(w, c);
 }
 
@@ -366,17 +363,27 @@ static void retry_or_requeue(Worker *w, Call *c, const char *reason, const char 
 static void on_success(Worker *w, Call *c, LedgerRow *row, OaiResponse *resp)
 {
     Transfer *t = c->transfer;
-    bool batched = c->batched && c->phase == CALL_PHASE_ANSWER;
     RouteAction a = route_on_response(c, row, resp, &t->body);
+    if (c->batched)
+        batch_feedback(w->pool, c);
     if (a == ROUTE_SEND) {
         resend(w, c);
         return;
     }
-    if (batched)
-        batch_feedback(w->pool, c);
     if (a == ROUTE_FORK)
         send_forks(w, c);
     finish_call(w, c);
+}
+
+/* A 2xx that carries no answer to route: no choice at all, or DeepSeek's "insufficient system
+ * resource" (the answer was interrupted). Its tokens were billed: charge them, then try again. */
+static const char *unanswered_reason(const OaiResponse *resp)
+{
+    if (resp->no_choice)
+        return "no_choices";
+    if (resp->finish_reason && strcmp(resp->finish_reason, "insufficient_system_resource") == 0)
+        return "provider_interrupted";
+    return NULL;
 }
 
 static OaiNetError net_error_of(CURLcode rc)
@@ -426,6 +433,18 @@ static void on_transfer_done(Worker *w, CURL *e, CURLcode res)
         /* a batch needs every token's logprob to score each item on its own tokens */
         int prc = c->batched ? oai_parse_response_tokens(t->resp.data ? t->resp.data : "", t->resp.len, 400000, &resp, &err)
                              : oai_parse_response(t->resp.data ? t->resp.data : "", t->resp.len, 200000, &resp, &err);
+        const char *unanswered = prc == 0 ? unanswered_reason(&resp) : NULL;
+        if (unanswered) {
+            route_charge_unanswered(c, row, &resp, &t->body);
+            oai_response_free(&resp);
+            row->status = "retry";
+            row->reason = unanswered;
+            snprintf(msg, sizeof msg, "%s: the provider answered http %ld without an answer (%s)", unanswered, status,
+                     strcmp(unanswered, "no_choices") == 0 ? "choices: []" : "finish_reason insufficient_system_resource");
+            row->error = strdup(msg);
+            retry_or_requeue(w, c, unanswered, msg, -1);
+            return;
+        }
         if (prc == 0) {
             on_success(w, c, row, &resp);
             oai_response_free(&resp);
@@ -652,6 +671,74 @@ static void *worker_main(void *arg)
 
 /* ---- pool ----------------------------------------------------------------------------------- */
 
+/* Append "Name: value" to *h; the line is wiped after curl copied it (it may hold a secret). */
+static int add_header(struct curl_slist **h, const char *name, const char *value)
+{
+    size_t n = strlen(name) + strlen(value) + 3;
+    char *line = malloc(n);
+    if (!line)
+        return TQ_ENOMEM;
+    snprintf(line, n, "%s:%s%s", name, *value ? " " : "", value); /* "Name:" alone disables curl's own */
+    struct curl_slist *next = curl_slist_append(*h, line);
+    memset(line, 0, n);
+    free(line);
+    if (!next)
+        return TQ_ENOMEM;
+    *h = next;
+    return 0;
+}
+
+/* A provider's request headers: JSON, no 100-continue round trip, who we are, the API key from its
+ * variable, and the provider's own headers (literal, or read from the environment and registered
+ * with the log redactor: a gateway key is a secret like any other). */
+static int provider_header_list(const TqProvider *pr, struct curl_slist **out, TqErr *err)
+{
+    struct curl_slist *h = NULL;
+    int rc = add_header(&h, "Content-Type", "application/json");
+    if (!rc)
+        rc = add_header(&h, "Expect", ""); /* "Expect:" with no value removes curl's default */
+    if (!rc)
+        rc = add_header(&h, "User-Agent", "tierq/" TQ_VERSION);
+    const char *key = pr->api_key_env ? getenv(pr->api_key_env) : NULL;
+    if (!rc && key && *key) {
+        log_add_secret(key);
+        size_t kn = strlen(key) + sizeof "Bearer ";
+        char *bearer = malloc(kn);
+        rc = bearer ? 0 : TQ_ENOMEM;
+        if (bearer) {
+            snprintf(bearer, kn, "Bearer %s", key);
+            rc = add_header(&h, "Authorization", bearer);
+            memset(bearer, 0, kn);
+            free(bearer);
+        }
+    }
+    for (int k = 0; k < pr->nheaders && !rc; k++) {
+        const TqHeader *hd = &pr->headers[k];
+        const char *v = hd->value;
+        if (hd->value_env) {
+            v = getenv(hd->value_env);
+            if (!v || !*v) {
+                curl_slist_free_all(h);
+                return tq_err(err, TQ_EINVAL, "provider %s: header %s takes its value from the environment variable %s, which is not set",
+                              pr->name, hd->name, hd->value_env);
+            }
+            if (strpbrk(v, "\r\n")) {
+                curl_slist_free_all(h);
+                return tq_err(err, TQ_EINVAL, "provider %s: the value of %s (header %s) is not one line", pr->name,
+                              hd->value_env, hd->name);
+            }
+            log_add_secret(v);
+        }
+        rc = add_header(&h, hd->name, v);
+    }
+    if (rc) {
+        curl_slist_free_all(h);
+        return tq_err(err, rc, "out of memory building request headers");
+    }
+    *out = h;
+    return 0;
+}
+
 int pool_start(Pool **out, const TqConfig *cfg, const PoolOptions *opt, CallQueue *done, TqErr *err)
 {
     Pool *p = calloc(1, sizeof *p);
@@ -679,27 +766,28 @@ int pool_start(Pool **out, const TqConfig *cfg, const PoolOptions *opt, CallQueu
             atomic_store(&p->batch_size[k * cfg->nmodels + m], cfg->kinds[k].batch.max_items);
     for (int i = 0; i < np; i++) {
         const TqProvider *pr = &cfg->providers[i];
-        size_t n = strlen(pr->base_url) + sizeof "/chat/completions";
+        /* The query string (api-version=..., a gateway's parameters) goes after the path. */
+        size_t n = strlen(pr->base_url) + sizeof "/chat/completions?" + (pr->url_query ? strlen(pr->url_query) : 0);
         p->prov_url[i] = malloc(n);
         if (p->prov_url[i])
-            snprintf(p->prov_url[i], n, "%s/chat/completions", pr->base_url);
-        struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
-        /* No "Expect: 100-continue" round trip before each body. */
-        h = curl_slist_append(h, "Expect:");
-        const char *key = pr->api_key_env ? getenv(pr->api_key_env) : NULL;
-        if (key && *key) {
-            log_add_secret(key);
-            size_t kn = strlen(key) + sizeof "Authorization: Bearer ";
-            char *line = malloc(kn);
-            if (line) {
-                snprintf(line, kn, "Authorization: Bearer %s", key);
-                h = curl_slist_append(h, line);
-                /* curl copied it; do not leave the key lying around in freed memory */
-                memset(line, 0, kn);
-                free(line);
+            snprintf(p->prov_url[i], n, "%s/chat/completions%s%s", pr->base_url, pr->url_query ? "?" : "",
+                     pr->url_query ? pr->url_query : "");
+        int hrc = provider_header_list(pr, &p->prov_headers[i], err);
+        if (hrc || !p->prov_url[i]) {
+            if (!hrc)
+                tq_err(err, TQ_ENOMEM, "out of memory");
+            for (int j = 0; j <= i; j++) {
+                curl_slist_free_all(p->prov_headers[j]);
+                free(p->prov_url[j]);
             }
+            free(p->prov_in_flight);
+            free(p->prov_quota);
+            free(p->prov_headers);
+            free(p->prov_url);
+            free(p->batch_size);
+            free(p);
+            return hrc ? hrc : TQ_ENOMEM;
         }
-        p->prov_headers[i] = h;
     }
     int threads = opt->threads > 0 ? opt->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
     if (threads < 1)
@@ -750,13 +838,18 @@ int pool_batch_size(Pool *p, int kind, int model)
     return atomic_load(&p->batch_size[kind * p->cfg->nmodels + model]);
 }
 
-/* Adaptive batch size: halve after a malformed batch, grow back one at a time after clean ones. */
-static void batch_feedback(Pool *p, const Call *c)
+/* Adaptive batch size: halve after a malformed batch, grow back one at a time after clean ones;
+ * failed requests (a gateway's 400, a timeout) teach it nothing. Each batched answer counts once. */
+static void batch_feedback(Pool *p, Call *c)
 {
+    CallBatchVerdict v = c->batch_verdict;
+    c->batch_verdict = CALL_BATCH_NEUTRAL;
+    if (v == CALL_BATCH_NEUTRAL)
+        return;
     int kind = (int)(c->kind - p->cfg->kinds);
     atomic_int *slot = &p->batch_size[kind * p->cfg->nmodels + c->model];
     int cur = atomic_load(slot);
-    int next = c->batch_clean ? cur + 1 : cur / 2;
+    int next = v == CALL_BATCH_CLEAN ? cur + 1 : cur / 2;
     if (next > c->kind->batch.max_items)
         next = c->kind->batch.max_items;
     if (next < 1)

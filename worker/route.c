@@ -3,110 +3,116 @@
 #include "batch.h"
 #include "check.h"
 #include "cost.h"
+#include "escalate.h"
+#include "ledger.h"
+#include "log.h"
+#include "prompt.h"
 
 #include <math.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 static bool is_last_tier(const Call *c) { return c->tier + 1 >= c->kind->ntiers; }
 
-int route_build_body(const Call *c, Buf *out, TqErr *err)
+static OaiMaxTokensField max_tokens_field(const TqModel *m)
+{
+    return m->max_tokens_field == TQ_MAXTOK_MAX_COMPLETION_TOKENS ? OAI_MAX_COMPLETION_TOKENS : OAI_MAX_TOKENS;
+}
+
+static OaiSystemAs system_as(const TqModel *m)
+{
+    return m->system_as == TQ_SYSTEM_AS_USER ? OAI_SYSTEM_IN_USER
+           : m->system_as == TQ_SYSTEM_OMIT  ? OAI_SYSTEM_OMIT
+                                             : OAI_SYSTEM_MESSAGE;
+}
+
+static int build_judge_body(Call *c, const TqModel *m, Buf *out, TqErr *err)
+{
+    const CallJob *cj = &c->jobs[0];
+    Buf sys, user, extra;
+    buf_init(&sys, 0);
+    buf_init(&user, 0);
+    buf_init(&extra, 0);
+    int rc = check_judge_prompt(cj->job->prompt, c->pending_answer ? c->pending_answer : "", &sys, &user);
+    if (rc)
+        tq_err(err, rc, "cannot build the judge prompt");
+    if (!rc)
+        rc = prompt_extra_body(m, c->kind, cj, &extra, err);
+    if (!rc) {
+        OaiRequest r = {.model = m->api_model, .system = sys.data, .user = user.data, .user_len = user.len,
+                        .max_tokens = 8, .max_tokens_field = max_tokens_field(m), .temperature = 0,
+                        .system_as = system_as(m), .extra_members = extra.data};
+        c->sent_max_tokens = 8;
+        c->max_tokens_capped = false;
+        rc = oai_build_request(&r, out, err);
+    }
+    buf_free(&sys);
+    buf_free(&user);
+    buf_free(&extra);
+    return rc;
+}
+
+int route_build_body(Call *c, Buf *out, TqErr *err)
 {
     if (c->batched && c->phase == CALL_PHASE_ANSWER)
         return batch_build_body(c, out, err);
     const TqModel *m = &c->cfg->models[c->send_model];
+    if (c->phase == CALL_PHASE_JUDGE)
+        return build_judge_body(c, m, out, err);
     const CallJob *cj = &c->jobs[0];
     const QueueJob *job = cj->job;
-    OaiMaxTokensField field =
-        m->max_tokens_field == TQ_MAXTOK_MAX_COMPLETION_TOKENS ? OAI_MAX_COMPLETION_TOKENS : OAI_MAX_TOKENS;
-    if (c->phase == CALL_PHASE_JUDGE) {
-        Buf sys, user;
-        buf_init(&sys, 0);
-        buf_init(&user, 0);
-        int rc = check_judge_prompt(job->prompt, c->pending_answer ? c->pending_answer : "", &sys, &user);
-        if (!rc) {
-            OaiRequest r = {.model = m->api_model, .system = sys.data, .user = user.data, .user_len = user.len,
-                            .max_tokens = 8, .max_tokens_field = field, .temperature = 0};
-            rc = oai_build_request(&r, out, err);
-        } else {
-            tq_err(err, rc, "cannot build the judge prompt");
-        }
-        buf_free(&sys);
-        buf_free(&user);
-        return rc;
-    }
-    Buf user;
+    Buf sys, user, extra;
+    buf_init(&sys, 0);
     buf_init(&user, 0);
-    const char *text = job->prompt;
-    size_t text_len = strlen(job->prompt);
-    if (job->context && *job->context) {
-        if (buf_puts(&user, "Context:\n") || buf_puts(&user, job->context) || buf_puts(&user, "\n\n") ||
-            buf_puts(&user, job->prompt)) {
-            buf_free(&user);
-            return tq_err(err, TQ_ENOMEM, "out of memory");
+    buf_init(&extra, 0);
+    bool has_system = false;
+    int rc = prompt_system(c->kind, cj, &sys, &has_system, err);
+    if (!rc && job->context && *job->context &&
+        (buf_puts(&user, "Context:\n") || buf_puts(&user, job->context) || buf_puts(&user, "\n\n")))
+        rc = tq_err(err, TQ_ENOMEM, "out of memory");
+    if (!rc && buf_puts(&user, job->prompt))
+        rc = tq_err(err, TQ_ENOMEM, "out of memory");
+    if (!rc)
+        rc = prompt_extra_body(m, c->kind, cj, &extra, err);
+    if (!rc) {
+        int64_t input = oai_estimate_tokens(user.data, user.len) + (has_system ? oai_estimate_tokens(sys.data, sys.len) : 0);
+        bool capped = false;
+        int64_t max_tokens = prompt_max_tokens(m, cj->max_tokens, input, &capped);
+        OaiRequest r = {
+            .model = m->api_model,
+            .system = has_system ? (sys.data ? sys.data : "") : NULL,
+            .system_len = sys.len,
+            .user = user.data,
+            .user_len = user.len,
+            .max_tokens = max_tokens,
+            .max_tokens_field = max_tokens_field(m),
+            .temperature = cj->temperature,
+            .logprobs = m->logprobs && c->kind->checks.logprobs,
+            .system_as = system_as(m),
+            .extra_members = extra.data,
+        };
+        if (has_system && sys.len == 0)
+            r.system = NULL; /* an empty system prompt is no system message */
+        if (c->phase == CALL_PHASE_SAMPLE) {
+            /* An independent second answer: sampled warm, with its own seed, no logprobs needed. */
+            r.temperature = cj->temperature > 0.7 ? cj->temperature : 0.7;
+            r.has_seed = true;
+            r.seed = 7919 + c->tier;
+            r.logprobs = false;
         }
-        text = user.data;
-        text_len = user.len;
+        c->sent_max_tokens = max_tokens;
+        c->max_tokens_capped = capped;
+        rc = oai_build_request(&r, out, err);
     }
-    OaiRequest r = {
-        .model = m->api_model,
-        .system = job->system_prompt ? job->system_prompt : c->kind->system_prompt,
-        .user = text,
-        .user_len = text_len,
-        .max_tokens = cj->max_tokens,
-        .max_tokens_field = field,
-        .temperature = cj->temperature,
-        .logprobs = m->logprobs && c->kind->checks.logprobs,
-    };
-    if (c->phase == CALL_PHASE_SAMPLE) {
-        /* An independent second answer: sampled warm, with its own seed, no logprobs needed. */
-        r.temperature = cj->temperature > 0.7 ? cj->temperature : 0.7;
-        r.has_seed = true;
-        r.seed = 7919 + c->tier;
-        r.logprobs = false;
-    }
-    int rc = oai_build_request(&r, out, err);
+    buf_free(&sys);
     buf_free(&user);
+    buf_free(&extra);
     return rc;
 }
 
-/* Tokens and cost of the exchange into its ledger row (usage as reported, or estimated from what
- * was sent and what came back when the provider sent none, and marked so). */
-static void row_usage(Call *c, LedgerRow *row, const OaiResponse *resp, const Buf *request_body)
-{
-    const TqModel *m = &c->cfg->models[c->send_model];
-    int64_t in = resp->usage.prompt_tokens, cached = resp->usage.cached_tokens, out = resp->usage.completion_tokens;
-    if (!resp->usage.present) {
-        in = oai_estimate_tokens(request_body->data, request_body->len);
-        cached = 0;
-        out = oai_estimate_tokens(resp->content, resp->content_len) + (int64_t)(resp->reasoning_bytes / 4);
-        row->estimated = true;
-    }
-    row->status = "ok";
-    row->tokens_in = in;
-    row->tokens_cached = cached;
-    row->tokens_out = out;
-    row->tokens_reasoning = resp->usage.reasoning_tokens;
-    row->cost_pico = cost_of_call(&m->prices, in, cached, out);
-}
-
-/* A single job's exchange: the whole charge is its. */
-static void account(Call *c, LedgerRow *row, const OaiResponse *resp, const Buf *request_body)
-{
-    row_usage(c, row, resp, request_body);
-    int64_t in = row->tokens_in, cached = row->tokens_cached, out = row->tokens_out;
-    row->charges = calloc(1, sizeof *row->charges);
-    if (row->charges) {
-        row->ncharges = 1;
-        row->charges[0] = (LedgerCharge){c->jobs[0].job->id, row->cost_pico, in, cached, out};
-    }
-    CallJob *cj = &c->jobs[0];
-    cj->spent_pico += row->cost_pico;
-    if (c->phase == CALL_PHASE_ANSWER && cj->first_prompt_tokens == 0) {
-        cj->first_prompt_tokens = in;
-        cj->first_output_tokens = out;
-    }
-}
+/* ---- outcomes ---------------------------------------------------------------------------------- */
 
 static void complete_job(const Call *c, CallJob *cj, char *answer, double score, int tier, int model,
                          const char *reason)
@@ -123,11 +129,18 @@ static void complete_job(const Call *c, CallJob *cj, char *answer, double score,
         cost_of_call(&c->cfg->models[c->kind->baseline_model].prices, cj->first_prompt_tokens, 0, cj->first_output_tokens);
 }
 
-static void complete(Call *c, char *answer, double score, int tier, int model, const char *reason)
+/* No usable answer: the job fails for good (another attempt would meet the same answer). */
+static void fail_job(CallJob *cj, const char *reason, const char *detail)
 {
-    complete_job(c, &c->jobs[0], answer, score, tier, model, reason);
+    cj->outcome = CALL_JOB_FAIL;
+    cj->reason = reason;
+    free(cj->error);
+    cj->error = strdup(detail && *detail ? detail : reason);
+    cj->retryable = false;
+    cj->retry_after_ms = 0;
 }
 
+/* Remember a usable answer under the bar: it is kept if escalation stops early. */
 static void keep_best(CallJob *cj, const char *answer, double score, int tier, int model)
 {
     if (score <= cj->best_score && cj->best_answer)
@@ -142,76 +155,108 @@ static void keep_best(CallJob *cj, const char *answer, double score, int tier, i
     cj->best_model = model;
 }
 
-/* Estimated picodollars of answering on tier t (+ its judge), from what the last answer used. */
-static int64_t estimate_tier(const Call *c, int t, const LedgerRow *last)
+/* Estimated picodollars of asking tier t (and its judge), from the tokens of the answer in hand. */
+static int64_t estimate_tier(const Call *c, int t, int64_t tokens_in, int64_t tokens_out)
 {
     const TqConfig *cfg = c->cfg;
     const TqModel *m = &cfg->models[c->kind->tiers[t].model];
-    int64_t out = last->tokens_out > 0 ? last->tokens_out : 1;
-    int64_t est = cost_of_call(&m->prices, last->tokens_in, 0, out);
+    int64_t out = tokens_out > 0 ? tokens_out : 1;
+    int64_t est = cost_of_call(&m->prices, tokens_in, 0, out);
     if (c->kind->checks.judge_model >= 0)
-        est += cost_of_call(&cfg->models[c->kind->checks.judge_model].prices, last->tokens_in + out + 64, 0, 4);
+        est += cost_of_call(&cfg->models[c->kind->checks.judge_model].prices, tokens_in + out + 64, 0, 4);
     return est;
 }
 
-static int64_t budget_pico_of(const Call *c, const QueueJob *job)
+static int64_t budget_left(const Call *c, const CallJob *cj)
 {
-    int64_t micro = job->max_budget_micro > 0 ? job->max_budget_micro : c->kind->max_budget_micro;
-    return micro > 0 ? micro * 1000000 : 0;
+    int64_t micro = cj->job->max_budget_micro > 0 ? cj->job->max_budget_micro : c->kind->max_budget_micro;
+    if (micro <= 0)
+        return INT64_MAX;
+    return micro * 1000000 - cj->job->cost_so_far_pico - cj->spent_pico;
 }
 
-static int64_t budget_pico(const Call *c) { return budget_pico_of(c, c->jobs[0].job); }
+/* One scored answer of one job (alone or a batch item). Completes or fails the job, or returns
+ * ESC_NEXT_TIER for the caller to move it up. Takes ownership of answer. */
+static EscAction decide_job(Call *c, CallJob *cj, char *answer, const CheckResult *res, int64_t tokens_in,
+                            int64_t tokens_out, const char **reason)
+{
+    const TqTier *tier = &c->kind->tiers[c->tier];
+    bool usable = !res->gate_failed;
+    if (usable)
+        keep_best(cj, answer, res->score, c->tier, tier->model);
+    bool last = is_last_tier(c);
+    EscInput in = {
+        .score = res->score,
+        .usable = usable,
+        .gate_reason = res->reason,
+        .accept = tier->accept,
+        .last_tier = last,
+        .all_tiers = c->all_tiers,
+        .has_best = cj->best_answer != NULL,
+        .budget_left_pico = budget_left(c, cj),
+        .next_tier_cost_pico = last ? 0 : estimate_tier(c, c->tier + 1, tokens_in, tokens_out),
+    };
+    EscDecision d = escalate_decide(&in);
+    *reason = d.reason;
+    switch (d.action) {
+    case ESC_ACCEPT:
+    case ESC_FINAL:
+        complete_job(c, cj, answer, res->score, c->tier, tier->model, d.reason);
+        return d.action;
+    case ESC_KEEP_BEST:
+        free(answer);
+        complete_job(c, cj, cj->best_answer, cj->best_score, cj->best_tier, cj->best_model, d.reason);
+        cj->best_answer = NULL;
+        return d.action;
+    case ESC_FAIL:
+        free(answer);
+        if (strcmp(d.reason, "budget") == 0)
+            fail_job(cj, d.reason, "the job's budget ran out before any tier gave a usable answer");
+        else
+            fail_job(cj, d.reason, res->detail);
+        return d.action;
+    case ESC_NEXT_TIER:
+        free(answer);
+        cj->escalations++;
+        return d.action;
+    }
+    free(answer);
+    return ESC_FAIL;
+}
 
-/* Reset the call to send again (next tier or judge): the body is rebuilt from the new phase. */
+/* A soft signal the kind relies on did not come: say so once per model (a provider that stops
+ * returning logprobs must not switch the gate off unnoticed) and remember it in the ledger row. */
+static void note_missing(const Call *c, LedgerRow *row, unsigned missing)
+{
+    if (!missing)
+        return;
+    row->missing_signals |= missing;
+    char names[64], key[200];
+    check_signal_names(missing, names, sizeof names);
+    const TqModel *m = &c->cfg->models[c->model];
+    snprintf(key, sizeof key, "missing:%s:%s:%s", c->kind->name, m->name, names);
+    if (log_first_time(key))
+        log_msg(LOG_WARN, "route",
+                "kind %s on model %s: answers come without %s; they are scored as missing that signal "
+                "(checks.missing_signal %s)",
+                c->kind->name, m->name, names,
+                c->kind->checks.missing_signal == CHECK_MISSING_OTHER_CHECKS ? "other_checks" : "escalate");
+}
+
+/* ---- single answers ---------------------------------------------------------------------------- */
+
+/* Reset the call to send again (next tier or a verification request): the body is rebuilt. */
 static RouteAction send_again(Call *c)
 {
     c->tries = 0;
     return ROUTE_SEND;
 }
 
-/* The answer of the current tier has its final score: accept, escalate, or stop at the budget. */
-static RouteAction decide(Call *c, LedgerRow *answer_row, char *answer, double score)
-{
-    CallJob *cj = &c->jobs[0];
-    const TqTier *tier = &c->kind->tiers[c->tier];
-    int model = c->kind->tiers[c->tier].model;
-    answer_row->score = score;
-    if (c->all_tiers) {
-        answer_row->reason = "all_tiers";
-        free(answer_row->answer);
-        answer_row->answer = strdup(answer);
-        if (is_last_tier(c)) {
-            complete(c, answer, score, c->tier, model, "all_tiers");
-            return ROUTE_FINISH;
-        }
-    } else if (is_last_tier(c) || score >= tier->accept) {
-        /* The last tier's answer is final whatever it scored; say which rule kept it. */
-        answer_row->reason = is_last_tier(c) ? "final_tier" : "accepted";
-        complete(c, answer, score, c->tier, model, answer_row->reason);
-        return ROUTE_FINISH;
-    } else {
-        keep_best(cj, answer, score, c->tier, model);
-        int64_t budget = budget_pico(c);
-        if (budget > 0) {
-            int64_t left = budget - cj->job->cost_so_far_pico - cj->spent_pico;
-            if (estimate_tier(c, c->tier + 1, answer_row) > left) {
-                answer_row->reason = "budget";
-                free(answer);
-                complete(c, cj->best_answer, cj->best_score, cj->best_tier, cj->best_model, "budget");
-                cj->best_answer = NULL;
-                return ROUTE_FINISH;
-            }
-        }
-        answer_row->reason = "escalated";
-    }
-    free(answer);
-    cj->escalations++;
-    c->tier++;
-    c->model = c->kind->tiers[c->tier].model;
-    c->send_model = c->model;
-    c->phase = CALL_PHASE_ANSWER;
-    return send_again(c);
-}
+/* Verification requests are worth paying for only when the answer could still escalate (or, in an
+ * all-tiers run, to record every tier's score). */
+static bool may_escalate(const Call *c) { return c->all_tiers || !is_last_tier(c); }
+static bool wants_sample(const Call *c) { return c->kind->checks.agreement && may_escalate(c); }
+static bool wants_judge(const Call *c) { return c->kind->checks.judge_model >= 0 && may_escalate(c); }
 
 /* What the checks see of the job's answer: the kind's checks, the job's own labels. */
 static CheckInput check_input_job(const Call *c, const CallJob *cj, const char *answer, const char *finish,
@@ -227,46 +272,53 @@ static CheckInput check_input_job(const Call *c, const CallJob *cj, const char *
         .logprobs = lp,
         .judge_score = judge,
         .second_sample = sample,
+        /* on the last tier no judge or sample is asked for: its answer is final anyway */
+        .not_asked = (wants_judge(c) ? 0u : CHECK_SIGNAL_JUDGE) | (wants_sample(c) ? 0u : CHECK_SIGNAL_AGREEMENT),
     };
 }
 
-static CheckInput check_input(const Call *c, const char *answer, const char *finish, const OaiLogprobs *lp,
-                              double judge, const char *sample)
+/* Check an answer; a matched label replaces the answer by its canonical form. A check that cannot
+ * run (a bug: config_load validates what it needs) counts as a failed gate. */
+static void score_answer(const CheckInput *in, char **answer, CheckResult *res)
 {
-    return check_input_job(c, &c->jobs[0], answer, finish, lp, judge, sample);
-}
-
-/* Score *answer with in; a matched label replaces the answer by its canonical form. Unscorable
- * input (which cannot happen with a valid config) scores 0, so it escalates. */
-static double score_answer(const CheckInput *in, char **answer)
-{
-    CheckResult res;
     TqErr err = {0};
-    if (check_answer(in, &res, &err) != 0)
-        return 0;
-    double score = res.score;
-    if (res.canonical) {
-        free(*answer);
-        *answer = res.canonical;
-        res.canonical = NULL;
+    if (check_answer(in, res, &err) != 0) {
+        memset(res, 0, sizeof *res);
+        res->gate_failed = true;
+        res->reason = "check_error";
+        snprintf(res->detail, sizeof res->detail, "the answer could not be checked: %.150s", err.msg);
+        return;
     }
-    check_result_free(&res);
-    return score;
+    if (res->canonical) {
+        free(*answer);
+        *answer = res->canonical;
+        res->canonical = NULL;
+    }
 }
 
-static RouteAction score_and_decide(Call *c, LedgerRow *answer_row, char *answer, const char *finish,
-                                    const OaiLogprobs *lp, double judge, const char *sample)
+/* The single job's answer has its final score: record it, then accept, escalate or stop. */
+static RouteAction decide(Call *c, LedgerRow *answer_row, char *answer, const CheckResult *res)
 {
-    CheckInput in = check_input(c, answer, finish, lp, judge, sample);
-    double score = score_answer(&in, &answer);
-    return decide(c, answer_row, answer, score);
+    CallJob *cj = &c->jobs[0];
+    answer_row->score = res->score;
+    if (res->gate_failed && !answer_row->error)
+        answer_row->error = strdup(res->detail); /* why the answer was not good enough */
+    note_missing(c, answer_row, res->missing);
+    if (c->all_tiers) {
+        free(answer_row->answer);
+        answer_row->answer = strdup(answer);
+    }
+    const char *reason = "escalated";
+    EscAction a = decide_job(c, cj, answer, res, answer_row->tokens_in, answer_row->tokens_out, &reason);
+    answer_row->reason = reason;
+    if (a != ESC_NEXT_TIER)
+        return ROUTE_FINISH;
+    c->tier++;
+    c->model = c->kind->tiers[c->tier].model;
+    c->send_model = c->model;
+    c->phase = CALL_PHASE_ANSWER;
+    return send_again(c);
 }
-
-/* Verification requests are worth paying for only when the answer could still escalate (or, in an
- * all-tiers run, to record every tier's score). */
-static bool may_escalate(const Call *c) { return c->all_tiers || !is_last_tier(c); }
-static bool wants_sample(const Call *c) { return c->kind->checks.agreement && may_escalate(c); }
-static bool wants_judge(const Call *c) { return c->kind->checks.judge_model >= 0 && may_escalate(c); }
 
 /* After step `from`, send the next verification request the kind asks for, or score and decide
  * with every signal gathered. */
@@ -289,47 +341,31 @@ static RouteAction verify_next(Call *c, CallPhase from)
     c->pending_answer = c->pending_finish = c->pending_sample = NULL;
     c->phase = CALL_PHASE_ANSWER;
     c->send_model = c->model;
-    RouteAction a = score_and_decide(c, answer_row, answer, finish ? finish : "stop", &c->pending_logprobs,
-                                     c->pending_judge, sample);
+    CheckInput in = check_input_job(c, &c->jobs[0], answer, finish, &c->pending_logprobs, c->pending_judge, sample);
+    CheckResult res;
+    score_answer(&in, &answer, &res);
+    RouteAction a = decide(c, answer_row, answer, &res);
+    check_result_free(&res);
     free(finish);
     free(sample);
     return a;
 }
 
-/* A batched exchange: tokens and cost go to its jobs by weight (the shared prompt evenly, each item by
- * its size), exactly: the parts always sum to the whole. */
-static void account_batch(Call *c, LedgerRow *row, const OaiResponse *resp, const Buf *request_body)
+/* A single job's exchange: the whole charge is its. */
+static void account(Call *c, LedgerRow *row, const OaiResponse *resp, const Buf *request_body)
 {
-    row_usage(c, row, resp, request_body);
-    int64_t in = row->tokens_in, cached = row->tokens_cached, out = row->tokens_out;
-    int n = c->njobs;
-    int64_t *w = calloc((size_t)n, sizeof *w);
-    int64_t *part = calloc((size_t)n * 4, sizeof *part);
-    row->charges = calloc((size_t)n, sizeof *row->charges);
-    if (!w || !part || !row->charges) {
-        free(w);
-        free(part);
-        free(row->charges);
-        row->charges = NULL;
-        return;
+    CallJob *cj = &c->jobs[0];
+    ledger_usage(&c->cfg->models[c->send_model].prices, resp, request_body, row);
+    row->status = "ok";
+    ledger_charge_one(row, cj->job->id);
+    cj->spent_pico += row->cost_pico;
+    if (c->phase == CALL_PHASE_ANSWER && cj->first_prompt_tokens == 0) {
+        cj->first_prompt_tokens = row->tokens_in;
+        cj->first_output_tokens = row->tokens_out;
     }
-    batch_weights(c, w);
-    cost_apportion(row->cost_pico, w, part, n);
-    cost_apportion(in, w, part + n, n);
-    cost_apportion(cached, w, part + 2 * n, n);
-    cost_apportion(out, w, part + 3 * n, n);
-    int k = 0;
-    for (int i = 0; i < n; i++) {
-        CallJob *cj = &c->jobs[i];
-        if (!cj->job)
-            continue;
-        row->charges[k++] = (LedgerCharge){cj->job->id, part[i], part[n + i], part[2 * n + i], part[3 * n + i]};
-        cj->spent_pico += part[i];
-    }
-    row->ncharges = k;
-    free(w);
-    free(part);
 }
+
+/* ---- batched answers --------------------------------------------------------------------------- */
 
 /* Indices of the jobs still in the call. */
 static int live_jobs(const Call *c, int *idx)
@@ -349,11 +385,49 @@ static void add_fork(Call *c, Call *f)
     c->forks = f;
 }
 
+/* A batched exchange is charged to its live jobs: input by each item's share of the prompt (the
+ * shared system prompt evenly), output by each item's share of the answer (an item that came back
+ * unusable weighs as much as its prompt: it was written, whatever it holds). */
+static void account_batch(Call *c, LedgerRow *row, const OaiResponse *resp, const Buf *request_body,
+                          const BatchItem *items, bool split_ok)
+{
+    ledger_usage(&c->cfg->models[c->send_model].prices, resp, request_body, row);
+    row->status = "ok";
+    int n = c->njobs;
+    int64_t *in_w = calloc((size_t)n, sizeof *in_w), *out_w = calloc((size_t)n, sizeof *out_w);
+    int64_t *ids = calloc((size_t)n, sizeof *ids), *parts = calloc((size_t)n, sizeof *parts);
+    int *idx = calloc((size_t)n, sizeof *idx);
+    if (in_w && out_w && ids && parts && idx) {
+        batch_weights(c, in_w);
+        int live = live_jobs(c, idx);
+        for (int k = 0; k < live; k++) {
+            int i = idx[k];
+            ids[k] = c->jobs[i].job->id;
+            in_w[k] = in_w[i];
+            const BatchItem *it = split_ok ? &items[i] : NULL;
+            out_w[k] = it && it->answer ? oai_estimate_tokens(it->answer, strlen(it->answer)) + 1 : in_w[k];
+        }
+        if (live > 0 && ledger_charge_shares(row, &c->cfg->models[c->send_model].prices, ids, in_w, out_w, live, parts) == 0)
+            for (int k = 0; k < live; k++)
+                c->jobs[idx[k]].spent_pico += parts[k];
+    }
+    free(in_w);
+    free(out_w);
+    free(ids);
+    free(parts);
+    free(idx);
+}
+
+/* How the adaptive batch size learns from this batch: only a malformed answer shrinks it. */
+static void batch_verdict(Call *c, CallBatchVerdict v)
+{
+    if (c->batch_verdict != CALL_BATCH_MALFORMED)
+        c->batch_verdict = v;
+}
+
 /* Split a batched answer by id and route every item as if it had been asked alone. */
 static RouteAction route_batch_response(Call *c, LedgerRow *row, OaiResponse *resp, const Buf *request_body)
 {
-    account_batch(c, row, resp, request_body);
-    row->reason = "answered";
     int n = c->njobs;
     int *idx = calloc((size_t)n, sizeof *idx);
     int *alone = calloc((size_t)n, sizeof *alone);
@@ -364,34 +438,35 @@ static RouteAction route_batch_response(Call *c, LedgerRow *row, OaiResponse *re
         free(alone);
         free(up);
         free(items);
+        ledger_usage(&c->cfg->models[c->send_model].prices, resp, request_body, row);
         return ROUTE_FINISH; /* jobs stay pending: their leases expire and they are retried */
     }
+    row->reason = "answered";
     int live = live_jobs(c, idx);
     int unknown = 0, nalone = 0, nup = 0;
     TqErr err = {0};
     const char *content = resp->content ? resp->content : "";
-    c->batch_clean = true;
-    if (batch_split_answers(content, strlen(content), n, items, &unknown, &err) != 0) {
+    int split = batch_split_answers(content, strlen(content), n, items, &unknown, &err);
+    account_batch(c, row, resp, request_body, items, split == 0);
+    if (split != 0) {
         /* Nothing in it can be trusted: re-send each half as its own batch (or alone). */
         row->reason = "batch_unparsable";
         row->error = strdup(err.msg);
-        c->batch_clean = false;
+        batch_verdict(c, CALL_BATCH_MALFORMED);
         add_fork(c, call_fork(c, idx, live / 2, c->tier));
         add_fork(c, call_fork(c, idx + live / 2, live - live / 2, c->tier));
         goto done;
     }
+    batch_verdict(c, CALL_BATCH_CLEAN);
     const char *sys = c->kind->system_prompt ? c->kind->system_prompt : "";
     int64_t sys_tokens = oai_estimate_tokens(sys, strlen(sys));
     const TqModel *m = &c->cfg->models[c->send_model];
-    bool last = is_last_tier(c);
-    const TqTier *tier = &c->kind->tiers[c->tier];
-    int model = tier->model;
     for (int k = 0; k < live; k++) {
         int i = idx[k];
         CallJob *cj = &c->jobs[i];
         BatchItem *it = &items[i];
         if (it->problem) {
-            c->batch_clean = false;
+            batch_verdict(c, CALL_BATCH_MALFORMED);
             alone[nalone++] = i;
             continue;
         }
@@ -407,27 +482,16 @@ static RouteAction route_batch_response(Call *c, LedgerRow *row, OaiResponse *re
         OaiLogprobs lp;
         oai_logprobs_in_range(resp, it->start, it->end, &lp);
         CheckInput in = check_input_job(c, cj, it->answer, resp->finish_reason, &lp, NAN, NULL);
+        in.refusal = resp->refusal;
         char *answer = it->answer;
         it->answer = NULL;
-        double score = score_answer(&in, &answer);
-        if (last || score >= tier->accept) {
-            complete_job(c, cj, answer, score, c->tier, model, last ? "final_tier" : "accepted");
-            continue;
-        }
-        keep_best(cj, answer, score, c->tier, model);
-        int64_t budget = budget_pico_of(c, cj->job);
-        if (budget > 0) {
-            const TqModel *next = &c->cfg->models[c->kind->tiers[c->tier + 1].model];
-            if (cost_of_call(&next->prices, p_in, 0, p_out) > budget - cj->job->cost_so_far_pico - cj->spent_pico) {
-                free(answer);
-                complete_job(c, cj, cj->best_answer, cj->best_score, cj->best_tier, cj->best_model, "budget");
-                cj->best_answer = NULL;
-                continue;
-            }
-        }
-        free(answer);
-        cj->escalations++;
-        up[nup++] = i;
+        CheckResult res;
+        score_answer(&in, &answer, &res);
+        note_missing(c, row, res.missing);
+        const char *reason = NULL;
+        if (decide_job(c, cj, answer, &res, p_in, p_out, &reason) == ESC_NEXT_TIER)
+            up[nup++] = i;
+        check_result_free(&res);
     }
     if (nalone)
         row->error = strdup("some items came back missing, duplicated or malformed: re-sent alone");
@@ -444,16 +508,22 @@ done:
     return c->forks ? ROUTE_FORK : ROUTE_FINISH;
 }
 
+/* ---- entry points ------------------------------------------------------------------------------ */
+
 RouteAction route_on_response(Call *c, LedgerRow *row, OaiResponse *resp, const Buf *request_body)
 {
+    row->max_tokens = c->sent_max_tokens;
+    row->max_tokens_capped = c->max_tokens_capped;
     if (c->batched && c->phase == CALL_PHASE_ANSWER)
         return route_batch_response(c, row, resp, request_body);
     account(c, row, resp, request_body);
     if (c->phase == CALL_PHASE_JUDGE) {
         row->reason = "judged";
         double judge = NAN;
-        if (check_parse_judge(resp->content, &judge) != 0)
-            judge = 0; /* a judge that gives no verdict vouches for nothing: do not accept on it */
+        if (check_parse_judge(resp->content, &judge) != 0) {
+            judge = NAN; /* no verdict: a missing signal, never a pass */
+            row->error = strdup("the judge gave no verdict");
+        }
         row->score = judge;
         c->pending_judge = judge;
         return verify_next(c, CALL_PHASE_JUDGE);
@@ -470,23 +540,18 @@ RouteAction route_on_response(Call *c, LedgerRow *row, OaiResponse *resp, const 
     if (!answer && !(answer = strdup("")))
         return ROUTE_FINISH;
     /* Gates first: an answer that fails a hard gate is not worth sampling again or judging. */
-    CheckInput in = check_input(c, answer, resp->finish_reason, &resp->logprobs, NAN, NULL);
+    CheckInput in = check_input_job(c, &c->jobs[0], answer, resp->finish_reason, &resp->logprobs, NAN, NULL);
+    in.refusal = resp->refusal;
+    in.has_reasoning = resp->has_reasoning;
+    in.not_asked |= CHECK_SIGNAL_JUDGE | CHECK_SIGNAL_AGREEMENT; /* not gathered yet: scored below */
     CheckResult res;
-    TqErr err = {0};
-    if (check_answer(&in, &res, &err) != 0)
-        return decide(c, row, answer, 0);
-    double score = res.score;
-    bool gate_failed = res.gate_failed;
-    if (gate_failed && !row->error)
-        row->error = strdup(res.detail); /* why the answer was not good enough, for the ledger */
-    if (res.canonical) {
-        free(answer);
-        answer = res.canonical;
-        res.canonical = NULL;
+    score_answer(&in, &answer, &res);
+    if (res.gate_failed || (!wants_sample(c) && !wants_judge(c))) {
+        RouteAction a = decide(c, row, answer, &res);
+        check_result_free(&res);
+        return a;
     }
     check_result_free(&res);
-    if (gate_failed || (!wants_sample(c) && !wants_judge(c)))
-        return decide(c, row, answer, score);
     c->pending_answer = answer;
     c->pending_finish = strdup(resp->finish_reason ? resp->finish_reason : "stop");
     c->pending_logprobs = resp->logprobs;
@@ -496,15 +561,26 @@ RouteAction route_on_response(Call *c, LedgerRow *row, OaiResponse *resp, const 
     return verify_next(c, CALL_PHASE_ANSWER);
 }
 
-int route_on_failure(Call *c)
+/* Failures a smaller batch may not meet: the batch as a whole was too big or too slow, or kept
+ * failing transiently (one item may be poisonous). A plain 4xx (bad request, auth, a gateway that
+ * refuses every request) would meet every half the same way: it fails the jobs, as it would alone. */
+static bool batch_may_split(const char *reason, bool retryable)
+{
+    return retryable || strcmp(reason, "context_length_exceeded") == 0 || strcmp(reason, "payload_too_large") == 0 ||
+           strcmp(reason, "response_too_large") == 0;
+}
+
+RouteAction route_on_failure(Call *c, const char *reason, bool retryable)
 {
     CallJob *cj = &c->jobs[0];
     if (c->batched && c->phase == CALL_PHASE_ANSWER) {
-        /* A batch that keeps failing may be too big or hold one poisonous item: send it in halves. */
+        if (!batch_may_split(reason, retryable))
+            return ROUTE_FAIL;
         int *idx = calloc((size_t)c->njobs, sizeof *idx);
         int live = idx ? live_jobs(c, idx) : 0;
         if (live >= 2) {
-            c->batch_clean = false;
+            /* a failure is not a malformed answer: the adaptive batch size stays */
+            batch_verdict(c, CALL_BATCH_NEUTRAL);
             add_fork(c, call_fork(c, idx, live / 2, c->tier));
             add_fork(c, call_fork(c, idx + live / 2, live - live / 2, c->tier));
         }
@@ -513,20 +589,33 @@ int route_on_failure(Call *c)
             return ROUTE_FORK;
     }
     if (c->phase == CALL_PHASE_JUDGE) {
-        /* No verdict: the answer is not vouched for (score 0 on that signal), so it escalates. */
-        c->pending_judge = 0;
-        return (int)verify_next(c, CALL_PHASE_JUDGE);
+        /* No verdict: the judge signal is missing (scored as the kind's missing_signal says). */
+        c->pending_judge = NAN;
+        return verify_next(c, CALL_PHASE_JUDGE);
     }
     if (c->phase == CALL_PHASE_SAMPLE) {
-        /* No second sample: nothing agrees with the answer. */
+        /* No second sample: the agreement signal is missing. */
         free(c->pending_sample);
-        c->pending_sample = strdup("");
-        return (int)verify_next(c, CALL_PHASE_SAMPLE);
+        c->pending_sample = NULL;
+        return verify_next(c, CALL_PHASE_SAMPLE);
     }
     if (cj->best_answer) {
-        complete(c, cj->best_answer, cj->best_score, cj->best_tier, cj->best_model, "escalation_failed");
+        complete_job(c, cj, cj->best_answer, cj->best_score, cj->best_tier, cj->best_model, "escalation_failed");
         cj->best_answer = NULL;
         return ROUTE_FINISH;
     }
-    return -1;
+    return ROUTE_FAIL;
+}
+
+void route_charge_unanswered(Call *c, LedgerRow *row, const OaiResponse *resp, const Buf *request_body)
+{
+    row->max_tokens = c->sent_max_tokens;
+    row->max_tokens_capped = c->max_tokens_capped;
+    if (c->batched && c->phase == CALL_PHASE_ANSWER) {
+        account_batch(c, row, resp, request_body, NULL, false);
+    } else {
+        ledger_usage(&c->cfg->models[c->send_model].prices, resp, request_body, row);
+        ledger_charge_one(row, c->jobs[0].job->id);
+        c->jobs[0].spent_pico += row->cost_pico;
+    }
 }

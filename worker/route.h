@@ -24,18 +24,27 @@
 /* FINISH: hand the call to the writer. SEND: send it again (next tier, sample, judge). FORK: hand it
  * to the writer and send the calls in c->forks (batch items re-sent alone, halves of an unparsable
  * batch, items escalating together). */
-typedef enum { ROUTE_FINISH = 0, ROUTE_SEND, ROUTE_FORK } RouteAction;
+typedef enum { ROUTE_FINISH = 0, ROUTE_SEND, ROUTE_FORK, ROUTE_FAIL } RouteAction;
 
-/* Build the request body for the call's current phase (answer on its tier, or judge). */
-int route_build_body(const Call *c, Buf *out, TqErr *err);
+/* Build the request body for the call's current phase (answer on its tier, sample, or judge): the
+ * system prompt with the job's parameters filled in, the model's message layout and extra fields,
+ * max_tokens capped to the model's limits (recorded in c->sent_max_tokens for the ledger). */
+int route_build_body(Call *c, Buf *out, TqErr *err);
 
 /* A 2xx response parsed. request_body is what was sent (to estimate tokens when usage is missing). */
 RouteAction route_on_response(Call *c, LedgerRow *row, OaiResponse *resp, const Buf *request_body);
 
-/* The current request failed for good (after in-process retries, or a permanent error). If the call
- * was judging, or escalating with an answer in hand, the job is completed with the best answer so
- * far (reason judge_failed / escalation_failed) and ROUTE_FINISH is returned; otherwise -1 and the
- * caller fails the jobs. */
-int route_on_failure(Call *c);
+/* The current request failed for good (after in-process retries, or a permanent error), for the
+ * stable reason given. A batch that may fare better smaller (retries exhausted, context or payload
+ * too large) is split in halves: ROUTE_FORK (the adaptive batch size is left alone: a failure is
+ * not a malformed answer). A judge or sample request that failed leaves its signal missing and the
+ * answer is scored without it (ROUTE_SEND or ROUTE_FINISH). A job escalating with a usable answer in
+ * hand keeps it (reason escalation_failed, ROUTE_FINISH). Otherwise ROUTE_FAIL: the caller fails the
+ * call's jobs with the error. */
+RouteAction route_on_failure(Call *c, const char *reason, bool retryable);
+
+/* A 2xx response without an answer to route (choices: [], or the provider interrupted the answer):
+ * charge its usage to the call's jobs in row; the caller retries. */
+void route_charge_unanswered(Call *c, LedgerRow *row, const OaiResponse *resp, const Buf *request_body);
 
 #endif

@@ -19,7 +19,7 @@ static void setup_files(void)
     if (system(cmd) != 0)
         printf("# setup failed\n");
     /* a long shared system prompt (~400 tokens), so the provider's prefix cache shows */
-    char sys[4096] = "You label short items. Reply with one of: alpha, beta, gamma.";
+    char sys[4096] = "You label short items. Reply with one of: {labels}.";
     for (int i = 0; i < 30; i++)
         strcat(sys, " Read the item carefully, think about which label fits best, and answer with the label only.");
     char kind[8192], p[400];

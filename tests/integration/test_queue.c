@@ -55,7 +55,7 @@ static void test_bad_inserts_are_refused_with_a_named_reason(void)
     CHECKF(strstr(err, "jobs_params_must_be_a_json_object") != NULL, "got: %s", err);
     CHECK(testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt, params) VALUES ('chat', 'x', '{\"max_tokens\": -5}')", err, sizeof err) != 0);
     CHECKF(strstr(err, "jobs_params_max_tokens_positive_integer") != NULL, "got: %s", err);
-    CHECK(testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt, params) VALUES ('chat', 'x', '{\"labels\": [1]}')", err, sizeof err) != 0);
+    CHECK(testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt, params) VALUES ('classify', 'x', '{\"labels\": [1]}')", err, sizeof err) != 0);
     CHECKF(strstr(err, "jobs_params_labels_array_of_strings") != NULL, "got: %s", err);
     CHECK(testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt, max_attempts) VALUES ('chat', 'x', 0)", err, sizeof err) != 0);
     CHECKF(strstr(err, "jobs_max_attempts_range") != NULL, "got: %s", err);
@@ -63,8 +63,22 @@ static void test_bad_inserts_are_refused_with_a_named_reason(void)
     CHECKF(strstr(err, "json") != NULL, "got: %s", err);
     /* nothing half-inserted; and a good row goes in */
     CHECK_INT(testdb_scalar(c, "SELECT count(*) FROM tierq.jobs"), 0);
-    CHECK_INT(testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt, params) VALUES ('chat', 'hello', '{\"max_tokens\": 10, \"labels\": [\"a\"]}')", err, sizeof err), 0);
+    CHECK_INT(testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt, params) VALUES ('classify', 'hello', '{\"max_tokens\": 10, \"labels\": [\"a\"]}')", err, sizeof err), 0);
     CHECK_INT(testdb_scalar(c, "SELECT count(*) FROM tierq.jobs WHERE state = 'queued' AND attempts = 0"), 1);
+    testdb_exec(c, "DELETE FROM tierq.jobs", NULL, 0);
+    /* a parameter the kind does not read is refused, not ignored: the message names it and what the
+     * kind reads */
+    CHECK(testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt, params) VALUES ('chat', 'x', '{\"labels\": [\"a\"]}')", err, sizeof err) != 0);
+    CHECKF(strstr(err, "params.labels is not a parameter of kind chat") && strstr(err, "max_tokens, temperature"), "got: %s", err);
+    CHECK(testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt, params) VALUES ('translate', 'x', '{\"target_lang\": \"fr\"}')", err, sizeof err) != 0);
+    CHECKF(strstr(err, "params.target_lang is not a parameter of kind translate") && strstr(err, "target_language"), "got: %s", err);
+    CHECK(testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt, params) VALUES ('translate', 'x', '{\"target_language\": 7}')", err, sizeof err) != 0);
+    CHECKF(strstr(err, "must be a string"), "got: %s", err);
+    CHECK(testdb_exec(c, "UPDATE tierq.jobs SET params = '{\"color\": \"red\"}'", err, sizeof err) == 0);
+    CHECK_INT(testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt, params) VALUES ('translate', 'bonjour', '{\"target_language\": \"German\"}')", err, sizeof err), 0);
+    CHECK(testdb_exec(c, "UPDATE tierq.jobs SET params = '{\"color\": \"red\"}'", err, sizeof err) != 0);
+    CHECKF(strstr(err, "jobs_params_known_to_kind") || strstr(err, "params.color"), "got: %s", err);
+    CHECK_INT(testdb_scalar(c, "SELECT count(*) FROM tierq.jobs"), 1);
     testdb_exec(c, "DELETE FROM tierq.jobs", NULL, 0);
     PQfinish(c);
 }

@@ -21,9 +21,14 @@ static void setup_files(void)
         printf("# setup failed\n");
     char p[400];
     snprintf(p, sizeof p, "%s/gate.json", jobs);
-    write_file(p, "{\"system_prompt\": \"Answer with one label.\","
+    write_file(p, "{\"system_prompt\": \"Answer with one label, one of: {labels}.\","
                   " \"tiers\": [{\"model\": \"qwen3-8b\", \"accept\": 0.8}, {\"model\": \"deepseek-v4-flash\", \"accept\": 0.9},"
                   " {\"model\": \"gpt-4o\"}],"
+                  " \"max_tokens\": 8, \"checks\": {\"labels\": [\"alpha\", \"beta\", \"gamma\"], \"logprobs\": true}}");
+    /* the same, but no tier-1 answer is ever good enough (accept 1.0): escalation always wanted */
+    snprintf(p, sizeof p, "%s/strict.json", jobs);
+    write_file(p, "{\"system_prompt\": \"Answer with one label, one of: {labels}.\","
+                  " \"tiers\": [{\"model\": \"qwen3-8b\", \"accept\": 1.0}, {\"model\": \"gpt-4o\"}],"
                   " \"max_tokens\": 8, \"checks\": {\"labels\": [\"alpha\", \"beta\", \"gamma\"], \"logprobs\": true}}");
     snprintf(p, sizeof p, "%s/conf.json", jobs);
     write_file(p, "{\"system_prompt\": \"Answer briefly.\","
@@ -34,7 +39,7 @@ static void setup_files(void)
                   " \"tiers\": [{\"model\": \"qwen3-32b\", \"accept\": 0.7}, {\"model\": \"gpt-4o\"}],"
                   " \"max_tokens\": 32, \"checks\": {\"min_chars\": 1, \"judge_model\": \"qwen3-8b\"}}");
     snprintf(p, sizeof p, "%s/agree.json", jobs);
-    write_file(p, "{\"system_prompt\": \"Answer with one label.\","
+    write_file(p, "{\"system_prompt\": \"Answer with one label, one of: {labels}.\","
                   " \"tiers\": [{\"model\": \"qwen3-8b\", \"accept\": 0.5}, {\"model\": \"gpt-4o\"}],"
                   " \"max_tokens\": 8, \"checks\": {\"labels\": [\"alpha\", \"beta\", \"gamma\"], \"agreement\": true}}");
     FILE *f = fopen(answers, "w");
@@ -48,6 +53,8 @@ static void setup_files(void)
         fprintf(f, "judged\tjudged item %d\tjudged answer %d\n", i, i);
     for (int i = 1; i <= 100; i++)
         fprintf(f, "agree\tagree item %d\t%s\n", i, labels[i % 3]);
+    for (int i = 1; i <= 10; i++)
+        fprintf(f, "strict\tstrict item %d\t%s\n", i, labels[i % 3]);
     fclose(f);
     setenv("TIERQ_JOBS_DIR", jobs, 1);
 }
@@ -67,17 +74,20 @@ static void test_gate_failure_escalates_and_last_tier_is_final(void)
     SimProc s;
     CHECK_INT(sim_start(&s, answers, "--latency-ms 1"), 0);
     PGconn *c = testdb_connect();
-    /* params.labels allows only "delta": every answer fails the label gate at every tier */
+    /* params.labels allows only "delta", which the answer key never gives: every answer fails the
+     * label gate at every tier, so there is no answer to keep — the job fails, it is not `done` */
     testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt, params, run_name) VALUES"
                    " ('gate', 'gate item 1', '{\"labels\": [\"delta\"]}', 'gates')", NULL, 0);
     int st = run_drain(&s, "--run gates");
-    CHECKF(st == 0, "exit %d: %s", st, out);
-    CHECK_INT(q(c, "SELECT count(*) FROM tierq.jobs WHERE run_name = 'gates' AND state = 'done' AND tier = 3"
-                   " AND escalations = 2 AND model = 'gpt-4o' AND reason = 'final_tier' AND quality = 0"), 1);
-    /* one ledger row per tier: escalated, escalated, final_tier, each scored 0 by the gate */
+    CHECKF(st == 6, "exit %d (want 6: nothing succeeded): %s", st, out);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.jobs WHERE run_name = 'gates' AND state = 'failed'"
+                   " AND reason = 'label_not_allowed' AND result IS NULL AND error LIKE '%is not one of 1 labels%'"), 1);
+    /* one ledger row per tier: escalated, escalated, then the last tier's gate failure; each scored 0 */
     CHECK_INT(q(c, "SELECT count(*) FROM tierq.calls WHERE run_name = 'gates' AND purpose = 'answer' AND score = 0"), 3);
     CHECK_INT(q(c, "SELECT count(*) FROM tierq.calls WHERE run_name = 'gates' AND reason = 'escalated' AND tier IN (1, 2)"), 2);
-    CHECK_INT(q(c, "SELECT count(*) FROM tierq.calls WHERE run_name = 'gates' AND reason = 'final_tier' AND tier = 3 AND model = 'gpt-4o'"), 1);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.calls WHERE run_name = 'gates' AND reason = 'label_not_allowed' AND tier = 3 AND model = 'gpt-4o'"), 1);
+    /* the job's own labels reached the model: the request showed "delta", not the kind's set */
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.calls WHERE run_name = 'gates' AND error LIKE '%1 labels%'"), 3);
     /* the job kept its first attempt: escalation happened in-process, not through the queue */
     CHECK_INT(q(c, "SELECT attempts FROM tierq.jobs WHERE run_name = 'gates'"), 1);
     check_sums_per_job(c);
@@ -171,15 +181,24 @@ static void test_job_budget_stops_escalation(void)
     SimProc s;
     CHECK_INT(sim_start(&s, answers, "--latency-ms 1"), 0);
     PGconn *c = testdb_connect();
-    /* the label gate fails, but the budget cannot pay for tier 2: the tier-1 answer is kept */
-    testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt, params, max_budget_usd, run_name) VALUES"
-                   " ('gate', 'gate item 2', '{\"labels\": [\"delta\"]}', 0.000001, 'budget')", NULL, 0);
+    /* a usable tier-1 answer under the bar (strict: accept 1.0), and a budget that cannot pay for
+     * tier 2: the tier-1 answer is kept */
+    testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt, max_budget_usd, run_name) VALUES"
+                   " ('strict', 'strict item 2', 0.000001, 'budget')", NULL, 0);
     int st = run_drain(&s, "--run budget");
     CHECKF(st == 0, "exit %d: %s", st, out);
     CHECK_INT(q(c, "SELECT count(*) FROM tierq.jobs WHERE run_name = 'budget' AND state = 'done' AND reason = 'budget'"
-                   " AND tier = 1 AND model = 'qwen3-8b' AND result IS NOT NULL"), 1);
+                   " AND tier = 1 AND model = 'qwen3-8b' AND result IN ('alpha', 'beta', 'gamma')"), 1);
     CHECK_INT(q(c, "SELECT count(*) FROM tierq.calls WHERE run_name = 'budget'"), 1);
     CHECK_INT(q(c, "SELECT count(*) FROM tierq.calls WHERE run_name = 'budget' AND reason = 'budget'"), 1);
+    /* with no usable answer in hand, the budget stop fails the job: an unusable answer is never done */
+    testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt, params, max_budget_usd, run_name) VALUES"
+                   " ('gate', 'gate item 2', '{\"labels\": [\"delta\"]}', 0.000001, 'budget2')", NULL, 0);
+    st = run_drain(&s, "--run budget2");
+    CHECKF(st == 6, "exit %d (want 6): %s", st, out);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.jobs WHERE run_name = 'budget2' AND state = 'failed' AND reason = 'budget'"
+                   " AND result IS NULL AND error LIKE '%budget ran out%'"), 1);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.calls WHERE run_name = 'budget2'"), 1);
     check_sums_per_job(c);
     PQfinish(c);
     sim_stop(&s);

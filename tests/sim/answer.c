@@ -6,10 +6,12 @@
 #include "sim.h"
 #include "u64map.h"
 
+#include <ctype.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* Salts keep the draws made from one base hash independent of each other. */
 #define SALT_DIFFICULTY 0x6a09e667f3bcc908ULL
@@ -491,6 +493,70 @@ static int wrong_answer(const AnswerKey *k, const AkEntry *e, uint64_t r, Buf *o
     return degrade(e->expected, e->expected_len, r, out);
 }
 
+int answer_offered_labels(const char *system, size_t len, Buf *out)
+{
+    static const char mark[] = "one of: ";
+    const char *at = memmem(system, len, mark, sizeof mark - 1);
+    if (!at)
+        return 0;
+    const char *s = at + sizeof mark - 1, *end = system + len;
+    const char *e = s;
+    while (e < end && *e != '\n' && !(*e == '.' && (e + 1 == end || e[1] == ' ' || e[1] == '\n')))
+        e++;
+    return buf_append(out, s, (size_t)(e - s));
+}
+
+/* Whether word w[0..n) occurs in s[0..len) as a whole word, ASCII case ignored. */
+static bool has_word(const char *s, size_t len, const char *w, size_t n)
+{
+    for (size_t i = 0; n && i + n <= len; i++) {
+        if (strncasecmp(s + i, w, n) != 0)
+            continue;
+        bool left = i == 0 || !isalnum((unsigned char)s[i - 1]);
+        bool right = i + n == len || !isalnum((unsigned char)s[i + n]);
+        if (left && right)
+            return true;
+    }
+    return false;
+}
+
+/* An unkeyed prompt in a request that offers labels: the one label the prompt names, else one by
+ * the prompt's hash. */
+static int offered_label(const AnswerQuery *q, uint64_t base, double z, Answer *a, Buf *text)
+{
+    const char *l = q->labels, *end = q->labels + q->labels_len;
+    const char *named = NULL, *pick = NULL;
+    size_t named_len = 0, pick_len = 0;
+    int nnamed = 0, n = 0;
+    for (const char *p = l; p < end;) {
+        const char *c = memmem(p, (size_t)(end - p), ", ", 2);
+        const char *e = c ? c : end;
+        if (e > p) {
+            n++;
+            if (has_word(q->prompt, q->prompt_len, p, (size_t)(e - p)) && nnamed++ == 0) {
+                named = p;
+                named_len = (size_t)(e - p);
+            }
+        }
+        p = c ? c + 2 : end;
+    }
+    if (nnamed == 1) {
+        a->confidence = clampd(0.90 + 0.07 * z, 0.30, 0.999);
+        return buf_append(text, named, named_len);
+    }
+    uint64_t k = hash_mix64(base ^ SALT_WRONG) % (uint64_t)(n ? n : 1);
+    for (const char *p = l; p < end && !pick;) {
+        const char *c = memmem(p, (size_t)(end - p), ", ", 2);
+        const char *e = c ? c : end;
+        if (e > p && k-- == 0) {
+            pick = p;
+            pick_len = (size_t)(e - p);
+        }
+        p = c ? c + 2 : end;
+    }
+    return pick ? buf_append(text, pick, pick_len) : generic_answer(q->prompt, q->prompt_len, text);
+}
+
 int answer_compose(const AnswerKey *key, const AnswerQuery *q, Answer *a, Buf *text)
 {
     uint64_t hp = hash_fnv1a64(q->prompt, q->prompt_len);
@@ -505,6 +571,8 @@ int answer_compose(const AnswerKey *key, const AnswerQuery *q, Answer *a, Buf *t
     if (!e) {
         a->outcome = ANSWER_UNKEYED;
         a->confidence = clampd(0.80 + 0.12 * z, 0.05, 0.999);
+        if (q->labels && q->labels_len)
+            return offered_label(q, base, z, a, text);
         return generic_answer(q->prompt, q->prompt_len, text);
     }
     a->p_correct = answer_p_correct(q->skill, a->difficulty);

@@ -13,7 +13,10 @@
  * (2..ANSWER_MAX_LABELS distinct values, none longer than 48 bytes), another expected value of the
  * kind when the answer is short (<= 48 bytes, <= 3 words), otherwise the expected text with words
  * dropped and swapped (or an evasive sentence).
- * A prompt missing from the key gets "Answer: " and the prompt's first words.
+ * A prompt missing from the key gets "Answer: " and the prompt's first words — unless the request
+ * offers labels (its system message says "one of: a, b, c."): then a label the prompt names as a
+ * word, when exactly one is named (confidence as for a correct answer), else a label drawn from
+ * the prompt's hash (confidence as for an unkeyed answer).
  *
  * Everything is a pure function of its inputs: the same query always gets the same answer. */
 #ifndef SIM_ANSWER_H
@@ -39,6 +42,8 @@ typedef struct AnswerQuery {
     const char *prompt; /* last user message, fault markers removed */
     size_t prompt_len;
     uint64_t variant;   /* 0 for the first choice; other values give independent samples */
+    const char *labels; /* the labels the request offers ("a, b, c"), or NULL: see answer_compose */
+    size_t labels_len;
 } AnswerQuery;
 
 typedef struct Answer {
@@ -71,6 +76,10 @@ double answer_difficulty(const char *prompt, size_t len);
 double answer_p_correct(double skill, double difficulty);
 /* Standard normal draw from two independent 64-bit hashes. */
 double answer_gauss(uint64_t h1, uint64_t h2);
+
+/* The label list a system message offers: the text after "one of: " up to the next newline or a
+ * "." that ends the sentence. Appends it to out (nothing when there is none). */
+int answer_offered_labels(const char *system, size_t len, Buf *out);
 
 /* Decide the answer to q and append its text to text. key may be NULL (every prompt unkeyed).
  * Returns 0 or TQ_ENOMEM / TQ_ELIMIT from the buffer. */

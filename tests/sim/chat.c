@@ -92,6 +92,7 @@ static int parse_request(Sim *sim, const JsonDoc *d, ChatReq *cr, SimReply *rep)
 {
     memset(cr, 0, sizeof *cr);
     cr->last_user = -1;
+    buf_reset(&sim->labels);
     cr->n = 1;
     int rc;
     if (json_type(d, 0) != JSON_OBJECT)
@@ -134,6 +135,9 @@ static int parse_request(Sim *sim, const JsonDoc *d, ChatReq *cr, SimReply *rep)
         cr->prompt_tokens += tokens_of(n) + 4;
         bool system = json_eq(d, role, "system") || json_eq(d, role, "developer");
         if (i == 0 && system) {
+            buf_reset(&sim->labels);
+            if (answer_offered_labels(s, n, &sim->labels))
+                return TQ_ENOMEM;
             cr->has_system = true;
             cr->system_hash = hash_fnv1a64(s, n);
             cr->system_tokens = tokens_of(n) + 4;
@@ -299,7 +303,8 @@ static int put_choice(Sim *sim, const ChatReq *cr, const JudgeItem *judge, bool 
                       uint64_t prompt_hash, const char *prompt, size_t prompt_len, Buf *b, ChatTotals *tot)
 {
     const SimModel *m = cr->model;
-    AnswerQuery q = {sim->cfg->seed, m->name, m->skill, prompt, prompt_len, choice_variant(cr, i)};
+    AnswerQuery q = {sim->cfg->seed, m->name, m->skill, prompt, prompt_len, choice_variant(cr, i), sim->labels.data,
+                     sim->labels.len};
     Answer a;
     buf_reset(&sim->text);
     ModelStats *ms = &sim->stats.models[m->index];

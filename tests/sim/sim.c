@@ -16,6 +16,7 @@ int sim_open(Sim *sim, const SimConfig *cfg, TqErr *err)
     buf_init(&sim->stripped, SIM_SCRATCH_CAP);
     buf_init(&sim->text, SIM_SCRATCH_CAP);
     buf_init(&sim->tmp, SIM_SCRATCH_CAP);
+    buf_init(&sim->labels, SIM_SCRATCH_CAP);
     batch_init(&sim->batch, SIM_SCRATCH_CAP);
     sim->now_ms = sim_mono_ms();
     sim->now_s = time(NULL);
@@ -49,6 +50,7 @@ void sim_close(Sim *sim)
     buf_free(&sim->stripped);
     buf_free(&sim->text);
     buf_free(&sim->tmp);
+    buf_free(&sim->labels);
     batch_free(&sim->batch);
 }
 

@@ -52,6 +52,7 @@ typedef struct Sim {
     Buf stripped;        /* scratch: the prompt without fault markers */
     Buf text;            /* scratch: one answer */
     Buf tmp;             /* scratch: decoded message contents */
+    Buf labels;          /* scratch: the label list the request's system message offers ("a, b, c") */
     Batch batch;         /* scratch: the items and reply of a batch request */
 } Sim;
 

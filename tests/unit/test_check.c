@@ -55,6 +55,8 @@ static int check_body(const char *text, CheckInput tmpl, CheckResult *res)
     tmpl.content_len = r.content_len;
     tmpl.finish_reason = r.finish_reason;
     tmpl.logprobs = &r.logprobs;
+    tmpl.refusal = r.refusal;
+    tmpl.has_reasoning = r.has_reasoning;
     TqErr err = {0};
     memset(res, 0, sizeof *res);
     int rc = check_answer(&tmpl, res, &err);
@@ -199,8 +201,8 @@ static void test_gate_finish_length(void)
     CHECK_INT(check_body(t, input(&ck), &res), 0);
     CHECK(res.gate_failed);
     CHECK(res.score == 0);
-    CHECK_STR(res.reason, "finish_length");
-    CHECKF(strstr(res.detail, "length") != NULL, "detail: %s", res.detail);
+    CHECK_STR(res.reason, "truncated");
+    CHECKF(strstr(res.detail, "length") != NULL && strstr(res.detail, "cut off") != NULL, "detail: %s", res.detail);
     CHECK(res.canonical == NULL);
     check_result_free(&res);
     free(t);
@@ -214,29 +216,37 @@ static void test_gate_finish_filter_and_others(void)
     char *t = body("null", "\"content_filter\"", NULL);
     CHECK_INT(check_body(t, input(&ck), &res), 0);
     CHECK(res.gate_failed);
-    CHECK_STR(res.reason, "finish_content_filter");
+    CHECK_STR(res.reason, "content_filter");
     free(t);
     /* DeepSeek out of capacity. */
     t = body("\"Utils\"", "\"insufficient_system_resource\"", NULL);
     CHECK_INT(check_body(t, input(&ck), &res), 0);
-    CHECK_STR(res.reason, "finish_insufficient_system_resource");
+    CHECK_STR(res.reason, "provider_interrupted");
     free(t);
     /* A tool call instead of an answer. */
     t = body("null", "\"tool_calls\"", NULL);
     CHECK_INT(check_body(t, input(&ck), &res), 0);
-    CHECK_STR(res.reason, "finish_tool_calls");
+    CHECK_STR(res.reason, "tool_calls");
     free(t);
-    /* finish_reason null: nothing says the answer is complete. */
-    t = body("\"utils\"", "null", NULL);
+    /* finish_reason null, eos_token, end_turn (servers that say "I ended" differently): a normal
+     * stop when there is content. */
+    static const char *const normal[] = {"null", "\"eos_token\"", "\"end_turn\"", "\"eos\"", "\"stop_sequence\""};
+    for (size_t i = 0; i < sizeof normal / sizeof normal[0]; i++) {
+        t = body("\"utils\"", normal[i], NULL);
+        CHECK_INT(check_body(t, input(&ck), &res), 0);
+        CHECKF(!res.gate_failed && strcmp(res.reason, "passed") == 0, "finish %s: %s", normal[i], res.reason);
+        free(t);
+    }
+    /* ... but not without content. */
+    t = body("\"\"", "null", NULL);
     CHECK_INT(check_body(t, input(&ck), &res), 0);
-    CHECK(res.gate_failed);
-    CHECK_STR(res.reason, "finish_missing");
+    CHECK_STR(res.reason, "empty");
     free(t);
     /* An unknown value: a stable reason, the value itself in the detail. */
-    t = body("\"utils\"", "\"eos_token\"", NULL);
+    t = body("\"utils\"", "\"abort\"", NULL);
     CHECK_INT(check_body(t, input(&ck), &res), 0);
     CHECK_STR(res.reason, "finish_other");
-    CHECKF(strstr(res.detail, "eos_token") != NULL, "detail: %s", res.detail);
+    CHECKF(strstr(res.detail, "abort") != NULL, "detail: %s", res.detail);
     free(t);
     /* "stop" passes. */
     t = body("\"utils\"", "\"stop\"", NULL);
@@ -516,6 +526,48 @@ static void test_gate_regex(void)
     free(t);
 }
 
+/* Refusals, reasoning-only replies and inline <think> blocks: never an answer. */
+static void test_gate_refusal_and_reasoning(void)
+{
+    TqChecks ck = no_checks();
+    CheckResult res;
+    /* OpenAI structured outputs: content null, the refusal in its own field. */
+    const char *refused = "{\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":null,"
+                          "\"refusal\":\"I'm sorry, I can't help with that request.\"},\"finish_reason\":\"stop\"}],"
+                          "\"usage\":{\"prompt_tokens\":20,\"completion_tokens\":10}}";
+    CHECK_INT(check_body(refused, input(&ck), &res), 0);
+    CHECK(res.gate_failed);
+    CHECK_STR(res.reason, "refusal");
+    CHECKF(strstr(res.detail, "can't help with that request") != NULL, "detail: %s", res.detail);
+    check_result_free(&res);
+    /* A reasoning model that spent its budget thinking: reasoning_content, empty content. */
+    const char *thinking = "{\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":\"\","
+                           "\"reasoning_content\":\"Let me think about the sections...\"},\"finish_reason\":\"stop\"}]}";
+    CHECK_INT(check_body(thinking, input(&ck), &res), 0);
+    CHECK_STR(res.reason, "empty");
+    CHECKF(strstr(res.detail, "only reasoning") != NULL, "detail: %s", res.detail);
+    check_result_free(&res);
+    /* Qwen3 without a reasoning parser: the <think> block is not the answer. */
+    char *t = body("\"<think>\\nThe user wants a section.\\n</think>\\n\\nutils\"", "\"stop\"", NULL);
+    OaiResponse r = parse(t);
+    CHECK_STR(r.content, "utils");
+    CHECK(r.has_reasoning);
+    oai_response_free(&r);
+    CHECK_INT(check_body(t, input(&ck), &res), 0);
+    CHECK(!res.gate_failed);
+    check_result_free(&res);
+    free(t);
+    /* ... cut off while thinking: nothing is left, and the finish says why. */
+    t = body("\"<think>\\nThe user wants a section. Maybe net, maybe\"", "\"length\"", NULL);
+    r = parse(t);
+    CHECK_STR(r.content, "");
+    oai_response_free(&r);
+    CHECK_INT(check_body(t, input(&ck), &res), 0);
+    CHECK_STR(res.reason, "truncated");
+    check_result_free(&res);
+    free(t);
+}
+
 static void test_gate_order(void)
 {
     /* Several gates would fail; the first in the documented order decides. */
@@ -525,7 +577,7 @@ static void test_gate_order(void)
     CheckResult res;
     char *t = body("null", "\"length\"", NULL); /* finish and empty */
     CHECK_INT(check_body(t, input(&ck), &res), 0);
-    CHECK_STR(res.reason, "finish_length");
+    CHECK_STR(res.reason, "truncated");
     free(t);
     t = body("\"ut\"", "\"stop\"", NULL); /* too short, not a label, no regex match */
     CHECK_INT(check_body(t, input(&ck), &res), 0);
@@ -625,13 +677,37 @@ static void test_score_logprobs_signal(void)
     CHECK(near(res.confidence, 0.5));
     check_result_free(&res);
     free(t);
-    /* The provider returned no logprobs (deepseek-reasoner): no signal, nothing against it. */
+    /* The provider returned no logprobs (deepseek-reasoner, Ollama, many gateways): the signal is
+     * missing, and a missing signal is never a pass — the answer scores 0 and escalates. */
     ck.logprobs = true;
     CHECK_INT(check_body(DEEPSEEK_BODY, input(&ck), &res), 0);
     CHECK(!res.gate_failed);
-    CHECK(res.score == 1.0);
+    CHECK(res.score == 0);
+    CHECK(res.missing == CHECK_SIGNAL_LOGPROBS);
+    CHECKF(strstr(res.detail, "logprobs missing") != NULL, "detail: %s", res.detail);
     CHECK(isnan(res.confidence));
     CHECK_STR(res.canonical, "net");
+    check_result_free(&res);
+    /* missing_signal other_checks: the other signals decide, and with none present it is still 0. */
+    ck.missing_signal = CHECK_MISSING_OTHER_CHECKS;
+    CHECK_INT(check_body(DEEPSEEK_BODY, input(&ck), &res), 0);
+    CHECK(res.score == 0);
+    CHECK(res.missing == CHECK_SIGNAL_LOGPROBS);
+    check_result_free(&res);
+    ck.judge_model = 0;
+    CheckInput judged = input(&ck);
+    judged.judge_score = 0.7;
+    CHECK_INT(check_body(DEEPSEEK_BODY, judged, &res), 0);
+    CHECKF(near(res.score, 0.7), "score %.4f", res.score);
+    CHECK(res.missing == CHECK_SIGNAL_LOGPROBS);
+    check_result_free(&res);
+    /* A signal the caller did not ask for on purpose counts neither way. */
+    ck.missing_signal = CHECK_MISSING_ESCALATE;
+    ck.judge_model = -1;
+    CheckInput skip = input(&ck);
+    skip.not_asked = CHECK_SIGNAL_LOGPROBS;
+    CHECK_INT(check_body(DEEPSEEK_BODY, skip, &res), 0);
+    CHECK(res.score == 1.0 && res.missing == 0);
     check_result_free(&res);
 }
 
@@ -771,22 +847,30 @@ static void test_score_judge_signal(void)
     CHECK(near(res.score, 0.5));
     check_result_free(&res);
     free(t);
-    /* The judge alone (no logprobs from deepseek-reasoner). */
+    /* The judge alone (no logprobs from deepseek-reasoner: missing, so 0 unless other_checks). */
     in.judge_score = 0.7;
+    CHECK_INT(check_body(DEEPSEEK_BODY, in, &res), 0);
+    CHECK(res.score == 0 && res.missing == CHECK_SIGNAL_LOGPROBS);
+    check_result_free(&res);
+    ck.missing_signal = CHECK_MISSING_OTHER_CHECKS;
     CHECK_INT(check_body(DEEPSEEK_BODY, in, &res), 0);
     CHECK(near(res.score, 0.7));
     check_result_free(&res);
-    /* No judge score (call failed, reply unreadable): the judge does not count. */
+    /* No judge score either (call failed, reply unreadable): both missing, never a pass. */
     in.judge_score = CHECK_NO_JUDGE;
     CHECK_INT(check_body(DEEPSEEK_BODY, in, &res), 0);
-    CHECK(res.score == 1.0);
+    CHECK(res.score == 0);
+    CHECK(res.missing == (CHECK_SIGNAL_LOGPROBS | CHECK_SIGNAL_JUDGE));
     check_result_free(&res);
     /* A kind without a judge ignores a judge score (a zeroed CheckInput carries 0). */
     ck.judge_model = -1;
+    ck.logprobs = false;
     in.judge_score = 0;
     CHECK_INT(check_body(DEEPSEEK_BODY, in, &res), 0);
     CHECK(res.score == 1.0);
     check_result_free(&res);
+    ck.logprobs = true;
+    ck.missing_signal = CHECK_MISSING_ESCALATE;
     /* Out of range is the caller's bug. */
     ck.judge_model = 0;
     in.judge_score = 7;
@@ -928,6 +1012,7 @@ int main(void)
     RUN(test_normalize_restores_buffer_at_cap);
     RUN(test_gate_finish_length);
     RUN(test_gate_finish_filter_and_others);
+    RUN(test_gate_refusal_and_reasoning);
     RUN(test_gate_empty);
     RUN(test_gate_length_bounds);
     RUN(test_gate_labels_canonical);
