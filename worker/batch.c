@@ -4,6 +4,7 @@
 #include "openai.h"
 #include "prompt.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,12 +103,41 @@ static bool has_tag(const char *s)
     return false;
 }
 
+/* Models often wrap a JSON reply in a Markdown code fence ("```json\n{...}\n```") even when asked for
+ * JSON only. The object inside is the answer: return its byte range [*start, *end) in content, or
+ * the whole content when there is no fence. Offsets stay those of content, so item ranges (and
+ * their token logprobs) line up with the reply as sent. */
+static void unfence(const char *s, size_t n, size_t *start, size_t *end)
+{
+    size_t a = 0, b = n;
+    while (a < b && isspace((unsigned char)s[a]))
+        a++;
+    while (b > a && isspace((unsigned char)s[b - 1]))
+        b--;
+    *start = 0;
+    *end = n;
+    if (b - a < 6 || memcmp(s + a, "```", 3) != 0 || memcmp(s + b - 3, "```", 3) != 0)
+        return;
+    size_t open = a + 3;
+    while (open < b - 3 && s[open] != '\n') /* the info string: "json", "JSON", "" */
+        open++;
+    if (open >= b - 3)
+        return;
+    *start = open + 1;
+    *end = b - 3;
+}
+
 int batch_split_answers(const char *content, size_t len, int nitems, BatchItem *items, int *unknown, TqErr *err)
 {
     memset(items, 0, (size_t)nitems * sizeof *items);
     *unknown = 0;
     JsonDoc d;
     TqErr perr = {0};
+    size_t from = 0, to = len;
+    unfence(content, len, &from, &to);
+    const char *whole = content;
+    content += from;
+    len = to - from;
     if (json_parse(&d, content, len, 100000, &perr))
         return tq_err(err, TQ_EPARSE, "batch answer is not json: %s", perr.msg);
     if (json_type(&d, 0) != JSON_OBJECT) {
@@ -172,8 +202,8 @@ int batch_split_answers(const char *content, size_t len, int nitems, BatchItem *
         }
         it->answer = strdup(value + tl);
         free(value);
-        it->start = (size_t)(raw - content) + (size_t)tl; /* the tag has no escapes */
-        it->end = (size_t)(raw - content) + vlen;
+        it->start = (size_t)(raw - whole) + (size_t)tl; /* the tag has no escapes */
+        it->end = (size_t)(raw - whole) + vlen;
         if (!it->answer)
             it->problem = "batch_item_malformed";
     }

@@ -31,8 +31,9 @@ typedef struct BatchItem {
     size_t start, end;   /* byte range of the answer's JSON value in the content (for its logprobs) */
 } BatchItem;
 
-/* Split content into nitems answers keyed "1".."nitems". Returns 0, or TQ_EPARSE when the content
- * is not one JSON object (truncated, not JSON, an array...): then no item is usable. *unknown counts
+/* Split content into nitems answers keyed "1".."nitems". The object may come wrapped in a Markdown
+ * code fence (```json ... ```). Returns 0, or TQ_EPARSE when the content is not one JSON object
+ * (truncated, not JSON, an array...): then no item is usable. *unknown counts
  * keys that name no item. Free with batch_items_free. */
 int batch_split_answers(const char *content, size_t len, int nitems, BatchItem *items, int *unknown, TqErr *err);
 void batch_items_free(BatchItem *items, int n);

@@ -66,8 +66,28 @@ static void test_untagged_or_unparsable(void)
     batch_items_free(it, 1);
 }
 
+/* A reply wrapped in a Markdown fence (```json ... ```) is the same reply: the items parse, and
+ * their byte ranges still point into the content as it came. */
+static void test_fenced_reply(void)
+{
+    BatchItem it[2];
+    int unknown = 0;
+    const char *c = "```json\n{\"1\": \"[1] alpha\", \"2\": \"[2] beta\"}\n```\n";
+    CHECK_INT(split(c, 2, it, &unknown), 0);
+    CHECK_STR(it[0].answer, "alpha");
+    CHECK_STR(it[1].answer, "beta");
+    CHECK(strncmp(c + it[1].start, "beta", 4) == 0);
+    batch_items_free(it, 2);
+    CHECK_INT(split("```\n{\"1\": \"[1] alpha\"}```", 1, it, &unknown), 0);
+    CHECK_STR(it[0].answer, "alpha");
+    batch_items_free(it, 1);
+    /* a fence that is not closed is not a reply */
+    CHECK_INT(split("```json\n{\"1\": \"[1] alpha\"}", 1, it, &unknown), TQ_EPARSE);
+}
+
 int main(void)
 {
+    RUN(test_fenced_reply);
     RUN(test_clean_answers_lose_their_tags);
     RUN(test_every_fault_is_named);
     RUN(test_untagged_or_unparsable);

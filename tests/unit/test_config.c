@@ -111,6 +111,23 @@ static void test_mistakes_are_named(void)
         {"models.json", "{\"providers\": {\"p\": {\"base_url\": \"http://x\"}}, \"models\": {\"m\": {\"provider\": \"q\", \"input_usd_per_mtok\": 1, \"cached_input_usd_per_mtok\": 1, \"output_usd_per_mtok\": 1}}}", "models.json: models.m.provider \"q\" is not defined under providers"},
         {"models.json", "{\"providers\": {\"p\": {\"base_url\": \"http://x\"}}, \"models\": {\"m\": {\"provider\": \"p\", \"input_usd_per_mtok\": -1, \"cached_input_usd_per_mtok\": 1, \"output_usd_per_mtok\": 1}}}", "models.json: models.m.input_usd_per_mtok must be a non-negative price"},
         {"models.json", "{\"providers\": {\"p\": {\"base_url\": \"http://x\"}}, \"models\": {\"m\": {\"provider\": \"p\", \"input_usd_per_mtok\": 0.0000001, \"cached_input_usd_per_mtok\": 1, \"output_usd_per_mtok\": 1}}}", "at most 6 decimals"},
+        {"models.json", "{\"providers\": {\"p\": {\"base_url\": \"http://x\", \"headers\": {\"Content-Type\": \"text/plain\"}}}, \"models\": {\"m\": {\"provider\": \"p\", \"input_usd_per_mtok\": 1, \"cached_input_usd_per_mtok\": 1, \"output_usd_per_mtok\": 1}}}", "providers.p.headers.Content-Type is set by tierq itself"},
+        {"models.json", "{\"providers\": {\"p\": {\"base_url\": \"http://x\", \"headers\": {\"X-Key\": 5}}}, \"models\": {\"m\": {\"provider\": \"p\", \"input_usd_per_mtok\": 1, \"cached_input_usd_per_mtok\": 1, \"output_usd_per_mtok\": 1}}}", "providers.p.headers.X-Key must be a string or {\"env\""},
+        {"models.json", "{\"providers\": {\"p\": {\"base_url\": \"http://x\", \"headers\": {\"bad header\": \"v\"}}}, \"models\": {\"m\": {\"provider\": \"p\", \"input_usd_per_mtok\": 1, \"cached_input_usd_per_mtok\": 1, \"output_usd_per_mtok\": 1}}}", "is not a valid header name"},
+        {"models.json", "{\"providers\": {\"p\": {\"base_url\": \"http://x\", \"api_key_env\": \"K\", \"headers\": {\"Authorization\": \"Basic x\"}}}, \"models\": {\"m\": {\"provider\": \"p\", \"input_usd_per_mtok\": 1, \"cached_input_usd_per_mtok\": 1, \"output_usd_per_mtok\": 1}}}", "conflicts with api_key_env"},
+        {"models.json", "{\"providers\": {\"p\": {\"base_url\": \"http://x\", \"query\": {\"api-version\": 3}}}, \"models\": {\"m\": {\"provider\": \"p\", \"input_usd_per_mtok\": 1, \"cached_input_usd_per_mtok\": 1, \"output_usd_per_mtok\": 1}}}", "providers.p.query.api-version must be a string"},
+        {"models.json", "{\"providers\": {\"p\": {\"base_url\": \"http://x\"}}, \"models\": {\"m\": {\"provider\": \"p\", \"input_usd_per_mtok\": 1, \"cached_input_usd_per_mtok\": 1, \"output_usd_per_mtok\": 1, \"extra_body\": {\"temperature\": 1}}}}", "models.m.extra_body.temperature is set by tierq itself"},
+        {"models.json", "{\"providers\": {\"p\": {\"base_url\": \"http://x\"}}, \"models\": {\"m\": {\"provider\": \"p\", \"input_usd_per_mtok\": 1, \"cached_input_usd_per_mtok\": 1, \"output_usd_per_mtok\": 1, \"extra_body\": [1]}}}", "models.m.extra_body must be a JSON object"},
+        {"models.json", "{\"providers\": {\"p\": {\"base_url\": \"http://x\"}}, \"models\": {\"m\": {\"provider\": \"p\", \"input_usd_per_mtok\": 1, \"cached_input_usd_per_mtok\": 1, \"output_usd_per_mtok\": 1, \"system_prompt_as\": \"developer\"}}}", "models.m.system_prompt_as must be"},
+        {"chat.json", "{\"system_prompt\": \"Say {tone} things\", \"tiers\": [{\"model\": \"gpt-4o\"}]}", "system_prompt names {tone}, which is not a parameter of this kind"},
+        {"chat.json", "{\"system_prompt\": \"x\", \"params\": {\"tone\": {\"default\": \"kind\"}}, \"tiers\": [{\"model\": \"gpt-4o\"}]}", "params.tone is declared but used nowhere"},
+        {"chat.json", "{\"system_prompt\": \"{labels}\", \"params\": {\"labels\": {\"default\": \"a\"}}, \"tiers\": [{\"model\": \"gpt-4o\"}]}", "params.labels is built in"},
+        {"chat.json", "{\"system_prompt\": \"{Tone}\", \"params\": {\"Tone\": {\"default\": \"a\"}}, \"tiers\": [{\"model\": \"gpt-4o\"}]}", "params.Tone is not a valid parameter name"},
+        {"chat.json", "{\"system_prompt\": \"{tone}\", \"params\": {\"tone\": {\"description\": \"a\"}}, \"tiers\": [{\"model\": \"gpt-4o\"}]}", "params.tone.default is required"},
+        {"chat.json", "{\"system_prompt\": \"Pick one.\", \"tiers\": [{\"model\": \"gpt-4o\"}], \"checks\": {\"labels\": [\"a\", \"b\"]}}", "checks.labels is set but system_prompt does not show the labels"},
+        {"chat.json", "{\"tiers\": [{\"model\": \"gpt-4o\"}], \"checks\": {\"missing_signal\": \"ignore\"}}", "checks.missing_signal must be"},
+        {"chat.json", "{\"system_prompt\": \"into {target_language}\", \"params\": {\"target_language\": {\"default\": \"fr\"}}, \"tiers\": [{\"model\": \"qwen-mt-turbo\"}], \"batch\": {\"enabled\": true}}", "batch is enabled but tiers[0].model qwen-mt-turbo takes no system prompt"},
+        {"chat.json", "{\"system_prompt\": \"x\", \"tiers\": [{\"model\": \"qwen-mt-turbo\"}]}", "model qwen-mt-turbo (used by this kind) has {target_language} in its extra_body"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         scratch_with(cases[i].file, cases[i].content);
@@ -146,8 +163,62 @@ static void test_base_url_override_from_environment(void)
     scratch_done();
 }
 
+/* Gateways: extra headers (literal or from the environment), a base URL with its own query string
+ * and extra query parameters joined after the path, per-model body fields and message layout. */
+static void test_gateway_settings(void)
+{
+    scratch_with("models.json",
+                 "{\"providers\": {\"gw\": {\"base_url\": \"https://gw.example/openai/deployments/d1?api-version=2024-10-21#x\","
+                 " \"headers\": {\"x-portkey-provider\": \"openai\", \"x-portkey-api-key\": {\"env\": \"PORTKEY_KEY\"}},"
+                 " \"query\": {\"tag\": \"night run&co\"}}},"
+                 " \"models\": {\"gpt-4o\": {\"provider\": \"gw\", \"input_usd_per_mtok\": 2.5, \"cached_input_usd_per_mtok\": 1.25,"
+                 " \"output_usd_per_mtok\": 10, \"max_output_tokens\": 4096, \"system_prompt_as\": \"user\","
+                 " \"extra_body\": {\"user\": \"tierq\", \"metadata\": {\"lang\": \"{target_language}\"}}},"
+                 " \"qwen-mt-turbo\": {\"provider\": \"gw\", \"input_usd_per_mtok\": 1, \"cached_input_usd_per_mtok\": 1,"
+                 " \"output_usd_per_mtok\": 1, \"system_prompt_as\": \"omit\"}}}");
+    /* only translate declares target_language; every other shipped kind must not use gpt-4o's {target_language} */
+    char path[512];
+    const char *drop[] = {"chat", "classify", "code", "reasoning", "simple", "summarize"};
+    for (size_t i = 0; i < sizeof drop / sizeof drop[0]; i++) {
+        snprintf(path, sizeof path, "%s/%s.json", tmpdir, drop[i]);
+        unlink(path);
+    }
+    snprintf(path, sizeof path, "%s/translate.json", tmpdir);
+    FILE *f = fopen(path, "w");
+    if (f) {
+        fputs("{\"system_prompt\": \"Translate into {target_language}.\", \"params\": {\"target_language\": {\"default\": \"English\"}},"
+              " \"tiers\": [{\"model\": \"qwen-mt-turbo\", \"accept\": 0.5}, {\"model\": \"gpt-4o\"}]}", f);
+        fclose(f);
+    }
+    TqConfig *cfg = NULL;
+    TqErr err = {0};
+    CHECKF(config_load(tmpdir, &cfg, &err) == 0, "%s", err.msg);
+    if (cfg) {
+        const TqProvider *p = &cfg->providers[0];
+        CHECK_STR(p->base_url, "https://gw.example/openai/deployments/d1");
+        CHECK_STR(p->url_query, "api-version=2024-10-21&tag=night%20run%26co");
+        CHECK_INT(p->nheaders, 2);
+        CHECK_STR(p->headers[0].value, "openai");
+        CHECK(p->headers[1].value == NULL);
+        CHECK_STR(p->headers[1].value_env, "PORTKEY_KEY");
+        int m = config_model_index(cfg, "gpt-4o");
+        CHECK(m >= 0 && cfg->models[m].system_as == TQ_SYSTEM_AS_USER && cfg->models[m].max_output_tokens == 4096);
+        CHECK(m >= 0 && strstr(cfg->models[m].extra_body, "{target_language}") != NULL);
+        const TqKind *k = config_kind(cfg, "translate");
+        CHECK(k && k->nparams == 1 && strcmp(k->params[0].fallback, "English") == 0);
+        Buf b;
+        buf_init(&b, 0);
+        CHECK_INT(k ? config_kind_params_json(k, &b) : -1, 0);
+        CHECK_STR(b.data, "{\"max_tokens\": \"integer\", \"temperature\": \"number\", \"target_language\": \"string\"}");
+        buf_free(&b);
+    }
+    config_free(cfg);
+    scratch_done();
+}
+
 int main(void)
 {
+    RUN(test_gateway_settings);
     RUN(test_shipped_config_is_valid);
     RUN(test_undefined_tier_model_names_file_and_path);
     RUN(test_mistakes_are_named);

@@ -118,6 +118,74 @@ static void test_request_fields_and_omissions(void)
     buf_free(&b);
 }
 
+/* The message layout per model, and extra body fields appended as given. */
+static void test_request_layout_and_extra_fields(void)
+{
+    OaiRequest q = base_request();
+    q.system = "Translate into French.";
+    q.system_as = OAI_SYSTEM_IN_USER;
+    q.extra_members = ",\"enable_thinking\":false,\"translation_options\":{\"target_lang\":\"French\"}";
+    Buf b;
+    buf_init(&b, 0);
+    TqErr err = {0};
+    CHECK_INT(oai_build_request(&q, &b, &err), 0);
+    CHECK_STR(b.data, "{\"model\":\"gpt-4o-mini\",\"messages\":[{\"role\":\"user\",\"content\":"
+                      "\"Translate into French.\\n\\nhello\"}],\"enable_thinking\":false,"
+                      "\"translation_options\":{\"target_lang\":\"French\"}}");
+    buf_reset(&b);
+    q.system_as = OAI_SYSTEM_OMIT;
+    q.extra_members = NULL;
+    CHECK_INT(oai_build_request(&q, &b, &err), 0);
+    CHECK_STR(b.data, "{\"model\":\"gpt-4o-mini\",\"messages\":[{\"role\":\"user\",\"content\":\"hello\"}]}");
+    buf_free(&b);
+}
+
+/* choices: [] with a usage block: no answer, but the tokens are reported so the call is charged. */
+static void test_parse_empty_choices_keeps_usage(void)
+{
+    OaiResponse r = parse_ok("{\"id\":\"x\",\"object\":\"chat.completion\",\"choices\":[],"
+                             "\"usage\":{\"prompt_tokens\":120,\"completion_tokens\":0,\"total_tokens\":120}}");
+    CHECK(r.no_choice);
+    CHECK_STR(r.content, "");
+    CHECK(r.usage.present);
+    CHECK_INT(r.usage.prompt_tokens, 120);
+    oai_response_free(&r);
+    /* without usage it is what it always was: a body with nothing in it */
+    OaiResponse r2;
+    memset(&r2, 0, sizeof r2);
+    TqErr err = {0};
+    CHECK_INT(oai_parse_response("{\"choices\":[]}", 14, 0, &r2, &err), TQ_EPARSE);
+    CHECK_STR(err.msg, "response has no choices");
+}
+
+/* Reasoning left in the content is cut off, and the answer's confidence comes from its own tokens. */
+static void test_parse_strips_think_blocks(void)
+{
+    const char *body =
+        "{\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":\"<think>\\nhmm\\n</think>\\n\\nnet\"},"
+        "\"logprobs\":{\"content\":[{\"token\":\"<think>\",\"logprob\":-3.0},{\"token\":\"\\nhmm\\n\",\"logprob\":-4.0},"
+        "{\"token\":\"</think>\",\"logprob\":-2.0},{\"token\":\"\\n\\n\",\"logprob\":-0.5},{\"token\":\"net\",\"logprob\":-0.01}]},"
+        "\"finish_reason\":\"stop\"}]}";
+    OaiResponse r = parse_ok(body);
+    CHECK_STR(r.content, "net");
+    CHECK_INT((long long)r.content_len, 3);
+    CHECK(r.has_reasoning);
+    CHECK(r.reasoning_bytes >= 20);
+    CHECK(r.logprobs.present);
+    CHECK_INT(r.logprobs.n_tokens, 1); /* only "net": the thinking's doubts are not the answer's */
+    CHECK(fabs(r.logprobs.min_logprob + 0.01) < 1e-6);
+    oai_response_free(&r);
+    /* a closing tag whose opening was in the prompt (chat templates that open <think> themselves) */
+    r = parse_ok("{\"choices\":[{\"message\":{\"content\":\"thinking...</think>  billing\"},\"finish_reason\":\"stop\"}]}");
+    CHECK_STR(r.content, "billing");
+    oai_response_free(&r);
+    /* an answer that merely mentions the tag later is left alone */
+    r = parse_ok("{\"choices\":[{\"message\":{\"content\":\"Use <think> and </think> tags.\"},\"finish_reason\":\"stop\"}]}");
+    CHECK_STR(r.content, "Use <think> and </think> tags.");
+    CHECK(!r.has_reasoning);
+    oai_response_free(&r);
+}
+
 static void test_request_escapes_any_input(void)
 {
     /* quotes, backslash, newline, tab, CR, other controls, DEL, an emoji, a lone continuation byte,
@@ -933,6 +1001,9 @@ int main(void)
 {
     RUN(test_request_fields_and_omissions);
     RUN(test_request_escapes_any_input);
+    RUN(test_request_layout_and_extra_fields);
+    RUN(test_parse_empty_choices_keeps_usage);
+    RUN(test_parse_strips_think_blocks);
     RUN(test_request_prefix_is_stable);
     RUN(test_request_rejects_bad_input_and_respects_cap);
     RUN(test_parse_openai_with_cache_and_logprobs);
