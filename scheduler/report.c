@@ -134,6 +134,34 @@ static const char *const SQL_REPORT_BATCHING =
 
 enum { RB_KIND, RB_MEAN_BATCH, RB_BATCHED, RB_TOKENS_PER_JOB, RB_TOKENS_SAVED, RB_SAVED_USD, RB_NCOLS };
 
+/* Answers scored without the soft signals their kind's checks rely on (calls.missing_signals), per
+ * kind and model, over answer calls that got a response: a provider that stops returning logprobs,
+ * or a judge that stops giving verdicts, shows here instead of silently passing answers. Only
+ * pairs with at least one such answer are listed. Same filters as SQL_REPORT_CALLS. */
+static const char *const SQL_REPORT_SIGNALS =
+    "SELECT kind, model, count(*) AS answers, count(*) FILTER (WHERE missing_signals IS NOT NULL) AS unscored,"
+    "  string_agg(DISTINCT missing_signals, ' ')"
+    " FROM tierq.calls"
+    " WHERE purpose = 'answer' AND status = 'ok'"
+    "   AND ($1::text IS NULL OR run_name = $1::text)"
+    "   AND ($2::bigint IS NULL OR created_at >= now() - $2::bigint * interval '1 second')"
+    " GROUP BY kind, model HAVING count(*) FILTER (WHERE missing_signals IS NOT NULL) > 0"
+    " ORDER BY kind, model";
+
+enum { RS_KIND, RS_MODEL, RS_ANSWERS, RS_UNSCORED, RS_SIGNALS, RS_NCOLS };
+
+/* Jobs that ended without an answer, by kind, state and stable reason, with one example message:
+ * what a nightly run's owner reads first. Same filters as SQL_REPORT_JOBS. */
+static const char *const SQL_REPORT_FAILURES =
+    "SELECT kind, state, coalesce(reason, '-'), count(*), left(min(error), 160)"
+    " FROM tierq.jobs"
+    " WHERE state IN ('failed', 'dead')"
+    "   AND ($1::text IS NULL OR run_name = $1::text)"
+    "   AND ($2::bigint IS NULL OR coalesce(finished_at, created_at) >= now() - $2::bigint * interval '1 second')"
+    " GROUP BY 1, 2, 3 ORDER BY 1, 4 DESC, 2, 3";
+
+enum { RF_KIND, RF_STATE, RF_REASON, RF_JOBS, RF_EXAMPLE, RF_NCOLS };
+
 
 /* A cell as text, or NULL for SQL NULL. */
 static const char *cell(const PGresult *r, int row, int col)
@@ -207,9 +235,64 @@ static void emit_json_batching(Emit *e, const PGresult *batching, const char *ki
          json_num(batching, i, RB_SAVED_USD));
 }
 
-static void render_json(Emit *e, const ReportOptions *opt, const PGresult *jobs, int jt, const PGresult *calls,
-                        int ct, const PGresult *tiers, const PGresult *batching)
+/* The result sets one report is made of. */
+typedef struct ReportData {
+    const PGresult *jobs, *calls, *tiers, *batching, *signals, *failures;
+    int jt, ct; /* rows of the totals */
+} ReportData;
+
+static void render_json_extras(Emit *e, const ReportData *d)
 {
+    emit(e, " \"missing_signals\": [");
+    for (int i = 0; i < PQntuples(d->signals); i++) {
+        emit(e, "%s\n  {\"kind\": ", i ? "," : "");
+        emit_json_str(e, PQgetvalue(d->signals, i, RS_KIND));
+        emit(e, ", \"model\": ");
+        emit_json_str(e, PQgetvalue(d->signals, i, RS_MODEL));
+        emit(e, ", \"answer_calls\": %s, \"without_signals\": %s, \"signals\": ", json_num(d->signals, i, RS_ANSWERS),
+             json_num(d->signals, i, RS_UNSCORED));
+        emit_json_str(e, PQgetvalue(d->signals, i, RS_SIGNALS));
+        emit(e, "}");
+    }
+    emit(e, "%s],\n \"failures\": [", PQntuples(d->signals) ? "\n " : "");
+    for (int i = 0; i < PQntuples(d->failures); i++) {
+        emit(e, "%s\n  {\"kind\": ", i ? "," : "");
+        emit_json_str(e, PQgetvalue(d->failures, i, RF_KIND));
+        emit(e, ", \"state\": ");
+        emit_json_str(e, PQgetvalue(d->failures, i, RF_STATE));
+        emit(e, ", \"reason\": ");
+        emit_json_str(e, PQgetvalue(d->failures, i, RF_REASON));
+        emit(e, ", \"jobs\": %s, \"example\": ", json_num(d->failures, i, RF_JOBS));
+        emit_json_str(e, cell(d->failures, i, RF_EXAMPLE));
+        emit(e, "}");
+    }
+    emit(e, "%s],\n", PQntuples(d->failures) ? "\n " : "");
+}
+
+static void render_text_extras(Emit *e, const ReportData *d)
+{
+    emit(e, "\nanswers scored without their signals (checks.missing_signal decides what they score)\n");
+    emit(e, "  %-16s %-20s %12s %16s  %s\n", "kind", "model", "answer_calls", "without_signals", "missing");
+    for (int i = 0; i < PQntuples(d->signals); i++)
+        emit(e, "  %-16s %-20s %12s %16s  %s\n", PQgetvalue(d->signals, i, RS_KIND), PQgetvalue(d->signals, i, RS_MODEL),
+             PQgetvalue(d->signals, i, RS_ANSWERS), PQgetvalue(d->signals, i, RS_UNSCORED),
+             PQgetvalue(d->signals, i, RS_SIGNALS));
+    if (PQntuples(d->signals) == 0)
+        emit(e, "  (none: every configured signal arrived)\n");
+    emit(e, "\njobs without an answer, by reason\n");
+    emit(e, "  %-16s %-7s %-26s %7s  %s\n", "kind", "state", "reason", "jobs", "example");
+    for (int i = 0; i < PQntuples(d->failures); i++)
+        emit(e, "  %-16s %-7s %-26s %7s  %s\n", PQgetvalue(d->failures, i, RF_KIND), PQgetvalue(d->failures, i, RF_STATE),
+             PQgetvalue(d->failures, i, RF_REASON), PQgetvalue(d->failures, i, RF_JOBS),
+             text_cell(d->failures, i, RF_EXAMPLE));
+    if (PQntuples(d->failures) == 0)
+        emit(e, "  (none)\n");
+}
+
+static void render_json(Emit *e, const ReportOptions *opt, const ReportData *d)
+{
+    const PGresult *jobs = d->jobs, *calls = d->calls, *tiers = d->tiers, *batching = d->batching;
+    int jt = d->jt, ct = d->ct;
     emit(e, "{\"filters\": {\"run\": ");
     emit_json_str(e, opt->run_name);
     if (opt->since_s > 0)
@@ -246,6 +329,7 @@ static void render_json(Emit *e, const ReportOptions *opt, const PGresult *jobs,
              json_num(calls, i, RC_P95), json_num(calls, i, RC_ERRORS));
     }
     emit(e, "%s],\n", first ? "" : "\n ");
+    render_json_extras(e, d);
 
     emit(e, " \"kinds\": [");
     first = 1;
@@ -270,9 +354,10 @@ static void render_json(Emit *e, const ReportOptions *opt, const PGresult *jobs,
     emit(e, "%s]}\n", first ? "" : "\n ");
 }
 
-static void render_text(Emit *e, const ReportOptions *opt, const PGresult *jobs, int jt, const PGresult *calls,
-                        int ct, const PGresult *tiers, const PGresult *batching)
+static void render_text(Emit *e, const ReportOptions *opt, const ReportData *d)
 {
+    const PGresult *jobs = d->jobs, *calls = d->calls, *tiers = d->tiers, *batching = d->batching;
+    int jt = d->jt, ct = d->ct;
     emit(e, "tierq report: %s%s", opt->run_name ? "run " : "all runs", opt->run_name ? opt->run_name : "");
     if (opt->since_s > 0)
         emit(e, ", last %lds\n", opt->since_s);
@@ -360,6 +445,7 @@ static void render_text(Emit *e, const ReportOptions *opt, const PGresult *jobs,
              text_cell(batching, i, RB_SAVED_USD));
     if (PQntuples(batching) == 0)
         emit(e, "  (no calls)\n");
+    render_text_extras(e, d);
 }
 
 int report_run(PGconn *c, const ReportOptions *opt, FILE *out, TqErr *err)
@@ -370,7 +456,7 @@ int report_run(PGconn *c, const ReportOptions *opt, FILE *out, TqErr *err)
     snprintf(since, sizeof since, "%ld", opt->since_s);
     const char *params[] = {opt->run_name, opt->since_s > 0 ? since : NULL};
 
-    PGresult *jobs = NULL, *calls = NULL, *tiers = NULL, *batching = NULL;
+    PGresult *jobs = NULL, *calls = NULL, *tiers = NULL, *batching = NULL, *signals = NULL, *failures = NULL;
     Emit e = {.rc = 0};
     buf_init(&e.b, REPORT_MAX_BYTES);
     int rc = 0, jt = -1, ct = -1;
@@ -400,13 +486,19 @@ int report_run(PGconn *c, const ReportOptions *opt, FILE *out, TqErr *err)
         rc = TQ_EDB;
         goto cleanup;
     }
+    signals = db_query(c, "report signals", SQL_REPORT_SIGNALS, 2, params, err);
+    failures = signals ? db_query(c, "report failures", SQL_REPORT_FAILURES, 2, params, err) : NULL;
+    if (!signals || !failures) {
+        rc = TQ_EDB;
+        goto cleanup;
+    }
     if (own_tx) {
         own_tx = 0;
         if ((rc = db_exec(c, "report commit", "COMMIT", 0, NULL, err)))
             goto cleanup;
     }
     if (PQnfields(jobs) != RJ_NCOLS || PQnfields(calls) != RC_NCOLS || PQnfields(tiers) != RT_NCOLS ||
-        PQnfields(batching) != RB_NCOLS) {
+        PQnfields(batching) != RB_NCOLS || PQnfields(signals) != RS_NCOLS || PQnfields(failures) != RF_NCOLS) {
         rc = tq_err(err, TQ_EDB, "report: unexpected result shape");
         goto cleanup;
     }
@@ -417,10 +509,11 @@ int report_run(PGconn *c, const ReportOptions *opt, FILE *out, TqErr *err)
         goto cleanup;
     }
 
+    ReportData d = {jobs, calls, tiers, batching, signals, failures, jt, ct};
     if (opt->format == REPORT_JSON)
-        render_json(&e, opt, jobs, jt, calls, ct, tiers, batching);
+        render_json(&e, opt, &d);
     else
-        render_text(&e, opt, jobs, jt, calls, ct, tiers, batching);
+        render_text(&e, opt, &d);
     if (e.rc) {
         rc = tq_err(err, e.rc, "report: output too large or out of memory");
         goto cleanup;
@@ -437,6 +530,8 @@ cleanup:
     PQclear(calls);
     PQclear(tiers);
     PQclear(batching);
+    PQclear(signals);
+    PQclear(failures);
     buf_free(&e.b);
     return rc;
 }

@@ -562,9 +562,10 @@ RouteAction route_on_response(Call *c, LedgerRow *row, OaiResponse *resp, const 
 }
 
 /* Failures a smaller batch may not meet: the batch as a whole was too big or too slow, or kept
- * failing transiently (one item may be poisonous). A plain 4xx (bad request, auth, a gateway that
- * refuses every request) would meet every half the same way: it fails the jobs, as it would alone. */
-static bool batch_may_split(const char *reason, bool retryable)
+ * failing transiently: it goes out again in halves. Any other failure (a 400 for one poisonous item,
+ * or a gateway that refuses every request) sends each item alone, so no job fails for a neighbour's
+ * sake — and a refusal of everything costs one request per job, not a cascade of halves. */
+static bool batch_too_big(const char *reason, bool retryable)
 {
     return retryable || strcmp(reason, "context_length_exceeded") == 0 || strcmp(reason, "payload_too_large") == 0 ||
            strcmp(reason, "response_too_large") == 0;
@@ -574,15 +575,16 @@ RouteAction route_on_failure(Call *c, const char *reason, bool retryable)
 {
     CallJob *cj = &c->jobs[0];
     if (c->batched && c->phase == CALL_PHASE_ANSWER) {
-        if (!batch_may_split(reason, retryable))
-            return ROUTE_FAIL;
         int *idx = calloc((size_t)c->njobs, sizeof *idx);
         int live = idx ? live_jobs(c, idx) : 0;
-        if (live >= 2) {
-            /* a failure is not a malformed answer: the adaptive batch size stays */
-            batch_verdict(c, CALL_BATCH_NEUTRAL);
+        /* a failed request is not a malformed answer: the adaptive batch size stays where it is */
+        batch_verdict(c, CALL_BATCH_NEUTRAL);
+        if (live >= 2 && batch_too_big(reason, retryable)) {
             add_fork(c, call_fork(c, idx, live / 2, c->tier));
             add_fork(c, call_fork(c, idx + live / 2, live - live / 2, c->tier));
+        } else if (live >= 2) {
+            for (int k = 0; k < live; k++)
+                add_fork(c, call_fork(c, &idx[k], 1, c->tier));
         }
         free(idx);
         if (c->forks)
