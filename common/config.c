@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <math.h>
 #include <regex.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -800,15 +801,21 @@ static int load_kind(TqConfig *cfg, TqKind *kd, const char *file, const char *na
             goto cleanup;
         }
         if (c->regex) {
-            regex_t re;
-            int rr = regcomp(&re, c->regex, REG_EXTENDED | REG_NOSUB);
+            /* compiled once here, used by every check of every answer */
+            c->regex_re = calloc(1, sizeof *c->regex_re);
+            if (!c->regex_re) {
+                rc = tq_err(err, TQ_ENOMEM, "out of memory");
+                goto cleanup;
+            }
+            int rr = regcomp(c->regex_re, c->regex, REG_EXTENDED | REG_NOSUB);
             if (rr) {
                 char msg[128];
-                regerror(rr, &re, msg, sizeof msg);
+                regerror(rr, c->regex_re, msg, sizeof msg);
+                free(c->regex_re);
+                c->regex_re = NULL;
                 rc = tq_err(err, TQ_EINVAL, "%s: checks.regex does not compile: %s", file, msg);
                 goto cleanup;
             }
-            regfree(&re);
         }
     }
     kd->reads_labels = kd->checks.nlabels > 0;
@@ -831,6 +838,7 @@ static int load_kind(TqConfig *cfg, TqKind *kd, const char *file, const char *na
             goto cleanup;
     }
     int compress = json_get(&w.doc, 0, "compress");
+    kd->has_compress_key = compress >= 0;
     if (compress >= 0) {
         snprintf(path, sizeof path, "compress");
         char sub[160];
@@ -850,6 +858,7 @@ static int load_kind(TqConfig *cfg, TqKind *kd, const char *file, const char *na
         }
     }
     int cache = json_get(&w.doc, 0, "cache");
+    kd->has_cache_key = cache >= 0;
     if (cache >= 0) {
         snprintf(path, sizeof path, "cache");
         char sub[160];
@@ -867,6 +876,46 @@ static int load_kind(TqConfig *cfg, TqKind *kd, const char *file, const char *na
 cleanup:
     json_doc_free(&w.doc);
     buf_free(&text);
+    return rc;
+}
+
+static int add_warning(TqConfig *cfg, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int add_warning(TqConfig *cfg, const char *fmt, ...)
+{
+    char **w = realloc(cfg->warnings, (size_t)(cfg->nwarnings + 1) * sizeof *w);
+    if (!w)
+        return TQ_ENOMEM;
+    cfg->warnings = w;
+    char line[600];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    if (!(w[cfg->nwarnings] = strdup(line)))
+        return TQ_ENOMEM;
+    cfg->nwarnings++;
+    return 0;
+}
+
+/* Settings that parse and are documented but that nothing acts on yet: say so, once per setting,
+ * instead of letting a user believe they work. (Each line goes when its feature lands.) */
+static int not_yet_in_effect(TqConfig *cfg)
+{
+    int limited = 0, rc = 0;
+    for (int i = 0; i < cfg->nmodels; i++)
+        limited += cfg->models[i].rpm > 0 || cfg->models[i].tpm > 0;
+    if (limited)
+        rc = add_warning(cfg, "%s/models.json: rpm and tpm (set on %d models) are accepted but not yet in effect: "
+                              "tierq does not limit its request rate yet, a provider's 429s are retried",
+                         cfg->dir, limited);
+    for (int i = 0; i < cfg->nkinds && !rc; i++) {
+        const TqKind *k = &cfg->kinds[i];
+        if (k->has_compress_key)
+            rc = add_warning(cfg, "%s: compress is accepted but not yet in effect: long contexts are sent as they are",
+                             k->file);
+        if (!rc && k->has_cache_key)
+            rc = add_warning(cfg, "%s: cache is accepted but not yet in effect: every job is sent to a model", k->file);
+    }
     return rc;
 }
 
@@ -925,6 +974,7 @@ int config_load(const char *dir, TqConfig **out, TqErr *err)
         if ((rc = load_kind(cfg, &cfg->kinds[i], path, names[i], err)))
             goto cleanup;
     }
+    rc = not_yet_in_effect(cfg);
 cleanup:
     for (int i = 0; i < nnames; i++)
         free(names[i]);
@@ -986,8 +1036,13 @@ void config_free(TqConfig *cfg)
         free_strv(k->checks.labels, k->checks.nlabels);
         free_strv(k->checks.json_keys, k->checks.njson_keys);
         free(k->checks.regex);
+        if (k->checks.regex_re) {
+            regfree(k->checks.regex_re);
+            free(k->checks.regex_re);
+        }
     }
     free(cfg->kinds);
+    free_strv(cfg->warnings, cfg->nwarnings);
     free(cfg->dir);
     free(cfg);
 }

@@ -17,6 +17,7 @@
 #include "cost.h"
 #include "err.h"
 
+#include <regex.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -74,6 +75,7 @@ typedef struct TqChecks {
     int nlabels;
     int min_chars, max_chars; /* 0 = no bound */
     char *regex;           /* POSIX extended regex the answer must match; NULL = none */
+    regex_t *regex_re;     /* regex compiled once at load (REG_EXTENDED | REG_NOSUB); NULL = none */
     char **json_keys;      /* answer must be a JSON object with these keys; NULL = not JSON */
     int njson_keys;
     bool json;             /* answer must be valid JSON (implied by json_keys) */
@@ -133,6 +135,7 @@ typedef struct TqKind {
     TqBatch batch;
     TqCompress compress;
     TqCache cache;
+    bool has_compress_key, has_cache_key; /* the file sets them (see TqConfig.warnings) */
 } TqKind;
 
 typedef struct TqConfig {
@@ -143,6 +146,8 @@ typedef struct TqConfig {
     int nmodels;
     TqKind *kinds;         /* sorted by name */
     int nkinds;
+    char **warnings;       /* settings accepted but not yet in effect, one line each (file: key ...) */
+    int nwarnings;
 } TqConfig;
 
 /* Load dir/models.json and every other .json file in dir as a kind. On error *out is untouched and err

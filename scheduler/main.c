@@ -194,6 +194,8 @@ static int cmd_config_check(const char *dir)
     if (rc)
         return rc;
     printf("%s: ok (%d providers, %d models, %d kinds)\n", dir, cfg->nproviders, cfg->nmodels, cfg->nkinds);
+    for (int i = 0; i < cfg->nwarnings; i++)
+        fprintf(stderr, "tierq: warning: %s\n", cfg->warnings[i]);
     for (int i = 0; i < cfg->nkinds; i++) {
         const TqKind *k = &cfg->kinds[i];
         printf("  %-12s", k->name);

@@ -431,6 +431,9 @@ int run_main(const TqConfig *cfg, const RunOptions *opt)
         fprintf(stderr, "tierq: run: %s\n", err.msg);
         goto out;
     }
+    if (cfg->nwarnings > 0)
+        log_msg(LOG_WARN, "run", "%d setting(s) in %s are accepted but not yet in effect; `tierq config check` lists them",
+                cfg->nwarnings, cfg->dir);
     queue_make_worker_id(r.owner, sizeof r.owner);
     if (queue_worker_register(r.conn, r.owner, "{}", &err))
         log_msg(LOG_WARN, "run", "cannot register in tierq.workers: %s", err.msg);

@@ -543,15 +543,22 @@ static int json_gate(const TqChecks *ck, const char *t, size_t tn, CheckResult *
 
 /* Regex gate. Returns 1 (failed), 0 (passed) or an error. The answer is searched as a C string:
  * content from oai_parse_response never holds NUL. */
-static int regex_gate(const char *pattern, const char *t, size_t tn, CheckResult *r, TqErr *err)
+static int regex_gate(const char *pattern, const regex_t *compiled, const char *t, size_t tn, CheckResult *r,
+                      TqErr *err)
 {
-    regex_t re;
-    int rr = regcomp(&re, pattern, REG_EXTENDED | REG_NOSUB);
-    if (rr != 0) {
-        char msg[128];
-        regerror(rr, &re, msg, sizeof msg);
-        return tq_err(err, TQ_EINVAL, "checks.regex does not compile: %s", msg);
+    /* config_load compiles the pattern once; a TqChecks built by hand (tests) gets it compiled here */
+    regex_t own;
+    const regex_t *re = compiled;
+    if (!re) {
+        int rr = regcomp(&own, pattern, REG_EXTENDED | REG_NOSUB);
+        if (rr != 0) {
+            char msg[128];
+            regerror(rr, &own, msg, sizeof msg);
+            return tq_err(err, TQ_EINVAL, "checks.regex does not compile: %s", msg);
+        }
+        re = &own;
     }
+    int rr;
     int rc;
     char *copy = malloc(tn + 1);
     if (!copy) {
@@ -560,7 +567,7 @@ static int regex_gate(const char *pattern, const char *t, size_t tn, CheckResult
     }
     memcpy(copy, t, tn);
     copy[tn] = '\0';
-    rr = regexec(&re, copy, 0, NULL, 0);
+    rr = regexec(re, copy, 0, NULL, 0);
     if (rr == 0) {
         rc = 0;
     } else if (rr == REG_NOMATCH) {
@@ -574,7 +581,8 @@ static int regex_gate(const char *pattern, const char *t, size_t tn, CheckResult
     }
 cleanup:
     free(copy);
-    regfree(&re);
+    if (re == &own)
+        regfree(&own);
     return rc;
 }
 
@@ -630,7 +638,7 @@ static int run_gates(const CheckInput *in, const char *t, size_t tn, CheckResult
         return 0;
     if ((ck->json || ck->njson_keys > 0) && (rc = json_gate(ck, t, tn, r, err)))
         return rc;
-    if (ck->regex && (rc = regex_gate(ck->regex, t, tn, r, err)))
+    if (ck->regex && (rc = regex_gate(ck->regex, ck->regex_re, t, tn, r, err)))
         return rc;
     return 0;
 }
