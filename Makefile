@@ -54,7 +54,7 @@ $(BUILD)/obj/%.o: %.c
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
 
 # SQL statements kept whole as one literal (GCC and Clang accept any length; C99 only promises 4095).
-$(BUILD)/obj/scheduler/writer.o: CFLAGS += -Wno-overlength-strings
+$(BUILD)/obj/scheduler/queue.o: CFLAGS += -Wno-overlength-strings
 
 # Migrations are embedded in the binary: sql/NNN_name.sql become C string constants.
 $(BUILD)/gen/sql_migrations.c: $(MIGRATIONS) tests/embed_sql.sh

@@ -3,6 +3,7 @@
 #include "buf.h"
 #include "db.h"
 #include "hash.h"
+#include "check.h"
 #include "pgarray.h"
 
 #include <math.h>
@@ -29,7 +30,6 @@ static const char *const SQL_CLAIM =
     "   j.max_attempts, j.priority, coalesce(round(j.max_budget_usd * 1000000), 0)::bigint,"
     "   (j.cost_usd * 1000000000000)::bigint";
 
-void queue_job_free(QueueJob *job) { free(job); }
 
 /* One allocation per job: the struct, then its strings. */
 static QueueJob *job_from_row(PGresult *r, int row)
@@ -169,110 +169,212 @@ int queue_renew(PGconn *c, const char *owner, const int64_t *ids, const int *att
     return rc;
 }
 
-int queue_complete(PGconn *c, const char *owner, const QueueResult *rs, int n, bool *applied, int *napplied,
-                   TqErr *err)
+/* The whole flush is ONE statement, so it is atomic without BEGIN/COMMIT and costs one round trip:
+ *   ins  inserts the ledger rows that are new (a flush retried after a lost connection finds its
+ *        call keys present and inserts nothing: idempotent);
+ *   ch   sums the per-job charges of the rows actually inserted;
+ *   oc   the job outcomes (done, or failed with retry or not);
+ *   then every touched job is updated once: charges always (money spent is money spent), the
+ *   outcome only when the fence holds on the locked row itself (running, our lease, this attempt).
+ * A fenced write stamps updated_at with the statement's now(); RETURNING compares it to tell
+ * applied outcomes from lease_lost ones (PostgreSQL 15 has no OLD in RETURNING). */
+#define FENCED "(oc.id IS NOT NULL AND j.state = 'running' AND j.lease_owner = $1 AND j.attempts = oc.att)"
+#define RETRY_LATER "(NOT oc.done AND oc.retry AND j.attempts < j.max_attempts)"
+static const char *const SQL_FLUSH =
+    "WITH ins AS ("
+    "  INSERT INTO tierq.calls (call_key, run_name, job_ids, kind, model, tier, purpose, worker, attempt,"
+    "    tokens_in, tokens_cached_in, tokens_out, tokens_reasoning, usage_estimated, cost_usd, latency_ms,"
+    "    http_status, status, reason, error, score, answer, solo_cost_usd, solo_tokens_in, missing_signals,"
+    "    max_tokens, max_tokens_capped)"
+    "  SELECT u.k, u.rn, string_to_array(u.ji, ',')::bigint[], u.kind, u.model, u.tier, u.purpose, $1, u.att,"
+    "    u.ti, u.tc, u.tout, u.tr, u.est, u.cost, u.lat, u.http, u.st, u.reason, u.err, u.score, u.ans, u.solo, u.solo_tok,"
+    "    u.miss, u.maxtok, u.capped"
+    "  FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::text[], $8::int[],"
+    "    $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], $13::bool[], $14::numeric[], $15::int[],"
+    "    $16::int[], $17::text[], $18::text[], $19::text[], $20::real[], $21::text[], $41::text[], $42::numeric[], $43::bigint[],"
+    "    $44::text[], $45::int[], $46::bool[])"
+    "    AS u(k, ji, kind, model, tier, purpose, att, ti, tc, tout, tr, est, cost, lat, http, st, reason, err, score, rn, ans,"
+    "      solo, solo_tok, miss, maxtok, capped)"
+    "  ON CONFLICT (call_key) DO NOTHING"
+    "  RETURNING call_key),"
+    " ch AS ("
+    "  SELECT c.id, sum(c.cost) AS cost, sum(c.ti) AS ti, sum(c.tc) AS tc, sum(c.tout) AS tout"
+    "  FROM unnest($22::text[], $23::bigint[], $24::numeric[], $25::bigint[], $26::bigint[], $27::bigint[])"
+    "    AS c(k, id, cost, ti, tc, tout)"
+    "  WHERE c.k IN (SELECT call_key FROM ins) GROUP BY c.id),"
+    " oc AS ("
+    "  SELECT * FROM unnest($28::bigint[], $29::int[], $30::bool[], $31::text[], $32::text[], $33::int[],"
+    "    $34::real[], $35::int[], $36::text[], $37::numeric[], $38::text[], $39::bool[], $40::bigint[])"
+    "    AS o(id, att, done, res, model, tier, q, esc, reason, base, err, retry, after_ms)),"
+    " ids AS (SELECT id FROM ch UNION SELECT id FROM oc)"
+    " UPDATE tierq.jobs j SET"
+    "   cost_usd = j.cost_usd + coalesce(ch.cost, 0), tokens_in = j.tokens_in + coalesce(ch.ti, 0),"
+    "   tokens_cached_in = j.tokens_cached_in + coalesce(ch.tc, 0), tokens_out = j.tokens_out + coalesce(ch.tout, 0),"
+    "   state = CASE WHEN NOT " FENCED " THEN j.state WHEN oc.done THEN 'done' WHEN NOT oc.retry THEN 'failed'"
+    "                WHEN j.attempts >= j.max_attempts THEN 'dead' ELSE 'queued' END,"
+    "   result = CASE WHEN " FENCED " AND oc.done THEN oc.res ELSE j.result END,"
+    "   model = CASE WHEN " FENCED " AND oc.done THEN oc.model ELSE j.model END,"
+    "   tier = CASE WHEN " FENCED " AND oc.done THEN oc.tier ELSE j.tier END,"
+    "   quality = CASE WHEN " FENCED " AND oc.done THEN oc.q ELSE j.quality END,"
+    "   escalations = CASE WHEN " FENCED " AND oc.done THEN oc.esc ELSE j.escalations END,"
+    "   baseline_cost_usd = CASE WHEN " FENCED " AND oc.done THEN oc.base ELSE j.baseline_cost_usd END,"
+    "   reason = CASE WHEN " FENCED " THEN oc.reason ELSE j.reason END,"
+    "   error = CASE WHEN " FENCED " THEN CASE WHEN oc.done THEN NULL ELSE oc.err END ELSE j.error END,"
+    "   run_after = CASE WHEN " FENCED " AND " RETRY_LATER
+    "               THEN now() + make_interval(secs => oc.after_ms / 1000.0) ELSE j.run_after END,"
+    "   finished_at = CASE WHEN " FENCED " THEN CASE WHEN " RETRY_LATER " THEN NULL ELSE now() END"
+    "                 ELSE j.finished_at END,"
+    "   lease_owner = CASE WHEN " FENCED " THEN NULL ELSE j.lease_owner END,"
+    "   lease_until = CASE WHEN " FENCED " THEN NULL ELSE j.lease_until END,"
+    "   updated_at = CASE WHEN " FENCED " THEN now() ELSE j.updated_at END"
+    " FROM ids LEFT JOIN ch ON ch.id = ids.id LEFT JOIN oc ON oc.id = ids.id"
+    " WHERE j.id = ids.id"
+    " RETURNING oc.id IS NOT NULL, j.updated_at = now(), j.state, oc.reason, oc.err";
+
+enum {
+    L_KEY, L_JOBS, L_KIND, L_MODEL, L_TIER, L_PURPOSE, L_ATT, L_TI, L_TC, L_TOUT, L_TR, L_EST, L_COST, L_LAT,
+    L_HTTP, L_ST, L_REASON, L_ERR, L_SCORE, L_RUN, L_CKEY, L_CID, L_CCOST, L_CTI, L_CTC, L_CTOUT,
+    O_ID, O_ATT, O_DONE, O_RES, O_MODEL, O_TIER, O_Q, O_ESC, O_REASON, O_BASE, O_ERR, O_RETRY, O_AFTER, L_ANSWER,
+    L_SOLO, L_SOLO_TOK, L_MISSING, L_MAXTOK, L_CAPPED, L_N
+};
+
+static int add_usd(Buf *b, int64_t pico)
 {
-    enum { C_ID, C_ATT, C_RES, C_MODEL, C_TIER, C_Q, C_ESC, C_REASON, C_BASE, C_N };
-    Buf col[C_N];
-    int64_t *ids = malloc((size_t)(n ? n : 1) * sizeof *ids);
-    for (int i = 0; i < C_N; i++)
+    char s[48];
+    db_format_usd(s, sizeof s, pico);
+    return pgarray_add_text(b, s);
+}
+
+static int add_missing(Buf *b, unsigned mask)
+{
+    if (!mask)
+        return pgarray_add_null(b);
+    char names[64];
+    check_signal_names(mask, names, sizeof names);
+    return pgarray_add_text(b, names);
+}
+
+/* Build every array of the flush statement. */
+static int build_arrays(Call *const *calls, int ncalls, Buf *col, int *nrows, int *noutcomes)
+{
+    int rc = 0;
+    *nrows = 0;
+    *noutcomes = 0;
+    for (int i = 0; i < L_N; i++)
         pgarray_begin(&col[i]);
-    int rc = ids ? 0 : TQ_ENOMEM;
-    for (int i = 0; i < n && !rc; i++) {
-        char base[48];
-        db_format_usd(base, sizeof base, rs[i].baseline_pico);
-        ids[i] = rs[i].id;
-        rc = pgarray_add_int64(&col[C_ID], rs[i].id) || pgarray_add_int64(&col[C_ATT], rs[i].attempt) ||
-             pgarray_add_text(&col[C_RES], rs[i].result) || pgarray_add_text(&col[C_MODEL], rs[i].model) ||
-             pgarray_add_int64(&col[C_TIER], rs[i].tier) || pgarray_add_double(&col[C_Q], rs[i].quality) ||
-             pgarray_add_int64(&col[C_ESC], rs[i].escalations) || pgarray_add_text(&col[C_REASON], rs[i].reason) ||
-             pgarray_add_text(&col[C_BASE], base);
+    for (int ci = 0; ci < ncalls && !rc; ci++) {
+        const Call *c = calls[ci];
+        for (int r = 0; r < c->nrows && !rc; r++) {
+            const LedgerRow *row = &c->rows[r];
+            (*nrows)++;
+            rc = pgarray_add_text(&col[L_KEY], row->key) || pgarray_add_text(&col[L_JOBS], row->job_ids) ||
+                 pgarray_add_text(&col[L_KIND], c->kind->name) ||
+                 pgarray_add_text(&col[L_MODEL], c->cfg->models[row->model].name) ||
+                 pgarray_add_int64(&col[L_TIER], row->tier + 1) || pgarray_add_text(&col[L_PURPOSE], row->purpose) ||
+                 pgarray_add_text(&col[L_ANSWER], row->answer) ||
+                 (row->solo_pico > 0 ? add_usd(&col[L_SOLO], row->solo_pico) : pgarray_add_null(&col[L_SOLO])) ||
+                 (row->solo_pico > 0 ? pgarray_add_int64(&col[L_SOLO_TOK], row->solo_tokens_in)
+                                     : pgarray_add_null(&col[L_SOLO_TOK])) ||
+                 pgarray_add_int64(&col[L_ATT], row->attempt) ||
+                 pgarray_add_int64(&col[L_TI], row->tokens_in) || pgarray_add_int64(&col[L_TC], row->tokens_cached) ||
+                 pgarray_add_int64(&col[L_TOUT], row->tokens_out) ||
+                 pgarray_add_int64(&col[L_TR], row->tokens_reasoning) || pgarray_add_bool(&col[L_EST], row->estimated) ||
+                 add_usd(&col[L_COST], row->cost_pico) || pgarray_add_int64(&col[L_LAT], row->latency_ms) ||
+                 pgarray_add_int64(&col[L_HTTP], row->http_status) ||
+                 pgarray_add_text(&col[L_ST], row->status ? row->status : "ok") ||
+                 pgarray_add_text(&col[L_REASON], row->reason) || pgarray_add_text(&col[L_ERR], row->error) ||
+                 pgarray_add_double(&col[L_SCORE], row->score) || pgarray_add_text(&col[L_RUN], row->run_name) ||
+                 add_missing(&col[L_MISSING], row->missing_signals) ||
+                 (row->max_tokens > 0 ? pgarray_add_int64(&col[L_MAXTOK], row->max_tokens) : pgarray_add_null(&col[L_MAXTOK])) ||
+                 pgarray_add_bool(&col[L_CAPPED], row->max_tokens_capped);
+            for (int k = 0; k < row->ncharges && !rc; k++) {
+                const LedgerCharge *ch = &row->charges[k];
+                if (ch->cost_pico == 0 && ch->tokens_in == 0 && ch->tokens_out == 0)
+                    continue;
+                rc = pgarray_add_text(&col[L_CKEY], row->key) || pgarray_add_int64(&col[L_CID], ch->job_id) ||
+                     add_usd(&col[L_CCOST], ch->cost_pico) || pgarray_add_int64(&col[L_CTI], ch->tokens_in) ||
+                     pgarray_add_int64(&col[L_CTC], ch->tokens_cached) || pgarray_add_int64(&col[L_CTOUT], ch->tokens_out);
+            }
+        }
+        for (int j = 0; j < c->njobs && !rc; j++) {
+            const CallJob *cj = &c->jobs[j];
+            if (cj->outcome == CALL_JOB_PENDING || !cj->job)
+                continue;
+            bool done = cj->outcome == CALL_JOB_DONE;
+            (*noutcomes)++;
+            rc = pgarray_add_int64(&col[O_ID], cj->job->id) || pgarray_add_int64(&col[O_ATT], cj->job->attempt) ||
+                 pgarray_add_bool(&col[O_DONE], done) || pgarray_add_text(&col[O_RES], done ? cj->result : NULL) ||
+                 pgarray_add_text(&col[O_MODEL], done ? c->cfg->models[cj->answer_model].name : NULL) ||
+                 pgarray_add_int64(&col[O_TIER], cj->answer_tier + 1) || pgarray_add_double(&col[O_Q], cj->quality) ||
+                 pgarray_add_int64(&col[O_ESC], cj->escalations) || pgarray_add_text(&col[O_REASON], cj->reason) ||
+                 add_usd(&col[O_BASE], cj->baseline_pico) || pgarray_add_text(&col[O_ERR], cj->error) ||
+                 pgarray_add_bool(&col[O_RETRY], cj->retryable) ||
+                 pgarray_add_int64(&col[O_AFTER], cj->retry_after_ms > 0 ? cj->retry_after_ms : 0);
+        }
     }
-    for (int i = 0; i < C_N && !rc; i++)
+    for (int i = 0; i < L_N && !rc; i++)
         rc = pgarray_end(&col[i]);
-    PGresult *r = NULL;
-    if (rc) {
-        rc = tq_err(err, TQ_ENOMEM, "out of memory");
-        goto cleanup;
-    }
-    const char *p[] = {owner, col[0].data, col[1].data, col[2].data, col[3].data, col[4].data,
-                       col[5].data, col[6].data, col[7].data, col[8].data};
-    r = db_query(c, "complete jobs",
-                 "UPDATE tierq.jobs j SET state = 'done', result = u.result, model = u.model, tier = u.tier,"
-                 "  quality = u.quality, escalations = u.esc, reason = u.reason, error = NULL,"
-                 "  baseline_cost_usd = u.base, lease_owner = NULL, lease_until = NULL,"
-                 "  finished_at = now(), updated_at = now()"
-                 " FROM unnest($2::bigint[], $3::int[], $4::text[], $5::text[], $6::int[], $7::real[], $8::int[],"
-                 "   $9::text[], $10::numeric[]) AS u(id, attempt, result, model, tier, quality, esc, reason, base)"
-                 " WHERE j.id = u.id AND j.state = 'running' AND j.lease_owner = $1 AND j.attempts = u.attempt"
-                 " RETURNING j.id",
-                 10, p, err);
-    if (!r) {
-        rc = TQ_EDB;
-        goto cleanup;
-    }
-    mark_returned(r, ids, n, applied, true);
-    if (napplied)
-        *napplied = PQntuples(r);
-    PQclear(r);
-cleanup:
-    for (int i = 0; i < C_N; i++)
-        buf_free(&col[i]);
-    free(ids);
     return rc;
 }
 
-int queue_fail(PGconn *c, const char *owner, const QueueFailure *fs, int n, bool *applied, int *napplied,
-               TqErr *err)
+int queue_write_back(PGconn *conn, const char *owner, Call *const *calls, int ncalls, QueueWriteBack *wb, TqErr *err)
 {
-    enum { F_ID, F_ATT, F_REASON, F_ERR, F_RETRY, F_AFTER, F_N };
-    Buf col[F_N];
-    int64_t *ids = malloc((size_t)(n ? n : 1) * sizeof *ids);
-    for (int i = 0; i < F_N; i++)
-        pgarray_begin(&col[i]);
-    int rc = ids ? 0 : TQ_ENOMEM;
-    for (int i = 0; i < n && !rc; i++) {
-        ids[i] = fs[i].id;
-        rc = pgarray_add_int64(&col[F_ID], fs[i].id) || pgarray_add_int64(&col[F_ATT], fs[i].attempt) ||
-             pgarray_add_text(&col[F_REASON], fs[i].reason) || pgarray_add_text(&col[F_ERR], fs[i].error) ||
-             pgarray_add_bool(&col[F_RETRY], fs[i].retryable) ||
-             pgarray_add_int64(&col[F_AFTER], fs[i].retry_after_ms > 0 ? fs[i].retry_after_ms : 0);
-    }
-    for (int i = 0; i < F_N && !rc; i++)
-        rc = pgarray_end(&col[i]);
-    PGresult *r = NULL;
+    Buf col[L_N];
+    int nrows = 0, noutcomes = 0;
+    int rc = build_arrays(calls, ncalls, col, &nrows, &noutcomes);
     if (rc) {
-        rc = tq_err(err, TQ_ENOMEM, "out of memory");
+        rc = tq_err(err, TQ_ENOMEM, "out of memory building the write-back");
         goto cleanup;
     }
-    const char *p[] = {owner, col[0].data, col[1].data, col[2].data, col[3].data, col[4].data, col[5].data};
-    r = db_query(c, "fail jobs",
-                 "UPDATE tierq.jobs j SET"
-                 "  state = CASE WHEN NOT u.retry THEN 'failed' WHEN j.attempts >= j.max_attempts THEN 'dead'"
-                 "               ELSE 'queued' END,"
-                 "  run_after = CASE WHEN u.retry AND j.attempts < j.max_attempts"
-                 "               THEN now() + make_interval(secs => u.after_ms / 1000.0) ELSE j.run_after END,"
-                 "  finished_at = CASE WHEN u.retry AND j.attempts < j.max_attempts THEN NULL ELSE now() END,"
-                 "  reason = u.reason, error = u.error, lease_owner = NULL, lease_until = NULL, updated_at = now()"
-                 " FROM unnest($2::bigint[], $3::int[], $4::text[], $5::text[], $6::bool[], $7::bigint[])"
-                 "   AS u(id, attempt, reason, error, retry, after_ms)"
-                 " WHERE j.id = u.id AND j.state = 'running' AND j.lease_owner = $1 AND j.attempts = u.attempt"
-                 " RETURNING j.id",
-                 7, p, err);
+    const char *p[L_N + 1];
+    p[0] = owner;
+    for (int i = 0; i < L_N; i++)
+        p[1 + i] = col[i].data;
+    PGresult *r = db_query(conn, "write back", SQL_FLUSH, L_N + 1, p, err);
     if (!r) {
         rc = TQ_EDB;
         goto cleanup;
     }
-    mark_returned(r, ids, n, applied, true);
-    if (napplied)
-        *napplied = PQntuples(r);
+    int64_t done = 0, retry = 0, failed = 0, applied = 0;
+    for (int i = 0; i < PQntuples(r); i++) {
+        if (PQgetvalue(r, i, 0)[0] != 't' || PQgetvalue(r, i, 1)[0] != 't')
+            continue;
+        applied++;
+        const char *st = PQgetvalue(r, i, 2);
+        if (strcmp(st, "done") == 0) {
+            done++;
+            continue;
+        }
+        if (strcmp(st, "queued") == 0)
+            retry++;
+        else
+            failed++;
+        if (wb->on_failure)
+            wb->on_failure(wb->ud, PQgetvalue(r, i, 3), PQgetvalue(r, i, 4));
+    }
     PQclear(r);
+    int64_t cost = 0, baseline = 0;
+    for (int ci = 0; ci < ncalls; ci++) {
+        const Call *c = calls[ci];
+        for (int k = 0; k < c->nrows; k++)
+            cost += c->rows[k].cost_pico;
+        for (int j = 0; j < c->njobs; j++)
+            if (c->jobs[j].outcome == CALL_JOB_DONE)
+                baseline += c->jobs[j].baseline_pico;
+    }
+    wb->rows = nrows;
+    wb->done = done;
+    wb->retry = retry;
+    wb->failed = failed;
+    wb->lease_lost = noutcomes - applied;
+    wb->cost_pico = cost;
+    wb->baseline_pico = baseline;
 cleanup:
-    for (int i = 0; i < F_N; i++)
+    for (int i = 0; i < L_N; i++)
         buf_free(&col[i]);
-    free(ids);
     return rc;
 }
+
 
 int queue_requeue_expired(PGconn *c, int limit, int *requeued, int *dead, TqErr *err)
 {

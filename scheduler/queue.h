@@ -1,4 +1,4 @@
-/* queue.h — PostgreSQL as the queue: claim, lease, complete, fail, requeue, hand back.
+/* queue.h — PostgreSQL as the queue: claim, lease, write back, requeue, hand back.
  *
  * Every claim sets state = running, attempts + 1, lease_owner = the claimant and lease_until. The
  * pair (attempt, owner) then fences every write-back: a completion or failure for an attempt whose
@@ -8,29 +8,13 @@
 #ifndef TQ_QUEUE_H
 #define TQ_QUEUE_H
 
+#include "call.h"
 #include "err.h"
+#include "job.h"
 
 #include <libpq-fe.h>
 #include <stdbool.h>
 #include <stdint.h>
-
-/* A claimed job. Allocated as one block with its strings (freed by queue_job_free). */
-typedef struct QueueJob {
-    int64_t id;
-    char *kind;
-    char *prompt;
-    char *system_prompt;   /* NULL: the kind's */
-    char *context;         /* NULL: none */
-    char *params;          /* JSON object text, never NULL */
-    char *run_name;        /* NULL: none */
-    int attempt;           /* this claim's attempt number (1 = first) */
-    int max_attempts;
-    int priority;
-    int64_t max_budget_micro; /* 0: the kind's default */
-    int64_t cost_so_far_pico; /* spent on earlier attempts */
-} QueueJob;
-
-void queue_job_free(QueueJob *job);
 
 /* Claim up to limit queued jobs whose run_after has come, highest priority first, restricted to
  * kinds (NULL = any kind) and to run_name (NULL = any run). *jobs is a malloc'd array of *n pointers (caller frees each and the
@@ -43,36 +27,29 @@ int queue_claim(PGconn *c, const char *owner, const char *const *kinds, int nkin
 int queue_renew(PGconn *c, const char *owner, const int64_t *ids, const int *attempts, int n, int lease_s,
                 bool *lost, int *renewed, TqErr *err);
 
-typedef struct QueueResult {
-    int64_t id;
-    int attempt;
-    const char *result;
-    const char *model;
-    int tier;              /* 1-based tier that answered */
-    double quality;        /* NaN: not scored */
-    int escalations;
-    const char *reason;    /* why this answer was accepted (accepted, final_tier, budget, ...) */
-    int64_t baseline_pico; /* what the job would have cost on the kind's baseline model */
-} QueueResult;
+/* What one write-back did. */
+typedef struct QueueWriteBack {
+    int64_t rows;            /* ledger rows in it (inserted now, or already there from a replay) */
+    int64_t done, retry, failed; /* outcomes applied: done; back to the queue; failed or dead */
+    int64_t lease_lost;      /* outcomes not applied: the lease was no longer ours */
+    int64_t cost_pico;       /* the rows' cost */
+    int64_t baseline_pico;   /* the baseline cost of the jobs done */
+    /* called (if set) for every applied outcome that is not done, with its stable reason and error */
+    void (*on_failure)(void *ud, const char *reason, const char *error);
+    void *ud;
+} QueueWriteBack;
 
-/* Mark jobs done. applied[i] (optional) tells which writes took effect; the others lost their lease.
- * *napplied (optional) counts them. */
-int queue_complete(PGconn *c, const char *owner, const QueueResult *rs, int n, bool *applied, int *napplied,
-                   TqErr *err);
-
-typedef struct QueueFailure {
-    int64_t id;
-    int attempt;
-    const char *reason;    /* stable: http_400, http_timeout, response_too_large, ... */
-    const char *error;     /* readable message kept on the job */
-    bool retryable;        /* retry later (until max_attempts, then dead) or fail now */
-    int64_t retry_after_ms;
-} QueueFailure;
-
-/* Retryable failures go back to queued with run_after = now + retry_after_ms, or to dead once
- * attempts reached max_attempts; others go to failed. The error is kept either way. */
-int queue_fail(PGconn *c, const char *owner, const QueueFailure *fs, int n, bool *applied, int *napplied,
-               TqErr *err);
+/* Write finished calls back in ONE statement (atomic without BEGIN/COMMIT, one round trip): insert
+ * their ledger rows (ON CONFLICT on calls.call_key: a write-back replayed after a lost connection
+ * inserts and charges nothing twice), add each job's share of the rows actually inserted to its
+ * cost and tokens (always: money spent is money spent, lease or not), and apply each job's outcome
+ * only while the fence holds on the locked row — state running, lease_owner = owner, attempts =
+ * the call's attempt. An outcome whose lease was lost changes nothing and counts as lease_lost.
+ * Outcomes: done (result, model, tier, quality, escalations, reason, baseline cost); failed for
+ * good; or retryable — back to queued with run_after pushed out, dead once max_attempts is reached.
+ * The calls are read, not freed. Blocks on the database. Returns 0 (wb filled) or TQ_EDB /
+ * TQ_ENOMEM (nothing written: the statement is atomic). */
+int queue_write_back(PGconn *c, const char *owner, Call *const *calls, int n, QueueWriteBack *wb, TqErr *err);
 
 /* Any process may call this: jobs whose lease ran out go back to queued (or dead after
  * max_attempts) with reason lease_expired. Up to limit jobs per call. */

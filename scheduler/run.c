@@ -176,7 +176,7 @@ static void dispatch(Run *r, const TqKind *kind, QueueJob **jobs, int n)
         /* Short of memory: the leases expire and the jobs are claimed again. */
         log_msg(LOG_ERROR, "run", "cannot build a call for %d jobs", n);
         for (int i = 0; i < n; i++)
-            queue_job_free(jobs[i]);
+            job_free(jobs[i]);
         return;
     }
     c->all_tiers = r->opt->all_tiers;
@@ -230,7 +230,7 @@ static void drop_groups(Run *r)
         Group *g = &r->groups[k];
         for (int i = 0; i < g->n; i++) {
             held_remove(r->held, g->jobs[i]->id);
-            queue_job_free(g->jobs[i]);
+            job_free(g->jobs[i]);
         }
         free(g->jobs);
     }
@@ -259,7 +259,7 @@ static int claim_and_dispatch(Run *r, int limit, int *got)
         const TqKind *kind = config_kind(r->cfg, j->kind);
         if (!kind) {
             log_msg(LOG_ERROR, "run", "job %lld: kind %s is not configured", (long long)j->id, j->kind);
-            queue_job_free(j);
+            job_free(j);
             continue;
         }
         if (!batchable(r, kind, j)) {

@@ -1,12 +1,11 @@
-/* writer.h — the write-back thread: persists finished calls in batches.
+/* writer.h — the write-back thread: batches finished calls and persists them.
  *
- * One flush = one transaction on the writer's own connection: the ledger rows and each job's share
- * of their cost (one statement; idempotent through tierq.calls.call_key, so a flush retried after a
- * lost connection charges nothing twice), then completions and failures, fenced by (attempt, lease
- * owner) — a write for a lease that was lost changes nothing and is counted as lease_lost. When the
- * database is unreachable the writer keeps the batch and retries with backoff; nothing is dropped.
- * After a flush the jobs leave the held set and notify_fd (an eventfd, may be -1) is signalled so
- * the scheduler can claim more. */
+ * The writer owns batching, retrying and counting; what is written, and the fence that guards it,
+ * belong to the queue: each batch (up to 1,000 calls, or what arrived within 20 ms) goes to
+ * queue_write_back, one idempotent statement. When the database is unreachable or the statement
+ * fails, the writer keeps the batch and tries again with backoff; nothing is dropped (a batch that
+ * keeps failing while stopping is left to lease expiry). After each write the batch's jobs leave the
+ * held set and notify_fd (an eventfd, may be -1) is signalled so the scheduler can claim more. */
 #ifndef TQ_WRITER_H
 #define TQ_WRITER_H
 

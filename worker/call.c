@@ -163,7 +163,7 @@ void call_free(Call *c)
     if (!c)
         return;
     for (int i = 0; i < c->njobs; i++) {
-        queue_job_free(c->jobs[i].job);
+        job_free(c->jobs[i].job);
         free(c->jobs[i].result);
         free(c->jobs[i].error);
         free(c->jobs[i].best_answer);

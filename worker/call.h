@@ -1,18 +1,19 @@
 /* call.h — the unit of work: one logical API call that serves one or more jobs.
  *
  * The scheduler makes a Call from claimed jobs and hands it to the worker pool; the worker sends it
- * (retrying transient failures in-process), records one LedgerRow per HTTP exchange, decides each
- * job's outcome, and hands the finished Call to the writer, which persists rows and outcomes in one
- * transaction and then frees the Call with call_free. Ownership moves with the Call: exactly one
- * thread touches it at a time. Later features (escalation, batching, compression, judge) add
- * purposes and outcomes on this same path. */
+ * (retrying transient failures in-process), records one LedgerRow per HTTP exchange, routes it
+ * through the tiers (the same Call is re-sent for the next tier, a sample or a judge; a batch may
+ * fork calls for items re-sent alone or escalating together), decides each job's outcome, and hands
+ * the finished Call to the writer, which persists rows and outcomes with one statement
+ * (queue_write_back) and then frees the Call with call_free. Ownership moves with the Call: exactly
+ * one thread touches it at a time. */
 #ifndef TQ_CALL_H
 #define TQ_CALL_H
 
 #include "buf.h"
 #include "config.h"
 #include "openai.h"
-#include "queue.h"
+#include "job.h"
 
 #include <stdbool.h>
 #include <stdint.h>

@@ -9,6 +9,8 @@
 #include <pthread.h>
 #include <time.h>
 
+static TqConfig *test_cfg; /* jobs/, for the calls the write-back tests build */
+
 static void test_migrate_twice_and_concurrently(void)
 {
     testdb_setup("tq_migrate", 0);
@@ -109,7 +111,7 @@ static void *race(void *arg)
         }
         for (int i = 0; i < n; i++) {
             r->ids[r->n++] = jobs[i]->id;
-            queue_job_free(jobs[i]);
+            job_free(jobs[i]);
         }
         free(jobs);
         if (n == 0)
@@ -192,7 +194,7 @@ static void test_expired_lease_requeues_then_dead_keeps_error(void)
     CHECK_INT(claim_one(c, "w1", 0, &j), 1); /* a lease of 0 s has expired by the next statement */
     CHECK_INT(j ? j->attempt : -1, 1);
     /* the first attempt also failed in a retryable way once, so there is an earlier error to keep */
-    queue_job_free(j);
+    job_free(j);
     int requeued = -1, dead = -1;
     TqErr err = {0};
     CHECK_INT(queue_requeue_expired(c, 100, &requeued, &dead, &err), 0);
@@ -204,7 +206,7 @@ static void test_expired_lease_requeues_then_dead_keeps_error(void)
     j = NULL;
     CHECK_INT(claim_one(c, "w2", 0, &j), 1);
     CHECK_INT(j ? j->attempt : -1, 2);
-    queue_job_free(j);
+    job_free(j);
     CHECK_INT(queue_requeue_expired(c, 100, &requeued, &dead, &err), 0);
     CHECK_INT(requeued, 0);
     CHECK_INT(dead, 1);
@@ -217,6 +219,31 @@ static void test_expired_lease_requeues_then_dead_keeps_error(void)
     PQfinish(c);
 }
 
+/* A call carrying one outcome for job (the call owns the job from here). */
+static Call *outcome_call(QueueJob *job, bool done, const char *text, const char *reason, bool retryable,
+                          int64_t after_ms)
+{
+    const TqKind *kind = config_kind(test_cfg, job->kind);
+    Call *call = kind ? call_new_for_job(test_cfg, kind, job) : NULL;
+    if (!call)
+        return NULL;
+    CallJob *cj = &call->jobs[0];
+    cj->outcome = done ? CALL_JOB_DONE : CALL_JOB_FAIL;
+    cj->reason = reason;
+    cj->retryable = retryable;
+    cj->retry_after_ms = after_ms;
+    if (done) {
+        cj->result = strdup(text);
+        cj->quality = 0.9;
+        cj->answer_model = config_model_index(test_cfg, "qwen3-8b");
+        cj->baseline_pico = 1234567;
+    } else {
+        cj->error = strdup(text);
+    }
+    return call;
+}
+
+/* The fence, through the write-back `tierq run` uses: a write for a lost lease changes nothing. */
 static void test_stale_completion_after_lease_loss_changes_nothing(void)
 {
     PGconn *c = testdb_connect();
@@ -227,32 +254,46 @@ static void test_stale_completion_after_lease_loss_changes_nothing(void)
     CHECK_INT(queue_requeue_expired(c, 100, NULL, NULL, &err), 0);
     CHECK_INT(claim_one(c, "fresh", 60, &b), 1);
     CHECK(a && b && a->id == id && b->id == id && b->attempt == a->attempt + 1);
-    QueueResult stale = {.id = id, .attempt = a ? a->attempt : 0, .result = "stale answer", .model = "m",
-                         .tier = 1, .quality = 0.5, .reason = "accepted"};
-    bool applied = true;
-    int napplied = -1;
-    CHECK_INT(queue_complete(c, "stalled", &stale, 1, &applied, &napplied, &err), 0);
-    CHECK(!applied);
-    CHECK_INT(napplied, 0);
-    /* a stale failure is fenced the same way */
-    QueueFailure sf = {.id = id, .attempt = a ? a->attempt : 0, .reason = "http_500", .error = "boom", .retryable = false};
-    CHECK_INT(queue_fail(c, "stalled", &sf, 1, &applied, &napplied, &err), 0);
-    CHECK(!applied);
+    if (!a || !b)
+        return;
+    /* the stalled process's completion for its old attempt is fenced out ... */
+    Call *stale = outcome_call(a, true, "stale answer", "accepted", false, 0);
+    QueueWriteBack wb = {0};
+    CHECK_INT(queue_write_back(c, "stalled", &stale, 1, &wb, &err), 0);
+    CHECK_INT(wb.done + wb.failed + wb.retry, 0);
+    CHECK_INT(wb.lease_lost, 1);
+    /* ... and so is a failure for it */
+    if (stale) {
+        stale->jobs[0].outcome = CALL_JOB_FAIL;
+        stale->jobs[0].reason = "http_500";
+        stale->jobs[0].error = strdup("boom");
+    }
+    memset(&wb, 0, sizeof wb);
+    CHECK_INT(queue_write_back(c, "stalled", &stale, 1, &wb, &err), 0);
+    CHECK_INT(wb.lease_lost, 1);
     char sql[256];
     snprintf(sql, sizeof sql, "SELECT count(*) FROM tierq.jobs WHERE id = %lld AND state = 'running' AND lease_owner = 'fresh' AND result IS NULL", (long long)id);
     CHECK_INT(testdb_scalar(c, sql), 1);
     /* the holder's completion goes through */
-    QueueResult good = {.id = id, .attempt = b ? b->attempt : 0, .result = "fresh answer", .model = "qwen3-8b",
-                        .tier = 1, .quality = 0.9, .reason = "accepted", .baseline_pico = 1234567};
-    CHECK_INT(queue_complete(c, "fresh", &good, 1, &applied, &napplied, &err), 0);
-    CHECK(applied);
+    Call *good = outcome_call(b, true, "fresh answer", "accepted", false, 0);
+    memset(&wb, 0, sizeof wb);
+    CHECK_INT(queue_write_back(c, "fresh", &good, 1, &wb, &err), 0);
+    CHECK_INT(wb.done, 1);
+    CHECK_INT(wb.lease_lost, 0);
     snprintf(sql, sizeof sql, "SELECT count(*) FROM tierq.jobs WHERE id = %lld AND state = 'done' AND result = 'fresh answer'"
-             " AND lease_owner IS NULL AND baseline_cost_usd = 0.000001234567", (long long)id);
+             " AND lease_owner IS NULL AND baseline_cost_usd = 0.000001234567 AND model = 'qwen3-8b'", (long long)id);
     CHECK_INT(testdb_scalar(c, sql), 1);
-    queue_job_free(a);
-    queue_job_free(b);
+    call_free(stale);
+    call_free(good);
     testdb_exec(c, "DELETE FROM tierq.jobs", NULL, 0);
     PQfinish(c);
+}
+
+static void failure_tally(void *ud, const char *reason, const char *error)
+{
+    (void)error;
+    strcat((char *)ud, reason);
+    strcat((char *)ud, ";");
 }
 
 static void test_fail_retry_backoff_and_final_failure(void)
@@ -265,13 +306,17 @@ static void test_fail_retry_backoff_and_final_failure(void)
     TqErr err = {0};
     CHECK_INT(queue_claim(c, "w", NULL, 0, NULL, 10, 60, &jobs, &n, &err), 0);
     CHECK_INT(n, 2);
-    QueueFailure fs[2] = {
-        {.id = id1, .attempt = 1, .reason = "http_503", .error = "provider said 503", .retryable = true, .retry_after_ms = 60000},
-        {.id = id2, .attempt = 1, .reason = "http_400", .error = "invalid_request_error: bad", .retryable = false},
-    };
-    bool applied[2] = {false, false};
-    CHECK_INT(queue_fail(c, "w", fs, 2, applied, NULL, &err), 0);
-    CHECK(applied[0] && applied[1]);
+    if (n != 2)
+        return;
+    QueueJob *j1 = jobs[0]->id == id1 ? jobs[0] : jobs[1], *j2 = jobs[0]->id == id1 ? jobs[1] : jobs[0];
+    Call *calls[2] = {outcome_call(j1, false, "provider said 503", "http_503", true, 60000),
+                      outcome_call(j2, false, "invalid_request_error: bad", "http_400", false, 0)};
+    char reasons[256] = "";
+    QueueWriteBack wb = {.on_failure = failure_tally, .ud = reasons};
+    CHECK_INT(queue_write_back(c, "w", calls, 2, &wb, &err), 0);
+    CHECK_INT(wb.retry, 1);
+    CHECK_INT(wb.failed, 1);
+    CHECK(strstr(reasons, "http_503;") && strstr(reasons, "http_400;"));
     char sql[300];
     snprintf(sql, sizeof sql, "SELECT count(*) FROM tierq.jobs WHERE id = %lld AND state = 'queued' AND run_after > now() + interval '50 seconds' AND error = 'provider said 503'", (long long)id1);
     CHECK_INT(testdb_scalar(c, sql), 1);
@@ -280,8 +325,8 @@ static void test_fail_retry_backoff_and_final_failure(void)
     /* the backed-off job is not claimable yet */
     QueueJob *j = NULL;
     CHECK_INT(claim_one(c, "w", 60, &j), 0);
-    for (int i = 0; i < n; i++)
-        queue_job_free(jobs[i]);
+    call_free(calls[0]);
+    call_free(calls[1]);
     free(jobs);
     testdb_exec(c, "DELETE FROM tierq.jobs", NULL, 0);
     PQfinish(c);
@@ -300,7 +345,7 @@ static void test_hand_back_returns_jobs_without_spending_an_attempt(void)
     CHECK_INT(handed, 5);
     CHECK_INT(testdb_scalar(c, "SELECT count(*) FROM tierq.jobs WHERE state = 'queued' AND attempts = 0 AND lease_owner IS NULL"), 5);
     for (int i = 0; i < n; i++)
-        queue_job_free(jobs[i]);
+        job_free(jobs[i]);
     free(jobs);
     /* renew: only our own jobs are extended */
     CHECK_INT(queue_claim(c, "holder", NULL, 0, NULL, 2, 5, &jobs, &n, &err), 0);
@@ -314,7 +359,7 @@ static void test_hand_back_returns_jobs_without_spending_an_attempt(void)
     CHECK(!lost[0] && !lost[1] && lost[2]);
     CHECK_INT(testdb_scalar(c, "SELECT count(*) FROM tierq.jobs WHERE lease_until > now() + interval '500 seconds'"), 2);
     for (int i = 0; i < n; i++)
-        queue_job_free(jobs[i]);
+        job_free(jobs[i]);
     free(jobs);
     testdb_exec(c, "DELETE FROM tierq.jobs", NULL, 0);
     PQfinish(c);
@@ -347,7 +392,7 @@ static void test_waker_notify_lost_notification_and_reconnect(void)
     CHECK(!notified);
     QueueJob *j = NULL;
     CHECK_INT(claim_one(c, "poller", 60, &j), 1);
-    queue_job_free(j);
+    job_free(j);
     /* the listening connection is killed: the waker reconnects, LISTENs again and reports a wake-up */
     char sql[200];
     snprintf(sql, sizeof sql, "SELECT pg_terminate_backend(%d)", PQbackendPID(w.conn));
@@ -385,6 +430,11 @@ static void test_status_shows_counts(void)
 
 int main(void)
 {
+    TqErr cerr = {0};
+    if (config_load(config_default_dir(), &test_cfg, &cerr)) {
+        printf("# %s\n", cerr.msg);
+        return 1;
+    }
     RUN(test_migrate_twice_and_concurrently);
     RUN(test_bad_inserts_are_refused_with_a_named_reason);
     RUN(test_four_claimers_claim_each_job_exactly_once);

@@ -1,0 +1,5 @@
+#include "job.h"
+
+#include <stdlib.h>
+
+void job_free(QueueJob *job) { free(job); }

@@ -1,0 +1,29 @@
+/* job.h — a claimed job, as the scheduler hands it to the worker.
+ *
+ * The scheduler's claim (queue_claim) builds it from a row of tierq.jobs; the worker reads it to
+ * build requests and never writes it. One allocation holds the struct and its strings. */
+#ifndef TQ_JOB_H
+#define TQ_JOB_H
+
+#include <stdint.h>
+
+/* A claimed job. Allocated as one block with its strings (freed by job_free; job_free(NULL) does
+ * nothing). */
+typedef struct QueueJob {
+    int64_t id;
+    char *kind;
+    char *prompt;
+    char *system_prompt;   /* NULL: the kind's */
+    char *context;         /* NULL: none */
+    char *params;          /* JSON object text, never NULL */
+    char *run_name;        /* NULL: none */
+    int attempt;           /* this claim's attempt number (1 = first) */
+    int max_attempts;
+    int priority;
+    int64_t max_budget_micro; /* 0: the kind's default */
+    int64_t cost_so_far_pico; /* spent on earlier attempts */
+} QueueJob;
+
+void job_free(QueueJob *job);
+
+#endif
