@@ -73,11 +73,22 @@ void cost_apportion(int64_t total, const int64_t *weights, int64_t *parts, int n
     parts[largest] += total - given;
 }
 
-void cost_format_usd6(char *out, size_t cap, int64_t pico)
+void cost_format_usd(char *out, size_t cap, int64_t pico, int decimals)
 {
+    if (decimals < 0)
+        decimals = 0;
+    if (decimals > 12)
+        decimals = 12;
+    uint64_t scale = 1;
+    for (int i = decimals; i < 12; i++)
+        scale *= 10u;
     const char *sign = pico < 0 ? "-" : "";
     uint64_t v = pico < 0 ? (uint64_t)(-(pico + 1)) + 1u : (uint64_t)pico;
-    uint64_t micro = (v + 500000u) / 1000000u; /* round to micro-dollars */
-    snprintf(out, cap, "%s%llu.%06llu", sign, (unsigned long long)(micro / 1000000u),
-             (unsigned long long)(micro % 1000000u));
+    uint64_t units = (v + scale / 2) / scale; /* rounded half up to the last decimal shown */
+    uint64_t per_usd = COST_PICO_PER_USD / scale;
+    if (decimals == 0)
+        snprintf(out, cap, "%s%llu", sign, (unsigned long long)units);
+    else
+        snprintf(out, cap, "%s%llu.%0*llu", sign, (unsigned long long)(units / per_usd), decimals,
+                 (unsigned long long)(units % per_usd));
 }

@@ -31,7 +31,8 @@ int64_t cost_of_call(const CostPrices *p, int64_t prompt_tokens, int64_t cached_
  * 0). The parts always sum to total exactly: rounding remainders go to the largest weights. */
 void cost_apportion(int64_t total, const int64_t *weights, int64_t *parts, int n);
 
-/* "0.012345" style text with 6 decimals, for display (not for storage). */
-void cost_format_usd6(char *out, size_t cap, int64_t pico);
+/* Dollars as decimal text with `decimals` digits (0..12), rounded half up: 12 is exact (what goes
+ * into numeric columns), 6 is for display ("0.012345"). The one money formatter. */
+void cost_format_usd(char *out, size_t cap, int64_t pico, int decimals);
 
 #endif

@@ -81,15 +81,3 @@ int db_exec_script(PGconn *c, const char *what, const char *sql, TqErr *err)
 }
 
 bool db_is_broken(PGconn *c) { return !c || PQstatus(c) != CONNECTION_OK; }
-
-void db_format_usd(char *out, size_t cap, long long picousd)
-{
-    const long long unit = 1000000000000LL;
-    const char *sign = "";
-    unsigned long long v = (unsigned long long)picousd;
-    if (picousd < 0) {
-        sign = "-";
-        v = (unsigned long long)(-(picousd + 1)) + 1u;
-    }
-    snprintf(out, cap, "%s%llu.%012llu", sign, v / (unsigned long long)unit, v % (unsigned long long)unit);
-}

@@ -29,7 +29,4 @@ int db_exec_script(PGconn *c, const char *what, const char *sql, TqErr *err);
 /* True when the connection is gone (so callers reconnect rather than retry the statement). */
 bool db_is_broken(PGconn *c);
 
-/* Format money as exact decimal text: picodollars (1e-12 USD) -> "12.345678901234". */
-void db_format_usd(char *out, size_t cap, long long picousd);
-
 #endif

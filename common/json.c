@@ -11,6 +11,8 @@
 
 #include "json.h"
 
+#include "utf8.h"
+
 #include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -229,29 +231,9 @@ static int read_u16(const char *s, size_t n, size_t at, unsigned *out)
 static int put_utf8(Buf *out, unsigned cp)
 {
     char b[4];
-    size_t n;
     if (cp == 0 || (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF)
         cp = 0xFFFD;
-    if (cp < 0x80) {
-        b[0] = (char)cp;
-        n = 1;
-    } else if (cp < 0x800) {
-        b[0] = (char)(0xC0 | (cp >> 6));
-        b[1] = (char)(0x80 | (cp & 0x3F));
-        n = 2;
-    } else if (cp < 0x10000) {
-        b[0] = (char)(0xE0 | (cp >> 12));
-        b[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        b[2] = (char)(0x80 | (cp & 0x3F));
-        n = 3;
-    } else {
-        b[0] = (char)(0xF0 | (cp >> 18));
-        b[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-        b[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        b[3] = (char)(0x80 | (cp & 0x3F));
-        n = 4;
-    }
-    return buf_append(out, b, n);
+    return buf_append(out, b, utf8_encode(cp, b));
 }
 
 int json_string(const JsonDoc *doc, int i, Buf *out, TqErr *err)
@@ -382,72 +364,6 @@ int json_bool(const JsonDoc *doc, int i, bool *out)
     return 0;
 }
 
-/* Length of the valid UTF-8 sequence at s (1..4), or 0 if the bytes there are not valid UTF-8. */
-static size_t utf8_seq(const unsigned char *s, size_t n)
-{
-    unsigned char c = s[0];
-    if (c < 0x80)
-        return c ? 1 : 0;
-    size_t len;
-    unsigned cp;
-    if (c >= 0xC2 && c <= 0xDF) {
-        len = 2;
-        cp = c & 0x1Fu;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        len = 3;
-        cp = c & 0x0Fu;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        len = 4;
-        cp = c & 0x07u;
-    } else {
-        return 0;
-    }
-    if (len > n)
-        return 0;
-    for (size_t k = 1; k < len; k++) {
-        if ((s[k] & 0xC0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[k] & 0x3Fu);
-    }
-    if ((len == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
-        return 0;
-    return len;
-}
-
-bool utf8_valid(const char *s, size_t n)
-{
-    const unsigned char *u = (const unsigned char *)s;
-    size_t k = 0;
-    while (k < n) {
-        size_t l = utf8_seq(u + k, n - k);
-        if (!l)
-            return false;
-        k += l;
-    }
-    return true;
-}
-
-int utf8_sanitize(Buf *out, const char *s, size_t n)
-{
-    const unsigned char *u = (const unsigned char *)s;
-    size_t k = 0, run = 0;
-    while (k < n) {
-        size_t l = utf8_seq(u + k, n - k);
-        if (l) {
-            k += l;
-            continue;
-        }
-        int rc = buf_append(out, s + run, k - run);
-        if (!rc)
-            rc = buf_append(out, "\xEF\xBF\xBD", 3);
-        if (rc)
-            return rc;
-        k++;
-        run = k;
-    }
-    return buf_append(out, s + run, n - run);
-}
-
 int json_put_string(Buf *out, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
@@ -473,7 +389,8 @@ int json_put_string(Buf *out, const char *s, size_t n)
             ubuf[4] = hex[c >> 4]; ubuf[5] = hex[c & 15]; ubuf[6] = '\0';
             esc = ubuf;
         } else if (c >= 0x80) {
-            l = utf8_seq(u + k, n - k);
+            uint32_t cp;
+            l = utf8_decode(u + k, n - k, &cp);
             if (!l) {
                 esc = "\\ufffd";
                 l = 1;
@@ -501,23 +418,4 @@ int json_put_cstr(Buf *out, const char *s)
     if (!s)
         return buf_puts(out, "null");
     return json_put_string(out, s, strlen(s));
-}
-
-void utf8_copy_cut(char *dst, size_t cap, const char *src, size_t n)
-{
-    if (cap < 4) {
-        if (cap)
-            dst[0] = '\0';
-        return;
-    }
-    if (n < cap) {
-        memcpy(dst, src, n);
-        dst[n] = '\0';
-        return;
-    }
-    size_t m = cap - 4; /* room for "..." and the NUL */
-    while (m > 0 && ((unsigned char)src[m] & 0xC0) == 0x80)
-        m--;
-    memcpy(dst, src, m);
-    memcpy(dst + m, "...", 4);
 }

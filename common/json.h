@@ -14,6 +14,7 @@
 
 #include "buf.h"
 #include "err.h"
+#include "utf8.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -58,12 +59,5 @@ int json_bool(const JsonDoc *doc, int i, bool *out);
 /* Writing. */
 int json_put_string(Buf *out, const char *s, size_t n);
 int json_put_cstr(Buf *out, const char *s); /* NULL writes null */
-
-/* Replace invalid UTF-8 sequences and NUL bytes by U+FFFD; appends the cleaned text to out. */
-int utf8_sanitize(Buf *out, const char *s, size_t n);
-bool utf8_valid(const char *s, size_t n);
-/* Copy src[0..n) into dst[0..cap) NUL-terminated; when it does not fit, cut on a UTF-8 character
- * boundary and end with "...". cap < 4 gives "" (when cap > 0). */
-void utf8_copy_cut(char *dst, size_t cap, const char *src, size_t n);
 
 #endif

@@ -73,10 +73,8 @@ int migrate_current_version(PGconn *c, TqErr *err)
     return v;
 }
 
-static void price_text(char *out, size_t cap, int64_t micro)
-{
-    snprintf(out, cap, "%lld.%06lld", (long long)(micro / 1000000), (long long)(micro % 1000000));
-}
+/* A price in micro-USD per million tokens, as the decimal text of tierq.models (numeric(14,6)). */
+static void price_text(char *out, size_t cap, int64_t micro) { cost_format_usd(out, cap, micro * 1000000, 6); }
 
 int migrate_sync_config(PGconn *c, const TqConfig *cfg, TqErr *err)
 {

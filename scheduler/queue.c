@@ -1,6 +1,7 @@
 #include "queue.h"
 
 #include "buf.h"
+#include "cost.h"
 #include "db.h"
 #include "hash.h"
 #include "check.h"
@@ -241,7 +242,7 @@ enum {
 static int add_usd(Buf *b, int64_t pico)
 {
     char s[48];
-    db_format_usd(s, sizeof s, pico);
+    cost_format_usd(s, sizeof s, pico, 12);
     return pgarray_add_text(b, s);
 }
 

@@ -1,6 +1,7 @@
 #include "run.h"
 
 #include "call.h"
+#include "clock.h"
 #include "cost.h"
 #include "db.h"
 #include "held.h"
@@ -48,13 +49,6 @@ void run_default_options(RunOptions *o)
     o->max_tries = 4;
 }
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Thousands of sockets in flight need more than the usual 1024 descriptors. */
 static void raise_fd_limit(void)
 {
@@ -83,7 +77,7 @@ typedef struct Run {
     const char **kinds;
     int nkinds;
     HeldSet *held;
-    CallQueue *done;
+    Fifo *done;
     Pool *pool;
     Writer *writer;
     Waker waker;
@@ -189,10 +183,10 @@ static void dispatch(Run *r, const TqKind *kind, QueueJob **jobs, int n)
     if (nbad > 0 && nbad < c->njobs) {
         Call *failed = call_fork(c, bad, nbad, 0);
         if (failed)
-            callq_push(r->done, failed);
+            fifo_push(r->done, failed);
     }
     if (call_is_finished(c))
-        callq_push(r->done, c);
+        fifo_push(r->done, c);
     else
         pool_submit(r->pool, c);
 }
@@ -245,14 +239,14 @@ static int claim_and_dispatch(Run *r, int limit, int *got)
     int n = 0;
     TqErr err = {0};
     *got = 0;
-    int64_t t0 = mono_ms();
+    int64_t t0 = clock_mono_ms();
     if (queue_claim(r->conn, r->owner, r->kinds, r->nkinds, r->opt->run_name, limit, r->opt->lease_s, &jobs, &n, &err)) {
         log_msg(LOG_WARN, "run", "claim failed: %s", err.msg);
         return TQ_EDB;
     }
     /* Jobs that can share a request are grouped; a group goes out when full, or when its fill window
      * (the kind's batch.fill_ms, from its first job) closes, so a trickle is held back that long at most. */
-    int64_t now = mono_ms();
+    int64_t now = clock_mono_ms();
     for (int i = 0; i < n; i++) {
         QueueJob *j = jobs[i];
         held_add(r->held, j->id, j->attempt);
@@ -307,7 +301,7 @@ static int claim_and_dispatch(Run *r, int limit, int *got)
     flush_due_groups(r, now, false);
     free(jobs);
     *got = n;
-    log_msg(LOG_DEBUG, "run", "claimed n=%d of %d ms=%lld", n, limit, (long long)(mono_ms() - t0));
+    log_msg(LOG_DEBUG, "run", "claimed n=%d of %d ms=%lld", n, limit, (long long)(clock_mono_ms() - t0));
     return 0;
 }
 
@@ -365,10 +359,10 @@ static void print_progress(Run *r, bool final)
     WriterStats st;
     writer_get_stats(r->writer, &st);
     int64_t finished = st.jobs_done + st.jobs_failed;
-    double secs = (double)(mono_ms() - r->start_ms) / 1000.0;
+    double secs = (double)(clock_mono_ms() - r->start_ms) / 1000.0;
     double rate = secs > 0 ? (double)finished / secs : 0;
     char usd[32];
-    cost_format_usd6(usd, sizeof usd, st.cost_pico);
+    cost_format_usd(usd, sizeof usd, st.cost_pico, 6);
     int64_t left = r->total - finished;
     char eta[32] = "-";
     if (rate > 0 && left > 0)
@@ -478,14 +472,14 @@ int run_main(const TqConfig *cfg, const RunOptions *opt)
     log_msg(LOG_INFO, "run", "started worker=%s kinds=%d max_in_flight=%d queued=%lld%s", r.owner, r.nkinds,
             opt->max_in_flight, (long long)r.total, opt->drain ? " drain" : "");
 
-    r.start_ms = mono_ms();
+    r.start_ms = clock_mono_ms();
     int64_t next_requeue = 0, next_renew = r.start_ms + opt->lease_s * 1000 / 3, next_beat = r.start_ms;
     int64_t next_progress = r.start_ms + 1000, stop_deadline = 0;
     bool stopping = false;
     bool budget_hit = false;
     int64_t last_drain_check = 0;
     for (;;) {
-        int64_t now = mono_ms();
+        int64_t now = clock_mono_ms();
         if (run_signals > 0 && !stopping) {
             stopping = true;
             stop_deadline = now + (int64_t)opt->grace_s * 1000;
@@ -557,7 +551,7 @@ int run_main(const TqConfig *cfg, const RunOptions *opt)
             }
         }
         /* batches whose fill window closed go out now; the wait ends when the next one closes */
-        int64_t group_due = flush_due_groups(&r, mono_ms(), false);
+        int64_t group_due = flush_due_groups(&r, clock_mono_ms(), false);
         int timeout = opt->poll_ms;
         int64_t soonest = next_renew < next_requeue ? next_renew : next_requeue;
         if (opt->progress && next_progress < soonest)
@@ -596,10 +590,10 @@ int run_main(const TqConfig *cfg, const RunOptions *opt)
     r.writer = NULL;
     hand_back_all(&r);
     char cost[32], base[32];
-    cost_format_usd6(cost, sizeof cost, st.cost_pico);
-    cost_format_usd6(base, sizeof base, st.baseline_pico);
+    cost_format_usd(cost, sizeof cost, st.cost_pico, 6);
+    cost_format_usd(base, sizeof base, st.baseline_pico, 6);
     int64_t jobs = st.jobs_done + st.jobs_failed + st.jobs_retry;
-    double secs = (double)(mono_ms() - r.start_ms) / 1000.0;
+    double secs = (double)(clock_mono_ms() - r.start_ms) / 1000.0;
     printf("run: %lld done, %lld failed, %lld back to the queue, %lld lease_lost, %d handed back in %.1fs\n",
            (long long)st.jobs_done, (long long)st.jobs_failed, (long long)st.jobs_retry, (long long)st.lease_lost,
            nleft, secs);
@@ -628,7 +622,7 @@ int run_main(const TqConfig *cfg, const RunOptions *opt)
     if (budget_hit) {
         exit_code = RUN_EXIT_BUDGET;
         char b[32];
-        cost_format_usd6(b, sizeof b, opt->budget_micro * 1000000);
+        cost_format_usd(b, sizeof b, opt->budget_micro * 1000000, 6);
         fprintf(stderr, "tierq: run: the run budget of $%s was reached; unclaimed jobs stay queued\n", b);
     }
     if (pool_quota_final)
@@ -646,7 +640,7 @@ out:
     if (r.conn)
         PQfinish(r.conn);
     held_free(r.held);
-    callq_free(r.done);
+    fifo_free(r.done);
     if (r.efd >= 0)
         close(r.efd);
     free(r.kinds);

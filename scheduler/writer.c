@@ -1,5 +1,6 @@
 #include "writer.h"
 
+#include "clock.h"
 #include "db.h"
 #include "log.h"
 #include "json.h"
@@ -20,7 +21,7 @@
 struct Writer {
     char *conninfo;
     char *owner;
-    CallQueue *in;
+    Fifo *in;
     HeldSet *held;
     int notify_fd;
     PGconn *conn;
@@ -34,13 +35,6 @@ typedef struct Batch {
     Call **calls;
     int n;
 } Batch;
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 void writer_tally_failure(WriterStats *st, const char *reason, const char *error)
 {
@@ -109,9 +103,9 @@ static void flush(Writer *w, Batch *bt)
             reconnect(w);
         TqErr err = {0};
         WriterStats d = {0};
-        int64_t t0 = mono_ms();
+        int64_t t0 = clock_mono_ms();
         if (w->conn && write_back(w, bt, &d, &err) == 0) {
-            log_msg(LOG_DEBUG, "writer", "flushed calls=%d ms=%lld", bt->n, (long long)(mono_ms() - t0));
+            log_msg(LOG_DEBUG, "writer", "flushed calls=%d ms=%lld", bt->n, (long long)(clock_mono_ms() - t0));
             pthread_mutex_lock(&w->mu);
             for (int k = 0; k < d.nfailures; k++)
                 for (int64_t m = 0; m < d.failures[k].count; m++)
@@ -173,10 +167,10 @@ static void *writer_main(void *arg)
     for (;;) {
         bool stopping = atomic_load(&w->stop);
         int n = 0;
-        Call *list = callq_take_all(w->in, pending ? 2 : 50, &n);
+        Call *list = fifo_take_all(w->in, pending ? 2 : 50, &n);
         if (list) {
             if (!pending)
-                first_ms = mono_ms();
+                first_ms = clock_mono_ms();
             if (pending_tail)
                 pending_tail->next = list;
             else
@@ -190,7 +184,7 @@ static void *writer_main(void *arg)
             int count = 0;
             for (Call *c = pending; c && count < WRITER_MAX_BATCH; c = c->next)
                 count++;
-            if (count < WRITER_MAX_BATCH && mono_ms() - first_ms < WRITER_LINGER_MS && !stopping)
+            if (count < WRITER_MAX_BATCH && clock_mono_ms() - first_ms < WRITER_LINGER_MS && !stopping)
                 break;
             while (pending && bt.n < WRITER_MAX_BATCH) {
                 bt.calls[bt.n++] = pending;
@@ -199,16 +193,16 @@ static void *writer_main(void *arg)
             if (!pending)
                 pending_tail = NULL;
             flush(w, &bt);
-            first_ms = mono_ms();
+            first_ms = clock_mono_ms();
         }
-        if (stopping && !pending && callq_length(w->in) == 0)
+        if (stopping && !pending && fifo_length(w->in) == 0)
             break;
     }
     free(bt.calls);
     return NULL;
 }
 
-int writer_start(Writer **out, const char *conninfo, const char *owner, CallQueue *in,
+int writer_start(Writer **out, const char *conninfo, const char *owner, Fifo *in,
                  HeldSet *held, int notify_fd, TqErr *err)
 {
     Writer *w = calloc(1, sizeof *w);

@@ -44,7 +44,7 @@ void writer_tally_failure(WriterStats *st, const char *reason, const char *error
 
 typedef struct Writer Writer;
 
-int writer_start(Writer **out, const char *conninfo, const char *owner, CallQueue *in,
+int writer_start(Writer **out, const char *conninfo, const char *owner, Fifo *in,
                  HeldSet *held, int notify_fd, TqErr *err);
 /* Flush everything queued, then stop the thread and free the writer; final (optional) receives
  * the last statistics. */

@@ -12,10 +12,12 @@
 
 #include "buf.h"
 #include "config.h"
+#include "fifo.h"
 #include "openai.h"
 #include "job.h"
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 typedef enum { CALL_JOB_PENDING = 0, CALL_JOB_DONE, CALL_JOB_FAIL } CallJobOutcome;
@@ -136,14 +138,7 @@ LedgerRow *call_add_row(Call *call, const char *key_prefix, uint64_t seq);
 /* Set every pending job of the call to FAIL with the same reason/error. */
 void call_fail_all(Call *call, const char *reason, const char *error, bool retryable, int64_t retry_after_ms);
 
-/* A thread-safe FIFO of calls (mutex + condition variable). */
-typedef struct CallQueue CallQueue;
-CallQueue *callq_new(void);
-void callq_free(CallQueue *q);        /* does not free queued calls */
-void callq_push(CallQueue *q, Call *c);
-/* Take everything queued (a linked list via ->next, FIFO order), waiting up to timeout_ms for at
- * least one (0: do not wait). Returns NULL when empty. */
-Call *callq_take_all(CallQueue *q, int timeout_ms, int *count);
-int callq_length(CallQueue *q);
+/* A FIFO of calls between threads (common/fifo.h, linked through Call.next). */
+static inline Fifo *callq_new(void) { return fifo_new(offsetof(Call, next)); }
 
 #endif

@@ -46,67 +46,24 @@ static void norm_init(void)
     }
 }
 
-static size_t utf8_decode(const unsigned char *s, size_t n, size_t i, uint32_t *cp)
+/* One character at s[i]: common/utf8's decode, with a byte that is not valid UTF-8 kept as the
+ * pseudo code point CP_RAW + byte (so normalisation passes it through unchanged). */
+static size_t cp_decode(const unsigned char *s, size_t n, size_t i, uint32_t *cp)
 {
-    unsigned c = s[i];
-    if (c < 0x80) {
-        *cp = c;
-        return 1;
-    }
-    size_t len;
-    uint32_t v, min;
-    if (c >= 0xC2 && c <= 0xDF) {
-        len = 2, v = c & 0x1F, min = 0x80;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        len = 3, v = c & 0x0F, min = 0x800;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        len = 4, v = c & 0x07, min = 0x10000;
-    } else {
-        goto raw;
-    }
-    if (n - i < len)
-        goto raw;
-    for (size_t k = 1; k < len; k++) {
-        unsigned d = s[i + k];
-        if ((d & 0xC0) != 0x80)
-            goto raw;
-        v = (v << 6) | (d & 0x3F);
-    }
-    if (v < min || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF))
-        goto raw;
-    *cp = v;
-    return len;
-raw:
-    *cp = CP_RAW + c;
+    size_t len = utf8_decode(s + i, n - i, cp);
+    if (len)
+        return len;
+    *cp = CP_RAW + s[i];
     return 1;
 }
 
-static size_t utf8_encode(uint32_t cp, char out[4])
+static size_t cp_encode(uint32_t cp, char out[4])
 {
     if (cp >= CP_RAW) {
         out[0] = (char)(unsigned char)(cp - CP_RAW);
         return 1;
     }
-    if (cp < 0x80) {
-        out[0] = (char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        out[0] = (char)(0xC0 | (cp >> 6));
-        out[1] = (char)(0x80 | (cp & 0x3F));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        out[0] = (char)(0xE0 | (cp >> 12));
-        out[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        out[2] = (char)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    out[0] = (char)(0xF0 | (cp >> 18));
-    out[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-    out[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-    out[3] = (char)(0x80 | (cp & 0x3F));
-    return 4;
+    return utf8_encode(cp, out);
 }
 
 static uint32_t cp_lower_slow(uint32_t cp)
@@ -176,19 +133,19 @@ static bool norm_next(NormIter *it, uint32_t *out)
 {
     uint32_t cp;
     if (it->w < it->wend) {
-        it->w += utf8_decode(it->s, it->wend, it->w, &cp);
+        it->w += cp_decode(it->s, it->wend, it->w, &cp);
         *out = cp_lower(cp);
         return true;
     }
     while (it->pos < it->n) {
-        size_t i = it->pos, len = utf8_decode(it->s, it->n, i, &cp);
+        size_t i = it->pos, len = cp_decode(it->s, it->n, i, &cp);
         if (cp_space(cp_lower(cp))) {
             it->pos = i + len;
             continue;
         }
         size_t first = SIZE_MAX, last_end = 0;
         while (i < it->n) {
-            len = utf8_decode(it->s, it->n, i, &cp);
+            len = cp_decode(it->s, it->n, i, &cp);
             cp = cp_lower(cp);
             if (cp_space(cp))
                 break;
@@ -222,7 +179,7 @@ int check_normalize(const char *s, size_t n, Buf *out)
     uint32_t cp;
     while (norm_next(&it, &cp)) {
         char enc[4];
-        int rc = buf_append(out, enc, utf8_encode(cp, enc));
+        int rc = buf_append(out, enc, cp_encode(cp, enc));
         if (rc) {
             out->len = mark;
             if (out->data)
@@ -397,7 +354,7 @@ static void excerpt(const char *s, size_t n, char *dst, size_t cap)
     size_t max = cap - 4, o = 0;
     for (size_t i = 0; i < n;) {
         uint32_t cp;
-        size_t len = utf8_decode(u, n, i, &cp);
+        size_t len = cp_decode(u, n, i, &cp);
         if (o + len > max) {
             memcpy(dst + o, "...", 3);
             o += 3;
@@ -469,7 +426,7 @@ static bool label_matches(const char *label, const char *norm, size_t nn)
     uint32_t cp;
     while (norm_next(&it, &cp)) {
         char enc[4];
-        size_t k = utf8_encode(cp, enc);
+        size_t k = cp_encode(cp, enc);
         if (k > nn - at || memcmp(norm + at, enc, k) != 0)
             return false;
         at += k;

@@ -4,6 +4,8 @@
 
 #include "json.h"
 
+#include <curl/curl.h>
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -899,127 +901,18 @@ static bool parse_decimal_only(const char *s, double *out)
     return *s == '\0';
 }
 
-static int month_index(const char *s)
-{
-    static const char names[] = "janfebmaraprmayjunjulaugsepoctnovdec";
-    char m[3];
-    for (int k = 0; k < 3; k++) {
-        char c = s[k];
-        if (c >= 'A' && c <= 'Z')
-            c = (char)(c - 'A' + 'a');
-        if (c < 'a' || c > 'z')
-            return -1;
-        m[k] = c;
-    }
-    for (int k = 0; k < 12; k++)
-        if (memcmp(names + 3 * k, m, 3) == 0)
-            return k + 1;
-    return -1;
-}
-
-static bool read_int(const char **p, int min_digits, int max_digits, int *out)
-{
-    const char *s = *p;
-    int v = 0, n = 0;
-    while (is_digit(*s) && n < max_digits) {
-        v = v * 10 + (*s - '0');
-        s++;
-        n++;
-    }
-    if (n < min_digits || is_digit(*s))
-        return false;
-    *p = s;
-    *out = v;
-    return true;
-}
-
-static bool read_hms(const char **p, int *h, int *m, int *sec)
-{
-    const char *s = *p;
-    if (!read_int(&s, 2, 2, h) || *s++ != ':' || !read_int(&s, 2, 2, m) || *s++ != ':' ||
-        !read_int(&s, 2, 2, sec))
-        return false;
-    *p = s;
-    return *h <= 23 && *m <= 59 && *sec <= 60;
-}
-
-/* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil). */
-static int64_t days_from_civil(int64_t y, int m, int d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    int64_t yoe = y - era * 400;
-    int64_t doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
-static int days_in_month(int y, int m)
-{
-    static const int dm[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    return m == 2 && leap ? 29 : dm[m - 1];
-}
-
-/* HTTP-date (RFC 9110 §5.6.7): IMF-fixdate "Sun, 06 Nov 1994 08:49:37 GMT", obsolete RFC 850
- * "Sunday, 06-Nov-94 08:49:37 GMT" and asctime "Sun Nov  6 08:49:37 1994". Parsed by hand: strptime
- * depends on the locale for day and month names. */
+/* An HTTP-date (IMF-fixdate, RFC 850 or asctime) as seconds since the epoch: libcurl's own parser,
+ * the one it uses for cookies and If-Modified-Since. */
 static bool parse_http_date(const char *s, int64_t *epoch)
 {
     while (is_space(*s))
         s++;
-    const char *p = s;
-    while ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z'))
-        p++;
-    if (p - s < 3)
+    if (!*s)
         return false;
-    int y, mon, d, h, mi, sec;
-    if (*p == ',') { /* IMF-fixdate or RFC 850 */
-        p++;
-        while (*p == ' ')
-            p++;
-        if (!read_int(&p, 1, 2, &d))
-            return false;
-        char sep = *p;
-        if (sep != ' ' && sep != '-')
-            return false;
-        p++;
-        if ((mon = month_index(p)) < 0)
-            return false;
-        p += 3;
-        if (*p++ != sep)
-            return false;
-        const char *ys = p;
-        if (!read_int(&p, 2, 4, &y) || (p - ys != 2 && p - ys != 4))
-            return false;
-        if (p - ys == 2)
-            y += y < 70 ? 2000 : 1900;
-        if (*p++ != ' ' || !read_hms(&p, &h, &mi, &sec))
-            return false;
-        while (*p == ' ')
-            p++;
-        if (strncmp(p, "GMT", 3) == 0 || strncmp(p, "UTC", 3) == 0)
-            p += 3;
-        else
-            return false;
-    } else if (*p == ' ') { /* asctime */
-        p++;
-        if ((mon = month_index(p)) < 0)
-            return false;
-        p += 3;
-        while (*p == ' ')
-            p++;
-        if (!read_int(&p, 1, 2, &d) || *p++ != ' ' || !read_hms(&p, &h, &mi, &sec) || *p++ != ' ' ||
-            !read_int(&p, 4, 4, &y))
-            return false;
-    } else {
+    time_t t = curl_getdate(s, NULL);
+    if (t == (time_t)-1)
         return false;
-    }
-    while (is_space(*p))
-        p++;
-    if (*p != '\0' || d < 1 || d > days_in_month(y, mon))
-        return false;
-    *epoch = days_from_civil(y, mon, d) * 86400 + h * 3600 + mi * 60 + sec;
+    *epoch = (int64_t)t;
     return true;
 }
 

@@ -192,7 +192,7 @@ typedef enum {
 OaiVerdict oai_classify(int http_status, const OaiError *e);
 
 /* Failures below HTTP, named by the caller from its transport's codes (the curl layer maps
- * CURLcode values to these; this module stays free of libcurl). */
+ * CURLcode values to these; this module uses libcurl only for curl_getdate, a pure function). */
 typedef enum {
     OAI_NET_TIMEOUT = 1, /* request or connect timeout */
     OAI_NET_CONNECT,     /* connection refused, host unreachable, DNS failure */

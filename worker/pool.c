@@ -1,6 +1,7 @@
 #include "pool.h"
 
 #include "backoff.h"
+#include "clock.h"
 #include "cost.h"
 #include "log.h"
 #include "openai.h"
@@ -35,7 +36,7 @@ typedef struct Worker {
     int index;
     pthread_t thread;
     CURLM *multi;
-    CallQueue *inbox;
+    Fifo *inbox;
     Call **ready_head, **ready_tail; /* per provider FIFO of calls waiting for capacity */
     Call **heap;                     /* calls waiting for their retry time, min-heap on due_ms */
     int nheap, capheap;
@@ -56,7 +57,7 @@ typedef struct Worker {
 struct Pool {
     const TqConfig *cfg;
     PoolOptions opt;
-    CallQueue *done;
+    Fifo *done;
     Worker *workers;
     int nworkers;
     atomic_uint next_worker;
@@ -71,13 +72,6 @@ struct Pool {
     char **prov_url;
     atomic_int *batch_size;          /* [kind * nmodels + model] */
 };
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 void pool_default_options(PoolOptions *o)
 {
@@ -188,7 +182,7 @@ static void finish_call(Worker *w, Call *c)
         c->transfer = NULL;
     }
     atomic_fetch_sub(&w->pool->pending, 1);
-    callq_push(w->pool->done, c);
+    fifo_push(w->pool->done, c);
 }
 
 static size_t on_body(char *ptr, size_t size, size_t nmemb, void *ud)
@@ -334,7 +328,7 @@ static int start_transfer(Worker *w, Call *c)
     }
     t->slot = w->nlive;
     w->live[w->nlive++] = c;
-    t->start_ms = mono_ms();
+    t->start_ms = clock_mono_ms();
     c->tries++;
     w->running++;
     atomic_fetch_add(&p->prov_in_flight[prov], 1);
@@ -351,7 +345,7 @@ static void retry_or_requeue(Worker *w, Call *c, const char *reason, const char 
     Pool *p = w->pool;
     int64_t delay = backoff_next_ms(c->tries - 1, retry_after_ms, p->opt.backoff_base_ms, p->opt.backoff_cap_ms, &w->rng);
     if (c->tries < p->opt.max_tries && !atomic_load(&p->stop)) {
-        c->due_ms = mono_ms() + delay;
+        c->due_ms = clock_mono_ms() + delay;
         if (heap_push(w, c) == 0)
             return;
     }
@@ -424,7 +418,7 @@ static void on_transfer_done(Worker *w, CURL *e, CURLcode res)
         return;
     }
     row->http_status = (int)status;
-    row->latency_ms = mono_ms() - t->start_ms;
+    row->latency_ms = clock_mono_ms() - t->start_ms;
     char msg[600];
 
     if (res == CURLE_OK && status >= 200 && status < 300) {
@@ -533,7 +527,7 @@ static void collect_leftovers(Worker *w)
 {
     Call *list = NULL;
     int n = 0;
-    Call *in = callq_take_all(w->inbox, 0, &n);
+    Call *in = fifo_take_all(w->inbox, 0, &n);
     while (in) {
         Call *next = in->next;
         in->next = list;
@@ -598,7 +592,7 @@ static int on_curl_timer(CURLM *m, long timeout_ms, void *userp)
 {
     (void)m;
     Worker *w = userp;
-    w->curl_due_ms = timeout_ms < 0 ? -1 : mono_ms() + timeout_ms;
+    w->curl_due_ms = timeout_ms < 0 ? -1 : clock_mono_ms() + timeout_ms;
     return 0;
 }
 
@@ -620,17 +614,17 @@ static void *worker_main(void *arg)
     int running = 0;
     while (!atomic_load(&p->stop)) {
         int n = 0;
-        Call *in = callq_take_all(w->inbox, 0, &n);
+        Call *in = fifo_take_all(w->inbox, 0, &n);
         while (in) {
             Call *next = in->next;
             ready_push(w, in);
             in = next;
         }
-        int64_t now = mono_ms();
+        int64_t now = clock_mono_ms();
         while (w->nheap > 0 && w->heap[0]->due_ms <= now)
             ready_push(w, heap_pop(w));
         bool blocked = start_ready(w);
-        now = mono_ms();
+        now = clock_mono_ms();
         if (w->curl_due_ms >= 0 && w->curl_due_ms <= now) {
             w->curl_due_ms = -1;
             curl_multi_socket_action(w->multi, CURL_SOCKET_TIMEOUT, 0, &running);
@@ -739,7 +733,7 @@ static int provider_header_list(const TqProvider *pr, struct curl_slist **out, T
     return 0;
 }
 
-int pool_start(Pool **out, const TqConfig *cfg, const PoolOptions *opt, CallQueue *done, TqErr *err)
+int pool_start(Pool **out, const TqConfig *cfg, const PoolOptions *opt, Fifo *done, TqErr *err)
 {
     Pool *p = calloc(1, sizeof *p);
     if (!p)
@@ -812,7 +806,7 @@ int pool_start(Pool **out, const TqConfig *cfg, const PoolOptions *opt, CallQueu
         w->inbox = callq_new();
         w->ready_head = calloc((size_t)np, sizeof *w->ready_head);
         w->ready_tail = calloc((size_t)np, sizeof *w->ready_tail);
-        w->rng = (uint64_t)mono_ms() * 0x9e3779b97f4a7c15ULL + (unsigned long long)i;
+        w->rng = (uint64_t)clock_mono_ms() * 0x9e3779b97f4a7c15ULL + (unsigned long long)i;
         long per = (long)(opt->max_in_flight / threads + 16);
         curl_multi_setopt(w->multi, CURLMOPT_MAXCONNECTS, per);
         pthread_create(&w->thread, NULL, worker_main, w);
@@ -825,7 +819,7 @@ void pool_submit(Pool *p, Call *c)
 {
     unsigned i = atomic_fetch_add(&p->next_worker, 1) % (unsigned)p->nworkers;
     atomic_fetch_add(&p->pending, 1);
-    callq_push(p->workers[i].inbox, c);
+    fifo_push(p->workers[i].inbox, c);
     uint64_t one = 1;
     ssize_t wr = write(p->workers[i].wakefd, &one, sizeof one);
     (void)wr;
@@ -898,7 +892,7 @@ void pool_stop(Pool *p, Call **leftover)
         curl_multi_cleanup(w->multi);
         close(w->epfd);
         close(w->wakefd);
-        callq_free(w->inbox);
+        fifo_free(w->inbox);
     }
     for (int i = 0; i < p->cfg->nproviders; i++) {
         curl_slist_free_all(p->prov_headers[i]);

@@ -39,7 +39,7 @@ typedef struct Pool Pool;
 
 /* Start the threads. cfg and done must outlive the pool. Reads each provider's API key from the
  * environment variable its config names (registering it with the log redactor). */
-int pool_start(Pool **out, const TqConfig *cfg, const PoolOptions *opt, CallQueue *done, TqErr *err);
+int pool_start(Pool **out, const TqConfig *cfg, const PoolOptions *opt, Fifo *done, TqErr *err);
 /* Hand a call to the pool (thread-safe, non-blocking). */
 void pool_submit(Pool *p, Call *call);
 /* Calls submitted and not yet pushed to done. */

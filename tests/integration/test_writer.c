@@ -54,16 +54,16 @@ static Call *finished_call(QueueJob *job, const char *key, int64_t cost_pico, co
 
 static void write_calls(const char *owner, Call **calls, int n, WriterStats *st)
 {
-    CallQueue *q = callq_new();
+    Fifo *q = callq_new();
     HeldSet *held = held_new();
     Writer *w = NULL;
     TqErr err = {0};
     CHECK_INT(writer_start(&w, testdb_conninfo, owner, q, held, -1, &err), 0);
     for (int i = 0; i < n; i++)
-        callq_push(q, calls[i]);
+        fifo_push(q, calls[i]);
     writer_stop(w, st);
     held_free(held);
-    callq_free(q);
+    fifo_free(q);
 }
 
 static void test_stale_result_changes_nothing_but_is_charged(void)

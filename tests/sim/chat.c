@@ -258,15 +258,6 @@ static int fill_oversized(Buf *text, size_t bytes)
     return rc;
 }
 
-/* Largest n' <= n that does not cut a UTF-8 character of s in two. */
-static size_t utf8_cut(const char *s, size_t len, size_t n)
-{
-    if (n >= len)
-        return len;
-    while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
-        n--;
-    return n;
-}
 
 static void hex16(uint64_t v, char out[17])
 {

@@ -1,5 +1,7 @@
 #include "server.h"
 
+#include "clock.h"
+
 #include "http.h"
 #include "log.h"
 #include "reply.h"
@@ -571,7 +573,7 @@ int server_run(Server *s, TqErr *err)
     Sim *sim = s->sim;
     while (!s->stop) {
         int timeout = -1;
-        int64_t now = sim_mono_ms();
+        int64_t now = clock_mono_ms();
         if (s->nheap) {
             int64_t d = s->heap[0].due - now;
             timeout = d <= 0 ? 0 : d > INT_MAX ? INT_MAX : (int)d;
@@ -588,7 +590,7 @@ int server_run(Server *s, TqErr *err)
                 continue;
             return tq_err(err, TQ_EIO, "epoll_wait: %s", strerror(errno));
         }
-        sim->now_ms = sim_mono_ms();
+        sim->now_ms = clock_mono_ms();
         sim->now_s = time(NULL);
         for (int i = 0; i < n; i++) {
             int fd = evs[i].data.fd;

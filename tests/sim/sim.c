@@ -1,5 +1,7 @@
 #include "sim.h"
 
+#include "clock.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -18,7 +20,7 @@ int sim_open(Sim *sim, const SimConfig *cfg, TqErr *err)
     buf_init(&sim->tmp, SIM_SCRATCH_CAP);
     buf_init(&sim->labels, SIM_SCRATCH_CAP);
     batch_init(&sim->batch, SIM_SCRATCH_CAP);
-    sim->now_ms = sim_mono_ms();
+    sim->now_ms = clock_mono_ms();
     sim->now_s = time(NULL);
     int rc = catalog_load(&sim->catalog, cfg->models_path, cfg->latency_ms, err);
     if (rc)
@@ -81,13 +83,6 @@ int sim_read_file(const char *path, Buf *out, TqErr *err)
     if (!rc && !out->data)
         rc = buf_reserve(out, 0) ? tq_err(err, TQ_ENOMEM, "out of memory") : 0;
     return rc;
-}
-
-int64_t sim_mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 double sim_unit(uint64_t h) { return (double)(h >> 11) * (1.0 / 9007199254740992.0); }

@@ -64,7 +64,6 @@ void sim_reset(Sim *sim);
 
 /* Read a whole file into out (bounded by out's cap). Returns 0, TQ_EIO or TQ_ELIMIT. */
 int sim_read_file(const char *path, Buf *out, TqErr *err);
-int64_t sim_mono_ms(void);
 /* Uniform double in [0,1) from a 64-bit hash. */
 double sim_unit(uint64_t h);
 

@@ -33,7 +33,7 @@ static void test_cost_of_call_exact(void)
     /* cached above prompt is clamped; negatives count as zero */
     CHECK_INT(cost_of_call(&q, 10, 20, -5), 10 * 5000);
     char s[48];
-    db_format_usd(s, sizeof s, cost_of_call(&gpt4o, 1234, 0, 567));
+    cost_format_usd(s, sizeof s, cost_of_call(&gpt4o, 1234, 0, 567), 12);
     CHECK_STR(s, "0.008755000000");
 }
 
@@ -55,11 +55,11 @@ static void test_apportion_sums_exactly(void)
 static void test_format(void)
 {
     char s[48];
-    db_format_usd(s, sizeof s, 1);
+    cost_format_usd(s, sizeof s, 1, 12);
     CHECK_STR(s, "0.000000000001");
-    db_format_usd(s, sizeof s, -1500000000000LL);
+    cost_format_usd(s, sizeof s, -1500000000000LL, 12);
     CHECK_STR(s, "-1.500000000000");
-    cost_format_usd6(s, sizeof s, 2500000);
+    cost_format_usd(s, sizeof s, 2500000, 6);
     CHECK_STR(s, "0.000003");
 }
 
