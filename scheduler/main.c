@@ -291,20 +291,20 @@ static int cmd_run(const char *dir, int argc, char **argv)
         i++;                                                                                           \
         continue;                                                                                      \
     }
-        INT_OPT("--max-in-flight", 1, 100000, o.max_in_flight)
-        INT_OPT("--threads", 1, 256, o.threads)
+        INT_OPT("--max-in-flight", 1, 100000, o.pool.max_in_flight)
+        INT_OPT("--threads", 1, 256, o.pool.threads)
         INT_OPT("--lease-s", 1, 86400, o.lease_s)
         INT_OPT("--claim-batch", 1, 100000, o.claim_batch)
         INT_OPT("--poll-ms", 10, 600000, o.poll_ms)
         INT_OPT("--grace-s", 0, 86400, o.grace_s)
-        INT_OPT("--max-tries", 1, 100, o.max_tries)
+        INT_OPT("--max-tries", 1, 100, o.pool.max_tries)
 #undef INT_OPT
         if (strcmp(a, "--max-response-bytes") == 0) {
             if (!v || !parse_int_arg(v, 1024, 1L << 30, &n)) {
                 fprintf(stderr, "tierq: run: --max-response-bytes needs a whole number from 1024 to 1073741824\n");
                 return EXIT_USAGE;
             }
-            o.max_response_bytes = n;
+            o.pool.max_response_bytes = (size_t)n;
             i++;
         } else if (strcmp(a, "--budget-usd") == 0) {
             char *end = NULL;

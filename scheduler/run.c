@@ -9,7 +9,7 @@
 #include "log.h"
 #include "migrate.h"
 #include "migrations.h"
-#include "openai.h"
+#include "plan.h"
 #include "pgarray.h"
 #include "pool.h"
 #include "queue.h"
@@ -18,9 +18,9 @@
 
 #include <curl/curl.h>
 #include <errno.h>
-#include <stdint.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,13 +40,11 @@ static void on_signal(int sig)
 void run_default_options(RunOptions *o)
 {
     memset(o, 0, sizeof *o);
-    o->max_in_flight = 256;
+    pool_default_options(&o->pool);
     o->lease_s = 60;
     o->claim_batch = 500;
     o->poll_ms = 1000;
     o->grace_s = 30;
-    o->max_response_bytes = 8L << 20;
-    o->max_tries = 4;
 }
 
 /* Thousands of sockets in flight need more than the usual 1024 descriptors. */
@@ -59,16 +57,6 @@ static void raise_fd_limit(void)
     }
 }
 
-/* An open group of claimed jobs waiting to fill a batch. */
-typedef struct Group {
-    const TqKind *kind;
-    const char *params;   /* jobs batch together only with identical parameters */
-    QueueJob **jobs;
-    int n, cap;
-    int64_t tokens;
-    int64_t deadline_ms;  /* dispatch by then even if not full (the kind's batch.fill_ms) */
-} Group;
-
 typedef struct Run {
     const TqConfig *cfg;
     const RunOptions *opt;
@@ -77,15 +65,17 @@ typedef struct Run {
     const char **kinds;
     int nkinds;
     HeldSet *held;
-    Fifo *done;
+    Fifo *done;              /* finished calls, to the writer */
     Pool *pool;
     Writer *writer;
+    Plan *plan;              /* claimed jobs waiting to fill a batch */
     Waker waker;
-    int efd;
+    int efd;                 /* the writer signals it after each write-back */
     int64_t total;           /* jobs to do, for progress */
     int64_t start_ms;
-    Group *groups;           /* batches filling up, across claims */
-    int ngroups;
+    /* the loop's clocks and state */
+    int64_t next_requeue, next_renew, next_beat, next_progress, stop_deadline, last_drain_check;
+    bool stopping, budget_hit;
 } Run;
 
 static int ensure_conn(Run *r)
@@ -154,83 +144,18 @@ static int64_t remaining_jobs(Run *r, bool due_soon_only, TqErr *err)
     return n;
 }
 
-/* Jobs that may share a request: the kind batches, nothing per-job changes the shared prefix (own
- * system prompt, private context), and no check needs a request of its own per answer. */
-static bool batchable(const Run *r, const TqKind *k, const QueueJob *j)
+/* Calls the plan made ready: to the pool, or straight to the writer when every job already has an
+ * outcome (a parameter the kind does not read failed it: nothing to send). */
+static void send_ready(Run *r, Call *ready)
 {
-    return k->batch.enabled && !r->opt->all_tiers && k->checks.judge_model < 0 && !k->checks.agreement &&
-           !j->system_prompt && !(j->context && *j->context);
-}
-
-
-static void dispatch(Run *r, const TqKind *kind, QueueJob **jobs, int n)
-{
-    Call *c = n == 1 ? call_new_for_job(r->cfg, kind, jobs[0]) : call_new_batch(r->cfg, kind, jobs, n);
-    if (!c) {
-        /* Short of memory: the leases expire and the jobs are claimed again. */
-        log_msg(LOG_ERROR, "run", "cannot build a call for %d jobs", n);
-        for (int i = 0; i < n; i++)
-            job_free(jobs[i]);
-        return;
+    while (ready) {
+        Call *next = ready->next;
+        if (call_is_finished(ready))
+            fifo_push(r->done, ready);
+        else
+            pool_submit(r->pool, ready);
+        ready = next;
     }
-    c->all_tiers = r->opt->all_tiers;
-    /* A job whose params the kind does not read failed when its call was made: it goes straight to
-     * the writer, and a batch goes out without it. */
-    int bad[256], nbad = 0;
-    for (int i = 0; n > 1 && i < c->njobs && nbad < 256; i++)
-        if (c->jobs[i].outcome == CALL_JOB_FAIL)
-            bad[nbad++] = i;
-    if (nbad > 0 && nbad < c->njobs) {
-        Call *failed = call_fork(c, bad, nbad, 0);
-        if (failed)
-            fifo_push(r->done, failed);
-    }
-    if (call_is_finished(c))
-        fifo_push(r->done, c);
-    else
-        pool_submit(r->pool, c);
-}
-
-static void flush_group(Run *r, Group *g)
-{
-    if (g->n > 0)
-        dispatch(r, g->kind, g->jobs, g->n);
-    g->n = 0;
-    g->tokens = 0;
-    g->params = NULL; /* pointed into a job that has gone to a call */
-}
-
-/* Dispatch the groups whose fill window has closed (all of them when force). Returns the earliest
- * deadline still open, or INT64_MAX. */
-static int64_t flush_due_groups(Run *r, int64_t now, bool force)
-{
-    int64_t next = INT64_MAX;
-    for (int k = 0; k < r->ngroups; k++) {
-        Group *g = &r->groups[k];
-        if (g->n == 0)
-            continue;
-        if (force || now >= g->deadline_ms)
-            flush_group(r, g);
-        else if (g->deadline_ms < next)
-            next = g->deadline_ms;
-    }
-    return next;
-}
-
-/* Stopping: jobs still waiting in a group were never sent; they go back to the queue with the rest. */
-static void drop_groups(Run *r)
-{
-    for (int k = 0; k < r->ngroups; k++) {
-        Group *g = &r->groups[k];
-        for (int i = 0; i < g->n; i++) {
-            held_remove(r->held, g->jobs[i]->id);
-            job_free(g->jobs[i]);
-        }
-        free(g->jobs);
-    }
-    free(r->groups);
-    r->groups = NULL;
-    r->ngroups = 0;
 }
 
 static int claim_and_dispatch(Run *r, int limit, int *got)
@@ -244,66 +169,27 @@ static int claim_and_dispatch(Run *r, int limit, int *got)
         log_msg(LOG_WARN, "run", "claim failed: %s", err.msg);
         return TQ_EDB;
     }
-    /* Jobs that can share a request are grouped; a group goes out when full, or when its fill window
-     * (the kind's batch.fill_ms, from its first job) closes, so a trickle is held back that long at most. */
+    /* Jobs that can share a request wait in the plan for their batch (at most the kind's
+     * batch.fill_ms); the rest go out at once. */
     int64_t now = clock_mono_ms();
+    Call *ready = NULL;
     for (int i = 0; i < n; i++) {
-        QueueJob *j = jobs[i];
-        held_add(r->held, j->id, j->attempt);
-        const TqKind *kind = config_kind(r->cfg, j->kind);
-        if (!kind) {
-            log_msg(LOG_ERROR, "run", "job %lld: kind %s is not configured", (long long)j->id, j->kind);
-            job_free(j);
-            continue;
-        }
-        if (!batchable(r, kind, j)) {
-            dispatch(r, kind, &j, 1);
-            continue;
-        }
-        int size = pool_batch_size(r->pool, (int)(kind - r->cfg->kinds), kind->tiers[0].model);
-        int64_t tokens = oai_estimate_tokens(j->prompt, strlen(j->prompt));
-        Group *g = NULL;
-        for (int k = 0; k < r->ngroups && !g; k++)
-            if (r->groups[k].kind == kind && r->groups[k].n > 0 && strcmp(r->groups[k].params, j->params) == 0)
-                g = &r->groups[k];
-        for (int k = 0; k < r->ngroups && !g; k++)
-            if (r->groups[k].kind == kind && r->groups[k].n == 0)
-                g = &r->groups[k];
-        if (!g) {
-            Group *ng = realloc(r->groups, (size_t)(r->ngroups + 1) * sizeof *ng);
-            if (!ng) {
-                dispatch(r, kind, &j, 1);
-                continue;
-            }
-            r->groups = ng;
-            g = &r->groups[r->ngroups];
-            memset(g, 0, sizeof *g);
-            g->kind = kind;
-            g->cap = kind->batch.max_items > 0 ? kind->batch.max_items : 1;
-            g->jobs = calloc((size_t)g->cap, sizeof *g->jobs);
-            if (!g->jobs) {
-                dispatch(r, kind, &j, 1);
-                continue;
-            }
-            r->ngroups++;
-        }
-        if (g->n > 0 && (g->n >= size || g->tokens + tokens > kind->batch.max_input_tokens))
-            flush_group(r, g);
-        if (g->n == 0) {
-            g->params = j->params;
-            g->deadline_ms = now + kind->batch.fill_ms;
-        }
-        g->jobs[g->n++] = j;
-        g->tokens += tokens;
-        if (g->n >= size)
-            flush_group(r, g);
+        held_add(r->held, jobs[i]->id, jobs[i]->attempt);
+        plan_add(r->plan, jobs[i], now, &ready);
     }
-    flush_due_groups(r, now, false);
+    plan_take_due(r->plan, now, false, &ready);
+    send_ready(r, ready);
     free(jobs);
     *got = n;
     log_msg(LOG_DEBUG, "run", "claimed n=%d of %d ms=%lld", n, limit, (long long)(clock_mono_ms() - t0));
     return 0;
 }
+
+/* Stopping: jobs still waiting for a batch were never sent; they go back with the rest. */
+static void forget_held(void *ud, const QueueJob *job) { held_remove(ud, job->id); }
+
+/* The writer hands every finished call here before freeing it: batch sizes learn from answers. */
+static void learn_from_call(void *ud, const Call *c) { plan_learn(ud, c); }
 
 /* {"batch_size": {"kind/model": n, ...}} for the kinds that batch: shown by tierq status. */
 static void batch_size_info(Run *r, Buf *out)
@@ -320,7 +206,7 @@ static void batch_size_info(Run *r, Buf *out)
             char key[200];
             snprintf(key, sizeof key, "%s/%s", kind->name, r->cfg->models[model].name);
             rc = buf_puts(out, k++ ? ", " : "") || json_put_cstr(out, key) ||
-                 buf_printf(out, ": %d", pool_batch_size(r->pool, (int)(kind - r->cfg->kinds), model));
+                 buf_printf(out, ": %d", plan_batch_size(r->plan, kind, model));
         }
     }
     if (!rc)
@@ -394,212 +280,249 @@ static void hand_back_all(Run *r)
     log_msg(LOG_WARN, "run", "could not hand jobs back; their leases expire and another run takes them");
 }
 
-int run_main(const TqConfig *cfg, const RunOptions *opt)
+/* ---- setup, loop, shutdown ------------------------------------------------------------------- */
+
+/* Connect, check the schema, sync jobs/, register, start the writer and the pool (with SIGINT and
+ * SIGTERM blocked, so only this thread receives them), install the handlers, LISTEN. Returns 0,
+ * or RUN_EXIT_RUNTIME after printing why. */
+static int run_setup(Run *r)
 {
-    Run r;
-    memset(&r, 0, sizeof r);
-    r.cfg = cfg;
-    r.opt = opt;
-    r.efd = -1;
-    int exit_code = RUN_EXIT_RUNTIME;
+    const TqConfig *cfg = r->cfg;
+    const RunOptions *opt = r->opt;
     TqErr err = {0};
     raise_fd_limit();
     signal(SIGPIPE, SIG_IGN);
-    curl_global_init(CURL_GLOBAL_DEFAULT);
-    if (parse_kinds(&r)) {
+    if (parse_kinds(r)) {
         fprintf(stderr, "tierq: run: --kinds names no kind defined in %s\n", cfg->dir);
-        goto out;
+        return RUN_EXIT_RUNTIME;
     }
-    if (db_connect(NULL, &r.conn, &err)) {
+    if (db_connect(NULL, &r->conn, &err)) {
         fprintf(stderr, "tierq: run: %s\n", err.msg);
-        goto out;
+        return RUN_EXIT_RUNTIME;
     }
-    int version = migrate_current_version(r.conn, &err);
+    int version = migrate_current_version(r->conn, &err);
     int latest = tq_migrations[tq_migration_count - 1].version;
     if (version < latest) {
         fprintf(stderr, "tierq: run: the database schema is at version %d, this tierq needs %d: run `tierq migrate`\n",
                 version < 0 ? 0 : version, latest);
-        goto out;
+        return RUN_EXIT_RUNTIME;
     }
-    if (!opt->map_overridden && migrate_sync_config(r.conn, cfg, &err)) {
+    if (!opt->map_overridden && migrate_sync_config(r->conn, cfg, &err)) {
         fprintf(stderr, "tierq: run: %s\n", err.msg);
-        goto out;
+        return RUN_EXIT_RUNTIME;
     }
     if (cfg->nwarnings > 0)
         log_msg(LOG_WARN, "run", "%d setting(s) in %s are accepted but not yet in effect; `tierq config check` lists them",
                 cfg->nwarnings, cfg->dir);
-    queue_make_worker_id(r.owner, sizeof r.owner);
-    if (queue_worker_register(r.conn, r.owner, "{}", &err))
+    queue_make_worker_id(r->owner, sizeof r->owner);
+    if (queue_worker_register(r->conn, r->owner, "{}", &err))
         log_msg(LOG_WARN, "run", "cannot register in tierq.workers: %s", err.msg);
-    r.total = remaining_jobs(&r, false, &err);
-    if (r.total < 0)
-        r.total = 0;
+    r->total = remaining_jobs(r, false, &err);
+    if (r->total < 0)
+        r->total = 0;
 
+    r->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    r->held = held_new();
+    r->done = callq_new();
+    if (r->efd < 0 || !r->held || !r->done || plan_new(&r->plan, cfg, opt->all_tiers, &err)) {
+        fprintf(stderr, "tierq: run: cannot set up: %s\n", r->efd < 0 ? strerror(errno) : "out of memory");
+        return RUN_EXIT_RUNTIME;
+    }
     /* Signals are handled by this thread only: block them while the other threads start. */
     sigset_t block, old;
     sigemptyset(&block);
     sigaddset(&block, SIGINT);
     sigaddset(&block, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &block, &old);
-    r.efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    r.held = held_new();
-    r.done = callq_new();
-    PoolOptions po;
-    pool_default_options(&po);
-    po.threads = opt->threads;
-    po.max_in_flight = opt->max_in_flight;
-    po.max_tries = opt->max_tries;
-    po.max_response_bytes = (size_t)opt->max_response_bytes;
-    po.worker_id = r.owner;
     /* The writer wakes the scheduler after each flush (not the workers after each answer: that costs
      * more wake-ups than it gains claims); the poll interval covers the rest. */
-    int wrc = writer_start(&r.writer, NULL, r.owner, r.done, r.held, r.efd, &err);
-    int prc = wrc ? -1 : pool_start(&r.pool, cfg, &po, r.done, &err);
+    WriterHooks hooks = {.on_call = learn_from_call, .ud = r->plan};
+    int wrc = writer_start(&r->writer, NULL, r->owner, r->done, r->held, r->efd, &hooks, &err);
+    int prc = wrc ? -1 : pool_start(&r->pool, cfg, &opt->pool, r->owner, r->done, &err);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (wrc || prc) {
         fprintf(stderr, "tierq: run: %s\n", err.msg);
-        goto out;
+        return RUN_EXIT_RUNTIME;
     }
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
-    if (waker_open(&r.waker, NULL, opt->poll_only, &err)) {
+    if (waker_open(&r->waker, NULL, opt->poll_only, &err)) {
         fprintf(stderr, "tierq: run: %s\n", err.msg);
-        goto out;
+        return RUN_EXIT_RUNTIME;
     }
-    log_msg(LOG_INFO, "run", "started worker=%s kinds=%d max_in_flight=%d queued=%lld%s", r.owner, r.nkinds,
-            opt->max_in_flight, (long long)r.total, opt->drain ? " drain" : "");
+    log_msg(LOG_INFO, "run", "started worker=%s kinds=%d max_in_flight=%d queued=%lld%s", r->owner, r->nkinds,
+            opt->pool.max_in_flight, (long long)r->total, opt->drain ? " drain" : "");
+    r->start_ms = clock_mono_ms();
+    r->next_renew = r->start_ms + opt->lease_s * 1000 / 3;
+    r->next_beat = r->start_ms;
+    r->next_progress = r->start_ms + 1000;
+    return 0;
+}
 
-    r.start_ms = clock_mono_ms();
-    int64_t next_requeue = 0, next_renew = r.start_ms + opt->lease_s * 1000 / 3, next_beat = r.start_ms;
-    int64_t next_progress = r.start_ms + 1000, stop_deadline = 0;
-    bool stopping = false;
-    bool budget_hit = false;
-    int64_t last_drain_check = 0;
-    for (;;) {
-        int64_t now = clock_mono_ms();
-        if (run_signals > 0 && !stopping) {
-            stopping = true;
-            stop_deadline = now + (int64_t)opt->grace_s * 1000;
-            log_msg(LOG_INFO, "run", "stopping: no new claims; %d jobs in flight get %ds to finish", held_count(r.held),
-                    opt->grace_s);
-        }
-        if (stopping && r.ngroups > 0)
-            drop_groups(&r);
-        if (stopping && (held_count(r.held) == 0 || run_signals > 1 || now >= stop_deadline))
-            break;
-        if (ensure_conn(&r)) {
-            usleep(500000);
-            continue;
-        }
-        if (now >= next_requeue) {
-            int rq = 0, dead = 0;
-            if (queue_requeue_expired(r.conn, 10000, &rq, &dead, &err) == 0 && (rq || dead))
-                log_msg(LOG_INFO, "run", "requeued %d expired leases, %d jobs dead after max_attempts", rq, dead);
-            next_requeue = now + (opt->lease_s * 1000) / 2;
-        }
-        if (now >= next_renew) {
-            renew_leases(&r);
-            next_renew = now + opt->lease_s * 1000 / 3;
-        }
-        if (now >= next_beat) {
-            Buf info;
-            batch_size_info(&r, &info);
-            queue_worker_heartbeat(r.conn, r.owner, held_count(r.held), info.data, &err);
-            buf_free(&info);
-            next_beat = now + 5000;
-        }
-        if (opt->progress && now >= next_progress) {
-            print_progress(&r, false);
-            next_progress = now + 1000;
-        }
-        int got = 0;
-        if (!stopping && opt->budget_micro > 0 && !budget_hit) {
-            /* Spend is counted when written; in-flight calls may add a little past the ceiling. */
-            WriterStats ws;
-            writer_get_stats(r.writer, &ws);
-            if (ws.cost_pico >= opt->budget_micro * 1000000) {
-                budget_hit = true;
-                log_msg(LOG_WARN, "run", "run budget reached: no more claims; %d jobs in flight finish", held_count(r.held));
-            }
-        }
-        if (budget_hit && held_count(r.held) == 0)
-            break;
-        if (!stopping && !budget_hit) {
-            /* Keep a little more claimed than can be in flight, so workers never wait for us. Jobs
-             * already answered and waiting for the writer do not count against that (a wave of
-             * answers must not stall sending), but the total held is bounded to bound memory. */
-            int held = held_count(r.held);
-            int pending = pool_pending(r.pool);
-            int room = opt->max_in_flight + opt->max_in_flight / 2 - pending;
-            int cap_left = 2 * opt->max_in_flight - held;
-            if (cap_left < room)
-                room = cap_left;
-            int want = room < opt->claim_batch ? room : opt->claim_batch;
-            int min_claim = opt->max_in_flight / 4 > 0 ? opt->max_in_flight / 4 : 1;
-            if (want > 0 && (want >= min_claim || held == 0)) {
-                if (claim_and_dispatch(&r, want, &got) == 0 && got == want)
-                    continue; /* more is probably waiting */
-            }
-            if (opt->drain && got == 0 && held_count(r.held) == 0 && now - last_drain_check >= 200) {
-                last_drain_check = now;
-                int64_t left = remaining_jobs(&r, true, &err);
-                if (left == 0)
-                    break;
-            }
-        }
-        /* batches whose fill window closed go out now; the wait ends when the next one closes */
-        int64_t group_due = flush_due_groups(&r, clock_mono_ms(), false);
-        int timeout = opt->poll_ms;
-        int64_t soonest = next_renew < next_requeue ? next_renew : next_requeue;
-        if (opt->progress && next_progress < soonest)
-            soonest = next_progress;
-        if (group_due < soonest)
-            soonest = group_due;
-        if (soonest - now < timeout)
-            timeout = soonest - now < 0 ? 0 : (int)(soonest - now);
-        if (opt->drain && held_count(r.held) == 0 && timeout > 200)
-            timeout = 200;
-        bool notified = false;
-        waker_wait(&r.waker, timeout, r.efd, &notified, &err);
+/* Housekeeping due by now: requeue expired leases (any process's), renew ours, heartbeat, progress. */
+static void run_housekeeping(Run *r, int64_t now)
+{
+    const RunOptions *opt = r->opt;
+    TqErr err = {0};
+    if (now >= r->next_requeue) {
+        int rq = 0, dead = 0;
+        if (queue_requeue_expired(r->conn, 10000, &rq, &dead, &err) == 0 && (rq || dead))
+            log_msg(LOG_INFO, "run", "requeued %d expired leases, %d jobs dead after max_attempts", rq, dead);
+        r->next_requeue = now + (opt->lease_s * 1000) / 2;
     }
+    if (now >= r->next_renew) {
+        renew_leases(r);
+        r->next_renew = now + opt->lease_s * 1000 / 3;
+    }
+    if (now >= r->next_beat) {
+        Buf info;
+        batch_size_info(r, &info);
+        queue_worker_heartbeat(r->conn, r->owner, held_count(r->held), info.data, &err);
+        buf_free(&info);
+        r->next_beat = now + 5000;
+    }
+    if (opt->progress && now >= r->next_progress) {
+        print_progress(r, false);
+        r->next_progress = now + 1000;
+    }
+}
 
-    drop_groups(&r);
+/* Claim as much as there is room for. Returns true when the loop should go round again at once
+ * (a full claim: more is probably waiting). Sets *drained when --drain finds nothing left. */
+static bool run_claim(Run *r, int64_t now, bool *drained)
+{
+    const RunOptions *opt = r->opt;
+    int max_in_flight = opt->pool.max_in_flight;
+    /* Keep a little more claimed than can be in flight, so workers never wait for us. Jobs already
+     * answered and waiting for the writer do not count against that (a wave of answers must not
+     * stall sending), but the total held is bounded to bound memory. */
+    int held = held_count(r->held);
+    int room = max_in_flight + max_in_flight / 2 - pool_pending(r->pool);
+    int cap_left = 2 * max_in_flight - held;
+    if (cap_left < room)
+        room = cap_left;
+    int want = room < opt->claim_batch ? room : opt->claim_batch;
+    int min_claim = max_in_flight / 4 > 0 ? max_in_flight / 4 : 1;
+    int got = 0;
+    if (want > 0 && (want >= min_claim || held == 0)) {
+        if (claim_and_dispatch(r, want, &got) == 0 && got == want)
+            return true;
+    }
+    if (opt->drain && got == 0 && held_count(r->held) == 0 && now - r->last_drain_check >= 200) {
+        r->last_drain_check = now;
+        TqErr err = {0};
+        *drained = remaining_jobs(r, true, &err) == 0;
+    }
+    return false;
+}
+
+/* Sleep until the next thing is due: a NOTIFY, a write-back, a batch's fill window, housekeeping. */
+static void run_wait(Run *r, int64_t now)
+{
+    const RunOptions *opt = r->opt;
+    Call *ready = NULL;
+    int64_t group_due = plan_take_due(r->plan, clock_mono_ms(), false, &ready);
+    send_ready(r, ready);
+    int timeout = opt->poll_ms;
+    int64_t soonest = r->next_renew < r->next_requeue ? r->next_renew : r->next_requeue;
+    if (opt->progress && r->next_progress < soonest)
+        soonest = r->next_progress;
+    if (group_due < soonest)
+        soonest = group_due;
+    if (soonest - now < timeout)
+        timeout = soonest - now < 0 ? 0 : (int)(soonest - now);
+    if (opt->drain && held_count(r->held) == 0 && timeout > 200)
+        timeout = 200;
+    bool notified = false;
+    TqErr err = {0};
+    waker_wait(&r->waker, timeout, r->efd, &notified, &err);
+}
+
+/* One pass of the loop. Returns false when the run is over. */
+static bool run_step(Run *r)
+{
+    const RunOptions *opt = r->opt;
+    int64_t now = clock_mono_ms();
+    if (run_signals > 0 && !r->stopping) {
+        r->stopping = true;
+        r->stop_deadline = now + (int64_t)opt->grace_s * 1000;
+        log_msg(LOG_INFO, "run", "stopping: no new claims; %d jobs in flight get %ds to finish", held_count(r->held),
+                opt->grace_s);
+    }
+    if (r->stopping && plan_waiting(r->plan) > 0)
+        plan_drop(r->plan, forget_held, r->held);
+    if (r->stopping && (held_count(r->held) == 0 || run_signals > 1 || now >= r->stop_deadline))
+        return false;
+    if (ensure_conn(r)) {
+        usleep(500000);
+        return true;
+    }
+    run_housekeeping(r, now);
+    if (!r->stopping && opt->budget_micro > 0 && !r->budget_hit) {
+        /* Spend is counted when written; in-flight calls may add a little past the ceiling. */
+        WriterStats ws;
+        writer_get_stats(r->writer, &ws);
+        if (ws.cost_pico >= opt->budget_micro * 1000000) {
+            r->budget_hit = true;
+            log_msg(LOG_WARN, "run", "run budget reached: no more claims; %d jobs in flight finish", held_count(r->held));
+        }
+    }
+    if (r->budget_hit && held_count(r->held) == 0)
+        return false;
+    if (!r->stopping && !r->budget_hit) {
+        bool drained = false;
+        if (run_claim(r, now, &drained))
+            return true;
+        if (drained)
+            return false;
+    }
+    run_wait(r, now);
+    return true;
+}
+
+/* Stop the pool (in-flight calls come back and their jobs are handed back), flush the writer, hand
+ * everything else back, print the summary. Returns the exit code. */
+static int run_shutdown(Run *r)
+{
+    const RunOptions *opt = r->opt;
+    plan_drop(r->plan, forget_held, r->held);
     if (opt->progress)
-        print_progress(&r, true);
-    Call *leftover = NULL;
+        print_progress(r, true);
     Buf sizes;
-    batch_size_info(&r, &sizes);
-    int pool_peak_in_flight_final = pool_peak_in_flight(r.pool);
-    bool pool_quota_final = pool_quota_exhausted(r.pool);
-    pool_stop(r.pool, &leftover);
-    r.pool = NULL;
+    batch_size_info(r, &sizes);
+    int peak = pool_peak_in_flight(r->pool);
+    bool quota = pool_quota_exhausted(r->pool);
+    Call *leftover = NULL;
+    pool_stop(r->pool, &leftover);
+    r->pool = NULL;
     int nleft = 0;
     while (leftover) {
         Call *next = leftover->next;
         for (int j = 0; j < leftover->njobs; j++)
-            held_remove(r.held, leftover->jobs[j].job->id);
+            if (leftover->jobs[j].job)
+                held_remove(r->held, leftover->jobs[j].job->id);
         call_free(leftover);
         leftover = next;
         nleft++;
     }
     WriterStats st;
-    writer_stop(r.writer, &st);
-    r.writer = NULL;
-    hand_back_all(&r);
+    writer_stop(r->writer, &st);
+    r->writer = NULL;
+    hand_back_all(r);
     char cost[32], base[32];
     cost_format_usd(cost, sizeof cost, st.cost_pico, 6);
     cost_format_usd(base, sizeof base, st.baseline_pico, 6);
     int64_t jobs = st.jobs_done + st.jobs_failed + st.jobs_retry;
-    double secs = (double)(clock_mono_ms() - r.start_ms) / 1000.0;
+    double secs = (double)(clock_mono_ms() - r->start_ms) / 1000.0;
     printf("run: %lld done, %lld failed, %lld back to the queue, %lld lease_lost, %d handed back in %.1fs\n",
            (long long)st.jobs_done, (long long)st.jobs_failed, (long long)st.jobs_retry, (long long)st.lease_lost,
            nleft, secs);
     printf("run: %lld calls, cost $%s, baseline $%s, %lld write statements (%.4f per job), peak %d in flight\n",
            (long long)st.calls, cost, base, (long long)st.statements,
-           jobs ? (double)st.statements / (double)jobs : 0.0, pool_peak_in_flight_final);
+           jobs ? (double)st.statements / (double)jobs : 0.0, peak);
     if (sizes.len > 20) /* more than the empty {"batch_size": {}} */
         printf("run: %s\n", sizes.data);
     buf_free(&sizes);
@@ -611,39 +534,61 @@ int run_main(const TqConfig *cfg, const RunOptions *opt)
     for (int i = 0; i < st.nfailures; i++)
         printf("run: %lld jobs not done, reason %s (e.g. %s)\n", (long long)st.failures[i].count,
                st.failures[i].reason, st.failures[i].sample);
-    exit_code = pool_quota_final ? RUN_EXIT_QUOTA : RUN_EXIT_OK;
-    if (!pool_quota_final && st.jobs_done == 0 && st.jobs_failed + st.jobs_retry > 0) {
+    int exit_code = quota ? RUN_EXIT_QUOTA : RUN_EXIT_OK;
+    if (!quota && st.jobs_done == 0 && st.jobs_failed + st.jobs_retry > 0) {
         /* Nothing succeeded: a cron job must not read this as a good night. */
         exit_code = RUN_EXIT_NOTHING_DONE;
         fprintf(stderr, "tierq: run: no job succeeded; %lld failed or went back to the queue%s%s\n",
                 (long long)(st.jobs_failed + st.jobs_retry), st.nfailures == 1 ? ", all for the same reason: " : "",
                 st.nfailures == 1 ? st.failures[0].sample : " (see the reasons above)");
     }
-    if (budget_hit) {
+    if (r->budget_hit) {
         exit_code = RUN_EXIT_BUDGET;
         char b[32];
         cost_format_usd(b, sizeof b, opt->budget_micro * 1000000, 6);
         fprintf(stderr, "tierq: run: the run budget of $%s was reached; unclaimed jobs stay queued\n", b);
     }
-    if (pool_quota_final)
+    if (quota)
         fprintf(stderr, "tierq: run: a provider answered insufficient_quota; its jobs stay queued for a later run\n");
-out:
-    if (r.pool) {
-        pool_stop(r.pool, NULL);
+    return exit_code;
+}
+
+/* Whatever setup got to, undone in reverse. */
+static void run_free(Run *r)
+{
+    if (r->pool)
+        pool_stop(r->pool, NULL);
+    if (r->writer)
+        writer_stop(r->writer, NULL);
+    TqErr err = {0};
+    if (r->conn && r->owner[0])
+        queue_worker_unregister(r->conn, r->owner, &err);
+    waker_close(&r->waker);
+    if (r->conn)
+        PQfinish(r->conn);
+    plan_free(r->plan);
+    held_free(r->held);
+    fifo_free(r->done);
+    if (r->efd >= 0)
+        close(r->efd);
+    free(r->kinds);
+}
+
+int run_main(const TqConfig *cfg, const RunOptions *opt)
+{
+    Run r;
+    memset(&r, 0, sizeof r);
+    r.cfg = cfg;
+    r.opt = opt;
+    r.efd = -1;
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    int exit_code = run_setup(&r);
+    if (exit_code == 0) {
+        while (run_step(&r)) {
+        }
+        exit_code = run_shutdown(&r);
     }
-    if (r.writer)
-        writer_stop(r.writer, NULL);
-    if (r.conn && r.owner[0]) {
-        queue_worker_unregister(r.conn, r.owner, &err);
-    }
-    waker_close(&r.waker);
-    if (r.conn)
-        PQfinish(r.conn);
-    held_free(r.held);
-    fifo_free(r.done);
-    if (r.efd >= 0)
-        close(r.efd);
-    free(r.kinds);
+    run_free(&r);
     curl_global_cleanup();
     return exit_code;
 }

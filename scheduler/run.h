@@ -9,14 +9,14 @@
 #define TQ_RUN_H
 
 #include "config.h"
+#include "pool.h"
 
 #include <stdbool.h>
 #include <stdint.h>
 
 typedef struct RunOptions {
+    PoolOptions pool;        /* the worker pool's: threads, max_in_flight, max_tries, response cap */
     bool drain;              /* exit 0 once nothing is queued or running */
-    int max_in_flight;       /* HTTP requests in flight for the process */
-    int threads;             /* worker threads, 0 = one per core */
     int lease_s;
     int claim_batch;
     int poll_ms;             /* claim at least this often even without NOTIFY */
@@ -25,13 +25,12 @@ typedef struct RunOptions {
     bool progress;           /* live progress line on stderr */
     const char *run_name;    /* only claim jobs of this run */
     const char *kinds_csv;   /* only claim these kinds */
-    long max_response_bytes;
-    int max_tries;           /* HTTP attempts per call in-process */
     bool all_tiers;          /* calibration: every tier answers every job */
     int64_t budget_micro;    /* per-run ceiling in micro-USD; 0 = none */
     bool map_overridden;     /* cfg is not jobs/ as written (--model-map): do not sync it */
 } RunOptions;
 
+/* The defaults, one place: the pool's (pool_default_options) and the scheduler's. */
 void run_default_options(RunOptions *o);
 
 enum {

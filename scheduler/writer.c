@@ -29,6 +29,7 @@ struct Writer {
     atomic_bool stop;
     pthread_mutex_t mu;
     WriterStats stats;
+    WriterHooks hooks;
 };
 
 typedef struct Batch {
@@ -145,6 +146,8 @@ static void flush(Writer *w, Batch *bt)
     }
     for (int i = 0; i < bt->n; i++) {
         Call *c = bt->calls[i];
+        if (w->hooks.on_call)
+            w->hooks.on_call(w->hooks.ud, c);
         for (int j = 0; j < c->njobs; j++)
             if (c->jobs[j].job) /* a job moved to another call is still held */
                 held_remove(w->held, c->jobs[j].job->id);
@@ -202,8 +205,8 @@ static void *writer_main(void *arg)
     return NULL;
 }
 
-int writer_start(Writer **out, const char *conninfo, const char *owner, Fifo *in,
-                 HeldSet *held, int notify_fd, TqErr *err)
+int writer_start(Writer **out, const char *conninfo, const char *owner, Fifo *in, HeldSet *held, int notify_fd,
+                 const WriterHooks *hooks, TqErr *err)
 {
     Writer *w = calloc(1, sizeof *w);
     if (!w)
@@ -213,6 +216,8 @@ int writer_start(Writer **out, const char *conninfo, const char *owner, Fifo *in
     w->in = in;
     w->held = held;
     w->notify_fd = notify_fd;
+    if (hooks)
+        w->hooks = *hooks;
     pthread_mutex_init(&w->mu, NULL);
     int rc = db_connect(w->conninfo, &w->conn, err);
     if (rc) {

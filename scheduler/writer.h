@@ -44,8 +44,16 @@ void writer_tally_failure(WriterStats *st, const char *reason, const char *error
 
 typedef struct Writer Writer;
 
-int writer_start(Writer **out, const char *conninfo, const char *owner, Fifo *in,
-                 HeldSet *held, int notify_fd, TqErr *err);
+/* Optional hooks: on_call sees every finished call (after it is written, before it is freed), on
+ * the writer thread — how batch sizes learn from answers. */
+typedef struct WriterHooks {
+    void (*on_call)(void *ud, const Call *c);
+    void *ud;
+} WriterHooks;
+
+/* hooks may be NULL. */
+int writer_start(Writer **out, const char *conninfo, const char *owner, Fifo *in, HeldSet *held, int notify_fd,
+                 const WriterHooks *hooks, TqErr *err);
 /* Flush everything queued, then stop the thread and free the writer; final (optional) receives
  * the last statistics. */
 void writer_stop(Writer *w, WriterStats *final);

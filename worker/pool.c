@@ -56,7 +56,7 @@ typedef struct Worker {
 
 struct Pool {
     const TqConfig *cfg;
-    PoolOptions opt;
+    const PoolOptions *opt;      /* the caller's, read only */
     Fifo *done;
     Worker *workers;
     int nworkers;
@@ -70,7 +70,6 @@ struct Pool {
     atomic_bool stop;
     struct curl_slist **prov_headers;
     char **prov_url;
-    atomic_int *batch_size;          /* [kind * nmodels + model] */
 };
 
 void pool_default_options(PoolOptions *o)
@@ -83,7 +82,6 @@ void pool_default_options(PoolOptions *o)
     o->backoff_base_ms = 250;
     o->backoff_cap_ms = 20000;
     o->quota_retry_ms = 15 * 60 * 1000;
-    o->worker_id = "tierq";
 }
 
 /* ---- heap of delayed calls ------------------------------------------------------------------ */
@@ -205,7 +203,6 @@ static size_t on_header(char *ptr, size_t size, size_t nmemb, void *ud)
 }
 
 static void ready_push(Worker *w, Call *c);
-static void batch_feedback(Pool *p, Call *c);
 
 /* Calls split off a batch go out from this worker like new ones. */
 static void send_forks(Worker *w, Call *c)
@@ -269,7 +266,7 @@ static int start_transfer(Worker *w, Call *c)
         }
     }
     buf_free(&t->resp);
-    buf_init(&t->resp, p->opt.max_response_bytes);
+    buf_init(&t->resp, p->opt->max_response_bytes);
     oai_headers_init(&t->hdr);
     t->too_large = false;
     t->errbuf[0] = '\0';
@@ -343,8 +340,8 @@ static int start_transfer(Worker *w, Call *c)
 static void retry_or_requeue(Worker *w, Call *c, const char *reason, const char *msg, int64_t retry_after_ms)
 {
     Pool *p = w->pool;
-    int64_t delay = backoff_next_ms(c->tries - 1, retry_after_ms, p->opt.backoff_base_ms, p->opt.backoff_cap_ms, &w->rng);
-    if (c->tries < p->opt.max_tries && !atomic_load(&p->stop)) {
+    int64_t delay = backoff_next_ms(c->tries - 1, retry_after_ms, p->opt->backoff_base_ms, p->opt->backoff_cap_ms, &w->rng);
+    if (c->tries < p->opt->max_tries && !atomic_load(&p->stop)) {
         c->due_ms = clock_mono_ms() + delay;
         if (heap_push(w, c) == 0)
             return;
@@ -358,8 +355,6 @@ static void on_success(Worker *w, Call *c, LedgerRow *row, OaiResponse *resp)
 {
     Transfer *t = c->transfer;
     RouteAction a = route_on_response(c, row, resp, &t->body);
-    if (c->batched)
-        batch_feedback(w->pool, c);
     if (a == ROUTE_SEND) {
         resend(w, c);
         return;
@@ -464,7 +459,7 @@ static void on_transfer_done(Worker *w, CURL *e, CURLcode res)
                 log_msg(LOG_ERROR, "worker", "provider %s is out of quota: nothing more is sent to it by this process",
                         p->cfg->providers[prov].name);
             atomic_store(&p->quota_any, true);
-            fail_call(w, c, "provider_quota_exhausted", msg, true, p->opt.quota_retry_ms);
+            fail_call(w, c, "provider_quota_exhausted", msg, true, p->opt->quota_retry_ms);
         } else if (v == OAI_RETRY) {
             row->status = "retry";
             retry_or_requeue(w, c, reason, msg, oai_headers_retry_after_ms(&t->hdr, time(NULL)));
@@ -477,7 +472,7 @@ static void on_transfer_done(Worker *w, CURL *e, CURLcode res)
     OaiNetError ne = t->too_large ? OAI_NET_TOO_LARGE : net_error_of(res);
     const char *reason = oai_net_reason(ne);
     if (ne == OAI_NET_TOO_LARGE)
-        snprintf(msg, sizeof msg, "%s: the response exceeded %zu bytes", reason, p->opt.max_response_bytes);
+        snprintf(msg, sizeof msg, "%s: the response exceeded %zu bytes", reason, p->opt->max_response_bytes);
     else
         snprintf(msg, sizeof msg, "%s: %s", reason, t->errbuf[0] ? t->errbuf : curl_easy_strerror(res));
     row->reason = reason;
@@ -505,11 +500,11 @@ static bool start_ready(Worker *w)
                 if (!w->ready_head[prov])
                     w->ready_tail[prov] = NULL;
                 fail_call(w, c, "provider_quota_exhausted",
-                            "the provider answered insufficient_quota earlier in this run", true, p->opt.quota_retry_ms);
+                            "the provider answered insufficient_quota earlier in this run", true, p->opt->quota_retry_ms);
                 continue;
             }
             if (atomic_load(&p->prov_in_flight[prov]) >= p->cfg->providers[prov].max_in_flight ||
-                atomic_load(&p->in_flight) >= p->opt.max_in_flight) {
+                atomic_load(&p->in_flight) >= p->opt->max_in_flight) {
                 blocked = true;
                 break;
             }
@@ -733,13 +728,13 @@ static int provider_header_list(const TqProvider *pr, struct curl_slist **out, T
     return 0;
 }
 
-int pool_start(Pool **out, const TqConfig *cfg, const PoolOptions *opt, Fifo *done, TqErr *err)
+int pool_start(Pool **out, const TqConfig *cfg, const PoolOptions *opt, const char *worker_id, Fifo *done, TqErr *err)
 {
     Pool *p = calloc(1, sizeof *p);
     if (!p)
         return tq_err(err, TQ_ENOMEM, "out of memory");
     p->cfg = cfg;
-    p->opt = *opt;
+    p->opt = opt;
     p->done = done;
     int np = cfg->nproviders;
     p->prov_in_flight = calloc((size_t)np, sizeof *p->prov_in_flight);
@@ -754,10 +749,6 @@ int pool_start(Pool **out, const TqConfig *cfg, const PoolOptions *opt, Fifo *do
         free(p);
         return tq_err(err, TQ_ENOMEM, "out of memory");
     }
-    p->batch_size = calloc((size_t)(cfg->nkinds * cfg->nmodels), sizeof *p->batch_size);
-    for (int k = 0; p->batch_size && k < cfg->nkinds; k++)
-        for (int m = 0; m < cfg->nmodels; m++)
-            atomic_store(&p->batch_size[k * cfg->nmodels + m], cfg->kinds[k].batch.max_items);
     for (int i = 0; i < np; i++) {
         const TqProvider *pr = &cfg->providers[i];
         /* The query string (api-version=..., a gateway's parameters) goes after the path. */
@@ -778,7 +769,6 @@ int pool_start(Pool **out, const TqConfig *cfg, const PoolOptions *opt, Fifo *do
             free(p->prov_quota);
             free(p->prov_headers);
             free(p->prov_url);
-            free(p->batch_size);
             free(p);
             return hrc ? hrc : TQ_ENOMEM;
         }
@@ -792,7 +782,7 @@ int pool_start(Pool **out, const TqConfig *cfg, const PoolOptions *opt, Fifo *do
         Worker *w = &p->workers[i];
         w->pool = p;
         w->index = i;
-        snprintf(w->key_prefix, sizeof w->key_prefix, "%s:w%d", opt->worker_id, i);
+        snprintf(w->key_prefix, sizeof w->key_prefix, "%s:w%d", worker_id, i);
         w->multi = curl_multi_init();
         w->epfd = epoll_create1(EPOLL_CLOEXEC);
         w->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -827,29 +817,6 @@ void pool_submit(Pool *p, Call *c)
 
 int pool_pending(Pool *p) { return atomic_load(&p->pending); }
 
-int pool_batch_size(Pool *p, int kind, int model)
-{
-    return atomic_load(&p->batch_size[kind * p->cfg->nmodels + model]);
-}
-
-/* Adaptive batch size: halve after a malformed batch, grow back one at a time after clean ones;
- * failed requests (a gateway's 400, a timeout) teach it nothing. Each batched answer counts once. */
-static void batch_feedback(Pool *p, Call *c)
-{
-    CallBatchVerdict v = c->batch_verdict;
-    c->batch_verdict = CALL_BATCH_NEUTRAL;
-    if (v == CALL_BATCH_NEUTRAL)
-        return;
-    int kind = (int)(c->kind - p->cfg->kinds);
-    atomic_int *slot = &p->batch_size[kind * p->cfg->nmodels + c->model];
-    int cur = atomic_load(slot);
-    int next = v == CALL_BATCH_CLEAN ? cur + 1 : cur / 2;
-    if (next > c->kind->batch.max_items)
-        next = c->kind->batch.max_items;
-    if (next < 1)
-        next = 1;
-    atomic_store(slot, next);
-}
 int pool_peak_in_flight(Pool *p) { return atomic_load(&p->peak_in_flight); }
 bool pool_quota_exhausted(Pool *p) { return atomic_load(&p->quota_any); }
 
@@ -902,7 +869,6 @@ void pool_stop(Pool *p, Call **leftover)
     free(p->prov_url);
     free(p->prov_in_flight);
     free(p->prov_quota);
-    free(p->batch_size);
     free(p->workers);
     free(p);
     if (leftover) {

@@ -30,16 +30,19 @@ typedef struct PoolOptions {
     int64_t backoff_base_ms;
     int64_t backoff_cap_ms;
     int64_t quota_retry_ms;      /* run_after for jobs of a provider that ran out of quota */
-    const char *worker_id;       /* prefix of ledger row keys */
 } PoolOptions;
 
+/* The defaults: one thread per core, 256 in flight, 4 tries, 8 MiB responses. */
 void pool_default_options(PoolOptions *o);
 
 typedef struct Pool Pool;
 
-/* Start the threads. cfg and done must outlive the pool. Reads each provider's API key from the
- * environment variable its config names (registering it with the log redactor). */
-int pool_start(Pool **out, const TqConfig *cfg, const PoolOptions *opt, Fifo *done, TqErr *err);
+/* Start the threads. cfg, opt and done must outlive the pool; worker_id prefixes the ledger row
+ * keys (unique per process). Reads each provider's API key and header values from the environment
+ * variables its config names (registering them with the log redactor). Returns 0, or TQ_EINVAL (a
+ * header's variable is unset), TQ_ENOMEM or TQ_EIO (epoll, eventfd, curl or a thread could not be
+ * set up) with nothing left running; err names what failed. */
+int pool_start(Pool **out, const TqConfig *cfg, const PoolOptions *opt, const char *worker_id, Fifo *done, TqErr *err);
 /* Hand a call to the pool (thread-safe, non-blocking). */
 void pool_submit(Pool *p, Call *call);
 /* Calls submitted and not yet pushed to done. */
@@ -48,10 +51,6 @@ int pool_pending(Pool *p);
 int pool_peak_in_flight(Pool *p);
 /* True once any provider answered insufficient_quota. */
 bool pool_quota_exhausted(Pool *p);
-/* Current batch size for a kind (index into cfg->kinds) on a model: starts at the kind's
- * batch.max_items, halves after a batch that came back malformed, grows by one after a clean one. */
-int pool_batch_size(Pool *p, int kind, int model);
-
 /* Stop the threads. Calls still pending are aborted and returned through *leftover (a ->next list,
  * caller frees or hands their jobs back); pass NULL to free them. */
 void pool_stop(Pool *p, Call **leftover);

@@ -58,7 +58,7 @@ static void write_calls(const char *owner, Call **calls, int n, WriterStats *st)
     HeldSet *held = held_new();
     Writer *w = NULL;
     TqErr err = {0};
-    CHECK_INT(writer_start(&w, testdb_conninfo, owner, q, held, -1, &err), 0);
+    CHECK_INT(writer_start(&w, testdb_conninfo, owner, q, held, -1, NULL, &err), 0);
     for (int i = 0; i < n; i++)
         fifo_push(q, calls[i]);
     writer_stop(w, st);
