@@ -180,7 +180,7 @@ int queue_renew(PGconn *c, const char *owner, const int64_t *ids, const int *att
  * A fenced write stamps updated_at with the statement's now(); RETURNING compares it to tell
  * applied outcomes from lease_lost ones (PostgreSQL 15 has no OLD in RETURNING). */
 #define FENCED "(oc.id IS NOT NULL AND j.state = 'running' AND j.lease_owner = $1 AND j.attempts = oc.att)"
-#define RETRY_LATER "(NOT oc.done AND oc.retry AND j.attempts < j.max_attempts)"
+#define RETRY_LATER "(NOT oc.done AND oc.retry AND (oc.keep OR j.attempts < j.max_attempts))"
 static const char *const SQL_FLUSH =
     "WITH ins AS ("
     "  INSERT INTO tierq.calls (call_key, run_name, job_ids, kind, model, tier, purpose, worker, attempt,"
@@ -205,13 +205,16 @@ static const char *const SQL_FLUSH =
     "  WHERE c.k IN (SELECT call_key FROM ins) GROUP BY c.id),"
     " oc AS ("
     "  SELECT * FROM unnest($28::bigint[], $29::int[], $30::bool[], $31::text[], $32::text[], $33::int[],"
-    "    $34::real[], $35::int[], $36::text[], $37::numeric[], $38::text[], $39::bool[], $40::bigint[])"
-    "    AS o(id, att, done, res, model, tier, q, esc, reason, base, err, retry, after_ms)),"
+    "    $34::real[], $35::int[], $36::text[], $37::numeric[], $38::text[], $39::bool[], $40::bigint[], $47::bool[])"
+    "    AS o(id, att, done, res, model, tier, q, esc, reason, base, err, retry, after_ms, keep)),"
     " ids AS (SELECT id FROM ch UNION SELECT id FROM oc)"
     " UPDATE tierq.jobs j SET"
     "   cost_usd = j.cost_usd + coalesce(ch.cost, 0), tokens_in = j.tokens_in + coalesce(ch.ti, 0),"
     "   tokens_cached_in = j.tokens_cached_in + coalesce(ch.tc, 0), tokens_out = j.tokens_out + coalesce(ch.tout, 0),"
+    "   attempts = CASE WHEN " FENCED " AND NOT oc.done AND oc.retry AND oc.keep THEN j.attempts - 1"
+    "              ELSE j.attempts END,"
     "   state = CASE WHEN NOT " FENCED " THEN j.state WHEN oc.done THEN 'done' WHEN NOT oc.retry THEN 'failed'"
+    "                WHEN oc.keep THEN 'queued'"
     "                WHEN j.attempts >= j.max_attempts THEN 'dead' ELSE 'queued' END,"
     "   result = CASE WHEN " FENCED " AND oc.done THEN oc.res ELSE j.result END,"
     "   model = CASE WHEN " FENCED " AND oc.done THEN oc.model ELSE j.model END,"
@@ -236,7 +239,7 @@ enum {
     L_KEY, L_JOBS, L_KIND, L_MODEL, L_TIER, L_PURPOSE, L_ATT, L_TI, L_TC, L_TOUT, L_TR, L_EST, L_COST, L_LAT,
     L_HTTP, L_ST, L_REASON, L_ERR, L_SCORE, L_RUN, L_CKEY, L_CID, L_CCOST, L_CTI, L_CTC, L_CTOUT,
     O_ID, O_ATT, O_DONE, O_RES, O_MODEL, O_TIER, O_Q, O_ESC, O_REASON, O_BASE, O_ERR, O_RETRY, O_AFTER, L_ANSWER,
-    L_SOLO, L_SOLO_TOK, L_MISSING, L_MAXTOK, L_CAPPED, L_N
+    L_SOLO, L_SOLO_TOK, L_MISSING, L_MAXTOK, L_CAPPED, O_KEEP, L_N
 };
 
 static int add_usd(Buf *b, int64_t pico)
@@ -310,7 +313,8 @@ static int build_arrays(Call *const *calls, int ncalls, Buf *col, int *nrows, in
                  pgarray_add_int64(&col[O_ESC], cj->escalations) || pgarray_add_text(&col[O_REASON], cj->reason) ||
                  add_usd(&col[O_BASE], cj->baseline_pico) || pgarray_add_text(&col[O_ERR], cj->error) ||
                  pgarray_add_bool(&col[O_RETRY], cj->retryable) ||
-                 pgarray_add_int64(&col[O_AFTER], cj->retry_after_ms > 0 ? cj->retry_after_ms : 0);
+                 pgarray_add_int64(&col[O_AFTER], cj->retry_after_ms > 0 ? cj->retry_after_ms : 0) ||
+                 pgarray_add_bool(&col[O_KEEP], cj->keep_attempt);
         }
     }
     for (int i = 0; i < L_N && !rc; i++)

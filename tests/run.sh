@@ -27,6 +27,7 @@ export TIERQ_SIM_BIN="$root/$build/tierq-sim"
 export TIERQ_JOBS_DIR="$root/jobs"
 export TIERQ_TEST_TMP="$tmp"
 export TIERQ_ROOT="$root"
+export TIERQ_BUILD_DIR="$root/$build"
 
 passed=0
 failed=0
@@ -58,9 +59,9 @@ for t in "$build"/tests/test_*; do
     case "$t" in *.d|*.o) continue ;; esac
     run_one "$(basename "$t")" "$t"
 done
-for t in tests/integration/*.sh; do
+for t in tests/integration/*.sh tests/conformance/test_*.sh; do
     [ -f "$t" ] || continue
-    run_one "$(basename "$t")" sh "$t"
+    run_one "$(basename "$t")" env BUILD="$build" sh "$t"
 done
 if [ -d build-asan/tests ]; then
     for src in tests/unit/test_*.c; do

@@ -31,6 +31,8 @@ typedef struct CallJob {
     const char *reason;       /* stable reason string (static) */
     char *error;              /* FAIL: readable message */
     bool retryable;           /* FAIL: back to the queue (until max_attempts) or failed now */
+    bool keep_attempt;        /* FAIL, retryable: the job was not at fault (its provider is out of
+                               * quota): back to the queue without spending an attempt */
     int64_t retry_after_ms;
     int64_t baseline_pico;    /* DONE: the job's cost on the kind's baseline model */
     int64_t max_tokens;       /* from params or the kind */

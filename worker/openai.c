@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* ================================================================================================
  * Request
@@ -341,8 +342,8 @@ static bool fill_from_json(OaiError *out, const JsonDoc *d)
         msg = detail_message(d, json_get(d, src, "detail"));
     set_field_json(out->message, sizeof out->message, d, msg);
     int type = json_get(d, src, "type");
-    if (json_type(d, type) != JSON_STRING)
-        type = json_get(d, src, "status"); /* Gemini: "RESOURCE_EXHAUSTED" */
+    if (json_type(d, type) != JSON_STRING && json_type(d, json_get(d, src, "status")) == JSON_STRING)
+        type = json_get(d, src, "status"); /* Gemini: "RESOURCE_EXHAUSTED" (Azure's numeric status is not a type) */
     set_field_json(out->type, sizeof out->type, d, type);
     set_field_json(out->code, sizeof out->code, d, json_get(d, src, "code"));
     set_field_json(out->param, sizeof out->param, d, json_get(d, src, "param"));
@@ -680,6 +681,12 @@ static int parse_response(const char *body, size_t len, int max_tokens_json, boo
             goto cleanup;
         }
     }
+    int choice_err = json_get(&doc, json_get(&doc, choice, "error"), "message");
+    if (json_type(&doc, choice_err) == JSON_STRING) {
+        char line[OAI_ERR_MSG_MAX + 4];
+        set_field_json(line, sizeof line, &doc, choice_err);
+        r.choice_error = strdup(line);
+    }
     if ((rc = dup_string_or_empty(&doc, json_get(&doc, 0, "id"), &r.id)) ||
         (rc = dup_string_or_empty(&doc, json_get(&doc, 0, "model"), &r.model)) ||
         (rc = dup_string_or_empty(&doc, json_get(&doc, choice, "finish_reason"), &r.finish_reason))) {
@@ -730,6 +737,7 @@ void oai_response_free(OaiResponse *r)
     free(r->model);
     free(r->content);
     free(r->refusal);
+    free(r->choice_error);
     free(r->finish_reason);
     free(r->tokens);
     memset(r, 0, sizeof *r);
@@ -742,15 +750,50 @@ void oai_response_free(OaiResponse *r)
 /* Codes that mean the account, not this request or this minute, is the problem. OpenAI sends
  * insufficient_quota and billing_not_active with status 429, which must not be retried as a
  * rate limit. */
+/* Codes that mean the account, not this request or this minute, is the problem. OpenAI sends
+ * insufficient_quota and billing_not_active with status 429, which must not be retried as a
+ * rate limit; DashScope says Arrearage (an account in arrears) with status 400, which must not
+ * fail the jobs as if they were malformed. */
 static bool is_quota(const OaiError *e)
 {
-    static const char *const codes[] = {"insufficient_quota", "billing_not_active", "billing_hard_limit_reached"};
+    static const char *const codes[] = {"insufficient_quota", "billing_not_active", "billing_hard_limit_reached",
+                                        "Arrearage", "insufficient_balance"};
     if (!e)
         return false;
     for (size_t k = 0; k < sizeof codes / sizeof codes[0]; k++)
         if (strcmp(e->code, codes[k]) == 0 || strcmp(e->type, codes[k]) == 0)
             return true;
     return false;
+}
+
+/* Whether a substring occurs, ASCII case ignored. */
+static bool contains_ci(const char *s, const char *needle)
+{
+    size_t n = strlen(needle);
+    for (; *s; s++)
+        if (strncasecmp(s, needle, n) == 0)
+            return true;
+    return false;
+}
+
+/* The prompt does not fit the model: OpenAI's code, llama.cpp's type (sometimes with status 500),
+ * vLLM's and others' words. No retry can help; a smaller batch might. */
+static bool is_context_overflow(const OaiError *e)
+{
+    if (!e)
+        return false;
+    return strcmp(e->code, "context_length_exceeded") == 0 || strcmp(e->type, "exceed_context_size_error") == 0 ||
+           contains_ci(e->message, "maximum context length") || contains_ci(e->message, "context length exceeded") ||
+           contains_ci(e->message, "exceeds the available context size") ||
+           contains_ci(e->message, "context window") || contains_ci(e->message, "context size has been exceeded");
+}
+
+/* The provider's filter refused the prompt (Azure's code content_filter, DashScope's
+ * data_inspection_failed): the job fails with reason content_filter, not bad_request. */
+static bool is_content_filter(const OaiError *e)
+{
+    return e && (strcmp(e->code, "content_filter") == 0 || strcmp(e->code, "data_inspection_failed") == 0 ||
+                 strcmp(e->code, "content_policy_violation") == 0);
 }
 
 OaiVerdict oai_classify(int http_status, const OaiError *e)
@@ -762,7 +805,10 @@ OaiVerdict oai_classify(int http_status, const OaiError *e)
         return OAI_QUOTA;
     if (s < 100 || s > 599)
         return OAI_RETRY;
-    if (s == 408 || s == 409 || s == 425 || s == 429 || s >= 500)
+    if (is_context_overflow(e) || is_content_filter(e))
+        return OAI_FAIL; /* even as a 500: sending it again gives the same answer */
+    /* 498: Groq's flex tier is out of capacity ("try again later") */
+    if (s == 408 || s == 409 || s == 425 || s == 429 || s == 498 || s >= 500)
         return OAI_RETRY;
     return OAI_FAIL;
 }
@@ -801,8 +847,10 @@ const char *oai_error_reason(int http_status, const OaiError *e)
         return "payment_required";
     if (is_quota(e))
         return "quota_exhausted";
-    if (e && strcmp(e->code, "context_length_exceeded") == 0)
+    if (is_context_overflow(e))
         return "context_length_exceeded";
+    if (is_content_filter(e))
+        return "content_filter";
     switch (s) {
     case 400: return "bad_request";
     case 401: return "unauthorized";
@@ -813,6 +861,7 @@ const char *oai_error_reason(int http_status, const OaiError *e)
     case 413: return "payload_too_large";
     case 422: return "unprocessable";
     case 429: return "rate_limited";
+    case 498: /* Groq: flex tier capacity exceeded */
     case 503:
     case 529: return "overloaded";
     default: break;

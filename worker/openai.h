@@ -108,6 +108,8 @@ typedef struct OaiResponse {
                           * the reasoning text itself is never kept */
     size_t reasoning_bytes; /* size of that reasoning text, for estimates */
     bool no_choice;      /* choices was present but empty ([]): no answer, yet usage may be billed */
+    char *choice_error;  /* choices[0].error.message (OpenRouter: the upstream provider failed while
+                          * answering, finish_reason "error"), one cleaned line; NULL when absent */
     OaiUsage usage;
     OaiLogprobs logprobs;
     OaiTokenLogprob *tokens; /* per-token logprobs, only from oai_parse_response_tokens; else NULL */
@@ -184,9 +186,13 @@ typedef enum {
 
 /* Verdict for an HTTP response. e may be NULL (status only).
  *   2xx                                   OK
- *   402, or any status whose code or type is "insufficient_quota", "billing_not_active" or
- *   "billing_hard_limit_reached"          QUOTA (OpenAI sends these with 429: not a rate limit)
- *   408, 409, 425, 429, 5xx               RETRY
+ *   402, or any status whose code or type is "insufficient_quota", "billing_not_active",
+ *   "billing_hard_limit_reached", "Arrearage" (DashScope, with 400) or "insufficient_balance"
+ *                                         QUOTA (OpenAI sends these with 429: not a rate limit)
+ *   a context overflow (code context_length_exceeded, llama.cpp's exceed_context_size_error, the
+ *   usual words) or a content filter (code content_filter, data_inspection_failed,
+ *   content_policy_violation), whatever the status        FAIL (sending again cannot help)
+ *   408, 409, 425, 429, 498 (Groq flex), 5xx          RETRY
  *   400, 401, 403, 404, 422, other 4xx    FAIL
  *   1xx, 3xx (redirects are not followed) FAIL;  0 / out of range: RETRY (treated as transport) */
 OaiVerdict oai_classify(int http_status, const OaiError *e);
@@ -210,7 +216,7 @@ OaiVerdict oai_classify_transport(OaiNetError e);
 const char *oai_verdict_name(OaiVerdict v); /* "ok", "retry", "fail", "quota" */
 /* "rate_limited", "quota_exhausted", "server_error", "overloaded", "request_timeout", "conflict",
  * "bad_request", "unauthorized", "payment_required", "forbidden", "not_found", "unprocessable",
- * "context_length_exceeded", "payload_too_large", "http_4xx", "http_other", "ok". */
+ * "context_length_exceeded", "content_filter", "payload_too_large", "http_4xx", "http_other", "ok". */
 const char *oai_error_reason(int http_status, const OaiError *e);
 /* "http_timeout", "connect_failed", "connection_reset", "tls_failed", "bad_body",
  * "response_too_large", "bad_request_setup". */

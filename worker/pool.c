@@ -372,6 +372,8 @@ static const char *unanswered_reason(const OaiResponse *resp)
         return "no_choices";
     if (resp->finish_reason && strcmp(resp->finish_reason, "insufficient_system_resource") == 0)
         return "provider_interrupted";
+    if (resp->finish_reason && strcmp(resp->finish_reason, "error") == 0)
+        return "provider_error"; /* OpenRouter: the upstream provider failed mid-answer */
     return NULL;
 }
 
@@ -425,11 +427,12 @@ static void on_transfer_done(Worker *w, CURL *e, CURLcode res)
         const char *unanswered = prc == 0 ? unanswered_reason(&resp) : NULL;
         if (unanswered) {
             route_charge_unanswered(c, row, &resp, &t->body);
-            oai_response_free(&resp);
             row->status = "retry";
             row->reason = unanswered;
-            snprintf(msg, sizeof msg, "%s: the provider answered http %ld without an answer (%s)", unanswered, status,
-                     strcmp(unanswered, "no_choices") == 0 ? "choices: []" : "finish_reason insufficient_system_resource");
+            snprintf(msg, sizeof msg, "%s: the provider answered http %ld without an answer (%s%s%s)", unanswered, status,
+                     strcmp(unanswered, "no_choices") == 0 ? "choices: []" : resp.finish_reason,
+                     resp.choice_error ? ": " : "", resp.choice_error ? resp.choice_error : "");
+            oai_response_free(&resp);
             row->error = strdup(msg);
             retry_or_requeue(w, c, unanswered, msg, -1);
             return;
