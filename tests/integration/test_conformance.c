@@ -394,7 +394,7 @@ static void test_requests_match_the_openai_schema_and_the_gateway(void)
     /* the schema: every body, once for each sort of request we know is in there */
     char cmd[1600], res[8192];
     snprintf(cmd, sizeof cmd, "'%s/tierq-schema-check' --schema '%s/chat_request.schema.json' --record-lines"
-                              " --allow-extra translation_options '%s' 2>&1",
+                              " --allow-extra translation_options --allow-extra enable_thinking '%s' 2>&1",
              getenv("TIERQ_BUILD_DIR") ? getenv("TIERQ_BUILD_DIR") : "build", fixtures, record);
     FILE *p = popen(cmd, "r");
     size_t got = p ? fread(res, 1, sizeof res - 1, p) : 0;
@@ -417,6 +417,10 @@ static void test_requests_match_the_openai_schema_and_the_gateway(void)
     }
     CHECKF(batched > 0 && judge > 0 && sample > 0, "batched %d, judge %d, sample %d", batched, judge, sample);
     CHECKF(mt > 0, "no Qwen-MT request carried translation_options");
+    int thinking_off = 0;
+    for (int i = 0; i < n; i++)
+        thinking_off += strstr(lines[i], "qwen3-8b") && strstr(lines[i], "enable_thinking\\\":false");
+    CHECKF(thinking_off > 0, "no qwen3-8b request carried enable_thinking: false");
     CHECKF(german >= 1, "the target language German reached no request");
     CHECKF(labels >= 1, "the job's own labels reached no request");
     CHECKF(capped >= 1, "params.max_tokens 5 reached no request");
