@@ -13,7 +13,7 @@ WARN     += -Werror
 endif
 SAN      ?=
 PG_INC   := $(shell pg_config --includedir 2>/dev/null || echo /usr/include/postgresql)
-CPPFLAGS += -Icommon -Ischeduler -Iworker -I$(PG_INC) -I$(BUILD)/gen
+CPPFLAGS += -Icommon -Ischeduler -Iworker -Icli -I$(PG_INC) -I$(BUILD)/gen
 CFLAGS   += $(OPT) $(WARN) $(SAN) -pthread -MMD -MP
 LDLIBS   += -lcurl -lzstd -lpq -lpthread -lm
 LDFLAGS  += $(SAN) -pthread
@@ -22,7 +22,8 @@ VERSION  := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 CPPFLAGS += -DTQ_VERSION='"$(VERSION)"'
 
 COMMON_SRC := $(wildcard common/*.c)
-SCHED_SRC  := $(filter-out scheduler/main.c,$(wildcard scheduler/*.c))
+SCHED_SRC  := $(wildcard scheduler/*.c)
+CLI_SRC    := $(filter-out cli/main.c,$(wildcard cli/*.c))
 WORKER_SRC := $(wildcard worker/*.c)
 SIM_SRC    := $(wildcard tests/sim/*.c)
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
@@ -30,7 +31,7 @@ INTEG_SRC  := $(wildcard tests/integration/test_*.c)
 MIGRATIONS := $(sort $(wildcard sql/[0-9]*.sql))
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
-LIB_OBJ   := $(call obj,$(COMMON_SRC) $(SCHED_SRC) $(WORKER_SRC)) $(BUILD)/obj/gen/sql_migrations.o
+LIB_OBJ   := $(call obj,$(COMMON_SRC) $(SCHED_SRC) $(WORKER_SRC) $(CLI_SRC)) $(BUILD)/obj/gen/sql_migrations.o
 COMMON_OBJ := $(call obj,$(COMMON_SRC))
 UNIT_BIN  := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 INTEG_BIN := $(patsubst tests/integration/%.c,$(BUILD)/tests/%,$(INTEG_SRC))
@@ -57,15 +58,15 @@ $(BUILD)/obj/%.o: %.c
 $(BUILD)/obj/scheduler/queue.o: CFLAGS += -Wno-overlength-strings
 
 # Migrations are embedded in the binary: sql/NNN_name.sql become C string constants.
-$(BUILD)/gen/sql_migrations.c: $(MIGRATIONS) tests/embed_sql.sh
+$(BUILD)/gen/sql_migrations.c: $(MIGRATIONS) sql/embed.sh
 	@mkdir -p $(dir $@)
-	sh tests/embed_sql.sh $(MIGRATIONS) > $@.tmp && mv $@.tmp $@
+	sh sql/embed.sh $(MIGRATIONS) > $@.tmp && mv $@.tmp $@
 
 $(BUILD)/obj/gen/sql_migrations.o: $(BUILD)/gen/sql_migrations.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -Wno-overlength-strings -c $< -o $@
 
-$(BUILD)/tierq: $(BUILD)/obj/scheduler/main.o $(LIB_OBJ)
+$(BUILD)/tierq: $(BUILD)/obj/cli/main.o $(LIB_OBJ)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
 $(BUILD)/tierq-sim: $(call obj,$(SIM_SRC)) $(COMMON_OBJ)

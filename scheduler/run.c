@@ -7,8 +7,6 @@
 #include "held.h"
 #include "json.h"
 #include "log.h"
-#include "migrate.h"
-#include "migrations.h"
 #include "plan.h"
 #include "pgarray.h"
 #include "pool.h"
@@ -282,7 +280,7 @@ static void hand_back_all(Run *r)
 
 /* ---- setup, loop, shutdown ------------------------------------------------------------------- */
 
-/* Connect, check the schema, sync jobs/, register, start the writer and the pool (with SIGINT and
+/* Connect, register, start the writer and the pool (with SIGINT and
  * SIGTERM blocked, so only this thread receives them), install the handlers, LISTEN. Returns 0,
  * or RUN_EXIT_RUNTIME after printing why. */
 static int run_setup(Run *r)
@@ -297,17 +295,6 @@ static int run_setup(Run *r)
         return RUN_EXIT_RUNTIME;
     }
     if (db_connect(NULL, &r->conn, &err)) {
-        fprintf(stderr, "tierq: run: %s\n", err.msg);
-        return RUN_EXIT_RUNTIME;
-    }
-    int version = migrate_current_version(r->conn, &err);
-    int latest = tq_migrations[tq_migration_count - 1].version;
-    if (version < latest) {
-        fprintf(stderr, "tierq: run: the database schema is at version %d, this tierq needs %d: run `tierq migrate`\n",
-                version < 0 ? 0 : version, latest);
-        return RUN_EXIT_RUNTIME;
-    }
-    if (!opt->map_overridden && migrate_sync_config(r->conn, cfg, &err)) {
         fprintf(stderr, "tierq: run: %s\n", err.msg);
         return RUN_EXIT_RUNTIME;
     }

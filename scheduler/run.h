@@ -27,7 +27,6 @@ typedef struct RunOptions {
     const char *kinds_csv;   /* only claim these kinds */
     bool all_tiers;          /* calibration: every tier answers every job */
     int64_t budget_micro;    /* per-run ceiling in micro-USD; 0 = none */
-    bool map_overridden;     /* cfg is not jobs/ as written (--model-map): do not sync it */
 } RunOptions;
 
 /* The defaults, one place: the pool's (pool_default_options) and the scheduler's. */
@@ -42,7 +41,8 @@ enum {
                                 * back to the queue): e.g. a gateway refusing every request */
 };
 
-/* Returns a RUN_EXIT_* code; prints a summary on stdout and errors on stderr. */
+/* Returns a RUN_EXIT_* code; prints a summary on stdout and errors on stderr. The caller has
+ * checked that the schema is current and synced jobs/ into the database (tierq run does both). */
 int run_main(const TqConfig *cfg, const RunOptions *opt);
 
 #endif

@@ -21,4 +21,7 @@ int migrate_sync_config(PGconn *c, const TqConfig *cfg, TqErr *err);
 /* Highest applied migration version, 0 when none, or a negative error. */
 int migrate_current_version(PGconn *c, TqErr *err);
 
+/* The version of the newest migration embedded in this binary. */
+int migrate_latest_version(void);
+
 #endif

@@ -251,6 +251,29 @@ static int cmd_status(void)
     return rc;
 }
 
+/* Before running: the schema must be the one this binary expects, and the kinds and models in the
+ * database must be jobs/ as loaded (not when --model-map replaced it for this run). */
+static int run_preflight(const TqConfig *cfg, bool sync)
+{
+    PGconn *c = NULL;
+    int rc = connect_db(&c);
+    if (rc)
+        return rc;
+    TqErr err = {0};
+    int version = migrate_current_version(c, &err);
+    int latest = migrate_latest_version();
+    if (version < latest) {
+        fprintf(stderr, "tierq: run: the database schema is at version %d, this tierq needs %d: run `tierq migrate`\n",
+                version < 0 ? 0 : version, latest);
+        rc = EXIT_FAILURE_RUNTIME;
+    } else if (sync && migrate_sync_config(c, cfg, &err)) {
+        fprintf(stderr, "tierq: run: %s\n", err.msg);
+        rc = EXIT_FAILURE_RUNTIME;
+    }
+    PQfinish(c);
+    return rc;
+}
+
 static bool parse_int_arg(const char *s, long lo, long hi, long *out)
 {
     char *end;
@@ -359,8 +382,9 @@ static int cmd_run(const char *dir, int argc, char **argv)
         config_free(cfg);
         return EXIT_USAGE;
     }
-    o.map_overridden = baseline_map;
-    rc = run_main(cfg, &o);
+    rc = run_preflight(cfg, !baseline_map);
+    if (rc == EXIT_OK)
+        rc = run_main(cfg, &o);
     config_free(cfg);
     return rc;
 }

@@ -60,6 +60,8 @@ cleanup:
     return rc;
 }
 
+int migrate_latest_version(void) { return tq_migrations[tq_migration_count - 1].version; }
+
 int migrate_current_version(PGconn *c, TqErr *err)
 {
     PGresult *r = db_query(c, "read schema version",
