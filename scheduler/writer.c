@@ -218,15 +218,22 @@ int writer_start(Writer **out, const char *conninfo, const char *owner, Fifo *in
     w->notify_fd = notify_fd;
     if (hooks)
         w->hooks = *hooks;
-    pthread_mutex_init(&w->mu, NULL);
-    int rc = db_connect(w->conninfo, &w->conn, err);
+    int rc = 0;
+    if (!w->conninfo || !w->owner)
+        rc = tq_err(err, TQ_ENOMEM, "out of memory");
+    else if ((rc = pthread_mutex_init(&w->mu, NULL)) != 0)
+        rc = tq_err(err, TQ_EIO, "writer: pthread_mutex_init: %s", strerror(rc));
+    else if ((rc = db_connect(w->conninfo, &w->conn, err)) == 0 &&
+             (rc = pthread_create(&w->thread, NULL, writer_main, w)) != 0) {
+        rc = tq_err(err, TQ_EIO, "cannot start the writer thread: %s", strerror(rc));
+        PQfinish(w->conn);
+    }
     if (rc) {
         free(w->conninfo);
         free(w->owner);
         free(w);
         return rc;
     }
-    pthread_create(&w->thread, NULL, writer_main, w);
     *out = w;
     return 0;
 }

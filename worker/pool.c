@@ -8,6 +8,7 @@
 #include "route.h"
 
 #include <curl/curl.h>
+#include <errno.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -203,6 +204,8 @@ static size_t on_header(char *ptr, size_t size, size_t nmemb, void *ud)
 }
 
 static void ready_push(Worker *w, Call *c);
+static void worker_close(Worker *w);
+static void pool_free(Pool *p);
 
 /* Calls split off a batch go out from this worker like new ones. */
 static void send_forks(Worker *w, Call *c)
@@ -577,13 +580,30 @@ static int on_curl_socket(CURL *e, curl_socket_t fd, int what, void *userp, void
         ev.events |= EPOLLIN;
     if (what & CURL_POLL_OUT)
         ev.events |= EPOLLOUT;
-    if (socketp) {
-        epoll_ctl(w->epfd, EPOLL_CTL_MOD, fd, &ev);
-    } else {
-        epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev);
-        curl_multi_assign(w->multi, fd, w); /* any non-NULL marks "registered" */
+    int op = socketp ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+    int rc = epoll_ctl(w->epfd, op, fd, &ev);
+    if (rc != 0 && errno == (op == EPOLL_CTL_ADD ? EEXIST : ENOENT))
+        rc = epoll_ctl(w->epfd, op == EPOLL_CTL_ADD ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev);
+    if (rc != 0) {
+        /* curl is told: it fails the transfer (CURLE_ABORTED_BY_CALLBACK), which is retried */
+        log_msg(LOG_ERROR, "worker", "epoll_ctl on a request's socket failed: %s", strerror(errno));
+        return -1;
     }
+    if (!socketp)
+        curl_multi_assign(w->multi, fd, w); /* any non-NULL marks "registered" */
     return 0;
+}
+
+/* A CURLMcode from the loop: anything but OK is a bug or exhaustion in curl; say so (once per
+ * distinct code) rather than spin silently. Transfers it concerns end through info_read. */
+static void multi_check(CURLMcode rc)
+{
+    if (rc == CURLM_OK)
+        return;
+    char key[64];
+    snprintf(key, sizeof key, "curlm:%d", (int)rc);
+    if (log_first_time(key))
+        log_msg(LOG_ERROR, "worker", "curl multi: %s", curl_multi_strerror(rc));
 }
 
 static int on_curl_timer(CURLM *m, long timeout_ms, void *userp)
@@ -625,7 +645,7 @@ static void *worker_main(void *arg)
         now = clock_mono_ms();
         if (w->curl_due_ms >= 0 && w->curl_due_ms <= now) {
             w->curl_due_ms = -1;
-            curl_multi_socket_action(w->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+            multi_check(curl_multi_socket_action(w->multi, CURL_SOCKET_TIMEOUT, 0, &running));
             drain_finished(w);
         }
         int64_t timeout = 200;
@@ -653,7 +673,7 @@ static void *worker_main(void *arg)
                 flags |= CURL_CSELECT_OUT;
             if (evs[i].events & (EPOLLERR | EPOLLHUP))
                 flags |= CURL_CSELECT_ERR;
-            curl_multi_socket_action(w->multi, fd, flags, &running);
+            multi_check(curl_multi_socket_action(w->multi, fd, flags, &running));
         }
         drain_finished(w);
     }
@@ -731,6 +751,83 @@ static int provider_header_list(const TqProvider *pr, struct curl_slist **out, T
     return 0;
 }
 
+/* Set up one worker's curl multi handle, epoll set, wake-up fd and queues (no thread yet). On
+ * failure everything it opened is closed again and err says what failed. */
+static int worker_open(Pool *p, Worker *w, int index, const char *worker_id, int threads, TqErr *err)
+{
+    int np = p->cfg->nproviders;
+    w->pool = p;
+    w->index = index;
+    w->epfd = w->wakefd = -1;
+    w->curl_due_ms = -1;
+    snprintf(w->key_prefix, sizeof w->key_prefix, "%s:w%d", worker_id, index);
+    w->rng = (uint64_t)clock_mono_ms() * 0x9e3779b97f4a7c15ULL + (unsigned long long)index;
+    int rc = 0;
+    if (!(w->multi = curl_multi_init()))
+        rc = tq_err(err, TQ_ENOMEM, "worker %d: curl_multi_init failed", index);
+    else if ((w->epfd = epoll_create1(EPOLL_CLOEXEC)) < 0 || (w->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0)
+        rc = tq_err(err, TQ_EIO, "worker %d: %s: %s", index, w->epfd < 0 ? "epoll_create1" : "eventfd", strerror(errno));
+    if (!rc) {
+        struct epoll_event ev = {.events = EPOLLIN, .data.fd = w->wakefd};
+        if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->wakefd, &ev) != 0)
+            rc = tq_err(err, TQ_EIO, "worker %d: epoll_ctl: %s", index, strerror(errno));
+    }
+    CURLMcode mc = CURLM_OK;
+    if (!rc) {
+        long per = (long)(p->opt->max_in_flight / threads + 16);
+        if ((mc = curl_multi_setopt(w->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket)) != CURLM_OK ||
+            (mc = curl_multi_setopt(w->multi, CURLMOPT_SOCKETDATA, w)) != CURLM_OK ||
+            (mc = curl_multi_setopt(w->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer)) != CURLM_OK ||
+            (mc = curl_multi_setopt(w->multi, CURLMOPT_TIMERDATA, w)) != CURLM_OK ||
+            (mc = curl_multi_setopt(w->multi, CURLMOPT_MAXCONNECTS, per)) != CURLM_OK)
+            rc = tq_err(err, TQ_EIO, "worker %d: curl_multi_setopt: %s", index, curl_multi_strerror(mc));
+    }
+    if (!rc && (!(w->inbox = callq_new()) || !(w->ready_head = calloc((size_t)np, sizeof *w->ready_head)) ||
+                !(w->ready_tail = calloc((size_t)np, sizeof *w->ready_tail))))
+        rc = tq_err(err, TQ_ENOMEM, "worker %d: out of memory", index);
+    if (rc)
+        worker_close(w);
+    return rc;
+}
+
+/* Release what worker_open opened and the worker gathered (spare handles, queues). */
+static void worker_close(Worker *w)
+{
+    for (int k = 0; k < w->nspare; k++)
+        curl_easy_cleanup(w->spare[k]);
+    free(w->spare);
+    free(w->heap);
+    free(w->live);
+    free(w->ready_head);
+    free(w->ready_tail);
+    if (w->multi)
+        curl_multi_cleanup(w->multi);
+    if (w->epfd >= 0)
+        close(w->epfd);
+    if (w->wakefd >= 0)
+        close(w->wakefd);
+    fifo_free(w->inbox);
+    memset(w, 0, sizeof *w);
+    w->epfd = w->wakefd = -1;
+}
+
+/* The pool's own allocations (the workers must be closed already). */
+static void pool_free(Pool *p)
+{
+    for (int i = 0; i < p->cfg->nproviders; i++) {
+        if (p->prov_headers)
+            curl_slist_free_all(p->prov_headers[i]);
+        if (p->prov_url)
+            free(p->prov_url[i]);
+    }
+    free(p->prov_headers);
+    free(p->prov_url);
+    free(p->prov_in_flight);
+    free(p->prov_quota);
+    free(p->workers);
+    free(p);
+}
+
 int pool_start(Pool **out, const TqConfig *cfg, const PoolOptions *opt, const char *worker_id, Fifo *done, TqErr *err)
 {
     Pool *p = calloc(1, sizeof *p);
@@ -745,11 +842,7 @@ int pool_start(Pool **out, const TqConfig *cfg, const PoolOptions *opt, const ch
     p->prov_headers = calloc((size_t)np, sizeof *p->prov_headers);
     p->prov_url = calloc((size_t)np, sizeof *p->prov_url);
     if (!p->prov_in_flight || !p->prov_quota || !p->prov_headers || !p->prov_url) {
-        free(p->prov_in_flight);
-        free(p->prov_quota);
-        free(p->prov_headers);
-        free(p->prov_url);
-        free(p);
+        pool_free(p);
         return tq_err(err, TQ_ENOMEM, "out of memory");
     }
     for (int i = 0; i < np; i++) {
@@ -764,45 +857,30 @@ int pool_start(Pool **out, const TqConfig *cfg, const PoolOptions *opt, const ch
         if (hrc || !p->prov_url[i]) {
             if (!hrc)
                 tq_err(err, TQ_ENOMEM, "out of memory");
-            for (int j = 0; j <= i; j++) {
-                curl_slist_free_all(p->prov_headers[j]);
-                free(p->prov_url[j]);
-            }
-            free(p->prov_in_flight);
-            free(p->prov_quota);
-            free(p->prov_headers);
-            free(p->prov_url);
-            free(p);
+            pool_free(p);
             return hrc ? hrc : TQ_ENOMEM;
         }
     }
     int threads = opt->threads > 0 ? opt->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
     if (threads < 1)
         threads = 1;
-    p->nworkers = threads;
     p->workers = calloc((size_t)threads, sizeof *p->workers);
+    if (!p->workers) {
+        pool_free(p);
+        return tq_err(err, TQ_ENOMEM, "out of memory");
+    }
     for (int i = 0; i < threads; i++) {
         Worker *w = &p->workers[i];
-        w->pool = p;
-        w->index = i;
-        snprintf(w->key_prefix, sizeof w->key_prefix, "%s:w%d", worker_id, i);
-        w->multi = curl_multi_init();
-        w->epfd = epoll_create1(EPOLL_CLOEXEC);
-        w->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-        w->curl_due_ms = -1;
-        struct epoll_event ev = {.events = EPOLLIN, .data.fd = w->wakefd};
-        epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->wakefd, &ev);
-        curl_multi_setopt(w->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
-        curl_multi_setopt(w->multi, CURLMOPT_SOCKETDATA, w);
-        curl_multi_setopt(w->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
-        curl_multi_setopt(w->multi, CURLMOPT_TIMERDATA, w);
-        w->inbox = callq_new();
-        w->ready_head = calloc((size_t)np, sizeof *w->ready_head);
-        w->ready_tail = calloc((size_t)np, sizeof *w->ready_tail);
-        w->rng = (uint64_t)clock_mono_ms() * 0x9e3779b97f4a7c15ULL + (unsigned long long)i;
-        long per = (long)(opt->max_in_flight / threads + 16);
-        curl_multi_setopt(w->multi, CURLMOPT_MAXCONNECTS, per);
-        pthread_create(&w->thread, NULL, worker_main, w);
+        int rc = worker_open(p, w, i, worker_id, threads, err);
+        if (!rc && (rc = pthread_create(&w->thread, NULL, worker_main, w)) != 0) {
+            rc = tq_err(err, TQ_EIO, "cannot start worker thread %d: %s", i, strerror(rc));
+            worker_close(w);
+        }
+        if (rc) {
+            pool_stop(p, NULL); /* joins and closes the workers started so far */
+            return rc;
+        }
+        p->nworkers = i + 1;
     }
     *out = p;
     return 0;
@@ -852,28 +930,9 @@ void pool_stop(Pool *p, Call **leftover)
             atomic_fetch_sub(&p->pending, 1);
             c = next;
         }
-        for (int k = 0; k < w->nspare; k++)
-            curl_easy_cleanup(w->spare[k]);
-        free(w->spare);
-        free(w->heap);
-        free(w->live);
-        free(w->ready_head);
-        free(w->ready_tail);
-        curl_multi_cleanup(w->multi);
-        close(w->epfd);
-        close(w->wakefd);
-        fifo_free(w->inbox);
+        worker_close(w);
     }
-    for (int i = 0; i < p->cfg->nproviders; i++) {
-        curl_slist_free_all(p->prov_headers[i]);
-        free(p->prov_url[i]);
-    }
-    free(p->prov_headers);
-    free(p->prov_url);
-    free(p->prov_in_flight);
-    free(p->prov_quota);
-    free(p->workers);
-    free(p);
+    pool_free(p);
     if (leftover) {
         *leftover = all;
     } else {
