@@ -344,6 +344,116 @@ static int model_extra_body(Walk *w, int o, const char *path, TqModel *m)
     return m->extra_body ? 0 : tq_err(w->err, TQ_ENOMEM, "out of memory");
 }
 
+/* "path.key" into the caller's sub[] (which must be named sub, with the parent path in path). */
+#define SUB(key) (snprintf(sub, sizeof sub, "%s.%s", path, key), sub)
+
+/* One entry of "providers" at token o, named by path ("providers.NAME"). */
+static int load_provider(Walk *w, int o, const char *path, TqProvider *p)
+{
+    static const char *const prov_keys[] = {"base_url", "api_key_env", "base_url_env", "timeout_ms",
+                                            "connect_timeout_ms", "max_in_flight", "headers", "query",
+                                            "description", NULL};
+    char sub[300];
+    if (json_type(&w->doc, o) != JSON_OBJECT)
+        return bad(w, path, "must be an object");
+    p->timeout_ms = 120000;
+    p->connect_timeout_ms = 10000;
+    p->max_in_flight = 1024;
+    int rc;
+    if ((rc = check_keys(w, o, path, prov_keys)) ||
+        (rc = get_string(w, o, "base_url", SUB("base_url"), true, &p->base_url)) ||
+        (rc = get_string(w, o, "api_key_env", SUB("api_key_env"), false, &p->api_key_env)) ||
+        (rc = get_string(w, o, "base_url_env", SUB("base_url_env"), false, &p->base_url_env)) ||
+        (rc = get_int(w, o, "timeout_ms", SUB("timeout_ms"), 100, 3600000, &p->timeout_ms)) ||
+        (rc = get_int(w, o, "connect_timeout_ms", SUB("connect_timeout_ms"), 10, 600000, &p->connect_timeout_ms)) ||
+        (rc = get_int(w, o, "max_in_flight", SUB("max_in_flight"), 1, 100000, &p->max_in_flight)))
+        return rc;
+    if (strncmp(p->base_url, "http://", 7) != 0 && strncmp(p->base_url, "https://", 8) != 0)
+        return bad(w, SUB("base_url"), "must start with http:// or https://");
+    /* the provider's own override variable, else TIERQ_BASE_URL for every provider */
+    const char *over = p->base_url_env ? getenv(p->base_url_env) : NULL;
+    if (!over || !*over)
+        over = getenv("TIERQ_BASE_URL");
+    if (over && *over) {
+        free(p->base_url);
+        if (!(p->base_url = strdup(over)))
+            return tq_err(w->err, TQ_ENOMEM, "out of memory");
+    }
+    if ((rc = provider_headers(w, o, path, p)))
+        return rc;
+    return provider_url(w, o, path, p);
+}
+
+/* A string setting with a fixed set of values: *out = the index of the value in names (NULL-
+ * terminated), left alone when the key is absent. */
+static int get_choice(Walk *w, int o, const char *key, const char *path, const char *const *names, const char *what,
+                      int *out)
+{
+    char *v = NULL;
+    int rc = get_string(w, o, key, path, false, &v);
+    if (rc || !v)
+        return rc;
+    int found = -1;
+    for (int i = 0; names[i] && found < 0; i++)
+        if (strcmp(v, names[i]) == 0)
+            found = i;
+    free(v);
+    if (found < 0)
+        return bad(w, path, what);
+    *out = found;
+    return 0;
+}
+
+/* One entry of "models" at token o, named by path ("models.NAME"). */
+static int load_model(Walk *w, const TqConfig *cfg, int o, const char *path, TqModel *m)
+{
+    static const char *const model_keys[] = {"provider", "api_model", "input_usd_per_mtok",
+                                             "cached_input_usd_per_mtok", "output_usd_per_mtok", "rpm", "tpm",
+                                             "logprobs", "json_output", "max_tokens_field", "context_tokens",
+                                             "max_output_tokens", "system_prompt_as", "extra_body",
+                                             "description", NULL};
+    static const char *const fields[] = {"max_tokens", "max_completion_tokens", NULL};
+    static const char *const layouts[] = {"system", "user", "omit", NULL};
+    char sub[300];
+    if (json_type(&w->doc, o) != JSON_OBJECT)
+        return bad(w, path, "must be an object");
+    m->logprobs = false;
+    m->json_output = true;
+    char *prov = NULL;
+    int rc, field = 0, layout = 0;
+    if ((rc = check_keys(w, o, path, model_keys)) || (rc = get_string(w, o, "provider", SUB("provider"), true, &prov)))
+        return rc;
+    m->provider = -1;
+    for (int j = 0; j < cfg->nproviders; j++)
+        if (strcmp(cfg->providers[j].name, prov) == 0)
+            m->provider = j;
+    if (m->provider < 0)
+        rc = tq_err(w->err, TQ_EINVAL, "%s: %s.provider \"%s\" is not defined under providers", w->file, path, prov);
+    free(prov);
+    if (rc ||
+        (rc = get_string(w, o, "api_model", SUB("api_model"), false, &m->api_model)) ||
+        (rc = get_price(w, o, "input_usd_per_mtok", SUB("input_usd_per_mtok"), &m->prices.input)) ||
+        (rc = get_price(w, o, "cached_input_usd_per_mtok", SUB("cached_input_usd_per_mtok"), &m->prices.cached_input)) ||
+        (rc = get_price(w, o, "output_usd_per_mtok", SUB("output_usd_per_mtok"), &m->prices.output)) ||
+        (rc = get_int(w, o, "rpm", SUB("rpm"), 0, 100000000, &m->rpm)) ||
+        (rc = get_int(w, o, "tpm", SUB("tpm"), 0, 2000000000, &m->tpm)) ||
+        (rc = get_int(w, o, "context_tokens", SUB("context_tokens"), 0, 100000000, &m->context_tokens)) ||
+        (rc = get_int(w, o, "max_output_tokens", SUB("max_output_tokens"), 0, 100000000, &m->max_output_tokens)) ||
+        (rc = get_bool(w, o, "logprobs", SUB("logprobs"), &m->logprobs)) ||
+        (rc = get_bool(w, o, "json_output", SUB("json_output"), &m->json_output)) ||
+        (rc = get_choice(w, o, "max_tokens_field", SUB("max_tokens_field"), fields,
+                         "must be \"max_tokens\" or \"max_completion_tokens\"", &field)) ||
+        (rc = get_choice(w, o, "system_prompt_as", SUB("system_prompt_as"), layouts,
+                         "must be \"system\", \"user\" or \"omit\"", &layout)) ||
+        (rc = model_extra_body(w, o, SUB("extra_body"), m)))
+        return rc;
+    m->max_tokens_field = field == 1 ? TQ_MAXTOK_MAX_COMPLETION_TOKENS : TQ_MAXTOK_MAX_TOKENS;
+    m->system_as = layout == 1 ? TQ_SYSTEM_AS_USER : layout == 2 ? TQ_SYSTEM_OMIT : TQ_SYSTEM_AS_SYSTEM;
+    if (!m->api_model && !(m->api_model = strdup(m->name)))
+        return tq_err(w->err, TQ_ENOMEM, "out of memory");
+    return 0;
+}
+
 static int load_models(TqConfig *cfg, const char *file, TqErr *err)
 {
     Buf text;
@@ -357,19 +467,11 @@ static int load_models(TqConfig *cfg, const char *file, TqErr *err)
         return rc;
     }
     static const char *const top_keys[] = {"providers", "models", "description", NULL};
-    static const char *const prov_keys[] = {"base_url", "api_key_env", "base_url_env", "timeout_ms",
-                                            "connect_timeout_ms", "max_in_flight", "headers", "query",
-                                            "description", NULL};
-    static const char *const model_keys[] = {"provider", "api_model", "input_usd_per_mtok",
-                                             "cached_input_usd_per_mtok", "output_usd_per_mtok", "rpm", "tpm",
-                                             "logprobs", "json_output", "max_tokens_field", "context_tokens",
-                                             "max_output_tokens", "system_prompt_as", "extra_body",
-                                             "description", NULL};
     char path[256];
-    if ((rc = check_keys(&w, 0, "", top_keys)))
-        goto cleanup;
     int provs = json_get(&w.doc, 0, "providers");
     int models = json_get(&w.doc, 0, "models");
+    if ((rc = check_keys(&w, 0, "", top_keys)))
+        goto cleanup;
     if (json_type(&w.doc, provs) != JSON_OBJECT || json_size(&w.doc, provs) == 0) {
         rc = bad(&w, "providers", "must be a non-empty object");
         goto cleanup;
@@ -386,119 +488,22 @@ static int load_models(TqConfig *cfg, const char *file, TqErr *err)
         rc = tq_err(err, TQ_ENOMEM, "out of memory");
         goto cleanup;
     }
-    const char *global_url = getenv("TIERQ_BASE_URL");
     int k = provs + 1;
-    for (int i = 0; i < cfg->nproviders; i++, k = json_skip(&w.doc, k + 1)) {
+    for (int i = 0; i < cfg->nproviders && !rc; i++, k = json_skip(&w.doc, k + 1)) {
         TqProvider *p = &cfg->providers[i];
         p->name = json_strdup(&w.doc, k);
-        int o = k + 1;
         snprintf(path, sizeof path, "providers.%s", p->name ? p->name : "?");
-        if (json_type(&w.doc, o) != JSON_OBJECT) {
-            rc = bad(&w, path, "must be an object");
-            goto cleanup;
-        }
-        if ((rc = check_keys(&w, o, path, prov_keys)))
-            goto cleanup;
-        p->timeout_ms = 120000;
-        p->connect_timeout_ms = 10000;
-        p->max_in_flight = 1024;
-        char sub[300];
-#define SUB(key) (snprintf(sub, sizeof sub, "%s.%s", path, key), sub)
-        if ((rc = get_string(&w, o, "base_url", SUB("base_url"), true, &p->base_url)) ||
-            (rc = get_string(&w, o, "api_key_env", SUB("api_key_env"), false, &p->api_key_env)) ||
-            (rc = get_string(&w, o, "base_url_env", SUB("base_url_env"), false, &p->base_url_env)) ||
-            (rc = get_int(&w, o, "timeout_ms", SUB("timeout_ms"), 100, 3600000, &p->timeout_ms)) ||
-            (rc = get_int(&w, o, "connect_timeout_ms", SUB("connect_timeout_ms"), 10, 600000, &p->connect_timeout_ms)) ||
-            (rc = get_int(&w, o, "max_in_flight", SUB("max_in_flight"), 1, 100000, &p->max_in_flight)))
-            goto cleanup;
-        if (strncmp(p->base_url, "http://", 7) != 0 && strncmp(p->base_url, "https://", 8) != 0) {
-            rc = bad(&w, SUB("base_url"), "must start with http:// or https://");
-            goto cleanup;
-        }
-        const char *over = p->base_url_env ? getenv(p->base_url_env) : NULL;
-        if (!over || !*over)
-            over = global_url;
-        if (over && *over) {
-            free(p->base_url);
-            p->base_url = strdup(over);
-        }
-        if ((rc = provider_headers(&w, o, path, p)) || (rc = provider_url(&w, o, path, p)))
-            goto cleanup;
+        rc = p->name ? load_provider(&w, k + 1, path, p) : tq_err(err, TQ_ENOMEM, "out of memory");
     }
     k = models + 1;
-    for (int i = 0; i < cfg->nmodels; i++, k = json_skip(&w.doc, k + 1)) {
+    for (int i = 0; i < cfg->nmodels && !rc; i++, k = json_skip(&w.doc, k + 1)) {
         TqModel *m = &cfg->models[i];
         m->name = json_strdup(&w.doc, k);
-        int o = k + 1;
         snprintf(path, sizeof path, "models.%s", m->name ? m->name : "?");
-        if (json_type(&w.doc, o) != JSON_OBJECT) {
-            rc = bad(&w, path, "must be an object");
-            goto cleanup;
-        }
-        if ((rc = check_keys(&w, o, path, model_keys)))
-            goto cleanup;
-        char sub[300];
-        char *prov = NULL, *field = NULL;
-        m->logprobs = false;
-        m->json_output = true;
-        if ((rc = get_string(&w, o, "provider", SUB("provider"), true, &prov)))
-            goto cleanup;
-        m->provider = -1;
-        for (int j = 0; j < cfg->nproviders; j++)
-            if (strcmp(cfg->providers[j].name, prov) == 0)
-                m->provider = j;
-        if (m->provider < 0) {
-            rc = tq_err(err, TQ_EINVAL, "%s: %s.provider \"%s\" is not defined under providers", file, path, prov);
-            free(prov);
-            goto cleanup;
-        }
-        free(prov);
-        if ((rc = get_string(&w, o, "api_model", SUB("api_model"), false, &m->api_model)) ||
-            (rc = get_price(&w, o, "input_usd_per_mtok", SUB("input_usd_per_mtok"), &m->prices.input)) ||
-            (rc = get_price(&w, o, "cached_input_usd_per_mtok", SUB("cached_input_usd_per_mtok"), &m->prices.cached_input)) ||
-            (rc = get_price(&w, o, "output_usd_per_mtok", SUB("output_usd_per_mtok"), &m->prices.output)) ||
-            (rc = get_int(&w, o, "rpm", SUB("rpm"), 0, 100000000, &m->rpm)) ||
-            (rc = get_int(&w, o, "tpm", SUB("tpm"), 0, 2000000000, &m->tpm)) ||
-            (rc = get_int(&w, o, "context_tokens", SUB("context_tokens"), 0, 100000000, &m->context_tokens)) ||
-            (rc = get_bool(&w, o, "logprobs", SUB("logprobs"), &m->logprobs)) ||
-            (rc = get_bool(&w, o, "json_output", SUB("json_output"), &m->json_output)) ||
-            (rc = get_string(&w, o, "max_tokens_field", SUB("max_tokens_field"), false, &field)))
-            goto cleanup;
-        if (field) {
-            if (strcmp(field, "max_completion_tokens") == 0)
-                m->max_tokens_field = TQ_MAXTOK_MAX_COMPLETION_TOKENS;
-            else if (strcmp(field, "max_tokens") != 0) {
-                free(field);
-                rc = bad(&w, SUB("max_tokens_field"), "must be \"max_tokens\" or \"max_completion_tokens\"");
-                goto cleanup;
-            }
-            free(field);
-        }
-        char *sys_as = NULL;
-        if ((rc = get_int(&w, o, "max_output_tokens", SUB("max_output_tokens"), 0, 100000000, &m->max_output_tokens)) ||
-            (rc = get_string(&w, o, "system_prompt_as", SUB("system_prompt_as"), false, &sys_as)))
-            goto cleanup;
-        if (sys_as) {
-            if (strcmp(sys_as, "user") == 0)
-                m->system_as = TQ_SYSTEM_AS_USER;
-            else if (strcmp(sys_as, "omit") == 0)
-                m->system_as = TQ_SYSTEM_OMIT;
-            else if (strcmp(sys_as, "system") != 0) {
-                free(sys_as);
-                rc = bad(&w, SUB("system_prompt_as"), "must be \"system\", \"user\" or \"omit\"");
-                goto cleanup;
-            }
-            free(sys_as);
-        }
-        if ((rc = model_extra_body(&w, o, SUB("extra_body"), m)))
-            goto cleanup;
-        if (!m->api_model)
-            m->api_model = strdup(m->name);
-        for (int j = 0; j < i; j++)
-            if (strcmp(cfg->models[j].name, m->name) == 0) {
+        rc = m->name ? load_model(&w, cfg, k + 1, path, m) : tq_err(err, TQ_ENOMEM, "out of memory");
+        for (int j = 0; j < i && !rc; j++)
+            if (strcmp(cfg->models[j].name, m->name) == 0)
                 rc = bad(&w, path, "is defined twice");
-                goto cleanup;
-            }
     }
 cleanup:
     json_doc_free(&w.doc);
@@ -676,6 +681,175 @@ static int kind_templates(Walk *w, const TqConfig *cfg, TqKind *kd)
     return rc;
 }
 
+/* "tiers": [{"model", "accept"}, ...] and baseline_model. */
+static int kind_tiers(Walk *w, const TqConfig *cfg, TqKind *kd)
+{
+    static const char *const tier_keys[] = {"model", "accept", NULL};
+    char path[128], sub[160];
+    int tiers = json_get(&w->doc, 0, "tiers");
+    if (tiers < 0)
+        return bad(w, "tiers", "is required (a list of {\"model\", \"accept\"})");
+    if (json_type(&w->doc, tiers) != JSON_ARRAY || json_size(&w->doc, tiers) == 0 || json_size(&w->doc, tiers) > 8)
+        return bad(w, "tiers", "must be an array of 1 to 8 {\"model\", \"accept\"} objects");
+    kd->ntiers = json_size(&w->doc, tiers);
+    kd->tiers = calloc((size_t)kd->ntiers, sizeof *kd->tiers);
+    if (!kd->tiers)
+        return tq_err(w->err, TQ_ENOMEM, "out of memory");
+    int rc = 0;
+    for (int i = 0; i < kd->ntiers && !rc; i++) {
+        int t = json_at(&w->doc, tiers, i);
+        snprintf(path, sizeof path, "tiers[%d]", i);
+        if (json_type(&w->doc, t) != JSON_OBJECT)
+            return bad(w, path, "must be an object {\"model\", \"accept\"}");
+        kd->tiers[i].accept = i + 1 < kd->ntiers ? 0.8 : 0;
+        if (!(rc = check_keys(w, t, path, tier_keys)) &&
+            !(rc = model_ref(w, cfg, t, "model", SUB("model"), true, &kd->tiers[i].model)))
+            rc = get_double(w, t, "accept", SUB("accept"), 0, 1, &kd->tiers[i].accept);
+    }
+    if (rc)
+        return rc;
+    kd->baseline_model = kd->tiers[kd->ntiers - 1].model;
+    return model_ref(w, cfg, 0, "baseline_model", "baseline_model", false, &kd->baseline_model);
+}
+
+/* checks.regex, compiled once here and used by every check of every answer. */
+static int compile_regex(Walk *w, TqChecks *c)
+{
+    c->regex_re = calloc(1, sizeof *c->regex_re);
+    if (!c->regex_re)
+        return tq_err(w->err, TQ_ENOMEM, "out of memory");
+    int rr = regcomp(c->regex_re, c->regex, REG_EXTENDED | REG_NOSUB);
+    if (rr) {
+        char msg[128];
+        regerror(rr, c->regex_re, msg, sizeof msg);
+        free(c->regex_re);
+        c->regex_re = NULL;
+        return tq_err(w->err, TQ_EINVAL, "%s: checks.regex does not compile: %s", w->file, msg);
+    }
+    return 0;
+}
+
+/* "checks": the gates and soft signals (worker/check.h). */
+static int kind_checks(Walk *w, const TqConfig *cfg, TqKind *kd)
+{
+    static const char *const check_keys_[] = {"labels", "min_chars", "max_chars", "regex", "json", "json_keys",
+                                              "logprobs", "judge_model", "agreement", "missing_signal", NULL};
+    int checks = json_get(&w->doc, 0, "checks");
+    if (checks < 0)
+        return 0;
+    const char *path = "checks";
+    char sub[160];
+    if (json_type(&w->doc, checks) != JSON_OBJECT)
+        return bad(w, path, "must be an object");
+    TqChecks *c = &kd->checks;
+    char *missing = NULL;
+    int rc;
+    if ((rc = check_keys(w, checks, path, check_keys_)) ||
+        (rc = get_string_array(w, checks, "labels", SUB("labels"), &c->labels, &c->nlabels)) ||
+        (rc = get_int(w, checks, "min_chars", SUB("min_chars"), 0, 10000000, &c->min_chars)) ||
+        (rc = get_int(w, checks, "max_chars", SUB("max_chars"), 0, 10000000, &c->max_chars)) ||
+        (rc = get_string(w, checks, "regex", SUB("regex"), false, &c->regex)) ||
+        (rc = get_bool(w, checks, "json", SUB("json"), &c->json)) ||
+        (rc = get_string_array(w, checks, "json_keys", SUB("json_keys"), &c->json_keys, &c->njson_keys)) ||
+        (rc = get_bool(w, checks, "logprobs", SUB("logprobs"), &c->logprobs)) ||
+        (rc = model_ref(w, cfg, checks, "judge_model", SUB("judge_model"), false, &c->judge_model)) ||
+        (rc = get_bool(w, checks, "agreement", SUB("agreement"), &c->agreement)) ||
+        (rc = get_string(w, checks, "missing_signal", SUB("missing_signal"), false, &missing)))
+        return rc;
+    if (missing) {
+        if (strcmp(missing, "other_checks") == 0)
+            c->missing_signal = CHECK_MISSING_OTHER_CHECKS;
+        else if (strcmp(missing, "escalate") != 0)
+            rc = bad(w, SUB("missing_signal"), "must be \"escalate\" or \"other_checks\"");
+        free(missing);
+        if (rc)
+            return rc;
+    }
+    if (c->json_keys)
+        c->json = true;
+    if (c->max_chars && c->min_chars > c->max_chars)
+        return bad(w, SUB("min_chars"), "is larger than checks.max_chars");
+    return c->regex ? compile_regex(w, c) : 0;
+}
+
+/* "batch", "compress", "cache": a present object turns its feature on unless it says enabled false. */
+static int kind_features(Walk *w, TqKind *kd)
+{
+    static const char *const batch_keys[] = {"enabled", "max_items", "max_input_tokens", "fill_ms", NULL};
+    static const char *const compress_keys[] = {"enabled", "threshold_tokens", "target_tokens", NULL};
+    static const char *const cache_keys[] = {"enabled", "ttl_s", NULL};
+    char sub[160];
+    const char *path;
+    int rc = 0;
+    int batch = json_get(&w->doc, 0, "batch"), compress = json_get(&w->doc, 0, "compress"),
+        cache = json_get(&w->doc, 0, "cache");
+    kd->has_compress_key = compress >= 0;
+    kd->has_cache_key = cache >= 0;
+    if (batch >= 0) {
+        path = "batch";
+        if (json_type(&w->doc, batch) != JSON_OBJECT)
+            return bad(w, path, "must be an object");
+        kd->batch.enabled = true;
+        if ((rc = check_keys(w, batch, path, batch_keys)) ||
+            (rc = get_bool(w, batch, "enabled", SUB("enabled"), &kd->batch.enabled)) ||
+            (rc = get_int(w, batch, "max_items", SUB("max_items"), 1, 100, &kd->batch.max_items)) ||
+            (rc = get_int(w, batch, "max_input_tokens", SUB("max_input_tokens"), 100, 1000000, &kd->batch.max_input_tokens)) ||
+            (rc = get_int(w, batch, "fill_ms", SUB("fill_ms"), 0, 60000, &kd->batch.fill_ms)))
+            return rc;
+    }
+    if (compress >= 0) {
+        path = "compress";
+        if (json_type(&w->doc, compress) != JSON_OBJECT)
+            return bad(w, path, "must be an object");
+        kd->compress.enabled = true;
+        if ((rc = check_keys(w, compress, path, compress_keys)) ||
+            (rc = get_bool(w, compress, "enabled", SUB("enabled"), &kd->compress.enabled)) ||
+            (rc = get_int(w, compress, "threshold_tokens", SUB("threshold_tokens"), 1, 10000000, &kd->compress.threshold_tokens)) ||
+            (rc = get_int(w, compress, "target_tokens", SUB("target_tokens"), 1, 10000000, &kd->compress.target_tokens)))
+            return rc;
+        if (kd->compress.target_tokens >= kd->compress.threshold_tokens)
+            return bad(w, SUB("target_tokens"), "must be smaller than compress.threshold_tokens");
+    }
+    if (cache >= 0) {
+        path = "cache";
+        if (json_type(&w->doc, cache) != JSON_OBJECT)
+            return bad(w, path, "must be an object");
+        if ((rc = check_keys(w, cache, path, cache_keys)) ||
+            (rc = get_bool(w, cache, "enabled", SUB("enabled"), &kd->cache.enabled)) ||
+            (rc = get_int(w, cache, "ttl_s", SUB("ttl_s"), 1, 366 * 24 * 3600, &kd->cache.ttl_s)))
+            return rc;
+    }
+    return 0;
+}
+
+/* The scalar settings at the top of a kind file, after the defaults. */
+static int kind_settings(Walk *w, TqKind *kd)
+{
+    static const char *const kind_keys[] = {"description", "system_prompt", "tiers", "baseline_model", "max_tokens",
+                                            "temperature", "max_attempts", "max_budget_usd", "checks", "batch",
+                                            "compress", "cache", "params", NULL};
+    kd->baseline_model = -1;
+    kd->max_tokens = 512;
+    kd->temperature = 0;
+    kd->max_attempts = 5;
+    kd->checks.judge_model = -1;
+    kd->batch = (TqBatch){false, 8, 8000, 200};
+    kd->compress = (TqCompress){false, 2000, 400};
+    kd->cache = (TqCache){true, 7 * 24 * 3600};
+    double budget = 0;
+    int rc;
+    if ((rc = check_keys(w, 0, "", kind_keys)) ||
+        (rc = get_string(w, 0, "description", "description", false, &kd->description)) ||
+        (rc = get_string(w, 0, "system_prompt", "system_prompt", false, &kd->system_prompt)) ||
+        (rc = get_int(w, 0, "max_tokens", "max_tokens", 1, 1000000, &kd->max_tokens)) ||
+        (rc = get_double(w, 0, "temperature", "temperature", 0, 2, &kd->temperature)) ||
+        (rc = get_int(w, 0, "max_attempts", "max_attempts", 1, 100, &kd->max_attempts)) ||
+        (rc = get_double(w, 0, "max_budget_usd", "max_budget_usd", 0.000001, 1000, &budget)))
+        return rc;
+    kd->max_budget_micro = (int64_t)llround(budget * 1e6);
+    return 0;
+}
+
 static int load_kind(TqConfig *cfg, TqKind *kd, const char *file, const char *name, TqErr *err)
 {
     Buf text;
@@ -688,192 +862,18 @@ static int load_kind(TqConfig *cfg, TqKind *kd, const char *file, const char *na
         buf_free(&text);
         return rc;
     }
-    static const char *const kind_keys[] = {"description", "system_prompt", "tiers", "baseline_model", "max_tokens",
-                                            "temperature", "max_attempts", "max_budget_usd", "checks", "batch",
-                                            "compress", "cache", "params", NULL};
-    static const char *const tier_keys[] = {"model", "accept", NULL};
-    static const char *const check_keys_[] = {"labels", "min_chars", "max_chars", "regex", "json", "json_keys",
-                                              "logprobs", "judge_model", "agreement", "missing_signal", NULL};
-    static const char *const batch_keys[] = {"enabled", "max_items", "max_input_tokens", "fill_ms", NULL};
-    static const char *const compress_keys[] = {"enabled", "threshold_tokens", "target_tokens", NULL};
-    static const char *const cache_keys[] = {"enabled", "ttl_s", NULL};
-    char path[128];
-
     kd->name = strdup(name);
     kd->file = strdup(file);
     char hex[17];
     hash_hex64(hash_fnv1a64(text.data, text.len), hex);
     kd->hash = strdup(hex);
-    kd->baseline_model = -1;
-    kd->max_tokens = 512;
-    kd->temperature = 0;
-    kd->max_attempts = 5;
-    kd->checks.judge_model = -1;
-    kd->batch = (TqBatch){false, 8, 8000, 200};
-    kd->compress = (TqCompress){false, 2000, 400};
-    kd->cache = (TqCache){true, 7 * 24 * 3600};
-    if (!kind_name_ok(name)) {
+    if (!kind_name_ok(name))
         rc = tq_err(err, TQ_EINVAL, "%s: the kind name \"%s\" (the file name) must be lowercase letters, digits and _ and start with a letter", file, name);
-        goto cleanup;
+    if (!rc && !(rc = kind_settings(&w, kd)) && !(rc = kind_tiers(&w, cfg, kd)) && !(rc = kind_checks(&w, cfg, kd))) {
+        kd->reads_labels = kd->checks.nlabels > 0;
+        if (!(rc = kind_params(&w, kd)) && !(rc = kind_features(&w, kd)))
+            rc = kind_templates(&w, cfg, kd);
     }
-    if ((rc = check_keys(&w, 0, "", kind_keys)) ||
-        (rc = get_string(&w, 0, "description", "description", false, &kd->description)) ||
-        (rc = get_string(&w, 0, "system_prompt", "system_prompt", false, &kd->system_prompt)) ||
-        (rc = get_int(&w, 0, "max_tokens", "max_tokens", 1, 1000000, &kd->max_tokens)) ||
-        (rc = get_double(&w, 0, "temperature", "temperature", 0, 2, &kd->temperature)) ||
-        (rc = get_int(&w, 0, "max_attempts", "max_attempts", 1, 100, &kd->max_attempts)))
-        goto cleanup;
-    double budget = 0;
-    if ((rc = get_double(&w, 0, "max_budget_usd", "max_budget_usd", 0.000001, 1000, &budget)))
-        goto cleanup;
-    kd->max_budget_micro = (int64_t)llround(budget * 1e6);
-
-    int tiers = json_get(&w.doc, 0, "tiers");
-    if (tiers < 0) {
-        rc = bad(&w, "tiers", "is required (a list of {\"model\", \"accept\"})");
-        goto cleanup;
-    }
-    if (json_type(&w.doc, tiers) != JSON_ARRAY || json_size(&w.doc, tiers) == 0 || json_size(&w.doc, tiers) > 8) {
-        rc = bad(&w, "tiers", "must be an array of 1 to 8 {\"model\", \"accept\"} objects");
-        goto cleanup;
-    }
-    kd->ntiers = json_size(&w.doc, tiers);
-    kd->tiers = calloc((size_t)kd->ntiers, sizeof *kd->tiers);
-    if (!kd->tiers) {
-        rc = tq_err(err, TQ_ENOMEM, "out of memory");
-        goto cleanup;
-    }
-    for (int i = 0; i < kd->ntiers; i++) {
-        int t = json_at(&w.doc, tiers, i);
-        snprintf(path, sizeof path, "tiers[%d]", i);
-        if (json_type(&w.doc, t) != JSON_OBJECT) {
-            rc = bad(&w, path, "must be an object {\"model\", \"accept\"}");
-            goto cleanup;
-        }
-        char sub[160];
-        kd->tiers[i].accept = i + 1 < kd->ntiers ? 0.8 : 0;
-        if ((rc = check_keys(&w, t, path, tier_keys)) ||
-            (rc = model_ref(&w, cfg, t, "model", SUB("model"), true, &kd->tiers[i].model)) ||
-            (rc = get_double(&w, t, "accept", SUB("accept"), 0, 1, &kd->tiers[i].accept)))
-            goto cleanup;
-    }
-    kd->baseline_model = kd->tiers[kd->ntiers - 1].model;
-    if ((rc = model_ref(&w, cfg, 0, "baseline_model", "baseline_model", false, &kd->baseline_model)))
-        goto cleanup;
-
-    int checks = json_get(&w.doc, 0, "checks");
-    if (checks >= 0) {
-        snprintf(path, sizeof path, "checks");
-        char sub[160];
-        if (json_type(&w.doc, checks) != JSON_OBJECT) {
-            rc = bad(&w, path, "must be an object");
-            goto cleanup;
-        }
-        TqChecks *c = &kd->checks;
-        if ((rc = check_keys(&w, checks, path, check_keys_)) ||
-            (rc = get_string_array(&w, checks, "labels", SUB("labels"), &c->labels, &c->nlabels)) ||
-            (rc = get_int(&w, checks, "min_chars", SUB("min_chars"), 0, 10000000, &c->min_chars)) ||
-            (rc = get_int(&w, checks, "max_chars", SUB("max_chars"), 0, 10000000, &c->max_chars)) ||
-            (rc = get_string(&w, checks, "regex", SUB("regex"), false, &c->regex)) ||
-            (rc = get_bool(&w, checks, "json", SUB("json"), &c->json)) ||
-            (rc = get_string_array(&w, checks, "json_keys", SUB("json_keys"), &c->json_keys, &c->njson_keys)) ||
-            (rc = get_bool(&w, checks, "logprobs", SUB("logprobs"), &c->logprobs)) ||
-            (rc = model_ref(&w, cfg, checks, "judge_model", SUB("judge_model"), false, &c->judge_model)) ||
-            (rc = get_bool(&w, checks, "agreement", SUB("agreement"), &c->agreement)))
-            goto cleanup;
-        char *missing = NULL;
-        if ((rc = get_string(&w, checks, "missing_signal", SUB("missing_signal"), false, &missing)))
-            goto cleanup;
-        if (missing) {
-            if (strcmp(missing, "other_checks") == 0)
-                c->missing_signal = CHECK_MISSING_OTHER_CHECKS;
-            else if (strcmp(missing, "escalate") != 0) {
-                free(missing);
-                rc = bad(&w, SUB("missing_signal"), "must be \"escalate\" or \"other_checks\"");
-                goto cleanup;
-            }
-            free(missing);
-        }
-        if (c->json_keys)
-            c->json = true;
-        if (c->max_chars && c->min_chars > c->max_chars) {
-            rc = bad(&w, SUB("min_chars"), "is larger than checks.max_chars");
-            goto cleanup;
-        }
-        if (c->regex) {
-            /* compiled once here, used by every check of every answer */
-            c->regex_re = calloc(1, sizeof *c->regex_re);
-            if (!c->regex_re) {
-                rc = tq_err(err, TQ_ENOMEM, "out of memory");
-                goto cleanup;
-            }
-            int rr = regcomp(c->regex_re, c->regex, REG_EXTENDED | REG_NOSUB);
-            if (rr) {
-                char msg[128];
-                regerror(rr, c->regex_re, msg, sizeof msg);
-                free(c->regex_re);
-                c->regex_re = NULL;
-                rc = tq_err(err, TQ_EINVAL, "%s: checks.regex does not compile: %s", file, msg);
-                goto cleanup;
-            }
-        }
-    }
-    kd->reads_labels = kd->checks.nlabels > 0;
-    if ((rc = kind_params(&w, kd)))
-        goto cleanup;
-    int batch = json_get(&w.doc, 0, "batch");
-    if (batch >= 0) {
-        snprintf(path, sizeof path, "batch");
-        char sub[160];
-        if (json_type(&w.doc, batch) != JSON_OBJECT) {
-            rc = bad(&w, path, "must be an object");
-            goto cleanup;
-        }
-        kd->batch.enabled = true;
-        if ((rc = check_keys(&w, batch, path, batch_keys)) ||
-            (rc = get_bool(&w, batch, "enabled", SUB("enabled"), &kd->batch.enabled)) ||
-            (rc = get_int(&w, batch, "max_items", SUB("max_items"), 1, 100, &kd->batch.max_items)) ||
-            (rc = get_int(&w, batch, "max_input_tokens", SUB("max_input_tokens"), 100, 1000000, &kd->batch.max_input_tokens)) ||
-            (rc = get_int(&w, batch, "fill_ms", SUB("fill_ms"), 0, 60000, &kd->batch.fill_ms)))
-            goto cleanup;
-    }
-    int compress = json_get(&w.doc, 0, "compress");
-    kd->has_compress_key = compress >= 0;
-    if (compress >= 0) {
-        snprintf(path, sizeof path, "compress");
-        char sub[160];
-        if (json_type(&w.doc, compress) != JSON_OBJECT) {
-            rc = bad(&w, path, "must be an object");
-            goto cleanup;
-        }
-        kd->compress.enabled = true;
-        if ((rc = check_keys(&w, compress, path, compress_keys)) ||
-            (rc = get_bool(&w, compress, "enabled", SUB("enabled"), &kd->compress.enabled)) ||
-            (rc = get_int(&w, compress, "threshold_tokens", SUB("threshold_tokens"), 1, 10000000, &kd->compress.threshold_tokens)) ||
-            (rc = get_int(&w, compress, "target_tokens", SUB("target_tokens"), 1, 10000000, &kd->compress.target_tokens)))
-            goto cleanup;
-        if (kd->compress.target_tokens >= kd->compress.threshold_tokens) {
-            rc = bad(&w, SUB("target_tokens"), "must be smaller than compress.threshold_tokens");
-            goto cleanup;
-        }
-    }
-    int cache = json_get(&w.doc, 0, "cache");
-    kd->has_cache_key = cache >= 0;
-    if (cache >= 0) {
-        snprintf(path, sizeof path, "cache");
-        char sub[160];
-        if (json_type(&w.doc, cache) != JSON_OBJECT) {
-            rc = bad(&w, path, "must be an object");
-            goto cleanup;
-        }
-        if ((rc = check_keys(&w, cache, path, cache_keys)) ||
-            (rc = get_bool(&w, cache, "enabled", SUB("enabled"), &kd->cache.enabled)) ||
-            (rc = get_int(&w, cache, "ttl_s", SUB("ttl_s"), 1, 366 * 24 * 3600, &kd->cache.ttl_s)))
-            goto cleanup;
-    }
-#undef SUB
-    rc = kind_templates(&w, cfg, kd);
-cleanup:
     json_doc_free(&w.doc);
     buf_free(&text);
     return rc;
