@@ -22,11 +22,8 @@
 
 /* jsmn's strict mode checks where a primitive starts but not what it is ("tru" passes), so every
  * primitive is checked against the JSON grammar: true, false, null or a number. */
-static bool primitive_ok(const char *s, size_t n)
+bool json_number_text_ok(const char *s, size_t n)
 {
-    if ((n == 4 && memcmp(s, "true", 4) == 0) || (n == 5 && memcmp(s, "false", 5) == 0) ||
-        (n == 4 && memcmp(s, "null", 4) == 0))
-        return true;
     size_t i = 0;
     if (i < n && s[i] == '-')
         i++;
@@ -56,6 +53,14 @@ static bool primitive_ok(const char *s, size_t n)
             return false;
     }
     return i == n;
+}
+
+static bool primitive_ok(const char *s, size_t n)
+{
+    if ((n == 4 && memcmp(s, "true", 4) == 0) || (n == 5 && memcmp(s, "false", 5) == 0) ||
+        (n == 4 && memcmp(s, "null", 4) == 0))
+        return true;
+    return json_number_text_ok(s, n);
 }
 
 int json_parse(JsonDoc *doc, const char *js, size_t len, int max_tokens, TqErr *err)

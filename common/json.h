@@ -46,6 +46,8 @@ int json_at(const JsonDoc *doc, int arr, int idx);          /* element index, or
 /* Iterate an object: first key index is obj+1; value is key+1; next key is json_skip(doc, key+1). */
 
 bool json_is_null(const JsonDoc *doc, int i);
+/* Whether s[0..n) is a JSON number as RFC 8259 writes it: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? */
+bool json_number_text_ok(const char *s, size_t n);
 bool json_eq(const JsonDoc *doc, int i, const char *s); /* string token equals s (raw compare) */
 
 /* Decode the string token i (escapes resolved, UTF-8 made valid, NUL replaced) and append to out. */

@@ -88,42 +88,6 @@ static void errs_first(const ScErrs *e, char *out, size_t cap)
 
 typedef enum { V_NULL, V_BOOL, V_NUMBER, V_STRING, V_ARRAY, V_OBJECT, V_INVALID } ScKind;
 
-/* A JSON number as RFC 8259 writes it: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? */
-static bool is_json_number(const char *s, size_t n)
-{
-    size_t i = 0;
-    if (i < n && s[i] == '-')
-        i++;
-    if (i >= n)
-        return false;
-    if (s[i] == '0') {
-        i++;
-    } else if (s[i] >= '1' && s[i] <= '9') {
-        while (i < n && s[i] >= '0' && s[i] <= '9')
-            i++;
-    } else {
-        return false;
-    }
-    if (i < n && s[i] == '.') {
-        i++;
-        size_t d = i;
-        while (i < n && s[i] >= '0' && s[i] <= '9')
-            i++;
-        if (i == d)
-            return false;
-    }
-    if (i < n && (s[i] == 'e' || s[i] == 'E')) {
-        i++;
-        if (i < n && (s[i] == '+' || s[i] == '-'))
-            i++;
-        size_t d = i;
-        while (i < n && s[i] >= '0' && s[i] <= '9')
-            i++;
-        if (i == d)
-            return false;
-    }
-    return i == n;
-}
 
 static ScKind kind_of(const JsonDoc *d, int i)
 {
@@ -140,7 +104,7 @@ static ScKind kind_of(const JsonDoc *d, int i)
         return V_NULL;
     if ((n == 4 && memcmp(s, "true", 4) == 0) || (n == 5 && memcmp(s, "false", 5) == 0))
         return V_BOOL;
-    return is_json_number(s, n) ? V_NUMBER : V_INVALID;
+    return json_number_text_ok(s, n) ? V_NUMBER : V_INVALID;
 }
 
 static const char *kind_name(const JsonDoc *d, int i)
