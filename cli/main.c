@@ -102,6 +102,8 @@ static const char *const USAGE_RUN =
     "  --grace-s N             on SIGTERM, time for in-flight work before handing back (default 30)\n"
     "  --max-response-bytes N  larger responses fail the job (default 8 MiB)\n"
     "  --max-tries N           HTTP attempts per call before the job goes back to the queue (default 4)\n"
+    "  --requeue-s N           then its first wait in the queue; x4 for each later attempt, at most\n"
+    "                          30 min (default 30), so an outage does not use up every attempt at once\n"
     "  --progress / --quiet    live progress line on stderr (default: when stderr is a terminal)\n"
     "  --budget-usd X          stop claiming once this run has spent X dollars (exit status 4)\n"
     "  --all-tiers             every tier answers every job (a labelled run for tierq calibrate)\n"
@@ -298,6 +300,7 @@ static int cmd_run(const char *dir, int argc, char **argv)
     RunOptions o;
     run_default_options(&o);
     bool baseline_map = false;
+    int requeue_s = (int)(o.pool.requeue_base_ms / 1000);
     o.progress = isatty(STDERR_FILENO);
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
@@ -321,6 +324,7 @@ static int cmd_run(const char *dir, int argc, char **argv)
         INT_OPT("--poll-ms", 10, 600000, o.poll_ms)
         INT_OPT("--grace-s", 0, 86400, o.grace_s)
         INT_OPT("--max-tries", 1, 100, o.pool.max_tries)
+        INT_OPT("--requeue-s", 1, 3600, requeue_s)
 #undef INT_OPT
         if (strcmp(a, "--max-response-bytes") == 0) {
             if (!v || !parse_int_arg(v, 1024, 1L << 30, &n)) {
@@ -367,6 +371,7 @@ static int cmd_run(const char *dir, int argc, char **argv)
             return unknown_option("run", a);
         }
     }
+    o.pool.requeue_base_ms = (int64_t)requeue_s * 1000;
     TqConfig *cfg = NULL;
     int rc = load_config(dir, &cfg);
     if (rc)

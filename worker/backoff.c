@@ -50,3 +50,14 @@ int64_t backoff_next_ms(int attempt, int64_t retry_after_ms, int64_t base_ms, in
         return INT64_MAX;
     return retry_after_ms + extra;
 }
+
+int64_t backoff_requeue_ms(int attempt, int64_t base_ms, int64_t min_ms, uint64_t *rng_state)
+{
+    int64_t step = base_ms > 0 ? base_ms : 1;
+    for (int i = 1; i < attempt && step < BACKOFF_REQUEUE_CAP_MS; i++)
+        step *= 4;
+    if (step > BACKOFF_REQUEUE_CAP_MS)
+        step = BACKOFF_REQUEUE_CAP_MS;
+    int64_t d = step / 2 + backoff_rand_upto(rng_state, step / 2);
+    return d < min_ms ? min_ms : d;
+}

@@ -28,4 +28,12 @@ int64_t backoff_full_jitter_ms(int attempt, int64_t base_ms, int64_t cap_ms, uin
  * already caps retry-after at OAI_RETRY_AFTER_CAP_MS). */
 int64_t backoff_next_ms(int attempt, int64_t retry_after_ms, int64_t base_ms, int64_t cap_ms, uint64_t *rng_state);
 
+/* How long a job that ran out of in-process tries waits in the queue before its next attempt
+ * (`attempt` = the one that just failed, from 1): base_ms x 4^(attempt-1), capped at
+ * BACKOFF_REQUEUE_CAP_MS, drawn in the upper half (equal jitter: never much sooner than the step, so
+ * with a 30 s base five attempts span a real outage — 30 s, 2 min, 8 min, 30 min — instead of a few
+ * seconds), and never sooner than min_ms (what the server asked for). */
+#define BACKOFF_REQUEUE_CAP_MS (30 * 60 * 1000)
+int64_t backoff_requeue_ms(int attempt, int64_t base_ms, int64_t min_ms, uint64_t *rng_state);
+
 #endif

@@ -223,11 +223,17 @@ void batch_items_free(BatchItem *items, int n)
 
 void batch_weights(const Call *c, int64_t *weights)
 {
-    const char *sys = c->kind->system_prompt ? c->kind->system_prompt : "";
     int live = 0;
+    const CallJob *first = NULL;
     for (int i = 0; i < c->njobs; i++)
-        live += c->jobs[i].job != NULL;
-    int64_t shared = oai_estimate_tokens(sys, strlen(sys)) + oai_estimate_tokens(BATCH_INSTRUCTIONS, strlen(BATCH_INSTRUCTIONS));
+        if (c->jobs[i].job) {
+            live++;
+            if (!first)
+                first = &c->jobs[i];
+        }
+    /* the shared prefix as sent: the system prompt with its parameters filled in, and the instructions */
+    int64_t shared = (first ? prompt_system_tokens(c->kind, first) : 0) +
+                     oai_estimate_tokens(BATCH_INSTRUCTIONS, strlen(BATCH_INSTRUCTIONS));
     for (int i = 0; i < c->njobs; i++) {
         const QueueJob *j = c->jobs[i].job;
         weights[i] = j ? shared / (live ? live : 1) + oai_estimate_tokens(j->prompt, strlen(j->prompt)) : 0;

@@ -83,6 +83,7 @@ void pool_default_options(PoolOptions *o)
     o->backoff_base_ms = 250;
     o->backoff_cap_ms = 20000;
     o->quota_retry_ms = 15 * 60 * 1000;
+    o->requeue_base_ms = 30000;
 }
 
 /* ---- heap of delayed calls ------------------------------------------------------------------ */
@@ -351,7 +352,15 @@ static void retry_or_requeue(Worker *w, Call *c, const char *reason, const char 
     }
     char m[600];
     snprintf(m, sizeof m, "%s after %d tries: %s", reason, c->tries, msg);
-    fail_call(w, c, reason, m, true, delay);
+    /* back to the queue: the wait grows with the job's attempts, so an outage of minutes does not
+     * use up every attempt in seconds (the jobs of a call share a claim, hence an attempt number) */
+    int attempt = 1;
+    for (int i = 0; i < c->njobs; i++)
+        if (c->jobs[i].job) {
+            attempt = c->jobs[i].job->attempt;
+            break;
+        }
+    fail_call(w, c, reason, m, true, backoff_requeue_ms(attempt, p->opt->requeue_base_ms, delay, &w->rng));
 }
 
 static void on_success(Worker *w, Call *c, LedgerRow *row, OaiResponse *resp)

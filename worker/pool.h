@@ -30,9 +30,11 @@ typedef struct PoolOptions {
     int64_t backoff_base_ms;
     int64_t backoff_cap_ms;
     int64_t quota_retry_ms;      /* run_after for jobs of a provider that ran out of quota */
+    int64_t requeue_base_ms;     /* a job out of tries waits this x 4^(attempt-1) in the queue */
 } PoolOptions;
 
-/* The defaults: one thread per core, 256 in flight, 4 tries, 8 MiB responses. */
+/* The defaults: one thread per core, 256 in flight, 4 tries, 8 MiB responses, 30 s first wait in
+ * the queue after the tries. */
 void pool_default_options(PoolOptions *o);
 
 typedef struct Pool Pool;

@@ -1,6 +1,7 @@
 #include "prompt.h"
 
 #include "json.h"
+#include "openai.h"
 #include "template.h"
 
 #include <string.h>
@@ -43,6 +44,18 @@ int prompt_system(const TqKind *kind, const CallJob *cj, Buf *out, bool *present
     int rc = template_expand(sys, strlen(sys), var_value, &v, out, err);
     buf_free(&v.labels);
     return rc;
+}
+
+int64_t prompt_system_tokens(const TqKind *kind, const CallJob *cj)
+{
+    Buf b;
+    buf_init(&b, 0);
+    bool present = false;
+    int64_t n = 0;
+    if (prompt_system(kind, cj, &b, &present, NULL) == 0 && present)
+        n = oai_estimate_tokens(b.data ? b.data : "", b.len);
+    buf_free(&b);
+    return n;
 }
 
 /* Re-emit the JSON value at token i with placeholders filled into its strings. */

@@ -24,6 +24,9 @@
  * *present = false when neither the job nor the kind has one. Returns 0; TQ_ELIMIT / TQ_ENOMEM. */
 int prompt_system(const TqKind *kind, const CallJob *cj, Buf *out, bool *present, TqErr *err);
 
+/* Estimated tokens of the job's system prompt, parameters filled in (0 when there is none). */
+int64_t prompt_system_tokens(const TqKind *kind, const CallJob *cj);
+
 /* Append the model's extra_body members as ",\"key\":value..." (ready to go before the request's
  * closing brace), parameters filled in; nothing when the model has none. Returns 0; TQ_EINVAL when
  * the stored extra_body does not parse (config_load prevents it); TQ_ELIMIT / TQ_ENOMEM. */

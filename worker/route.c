@@ -458,8 +458,8 @@ static RouteAction route_batch_response(Call *c, LedgerRow *row, OaiResponse *re
         goto done;
     }
     batch_verdict(c, CALL_BATCH_CLEAN);
-    const char *sys = c->kind->system_prompt ? c->kind->system_prompt : "";
-    int64_t sys_tokens = oai_estimate_tokens(sys, strlen(sys));
+    /* what each job would have sent alone: the system prompt as filled in for these jobs */
+    int64_t sys_tokens = live > 0 ? prompt_system_tokens(c->kind, &c->jobs[idx[0]]) : 0;
     const TqModel *m = &c->cfg->models[c->send_model];
     for (int k = 0; k < live; k++) {
         int i = idx[k];

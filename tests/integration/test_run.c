@@ -126,7 +126,7 @@ static void test_permanent_faults_fail_with_readable_reason(void)
     insert_fault(c, "chat", "oversized", "perm");
     insert_fault(c, "chat", "500:times=9", "perm"); /* more failures than tries: back to the queue, then dead */
     testdb_exec(c, "UPDATE tierq.jobs SET max_attempts = 2 WHERE prompt LIKE '%times=9%'", NULL, 0);
-    int st = run_drain_lease(&s, "--max-tries 2 --max-response-bytes 1048576");
+    int st = run_drain_lease(&s, "--max-tries 2 --max-response-bytes 1048576 --requeue-s 1");
     /* nothing succeeded: exit 6, and the summary names each reason with an example */
     CHECKF(st == 6, "exit %d (want 6): %s", st, out);
     CHECKF(strstr(out, "reason bad_request (e.g. http 400 bad_request:") && strstr(out, "reason unauthorized") &&

@@ -985,6 +985,25 @@ static void test_backoff_honours_retry_after(void)
 
 /* ---- estimates -------------------------------------------------------------------------------- */
 
+/* A job out of tries waits longer in the queue with every attempt: an outage of minutes must not
+ * use up five attempts in seconds. */
+static void test_requeue_wait_grows_with_attempts(void)
+{
+    uint64_t rng = 7;
+    int64_t lo[] = {15000, 60000, 240000, 900000, 900000, 900000}, hi[] = {30000, 120000, 480000, 1800000, 1800000, 1800000};
+    for (int a = 1; a <= 6; a++)
+        for (int k = 0; k < 200; k++) {
+            int64_t d = backoff_requeue_ms(a, 30000, 0, &rng);
+            if (d < lo[a - 1] || d > hi[a - 1]) {
+                CHECKF(0, "attempt %d: %lld ms outside [%lld, %lld]", a, (long long)d, (long long)lo[a - 1], (long long)hi[a - 1]);
+                break;
+            }
+        }
+    /* never sooner than the server asked */
+    CHECK(backoff_requeue_ms(1, 30000, 600000, &rng) == 600000);
+    CHECK(backoff_requeue_ms(1, 1000, 0, &rng) <= 1000);
+}
+
 static void test_estimate_tokens(void)
 {
     CHECK_INT(oai_estimate_tokens("", 0), 1);
@@ -1027,6 +1046,7 @@ int main(void)
     RUN(test_headers_feed);
     RUN(test_backoff_full_jitter_bounds);
     RUN(test_backoff_honours_retry_after);
+    RUN(test_requeue_wait_grows_with_attempts);
     RUN(test_estimate_tokens);
     return check_done();
 }
