@@ -54,7 +54,8 @@ static const char *const USAGE =
     "  2  usage error (unknown command or option)\n"
     "  3  configuration error in jobs/ (the message names the file and key)\n"
     "  4  run: the --budget-usd ceiling was reached; unclaimed jobs stay queued\n"
-    "  5  run: a provider answered insufficient_quota; its jobs were left queued\n"
+    "  5  run: a provider refused the account (insufficient_quota, or the API key: 401); its jobs\n"
+    "     were left queued without spending an attempt\n"
     "  6  run: jobs were attempted and none succeeded (the summary names the reasons)\n";
 
 static const char *const USAGE_MIGRATE =
@@ -111,7 +112,7 @@ static const char *const USAGE_RUN =
     "  -h, --help              this help\n"
     "\n"
     "exit status: 0 done, 1 runtime error, 2 usage, 3 configuration, 4 budget reached,\n"
-    "5 a provider answered insufficient_quota, 6 jobs were attempted and none succeeded\n";
+    "5 a provider refused the account (quota or key), 6 jobs were attempted and none succeeded\n";
 
 static const char *const USAGE_REPORT =
     "usage: tierq report [--format text|json] [--run NAME] [--since DURATION]\n"

@@ -481,7 +481,7 @@ static int run_shutdown(Run *r)
     Buf sizes;
     batch_size_info(r, &sizes);
     int peak = pool_peak_in_flight(r->pool);
-    bool quota = pool_quota_exhausted(r->pool);
+    bool quota = pool_provider_stopped(r->pool);
     Call *leftover = NULL;
     pool_stop(r->pool, &leftover);
     r->pool = NULL;
@@ -536,7 +536,8 @@ static int run_shutdown(Run *r)
         fprintf(stderr, "tierq: run: the run budget of $%s was reached; unclaimed jobs stay queued\n", b);
     }
     if (quota)
-        fprintf(stderr, "tierq: run: a provider answered insufficient_quota; its jobs stay queued for a later run\n");
+        fprintf(stderr, "tierq: run: a provider refused this account (insufficient_quota, or the API key with a 401); "
+                        "its jobs stay queued for a later run\n");
     return exit_code;
 }
 

@@ -36,7 +36,8 @@ enum {
     RUN_EXIT_OK = 0,
     RUN_EXIT_RUNTIME = 1,
     RUN_EXIT_BUDGET = 4,     /* the run's budget was reached; unclaimed jobs stay queued */
-    RUN_EXIT_QUOTA = 5,      /* a provider ran out of quota; its jobs were deferred */
+    RUN_EXIT_QUOTA = 5,      /* a provider refused the account (out of quota, or the key: 401); its
+                              * jobs were deferred without spending an attempt */
     RUN_EXIT_NOTHING_DONE = 6, /* jobs were attempted and none succeeded (every one failed or went
                                 * back to the queue): e.g. a gateway refusing every request */
 };

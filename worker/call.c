@@ -246,7 +246,9 @@ void call_fail_all(Call *c, const char *reason, const char *error, bool retryabl
         cj->error = strdup(error ? error : reason);
         cj->retryable = retryable;
         cj->retry_after_ms = retry_after_ms;
-        /* an account out of quota is no fault of the job: it waits without spending an attempt */
-        cj->keep_attempt = retryable && strcmp(reason, "provider_quota_exhausted") == 0;
+        /* an account out of quota or a refused key is no fault of the job: it waits without
+         * spending an attempt */
+        cj->keep_attempt = retryable && (strcmp(reason, "provider_quota_exhausted") == 0 ||
+                                         strcmp(reason, "provider_unauthorized") == 0);
     }
 }

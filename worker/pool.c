@@ -20,6 +20,9 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+/* A provider that refused this account is stopped for the rest of the process. */
+enum { PROV_OK = 0, PROV_OUT_OF_QUOTA, PROV_UNAUTHORIZED };
+
 /* Worker-private state of a call while it is being sent. */
 typedef struct Transfer {
     CURL *easy;
@@ -66,8 +69,8 @@ struct Pool {
     atomic_int peak_in_flight;
     atomic_int pending;
     atomic_int *prov_in_flight;
-    atomic_bool *prov_quota;
-    atomic_bool quota_any;
+    atomic_int *prov_stopped;        /* PROV_* : why nothing more goes to the provider */
+    atomic_bool stopped_any;
     atomic_bool stop;
     struct curl_slist **prov_headers;
     char **prov_url;
@@ -468,13 +471,18 @@ static void on_transfer_done(Worker *w, CURL *e, CURLcode res)
         snprintf(msg, sizeof msg, "http %ld %s: %s", status, reason, oe.message);
         row->reason = reason;
         row->error = strdup(msg);
-        if (v == OAI_QUOTA) {
-            row->status = "quota";
-            if (!atomic_exchange(&p->prov_quota[prov], true))
-                log_msg(LOG_ERROR, "worker", "provider %s is out of quota: nothing more is sent to it by this process",
-                        p->cfg->providers[prov].name);
-            atomic_store(&p->quota_any, true);
-            fail_call(w, c, "provider_quota_exhausted", msg, true, p->opt->quota_retry_ms);
+        if (v == OAI_QUOTA || status == 401) {
+            /* the account, not the job: out of quota, or the key is refused (wrong, missing,
+             * revoked). Every job of the provider would meet it: stop sending, hand them back. */
+            bool quota = v == OAI_QUOTA;
+            row->status = quota ? "quota" : "failed";
+            int expected = PROV_OK;
+            if (atomic_compare_exchange_strong(&p->prov_stopped[prov], &expected, quota ? PROV_OUT_OF_QUOTA : PROV_UNAUTHORIZED))
+                log_msg(LOG_ERROR, "worker", "provider %s %s: nothing more is sent to it by this process; its jobs wait in the queue",
+                        p->cfg->providers[prov].name,
+                        quota ? "is out of quota" : "refused the API key (http 401): check its api_key_env / headers");
+            atomic_store(&p->stopped_any, true);
+            fail_call(w, c, quota ? "provider_quota_exhausted" : "provider_unauthorized", msg, true, p->opt->quota_retry_ms);
         } else if (v == OAI_RETRY) {
             row->status = "retry";
             retry_or_requeue(w, c, reason, msg, oai_headers_retry_after_ms(&t->hdr, time(NULL)));
@@ -510,12 +518,17 @@ static bool start_ready(Worker *w)
     for (int prov = 0; prov < p->cfg->nproviders; prov++) {
         while (w->ready_head[prov]) {
             Call *c = w->ready_head[prov];
-            if (atomic_load(&p->prov_quota[prov])) {
+            int stopped = atomic_load(&p->prov_stopped[prov]);
+            if (stopped != PROV_OK) {
                 w->ready_head[prov] = c->next;
                 if (!w->ready_head[prov])
                     w->ready_tail[prov] = NULL;
-                fail_call(w, c, "provider_quota_exhausted",
-                            "the provider answered insufficient_quota earlier in this run", true, p->opt->quota_retry_ms);
+                if (stopped == PROV_OUT_OF_QUOTA)
+                    fail_call(w, c, "provider_quota_exhausted",
+                              "the provider answered insufficient_quota earlier in this run", true, p->opt->quota_retry_ms);
+                else
+                    fail_call(w, c, "provider_unauthorized", "the provider refused the API key (http 401) earlier in this run",
+                              true, p->opt->quota_retry_ms);
                 continue;
             }
             if (atomic_load(&p->prov_in_flight[prov]) >= p->cfg->providers[prov].max_in_flight ||
@@ -721,6 +734,9 @@ static int provider_header_list(const TqProvider *pr, struct curl_slist **out, T
     if (!rc)
         rc = add_header(&h, "User-Agent", "tierq/" TQ_VERSION);
     const char *key = pr->api_key_env ? getenv(pr->api_key_env) : NULL;
+    if (pr->api_key_env && (!key || !*key))
+        log_msg(LOG_WARN, "worker", "provider %s: %s is not set: its requests go without an API key", pr->name,
+                pr->api_key_env);
     if (!rc && key && *key) {
         log_add_secret(key);
         size_t kn = strlen(key) + sizeof "Bearer ";
@@ -832,7 +848,7 @@ static void pool_free(Pool *p)
     free(p->prov_headers);
     free(p->prov_url);
     free(p->prov_in_flight);
-    free(p->prov_quota);
+    free(p->prov_stopped);
     free(p->workers);
     free(p);
 }
@@ -847,10 +863,10 @@ int pool_start(Pool **out, const TqConfig *cfg, const PoolOptions *opt, const ch
     p->done = done;
     int np = cfg->nproviders;
     p->prov_in_flight = calloc((size_t)np, sizeof *p->prov_in_flight);
-    p->prov_quota = calloc((size_t)np, sizeof *p->prov_quota);
+    p->prov_stopped = calloc((size_t)np, sizeof *p->prov_stopped);
     p->prov_headers = calloc((size_t)np, sizeof *p->prov_headers);
     p->prov_url = calloc((size_t)np, sizeof *p->prov_url);
-    if (!p->prov_in_flight || !p->prov_quota || !p->prov_headers || !p->prov_url) {
+    if (!p->prov_in_flight || !p->prov_stopped || !p->prov_headers || !p->prov_url) {
         pool_free(p);
         return tq_err(err, TQ_ENOMEM, "out of memory");
     }
@@ -908,7 +924,7 @@ void pool_submit(Pool *p, Call *c)
 int pool_pending(Pool *p) { return atomic_load(&p->pending); }
 
 int pool_peak_in_flight(Pool *p) { return atomic_load(&p->peak_in_flight); }
-bool pool_quota_exhausted(Pool *p) { return atomic_load(&p->quota_any); }
+bool pool_provider_stopped(Pool *p) { return atomic_load(&p->stopped_any); }
 
 void pool_stop(Pool *p, Call **leftover)
 {

@@ -51,8 +51,9 @@ void pool_submit(Pool *p, Call *call);
 int pool_pending(Pool *p);
 /* Highest number of HTTP requests in flight at once so far. */
 int pool_peak_in_flight(Pool *p);
-/* True once any provider answered insufficient_quota. */
-bool pool_quota_exhausted(Pool *p);
+/* True once any provider refused this account (insufficient_quota, or the key with a 401): it got
+ * nothing more, and its jobs went back to the queue without spending an attempt. */
+bool pool_provider_stopped(Pool *p);
 /* Stop the threads. Calls still pending are aborted and returned through *leftover (a ->next list,
  * caller frees or hands their jobs back); pass NULL to free them. */
 void pool_stop(Pool *p, Call **leftover);

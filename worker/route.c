@@ -601,7 +601,19 @@ RouteAction route_on_failure(Call *c, const char *reason, bool retryable)
         c->pending_sample = NULL;
         return verify_next(c, CALL_PHASE_SAMPLE);
     }
+    if (c->tier > 0 && !is_last_tier(c) && !c->all_tiers) {
+        /* Escalating, and this tier could not be asked (its provider is down, out of quota,
+         * refusing): the job wanted a better answer than it has, so it asks the tier above rather
+         * than settling for one under the bar. */
+        cj->escalations++;
+        c->tier++;
+        c->model = c->kind->tiers[c->tier].model;
+        c->send_model = c->model;
+        c->phase = CALL_PHASE_ANSWER;
+        return send_again(c);
+    }
     if (cj->best_answer) {
+        /* the last tier could not be asked: the best usable earlier answer, marked as such */
         complete_job(c, cj, cj->best_answer, cj->best_score, cj->best_tier, cj->best_model, "escalation_failed");
         cj->best_answer = NULL;
         return ROUTE_FINISH;

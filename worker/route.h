@@ -39,9 +39,10 @@ RouteAction route_on_response(Call *c, LedgerRow *row, OaiResponse *resp, const 
  * smaller (retries exhausted, context or payload too large), else every item alone, so no job fails
  * for a neighbour's sake; the adaptive batch size is left alone (a failure is not a malformed
  * answer). A judge or sample request that failed leaves its signal missing and the
- * answer is scored without it (ROUTE_SEND or ROUTE_FINISH). A job escalating with a usable answer in
- * hand keeps it (reason escalation_failed, ROUTE_FINISH). Otherwise ROUTE_FAIL: the caller fails the
- * call's jobs with the error. */
+ * answer is scored without it (ROUTE_SEND or ROUTE_FINISH). A job escalating past tier 1 asks the
+ * next tier instead (ROUTE_SEND); on the last tier it keeps the best usable earlier answer (reason
+ * escalation_failed, ROUTE_FINISH). Otherwise ROUTE_FAIL: the caller fails the call's jobs with the
+ * error. */
 RouteAction route_on_failure(Call *c, const char *reason, bool retryable);
 
 /* A 2xx response without an answer to route (choices: [], or the provider interrupted the answer):

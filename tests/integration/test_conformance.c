@@ -184,8 +184,12 @@ static void base_name(const char *fixture, char *name, size_t cap)
         *hash = '\0';
 }
 
-/* Provider quota stops a provider for the rest of a run: those fixtures run on their own. */
-static bool is_quota_case(const Case *c) { return strcmp(c->reason, "provider_quota_exhausted") == 0; }
+/* A provider out of quota or refusing the key is stopped for the rest of a run: those fixtures run
+ * on their own. */
+static bool is_quota_case(const Case *c)
+{
+    return strcmp(c->reason, "provider_quota_exhausted") == 0 || strcmp(c->reason, "provider_unauthorized") == 0;
+}
 
 static void insert_cases(PGconn *c, const Case *cases, int n, bool quota)
 {

@@ -25,6 +25,12 @@ static void setup_files(void)
                   " \"tiers\": [{\"model\": \"qwen3-8b\", \"accept\": 0.8}, {\"model\": \"deepseek-v4-flash\", \"accept\": 0.9},"
                   " {\"model\": \"gpt-4o\"}],"
                   " \"max_tokens\": 8, \"checks\": {\"labels\": [\"alpha\", \"beta\", \"gamma\"], \"logprobs\": true}}");
+    /* three tiers that are never good enough before the last: every job walks all of them */
+    snprintf(p, sizeof p, "%s/strict3.json", jobs);
+    write_file(p, "{\"system_prompt\": \"Answer with one label, one of: {labels}.\","
+                  " \"tiers\": [{\"model\": \"qwen3-8b\", \"accept\": 1.0}, {\"model\": \"deepseek-v4-flash\", \"accept\": 1.0},"
+                  " {\"model\": \"gpt-4o\"}],"
+                  " \"max_tokens\": 8, \"checks\": {\"labels\": [\"alpha\", \"beta\", \"gamma\"], \"logprobs\": true}}");
     /* the same, but no tier-1 answer is ever good enough (accept 1.0): escalation always wanted */
     snprintf(p, sizeof p, "%s/strict.json", jobs);
     write_file(p, "{\"system_prompt\": \"Answer with one label, one of: {labels}.\","
@@ -204,6 +210,27 @@ static void test_job_budget_stops_escalation(void)
     sim_stop(&s);
 }
 
+/* The middle tier's provider is out of quota: an escalating job asks the tier above it instead of
+ * settling for its tier-1 answer under the bar. */
+static void test_unavailable_tier_is_skipped_not_settled_for(void)
+{
+    SimProc s;
+    CHECK_INT(sim_start(&s, answers, "--latency-ms 1"), 0);
+    PGconn *c = testdb_connect();
+    testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt, run_name) VALUES"
+                   " ('strict3', 'strict item 3 [[sim:429quota:times=0:model=deepseek-v4-flash]]', 'skip')",
+                NULL, 0);
+    int st = run_drain(&s, "--run skip");
+    CHECKF(st == 5, "exit %d (want 5: a provider refused the account): %s", st, out);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.jobs WHERE run_name = 'skip' AND state = 'done' AND tier = 3"
+                   " AND model = 'gpt-4o' AND escalations = 2 AND result IN ('alpha', 'beta', 'gamma')"),
+              1);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.calls WHERE run_name = 'skip' AND tier = 2 AND status = 'quota'"), 1);
+    check_sums_per_job(c);
+    PQfinish(c);
+    sim_stop(&s);
+}
+
 static void test_run_budget_stops_claiming(void)
 {
     SimProc s;
@@ -235,6 +262,7 @@ int main(void)
     RUN(test_judge_call_is_charged_to_its_job);
     RUN(test_two_samples_must_agree);
     RUN(test_job_budget_stops_escalation);
+    RUN(test_unavailable_tier_is_skipped_not_settled_for);
     RUN(test_run_budget_stops_claiming);
     char cmd[400];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
