@@ -68,12 +68,22 @@ static int bad(Walk *w, const char *path, const char *what)
     return tq_err(w->err, TQ_EINVAL, "%s: %s %s", w->file, path, what);
 }
 
-/* Reject keys not in allowed (NULL-terminated): a typo must not silently become a default. */
+/* Reject keys not in allowed (NULL-terminated): a typo must not silently become a default. And a
+ * key given twice: which value counts would be a guess. */
 static int check_keys(Walk *w, int obj, const char *path, const char *const *allowed)
 {
     int n = json_size(&w->doc, obj);
     int k = obj + 1;
     for (int c = 0; c < n; c++) {
+        size_t klen;
+        const char *kraw = json_raw(&w->doc, k, &klen);
+        for (int prev = obj + 1; prev < k; prev = json_skip(&w->doc, prev + 1)) {
+            size_t plen;
+            const char *praw = json_raw(&w->doc, prev, &plen);
+            if (plen == klen && memcmp(praw, kraw, klen) == 0)
+                return tq_err(w->err, TQ_EINVAL, "%s: %s%s\"%.*s\" is given twice", w->file, path, *path ? ": " : "",
+                              (int)(klen > 60 ? 60 : klen), kraw);
+        }
         bool ok = false;
         for (const char *const *a = allowed; *a; a++)
             if (json_eq(&w->doc, k, *a))
@@ -635,6 +645,25 @@ static int extra_body_placeholders(const char *js, PlaceholderCheck *pc)
     return rc;
 }
 
+/* A declared parameter written "{name" without its closing brace: surely a typo, since the text
+ * would reach the model as it stands. Returns the name's length (0: none) and where it starts. */
+static size_t unclosed_param(const TqKind *kd, const char *s, const char **at)
+{
+    for (const char *p = strchr(s, '{'); p; p = strchr(p + 1, '{')) {
+        const char *q = p + 1;
+        while ((*q >= 'a' && *q <= 'z') || (*q >= '0' && *q <= '9') || *q == '_')
+            q++;
+        size_t len = (size_t)(q - p - 1);
+        if (!len || *q == '}')
+            continue;
+        if (config_kind_param(kd, p + 1, len) || (kd->reads_labels && len == 6 && memcmp(p + 1, "labels", 6) == 0)) {
+            *at = p + 1;
+            return len;
+        }
+    }
+    return 0;
+}
+
 /* Templates of a kind: every {name} in its system prompt and in its models' extra_body is declared;
  * every declared parameter is used somewhere; a label gate shows its labels to the model; a model
  * that takes no system prompt is not asked to batch or judge (both need instructions). */
@@ -649,6 +678,10 @@ static int kind_templates(Walk *w, const TqConfig *cfg, TqKind *kd)
     if (template_each(sys, strlen(sys), placeholder_known, &pc))
         rc = tq_err(w->err, TQ_EINVAL, "%s: system_prompt names %s, which is not a parameter of this kind (declare it under params, or write {%s} to keep the braces)",
                     w->file, pc.bad, pc.bad);
+    const char *open_at = NULL;
+    size_t open_len = rc ? 0 : unclosed_param(kd, sys, &open_at);
+    if (open_len)
+        rc = tq_err(w->err, TQ_EINVAL, "%s: system_prompt has {%.*s without its closing brace", w->file, (int)open_len, open_at);
     int models[10], nm = 0;
     for (int t = 0; t < kd->ntiers && nm < 8; t++)
         models[nm++] = kd->tiers[t].model;

@@ -14,6 +14,7 @@
 #include "utf8.h"
 
 #include <errno.h>
+#include <ctype.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,6 +64,159 @@ static bool primitive_ok(const char *s, size_t n)
     return json_number_text_ok(s, n);
 }
 
+/* ---- strict syntax ------------------------------------------------------------------------------ */
+
+#define JSON_MAX_DEPTH 512
+
+static size_t skip_ws(const char *s, size_t n, size_t i)
+{
+    while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r'))
+        i++;
+    return i;
+}
+
+static bool is_hex(char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); }
+
+/* The string starting at s[i] == '"': the index after its closing quote, 0 when it is not a valid
+ * string, n + 1 when the input ends inside it. */
+static size_t scan_string(const char *s, size_t n, size_t i)
+{
+    for (i++; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"')
+            return i + 1;
+        if (c < 0x20)
+            return 0;
+        if (c != '\\')
+            continue;
+        if (++i >= n)
+            return n + 1;
+        if (s[i] == 'u') {
+            for (int k = 1; k <= 4; k++)
+                if (i + (size_t)k >= n)
+                    return n + 1;
+                else if (!is_hex(s[i + (size_t)k]))
+                    return 0;
+            i += 4;
+        } else if (!strchr("\"\\/bfnrt", s[i])) {
+            return 0;
+        }
+    }
+    return n + 1;
+}
+
+/* RFC 8259, strictly: commas between members and elements and nowhere else, a colon after every
+ * key, valid strings, numbers and literals, one value and nothing after it but whitespace. jsmn
+ * alone lets through a missing or doubled comma ("a": 1 "b": 2), which would make a config typo
+ * silently mean something. 0, or TQ_EPARSE with "truncated json" when the input ends early and
+ * "invalid json near byte N: ..." otherwise. */
+static int syntax_check(const char *s, size_t n, TqErr *err)
+{
+    char stack[JSON_MAX_DEPTH]; /* '{' or '[' */
+    int depth = 0;
+    size_t i = skip_ws(s, n, 0);
+    enum { VALUE, AFTER_VALUE, KEY_OR_END, KEY, VALUE_OR_END } want = VALUE;
+    for (;;) {
+        if (i >= n) {
+            if (want == AFTER_VALUE && depth == 0)
+                return 0;
+            return tq_err(err, TQ_EPARSE, "truncated json");
+        }
+        char c = s[i];
+        const char *expected = NULL;
+        switch (want) {
+        case KEY_OR_END:
+        case KEY:
+            if (c == '}' && want == KEY_OR_END) {
+                depth--;
+                i++;
+                want = AFTER_VALUE;
+                break;
+            }
+            if (c != '"') {
+                expected = want == KEY ? "a key" : "a key or '}'";
+                break;
+            }
+            {
+                size_t e = scan_string(s, n, i);
+                if (e == n + 1)
+                    return tq_err(err, TQ_EPARSE, "truncated json");
+                if (!e) {
+                    expected = "a valid string";
+                    break;
+                }
+                i = skip_ws(s, n, e);
+                if (i >= n)
+                    return tq_err(err, TQ_EPARSE, "truncated json");
+                if (s[i] != ':') {
+                    expected = "':' after the key";
+                    break;
+                }
+                i++;
+                want = VALUE;
+            }
+            break;
+        case VALUE_OR_END:
+            if (c == ']') {
+                depth--;
+                i++;
+                want = AFTER_VALUE;
+                break;
+            }
+            /* fall through */
+        case VALUE:
+            if (c == '{' || c == '[') {
+                if (depth == JSON_MAX_DEPTH)
+                    return tq_err(err, TQ_EPARSE, "invalid json near byte %zu: nested deeper than %d", i, JSON_MAX_DEPTH);
+                stack[depth++] = c;
+                i++;
+                want = c == '{' ? KEY_OR_END : VALUE_OR_END;
+            } else if (c == '"') {
+                size_t e = scan_string(s, n, i);
+                if (e == n + 1)
+                    return tq_err(err, TQ_EPARSE, "truncated json");
+                if (!e) {
+                    expected = "a valid string";
+                    break;
+                }
+                i = e;
+                want = AFTER_VALUE;
+            } else {
+                size_t e = i;
+                while (e < n && (isalnum((unsigned char)s[e]) || s[e] == '-' || s[e] == '+' || s[e] == '.'))
+                    e++;
+                if (e == i || !primitive_ok(s + i, e - i)) {
+                    if (e == n && e > i && depth > 0)
+                        return tq_err(err, TQ_EPARSE, "truncated json");
+                    expected = "a value";
+                    break;
+                }
+                i = e;
+                want = AFTER_VALUE;
+            }
+            break;
+        case AFTER_VALUE:
+            if (depth == 0) {
+                expected = "the end of the document";
+                break;
+            }
+            if (c == ',') {
+                i++;
+                want = stack[depth - 1] == '{' ? KEY : VALUE;
+            } else if (c == (stack[depth - 1] == '{' ? '}' : ']')) {
+                depth--;
+                i++;
+            } else {
+                expected = stack[depth - 1] == '{' ? "',' or '}'" : "',' or ']'";
+            }
+            break;
+        }
+        if (expected)
+            return tq_err(err, TQ_EPARSE, "invalid json near byte %zu: expected %s", i, expected);
+        i = skip_ws(s, n, i);
+    }
+}
+
 int json_parse(JsonDoc *doc, const char *js, size_t len, int max_tokens, TqErr *err)
 {
     memset(doc, 0, sizeof *doc);
@@ -70,6 +224,9 @@ int json_parse(JsonDoc *doc, const char *js, size_t len, int max_tokens, TqErr *
         max_tokens = JSON_DEFAULT_MAX_TOKENS;
     if (len > (size_t)INT_MAX)
         return tq_err(err, TQ_ELIMIT, "json document too large (%zu bytes)", len);
+    int src = syntax_check(js, len, err);
+    if (src)
+        return src;
     jsmn_parser p;
     jsmn_init(&p);
     int cap = 64;

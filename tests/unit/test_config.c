@@ -128,6 +128,13 @@ static void test_mistakes_are_named(void)
         {"chat.json", "{\"tiers\": [{\"model\": \"gpt-4o\"}], \"checks\": {\"missing_signal\": \"ignore\"}}", "checks.missing_signal must be"},
         {"chat.json", "{\"system_prompt\": \"into {target_language}\", \"params\": {\"target_language\": {\"default\": \"fr\"}}, \"tiers\": [{\"model\": \"qwen-mt-turbo\"}], \"batch\": {\"enabled\": true}}", "batch is enabled but tiers[0].model qwen-mt-turbo takes no system prompt"},
         {"chat.json", "{\"system_prompt\": \"x\", \"tiers\": [{\"model\": \"qwen-mt-turbo\"}]}", "model qwen-mt-turbo (used by this kind) has {target_language} in its extra_body"},
+        {"chat.json", "{\"system_prompt\": \"For {team}: ask {team about it\", \"params\": {\"team\": {\"default\": \"ops\"}}, \"tiers\": [{\"model\": \"gpt-4o\"}]}", "chat.json: system_prompt has {team without its closing brace"},
+        {"chat.json", "{\"tiers\": [{\"model\": \"gpt-4o\"}], \"max_tokens\": 50 \"temperature\": 0}", "chat.json: invalid json near byte 50: expected ',' or '}'"},
+        {"chat.json", "{\"tiers\": [{\"model\": \"gpt-4o\"}], \"max_tokens\": 50,, \"temperature\": 0}", "chat.json: invalid json near byte 50: expected a key"},
+        {"chat.json", "{\"tiers\": [{\"model\": \"gpt-4o\"}],}", "chat.json: invalid json near byte 32: expected a key"},
+        {"chat.json", "{\"tiers\": [{\"model\": \"gpt-4o\"}]},", "chat.json: invalid json near byte 32: expected the end of the document"},
+        {"chat.json", "{\"tiers\": [{\"model\": \"gpt-4o\"}], \"max_tokens\": 50, \"max_tokens\": 60}", "chat.json: \"max_tokens\" is given twice"},
+        {"chat.json", "{\"tiers\": [{\"model\": \"gpt-4o\", \"model\": \"gpt-4o-mini\"}]}", "chat.json: tiers[0]: \"model\" is given twice"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         scratch_with(cases[i].file, cases[i].content);

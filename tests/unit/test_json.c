@@ -1,6 +1,8 @@
 #include "../check.h"
 #include "json.h"
 
+#include <stdbool.h>
+
 #include <stdlib.h>
 
 static void test_parse_and_get(void)
@@ -40,6 +42,38 @@ static void test_truncated_and_invalid(void)
     CHECK(json_parse(&d, bad, strlen(bad), 0, &err) < 0);
     const char *two = "{} {}";
     CHECK(json_parse(&d, two, strlen(two), 0, &err) < 0);
+}
+
+/* RFC 8259 strictly: what jsmn alone lets through is refused, what is valid still parses. */
+static void test_strict_syntax_table(void)
+{
+    static const struct {
+        const char *text;
+        bool ok;
+    } rows[] = {
+        {"{\"a\": 1, \"b\": [true, false, null, -0.5e+3, \"x\\u00e9\"]}", true},
+        {" [ ] ", true},
+        {"\"just a string\"", true},
+        {"{\"a\": 1 \"b\": 2}", false},   /* missing comma */
+        {"{\"a\": 1,, \"b\": 2}", false}, /* doubled comma */
+        {"{\"a\": 1,}", false},            /* trailing comma */
+        {"[1, 2,]", false},
+        {"[1 2]", false},
+        {"{\"a\" 1}", false},              /* missing colon */
+        {"{1: 2}", false},                  /* key not a string */
+        {"{\"a\": 01}", false},             /* leading zero */
+        {"{\"a\": \"\\q\"}", false},        /* bad escape */
+        {"{\"a\": \"tab\there\"}", false},   /* raw control character */
+        {"{\"a\": 1},", false},            /* something after the document */
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        JsonDoc d;
+        TqErr err = {0};
+        int rc = json_parse(&d, rows[i].text, strlen(rows[i].text), 0, &err);
+        CHECKF((rc == 0) == rows[i].ok, "%s: rc %d (%s)", rows[i].text, rc, err.msg);
+        if (rc == 0)
+            json_doc_free(&d);
+    }
 }
 
 static void test_token_cap(void)
@@ -123,6 +157,7 @@ int main(void)
 {
     RUN(test_parse_and_get);
     RUN(test_truncated_and_invalid);
+    RUN(test_strict_syntax_table);
     RUN(test_token_cap);
     RUN(test_unicode_escapes);
     RUN(test_put_string_escapes_everything);
