@@ -2,6 +2,7 @@
 
 #include "db.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,13 +13,13 @@ int status_print(PGconn *c, FILE *out, TqErr *err)
                            "  count(*) FILTER (WHERE state = 'queued'), count(*) FILTER (WHERE state = 'running'),"
                            "  count(*) FILTER (WHERE state = 'done'), count(*) FILTER (WHERE state = 'failed'),"
                            "  count(*) FILTER (WHERE state = 'dead'), count(*) FILTER (WHERE state = 'cancelled'),"
-                           "  coalesce(extract(epoch FROM now() - min(created_at) FILTER (WHERE state = 'queued'))::bigint, 0)"
+                           "  extract(epoch FROM now() - min(created_at) FILTER (WHERE state = 'queued'))::bigint"
                            " FROM tierq.jobs GROUP BY kind ORDER BY kind",
                            0, NULL, err);
     if (!r)
         return TQ_EDB;
     long long tot[6] = {0};
-    long long oldest = 0;
+    long long oldest = -1;
     fprintf(out, "%-16s %9s %9s %9s %9s %9s %9s %12s\n", "kind", "queued", "running", "done", "failed", "dead",
             "cancelled", "oldest_queued");
     for (int i = 0; i < PQntuples(r); i++) {
@@ -27,14 +28,22 @@ int status_print(PGconn *c, FILE *out, TqErr *err)
             v[k] = atoll(PQgetvalue(r, i, k + 1));
             tot[k] += v[k];
         }
-        long long age = atoll(PQgetvalue(r, i, 7));
-        if (age > oldest)
-            oldest = age;
-        fprintf(out, "%-16s %9lld %9lld %9lld %9lld %9lld %9lld %11llds\n", PQgetvalue(r, i, 0), v[0], v[1], v[2],
-                v[3], v[4], v[5], age);
+        /* no queued job, no age: "-" rather than a misleading 0s */
+        char age[32] = "-";
+        if (!PQgetisnull(r, i, 7)) {
+            long long a = atoll(PQgetvalue(r, i, 7));
+            snprintf(age, sizeof age, "%llds", a);
+            if (a > oldest)
+                oldest = a;
+        }
+        fprintf(out, "%-16s %9lld %9lld %9lld %9lld %9lld %9lld %12s\n", PQgetvalue(r, i, 0), v[0], v[1], v[2], v[3],
+                v[4], v[5], age);
     }
-    fprintf(out, "%-16s %9lld %9lld %9lld %9lld %9lld %9lld %11llds\n", "total", tot[0], tot[1], tot[2], tot[3],
-            tot[4], tot[5], oldest);
+    char total_age[32] = "-";
+    if (oldest >= 0)
+        snprintf(total_age, sizeof total_age, "%llds", oldest);
+    fprintf(out, "%-16s %9lld %9lld %9lld %9lld %9lld %9lld %12s\n", "total", tot[0], tot[1], tot[2], tot[3], tot[4],
+            tot[5], total_age);
     PQclear(r);
 
     r = db_query(c, "status workers",

@@ -454,7 +454,7 @@ static bool run_step(Run *r)
         writer_get_stats(r->writer, &ws);
         if (ws.cost_pico >= opt->budget_micro * 1000000) {
             r->budget_hit = true;
-            log_msg(LOG_WARN, "run", "run budget reached: no more claims; %d jobs in flight finish", held_count(r->held));
+            log_msg(LOG_WARN, "run", "budget reached: no more claims; %d jobs in flight finish", held_count(r->held));
         }
     }
     if (r->budget_hit && held_count(r->held) == 0)
@@ -504,7 +504,7 @@ static int run_shutdown(Run *r)
     cost_format_usd(base, sizeof base, st.baseline_pico, 6);
     int64_t jobs = st.jobs_done + st.jobs_failed + st.jobs_retry;
     double secs = (double)(clock_mono_ms() - r->start_ms) / 1000.0;
-    printf("run: %lld done, %lld failed, %lld back to the queue, %lld lease_lost, %d handed back in %.1fs\n",
+    printf("run: %lld done, %lld failed or dead, %lld attempts back to the queue, %lld lease_lost, %d handed back in %.1fs\n",
            (long long)st.jobs_done, (long long)st.jobs_failed, (long long)st.jobs_retry, (long long)st.lease_lost,
            nleft, secs);
     printf("run: %lld calls, cost $%s, baseline $%s, %lld write statements (%.4f per job), peak %d in flight\n",
@@ -519,13 +519,13 @@ static int run_shutdown(Run *r)
                (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6,
                (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6, (double)ru.ru_maxrss / 1024.0);
     for (int i = 0; i < st.nfailures; i++)
-        printf("run: %lld jobs not done, reason %s (e.g. %s)\n", (long long)st.failures[i].count,
+        printf("run: %lld attempts without an answer, reason %s (e.g. %s)\n", (long long)st.failures[i].count,
                st.failures[i].reason, st.failures[i].sample);
     int exit_code = quota ? RUN_EXIT_QUOTA : RUN_EXIT_OK;
     if (!quota && st.jobs_done == 0 && st.jobs_failed + st.jobs_retry > 0) {
         /* Nothing succeeded: a cron job must not read this as a good night. */
         exit_code = RUN_EXIT_NOTHING_DONE;
-        fprintf(stderr, "tierq: run: no job succeeded; %lld failed or went back to the queue%s%s\n",
+        fprintf(stderr, "tierq: run: no job succeeded; %lld attempts failed or went back to the queue%s%s\n",
                 (long long)(st.jobs_failed + st.jobs_retry), st.nfailures == 1 ? ", all for the same reason: " : "",
                 st.nfailures == 1 ? st.failures[0].sample : " (see the reasons above)");
     }

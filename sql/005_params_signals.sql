@@ -29,10 +29,11 @@ BEGIN
                 USING ERRCODE = 'check_violation', CONSTRAINT = 'jobs_params_known_to_kind',
                       DETAIL = format('kind %s reads: %s', NEW.kind,
                                       (SELECT string_agg(k, ', ' ORDER BY k) FROM jsonb_object_keys(reads) k)),
-                      HINT = 'remove the key, or declare it under "params" in jobs/' || NEW.kind || '.json';
+                      HINT = 'remove the key, or declare it under "params" in the kind''s file and run tierq migrate '
+                             || '(tierq run syncs it too)';
         END IF;
-        IF want = 'string' AND jsonb_typeof(NEW.params -> key) <> 'string' THEN
-            RAISE EXCEPTION 'params.% of kind % must be a string', key, NEW.kind
+        IF want = 'string' AND (jsonb_typeof(NEW.params -> key) <> 'string' OR btrim(NEW.params ->> key) = '') THEN
+            RAISE EXCEPTION 'params.% of kind % must be a non-empty string', key, NEW.kind
                 USING ERRCODE = 'check_violation', CONSTRAINT = 'jobs_params_known_to_kind';
         END IF;
     END LOOP;

@@ -136,7 +136,7 @@ echo
 # ---- (d) batching: a kind with a ~400-token system prompt and short items, batch size 8 ----
 # Same items, same single-tier model: once alone (kind bsolo), once batched (kind bbat), then batched
 # again with 20% of the batches garbled by the simulator.
-sys="You label short items. Reply with one of: alpha, beta, gamma."
+sys="You label short items. Reply with one of: {labels}."
 i=0
 while [ $i -lt 28 ]; do
     sys="$sys Read the item carefully, think about which label fits best, and answer with the label only."

@@ -18,7 +18,10 @@ sim_pid=""
 cleanup() {
     [ -n "$sim_pid" ] && kill "$sim_pid" 2>/dev/null
     if [ "${DEMO_KEEP:-0}" = 1 ]; then
-        echo "demo: PostgreSQL keeps running in $demo/pg: psql \"$conninfo\"; stop it with: sh tests/pg.sh stop $demo/pg && rm -rf $demo"
+        echo "demo: PostgreSQL keeps running in $demo/pg (the simulator has stopped):"
+        echo "  export TIERQ_DATABASE_URL=\"$conninfo\"; psql \"\$TIERQ_DATABASE_URL\""
+        echo "  to run jobs again, start build/tierq-sim and export TIERQ_BASE_URL (see tests/sim/README.md)"
+        echo "  stop it with: sh tests/pg.sh stop $demo/pg && rm -rf $demo"
     else
         sh tests/pg.sh stop "$demo/pg"
         rm -rf "$demo"

@@ -65,8 +65,12 @@ static void job_params(const TqKind *kind, const QueueJob *job, CallJob *cj)
                 snprintf(msg, sizeof msg, "params.labels must be a non-empty array of strings");
         } else if (pm) {
             char *val = json_type(&d, v) == JSON_STRING ? json_strdup(&d, v) : NULL;
+            if (val && !val[strspn(val, " \t\r\n")]) {
+                free(val);
+                val = NULL;
+            }
             if (!val)
-                snprintf(msg, sizeof msg, "params.%.60s must be a string", name);
+                snprintf(msg, sizeof msg, "params.%.60s must be a non-empty string", name);
             else if (cj->params || (cj->params = calloc((size_t)kind->nparams, sizeof *cj->params)) != NULL) {
                 free(cj->params[pm - kind->params]);
                 cj->params[pm - kind->params] = val;

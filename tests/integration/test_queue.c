@@ -75,7 +75,9 @@ static void test_bad_inserts_are_refused_with_a_named_reason(void)
     CHECK(testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt, params) VALUES ('translate', 'x', '{\"target_lang\": \"fr\"}')", err, sizeof err) != 0);
     CHECKF(strstr(err, "params.target_lang is not a parameter of kind translate") && strstr(err, "target_language"), "got: %s", err);
     CHECK(testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt, params) VALUES ('translate', 'x', '{\"target_language\": 7}')", err, sizeof err) != 0);
-    CHECKF(strstr(err, "must be a string"), "got: %s", err);
+    CHECKF(strstr(err, "must be a non-empty string"), "got: %s", err);
+    CHECK(testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt, params) VALUES ('translate', 'x', '{\"target_language\": \" \"}')", err, sizeof err) != 0);
+    CHECKF(strstr(err, "must be a non-empty string"), "got: %s", err);
     CHECK(testdb_exec(c, "UPDATE tierq.jobs SET params = '{\"color\": \"red\"}'", err, sizeof err) == 0);
     CHECK_INT(testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt, params) VALUES ('translate', 'bonjour', '{\"target_language\": \"German\"}')", err, sizeof err), 0);
     CHECK(testdb_exec(c, "UPDATE tierq.jobs SET params = '{\"color\": \"red\"}'", err, sizeof err) != 0);
