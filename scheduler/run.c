@@ -377,6 +377,27 @@ static void run_housekeeping(Run *r, int64_t now)
     }
 }
 
+/* With --budget-usd: how many more jobs the budget can pay for, at what a job has cost so far in
+ * this run, counting the jobs already held as spent. Before anything has finished, a small first
+ * claim measures the price. Keeps a ceiling from being overshot by whole claims (hundreds of jobs
+ * at once): what goes past it is what the last few jobs in flight spend. */
+static int budget_room(Run *r, int held)
+{
+    WriterStats ws;
+    writer_get_stats(r->writer, &ws);
+    int64_t finished = ws.jobs_done + ws.jobs_failed + ws.jobs_retry;
+    int64_t left = r->opt->budget_micro * 1000000 - ws.cost_pico;
+    if (left <= 0)
+        return 0;
+    if (finished == 0 || ws.cost_pico == 0)
+        return held == 0 ? 16 : 0;
+    /* Only a quarter of what is left per round: jobs differ in price (a run's cheap kinds may come
+     * first), so claims shrink as the ceiling nears and the average has time to catch up. */
+    int64_t per_job = ws.cost_pico / finished + 1;
+    int64_t afford = left / 4 / per_job - held;
+    return afford <= 0 ? 0 : afford > INT32_MAX ? INT32_MAX : (int)afford;
+}
+
 /* Claim as much as there is room for. Returns true when the loop should go round again at once
  * (a full claim: more is probably waiting). Sets *drained when --drain finds nothing left. */
 static bool run_claim(Run *r, int64_t now, bool *drained)
@@ -393,6 +414,18 @@ static bool run_claim(Run *r, int64_t now, bool *drained)
         room = cap_left;
     int want = room < opt->claim_batch ? room : opt->claim_batch;
     int min_claim = max_in_flight / 4 > 0 ? max_in_flight / 4 : 1;
+    if (opt->budget_micro > 0) {
+        int afford = budget_room(r, held);
+        if (afford == 0 && held == 0) {
+            /* what is left cannot pay for one more job at this run's prices: the ceiling is reached */
+            r->budget_hit = true;
+            log_msg(LOG_WARN, "run", "budget reached: what is left would not pay for another job; no more claims");
+            return false;
+        }
+        if (afford < want)
+            want = afford;
+        min_claim = 1; /* near the ceiling, small claims are the point */
+    }
     int got = 0;
     if (want > 0 && (want >= min_claim || held == 0)) {
         if (claim_and_dispatch(r, want, &got) == 0 && got == want)
