@@ -107,5 +107,7 @@ clean:
 
 # The conformance suite (tests/conformance/): its fixture server and schema checker.
 -include tests/conformance/conformance.mk
+# Fuzzing (tests/fuzz/): libFuzzer harnesses (make fuzz) and their corpora replayed by make test.
+-include tests/fuzz/fuzz.mk
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -59,7 +59,7 @@ for t in "$build"/tests/test_*; do
     case "$t" in *.d|*.o) continue ;; esac
     run_one "$(basename "$t")" "$t"
 done
-for t in tests/integration/*.sh tests/conformance/test_*.sh; do
+for t in tests/integration/*.sh tests/conformance/test_*.sh tests/fuzz/test_*.sh; do
     [ -f "$t" ] || continue
     run_one "$(basename "$t")" env BUILD="$build" sh "$t"
 done
