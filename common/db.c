@@ -1,5 +1,7 @@
 #include "db.h"
 
+#include "log.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,10 +22,25 @@ static void db_trim_message(char *msg)
             *p = ' ';
 }
 
+/* The connection's password is a secret like an API key: libpq can echo a malformed conninfo in
+ * its error text. Register it (and PGPASSWORD) with the log redactor before connecting. */
+static void register_password(const char *conninfo)
+{
+    PQconninfoOption *opts = PQconninfoParse(conninfo, NULL);
+    for (PQconninfoOption *o = opts; o && o->keyword; o++)
+        if (strcmp(o->keyword, "password") == 0 && o->val && *o->val)
+            log_add_secret(o->val);
+    PQconninfoFree(opts);
+    const char *env = getenv("PGPASSWORD");
+    if (env && *env)
+        log_add_secret(env);
+}
+
 int db_connect(const char *conninfo, PGconn **out, TqErr *err)
 {
     if (!conninfo)
         conninfo = db_conninfo_from_env();
+    register_password(conninfo);
     PGconn *c = PQconnectdb(conninfo);
     if (!c)
         return tq_err(err, TQ_ENOMEM, "database: out of memory");
@@ -34,8 +51,11 @@ int db_connect(const char *conninfo, PGconn **out, TqErr *err)
         PQfinish(c);
         return tq_err(err, TQ_EDB, "cannot connect to the database: %s", msg);
     }
-    /* Our timestamps are compared with now() on the server only; UTC keeps logs unambiguous. */
-    PGresult *r = PQexec(c, "SET TIME ZONE 'UTC'; SET application_name = 'tierq'; SET client_min_messages = warning");
+    /* Our timestamps are compared with now() on the server only; UTC keeps logs unambiguous. Every
+     * name we use is schema-qualified: pin search_path so objects another role creates in a schema
+     * earlier on the path can never stand in for pg_catalog's. */
+    PGresult *r = PQexec(c, "SET TIME ZONE 'UTC'; SET application_name = 'tierq'; SET client_min_messages = warning;"
+                            " SET search_path = pg_catalog, pg_temp");
     PQclear(r);
     *out = c;
     return 0;

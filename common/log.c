@@ -74,6 +74,25 @@ static void log_redact(char *line, size_t cap)
     }
 }
 
+char *log_scrub_dup(const char *s)
+{
+    if (!s)
+        return NULL;
+    size_t n = strlen(s);
+    size_t cap = n + 1 + 16 * (size_t)LOG_MAX_SECRETS; /* "[redacted]" may be longer than a secret */
+    if (cap > LOG_LINE_MAX)
+        cap = n + 1 > LOG_LINE_MAX ? n + 1 : LOG_LINE_MAX;
+    char *out = malloc(cap);
+    if (!out)
+        return NULL;
+    memcpy(out, s, n + 1);
+    pthread_mutex_lock(&log_lock);
+    if (log_nsecrets > 0 && n < LOG_LINE_MAX)
+        log_redact(out, cap);
+    pthread_mutex_unlock(&log_lock);
+    return out;
+}
+
 void log_msg(LogLevel level, const char *module, const char *fmt, ...)
 {
     if (level < log_min)

@@ -1,5 +1,9 @@
 #include "pgarray.h"
 
+#include "utf8.h"
+
+#include <string.h>
+
 #include <math.h>
 
 void pgarray_begin(Buf *b)
@@ -14,6 +18,17 @@ int pgarray_add_text(Buf *b, const char *s)
 {
     if (!s)
         return pgarray_add_null(b);
+    if (!utf8_valid(s, strlen(s))) {
+        /* PostgreSQL refuses invalid UTF-8, and one refused value fails the whole statement (the
+         * write-back of every call in it): repair it here, whatever the caller forgot */
+        Buf clean;
+        buf_init(&clean, 0);
+        int rc = utf8_sanitize(&clean, s, strlen(s));
+        if (!rc)
+            rc = pgarray_add_text(b, clean.data ? clean.data : "");
+        buf_free(&clean);
+        return rc;
+    }
     int rc = sep(b);
     if (!rc)
         rc = buf_putc(b, '"');

@@ -5,6 +5,7 @@
 #include "db.h"
 #include "hash.h"
 #include "check.h"
+#include "log.h"
 #include "pgarray.h"
 
 #include <math.h>
@@ -249,6 +250,17 @@ static int add_usd(Buf *b, int64_t pico)
     return pgarray_add_text(b, s);
 }
 
+/* Errors quote what providers sent: scrub the configured secrets before anything is stored. */
+static int add_scrubbed(Buf *b, const char *s)
+{
+    if (!s)
+        return pgarray_add_null(b);
+    char *clean = log_scrub_dup(s);
+    int rc = pgarray_add_text(b, clean ? clean : "");
+    free(clean);
+    return rc;
+}
+
 static int add_missing(Buf *b, unsigned mask)
 {
     if (!mask)
@@ -286,7 +298,7 @@ static int build_arrays(Call *const *calls, int ncalls, Buf *col, int *nrows, in
                  add_usd(&col[L_COST], row->cost_pico) || pgarray_add_int64(&col[L_LAT], row->latency_ms) ||
                  pgarray_add_int64(&col[L_HTTP], row->http_status) ||
                  pgarray_add_text(&col[L_ST], row->status ? row->status : "ok") ||
-                 pgarray_add_text(&col[L_REASON], row->reason) || pgarray_add_text(&col[L_ERR], row->error) ||
+                 pgarray_add_text(&col[L_REASON], row->reason) || add_scrubbed(&col[L_ERR], row->error) ||
                  pgarray_add_double(&col[L_SCORE], row->score) || pgarray_add_text(&col[L_RUN], row->run_name) ||
                  add_missing(&col[L_MISSING], row->missing_signals) ||
                  (row->max_tokens > 0 ? pgarray_add_int64(&col[L_MAXTOK], row->max_tokens) : pgarray_add_null(&col[L_MAXTOK])) ||
@@ -311,7 +323,7 @@ static int build_arrays(Call *const *calls, int ncalls, Buf *col, int *nrows, in
                  pgarray_add_text(&col[O_MODEL], done ? c->cfg->models[cj->answer_model].name : NULL) ||
                  pgarray_add_int64(&col[O_TIER], cj->answer_tier + 1) || pgarray_add_double(&col[O_Q], cj->quality) ||
                  pgarray_add_int64(&col[O_ESC], cj->escalations) || pgarray_add_text(&col[O_REASON], cj->reason) ||
-                 add_usd(&col[O_BASE], cj->baseline_pico) || pgarray_add_text(&col[O_ERR], cj->error) ||
+                 add_usd(&col[O_BASE], cj->baseline_pico) || add_scrubbed(&col[O_ERR], cj->error) ||
                  pgarray_add_bool(&col[O_RETRY], cj->retryable) ||
                  pgarray_add_int64(&col[O_AFTER], cj->retry_after_ms > 0 ? cj->retry_after_ms : 0) ||
                  pgarray_add_bool(&col[O_KEEP], cj->keep_attempt);

@@ -444,7 +444,9 @@ static void test_gateway_headers_and_query(void)
         return;
     }
     PGconn *c = testdb_connect();
-    testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt, run_name) VALUES ('conf', 'gateway [[fixture:vllm/ok]]', 'gw')", NULL, 0);
+    testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt, run_name) VALUES ('conf', 'gateway [[fixture:vllm/ok]]', 'gw'),"
+                   " ('conf', 'echo [[fixture:tierq/echo_key]]', 'gw')",
+                NULL, 0);
     /* the conf provider's base_url is a gateway's, query string included; point it at the fixture
      * server the way a user would, with the query kept */
     char over[256];
@@ -455,10 +457,17 @@ static void test_gateway_headers_and_query(void)
     unsetenv("TIERQ_BASE_URL");
     CHECKF(st == 0, "exit %d: %s", st, text);
     CHECK_INT(q(c, "SELECT count(*) FROM tierq.jobs WHERE run_name = 'gw' AND state = 'done' AND result = 'billing'"), 1);
+    /* a provider that echoes a configured secret in its error body: stored with the secret scrubbed */
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.jobs WHERE prompt LIKE 'echo%' AND state = 'failed'"
+                   " AND error LIKE '%Invalid header value [redacted] for x-gateway-key%'"),
+              1);
     char **lines = NULL;
     int n = record_lines(&lines);
-    CHECKF(n == 1, "%d requests recorded", n);
-    const char *l = n ? lines[n - 1] : "";
+    CHECKF(n == 2, "%d requests recorded", n);
+    const char *l = "";
+    for (int i = 0; i < n; i++)
+        if (strstr(lines[i], "vllm/ok"))
+            l = lines[i];
     CHECKF(strstr(l, "\"target\":\"/v1/chat/completions?api-version=2024-10-21&tag=nightly%20run\"") != NULL,
            "target: %.300s", l);
     CHECKF(strstr(l, "\"x-portkey-provider\":\"openai\"") && strstr(l, "\"x-gateway-key\":\"gw-secret-0c1d2e3f4a5b\""),
