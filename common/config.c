@@ -808,7 +808,7 @@ static int kind_checks(Walk *w, const TqConfig *cfg, TqKind *kd)
 /* "batch", "compress", "cache": a present object turns its feature on unless it says enabled false. */
 static int kind_features(Walk *w, TqKind *kd)
 {
-    static const char *const batch_keys[] = {"enabled", "max_items", "max_input_tokens", "fill_ms", NULL};
+    static const char *const batch_keys[] = {"enabled", "max_items", "max_input_tokens", "fill_ms", "across_runs", NULL};
     static const char *const compress_keys[] = {"enabled", "threshold_tokens", "target_tokens", NULL};
     static const char *const cache_keys[] = {"enabled", "ttl_s", NULL};
     char sub[160];
@@ -825,6 +825,7 @@ static int kind_features(Walk *w, TqKind *kd)
         kd->batch.enabled = true;
         if ((rc = check_keys(w, batch, path, batch_keys)) ||
             (rc = get_bool(w, batch, "enabled", SUB("enabled"), &kd->batch.enabled)) ||
+            (rc = get_bool(w, batch, "across_runs", SUB("across_runs"), &kd->batch.across_runs)) ||
             (rc = get_int(w, batch, "max_items", SUB("max_items"), 1, 100, &kd->batch.max_items)) ||
             (rc = get_int(w, batch, "max_input_tokens", SUB("max_input_tokens"), 100, 1000000, &kd->batch.max_input_tokens)) ||
             (rc = get_int(w, batch, "fill_ms", SUB("fill_ms"), 0, 60000, &kd->batch.fill_ms)))
@@ -866,7 +867,7 @@ static int kind_settings(Walk *w, TqKind *kd)
     kd->temperature = 0;
     kd->max_attempts = 5;
     kd->checks.judge_model = -1;
-    kd->batch = (TqBatch){false, 8, 8000, 200};
+    kd->batch = (TqBatch){.enabled = false, .max_items = 8, .max_input_tokens = 8000, .fill_ms = 200};
     kd->compress = (TqCompress){false, 2000, 400};
     kd->cache = (TqCache){true, 7 * 24 * 3600};
     double budget = 0;

@@ -91,6 +91,7 @@ enum { CHECK_MISSING_ESCALATE = 0, CHECK_MISSING_OTHER_CHECKS = 1 };
 
 typedef struct TqBatch {
     bool enabled;
+    bool across_runs;      /* jobs of different run_names may share a request */
     int max_items;
     int max_input_tokens;
     int fill_ms;

@@ -8,11 +8,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Jobs filling one batch: same kind, identical params. */
+/* Jobs filling one batch: same kind, same run, identical params. */
 typedef struct Group {
     struct Group *next_in_bucket;
     const TqKind *kind;
     char *params;           /* owned copy of the key's params text */
+    char *run;              /* owned copy of the key's run_name ("" for none or across runs) */
     uint64_t hash;
     QueueJob **jobs;        /* up to kind->batch.max_items */
     int n;
@@ -30,10 +31,19 @@ struct Plan {
     atomic_int *batch_size; /* [kind * nmodels + model] */
 };
 
-static uint64_t group_hash(const TqKind *kind, const char *params)
+static uint64_t group_hash(const TqKind *kind, const char *run, const char *params)
 {
     uint64_t h = hash_fnv1a64_more(HASH_FNV_INIT, kind->name, strlen(kind->name));
+    h = hash_fnv1a64_more(h ^ 0xff, run, strlen(run));
     return hash_fnv1a64_more(h ^ 0xff, params, strlen(params));
+}
+
+/* The run a job batches within: one producer's items never share a request with another's (they
+ * could steer each other's answers or read each other's text back), unless the kind says its jobs
+ * may (batch.across_runs). */
+static const char *group_run(const TqKind *kind, const QueueJob *job)
+{
+    return kind->batch.across_runs || !job->run_name ? "" : job->run_name;
 }
 
 int plan_new(Plan **out, const TqConfig *cfg, bool all_tiers, TqErr *err)
@@ -65,6 +75,7 @@ static void group_free(Group *g)
         job_free(g->jobs[i]);
     free(g->jobs);
     free(g->params);
+    free(g->run);
     free(g);
 }
 
@@ -146,10 +157,11 @@ static int make_calls(Plan *p, const TqKind *kind, QueueJob **jobs, int n, Call 
     return 0;
 }
 
-static Group **find_slot(Plan *p, const TqKind *kind, const char *params, uint64_t h)
+static Group **find_slot(Plan *p, const TqKind *kind, const char *run, const char *params, uint64_t h)
 {
     Group **slot = &p->buckets[h & (uint64_t)(p->nbuckets - 1)];
-    while (*slot && !((*slot)->hash == h && (*slot)->kind == kind && strcmp((*slot)->params, params) == 0))
+    while (*slot && !((*slot)->hash == h && (*slot)->kind == kind && strcmp((*slot)->params, params) == 0 &&
+                      strcmp((*slot)->run, run) == 0))
         slot = &(*slot)->next_in_bucket;
     return slot;
 }
@@ -200,15 +212,17 @@ int plan_add(Plan *p, QueueJob *job, int64_t now_ms, Call **ready)
         return make_calls(p, kind, &job, 1, ready);
     int size = plan_batch_size(p, kind, kind->tiers[0].model);
     int64_t tokens = oai_estimate_tokens(job->prompt, strlen(job->prompt));
-    uint64_t h = group_hash(kind, job->params);
-    Group **slot = find_slot(p, kind, job->params, h);
+    const char *run = group_run(kind, job);
+    uint64_t h = group_hash(kind, run, job->params);
+    Group **slot = find_slot(p, kind, run, job->params, h);
     int rc = 0;
     if (*slot && (*slot)->tokens + tokens > kind->batch.max_input_tokens)
         rc = send_group(p, slot, ready); /* this job would push it over the kind's token budget */
     if (!*slot) {
         Group *g = calloc(1, sizeof *g);
         int cap = kind->batch.max_items > 0 ? kind->batch.max_items : 1;
-        if (g && (g->jobs = calloc((size_t)cap, sizeof *g->jobs)) != NULL && (g->params = strdup(job->params)) != NULL) {
+        if (g && (g->jobs = calloc((size_t)cap, sizeof *g->jobs)) != NULL && (g->params = strdup(job->params)) != NULL &&
+            (g->run = strdup(run)) != NULL) {
             g->kind = kind;
             g->hash = h;
             g->deadline_ms = now_ms + kind->batch.fill_ms;
@@ -217,6 +231,7 @@ int plan_add(Plan *p, QueueJob *job, int64_t now_ms, Call **ready)
         } else {
             if (g) {
                 free(g->jobs);
+                free(g->params);
                 free(g);
             }
             return make_calls(p, kind, &job, 1, ready); /* short of memory: alone */

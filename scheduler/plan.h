@@ -2,8 +2,9 @@
  *
  * Jobs that may share a request (their kind batches, nothing per job changes the shared prefix —
  * no own system prompt, no private context — no check needs a request of its own per answer, not
- * an all-tiers run) wait in a group keyed by (kind, params text): jobs batch only with identical
- * parameters, so one system prompt serves them all. A group goes out when it reaches the current
+ * an all-tiers run) wait in a group keyed by (kind, run_name, params text): jobs batch only with
+ * identical parameters, so one system prompt serves them all, and only within their run, so one
+ * producer's items never share a request with another's (unless the kind sets batch.across_runs). A group goes out when it reaches the current
  * batch size or the kind's token budget, or when its fill window (the kind's batch.fill_ms, from
  * its first job) closes; anything else goes out alone at once. The batch size per kind and model
  * adapts: it halves after a malformed batched answer and grows back by one after each clean one

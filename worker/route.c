@@ -561,25 +561,28 @@ RouteAction route_on_response(Call *c, LedgerRow *row, OaiResponse *resp, const 
     return verify_next(c, CALL_PHASE_ANSWER);
 }
 
-/* Failures a smaller batch may not meet: the batch as a whole was too big or too slow, or kept
- * failing transiently: it goes out again in halves. Any other failure (a 400 for one poisonous item,
- * or a gateway that refuses every request) sends each item alone, so no job fails for a neighbour's
- * sake — and a refusal of everything costs one request per job, not a cascade of halves. */
-static bool batch_too_big(const char *reason, bool retryable)
+/* Failures a smaller batch may not meet: the batch as a whole was too big: it goes out again in
+ * halves. A transient failure (429, 5xx, timeouts) is not the batch's fault: once its tries are
+ * spent its jobs go back to the queue together, never split into more requests that would ignore
+ * the provider's retry-after. Any other failure (a 400 for one poisonous item, a gateway refusing
+ * everything) sends each item alone, so no job fails for a neighbour's sake. */
+static bool batch_too_big(const char *reason)
 {
-    return retryable || strcmp(reason, "context_length_exceeded") == 0 || strcmp(reason, "payload_too_large") == 0 ||
+    return strcmp(reason, "context_length_exceeded") == 0 || strcmp(reason, "payload_too_large") == 0 ||
            strcmp(reason, "response_too_large") == 0;
 }
 
 RouteAction route_on_failure(Call *c, const char *reason, bool retryable)
 {
     CallJob *cj = &c->jobs[0];
+    if (c->batched && c->phase == CALL_PHASE_ANSWER && retryable)
+        return ROUTE_FAIL; /* back to the queue together (after the tries, with the backoff) */
     if (c->batched && c->phase == CALL_PHASE_ANSWER) {
         int *idx = calloc((size_t)c->njobs, sizeof *idx);
         int live = idx ? live_jobs(c, idx) : 0;
         /* a failed request is not a malformed answer: the adaptive batch size stays where it is */
         batch_verdict(c, CALL_BATCH_NEUTRAL);
-        if (live >= 2 && batch_too_big(reason, retryable)) {
+        if (live >= 2 && batch_too_big(reason)) {
             add_fork(c, call_fork(c, idx, live / 2, c->tier));
             add_fork(c, call_fork(c, idx + live / 2, live - live / 2, c->tier));
         } else if (live >= 2) {

@@ -35,10 +35,10 @@ int route_build_body(Call *c, Buf *out, TqErr *err);
 RouteAction route_on_response(Call *c, LedgerRow *row, OaiResponse *resp, const Buf *request_body);
 
 /* The current request failed for good (after in-process retries, or a permanent error), for the
- * stable reason given. A batch goes out again (ROUTE_FORK): in halves when it may fare better
- * smaller (retries exhausted, context or payload too large), else every item alone, so no job fails
- * for a neighbour's sake; the adaptive batch size is left alone (a failure is not a malformed
- * answer). A judge or sample request that failed leaves its signal missing and the
+ * stable reason given. A batch whose failure is transient (retryable) goes back to the queue whole
+ * (ROUTE_FAIL); otherwise it goes out again (ROUTE_FORK): in halves when it may fare better smaller
+ * (context, payload or response too large), else every item alone, so no job fails for a
+ * neighbour's sake; the adaptive batch size is left alone (a failure is not a malformed answer). A judge or sample request that failed leaves its signal missing and the
  * answer is scored without it (ROUTE_SEND or ROUTE_FINISH). A job escalating past tier 1 asks the
  * next tier instead (ROUTE_SEND); on the last tier it keeps the best usable earlier answer (reason
  * escalation_failed, ROUTE_FINISH). Otherwise ROUTE_FAIL: the caller fails the call's jobs with the

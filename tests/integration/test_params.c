@@ -235,6 +235,51 @@ static void test_bad_item_in_batch_fails_alone(void)
     sim_stop(&s);
 }
 
+/* Two runs' jobs of the same kind and params are claimed together, yet never share a request. */
+static void test_batches_never_mix_runs(void)
+{
+    SimProc s;
+    CHECK_INT(sim_start(&s, NULL, "--latency-ms 1"), 0);
+    PGconn *c = testdb_connect();
+    testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt, params, run_name) SELECT 'classify', 'ticket ' || g || ' is a bug',"
+                   " '{\"labels\": [\"bug\", \"other\"]}', CASE WHEN g % 2 = 0 THEN 'tenant-a' ELSE 'tenant-b' END"
+                   " FROM generate_series(1, 16) g",
+                NULL, 0);
+    int st = run_drain(&s, "");
+    CHECKF(st == 0, "exit %d: %s", st, out);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.jobs WHERE state = 'done' AND result = 'bug'"), 16);
+    /* batches were made (8 per run) and every batched call served one run only */
+    CHECK(q(c, "SELECT count(*) FROM tierq.calls WHERE cardinality(job_ids) > 1") >= 2);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.calls k WHERE cardinality(k.job_ids) > 1 AND"
+                   " (SELECT count(DISTINCT run_name) FROM tierq.jobs j WHERE j.id = ANY (k.job_ids)) > 1"),
+              0);
+    testdb_exec(c, "DELETE FROM tierq.jobs; DELETE FROM tierq.calls", NULL, 0);
+    PQfinish(c);
+    sim_stop(&s);
+}
+
+/* A batch against a provider that answers 429 every time: max_tries requests, then the jobs wait in
+ * the queue together; never a cascade of halves ignoring retry-after. */
+static void test_transient_batch_failure_is_not_split(void)
+{
+    SimProc s;
+    CHECK_INT(sim_start(&s, NULL, "--latency-ms 1"), 0);
+    PGconn *c = testdb_connect();
+    testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt, params, run_name) SELECT 'classify',"
+                   " CASE WHEN g = 1 THEN 'always busy [[sim:429:times=0]]' ELSE 'item ' || g || ' is a bug' END,"
+                   " '{\"labels\": [\"bug\", \"other\"]}', 'busy' FROM generate_series(1, 16) g",
+                NULL, 0);
+    int st = run_drain(&s, "--run busy --max-tries 2 --requeue-s 300");
+    CHECKF(st == 6, "exit %d (want 6: nothing succeeded yet): %s", st, out);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.calls WHERE run_name = 'busy'"), 2);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.jobs WHERE run_name = 'busy' AND state = 'queued' AND reason = 'rate_limited'"
+                   " AND run_after > now() + interval '100 seconds'"),
+              16);
+    testdb_exec(c, "DELETE FROM tierq.jobs; DELETE FROM tierq.calls", NULL, 0);
+    PQfinish(c);
+    sim_stop(&s);
+}
+
 int main(void)
 {
     setup_files();
@@ -244,6 +289,8 @@ int main(void)
     RUN(test_missing_logprobs_never_pass);
     RUN(test_max_tokens_capped_and_truncation_fails);
     RUN(test_bad_item_in_batch_fails_alone);
+    RUN(test_batches_never_mix_runs);
+    RUN(test_transient_batch_failure_is_not_split);
     char cmd[400];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0)
