@@ -90,7 +90,8 @@ requests=0 # requests sent to the first server (its record must have exactly thi
 
 # ---- the manifest and the fixture files agree --------------------------------------------------------
 cut -f1 "$conf/cases.tsv" | sed '1d; s/#.*//' | sort -u >"$tmp/manifest.names"
-(cd "$conf" && find . -name '*.http' | sed 's|^\./||; s|\.http$||' | sort) >"$tmp/file.names"
+# tierq/ holds fixtures of tierq's own tests (not a server's documented shapes): not in the manifest
+(cd "$conf" && find . -name '*.http' -not -path './tierq/*' | sed 's|^\./||; s|\.http$||' | sort) >"$tmp/file.names"
 if cmp -s "$tmp/manifest.names" "$tmp/file.names"; then
     ok manifest_names_every_fixture_once
 else
