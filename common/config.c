@@ -385,6 +385,9 @@ static int load_provider(Walk *w, int o, const char *path, TqProvider *p)
     if (!over || !*over)
         over = getenv("TIERQ_BASE_URL");
     if (over && *over) {
+        if (strncmp(over, "http://", 7) != 0 && strncmp(over, "https://", 8) != 0)
+            return tq_err(w->err, TQ_EINVAL, "%s: %s: the override %s=\"%.100s\" must start with http:// or https://",
+                          w->file, path, over == getenv("TIERQ_BASE_URL") ? "TIERQ_BASE_URL" : p->base_url_env, over);
         free(p->base_url);
         if (!(p->base_url = strdup(over)))
             return tq_err(w->err, TQ_ENOMEM, "out of memory");

@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
@@ -43,6 +44,15 @@ void run_default_options(RunOptions *o)
     o->claim_batch = 500;
     o->poll_ms = 1000;
     o->grace_s = 30;
+}
+
+/* The process holds API keys in memory: no core file may carry them off, and no other process of
+ * the same user may attach to read them (PR_SET_DUMPABLE also closes ptrace and /proc/PID/mem). */
+static void no_core_dumps(void)
+{
+    struct rlimit rl = {0, 0};
+    setrlimit(RLIMIT_CORE, &rl);
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 }
 
 /* Thousands of sockets in flight need more than the usual 1024 descriptors. */
@@ -289,6 +299,7 @@ static int run_setup(Run *r)
     const RunOptions *opt = r->opt;
     TqErr err = {0};
     raise_fd_limit();
+    no_core_dumps();
     signal(SIGPIPE, SIG_IGN);
     if (parse_kinds(r)) {
         fprintf(stderr, "tierq: run: --kinds names no kind defined in %s\n", cfg->dir);
@@ -320,6 +331,8 @@ static int run_setup(Run *r)
     sigemptyset(&block);
     sigaddset(&block, SIGINT);
     sigaddset(&block, SIGTERM);
+    sigaddset(&block, SIGHUP);
+    sigaddset(&block, SIGQUIT);
     pthread_sigmask(SIG_BLOCK, &block, &old);
     /* The writer wakes the scheduler after each flush (not the workers after each answer: that costs
      * more wake-ups than it gains claims); the poll interval covers the rest. */
@@ -334,8 +347,12 @@ static int run_setup(Run *r)
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
+    /* HUP (a closed terminal) and QUIT stop the run like TERM: claimed jobs are handed back, not
+     * left to lease expiry, and QUIT dumps no core */
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    sigaction(SIGQUIT, &sa, NULL);
     if (waker_open(&r->waker, NULL, opt->poll_only, &err)) {
         fprintf(stderr, "tierq: run: %s\n", err.msg);
         return RUN_EXIT_RUNTIME;

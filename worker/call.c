@@ -30,8 +30,9 @@ static void job_params(const TqKind *kind, const QueueJob *job, CallJob *cj)
         return;
     JsonDoc d;
     char msg[800] = "";
-    if (json_parse(&d, job->params, strlen(job->params), 10000, NULL) || json_type(&d, 0) != JSON_OBJECT) {
-        snprintf(msg, sizeof msg, "params is not a JSON object");
+    TqErr perr = {0};
+    if (json_parse(&d, job->params, strlen(job->params), 100000, &perr) || json_type(&d, 0) != JSON_OBJECT) {
+        snprintf(msg, sizeof msg, "params could not be read (%s)", perr.msg[0] ? perr.msg : "not a JSON object");
         goto out;
     }
     int k = 1;

@@ -306,6 +306,9 @@ static int start_transfer(Worker *w, Call *c)
     SET(CURLOPT_TIMEOUT_MS, (long)pr->timeout_ms);
     SET(CURLOPT_CONNECTTIMEOUT_MS, (long)pr->connect_timeout_ms);
     SET(CURLOPT_NOSIGNAL, 1L);
+    /* only the web: no file://, no gopher://, whatever a base URL or a redirect says */
+    SET(CURLOPT_PROTOCOLS_STR, "http,https");
+    SET(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
     SET(CURLOPT_TCP_KEEPALIVE, 1L);
     SET(CURLOPT_TCP_NODELAY, 1L);
     /* Answers are small and arrive in a few reads; curl's default 16 KiB receive buffer per handle
@@ -705,6 +708,20 @@ static void *worker_main(void *arg)
 
 /* ---- pool ----------------------------------------------------------------------------------- */
 
+/* A key sent in clear text to another machine is a key given away: say so at start. Loopback
+ * (the simulator, a local proxy) is fine. */
+static void warn_plain_http(const TqProvider *pr)
+{
+    static const char *const local[] = {"http://127.", "http://localhost", "http://[::1]"};
+    if (strncmp(pr->base_url, "http://", 7) != 0)
+        return;
+    for (size_t i = 0; i < sizeof local / sizeof local[0]; i++)
+        if (strncmp(pr->base_url, local[i], strlen(local[i])) == 0)
+            return;
+    log_msg(LOG_WARN, "worker", "provider %s: %s is plain http to another host: requests and their key travel unencrypted",
+            pr->name, pr->base_url);
+}
+
 /* Append "Name: value" to *h; the line is wiped after curl copied it (it may hold a secret). */
 static int add_header(struct curl_slist **h, const char *name, const char *value)
 {
@@ -878,6 +895,7 @@ int pool_start(Pool **out, const TqConfig *cfg, const PoolOptions *opt, const ch
         if (p->prov_url[i])
             snprintf(p->prov_url[i], n, "%s/chat/completions%s%s", pr->base_url, pr->url_query ? "?" : "",
                      pr->url_query ? pr->url_query : "");
+        warn_plain_http(pr);
         int hrc = provider_header_list(pr, &p->prov_headers[i], err);
         if (hrc || !p->prov_url[i]) {
             if (!hrc)

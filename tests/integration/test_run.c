@@ -270,6 +270,32 @@ static void test_daemon_wakes_on_notify(void)
     sim_stop(&s);
 }
 
+/* SIGHUP (a closed terminal) and SIGQUIT stop a daemon like SIGTERM: the jobs it holds go back to
+ * the queue at once (not after lease expiry), without spending an attempt. */
+static void test_hup_and_quit_hand_back(void)
+{
+    static const int sigs[] = {SIGHUP, SIGQUIT};
+    for (size_t k = 0; k < 2; k++) {
+        SimProc s;
+        CHECK_INT(sim_start(&s, answers, "--latency-ms 5000"), 0);
+        PGconn *c = testdb_connect();
+        testdb_exec(c, "DELETE FROM tierq.jobs; DELETE FROM tierq.calls; DELETE FROM tierq.workers", NULL, 0);
+        testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt, run_name) SELECT 'simple', 'question number ' || g, 'hup'"
+                       " FROM generate_series(1, 10) g", NULL, 0);
+        int pid = start_daemon(&s, "--lease-s 600 --grace-s 0");
+        CHECK(pid > 0);
+        CHECK_INT(wait_for(c, "SELECT count(*) FROM tierq.jobs WHERE run_name = 'hup' AND state = 'running'", 10, 10000), 10);
+        if (pid > 0)
+            kill(pid, sigs[k]);
+        CHECKF(wait_for(c, "SELECT count(*) FROM tierq.jobs WHERE run_name = 'hup' AND state = 'queued' AND attempts = 0", 10, 10000) == 10,
+               "signal %d: the jobs were not handed back", sigs[k]);
+        CHECK_INT(wait_for(c, "SELECT count(*) FROM tierq.workers", 0, 10000), 0);
+        testdb_exec(c, "DELETE FROM tierq.jobs; DELETE FROM tierq.calls", NULL, 0);
+        PQfinish(c);
+        sim_stop(&s);
+    }
+}
+
 static void test_kill_9_loses_no_job(void)
 {
     SimProc s;
@@ -349,6 +375,7 @@ int main(void)
     RUN(test_insufficient_quota_stops_the_provider_and_keeps_jobs);
     RUN(test_api_key_appears_nowhere);
     RUN(test_daemon_wakes_on_notify);
+    RUN(test_hup_and_quit_hand_back);
     RUN(test_kill_9_loses_no_job);
     RUN(test_database_restart_mid_run);
     unlink(answers);

@@ -434,6 +434,30 @@ static void test_gate_labels_huge_answer(void)
     free(content);
 }
 
+/* The JSON gate is strict: what jsmn alone lets through is not JSON, and a keyless "object" does not
+ * carry its keys. */
+static void test_gate_json_strict_table(void)
+{
+    TqChecks ck = no_checks();
+    char *keys[] = {(char *)"name"};
+    ck.json_keys = keys;
+    ck.njson_keys = 1;
+    static const char *const bad[] = {"{\"name\":1,}", "[1 2]", "{\"a\"}", "{\"name\",\"x\"}", "{\"name\" 1}",
+                                      "{\"name\":1}}", "{\"name\": tru}"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        CheckInput in = input(&ck);
+        in.content = bad[i];
+        in.content_len = strlen(bad[i]);
+        in.finish_reason = "stop";
+        CheckResult res;
+        TqErr err = {0};
+        CHECK_INT(check_answer(&in, &res, &err), 0);
+        CHECKF(res.gate_failed && (strcmp(res.reason, "invalid_json") == 0 || strcmp(res.reason, "json_key_missing") == 0),
+               "%s passed the gate (%s)", bad[i], res.reason);
+        check_result_free(&res);
+    }
+}
+
 static void test_gate_json(void)
 {
     TqChecks ck = no_checks();
@@ -1020,6 +1044,7 @@ int main(void)
     RUN(test_gate_labels_job_override_and_as_written);
     RUN(test_gate_labels_huge_answer);
     RUN(test_gate_json);
+    RUN(test_gate_json_strict_table);
     RUN(test_gate_regex);
     RUN(test_gate_order);
     RUN(test_logprob_confidence_formula);

@@ -167,6 +167,13 @@ static void test_base_url_override_from_environment(void)
     }
     config_free(cfg);
     unsetenv("TIERQ_OPENAI_BASE_URL");
+    /* an override is held to the same rule as base_url: the web only */
+    setenv("TIERQ_BASE_URL", "file:///etc/passwd", 1);
+    cfg = NULL;
+    CHECK(config_load(tmpdir, &cfg, &err) != 0);
+    CHECKF(strstr(err.msg, "TIERQ_BASE_URL=\"file:///etc/passwd\" must start with http:// or https://") != NULL, "%s", err.msg);
+    config_free(cfg);
+    unsetenv("TIERQ_BASE_URL");
     scratch_done();
 }
 
