@@ -337,8 +337,8 @@ static int cmd_run(const char *dir, int argc, char **argv)
         } else if (strcmp(a, "--budget-usd") == 0) {
             char *end = NULL;
             double usd = v ? strtod(v, &end) : -1;
-            if (!v || *end != '\0' || !(usd > 0) || usd > 1e9) {
-                fprintf(stderr, "tierq: run: --budget-usd needs a positive amount of dollars\n");
+            if (!v || *end != '\0' || !(usd > 0) || usd > 1e6) {
+                fprintf(stderr, "tierq run: --budget-usd needs a positive amount of dollars, at most 1000000\n");
                 return EXIT_USAGE;
             }
             o.budget_micro = (int64_t)(usd * 1e6 + 0.5);

@@ -2,6 +2,7 @@
 
 #include "err.h"
 
+#include <stdint.h>
 #include <stdio.h>
 
 /* total x weight can exceed 64 bits for large runs; GCC and Clang both have 128-bit integers. */
@@ -15,7 +16,7 @@ int cost_parse_price(const char *s, size_t n, int64_t *out)
     while (i < n && s[i] >= '0' && s[i] <= '9') {
         whole = whole * 10 + (s[i] - '0');
         whole_digits++;
-        if (whole > 1000000)
+        if (whole > COST_MAX_PRICE_USD)
             return TQ_EINVAL;
         i++;
     }
@@ -41,13 +42,25 @@ int cost_parse_price(const char *s, size_t n, int64_t *out)
     return 0;
 }
 
+int64_t cost_add(int64_t a, int64_t b)
+{
+    int64_t r;
+    if (__builtin_add_overflow(a, b, &r))
+        return b > 0 ? INT64_MAX : INT64_MIN;
+    return r;
+}
+
 int64_t cost_of_call(const CostPrices *p, int64_t prompt_tokens, int64_t cached_tokens, int64_t output_tokens)
 {
     if (prompt_tokens < 0) prompt_tokens = 0;
     if (cached_tokens < 0) cached_tokens = 0;
     if (output_tokens < 0) output_tokens = 0;
     if (cached_tokens > prompt_tokens) cached_tokens = prompt_tokens;
-    return (prompt_tokens - cached_tokens) * p->input + cached_tokens * p->cached_input + output_tokens * p->output;
+    /* in 128 bits, then saturated: absurd usage gives an absurd but positive number, never a wrap
+     * to a negative charge */
+    cost_i128 c = (cost_i128)(prompt_tokens - cached_tokens) * p->input + (cost_i128)cached_tokens * p->cached_input +
+                  (cost_i128)output_tokens * p->output;
+    return c > (cost_i128)INT64_MAX ? INT64_MAX : (int64_t)c;
 }
 
 void cost_apportion(int64_t total, const int64_t *weights, int64_t *parts, int n)

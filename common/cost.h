@@ -19,13 +19,24 @@ typedef struct CostPrices {
 
 #define COST_PICO_PER_USD 1000000000000LL
 
+/* Prices above this many USD per million tokens are refused (the dearest models cost ~$600/M):
+ * with usage clamped to COST_MAX_TOKENS a call stays far inside 64 bits. */
+#define COST_MAX_PRICE_USD 10000
+/* More tokens than any model takes or writes in one call: usage beyond it is implausible. */
+#define COST_MAX_TOKENS 100000000LL
+
 /* Parse a non-negative decimal price ("0.01", "2.5", "10") with at most 6 decimals into micro-USD.
- * Returns 0, or TQ_EINVAL for anything else (negative, exponent, too many decimals, > 1e6). */
+ * Returns 0, or TQ_EINVAL for anything else (negative, exponent, too many decimals, above
+ * COST_MAX_PRICE_USD). */
 int cost_parse_price(const char *text, size_t len, int64_t *micro_out);
 
 /* Picodollars for one call. prompt_tokens includes cached_tokens, as providers report it; cached
- * tokens above prompt_tokens are clamped. Negative counts count as 0. */
+ * tokens above prompt_tokens are clamped. Negative counts count as 0. Computed in 128 bits and
+ * saturated at INT64_MAX, never wrapped. */
 int64_t cost_of_call(const CostPrices *p, int64_t prompt_tokens, int64_t cached_tokens, int64_t output_tokens);
+
+/* a + b, saturated at INT64_MAX / INT64_MIN instead of overflowing (sums of money). */
+int64_t cost_add(int64_t a, int64_t b);
 
 /* Split total picodollars over n parts in proportion to weights (all >= 0; equal split when all are
  * 0). The parts always sum to total exactly: rounding remainders go to the largest weights. */

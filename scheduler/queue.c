@@ -22,6 +22,12 @@ static const char *const SQL_CLAIM =
     "  SELECT id FROM tierq.jobs"
     "  WHERE state = 'queued' AND run_after <= now() AND ($4::text[] IS NULL OR kind = ANY ($4::text[]))"
     "    AND ($5::text IS NULL OR run_name = $5)"
+    /* rows from before the bounds of 006 that break them are never claimed: the update would be
+     * refused, and one refused row must not stop claiming for everyone */
+    "    AND attempts BETWEEN 0 AND least(max_attempts, 1000) - 1 AND escalations BETWEEN 0 AND 1000"
+    "    AND cost_usd BETWEEN 0 AND 10000000 AND baseline_cost_usd BETWEEN 0 AND 10000000"
+    "    AND tokens_in BETWEEN 0 AND 1000000000000000 AND tokens_cached_in BETWEEN 0 AND 1000000000000000"
+    "    AND tokens_out BETWEEN 0 AND 1000000000000000 AND (max_budget_usd IS NULL OR max_budget_usd <= 1000000)"
     "  ORDER BY priority DESC, run_after, id"
     "  LIMIT $2 FOR UPDATE SKIP LOCKED)"
     " UPDATE tierq.jobs j SET state = 'running', attempts = j.attempts + 1, lease_owner = $1,"
@@ -29,8 +35,8 @@ static const char *const SQL_CLAIM =
     "   updated_at = now()"
     " FROM picked WHERE j.id = picked.id"
     " RETURNING j.id, j.kind, j.prompt, j.system_prompt, j.context, j.params::text, j.run_name, j.attempts,"
-    "   j.max_attempts, j.priority, coalesce(round(j.max_budget_usd * 1000000), 0)::bigint,"
-    "   (j.cost_usd * 1000000000000)::bigint";
+    "   j.max_attempts, j.priority, coalesce(round(least(j.max_budget_usd, 1000000) * 1000000), 0)::bigint,"
+    "   (least(j.cost_usd, 9000000) * 1000000000000)::bigint";
 
 
 /* One allocation per job: the struct, then its strings. */
@@ -374,10 +380,10 @@ int queue_write_back(PGconn *conn, const char *owner, Call *const *calls, int nc
     for (int ci = 0; ci < ncalls; ci++) {
         const Call *c = calls[ci];
         for (int k = 0; k < c->nrows; k++)
-            cost += c->rows[k].cost_pico;
+            cost = cost_add(cost, c->rows[k].cost_pico);
         for (int j = 0; j < c->njobs; j++)
             if (c->jobs[j].outcome == CALL_JOB_DONE)
-                baseline += c->jobs[j].baseline_pico;
+                baseline = cost_add(baseline, c->jobs[j].baseline_pico);
     }
     wb->rows = nrows;
     wb->done = done;

@@ -1,6 +1,7 @@
 #include "writer.h"
 
 #include "clock.h"
+#include "cost.h"
 #include "db.h"
 #include "log.h"
 #include "json.h"
@@ -116,8 +117,8 @@ static void flush(Writer *w, Batch *bt)
             w->stats.jobs_failed += d.jobs_failed;
             w->stats.jobs_retry += d.jobs_retry;
             w->stats.lease_lost += d.lease_lost;
-            w->stats.cost_pico += d.cost_pico;
-            w->stats.baseline_pico += d.baseline_pico;
+            w->stats.cost_pico = cost_add(w->stats.cost_pico, d.cost_pico);
+            w->stats.baseline_pico = cost_add(w->stats.baseline_pico, d.baseline_pico);
             w->stats.statements += d.statements;
             w->stats.flushes++;
             pthread_mutex_unlock(&w->mu);

@@ -77,6 +77,7 @@ typedef struct LedgerRow {
     int64_t latency_ms;
     int64_t tokens_in, tokens_cached, tokens_out, tokens_reasoning;
     bool estimated;           /* usage missing: tokens estimated from text */
+    bool usage_clamped;       /* the provider reported implausible usage, clamped to COST_MAX_TOKENS */
     int64_t cost_pico;
     double score;             /* NaN: not scored */
     unsigned missing_signals; /* CHECK_SIGNAL_* bits: configured soft signals the answer lacked */

@@ -1,6 +1,7 @@
 #include "ledger.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 void ledger_usage(const CostPrices *prices, const OaiResponse *resp, const Buf *request_body, LedgerRow *row)
 {
@@ -13,6 +14,19 @@ void ledger_usage(const CostPrices *prices, const OaiResponse *resp, const Buf *
         reasoning = (int64_t)(resp->reasoning_bytes / 4);
         out = (resp->content_len ? oai_estimate_tokens(resp->content, resp->content_len) : 0) + reasoning;
         row->estimated = true;
+    }
+    /* A provider can report anything: usage beyond any model's reach is clamped (and said so), so
+     * one bogus number cannot charge a job millions or overflow a sum. */
+    if (in > COST_MAX_TOKENS || out > COST_MAX_TOKENS || cached > COST_MAX_TOKENS || reasoning > COST_MAX_TOKENS) {
+        row->usage_clamped = true;
+        row->estimated = true;
+        in = in > COST_MAX_TOKENS ? COST_MAX_TOKENS : in;
+        out = out > COST_MAX_TOKENS ? COST_MAX_TOKENS : out;
+        cached = cached > in ? in : cached;
+        reasoning = reasoning > out ? out : reasoning;
+        if (!row->error)
+            row->error = strdup("usage_implausible: the provider reported more tokens than any model takes or writes; "
+                                "clamped to 100000000 each");
     }
     row->tokens_in = in;
     row->tokens_cached = cached;

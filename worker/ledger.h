@@ -20,7 +20,8 @@
 #include <stdint.h>
 
 /* Fill row's tokens (in, cached, out, reasoning), estimated flag and cost_pico from resp's usage,
- * or from estimates over request_body and the content when resp carries none. */
+ * or from estimates over request_body and the content when resp carries none. Usage beyond
+ * COST_MAX_TOKENS is clamped to it and the row marked usage_clamped (and estimated). */
 void ledger_usage(const CostPrices *prices, const OaiResponse *resp, const Buf *request_body, LedgerRow *row);
 
 /* Charge the whole row to one job. Returns 0 or TQ_ENOMEM (row->charges stays NULL: the cost is

@@ -172,7 +172,9 @@ static int64_t budget_left(const Call *c, const CallJob *cj)
     int64_t micro = cj->job->max_budget_micro > 0 ? cj->job->max_budget_micro : c->kind->max_budget_micro;
     if (micro <= 0)
         return INT64_MAX;
-    return micro * 1000000 - cj->job->cost_so_far_pico - cj->spent_pico;
+    if (micro > 1000000000000LL) /* a million dollars: the CHECK's bound, whatever a row holds */
+        micro = 1000000000000LL;
+    return cost_add(micro * 1000000, -cost_add(cj->job->cost_so_far_pico, cj->spent_pico));
 }
 
 /* One scored answer of one job (alone or a batch item). Completes or fails the job, or returns
@@ -358,7 +360,7 @@ static void account(Call *c, LedgerRow *row, const OaiResponse *resp, const Buf 
     ledger_usage(&c->cfg->models[c->send_model].prices, resp, request_body, row);
     row->status = "ok";
     ledger_charge_one(row, cj->job->id);
-    cj->spent_pico += row->cost_pico;
+    cj->spent_pico = cost_add(cj->spent_pico, row->cost_pico);
     if (c->phase == CALL_PHASE_ANSWER && cj->first_prompt_tokens == 0) {
         cj->first_prompt_tokens = row->tokens_in;
         cj->first_output_tokens = row->tokens_out;
@@ -409,7 +411,7 @@ static void account_batch(Call *c, LedgerRow *row, const OaiResponse *resp, cons
         }
         if (live > 0 && ledger_charge_shares(row, &c->cfg->models[c->send_model].prices, ids, in_w, out_w, live, parts) == 0)
             for (int k = 0; k < live; k++)
-                c->jobs[idx[k]].spent_pico += parts[k];
+                c->jobs[idx[k]].spent_pico = cost_add(c->jobs[idx[k]].spent_pico, parts[k]);
     }
     free(in_w);
     free(out_w);
@@ -633,6 +635,6 @@ void route_charge_unanswered(Call *c, LedgerRow *row, const OaiResponse *resp, c
     } else {
         ledger_usage(&c->cfg->models[c->send_model].prices, resp, request_body, row);
         ledger_charge_one(row, c->jobs[0].job->id);
-        c->jobs[0].spent_pico += row->cost_pico;
+        c->jobs[0].spent_pico = cost_add(c->jobs[0].spent_pico, row->cost_pico);
     }
 }

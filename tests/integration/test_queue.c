@@ -87,6 +87,101 @@ static void test_bad_inserts_are_refused_with_a_named_reason(void)
     PQfinish(c);
 }
 
+/* Producers cannot set what only tierq writes, and hostile values are refused at INSERT. */
+static void test_hostile_rows_are_refused(void)
+{
+    PGconn *c = testdb_connect();
+    char err[1024];
+    static const struct {
+        const char *sql, *constraint;
+    } rows[] = {
+        {"INSERT INTO tierq.jobs (kind, prompt, attempts) VALUES ('chat', 'x', 2147483647)", "jobs_attempts_range"},
+        {"INSERT INTO tierq.jobs (kind, prompt, cost_usd) VALUES ('chat', 'x', 99999999)", "jobs_cost_range"},
+        {"INSERT INTO tierq.jobs (kind, prompt, baseline_cost_usd) VALUES ('chat', 'x', -1)", "jobs_cost_range"},
+        {"INSERT INTO tierq.jobs (kind, prompt, tokens_in) VALUES ('chat', 'x', 9000000000000000000)", "jobs_tokens_range"},
+        {"INSERT INTO tierq.jobs (kind, prompt, max_budget_usd) VALUES ('chat', 'x', 50000000)", "jobs_max_budget_at_most_a_million"},
+        {"INSERT INTO tierq.jobs (kind, prompt) VALUES ('chat', repeat('x', 1048577))", "jobs_prompt_size"},
+        {"INSERT INTO tierq.jobs (kind, prompt, context) VALUES ('chat', 'x', repeat('x', 4194305))", "jobs_context_size"},
+        {"INSERT INTO tierq.jobs (kind, prompt, params) VALUES ('classify', 'x', jsonb_build_object('labels',"
+         " (SELECT jsonb_agg(repeat('l', 100) || g) FROM generate_series(1, 1000) g)))", "jobs_params_size"},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        CHECK(testdb_exec(c, rows[i].sql, err, sizeof err) != 0);
+        CHECKF(strstr(err, rows[i].constraint) != NULL, "%s: got %s", rows[i].constraint, err);
+    }
+    CHECK_INT(testdb_scalar(c, "SELECT count(*) FROM tierq.jobs"), 0);
+    /* the shipped producer role may enqueue and read, nothing else */
+    testdb_exec(c, "DROP ROLE IF EXISTS tq_producer_login; CREATE ROLE tq_producer_login LOGIN IN ROLE tierq_producer", NULL, 0);
+    char conninfo[1200];
+    snprintf(conninfo, sizeof conninfo, "%s user=tq_producer_login", testdb_conninfo);
+    PGconn *p = PQconnectdb(conninfo);
+    CHECKF(PQstatus(p) == CONNECTION_OK, "%s", PQerrorMessage(p));
+    CHECK_INT(testdb_exec(p, "INSERT INTO tierq.jobs (kind, prompt, params, run_name, priority) VALUES"
+                             " ('classify', 'a ticket', '{\"labels\": [\"bug\"]}', 'producer', 5)", err, sizeof err), 0);
+    CHECKF(err[0] == 0 || strstr(err, "ERROR") == NULL, "%s", err);
+    static const char *const forbidden[] = {
+        "INSERT INTO tierq.jobs (kind, prompt, state) VALUES ('chat', 'x', 'done')",
+        "INSERT INTO tierq.jobs (kind, prompt, cost_usd) VALUES ('chat', 'x', 0)",
+        "INSERT INTO tierq.jobs (kind, prompt, baseline_cost_usd) VALUES ('chat', 'x', 5)",
+        "INSERT INTO tierq.jobs (id, kind, prompt) VALUES (424242, 'chat', 'x')",
+        "INSERT INTO tierq.jobs (kind, prompt, result) VALUES ('chat', 'x', 'faked')",
+        "UPDATE tierq.jobs SET result = 'faked'",
+        "DELETE FROM tierq.jobs",
+        "INSERT INTO tierq.calls (call_key, job_ids, kind, model, status, cost_usd) VALUES ('k', '{1}', 'chat', 'm', 'ok', 1)",
+    };
+    for (size_t i = 0; i < sizeof forbidden / sizeof forbidden[0]; i++) {
+        CHECK(testdb_exec(p, forbidden[i], err, sizeof err) != 0);
+        CHECKF(strstr(err, "permission denied") != NULL, "%s: got %s", forbidden[i], err);
+    }
+    CHECK_INT(testdb_scalar(p, "SELECT count(*) FROM tierq.jobs WHERE run_name = 'producer' AND state = 'queued'"), 1);
+    PQfinish(p);
+    CHECK(testdb_scalar(c, "SELECT count(*) FROM pg_roles WHERE rolname IN ('tierq_producer', 'tierq_daemon')"
+                           " AND NOT rolsuper AND NOT rolcanlogin") == 2);
+    testdb_exec(c, "DELETE FROM tierq.jobs; DROP ROLE tq_producer_login", NULL, 0);
+    PQfinish(c);
+}
+
+/* Rows from before those bounds (or put in by a superuser) that break them: claiming goes on for
+ * everyone else, and never throws on them. */
+static void test_claim_survives_hostile_rows(void)
+{
+    PGconn *c = testdb_connect();
+    testdb_exec(c, "ALTER TABLE tierq.jobs DROP CONSTRAINT jobs_attempts_range, DROP CONSTRAINT jobs_cost_range,"
+                   " DROP CONSTRAINT jobs_tokens_range, DROP CONSTRAINT jobs_max_budget_at_most_a_million",
+                NULL, 0);
+    testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt, attempts, max_attempts, priority) VALUES ('chat', 'hostile 1', 2147483647, 100, 1000);"
+                   " INSERT INTO tierq.jobs (kind, prompt, cost_usd, priority) VALUES ('chat', 'hostile 2', 99999999, 1000);"
+                   " INSERT INTO tierq.jobs (kind, prompt, tokens_in, priority) VALUES ('chat', 'hostile 3', 9223372036854775807, 1000);"
+                   " INSERT INTO tierq.jobs (kind, prompt, max_budget_usd, priority) VALUES ('chat', 'hostile 4', 99999999, 1000);"
+                   " INSERT INTO tierq.jobs (kind, prompt) SELECT 'chat', 'healthy ' || g FROM generate_series(1, 5) g",
+                NULL, 0);
+    testdb_exec(c, "ALTER TABLE tierq.jobs"
+                   " ADD CONSTRAINT jobs_attempts_range CHECK (attempts BETWEEN 0 AND 1000) NOT VALID,"
+                   " ADD CONSTRAINT jobs_cost_range CHECK (cost_usd BETWEEN 0 AND 10000000 AND baseline_cost_usd BETWEEN 0 AND 10000000) NOT VALID,"
+                   " ADD CONSTRAINT jobs_tokens_range CHECK (tokens_in BETWEEN 0 AND 1000000000000000 AND tokens_cached_in BETWEEN 0 AND"
+                   " 1000000000000000 AND tokens_out BETWEEN 0 AND 1000000000000000) NOT VALID,"
+                   " ADD CONSTRAINT jobs_max_budget_at_most_a_million CHECK (max_budget_usd <= 1000000) NOT VALID",
+                NULL, 0);
+    QueueJob **jobs = NULL;
+    int n = 0;
+    TqErr err = {0};
+    /* the hostile rows come first in claim order (priority 1000), yet the claim does not throw */
+    CHECKF(queue_claim(c, "w", NULL, 0, NULL, 100, 60, &jobs, &n, &err) == 0, "%s", err.msg);
+    int healthy = 0;
+    for (int i = 0; i < n; i++) {
+        healthy += strncmp(jobs[i]->prompt, "healthy", 7) == 0;
+        /* a budget beyond the bound is read as the bound, never as an overflow */
+        CHECK(jobs[i]->max_budget_micro >= 0 && jobs[i]->max_budget_micro <= 1000000000000LL);
+        job_free(jobs[i]);
+    }
+    free(jobs);
+    CHECK_INT(healthy, 5);
+    CHECK_INT(n, 5);
+    CHECK_INT(testdb_scalar(c, "SELECT count(*) FROM tierq.jobs WHERE prompt LIKE 'hostile%' AND state = 'queued'"), 4);
+    testdb_exec(c, "DELETE FROM tierq.jobs", NULL, 0);
+    PQfinish(c);
+}
+
 #define RACE_JOBS 10000
 #define RACERS 4
 
@@ -439,6 +534,8 @@ int main(void)
     }
     RUN(test_migrate_twice_and_concurrently);
     RUN(test_bad_inserts_are_refused_with_a_named_reason);
+    RUN(test_hostile_rows_are_refused);
+    RUN(test_claim_survives_hostile_rows);
     RUN(test_four_claimers_claim_each_job_exactly_once);
     RUN(test_expired_lease_requeues_then_dead_keeps_error);
     RUN(test_stale_completion_after_lease_loss_changes_nothing);

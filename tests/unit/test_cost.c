@@ -1,6 +1,9 @@
 /* Exact money: price parsing, cost of a call, apportioning, formatting. */
 #include "../check.h"
 #include "cost.h"
+#include "err.h"
+
+#include <stdint.h>
 #include "db.h"
 
 static void test_parse_price(void)
@@ -63,8 +66,31 @@ static void test_format(void)
     CHECK_STR(s, "0.000003");
 }
 
+/* Hostile numbers: nothing wraps to a negative charge, nothing is undefined (this test runs under
+ * UBSan too). */
+static void test_overflow_saturates(void)
+{
+    CostPrices dear = {COST_MAX_PRICE_USD * 1000000LL, COST_MAX_PRICE_USD * 1000000LL, COST_MAX_PRICE_USD * 1000000LL};
+    CHECK_INT(cost_of_call(&dear, INT64_MAX, 0, INT64_MAX), INT64_MAX);
+    CHECK_INT(cost_of_call(&dear, INT64_MAX, INT64_MAX, 0), INT64_MAX);
+    CHECK(cost_of_call(&dear, COST_MAX_TOKENS, 0, COST_MAX_TOKENS) > 0);
+    CHECK_INT(cost_of_call(&dear, -5, -5, -5), 0);
+    CHECK_INT(cost_add(INT64_MAX, 1), INT64_MAX);
+    CHECK_INT(cost_add(INT64_MIN, -1), INT64_MIN);
+    CHECK_INT(cost_add(40, 2), 42);
+    int64_t micro = 0;
+    CHECK_INT(cost_parse_price("10000", 5, &micro), 0);
+    CHECK_INT(cost_parse_price("10001", 5, &micro), TQ_EINVAL);
+    char s[64];
+    cost_format_usd(s, sizeof s, INT64_MAX, 12);
+    CHECK_STR(s, "9223372.036854775807");
+    cost_format_usd(s, sizeof s, INT64_MIN, 6);
+    CHECK_STR(s, "-9223372.036855");
+}
+
 int main(void)
 {
+    RUN(test_overflow_saturates);
     RUN(test_parse_price);
     RUN(test_cost_of_call_exact);
     RUN(test_apportion_sums_exactly);

@@ -84,8 +84,38 @@ static void test_batch_shares_sum_exactly(void)
     free(row.charges);
 }
 
+/* A provider reporting 2^63-1 tokens: clamped, flagged, charged a bounded (positive) amount. */
+static void test_implausible_usage_is_clamped(void)
+{
+    OaiResponse r = {0};
+    r.usage.present = true;
+    r.usage.prompt_tokens = INT64_MAX;
+    r.usage.cached_tokens = INT64_MAX;
+    r.usage.completion_tokens = INT64_MAX;
+    r.usage.reasoning_tokens = INT64_MAX;
+    Buf body;
+    buf_init(&body, 0);
+    LedgerRow row = {0};
+    ledger_usage(&PRICES, &r, &body, &row);
+    CHECK(row.usage_clamped && row.estimated);
+    CHECK_INT(row.tokens_in, COST_MAX_TOKENS);
+    CHECK_INT(row.tokens_out, COST_MAX_TOKENS);
+    CHECK(row.tokens_cached <= row.tokens_in && row.tokens_reasoning <= row.tokens_out);
+    CHECK_INT(row.cost_pico, cost_of_call(&PRICES, COST_MAX_TOKENS, COST_MAX_TOKENS, COST_MAX_TOKENS));
+    CHECK(row.cost_pico > 0);
+    CHECKF(row.error && strstr(row.error, "usage_implausible") != NULL, "%s", row.error ? row.error : "(null)");
+    free(row.error);
+    /* shares of a clamped batched row still sum exactly */
+    int64_t ids[2] = {1, 2}, w[2] = {1, 3}, parts[2];
+    CHECK_INT(ledger_charge_shares(&row, &PRICES, ids, w, w, 2, parts), 0);
+    CHECK_INT(cost_add(parts[0], parts[1]), row.cost_pico);
+    free(row.charges);
+    buf_free(&body);
+}
+
 int main(void)
 {
+    RUN(test_implausible_usage_is_clamped);
     RUN(test_usage_and_cost);
     RUN(test_missing_usage_is_estimated);
     RUN(test_batch_shares_sum_exactly);
