@@ -71,8 +71,11 @@ PGresult *db_query(PGconn *c, const char *what, const char *sql, int nparams, co
     char msg[400];
     snprintf(msg, sizeof msg, "%s", r ? PQresultErrorMessage(r) : PQerrorMessage(c));
     db_trim_message(msg);
-    PQclear(r);
+    const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
     tq_err(err, TQ_EDB, "%s: %s", what, msg);
+    if (err && state)
+        snprintf(err->sqlstate, sizeof err->sqlstate, "%s", state);
+    PQclear(r);
     return NULL;
 }
 
@@ -101,3 +104,15 @@ int db_exec_script(PGconn *c, const char *what, const char *sql, TqErr *err)
 }
 
 bool db_is_broken(PGconn *c) { return !c || PQstatus(c) != CONNECTION_OK; }
+
+bool db_error_is_transient(const TqErr *err)
+{
+    const char *s = err ? err->sqlstate : "";
+    if (!s[0])
+        return true;
+    static const char *const classes[] = {"08", "40", "53", "57", "58"};
+    for (size_t i = 0; i < sizeof classes / sizeof *classes; i++)
+        if (strncmp(s, classes[i], 2) == 0)
+            return true;
+    return strcmp(s, "55P03") == 0;
+}

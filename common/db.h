@@ -28,5 +28,11 @@ int db_exec_script(PGconn *c, const char *what, const char *sql, TqErr *err);
 
 /* True when the connection is gone (so callers reconnect rather than retry the statement). */
 bool db_is_broken(PGconn *c);
+/* True when a failed statement may succeed unchanged if retried: no SQLSTATE (the connection or
+ * libpq failed), or a class that is about the moment rather than the data: 08 connection,
+ * 40 serialization/deadlock, 53 resources, 57 cancel/shutdown/statement timeout, 58 system,
+ * 55P03 lock not available. Anything else (22 data, 23 constraint, P0001 a trigger's RAISE, ...)
+ * will fail again with the same values. */
+bool db_error_is_transient(const TqErr *err);
 
 #endif

@@ -12,6 +12,7 @@ int tq_err(TqErr *err, int code, const char *fmt, ...)
         vsnprintf(err->msg, sizeof err->msg, fmt, ap);
         va_end(ap);
         err->code = code;
+        err->sqlstate[0] = '\0';
     }
     return code;
 }

@@ -24,6 +24,7 @@ enum {
 typedef struct TqErr {
     int code;
     char msg[512];
+    char sqlstate[6]; /* TQ_EDB from a statement PostgreSQL refused: its SQLSTATE ("22003"), else "" */
 } TqErr;
 
 /* Fill err (if not NULL) with code and a printf-formatted message; returns code so callers can

@@ -15,6 +15,15 @@
 #include <time.h>
 #include <unistd.h>
 
+/* The bounds sql/006 puts on a row's counters, as a condition: statements that update many rows at
+ * once pass over an old row that breaks them (any update of it is refused, and one refused row
+ * must not stop the statement for every other row). */
+#define SQL_COUNTERS_IN_BOUNDS                                                                        \
+    "escalations BETWEEN 0 AND 1000"                                                                  \
+    " AND cost_usd BETWEEN 0 AND 10000000 AND baseline_cost_usd BETWEEN 0 AND 10000000"              \
+    " AND tokens_in BETWEEN 0 AND 1000000000000000 AND tokens_cached_in BETWEEN 0 AND 1000000000000000" \
+    " AND tokens_out BETWEEN 0 AND 1000000000000000 AND (max_budget_usd IS NULL OR max_budget_usd <= 1000000)"
+
 /* The CTE locks the chosen rows once (SKIP LOCKED: rows another claimer holds are passed over, not
  * waited for) and the UPDATE takes exactly those; the partial index jobs_claim_idx serves the scan. */
 static const char *const SQL_CLAIM =
@@ -24,10 +33,7 @@ static const char *const SQL_CLAIM =
     "    AND ($5::text IS NULL OR run_name = $5)"
     /* rows from before the bounds of 006 that break them are never claimed: the update would be
      * refused, and one refused row must not stop claiming for everyone */
-    "    AND attempts BETWEEN 0 AND least(max_attempts, 1000) - 1 AND escalations BETWEEN 0 AND 1000"
-    "    AND cost_usd BETWEEN 0 AND 10000000 AND baseline_cost_usd BETWEEN 0 AND 10000000"
-    "    AND tokens_in BETWEEN 0 AND 1000000000000000 AND tokens_cached_in BETWEEN 0 AND 1000000000000000"
-    "    AND tokens_out BETWEEN 0 AND 1000000000000000 AND (max_budget_usd IS NULL OR max_budget_usd <= 1000000)"
+    "    AND attempts BETWEEN 0 AND least(max_attempts, 1000) - 1 AND " SQL_COUNTERS_IN_BOUNDS
     "  ORDER BY priority DESC, run_after, id"
     "  LIMIT $2 FOR UPDATE SKIP LOCKED)"
     " UPDATE tierq.jobs j SET state = 'running', attempts = j.attempts + 1, lease_owner = $1,"
@@ -408,6 +414,7 @@ int queue_requeue_expired(PGconn *c, int limit, int *requeued, int *dead, TqErr 
         c, "requeue expired leases",
         "WITH expired AS ("
         "  SELECT id FROM tierq.jobs WHERE state = 'running' AND lease_until < now()"
+        "    AND attempts BETWEEN 0 AND 1000 AND " SQL_COUNTERS_IN_BOUNDS
         "  ORDER BY lease_until LIMIT $1 FOR UPDATE SKIP LOCKED)"
         " UPDATE tierq.jobs j SET"
         "   state = CASE WHEN j.attempts >= j.max_attempts THEN 'dead' ELSE 'queued' END,"
@@ -450,7 +457,8 @@ int queue_hand_back(PGconn *c, const char *owner, const int64_t *ids, int n, int
     PGresult *r = db_query(c, "hand back jobs",
                            "UPDATE tierq.jobs SET state = 'queued', attempts = greatest(attempts - 1, 0),"
                            "  lease_owner = NULL, lease_until = NULL, reason = 'handed_back', updated_at = now()"
-                           " WHERE state = 'running' AND lease_owner = $1 AND ($2::bigint[] IS NULL OR id = ANY ($2))",
+                           " WHERE state = 'running' AND lease_owner = $1 AND ($2::bigint[] IS NULL OR id = ANY ($2))"
+                           "   AND attempts BETWEEN 0 AND 1000 AND " SQL_COUNTERS_IN_BOUNDS,
                            2, p, err);
     buf_free(&a);
     if (!r)

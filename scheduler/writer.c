@@ -60,13 +60,13 @@ void writer_tally_failure(WriterStats *st, const char *reason, const char *error
 
 static void tally(void *ud, const char *reason, const char *error) { writer_tally_failure(ud, reason, error); }
 
-/* One attempt at writing the batch: the queue's one fenced write-back statement. Fills delta only
+/* One attempt at writing calls[0..n): the queue's one fenced write-back statement. Fills delta only
  * on success. */
-static int write_back(Writer *w, const Batch *bt, WriterStats *delta, TqErr *err)
+static int write_back(Writer *w, Call *const *calls, int n, WriterStats *delta, TqErr *err)
 {
     WriterStats d = {0};
     QueueWriteBack wb = {.on_failure = tally, .ud = &d};
-    int rc = queue_write_back(w->conn, w->owner, bt->calls, bt->n, &wb, err);
+    int rc = queue_write_back(w->conn, w->owner, calls, n, &wb, err);
     if (rc)
         return rc;
     d.calls = wb.rows;
@@ -79,6 +79,27 @@ static int write_back(Writer *w, const Batch *bt, WriterStats *delta, TqErr *err
     d.statements = 1;
     *delta = d;
     return 0;
+}
+
+static void account(Writer *w, const WriterStats *d)
+{
+    pthread_mutex_lock(&w->mu);
+    for (int k = 0; k < d->nfailures; k++)
+        for (int64_t m = 0; m < d->failures[k].count; m++)
+            writer_tally_failure(&w->stats, d->failures[k].reason, d->failures[k].sample);
+    w->stats.calls += d->calls;
+    w->stats.jobs_done += d->jobs_done;
+    w->stats.jobs_failed += d->jobs_failed;
+    w->stats.jobs_retry += d->jobs_retry;
+    w->stats.lease_lost += d->lease_lost;
+    w->stats.cost_pico = cost_add(w->stats.cost_pico, d->cost_pico);
+    w->stats.baseline_pico = cost_add(w->stats.baseline_pico, d->baseline_pico);
+    w->stats.statements += d->statements;
+    w->stats.flushes++;
+    pthread_mutex_unlock(&w->mu);
+    if (d->lease_lost)
+        log_msg(LOG_WARN, "writer", "lease_lost jobs=%lld: another attempt owns them; results not written",
+                (long long)d->lease_lost);
 }
 
 static void reconnect(Writer *w)
@@ -95,55 +116,193 @@ static void reconnect(Writer *w)
     }
 }
 
+typedef enum {
+    WRITE_OK,      /* written */
+    WRITE_REFUSED, /* PostgreSQL refused the statement for what it carries (err says why) */
+    WRITE_GAVE_UP, /* stopping, and a healthy connection keeps failing it: left to lease expiry */
+} WriteOutcome;
+
+/* Sleep *backoff_ms and double it (to 5 s). True when the writer is stopping and has waited long
+ * enough on a connection that works: give up rather than hold the shutdown. A lost connection is
+ * waited for: the results it would lose are already paid for. */
+static bool backoff_or_give_up(Writer *w, int64_t *backoff_ms)
+{
+    struct timespec ts = {*backoff_ms / 1000, (*backoff_ms % 1000) * 1000000};
+    nanosleep(&ts, NULL);
+    if (*backoff_ms < 5000)
+        *backoff_ms *= 2;
+    return atomic_load(&w->stop) && *backoff_ms >= 5000 && w->conn && !db_is_broken(w->conn);
+}
+
+/* Write calls[0..n) until it is written or refused for its data. Lost connections and transient
+ * errors (deadlock, lock or statement timeout) are retried with backoff: nothing is lost by waiting,
+ * the jobs stay leased and their leases are renewed. */
+static WriteOutcome write_settled(Writer *w, Call *const *calls, int n, TqErr *err)
+{
+    int64_t backoff = 100;
+    for (;;) {
+        if (!w->conn || db_is_broken(w->conn))
+            reconnect(w);
+        WriterStats d = {0};
+        int64_t t0 = clock_mono_ms();
+        if (w->conn && write_back(w, calls, n, &d, err) == 0) {
+            log_msg(LOG_DEBUG, "writer", "flushed calls=%d ms=%lld", n, (long long)(clock_mono_ms() - t0));
+            account(w, &d);
+            return WRITE_OK;
+        }
+        pthread_mutex_lock(&w->mu);
+        w->stats.db_errors++;
+        pthread_mutex_unlock(&w->mu);
+        if (w->conn && !db_is_broken(w->conn) && !db_error_is_transient(err))
+            return WRITE_REFUSED;
+        log_msg(LOG_WARN, "writer", "write-back interrupted (%s); retrying", err->msg[0] ? err->msg : "no connection");
+        if (backoff_or_give_up(w, &backoff))
+            return WRITE_GAVE_UP;
+    }
+}
+
+/* Whether the write-back statement is refused whatever it carries (a missing migration, revoked
+ * rights, a read-only server): an empty write goes through parsing, planning and the permission
+ * checks without a row. Then no call is to blame. */
+static bool refused_whatever_it_carries(Writer *w, TqErr *err)
+{
+    WriterStats d;
+    TqErr e = {0};
+    if (!w->conn || db_is_broken(w->conn) || write_back(w, NULL, 0, &d, &e) == 0)
+        return false;
+    *err = e;
+    return true;
+}
+
+typedef struct Refused {
+    Call *call;
+    TqErr why;
+} Refused;
+
+/* calls[0..n) was refused (why): write the halves, recursing into a refused half, so every call
+ * PostgreSQL accepts is written and each call it refuses alone lands in bad[] with its refusal. */
+static WriteOutcome write_bisecting(Writer *w, Call **calls, int n, const TqErr *why, Refused *bad, int *nbad)
+{
+    if (n == 1) {
+        bad[*nbad].call = calls[0];
+        bad[*nbad].why = *why;
+        (*nbad)++;
+        return WRITE_OK;
+    }
+    int half = n / 2;
+    for (int part = 0; part < 2; part++) {
+        Call **p = part ? calls + half : calls;
+        int m = part ? n - half : half;
+        TqErr e = {0};
+        WriteOutcome o = write_settled(w, p, m, &e);
+        if (o == WRITE_REFUSED)
+            o = write_bisecting(w, p, m, &e, bad, nbad);
+        if (o == WRITE_GAVE_UP)
+            return o;
+    }
+    return WRITE_OK;
+}
+
+static void job_ids_text(const Call *c, char *out, size_t cap)
+{
+    size_t len = 0;
+    out[0] = '\0';
+    for (int j = 0; j < c->njobs && len + 24 < cap; j++)
+        if (c->jobs[j].job)
+            len += (size_t)snprintf(out + len, cap - len, "%s%lld", len ? "," : "", (long long)c->jobs[j].job->id);
+}
+
+/* A call PostgreSQL refuses on its own, on a connection that writes others. Step by step, until one
+ * is accepted: its jobs fail with reason unwritable_result and no answer text (the text is the usual
+ * culprit: a trigger, a constraint); then without its ledger rows, whose money is logged as lost;
+ * else the jobs are left to lease expiry. Never retried as is: the same values fail the same way. */
+static void quarantine(Writer *w, Call *c, const TqErr *why)
+{
+    char ids[256];
+    job_ids_text(c, ids, sizeof ids);
+    char *refusal = log_scrub_dup(why->msg);
+    const char *shown = refusal ? refusal : "refused";
+    for (int j = 0; j < c->njobs; j++) {
+        CallJob *cj = &c->jobs[j];
+        if (!cj->job || cj->outcome == CALL_JOB_PENDING)
+            continue;
+        free(cj->result);
+        cj->result = NULL;
+        free(cj->error);
+        cj->error = NULL;
+        size_t cap = strlen(shown) + 96;
+        if ((cj->error = malloc(cap)) != NULL)
+            snprintf(cj->error, cap, "unwritable_result: PostgreSQL refused to store this result: %s", shown);
+        cj->outcome = CALL_JOB_FAIL;
+        cj->reason = "unwritable_result";
+        cj->retryable = false;
+        cj->keep_attempt = false;
+    }
+    for (int k = 0; k < c->nrows; k++) {
+        free(c->rows[k].answer);
+        free(c->rows[k].error);
+        c->rows[k].answer = c->rows[k].error = NULL;
+    }
+    TqErr e = {0};
+    WriteOutcome o = write_settled(w, &c, 1, &e);
+    if (o == WRITE_OK) {
+        log_msg(LOG_ERROR, "writer", "jobs %s failed (unwritable_result): PostgreSQL refused their result: %s", ids, shown);
+    } else if (o == WRITE_REFUSED) {
+        int64_t lost = 0;
+        for (int k = 0; k < c->nrows; k++) {
+            lost = cost_add(lost, c->rows[k].cost_pico);
+            free(c->rows[k].job_ids);
+            free(c->rows[k].run_name);
+            free(c->rows[k].charges);
+        }
+        int nrows = c->nrows;
+        c->nrows = 0;
+        char usd[32];
+        cost_format_usd(usd, sizeof usd, lost, 6);
+        o = write_settled(w, &c, 1, &e);
+        if (o == WRITE_OK)
+            log_msg(LOG_ERROR, "writer",
+                    "jobs %s failed (unwritable_result); their %d ledger rows ($%s spent) were refused too and are not"
+                    " recorded: %s",
+                    ids, nrows, usd, shown);
+        else
+            log_msg(LOG_ERROR, "writer", "jobs %s: nothing of their result can be written (%s); left to lease expiry",
+                    ids, e.msg);
+    }
+    free(refusal);
+}
+
 static void flush(Writer *w, Batch *bt)
 {
     if (bt->n == 0)
         return;
     int64_t backoff = 100;
     for (;;) {
-        if (!w->conn || db_is_broken(w->conn))
-            reconnect(w);
         TqErr err = {0};
-        WriterStats d = {0};
-        int64_t t0 = clock_mono_ms();
-        if (w->conn && write_back(w, bt, &d, &err) == 0) {
-            log_msg(LOG_DEBUG, "writer", "flushed calls=%d ms=%lld", bt->n, (long long)(clock_mono_ms() - t0));
-            pthread_mutex_lock(&w->mu);
-            for (int k = 0; k < d.nfailures; k++)
-                for (int64_t m = 0; m < d.failures[k].count; m++)
-                    writer_tally_failure(&w->stats, d.failures[k].reason, d.failures[k].sample);
-            w->stats.calls += d.calls;
-            w->stats.jobs_done += d.jobs_done;
-            w->stats.jobs_failed += d.jobs_failed;
-            w->stats.jobs_retry += d.jobs_retry;
-            w->stats.lease_lost += d.lease_lost;
-            w->stats.cost_pico = cost_add(w->stats.cost_pico, d.cost_pico);
-            w->stats.baseline_pico = cost_add(w->stats.baseline_pico, d.baseline_pico);
-            w->stats.statements += d.statements;
-            w->stats.flushes++;
-            pthread_mutex_unlock(&w->mu);
-            if (d.lease_lost)
-                log_msg(LOG_WARN, "writer", "lease_lost jobs=%lld: another attempt owns them; results not written",
-                        (long long)d.lease_lost);
+        WriteOutcome o = write_settled(w, bt->calls, bt->n, &err);
+        if (o != WRITE_REFUSED)
+            break;
+        TqErr whole = {0};
+        if (refused_whatever_it_carries(w, &whole)) {
+            /* Not the data: the schema or the rights. Wait for someone to fix it; the jobs stay
+             * leased meanwhile, and expire and retry if this process goes away. */
+            log_msg(LOG_ERROR, "writer", "write-back refused whatever it carries, retrying: %s", whole.msg);
+            if (backoff_or_give_up(w, &backoff))
+                break;
+            continue;
+        }
+        log_msg(LOG_WARN, "writer", "write-back of %d calls refused, isolating the culprit: %s", bt->n, err.msg);
+        Refused *bad = malloc((size_t)bt->n * sizeof *bad);
+        int nbad = 0;
+        if (!bad) {
+            log_msg(LOG_ERROR, "writer", "out of memory isolating a refused write-back; left to lease expiry");
             break;
         }
-        pthread_mutex_lock(&w->mu);
-        w->stats.db_errors++;
-        pthread_mutex_unlock(&w->mu);
-        if (w->conn && !db_is_broken(w->conn)) {
-            /* A statement failed on a healthy connection: something in this batch is unwritable.
-             * Nothing is lost by waiting: the jobs stay leased and, if this never clears, expire
-             * and are retried by the queue. Keep trying with backoff and say why. */
-            log_msg(LOG_ERROR, "writer", "write-back failed, retrying: %s", err.msg);
-        } else {
-            log_msg(LOG_WARN, "writer", "write-back interrupted (%s); retrying", err.msg[0] ? err.msg : "no connection");
-        }
-        struct timespec ts = {backoff / 1000, (backoff % 1000) * 1000000};
-        nanosleep(&ts, NULL);
-        if (backoff < 5000)
-            backoff *= 2;
-        if (atomic_load(&w->stop) && backoff >= 5000 && w->conn && !db_is_broken(w->conn))
-            break; /* stopping and the batch keeps failing: leave it to lease expiry */
+        if (write_bisecting(w, bt->calls, bt->n, &err, bad, &nbad) == WRITE_OK)
+            for (int i = 0; i < nbad; i++)
+                quarantine(w, bad[i].call, &bad[i].why);
+        free(bad);
+        break;
     }
     for (int i = 0; i < bt->n; i++) {
         Call *c = bt->calls[i];

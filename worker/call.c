@@ -1,6 +1,7 @@
 #include "call.h"
 
 #include "json.h"
+#include "utf8.h"
 
 #include <errno.h>
 #include <math.h>
@@ -70,8 +71,10 @@ static void job_params(const TqKind *kind, const QueueJob *job, CallJob *cj)
                 free(val);
                 val = NULL;
             }
+            char shown[64];
+            utf8_copy_cut(shown, sizeof shown, name, strlen(name));
             if (!val)
-                snprintf(msg, sizeof msg, "params.%.60s must be a non-empty string", name);
+                snprintf(msg, sizeof msg, "params.%s must be a non-empty string", shown);
             else if (cj->params || (cj->params = calloc((size_t)kind->nparams, sizeof *cj->params)) != NULL) {
                 free(cj->params[pm - kind->params]);
                 cj->params[pm - kind->params] = val;
@@ -79,9 +82,10 @@ static void job_params(const TqKind *kind, const QueueJob *job, CallJob *cj)
                 free(val);
             }
         } else {
-            char known[300];
+            char known[300], shown[64];
             known_params(kind, known, sizeof known);
-            snprintf(msg, sizeof msg, "params.%.60s is not a parameter of kind %s (it reads %s)", name, kind->name, known);
+            utf8_copy_cut(shown, sizeof shown, name, strlen(name));
+            snprintf(msg, sizeof msg, "params.%s is not a parameter of kind %s (it reads %s)", shown, kind->name, known);
         }
         free(name);
     }

@@ -2,6 +2,7 @@
 #include "check.h"
 
 #include "json.h"
+#include "utf8.h"
 
 #include <locale.h>
 #include <pthread.h>
@@ -490,7 +491,9 @@ static int json_gate(const TqChecks *ck, const char *t, size_t tn, CheckResult *
     for (int i = 0; i < ck->njson_keys && rc == 0; i++) {
         if (ck->json_keys[i] && json_get(&doc, 0, ck->json_keys[i]) < 0) {
             r->reason = "json_key_missing";
-            detail_set(r, "answer json has no key \"%.80s\"", ck->json_keys[i]);
+            char key[84];
+            utf8_copy_cut(key, sizeof key, ck->json_keys[i], strlen(ck->json_keys[i]));
+            detail_set(r, "answer json has no key \"%s\"", key);
             rc = 1;
         }
     }
@@ -531,7 +534,9 @@ static int regex_gate(const char *pattern, const regex_t *compiled, const char *
         char ex[72];
         excerpt(t, tn, ex, sizeof ex);
         r->reason = "regex_mismatch";
-        detail_set(r, "answer \"%s\" does not match /%.60s/", ex, pattern);
+        char pat[64]; /* a byte cut (%.60s) could split a character and make the row unwritable */
+        utf8_copy_cut(pat, sizeof pat, pattern, strlen(pattern));
+        detail_set(r, "answer \"%s\" does not match /%s/", ex, pat);
         rc = 1;
     } else {
         rc = tq_err(err, TQ_ENOMEM, "regex check: out of memory");

@@ -7,6 +7,7 @@
 #include "ledger.h"
 #include "log.h"
 #include "prompt.h"
+#include "utf8.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -288,7 +289,9 @@ static void score_answer(const CheckInput *in, char **answer, CheckResult *res)
         memset(res, 0, sizeof *res);
         res->gate_failed = true;
         res->reason = "check_error";
-        snprintf(res->detail, sizeof res->detail, "the answer could not be checked: %.150s", err.msg);
+        char why[152];
+        utf8_copy_cut(why, sizeof why, err.msg, strlen(err.msg));
+        snprintf(res->detail, sizeof res->detail, "the answer could not be checked: %s", why);
         return;
     }
     if (res->canonical) {

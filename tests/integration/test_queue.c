@@ -143,25 +143,30 @@ static void test_hostile_rows_are_refused(void)
 
 /* Rows from before those bounds (or put in by a superuser) that break them: claiming goes on for
  * everyone else, and never throws on them. */
+/* Rows from before the bounds of sql/006: drop the bounds, write, add them back NOT VALID. */
+#define DROP_BOUNDS                                                                                   \
+    "ALTER TABLE tierq.jobs DROP CONSTRAINT jobs_attempts_range, DROP CONSTRAINT jobs_cost_range,"    \
+    " DROP CONSTRAINT jobs_tokens_range, DROP CONSTRAINT jobs_max_budget_at_most_a_million"
+#define ADD_BOUNDS_NOT_VALID                                                                          \
+    "ALTER TABLE tierq.jobs"                                                                          \
+    " ADD CONSTRAINT jobs_attempts_range CHECK (attempts BETWEEN 0 AND 1000) NOT VALID,"              \
+    " ADD CONSTRAINT jobs_cost_range CHECK (cost_usd BETWEEN 0 AND 10000000"                          \
+    " AND baseline_cost_usd BETWEEN 0 AND 10000000) NOT VALID,"                                       \
+    " ADD CONSTRAINT jobs_tokens_range CHECK (tokens_in BETWEEN 0 AND 1000000000000000"               \
+    " AND tokens_cached_in BETWEEN 0 AND 1000000000000000 AND tokens_out BETWEEN 0 AND 1000000000000000) NOT VALID," \
+    " ADD CONSTRAINT jobs_max_budget_at_most_a_million CHECK (max_budget_usd <= 1000000) NOT VALID"
+
 static void test_claim_survives_hostile_rows(void)
 {
     PGconn *c = testdb_connect();
-    testdb_exec(c, "ALTER TABLE tierq.jobs DROP CONSTRAINT jobs_attempts_range, DROP CONSTRAINT jobs_cost_range,"
-                   " DROP CONSTRAINT jobs_tokens_range, DROP CONSTRAINT jobs_max_budget_at_most_a_million",
-                NULL, 0);
+    CHECK_INT(testdb_exec(c, DROP_BOUNDS, NULL, 0), 0);
     testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt, attempts, max_attempts, priority) VALUES ('chat', 'hostile 1', 2147483647, 100, 1000);"
                    " INSERT INTO tierq.jobs (kind, prompt, cost_usd, priority) VALUES ('chat', 'hostile 2', 99999999, 1000);"
                    " INSERT INTO tierq.jobs (kind, prompt, tokens_in, priority) VALUES ('chat', 'hostile 3', 9223372036854775807, 1000);"
                    " INSERT INTO tierq.jobs (kind, prompt, max_budget_usd, priority) VALUES ('chat', 'hostile 4', 99999999, 1000);"
                    " INSERT INTO tierq.jobs (kind, prompt) SELECT 'chat', 'healthy ' || g FROM generate_series(1, 5) g",
                 NULL, 0);
-    testdb_exec(c, "ALTER TABLE tierq.jobs"
-                   " ADD CONSTRAINT jobs_attempts_range CHECK (attempts BETWEEN 0 AND 1000) NOT VALID,"
-                   " ADD CONSTRAINT jobs_cost_range CHECK (cost_usd BETWEEN 0 AND 10000000 AND baseline_cost_usd BETWEEN 0 AND 10000000) NOT VALID,"
-                   " ADD CONSTRAINT jobs_tokens_range CHECK (tokens_in BETWEEN 0 AND 1000000000000000 AND tokens_cached_in BETWEEN 0 AND"
-                   " 1000000000000000 AND tokens_out BETWEEN 0 AND 1000000000000000) NOT VALID,"
-                   " ADD CONSTRAINT jobs_max_budget_at_most_a_million CHECK (max_budget_usd <= 1000000) NOT VALID",
-                NULL, 0);
+    CHECK_INT(testdb_exec(c, ADD_BOUNDS_NOT_VALID, NULL, 0), 0);
     QueueJob **jobs = NULL;
     int n = 0;
     TqErr err = {0};
@@ -178,6 +183,25 @@ static void test_claim_survives_hostile_rows(void)
     CHECK_INT(healthy, 5);
     CHECK_INT(n, 5);
     CHECK_INT(testdb_scalar(c, "SELECT count(*) FROM tierq.jobs WHERE prompt LIKE 'hostile%' AND state = 'queued'"), 4);
+    /* the statements that update many rows at once pass over them too: with every row running on an
+     * expired lease, lease expiry requeues the healthy ones and hand-back does not throw */
+    CHECK_INT(testdb_exec(c, DROP_BOUNDS, NULL, 0), 0);
+    CHECK_INT(testdb_exec(c, "UPDATE tierq.jobs SET state = 'running', lease_owner = 'w',"
+                             " lease_until = now() - interval '1 second' WHERE prompt LIKE 'hostile%'",
+                          NULL, 0),
+              0);
+    CHECK_INT(testdb_exec(c, ADD_BOUNDS_NOT_VALID, NULL, 0), 0);
+    int requeued = -1, dead = -1, handed = -1;
+    CHECKF(queue_requeue_expired(c, 100, &requeued, &dead, &err) == 0, "%s", err.msg);
+    CHECK_INT(requeued + dead, 0); /* the healthy ones are held on a live lease */
+    testdb_exec(c, "UPDATE tierq.jobs SET lease_until = now() - interval '1 second' WHERE prompt LIKE 'healthy%'", NULL, 0);
+    CHECKF(queue_requeue_expired(c, 100, &requeued, &dead, &err) == 0, "%s", err.msg);
+    CHECK_INT(requeued, 5);
+    testdb_exec(c, "UPDATE tierq.jobs SET state = 'running', lease_owner = 'w', lease_until = now() + interval '1 minute'"
+                   " WHERE prompt LIKE 'healthy%'",
+                NULL, 0);
+    CHECKF(queue_hand_back(c, "w", NULL, 0, &handed, &err) == 0, "%s", err.msg);
+    CHECK_INT(handed, 5);
     testdb_exec(c, "DELETE FROM tierq.jobs", NULL, 0);
     PQfinish(c);
 }

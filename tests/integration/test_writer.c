@@ -1,6 +1,8 @@
 /* The write-back path against a real PostgreSQL: a result for a lost lease changes nothing but is
- * still charged (money spent is money spent), and a flush repeated after an unknown COMMIT outcome
- * (same call keys) inserts and charges nothing twice. */
+ * still charged (money spent is money spent), a flush repeated after an unknown COMMIT outcome
+ * (same call keys) inserts and charges nothing twice, and a call PostgreSQL refuses for its values
+ * fails alone (unwritable_result) instead of stalling the writer with the healthy calls it came
+ * with, while a statement refused whatever it carries (the schema) fails nobody. */
 #include "testdb.h"
 
 #include "call.h"
@@ -10,6 +12,7 @@
 #include "writer.h"
 
 #include <math.h>
+#include <unistd.h>
 
 static TqConfig *cfg;
 
@@ -148,6 +151,145 @@ static void test_repeated_flush_is_idempotent(void)
     PQfinish(c);
 }
 
+/* Claim n jobs (prompts p0..) for owner and make each a finished call answering answers[i]. */
+static int claim_finished(PGconn *c, const char *owner, const char *const *answers, int n, Call **calls,
+                          long long *ids)
+{
+    for (int i = 0; i < n; i++) {
+        char sql[160];
+        snprintf(sql, sizeof sql, "INSERT INTO tierq.jobs (kind, prompt) VALUES ('chat', 'p%d') RETURNING id", i);
+        ids[i] = testdb_scalar(c, sql);
+    }
+    for (int i = 0; i < n; i++) {
+        QueueJob *j = claim_one(c, owner, 60);
+        if (!j)
+            return -1;
+        int k = 0;
+        while (k < n && ids[k] != j->id)
+            k++;
+        if (k == n) {
+            job_free(j);
+            return -1;
+        }
+        char key[64];
+        snprintf(key, sizeof key, "test:%s:%d", owner, k);
+        calls[k] = finished_call(j, key, 1000000 * (k + 1), answers[k]);
+    }
+    return 0;
+}
+
+static long long job_count(PGconn *c, long long id, const char *cond)
+{
+    char sql[512];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM tierq.jobs WHERE id = %lld AND %s", id, cond);
+    return testdb_scalar(c, sql);
+}
+
+static void test_refused_result_fails_alone(void)
+{
+    PGconn *c = testdb_connect();
+    /* a team's own trigger refusing some text: the values, not the statement, are at fault */
+    CHECK_INT(testdb_exec(c,
+                          "CREATE FUNCTION public.refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$"
+                          " BEGIN IF NEW.result = 'POISON' THEN RAISE EXCEPTION 'poisoned result refused'; END IF;"
+                          " RETURN NEW; END $$;"
+                          "CREATE TRIGGER refuse_poison BEFORE UPDATE ON tierq.jobs"
+                          " FOR EACH ROW EXECUTE FUNCTION public.refuse_poison()",
+                          NULL, 0),
+              0);
+    const char *answers[] = {"fine one", "POISON", "fine two", "fine three"};
+    Call *calls[4] = {0};
+    long long ids[4];
+    CHECK_INT(claim_finished(c, "poison", answers, 4, calls, ids), 0);
+    WriterStats st = {0};
+    write_calls("poison", calls, 4, &st);
+    CHECK_INT(st.jobs_done, 3);
+    CHECK_INT(st.jobs_failed, 1);
+    for (int i = 0; i < 4; i++)
+        if (i != 1)
+            CHECK_INT(job_count(c, ids[i], "state = 'done' AND result LIKE 'fine%' AND cost_usd > 0"), 1);
+    CHECK_INT(job_count(c, ids[1], "state = 'failed' AND reason = 'unwritable_result' AND result IS NULL"
+                                   " AND error LIKE '%poisoned result refused%' AND lease_owner IS NULL"),
+              1);
+    /* every paid exchange is in the ledger, the refused one included (only its text was at fault) */
+    CHECK_INT(testdb_scalar(c, "SELECT count(*) FROM tierq.calls WHERE call_key LIKE 'test:poison:%'"), 4);
+    CHECK_INT(testdb_scalar(c, "SELECT count(*) FROM (SELECT (SELECT sum(cost_usd) FROM tierq.jobs) AS j,"
+                               " (SELECT sum(cost_usd) FROM tierq.calls) AS k) x WHERE j = k"),
+              1);
+    testdb_exec(c, "DROP TRIGGER refuse_poison ON tierq.jobs; DROP FUNCTION public.refuse_poison();"
+                   "DELETE FROM tierq.jobs; DELETE FROM tierq.calls",
+                NULL, 0);
+    PQfinish(c);
+}
+
+static void test_refused_ledger_row_is_dropped_and_job_fails(void)
+{
+    PGconn *c = testdb_connect();
+    /* a row whose counters cannot absorb the call (a database where the bounds of 006 were dropped:
+     * tokens near 2^63) overflows on every write that charges it */
+    const char *answers[] = {"fine one", "fine two", "overflowing"};
+    Call *calls[3] = {0};
+    long long ids[3];
+    CHECK_INT(claim_finished(c, "overflow", answers, 3, calls, ids), 0);
+    char sql[512];
+    snprintf(sql, sizeof sql,
+             "ALTER TABLE tierq.jobs DROP CONSTRAINT jobs_tokens_range;"
+             "UPDATE tierq.jobs SET tokens_in = 9223372036854775800 WHERE id = %lld",
+             ids[2]);
+    CHECK_INT(testdb_exec(c, sql, NULL, 0), 0);
+    WriterStats st = {0};
+    write_calls("overflow", calls, 3, &st);
+    CHECK_INT(st.jobs_done, 2);
+    CHECK_INT(st.jobs_failed, 1);
+    CHECK_INT(job_count(c, ids[0], "state = 'done'"), 1);
+    CHECK_INT(job_count(c, ids[1], "state = 'done'"), 1);
+    CHECK_INT(job_count(c, ids[2], "state = 'failed' AND reason = 'unwritable_result' AND error LIKE '%out of range%'"), 1);
+    /* the healthy calls' ledger rows are written; the refused one could not be (logged as lost) */
+    CHECK_INT(testdb_scalar(c, "SELECT count(*) FROM tierq.calls WHERE call_key IN ('test:overflow:0:1', 'test:overflow:1:1')"), 2);
+    CHECK_INT(testdb_scalar(c, "SELECT count(*) FROM tierq.calls WHERE call_key = 'test:overflow:2:1'"), 0);
+    testdb_exec(c, "DELETE FROM tierq.jobs; DELETE FROM tierq.calls", NULL, 0);
+    CHECK_INT(testdb_exec(c,
+                          "ALTER TABLE tierq.jobs ADD CONSTRAINT jobs_tokens_range CHECK (tokens_in BETWEEN 0 AND"
+                          " 1000000000000000 AND tokens_cached_in BETWEEN 0 AND 1000000000000000"
+                          " AND tokens_out BETWEEN 0 AND 1000000000000000) NOT VALID",
+                          NULL, 0),
+              0);
+    PQfinish(c);
+}
+
+static void test_statement_refused_whatever_it_carries_fails_nobody(void)
+{
+    PGconn *c = testdb_connect();
+    const char *answers[] = {"kept one", "kept two"};
+    Call *calls[2] = {0};
+    long long ids[2];
+    CHECK_INT(claim_finished(c, "schema", answers, 2, calls, ids), 0);
+    /* a broken schema: every write-back fails, so no job is to blame and none is failed; the writer
+     * waits (leases renewed) until the schema is back */
+    CHECK_INT(testdb_exec(c, "ALTER TABLE tierq.calls RENAME COLUMN latency_ms TO latency_ms_away", NULL, 0), 0);
+    Fifo *q = callq_new();
+    HeldSet *held = held_new();
+    Writer *w = NULL;
+    TqErr err = {0};
+    CHECK_INT(writer_start(&w, testdb_conninfo, "schema", q, held, -1, NULL, &err), 0);
+    fifo_push(q, calls[0]);
+    fifo_push(q, calls[1]);
+    usleep(700 * 1000);
+    CHECK_INT(job_count(c, ids[0], "state = 'running'"), 1);
+    CHECK_INT(testdb_exec(c, "ALTER TABLE tierq.calls RENAME COLUMN latency_ms_away TO latency_ms", NULL, 0), 0);
+    WriterStats st = {0};
+    writer_stop(w, &st);
+    held_free(held);
+    fifo_free(q);
+    CHECK(st.db_errors >= 1);
+    CHECK_INT(st.jobs_done, 2);
+    CHECK_INT(st.jobs_failed, 0);
+    CHECK_INT(job_count(c, ids[0], "state = 'done' AND result = 'kept one'"), 1);
+    CHECK_INT(job_count(c, ids[1], "state = 'done' AND result = 'kept two'"), 1);
+    testdb_exec(c, "DELETE FROM tierq.jobs; DELETE FROM tierq.calls", NULL, 0);
+    PQfinish(c);
+}
+
 int main(void)
 {
     TqErr err = {0};
@@ -158,6 +300,9 @@ int main(void)
     testdb_setup("tq_writer", 1);
     RUN(test_stale_result_changes_nothing_but_is_charged);
     RUN(test_repeated_flush_is_idempotent);
+    RUN(test_refused_result_fails_alone);
+    RUN(test_refused_ledger_row_is_dropped_and_job_fails);
+    RUN(test_statement_refused_whatever_it_carries_fails_nobody);
     config_free(cfg);
     return check_done();
 }
