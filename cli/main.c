@@ -98,6 +98,8 @@ static const char *const USAGE_RUN =
     "  --kinds K1,K2           only claim these kinds\n"
     "  --lease-s N             lease length in seconds (default 60)\n"
     "  --claim-batch N         jobs per claim statement (default 500)\n"
+    "  --max-held-mb N         input text (prompt, context, system prompt) held at once; claims wait\n"
+    "                          below it, and a larger job runs alone (default 64)\n"
     "  --poll-ms N             claim at least this often without a NOTIFY (default 1000)\n"
     "  --poll-only             do not LISTEN (for PgBouncer in transaction mode)\n"
     "  --grace-s N             on SIGTERM, time for in-flight work before handing back (default 30)\n"
@@ -302,6 +304,7 @@ static int cmd_run(const char *dir, int argc, char **argv)
     run_default_options(&o);
     bool baseline_map = false;
     int requeue_s = (int)(o.pool.requeue_base_ms / 1000);
+    int held_mb = (int)(o.max_held_bytes >> 20);
     o.progress = isatty(STDERR_FILENO);
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
@@ -326,6 +329,7 @@ static int cmd_run(const char *dir, int argc, char **argv)
         INT_OPT("--grace-s", 0, 86400, o.grace_s)
         INT_OPT("--max-tries", 1, 100, o.pool.max_tries)
         INT_OPT("--requeue-s", 1, 3600, requeue_s)
+        INT_OPT("--max-held-mb", 1, 65536, held_mb)
 #undef INT_OPT
         if (strcmp(a, "--max-response-bytes") == 0) {
             if (!v || !parse_int_arg(v, 1024, 1L << 30, &n)) {
@@ -373,6 +377,7 @@ static int cmd_run(const char *dir, int argc, char **argv)
         }
     }
     o.pool.requeue_base_ms = (int64_t)requeue_s * 1000;
+    o.max_held_bytes = (int64_t)held_mb << 20;
     TqConfig *cfg = NULL;
     int rc = load_config(dir, &cfg);
     if (rc)

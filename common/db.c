@@ -61,13 +61,9 @@ int db_connect(const char *conninfo, PGconn **out, TqErr *err)
     return 0;
 }
 
-PGresult *db_query(PGconn *c, const char *what, const char *sql, int nparams, const char *const *params,
-                   TqErr *err)
+/* err from a failed result (r may be NULL: then the connection's message). */
+static int result_error(PGconn *c, PGresult *r, const char *what, TqErr *err)
 {
-    PGresult *r = PQexecParams(c, sql, nparams, NULL, params, NULL, NULL, 0);
-    ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
-    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
-        return r;
     char msg[400];
     snprintf(msg, sizeof msg, "%s", r ? PQresultErrorMessage(r) : PQerrorMessage(c));
     db_trim_message(msg);
@@ -75,8 +71,44 @@ PGresult *db_query(PGconn *c, const char *what, const char *sql, int nparams, co
     tq_err(err, TQ_EDB, "%s: %s", what, msg);
     if (err && state)
         snprintf(err->sqlstate, sizeof err->sqlstate, "%s", state);
+    return TQ_EDB;
+}
+
+PGresult *db_query(PGconn *c, const char *what, const char *sql, int nparams, const char *const *params,
+                   TqErr *err)
+{
+    PGresult *r = PQexecParams(c, sql, nparams, NULL, params, NULL, NULL, 0);
+    ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
+        return r;
+    result_error(c, r, what, err);
     PQclear(r);
     return NULL;
+}
+
+int db_query_rows(PGconn *c, const char *what, const char *sql, int nparams, const char *const *params,
+                  int (*on_row)(void *ud, const PGresult *r, int row), void *ud, TqErr *err)
+{
+    if (!PQsendQueryParams(c, sql, nparams, NULL, params, NULL, NULL, 0))
+        return result_error(c, NULL, what, err);
+    /* Single-row mode can only fail right after sending; then the rows come in one result: still
+     * correct, only held whole. */
+    (void)PQsetSingleRowMode(c);
+    int rc = 0;
+    bool stop = false;
+    PGresult *r;
+    /* Read to the end whatever happens: the connection is usable again only after the last result. */
+    while ((r = PQgetResult(c)) != NULL) {
+        ExecStatusType st = PQresultStatus(r);
+        if (st == PGRES_SINGLE_TUPLE || st == PGRES_TUPLES_OK) {
+            for (int i = 0; i < PQntuples(r) && !stop && !rc; i++)
+                stop = on_row(ud, r, i) != 0;
+        } else if (st != PGRES_COMMAND_OK && !rc) {
+            rc = result_error(c, r, what, err);
+        }
+        PQclear(r);
+    }
+    return rc;
 }
 
 int db_exec(PGconn *c, const char *what, const char *sql, int nparams, const char *const *params, TqErr *err)

@@ -21,7 +21,13 @@ const char *db_conninfo_from_env(void);
  * TUPLES_OK, else NULL with err filled ("what: message"). The caller PQclear()s the result. */
 PGresult *db_query(PGconn *c, const char *what, const char *sql, int nparams, const char *const *params,
                    TqErr *err);
-/* Same, discarding the result. */
+/* Run a statement and hand each result row to on_row as it arrives (libpq single-row mode), so a
+ * large result is never held whole: r and row are valid during the call only. on_row returns
+ * nonzero to skip the remaining rows (still read, so the connection stays usable). Returns 0, or
+ * TQ_EDB with err filled (rows passed before the error stay passed). */
+int db_query_rows(PGconn *c, const char *what, const char *sql, int nparams, const char *const *params,
+                  int (*on_row)(void *ud, const PGresult *r, int row), void *ud, TqErr *err);
+/* Same as db_query, discarding the result. */
 int db_exec(PGconn *c, const char *what, const char *sql, int nparams, const char *const *params, TqErr *err);
 /* Simple-protocol execution of a script with several statements (migrations only). */
 int db_exec_script(PGconn *c, const char *what, const char *sql, TqErr *err);

@@ -25,5 +25,7 @@ typedef struct QueueJob {
 } QueueJob;
 
 void job_free(QueueJob *job);
+/* Bytes of the job's input text (prompt, context, system prompt): what holding it costs. */
+int64_t job_input_bytes(const QueueJob *job);
 
 #endif

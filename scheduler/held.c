@@ -8,6 +8,7 @@
 /* Open addressing with linear probing and backward-shift deletion; ids are positive. */
 typedef struct Slot {
     int64_t id; /* 0 = empty */
+    int64_t bytes;
     int attempt;
 } Slot;
 
@@ -16,6 +17,7 @@ struct HeldSet {
     Slot *slots;
     size_t cap; /* power of two */
     size_t n;
+    int64_t bytes; /* sum over the slots */
 };
 
 static size_t slot_of(int64_t id, size_t cap)
@@ -48,18 +50,22 @@ void held_free(HeldSet *h)
     free(h);
 }
 
-static void insert_slot(Slot *slots, size_t cap, int64_t id, int attempt, size_t *n)
+/* Returns the bytes the slot held before (0 when it was empty). */
+static int64_t insert_slot(Slot *slots, size_t cap, int64_t id, int attempt, int64_t bytes, size_t *n)
 {
     size_t i = slot_of(id, cap);
     while (slots[i].id != 0 && slots[i].id != id)
         i = (i + 1) & (cap - 1);
+    int64_t before = slots[i].id ? slots[i].bytes : 0;
     if (slots[i].id == 0)
         (*n)++;
     slots[i].id = id;
     slots[i].attempt = attempt;
+    slots[i].bytes = bytes;
+    return before;
 }
 
-int held_add(HeldSet *h, int64_t id, int attempt)
+int held_add(HeldSet *h, int64_t id, int attempt, int64_t bytes)
 {
     pthread_mutex_lock(&h->mu);
     if ((h->n + 1) * 2 > h->cap) {
@@ -72,12 +78,13 @@ int held_add(HeldSet *h, int64_t id, int attempt)
         size_t n = 0;
         for (size_t i = 0; i < h->cap; i++)
             if (h->slots[i].id)
-                insert_slot(s, cap, h->slots[i].id, h->slots[i].attempt, &n);
+                insert_slot(s, cap, h->slots[i].id, h->slots[i].attempt, h->slots[i].bytes, &n);
         free(h->slots);
         h->slots = s;
         h->cap = cap;
     }
-    insert_slot(h->slots, h->cap, id, attempt, &h->n);
+    h->bytes -= insert_slot(h->slots, h->cap, id, attempt, bytes, &h->n);
+    h->bytes += bytes;
     pthread_mutex_unlock(&h->mu);
     return 0;
 }
@@ -92,6 +99,7 @@ void held_remove(HeldSet *h, int64_t id)
     if (h->slots[i].id == id) {
         h->slots[i].id = 0;
         h->n--;
+        h->bytes -= h->slots[i].bytes;
         /* backward-shift the cluster so lookups never stop at the hole */
         size_t j = i;
         for (;;) {
@@ -115,6 +123,14 @@ int held_count(HeldSet *h)
     int n = (int)h->n;
     pthread_mutex_unlock(&h->mu);
     return n;
+}
+
+int64_t held_bytes(HeldSet *h)
+{
+    pthread_mutex_lock(&h->mu);
+    int64_t b = h->bytes;
+    pthread_mutex_unlock(&h->mu);
+    return b;
 }
 
 int held_snapshot(HeldSet *h, int64_t **ids, int **attempts)

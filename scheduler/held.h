@@ -10,9 +10,12 @@ typedef struct HeldSet HeldSet;
 
 HeldSet *held_new(void);
 void held_free(HeldSet *h);
-int held_add(HeldSet *h, int64_t id, int attempt);
+/* bytes: the job's input text held in memory (prompt, context, system prompt), counted by
+ * held_bytes until the job is removed. Adding an id already held replaces its entry. */
+int held_add(HeldSet *h, int64_t id, int attempt, int64_t bytes);
 void held_remove(HeldSet *h, int64_t id);
 int held_count(HeldSet *h);
+int64_t held_bytes(HeldSet *h);
 /* Copy every (id, attempt) into malloc'd arrays; returns the count (0 with NULL arrays if empty),
  * or -1 on allocation failure. */
 int held_snapshot(HeldSet *h, int64_t **ids, int **attempts);

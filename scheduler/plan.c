@@ -208,10 +208,11 @@ int plan_add(Plan *p, QueueJob *job, int64_t now_ms, Call **ready)
         job_free(job);
         return 0;
     }
-    if (!batchable(p, kind, job))
+    int64_t tokens = oai_estimate_tokens(job->prompt, strlen(job->prompt));
+    /* a prompt too long for the first tier goes alone: its call starts on a tier that holds it */
+    if (!batchable(p, kind, job) || !call_model_fits(&p->cfg->models[kind->tiers[0].model], tokens))
         return make_calls(p, kind, &job, 1, ready);
     int size = plan_batch_size(p, kind, kind->tiers[0].model);
-    int64_t tokens = oai_estimate_tokens(job->prompt, strlen(job->prompt));
     const char *run = group_run(kind, job);
     uint64_t h = group_hash(kind, run, job->params);
     Group **slot = find_slot(p, kind, run, job->params, h);

@@ -27,15 +27,23 @@
 /* The CTE locks the chosen rows once (SKIP LOCKED: rows another claimer holds are passed over, not
  * waited for) and the UPDATE takes exactly those; the partial index jobs_claim_idx serves the scan. */
 static const char *const SQL_CLAIM =
-    "WITH picked AS ("
-    "  SELECT id FROM tierq.jobs"
+    "WITH candidates AS ("
+    "  SELECT id, priority, run_after,"
+    "    octet_length(prompt) + coalesce(octet_length(context), 0) + coalesce(octet_length(system_prompt), 0) AS bytes"
+    "  FROM tierq.jobs"
     "  WHERE state = 'queued' AND run_after <= now() AND ($4::text[] IS NULL OR kind = ANY ($4::text[]))"
     "    AND ($5::text IS NULL OR run_name = $5)"
     /* rows from before the bounds of 006 that break them are never claimed: the update would be
      * refused, and one refused row must not stop claiming for everyone */
     "    AND attempts BETWEEN 0 AND least(max_attempts, 1000) - 1 AND " SQL_COUNTERS_IN_BOUNDS
     "  ORDER BY priority DESC, run_after, id"
-    "  LIMIT $2 FOR UPDATE SKIP LOCKED)"
+    "  LIMIT $2 FOR UPDATE SKIP LOCKED),"
+    /* then as many as the byte bound allows ($6, NULL = none), the first one always: a job larger
+     * than the bound still runs, alone. Candidates left out are unlocked when the statement ends. */
+    " picked AS ("
+    "  SELECT id FROM (SELECT id, row_number() OVER w AS rn, sum(bytes) OVER w AS upto FROM candidates"
+    "                  WINDOW w AS (ORDER BY priority DESC, run_after, id ROWS UNBOUNDED PRECEDING)) x"
+    "  WHERE $6::bigint IS NULL OR rn = 1 OR upto <= $6)"
     " UPDATE tierq.jobs j SET state = 'running', attempts = j.attempts + 1, lease_owner = $1,"
     "   lease_until = now() + make_interval(secs => $3::int), started_at = coalesce(j.started_at, now()),"
     "   updated_at = now()"
@@ -46,7 +54,7 @@ static const char *const SQL_CLAIM =
 
 
 /* One allocation per job: the struct, then its strings. */
-static QueueJob *job_from_row(PGresult *r, int row)
+static QueueJob *job_from_row(const PGresult *r, int row)
 {
     static const int text_cols[] = {1, 2, 3, 4, 5, 6};
     size_t need = sizeof(QueueJob);
@@ -78,12 +86,31 @@ static QueueJob *job_from_row(PGresult *r, int row)
     return j;
 }
 
-int queue_claim(PGconn *c, const char *owner, const char *const *kinds, int nkinds, const char *run_name, int limit,
-                int lease_s, QueueJob ***jobs_out, int *n_out, TqErr *err)
+typedef struct Claimed {
+    QueueJob **jobs;
+    int n, cap;
+    bool oom;
+} Claimed;
+
+static int take_claimed_row(void *ud, const PGresult *r, int row)
 {
-    char lim[16], lease[16];
+    Claimed *cl = ud;
+    QueueJob *j = cl->n < cl->cap ? job_from_row(r, row) : NULL;
+    if (!j) {
+        cl->oom = true; /* or more rows than asked for, which the LIMIT rules out */
+        return 1;
+    }
+    cl->jobs[cl->n++] = j;
+    return 0;
+}
+
+int queue_claim(PGconn *c, const char *owner, const char *const *kinds, int nkinds, const char *run_name, int limit,
+                int lease_s, int64_t max_bytes, QueueJob ***jobs_out, int *n_out, TqErr *err)
+{
+    char lim[16], lease[16], bytes[24];
     snprintf(lim, sizeof lim, "%d", limit);
     snprintf(lease, sizeof lease, "%d", lease_s);
+    snprintf(bytes, sizeof bytes, "%lld", (long long)max_bytes);
     Buf karr = {0};
     if (kinds) {
         pgarray_begin(&karr);
@@ -94,27 +121,25 @@ int queue_claim(PGconn *c, const char *owner, const char *const *kinds, int nkin
             return tq_err(err, TQ_ENOMEM, "out of memory");
         }
     }
-    const char *p[] = {owner, lim, lease, kinds ? karr.data : NULL, run_name};
-    PGresult *r = db_query(c, "claim jobs", SQL_CLAIM, 5, p, err);
+    const char *p[] = {owner, lim, lease, kinds ? karr.data : NULL, run_name, max_bytes > 0 ? bytes : NULL};
+    /* Rows are copied out one at a time as they arrive: a claim of large jobs is never held twice
+     * (whole result and copies) at once. */
+    Claimed cl = {calloc((size_t)(limit > 0 ? limit : 1), sizeof(QueueJob *)), 0, limit, false};
+    int rc = cl.jobs ? db_query_rows(c, "claim jobs", SQL_CLAIM, 6, p, take_claimed_row, &cl, err)
+                     : tq_err(err, TQ_ENOMEM, "out of memory");
     buf_free(&karr);
-    if (!r)
-        return TQ_EDB;
-    int n = PQntuples(r);
-    QueueJob **jobs = calloc((size_t)(n ? n : 1), sizeof *jobs);
-    int rc = jobs ? 0 : TQ_ENOMEM;
-    for (int i = 0; i < n && !rc; i++)
-        if (!(jobs[i] = job_from_row(r, i)))
-            rc = TQ_ENOMEM;
-    PQclear(r);
+    if (!rc && cl.oom)
+        rc = tq_err(err, TQ_ENOMEM, "out of memory holding claimed jobs");
     if (rc) {
-        /* The rows are claimed but we cannot hold them: their leases expire and they are requeued. */
-        for (int i = 0; jobs && i < n; i++)
-            free(jobs[i]);
-        free(jobs);
-        return tq_err(err, rc, "out of memory holding claimed jobs");
+        /* An error ends the statement's transaction: the rows seen were not claimed after all. Out of
+         * memory: they are claimed but cannot be held; their leases expire and they are requeued. */
+        for (int i = 0; i < cl.n; i++)
+            job_free(cl.jobs[i]);
+        free(cl.jobs);
+        return rc;
     }
-    *jobs_out = jobs;
-    *n_out = n;
+    *jobs_out = cl.jobs;
+    *n_out = cl.n;
     return 0;
 }
 

@@ -17,10 +17,12 @@
 #include <stdint.h>
 
 /* Claim up to limit queued jobs whose run_after has come, highest priority first, restricted to
- * kinds (NULL = any kind) and to run_name (NULL = any run). *jobs is a malloc'd array of *n pointers (caller frees each and the
- * array). One statement with FOR UPDATE SKIP LOCKED: concurrent claimers never get the same job. */
+ * kinds (NULL = any kind) and to run_name (NULL = any run), and to max_bytes of input text
+ * (prompt, context, system prompt; <= 0 = no bound) — but always the first job, however large.
+ * *jobs is a malloc'd array of *n pointers (caller frees each and the array). One statement with
+ * FOR UPDATE SKIP LOCKED: concurrent claimers never get the same job. */
 int queue_claim(PGconn *c, const char *owner, const char *const *kinds, int nkinds, const char *run_name, int limit,
-                int lease_s, QueueJob ***jobs, int *n, TqErr *err);
+                int lease_s, int64_t max_bytes, QueueJob ***jobs, int *n, TqErr *err);
 
 /* Extend the lease of jobs still held by owner. lost (optional, n entries) is set true for each job
  * that is no longer ours. *renewed (optional) counts the extended ones. */

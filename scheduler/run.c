@@ -16,6 +16,7 @@
 
 #include <curl/curl.h>
 #include <errno.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
@@ -42,6 +43,7 @@ void run_default_options(RunOptions *o)
     pool_default_options(&o->pool);
     o->lease_s = 60;
     o->claim_batch = 500;
+    o->max_held_bytes = (int64_t)64 << 20;
     o->poll_ms = 1000;
     o->grace_s = 30;
 }
@@ -54,6 +56,11 @@ static void no_core_dumps(void)
     setrlimit(RLIMIT_CORE, &rl);
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 }
+
+/* Large buffers (a job's context, its request body: megabytes) come from mmap and go back to the
+ * system when freed. glibc's default threshold rises after the first such free, so later ones land
+ * in the per-thread heaps and the memory stays with the process. */
+static void large_allocations_returned(void) { mallopt(M_MMAP_THRESHOLD, 1 << 20); }
 
 /* Thousands of sockets in flight need more than the usual 1024 descriptors. */
 static void raise_fd_limit(void)
@@ -173,7 +180,11 @@ static int claim_and_dispatch(Run *r, int limit, int *got)
     TqErr err = {0};
     *got = 0;
     int64_t t0 = clock_mono_ms();
-    if (queue_claim(r->conn, r->owner, r->kinds, r->nkinds, r->opt->run_name, limit, r->opt->lease_s, &jobs, &n, &err)) {
+    int64_t bytes_left = r->opt->max_held_bytes - held_bytes(r->held);
+    if (r->opt->max_held_bytes > 0 && bytes_left < 1)
+        bytes_left = 1; /* the caller only claims then when nothing is held: one job, whatever its size */
+    if (queue_claim(r->conn, r->owner, r->kinds, r->nkinds, r->opt->run_name, limit, r->opt->lease_s,
+                    r->opt->max_held_bytes > 0 ? bytes_left : 0, &jobs, &n, &err)) {
         log_msg(LOG_WARN, "run", "claim failed: %s", err.msg);
         return TQ_EDB;
     }
@@ -182,7 +193,7 @@ static int claim_and_dispatch(Run *r, int limit, int *got)
     int64_t now = clock_mono_ms();
     Call *ready = NULL;
     for (int i = 0; i < n; i++) {
-        held_add(r->held, jobs[i]->id, jobs[i]->attempt);
+        held_add(r->held, jobs[i]->id, jobs[i]->attempt, job_input_bytes(jobs[i]));
         plan_add(r->plan, jobs[i], now, &ready);
     }
     plan_take_due(r->plan, now, false, &ready);
@@ -300,6 +311,7 @@ static int run_setup(Run *r)
     TqErr err = {0};
     raise_fd_limit();
     no_core_dumps();
+    large_allocations_returned();
     signal(SIGPIPE, SIG_IGN);
     if (parse_kinds(r)) {
         fprintf(stderr, "tierq: run: --kinds names no kind defined in %s\n", cfg->dir);
@@ -431,6 +443,8 @@ static bool run_claim(Run *r, int64_t now, bool *drained)
         room = cap_left;
     int want = room < opt->claim_batch ? room : opt->claim_batch;
     int min_claim = max_in_flight / 4 > 0 ? max_in_flight / 4 : 1;
+    if (opt->max_held_bytes > 0 && held > 0 && held_bytes(r->held) >= opt->max_held_bytes)
+        want = 0; /* the input text held is at its bound: wait for jobs to finish */
     if (opt->budget_micro > 0) {
         int afford = budget_room(r, held);
         if (afford == 0 && held == 0) {

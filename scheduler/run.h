@@ -19,6 +19,8 @@ typedef struct RunOptions {
     bool drain;              /* exit 0 once nothing is queued or running */
     int lease_s;
     int claim_batch;
+    int64_t max_held_bytes;  /* input text (prompt, context, system prompt) held at once; claims stop
+                              * at it (one job always fits: a larger one runs alone) */
     int poll_ms;             /* claim at least this often even without NOTIFY */
     int grace_s;             /* shutdown: time for in-flight work to finish */
     bool poll_only;          /* no LISTEN (PgBouncer in transaction mode) */

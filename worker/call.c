@@ -1,6 +1,8 @@
 #include "call.h"
 
 #include "json.h"
+#include "openai.h"
+#include "prompt.h"
 #include "utf8.h"
 
 #include <errno.h>
@@ -136,11 +138,63 @@ static void call_job_init(const TqKind *kind, QueueJob *job, CallJob *cj)
     job_params(kind, job, cj);
 }
 
+int64_t call_job_input_tokens(const TqKind *kind, const CallJob *cj)
+{
+    const QueueJob *j = cj->job;
+    int64_t n = oai_estimate_tokens(j->prompt, strlen(j->prompt)) + prompt_system_tokens(kind, cj);
+    if (j->context && *j->context)
+        n += oai_estimate_tokens(j->context, strlen(j->context));
+    return n;
+}
+
+bool call_model_fits(const TqModel *m, int64_t input_tokens)
+{
+    return m->context_tokens <= 0 || input_tokens + PROMPT_MIN_OUTPUT_TOKENS <= m->context_tokens;
+}
+
+/* Start the call on the first tier whose model holds the job; fail the job when none does. */
+static void start_on_fitting_tier(Call *c)
+{
+    CallJob *cj = &c->jobs[0];
+    if (cj->outcome != CALL_JOB_PENDING)
+        return;
+    int64_t input = call_job_input_tokens(c->kind, cj);
+    int t = 0;
+    while (t < c->kind->ntiers && !call_model_fits(&c->cfg->models[c->kind->tiers[t].model], input))
+        t++;
+    if (t < c->kind->ntiers) {
+        c->tier = t;
+        c->model = c->send_model = c->kind->tiers[t].model;
+        return;
+    }
+    int64_t largest = 0;
+    const char *name = "";
+    for (int k = 0; k < c->kind->ntiers; k++) {
+        const TqModel *m = &c->cfg->models[c->kind->tiers[k].model];
+        if (m->context_tokens > largest) {
+            largest = m->context_tokens;
+            name = m->name;
+        }
+    }
+    char msg[400];
+    snprintf(msg, sizeof msg,
+             "context_too_long: the input is about %lld tokens (prompt, context and system prompt, estimated);"
+             " no tier of kind %s holds it with room for an answer (the largest, model %s, holds %lld);"
+             " shorten the input or give the kind a tier with a larger model",
+             (long long)input, c->kind->name, name, (long long)largest);
+    cj->outcome = CALL_JOB_FAIL;
+    cj->reason = "context_too_long";
+    cj->error = strdup(msg);
+    cj->retryable = false;
+}
+
 Call *call_new_for_job(const TqConfig *cfg, const TqKind *kind, QueueJob *job)
 {
     Call *c = call_alloc(cfg, kind, 0, 1);
-    if (c)
+    if (c) {
         call_job_init(kind, job, &c->jobs[0]);
+        start_on_fitting_tier(c);
+    }
     return c;
 }
 

@@ -124,8 +124,16 @@ typedef struct Call {
     void *transfer;           /* worker-private state while in flight */
 } Call;
 
-/* A call for a single claimed job on the kind's first tier. Takes ownership of job. */
+/* A call for a single claimed job on the kind's first tier whose model's context holds the job's
+ * input (prompt, context and system prompt, estimated): a job too long for the cheap tier starts
+ * higher, and one too long for every tier fails at once (context_too_long) without a request.
+ * Takes ownership of job. */
 Call *call_new_for_job(const TqConfig *cfg, const TqKind *kind, QueueJob *job);
+/* Estimated input tokens of a job as its kind shows it: prompt, context, system prompt. */
+int64_t call_job_input_tokens(const TqKind *kind, const CallJob *cj);
+/* Whether a model's context holds input_tokens and leaves room for a minimal answer (a model of
+ * unknown context size holds anything). */
+bool call_model_fits(const TqModel *m, int64_t input_tokens);
 /* A batched call for n (>= 2) jobs of one kind on its first tier. Takes ownership of the jobs. */
 Call *call_new_batch(const TqConfig *cfg, const TqKind *kind, QueueJob **jobs, int n);
 /* Move the jobs at idx[0..n) of c into a new call on `tier` (batched when n >= 2); in c their

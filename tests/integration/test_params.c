@@ -280,6 +280,49 @@ static void test_transient_batch_failure_is_not_split(void)
     sim_stop(&s);
 }
 
+/* A job whose input is longer than the cheap tier's context starts on the first tier that holds it;
+ * one longer than every tier's fails at once with a readable reason and no request is sent. */
+static void test_context_too_long_fails_before_any_request(void)
+{
+    SimProc s;
+    CHECK_INT(sim_start(&s, NULL, "--latency-ms 1"), 0);
+    PGconn *c = testdb_connect();
+    /* simple: qwen3-8b (32,768 tokens), deepseek-v4-flash (131,072), gpt-4o (128,000); an ASCII
+     * context is estimated at 4 bytes a token */
+    testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt, context, run_name) VALUES"
+                   " ('simple', 'Summarise the context in one word.', repeat('word ', 40000), 'sizes'),"
+                   " ('simple', 'Summarise the context in one word.', repeat('word ', 800000), 'sizes'),"
+                   " ('simple', 'What is 2 + 2?', NULL, 'sizes')",
+                NULL, 0);
+    int st = run_drain(&s, "--run sizes");
+    CHECKF(st == 0, "exit %d: %s", st, out);
+    /* ~50,000 tokens: past qwen3-8b, so it starts on deepseek-v4-flash */
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.jobs WHERE run_name = 'sizes' AND octet_length(context) = 200000"
+                   " AND state = 'done'"),
+              1);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.calls k JOIN tierq.jobs j ON j.id = ANY (k.job_ids)"
+                   " WHERE octet_length(j.context) = 200000 AND k.model = 'qwen3-8b'"),
+              0);
+    CHECK(q(c, "SELECT count(*) FROM tierq.calls k JOIN tierq.jobs j ON j.id = ANY (k.job_ids)"
+               " WHERE octet_length(j.context) = 200000 AND k.model = 'deepseek-v4-flash' AND k.tier = 2") >= 1); /* tiers are 1-based in SQL */
+    /* ~1,000,000 tokens: no tier holds it */
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.jobs WHERE run_name = 'sizes' AND octet_length(context) = 4000000"
+                   " AND state = 'failed' AND reason = 'context_too_long'"
+                   " AND error LIKE 'context_too_long: the input is about 10000__ tokens%no tier of kind simple%'"),
+              1);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.calls k JOIN tierq.jobs j ON j.id = ANY (k.job_ids)"
+                   " WHERE j.reason = 'context_too_long'"),
+              0);
+    /* the short job is untouched by all this: the cheap tier answers it */
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.calls k JOIN tierq.jobs j ON j.id = ANY (k.job_ids)"
+                   " WHERE j.prompt = 'What is 2 + 2?' AND k.tier = 1 AND k.model = 'qwen3-8b'"),
+              1);
+    check_sums(c);
+    testdb_exec(c, "DELETE FROM tierq.jobs; DELETE FROM tierq.calls", NULL, 0);
+    PQfinish(c);
+    sim_stop(&s);
+}
+
 int main(void)
 {
     setup_files();
@@ -291,6 +334,7 @@ int main(void)
     RUN(test_bad_item_in_batch_fails_alone);
     RUN(test_batches_never_mix_runs);
     RUN(test_transient_batch_failure_is_not_split);
+    RUN(test_context_too_long_fails_before_any_request);
     char cmd[400];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0)

@@ -171,7 +171,7 @@ static void test_claim_survives_hostile_rows(void)
     int n = 0;
     TqErr err = {0};
     /* the hostile rows come first in claim order (priority 1000), yet the claim does not throw */
-    CHECKF(queue_claim(c, "w", NULL, 0, NULL, 100, 60, &jobs, &n, &err) == 0, "%s", err.msg);
+    CHECKF(queue_claim(c, "w", NULL, 0, NULL, 100, 60, 0, &jobs, &n, &err) == 0, "%s", err.msg);
     int healthy = 0;
     for (int i = 0; i < n; i++) {
         healthy += strncmp(jobs[i]->prompt, "healthy", 7) == 0;
@@ -206,6 +206,37 @@ static void test_claim_survives_hostile_rows(void)
     PQfinish(c);
 }
 
+/* A claim takes jobs up to a bound on their input bytes, and always the first one. */
+static void test_claim_is_bounded_by_bytes(void)
+{
+    PGconn *c = testdb_connect();
+    testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt) SELECT 'chat', repeat('x', 100000) FROM generate_series(1, 10)",
+                NULL, 0);
+    QueueJob **jobs = NULL;
+    int n = 0;
+    TqErr err = {0};
+    CHECK_INT(queue_claim(c, "w", NULL, 0, NULL, 10, 60, 350000, &jobs, &n, &err), 0);
+    CHECK_INT(n, 3);
+    for (int i = 0; i < n; i++)
+        job_free(jobs[i]);
+    free(jobs);
+    /* a bound smaller than one job still claims that job */
+    CHECK_INT(queue_claim(c, "w", NULL, 0, NULL, 10, 60, 1, &jobs, &n, &err), 0);
+    CHECK_INT(n, 1);
+    for (int i = 0; i < n; i++)
+        job_free(jobs[i]);
+    free(jobs);
+    /* no bound: the count alone */
+    CHECK_INT(queue_claim(c, "w", NULL, 0, NULL, 10, 60, 0, &jobs, &n, &err), 0);
+    CHECK_INT(n, 6);
+    for (int i = 0; i < n; i++)
+        job_free(jobs[i]);
+    free(jobs);
+    CHECK_INT(testdb_scalar(c, "SELECT count(*) FROM tierq.jobs WHERE state = 'running'"), 10);
+    testdb_exec(c, "DELETE FROM tierq.jobs", NULL, 0);
+    PQfinish(c);
+}
+
 #define RACE_JOBS 10000
 #define RACERS 4
 
@@ -225,7 +256,7 @@ static void *race(void *arg)
         QueueJob **jobs = NULL;
         int n = 0;
         TqErr err = {0};
-        if (queue_claim(c, owner, NULL, 0, NULL, 37, 300, &jobs, &n, &err)) {
+        if (queue_claim(c, owner, NULL, 0, NULL, 37, 300, 0, &jobs, &n, &err)) {
             r->errors++;
             printf("# claim error: %s\n", err.msg);
             break;
@@ -297,7 +328,7 @@ static int claim_one(PGconn *c, const char *owner, int lease_s, QueueJob **out)
     QueueJob **jobs = NULL;
     int n = 0;
     TqErr err = {0};
-    if (queue_claim(c, owner, NULL, 0, NULL, 1, lease_s, &jobs, &n, &err)) {
+    if (queue_claim(c, owner, NULL, 0, NULL, 1, lease_s, 0, &jobs, &n, &err)) {
         printf("# claim: %s\n", err.msg);
         return -1;
     }
@@ -425,7 +456,7 @@ static void test_fail_retry_backoff_and_final_failure(void)
     QueueJob **jobs = NULL;
     int n = 0;
     TqErr err = {0};
-    CHECK_INT(queue_claim(c, "w", NULL, 0, NULL, 10, 60, &jobs, &n, &err), 0);
+    CHECK_INT(queue_claim(c, "w", NULL, 0, NULL, 10, 60, 0, &jobs, &n, &err), 0);
     CHECK_INT(n, 2);
     if (n != 2)
         return;
@@ -460,7 +491,7 @@ static void test_hand_back_returns_jobs_without_spending_an_attempt(void)
     QueueJob **jobs = NULL;
     int n = 0, handed = -1;
     TqErr err = {0};
-    CHECK_INT(queue_claim(c, "leaving", NULL, 0, NULL, 10, 60, &jobs, &n, &err), 0);
+    CHECK_INT(queue_claim(c, "leaving", NULL, 0, NULL, 10, 60, 0, &jobs, &n, &err), 0);
     CHECK_INT(n, 5);
     CHECK_INT(queue_hand_back(c, "leaving", NULL, 0, &handed, &err), 0);
     CHECK_INT(handed, 5);
@@ -469,7 +500,7 @@ static void test_hand_back_returns_jobs_without_spending_an_attempt(void)
         job_free(jobs[i]);
     free(jobs);
     /* renew: only our own jobs are extended */
-    CHECK_INT(queue_claim(c, "holder", NULL, 0, NULL, 2, 5, &jobs, &n, &err), 0);
+    CHECK_INT(queue_claim(c, "holder", NULL, 0, NULL, 2, 5, 0, &jobs, &n, &err), 0);
     CHECK_INT(n, 2);
     int64_t ids[3] = {jobs[0]->id, jobs[1]->id, 999999};
     int atts[3] = {1, 1, 1};
@@ -560,6 +591,7 @@ int main(void)
     RUN(test_bad_inserts_are_refused_with_a_named_reason);
     RUN(test_hostile_rows_are_refused);
     RUN(test_claim_survives_hostile_rows);
+    RUN(test_claim_is_bounded_by_bytes);
     RUN(test_four_claimers_claim_each_job_exactly_once);
     RUN(test_expired_lease_requeues_then_dead_keeps_error);
     RUN(test_stale_completion_after_lease_loss_changes_nothing);

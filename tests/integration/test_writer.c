@@ -21,7 +21,7 @@ static QueueJob *claim_one(PGconn *c, const char *owner, int lease_s)
     QueueJob **jobs = NULL;
     int n = 0;
     TqErr err = {0};
-    if (queue_claim(c, owner, NULL, 0, NULL, 1, lease_s, &jobs, &n, &err) || n != 1) {
+    if (queue_claim(c, owner, NULL, 0, NULL, 1, lease_s, 0, &jobs, &n, &err) || n != 1) {
         if (err.msg[0])
             printf("# claim: %s\n", err.msg);
         free(jobs);
