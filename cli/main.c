@@ -103,6 +103,9 @@ static const char *const USAGE_RUN =
     "  --poll-ms N             claim at least this often without a NOTIFY (default 1000)\n"
     "  --poll-only             do not LISTEN (for PgBouncer in transaction mode)\n"
     "  --grace-s N             on SIGTERM, time for in-flight work before handing back (default 30)\n"
+    "  --spill-dir DIR         results that cannot be written at shutdown (the database is away) are\n"
+    "                          kept here and written back by the next run on this machine (default\n"
+    "                          $TIERQ_SPILL_DIR, else ~/.local/state/tierq/spill)\n"
     "  --max-response-bytes N  larger responses fail the job (default 8 MiB)\n"
     "  --max-tries N           HTTP attempts per call before the job goes back to the queue (default 4)\n"
     "  --requeue-s N           then its first wait in the queue; x4 for each later attempt, at most\n"
@@ -289,7 +292,7 @@ static bool parse_int_arg(const char *s, long lo, long hi, long *out)
     return true;
 }
 
-static const char *const RUN_VALUE_OPTIONS[] = {"--model-map", "--run", "--kinds", "--max-response-bytes",
+static const char *const RUN_VALUE_OPTIONS[] = {"--model-map", "--run", "--kinds", "--max-response-bytes", "--spill-dir",
                                                  "--budget-usd", NULL};
 static const char *const REPORT_VALUE_OPTIONS[] = {"--format", "--run", "--since", NULL};
 static const char *const CALIBRATE_VALUE_OPTIONS[] = {"--kind", "--run", "--target", "--step", "--format", NULL};
@@ -366,6 +369,13 @@ static int cmd_run(const char *dir, int argc, char **argv)
             o.progress = true;
         } else if (strcmp(a, "--quiet") == 0) {
             o.progress = false;
+        } else if (strcmp(a, "--spill-dir") == 0) {
+            if (!*v) {
+                fprintf(stderr, "tierq: run: --spill-dir needs a directory\n");
+                return EXIT_USAGE;
+            }
+            o.spill_dir = v;
+            i++;
         } else if (strcmp(a, "--run") == 0) {
             o.run_name = v;
             i++;

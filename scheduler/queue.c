@@ -279,6 +279,7 @@ enum {
     O_ID, O_ATT, O_DONE, O_RES, O_MODEL, O_TIER, O_Q, O_ESC, O_REASON, O_BASE, O_ERR, O_RETRY, O_AFTER, L_ANSWER,
     L_SOLO, L_SOLO_TOK, L_MISSING, L_MAXTOK, L_CAPPED, O_KEEP, L_N
 };
+_Static_assert(L_N + 1 == QUEUE_FLUSH_NPARAMS, "the owner and one array per column");
 
 static int add_usd(Buf *b, int64_t pico)
 {
@@ -371,24 +372,12 @@ static int build_arrays(Call *const *calls, int ncalls, Buf *col, int *nrows, in
     return rc;
 }
 
-int queue_write_back(PGconn *conn, const char *owner, Call *const *calls, int ncalls, QueueWriteBack *wb, TqErr *err)
+/* Run the flush statement on its parameters and count what it applied. */
+static int exec_flush(PGconn *conn, const char *const *p, QueueWriteBack *wb, int64_t *applied_out, TqErr *err)
 {
-    Buf col[L_N];
-    int nrows = 0, noutcomes = 0;
-    int rc = build_arrays(calls, ncalls, col, &nrows, &noutcomes);
-    if (rc) {
-        rc = tq_err(err, TQ_ENOMEM, "out of memory building the write-back");
-        goto cleanup;
-    }
-    const char *p[L_N + 1];
-    p[0] = owner;
-    for (int i = 0; i < L_N; i++)
-        p[1 + i] = col[i].data;
     PGresult *r = db_query(conn, "write back", SQL_FLUSH, L_N + 1, p, err);
-    if (!r) {
-        rc = TQ_EDB;
-        goto cleanup;
-    }
+    if (!r)
+        return TQ_EDB;
     int64_t done = 0, retry = 0, failed = 0, applied = 0;
     for (int i = 0; i < PQntuples(r); i++) {
         if (PQgetvalue(r, i, 0)[0] != 't' || PQgetvalue(r, i, 1)[0] != 't')
@@ -407,6 +396,29 @@ int queue_write_back(PGconn *conn, const char *owner, Call *const *calls, int nc
             wb->on_failure(wb->ud, PQgetvalue(r, i, 3), PQgetvalue(r, i, 4));
     }
     PQclear(r);
+    wb->done = done;
+    wb->retry = retry;
+    wb->failed = failed;
+    *applied_out = applied;
+    return 0;
+}
+
+int queue_write_back(PGconn *conn, const char *owner, Call *const *calls, int ncalls, QueueWriteBack *wb, TqErr *err)
+{
+    Buf col[L_N];
+    int nrows = 0, noutcomes = 0;
+    int rc = build_arrays(calls, ncalls, col, &nrows, &noutcomes);
+    if (rc) {
+        rc = tq_err(err, TQ_ENOMEM, "out of memory building the write-back");
+        goto cleanup;
+    }
+    const char *p[L_N + 1];
+    p[0] = owner;
+    for (int i = 0; i < L_N; i++)
+        p[1 + i] = col[i].data;
+    int64_t applied = 0;
+    if ((rc = exec_flush(conn, p, wb, &applied, err)))
+        goto cleanup;
     int64_t cost = 0, baseline = 0;
     for (int ci = 0; ci < ncalls; ci++) {
         const Call *c = calls[ci];
@@ -417,9 +429,6 @@ int queue_write_back(PGconn *conn, const char *owner, Call *const *calls, int nc
                 baseline = cost_add(baseline, c->jobs[j].baseline_pico);
     }
     wb->rows = nrows;
-    wb->done = done;
-    wb->retry = retry;
-    wb->failed = failed;
     wb->lease_lost = noutcomes - applied;
     wb->cost_pico = cost;
     wb->baseline_pico = baseline;
@@ -429,6 +438,33 @@ cleanup:
     return rc;
 }
 
+int queue_flush_params(const char *owner, Call *const *calls, int ncalls, char **params, TqErr *err)
+{
+    Buf col[L_N];
+    int nrows = 0, noutcomes = 0;
+    memset(params, 0, QUEUE_FLUSH_NPARAMS * sizeof *params);
+    if (build_arrays(calls, ncalls, col, &nrows, &noutcomes) || !(params[0] = strdup(owner))) {
+        for (int i = 0; i < L_N; i++)
+            buf_free(&col[i]);
+        free(params[0]);
+        params[0] = NULL;
+        return tq_err(err, TQ_ENOMEM, "out of memory building the write-back");
+    }
+    for (int i = 0; i < L_N; i++) {
+        params[1 + i] = col[i].data; /* the buffer moves to the caller */
+        col[i].data = NULL;
+    }
+    return 0;
+}
+
+int queue_write_back_params(PGconn *conn, const char *const *params, QueueWriteBack *wb, TqErr *err)
+{
+    int64_t applied = 0;
+    int rc = exec_flush(conn, params, wb, &applied, err);
+    if (!rc)
+        wb->lease_lost = 0; /* not known from the parameters alone: applied outcomes are counted */
+    return rc;
+}
 
 int queue_requeue_expired(PGconn *c, int limit, int *requeued, int *dead, TqErr *err)
 {

@@ -53,6 +53,15 @@ typedef struct QueueWriteBack {
  * TQ_ENOMEM (nothing written: the statement is atomic). */
 int queue_write_back(PGconn *c, const char *owner, Call *const *calls, int n, QueueWriteBack *wb, TqErr *err);
 
+/* The same write-back as the statement's text parameters (QUEUE_FLUSH_NPARAMS strings, the first
+ * the owner; each malloc'd, the caller frees them): what a spill file keeps when the database is
+ * out of reach at shutdown. */
+#define QUEUE_FLUSH_NPARAMS 47
+int queue_flush_params(const char *owner, Call *const *calls, int n, char **params, TqErr *err);
+/* Execute a write-back from its parameters (a spill replayed by any process, later): the same
+ * statement, fence and idempotence, so a replay charges nothing twice. Fills done/retry/failed. */
+int queue_write_back_params(PGconn *c, const char *const *params, QueueWriteBack *wb, TqErr *err);
+
 /* Any process may call this: jobs whose lease ran out go back to queued (or dead after
  * max_attempts) with reason lease_expired. Up to limit jobs per call. */
 int queue_requeue_expired(PGconn *c, int limit, int *requeued, int *dead, TqErr *err);

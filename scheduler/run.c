@@ -11,6 +11,7 @@
 #include "pgarray.h"
 #include "pool.h"
 #include "queue.h"
+#include "spill.h"
 #include "waker.h"
 #include "writer.h"
 
@@ -72,6 +73,10 @@ static void raise_fd_limit(void)
     }
 }
 
+/* After the grace period, how long the writer may wait for an unreachable database before it
+ * spills what it holds. */
+#define RUN_FINAL_WRITE_MS 2000
+
 typedef struct Run {
     const TqConfig *cfg;
     const RunOptions *opt;
@@ -91,6 +96,7 @@ typedef struct Run {
     /* the loop's clocks and state */
     int64_t next_requeue, next_renew, next_beat, next_progress, stop_deadline, last_drain_check;
     bool stopping, budget_hit;
+    char spill_dir[1024];    /* "" when none can be named */
 } Run;
 
 static int ensure_conn(Run *r)
@@ -281,9 +287,35 @@ static void print_progress(Run *r, bool final)
     fflush(stderr);
 }
 
+/* A call cut short by the stop: its jobs go back to the queue without spending an attempt, through
+ * the writer, so the ledger rows of exchanges it already paid for are written with them. Returns
+ * the number of jobs handed back. */
+static int hand_back_call(Run *r, Call *c)
+{
+    int n = 0;
+    for (int j = 0; j < c->njobs; j++) {
+        CallJob *cj = &c->jobs[j];
+        if (!cj->job || cj->outcome != CALL_JOB_PENDING)
+            continue;
+        free(cj->result);
+        cj->result = NULL;
+        free(cj->error);
+        cj->error = strdup("handed_back: the run stopped before this job finished; it goes back to the queue");
+        cj->outcome = CALL_JOB_FAIL;
+        cj->reason = "handed_back";
+        cj->retryable = true;
+        cj->keep_attempt = true;
+        cj->retry_after_ms = 0;
+        n++;
+    }
+    fifo_push(r->done, c);
+    return n;
+}
+
 static void hand_back_all(Run *r)
 {
-    for (int tries = 0; tries < 20; tries++) {
+    /* two tries only: with the database away, the leases expire instead */
+    for (int tries = 0; tries < 2; tries++) {
         if (ensure_conn(r) == 0) {
             TqErr err = {0};
             int handed = 0;
@@ -297,6 +329,32 @@ static void hand_back_all(Run *r)
         usleep(250000);
     }
     log_msg(LOG_WARN, "run", "could not hand jobs back; their leases expire and another run takes them");
+}
+
+/* Results an earlier run on this machine could not write (the database was away when it stopped)
+ * are written now, before anything is claimed: their jobs are still leased to that run. */
+static void replay_spilled(Run *r)
+{
+    const char *dir = r->opt->spill_dir;
+    if (!dir)
+        dir = spill_default_dir(r->spill_dir, sizeof r->spill_dir);
+    if (!dir) {
+        log_msg(LOG_WARN, "run", "no spill directory (neither --spill-dir, TIERQ_SPILL_DIR nor HOME is set): results"
+                " that cannot be written at shutdown are left to lease expiry");
+        r->spill_dir[0] = '\0';
+        return;
+    }
+    if (dir != r->spill_dir)
+        snprintf(r->spill_dir, sizeof r->spill_dir, "%s", dir);
+    SpillReplay sr;
+    TqErr err = {0};
+    int rc = spill_replay(r->conn, r->spill_dir, &sr, &err);
+    if (sr.files || sr.refused)
+        log_msg(LOG_INFO, "run", "replayed %d spilled write-backs from %s: %lld done, %lld back to the queue, %lld failed%s",
+                sr.files, r->spill_dir, (long long)sr.done, (long long)sr.retry, (long long)sr.failed,
+                sr.refused ? "; some were refused and kept as *.refused" : "");
+    if (rc)
+        log_msg(LOG_WARN, "run", "spill replay stopped: %s (the rest is replayed by a later run)", err.msg);
 }
 
 /* ---- setup, loop, shutdown ------------------------------------------------------------------- */
@@ -327,6 +385,7 @@ static int run_setup(Run *r)
     queue_make_worker_id(r->owner, sizeof r->owner);
     if (queue_worker_register(r->conn, r->owner, "{}", &err))
         log_msg(LOG_WARN, "run", "cannot register in tierq.workers: %s", err.msg);
+    replay_spilled(r);
     r->total = remaining_jobs(r, false, &err);
     if (r->total < 0)
         r->total = 0;
@@ -348,8 +407,8 @@ static int run_setup(Run *r)
     pthread_sigmask(SIG_BLOCK, &block, &old);
     /* The writer wakes the scheduler after each flush (not the workers after each answer: that costs
      * more wake-ups than it gains claims); the poll interval covers the rest. */
-    WriterHooks hooks = {.on_call = learn_from_call, .ud = r->plan};
-    int wrc = writer_start(&r->writer, NULL, r->owner, r->done, r->held, r->efd, &hooks, &err);
+    WriterOptions wopt = {.on_call = learn_from_call, .ud = r->plan, .spill_dir = r->spill_dir[0] ? r->spill_dir : NULL};
+    int wrc = writer_start(&r->writer, NULL, r->owner, r->done, r->held, r->efd, &wopt, &err);
     int prc = wrc ? -1 : pool_start(&r->pool, cfg, &opt->pool, r->owner, r->done, &err);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (wrc || prc) {
@@ -552,15 +611,14 @@ static int run_shutdown(Run *r)
     int nleft = 0;
     while (leftover) {
         Call *next = leftover->next;
-        for (int j = 0; j < leftover->njobs; j++)
-            if (leftover->jobs[j].job)
-                held_remove(r->held, leftover->jobs[j].job->id);
-        call_free(leftover);
+        nleft += hand_back_call(r, leftover);
         leftover = next;
-        nleft++;
     }
+    /* The database gets a few seconds past the grace period; then what is left is spilled. */
+    int64_t now = clock_mono_ms();
+    int64_t give_up = (r->stopping && r->stop_deadline > now ? r->stop_deadline : now) + RUN_FINAL_WRITE_MS;
     WriterStats st;
-    writer_stop(r->writer, &st);
+    writer_stop_by(r->writer, give_up, &st);
     r->writer = NULL;
     hand_back_all(r);
     char cost[32], base[32];
@@ -585,6 +643,16 @@ static int run_shutdown(Run *r)
     for (int i = 0; i < st.nfailures; i++)
         printf("run: %lld attempts without an answer, reason %s (e.g. %s)\n", (long long)st.failures[i].count,
                st.failures[i].reason, st.failures[i].sample);
+    if (st.spilled_calls)
+        printf("run: %lld calls could not be written (the database was out of reach) and were spilled to %s;"
+               " the next tierq run on this machine writes them back\n",
+               (long long)st.spilled_calls, r->spill_dir);
+    if (st.unwritten_calls) {
+        char lost[32];
+        cost_format_usd(lost, sizeof lost, st.unwritten_pico, 6);
+        fprintf(stderr, "tierq: run: %lld calls could be neither written nor spilled; their jobs run again after their"
+                " leases expire, and $%s they cost is not in the ledger\n", (long long)st.unwritten_calls, lost);
+    }
     int exit_code = quota ? RUN_EXIT_QUOTA : RUN_EXIT_OK;
     if (!quota && st.jobs_done == 0 && st.jobs_failed + st.jobs_retry > 0) {
         /* Nothing succeeded: a cron job must not read this as a good night. */

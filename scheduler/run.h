@@ -4,7 +4,10 @@
  * Threads: this (scheduler) thread claims, renews leases, requeues expired ones, heartbeats and
  * prints progress; the worker pool sends requests; the writer persists results. SIGTERM/SIGINT stop
  * claiming and let in-flight work finish within the grace period, then hand the rest back; a second
- * signal hands back at once. A kill -9 loses nothing: leases expire and any process requeues. */
+ * signal hands back at once. Ledger rows of calls cut short are written with their jobs handed back.
+ * With the database out of reach, the process still exits a few seconds after the grace period:
+ * what the writer holds is spilled to a local file, replayed first thing by the next run on this
+ * machine. A kill -9 loses no job: leases expire and any process requeues. */
 #ifndef TQ_RUN_H
 #define TQ_RUN_H
 
@@ -29,6 +32,8 @@ typedef struct RunOptions {
     const char *kinds_csv;   /* only claim these kinds */
     bool all_tiers;          /* calibration: every tier answers every job */
     int64_t budget_micro;    /* per-run ceiling in micro-USD; 0 = none */
+    const char *spill_dir;   /* results that cannot be written at shutdown go here, and are replayed
+                              * from here at start; NULL: spill_default_dir */
 } RunOptions;
 
 /* The defaults, one place: the pool's (pool_default_options) and the scheduler's. */

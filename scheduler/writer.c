@@ -6,6 +6,7 @@
 #include "log.h"
 #include "json.h"
 #include "queue.h"
+#include "spill.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -28,9 +29,12 @@ struct Writer {
     PGconn *conn;
     pthread_t thread;
     atomic_bool stop;
+    atomic_llong give_up_ms;  /* 0: never give up waiting for the database */
+    bool spilling;            /* the deadline passed: everything left goes to the spill directory */
     pthread_mutex_t mu;
     WriterStats stats;
-    WriterHooks hooks;
+    WriterOptions opt;
+    char *spill_dir;
 };
 
 typedef struct Batch {
@@ -119,16 +123,28 @@ static void reconnect(Writer *w)
 typedef enum {
     WRITE_OK,      /* written */
     WRITE_REFUSED, /* PostgreSQL refused the statement for what it carries (err says why) */
-    WRITE_GAVE_UP, /* stopping, and a healthy connection keeps failing it: left to lease expiry */
+    WRITE_GAVE_UP, /* stopping, and it could not be written in time: to be spilled */
 } WriteOutcome;
+
+/* Stopping with a deadline that has passed. */
+static bool past_deadline(Writer *w)
+{
+    int64_t at = atomic_load(&w->give_up_ms);
+    return atomic_load(&w->stop) && at > 0 && clock_mono_ms() >= at;
+}
 
 /* Sleep *backoff_ms and double it (to 5 s). True when the writer is stopping and has waited long
  * enough on a connection that works: give up rather than hold the shutdown. A lost connection is
- * waited for: the results it would lose are already paid for. */
+ * waited for (the results it would lose are already paid for) — until writer_stop_by's deadline:
+ * the sleep is cut short when it passes, so the deadline is kept to a slice. */
 static bool backoff_or_give_up(Writer *w, int64_t *backoff_ms)
 {
-    struct timespec ts = {*backoff_ms / 1000, (*backoff_ms % 1000) * 1000000};
-    nanosleep(&ts, NULL);
+    int64_t until = clock_mono_ms() + *backoff_ms;
+    for (int64_t now = clock_mono_ms(); now < until && !past_deadline(w); now = clock_mono_ms()) {
+        int64_t ms = until - now < 50 ? until - now : 50;
+        struct timespec ts = {0, ms * 1000000};
+        nanosleep(&ts, NULL);
+    }
     if (*backoff_ms < 5000)
         *backoff_ms *= 2;
     return atomic_load(&w->stop) && *backoff_ms >= 5000 && w->conn && !db_is_broken(w->conn);
@@ -141,6 +157,8 @@ static WriteOutcome write_settled(Writer *w, Call *const *calls, int n, TqErr *e
 {
     int64_t backoff = 100;
     for (;;) {
+        if (w->spilling)
+            return WRITE_GAVE_UP; /* the deadline passed with the database away: no more waiting */
         if (!w->conn || db_is_broken(w->conn))
             reconnect(w);
         WriterStats d = {0};
@@ -155,6 +173,10 @@ static WriteOutcome write_settled(Writer *w, Call *const *calls, int n, TqErr *e
         pthread_mutex_unlock(&w->mu);
         if (w->conn && !db_is_broken(w->conn) && !db_error_is_transient(err))
             return WRITE_REFUSED;
+        if (past_deadline(w)) {
+            w->spilling = true;
+            return WRITE_GAVE_UP;
+        }
         log_msg(LOG_WARN, "writer", "write-back interrupted (%s); retrying", err->msg[0] ? err->msg : "no connection");
         if (backoff_or_give_up(w, &backoff))
             return WRITE_GAVE_UP;
@@ -203,6 +225,33 @@ static WriteOutcome write_bisecting(Writer *w, Call **calls, int n, const TqErr 
     return WRITE_OK;
 }
 
+/* The batch could not be written in time: to the spill directory, else counted as unwritten (its
+ * jobs' leases expire; what its ledger rows cost is logged, since it is spent and not recorded).
+ * Calls of it already written may be in the file too: a replay changes nothing for them. */
+static void spill(Writer *w, Call *const *calls, int n)
+{
+    int64_t pico = 0;
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < calls[i]->nrows; k++)
+            pico = cost_add(pico, calls[i]->rows[k].cost_pico);
+    TqErr err = {0};
+    bool kept = w->spill_dir && spill_write(w->spill_dir, w->owner, calls, n, &err) == 0;
+    pthread_mutex_lock(&w->mu);
+    if (kept) {
+        w->stats.spilled_calls += n;
+    } else {
+        w->stats.unwritten_calls += n;
+        w->stats.unwritten_pico = cost_add(w->stats.unwritten_pico, pico);
+    }
+    pthread_mutex_unlock(&w->mu);
+    if (!kept) {
+        char usd[32];
+        cost_format_usd(usd, sizeof usd, pico, 6);
+        log_msg(LOG_ERROR, "writer", "%d calls could not be written or spilled (%s): their jobs' leases expire and they run"
+                " again; $%s they cost is not in the ledger", n, w->spill_dir ? err.msg : "no spill directory", usd);
+    }
+}
+
 static void job_ids_text(const Call *c, char *out, size_t cap)
 {
     size_t len = 0;
@@ -245,9 +294,11 @@ static void quarantine(Writer *w, Call *c, const TqErr *why)
     }
     TqErr e = {0};
     WriteOutcome o = write_settled(w, &c, 1, &e);
-    if (o == WRITE_OK) {
+    if (o == WRITE_GAVE_UP) {
+        spill(w, &c, 1);
+    } else if (o == WRITE_OK) {
         log_msg(LOG_ERROR, "writer", "jobs %s failed (unwritable_result): PostgreSQL refused their result: %s", ids, shown);
-    } else if (o == WRITE_REFUSED) {
+    } else {
         int64_t lost = 0;
         for (int k = 0; k < c->nrows; k++) {
             lost = cost_add(lost, c->rows[k].cost_pico);
@@ -260,7 +311,9 @@ static void quarantine(Writer *w, Call *c, const TqErr *why)
         char usd[32];
         cost_format_usd(usd, sizeof usd, lost, 6);
         o = write_settled(w, &c, 1, &e);
-        if (o == WRITE_OK)
+        if (o == WRITE_GAVE_UP)
+            spill(w, &c, 1);
+        else if (o == WRITE_OK)
             log_msg(LOG_ERROR, "writer",
                     "jobs %s failed (unwritable_result); their %d ledger rows ($%s spent) were refused too and are not"
                     " recorded: %s",
@@ -280,6 +333,8 @@ static void flush(Writer *w, Batch *bt)
     for (;;) {
         TqErr err = {0};
         WriteOutcome o = write_settled(w, bt->calls, bt->n, &err);
+        if (o == WRITE_GAVE_UP)
+            spill(w, bt->calls, bt->n);
         if (o != WRITE_REFUSED)
             break;
         TqErr whole = {0};
@@ -287,8 +342,10 @@ static void flush(Writer *w, Batch *bt)
             /* Not the data: the schema or the rights. Wait for someone to fix it; the jobs stay
              * leased meanwhile, and expire and retry if this process goes away. */
             log_msg(LOG_ERROR, "writer", "write-back refused whatever it carries, retrying: %s", whole.msg);
-            if (backoff_or_give_up(w, &backoff))
+            if (backoff_or_give_up(w, &backoff) || past_deadline(w)) {
+                spill(w, bt->calls, bt->n);
                 break;
+            }
             continue;
         }
         log_msg(LOG_WARN, "writer", "write-back of %d calls refused, isolating the culprit: %s", bt->n, err.msg);
@@ -301,13 +358,15 @@ static void flush(Writer *w, Batch *bt)
         if (write_bisecting(w, bt->calls, bt->n, &err, bad, &nbad) == WRITE_OK)
             for (int i = 0; i < nbad; i++)
                 quarantine(w, bad[i].call, &bad[i].why);
+        else
+            spill(w, bt->calls, bt->n);
         free(bad);
         break;
     }
     for (int i = 0; i < bt->n; i++) {
         Call *c = bt->calls[i];
-        if (w->hooks.on_call)
-            w->hooks.on_call(w->hooks.ud, c);
+        if (w->opt.on_call)
+            w->opt.on_call(w->opt.ud, c);
         for (int j = 0; j < c->njobs; j++)
             if (c->jobs[j].job) /* a job moved to another call is still held */
                 held_remove(w->held, c->jobs[j].job->id);
@@ -366,7 +425,7 @@ static void *writer_main(void *arg)
 }
 
 int writer_start(Writer **out, const char *conninfo, const char *owner, Fifo *in, HeldSet *held, int notify_fd,
-                 const WriterHooks *hooks, TqErr *err)
+                 const WriterOptions *opt, TqErr *err)
 {
     Writer *w = calloc(1, sizeof *w);
     if (!w)
@@ -376,10 +435,12 @@ int writer_start(Writer **out, const char *conninfo, const char *owner, Fifo *in
     w->in = in;
     w->held = held;
     w->notify_fd = notify_fd;
-    if (hooks)
-        w->hooks = *hooks;
+    if (opt)
+        w->opt = *opt;
+    w->spill_dir = opt && opt->spill_dir ? strdup(opt->spill_dir) : NULL;
+    w->opt.spill_dir = NULL; /* the copy above is the one used */
     int rc = 0;
-    if (!w->conninfo || !w->owner)
+    if (!w->conninfo || !w->owner || (opt && opt->spill_dir && !w->spill_dir))
         rc = tq_err(err, TQ_ENOMEM, "out of memory");
     else if ((rc = pthread_mutex_init(&w->mu, NULL)) != 0)
         rc = tq_err(err, TQ_EIO, "writer: pthread_mutex_init: %s", strerror(rc));
@@ -391,6 +452,7 @@ int writer_start(Writer **out, const char *conninfo, const char *owner, Fifo *in
     if (rc) {
         free(w->conninfo);
         free(w->owner);
+        free(w->spill_dir);
         free(w);
         return rc;
     }
@@ -398,10 +460,13 @@ int writer_start(Writer **out, const char *conninfo, const char *owner, Fifo *in
     return 0;
 }
 
-void writer_stop(Writer *w, WriterStats *final)
+void writer_stop(Writer *w, WriterStats *final) { writer_stop_by(w, 0, final); }
+
+void writer_stop_by(Writer *w, int64_t give_up_ms, WriterStats *final)
 {
     if (!w)
         return;
+    atomic_store(&w->give_up_ms, give_up_ms);
     atomic_store(&w->stop, true);
     pthread_join(w->thread, NULL);
     if (final)
@@ -411,6 +476,7 @@ void writer_stop(Writer *w, WriterStats *final)
     pthread_mutex_destroy(&w->mu);
     free(w->conninfo);
     free(w->owner);
+    free(w->spill_dir);
     free(w);
 }
 

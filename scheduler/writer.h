@@ -3,9 +3,12 @@
  * The writer owns batching, retrying and counting; what is written, and the fence that guards it,
  * belong to the queue: each batch (up to 1,000 calls, or what arrived within 20 ms) goes to
  * queue_write_back, one idempotent statement. When the database is unreachable or the statement
- * fails, the writer keeps the batch and tries again with backoff; nothing is dropped (a batch that
- * keeps failing while stopping is left to lease expiry). After each write the batch's jobs leave the
- * held set and notify_fd (an eventfd, may be -1) is signalled so the scheduler can claim more. */
+ * fails for the moment, the writer keeps the batch and tries again with backoff; nothing is dropped.
+ * A batch refused for what it carries is split until the refused call is alone, which fails
+ * (unwritable_result) while the rest is written. Stopping with a deadline (writer_stop_by), what
+ * still cannot be written when it passes is spilled to a local file (spill.h) that the next run
+ * replays. After each write the batch's jobs leave the held set and notify_fd (an eventfd, may be
+ * -1) is signalled so the scheduler can claim more. */
 #ifndef TQ_WRITER_H
 #define TQ_WRITER_H
 
@@ -35,6 +38,9 @@ typedef struct WriterStats {
     int64_t flushes;
     int64_t statements;     /* database statements executed, BEGIN/COMMIT included */
     int64_t db_errors;
+    int64_t spilled_calls;  /* written to a spill file at shutdown, for the next run to replay */
+    int64_t unwritten_calls; /* neither written nor spilled: their jobs' leases expire */
+    int64_t unwritten_pico; /* the ledger cost of those */
     WriterFailure failures[WRITER_MAX_REASONS]; /* by reason, in order of first appearance */
     int nfailures;
 } WriterStats;
@@ -44,19 +50,23 @@ void writer_tally_failure(WriterStats *st, const char *reason, const char *error
 
 typedef struct Writer Writer;
 
-/* Optional hooks: on_call sees every finished call (after it is written, before it is freed), on
- * the writer thread — how batch sizes learn from answers. */
-typedef struct WriterHooks {
+typedef struct WriterOptions {
+    /* on_call (optional) sees every finished call (after it is written, before it is freed), on the
+     * writer thread — how batch sizes learn from answers */
     void (*on_call)(void *ud, const Call *c);
     void *ud;
-} WriterHooks;
+    const char *spill_dir;  /* where writer_stop_by spills; NULL: nowhere (logged as unwritten) */
+} WriterOptions;
 
-/* hooks may be NULL. */
+/* opt may be NULL. */
 int writer_start(Writer **out, const char *conninfo, const char *owner, Fifo *in, HeldSet *held, int notify_fd,
-                 const WriterHooks *hooks, TqErr *err);
+                 const WriterOptions *opt, TqErr *err);
 /* Flush everything queued, then stop the thread and free the writer; final (optional) receives
- * the last statistics. */
+ * the last statistics. Waits as long as the database takes to come back. */
 void writer_stop(Writer *w, WriterStats *final);
+/* The same, but once the monotonic clock passes give_up_ms (clock_mono_ms) while the database is out
+ * of reach, what is left is spilled (WriterOptions.spill_dir) instead of waited for. */
+void writer_stop_by(Writer *w, int64_t give_up_ms, WriterStats *final);
 void writer_get_stats(Writer *w, WriterStats *out);
 
 #endif

@@ -37,6 +37,7 @@ cat > "$bench/jobs/bench.json" <<'JSON'
  "tiers": [{"model": "qwen3-8b"}], "max_tokens": 16}
 JSON
 export TIERQ_JOBS_DIR="$bench/jobs"
+export TIERQ_SPILL_DIR="$bench/spill"
 
 # CPU seconds (user+system) of a process and its reaped children, from /proc/PID/stat.
 cpu_of() {

@@ -34,6 +34,7 @@ trap 'exit 130' INT TERM
 conninfo=$(sh tests/pg.sh start "$demo/pg")
 export TIERQ_DATABASE_URL="$conninfo"
 export TIERQ_JOBS_DIR="$root/jobs"
+export TIERQ_SPILL_DIR="$demo/spill" # the demo keeps everything in its own directory
 
 rm -f "$demo/sim.port"
 "$build/tierq-sim" --port 0 --port-file "$demo/sim.port" --models tests/sim/models.json \

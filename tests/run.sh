@@ -28,6 +28,8 @@ export TIERQ_JOBS_DIR="$root/jobs"
 export TIERQ_TEST_TMP="$tmp"
 export TIERQ_ROOT="$root"
 export TIERQ_BUILD_DIR="$root/$build"
+# results spilled at shutdown stay inside this run (never in the home directory of whoever runs it)
+export TIERQ_SPILL_DIR="$tmp/spill"
 
 passed=0
 failed=0

@@ -549,6 +549,29 @@ static bool start_ready(Worker *w)
     return blocked;
 }
 
+/* A request cut off by the stop may still be billed (the provider may finish it): it gets a ledger
+ * row, status "unknown", charged at its input and its max_tokens bound as the output, estimated. */
+static void record_aborted(Worker *w, Call *c)
+{
+    Transfer *t = c->transfer;
+    LedgerRow *row = call_add_row(c, w->key_prefix, ++w->seq);
+    if (!row)
+        return;
+    row->latency_ms = clock_mono_ms() - t->start_ms;
+    OaiResponse resp;
+    memset(&resp, 0, sizeof resp);
+    resp.content = (char *)"";
+    resp.usage.present = true;
+    resp.usage.prompt_tokens = oai_estimate_tokens(t->body.data ? t->body.data : "", t->body.len);
+    resp.usage.completion_tokens = c->sent_max_tokens > 0 ? c->sent_max_tokens : 0;
+    route_charge_unanswered(c, row, &resp, &t->body);
+    row->estimated = true;
+    row->status = "unknown";
+    row->reason = "aborted_at_shutdown";
+    row->error = strdup("aborted_at_shutdown: the run stopped while this request was in flight; charged at its"
+                        " input and its max_tokens bound (estimated)");
+}
+
 static void collect_leftovers(Worker *w)
 {
     Call *list = NULL;
@@ -579,6 +602,7 @@ static void collect_leftovers(Worker *w)
     for (int i = 0; i < w->nlive; i++) {
         Call *lc = w->live[i];
         curl_multi_remove_handle(w->multi, ((Transfer *)lc->transfer)->easy);
+        record_aborted(w, lc);
         lc->next = list;
         list = lc;
     }

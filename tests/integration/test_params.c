@@ -323,6 +323,39 @@ static void test_context_too_long_fails_before_any_request(void)
     sim_stop(&s);
 }
 
+/* SIGTERM while escalations are in flight: the answers already paid for keep their ledger rows, each
+ * request cut off gets an estimated row of its own, and the jobs go back to the queue with their
+ * cost so far and without spending an attempt. */
+static void test_sigterm_keeps_paid_rows_of_calls_cut_short(void)
+{
+    SimProc s;
+    /* nolp: deepseek-reasoner answers at once without logprobs, so every job escalates to gpt-4o,
+     * which a marker makes take 5 s */
+    CHECK_INT(sim_start(&s, NULL, "--latency-ms 1 --slow-ms 5000"), 0);
+    PGconn *c = testdb_connect();
+    testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt, run_name) SELECT 'nolp',"
+                   " 'question ' || g || ' [[sim:slow:model=gpt-4o:times=0]]', 'cut' FROM generate_series(1, 10) g",
+                NULL, 0);
+    int pid = start_daemon(&s, "--lease-s 600 --grace-s 1");
+    CHECK(pid > 0);
+    /* every job has paid for its first answer and waits on the second tier */
+    usleep(1500000);
+    if (pid > 0)
+        kill(pid, SIGTERM);
+    CHECK_INT(wait_for(c, "SELECT count(*) FROM tierq.workers", 0, 15000), 0);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.calls WHERE run_name = 'cut' AND tier = 1 AND status = 'ok'"), 10);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.calls WHERE run_name = 'cut' AND tier = 2 AND status = 'unknown'"
+                   " AND reason = 'aborted_at_shutdown' AND usage_estimated AND cost_usd > 0 AND tokens_out = 64"),
+              10);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.jobs WHERE run_name = 'cut' AND state = 'queued' AND attempts = 0"
+                   " AND reason = 'handed_back' AND cost_usd > 0"),
+              10);
+    check_sums(c);
+    testdb_exec(c, "DELETE FROM tierq.jobs; DELETE FROM tierq.calls; DELETE FROM tierq.workers", NULL, 0);
+    PQfinish(c);
+    sim_stop(&s);
+}
+
 int main(void)
 {
     setup_files();
@@ -335,6 +368,7 @@ int main(void)
     RUN(test_batches_never_mix_runs);
     RUN(test_transient_batch_failure_is_not_split);
     RUN(test_context_too_long_fails_before_any_request);
+    RUN(test_sigterm_keeps_paid_rows_of_calls_cut_short);
     char cmd[400];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0)

@@ -4,7 +4,9 @@
  * appears in no table and no log line; a response over the cap fails cleanly. */
 #include "runhelp.h"
 
+#include <dirent.h>
 #include <signal.h>
+#include <time.h>
 #include <sys/stat.h>
 
 static char answers[256];
@@ -364,6 +366,100 @@ static void test_database_restart_mid_run(void)
     sim_stop(&s);
 }
 
+/* Files in dir whose name ends with suffix. */
+static int count_files(const char *dir, const char *suffix)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return 0;
+    int n = 0;
+    struct dirent *e;
+    size_t sl = strlen(suffix);
+    while ((e = readdir(d)) != NULL) {
+        size_t l = strlen(e->d_name);
+        n += l >= sl && strcmp(e->d_name + l - sl, suffix) == 0;
+    }
+    closedir(d);
+    return n;
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* PostgreSQL goes away while answers are in flight, then the run is stopped: it exits within the
+ * grace period plus a few seconds (it does not wait for the database), keeping what it could not
+ * write in a spill file; the next run writes it back first thing, exactly once. */
+static void test_database_down_at_shutdown_spills_then_replays(void)
+{
+    const char *tmp = getenv("TIERQ_TEST_TMP");
+    if (!tmp) {
+        printf("# TIERQ_TEST_TMP not set: cannot stop the server\n");
+        CHECK(tmp != NULL);
+        return;
+    }
+    char spill[600], copy[600], cmd[2048], args[800];
+    snprintf(spill, sizeof spill, "%s/spill-down", tmp);
+    snprintf(copy, sizeof copy, "%s/spill-copy", tmp);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s' '%s'", spill, copy);
+    CHECK_INT(system(cmd), 0);
+    SimProc s;
+    CHECK_INT(sim_start(&s, answers, "--latency-ms 1500"), 0);
+    PGconn *c = testdb_connect();
+    testdb_exec(c, "DELETE FROM tierq.jobs; DELETE FROM tierq.calls; DELETE FROM tierq.workers", NULL, 0);
+    testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt, run_name) SELECT 'simple', 'question number ' || g, 'down'"
+                   " FROM generate_series(1, 10) g", NULL, 0);
+    snprintf(args, sizeof args, "--lease-s 600 --grace-s 2 --spill-dir '%s'", spill);
+    int pid = start_daemon(&s, args);
+    CHECK(pid > 0);
+    CHECK_INT(wait_for(c, "SELECT count(*) FROM tierq.jobs WHERE run_name = 'down' AND state = 'running'", 10, 10000), 10);
+    PQfinish(c);
+    snprintf(cmd, sizeof cmd, "sh '%s/tests/pg.sh' stop '%s/pg' >/dev/null 2>&1", getenv("TIERQ_ROOT"), tmp);
+    CHECK_INT(system(cmd), 0);
+    usleep(2500000); /* the answers come back and wait for a database that is not there */
+    int64_t t0 = mono_ms();
+    if (pid > 0)
+        kill(pid, SIGTERM);
+    while (pid > 0 && kill(pid, 0) == 0 && mono_ms() - t0 < 30000)
+        usleep(50000);
+    int64_t took = mono_ms() - t0;
+    printf("# exit %lld ms after SIGTERM with the database down (grace 2 s)\n", (long long)took);
+    /* a bound on a hang, not a speed target: grace 2 s + at most 5 s */
+    CHECKF(took <= 7000, "the run took %lld ms to exit after SIGTERM with the database down", (long long)took);
+    CHECKF(count_files(spill, ".spill") >= 1, "no spill file in %s", spill);
+    snprintf(cmd, sizeof cmd, "sh '%s/tests/pg.sh' start '%s/pg' >/dev/null 2>&1", getenv("TIERQ_ROOT"), tmp);
+    CHECK_INT(system(cmd), 0);
+    c = testdb_connect();
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.jobs WHERE run_name = 'down' AND state = 'running'"), 10);
+    snprintf(cmd, sizeof cmd, "cp -r '%s' '%s'", spill, copy);
+    CHECK_INT(system(cmd), 0);
+    /* the next run writes the results back before it claims anything */
+    snprintf(args, sizeof args, "--run down --spill-dir '%s'", spill);
+    int st = run_drain(&s, args);
+    CHECKF(st == 0, "exit %d: %s", st, out);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.jobs WHERE run_name = 'down' AND state = 'done' AND attempts = 1"), 10);
+    CHECK_INT(count_files(spill, ".spill"), 0);
+    check_sums(c);
+    long long calls = q(c, "SELECT count(*) FROM tierq.calls");
+    long long micro = q(c, "SELECT (sum(cost_usd) * 1e9)::bigint FROM tierq.calls");
+    CHECK(calls >= 10);
+    /* replayed again (a crash in the middle of a replay): nothing written or charged twice */
+    snprintf(cmd, sizeof cmd, "cp '%s'/*.spill '%s'/", copy, spill);
+    CHECK_INT(system(cmd), 0);
+    st = run_drain(&s, args);
+    CHECKF(st == 0, "exit %d: %s", st, out);
+    CHECK_INT(count_files(spill, ".spill"), 0);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.calls"), calls);
+    CHECK_INT(q(c, "SELECT (sum(cost_usd) * 1e9)::bigint FROM tierq.calls"), micro);
+    check_sums(c);
+    testdb_exec(c, "DELETE FROM tierq.jobs; DELETE FROM tierq.calls; DELETE FROM tierq.workers", NULL, 0);
+    PQfinish(c);
+    sim_stop(&s);
+}
+
 int main(void)
 {
     testdb_setup("tq_run", 1);
@@ -378,6 +474,7 @@ int main(void)
     RUN(test_hup_and_quit_hand_back);
     RUN(test_kill_9_loses_no_job);
     RUN(test_database_restart_mid_run);
+    RUN(test_database_down_at_shutdown_spills_then_replays);
     unlink(answers);
     return check_done();
 }
