@@ -252,6 +252,25 @@ void call_free(Call *c)
     free(c);
 }
 
+Call *call_take_rows(Call *c)
+{
+    if (c->nrows == 0 || c->phase != CALL_PHASE_ANSWER)
+        return NULL;
+    Call *r = calloc(1, sizeof *r);
+    if (!r)
+        return NULL;
+    r->cfg = c->cfg;
+    r->kind = c->kind;
+    r->tier = c->tier;
+    r->model = r->send_model = c->model;
+    r->rows = c->rows;
+    r->nrows = c->nrows;
+    r->caprows = c->caprows;
+    c->rows = NULL;
+    c->nrows = c->caprows = 0;
+    return r;
+}
+
 LedgerRow *call_add_row(Call *c, const char *key_prefix, uint64_t seq)
 {
     if (c->nrows == c->caprows) {

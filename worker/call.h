@@ -142,6 +142,11 @@ Call *call_fork(Call *c, const int *idx, int n, int tier);
 /* True when every job of the call already has an outcome (e.g. a parameter the kind does not read
  * failed it at creation): nothing is left to send. */
 bool call_is_finished(const Call *call);
+/* Move the call's ledger rows into a new call that carries only them (no jobs, no outcome), for the
+ * writer to record at once while the call goes on (the next tier, a retry): a paid exchange is in
+ * the ledger within a flush, not when the whole call ends. NULL when there are none (or no memory:
+ * the rows then stay). Only while no row is awaiting its score (phase ANSWER). */
+Call *call_take_rows(Call *c);
 /* Frees jobs, strings, rows. call_free(NULL) does nothing. */
 void call_free(Call *call);
 /* Append a ledger row (zeroed, with key filled from prefix and seq); NULL on allocation failure. */

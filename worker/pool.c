@@ -224,9 +224,19 @@ static void send_forks(Worker *w, Call *c)
     }
 }
 
+/* The exchanges the call has had so far go to the writer now, not when the call ends: a kill or a
+ * stop in the middle of an escalation or a retry then loses no paid row. */
+static void ship_rows(Worker *w, Call *c)
+{
+    Call *rows = call_take_rows(c);
+    if (rows)
+        fifo_push(w->pool->done, rows);
+}
+
 /* Send the call again from scratch (next tier, or its judge): the body is rebuilt for the new phase. */
 static void resend(Worker *w, Call *c)
 {
+    ship_rows(w, c);
     Transfer *t = c->transfer;
     if (t) {
         buf_free(&t->body);
@@ -353,6 +363,7 @@ static void retry_or_requeue(Worker *w, Call *c, const char *reason, const char 
     int64_t delay = backoff_next_ms(c->tries - 1, retry_after_ms, p->opt->backoff_base_ms, p->opt->backoff_cap_ms, &w->rng);
     if (c->tries < p->opt->max_tries && !atomic_load(&p->stop)) {
         c->due_ms = clock_mono_ms() + delay;
+        ship_rows(w, c);
         if (heap_push(w, c) == 0)
             return;
     }

@@ -9,6 +9,8 @@
  * - A 400 for one poisonous item of a batch fails that job only, and leaves the batch size alone. */
 #include "runhelp.h"
 
+#include <signal.h>
+
 #include <sys/stat.h>
 
 static char dir[256], jobs[300];
@@ -356,6 +358,30 @@ static void test_sigterm_keeps_paid_rows_of_calls_cut_short(void)
     sim_stop(&s);
 }
 
+/* kill -9 while escalations are in flight: the tier-1 answers already paid for were written when
+ * they came back, not when their calls would have ended. */
+static void test_kill_9_keeps_paid_rows_of_calls_in_flight(void)
+{
+    SimProc s;
+    CHECK_INT(sim_start(&s, NULL, "--latency-ms 1 --slow-ms 5000"), 0);
+    PGconn *c = testdb_connect();
+    testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt, run_name) SELECT 'nolp',"
+                   " 'question ' || g || ' [[sim:slow:model=gpt-4o:times=0]]', 'kill' FROM generate_series(1, 10) g",
+                NULL, 0);
+    int pid = start_daemon(&s, "--lease-s 600");
+    CHECK(pid > 0);
+    CHECK_INT(wait_for(c, "SELECT count(*) FROM tierq.calls WHERE run_name = 'kill' AND tier = 1 AND status = 'ok'", 10, 4000),
+              10);
+    if (pid > 0)
+        kill(pid, SIGKILL);
+    usleep(200000);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.jobs WHERE run_name = 'kill' AND state = 'running' AND cost_usd > 0"), 10);
+    check_sums(c);
+    testdb_exec(c, "DELETE FROM tierq.jobs; DELETE FROM tierq.calls; DELETE FROM tierq.workers", NULL, 0);
+    PQfinish(c);
+    sim_stop(&s);
+}
+
 int main(void)
 {
     setup_files();
@@ -369,6 +395,7 @@ int main(void)
     RUN(test_transient_batch_failure_is_not_split);
     RUN(test_context_too_long_fails_before_any_request);
     RUN(test_sigterm_keeps_paid_rows_of_calls_cut_short);
+    RUN(test_kill_9_keeps_paid_rows_of_calls_in_flight);
     char cmd[400];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0)
