@@ -91,7 +91,8 @@ static const char *const SQL_REPORT_CALLS =
     "  round(percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms::float8))::bigint,"
     "  count(*) FILTER (WHERE status <> 'ok')"
     " FROM tierq.calls"
-    " WHERE ($1::text IS NULL OR run_name = $1::text)"
+    /* requests still in flight (their intent, status sent) and never sent (cancelled) are not calls yet */
+    " WHERE status NOT IN ('sent', 'cancelled') AND ($1::text IS NULL OR run_name = $1::text)"
     "   AND ($2::bigint IS NULL OR created_at >= now() - $2::bigint * interval '1 second')"
     " GROUP BY ROLLUP (model) ORDER BY grouping(model) DESC, model";
 
@@ -115,7 +116,7 @@ static const char *const SQL_REPORT_BATCHING =
     "WITH c AS ("
     "  SELECT kind, job_ids, purpose = 'answer' AS answer, tokens_in, cost_usd, solo_tokens_in, solo_cost_usd"
     "  FROM tierq.calls"
-    "  WHERE ($1::text IS NULL OR run_name = $1::text)"
+    "  WHERE status NOT IN ('sent', 'cancelled') AND ($1::text IS NULL OR run_name = $1::text)"
     "    AND ($2::bigint IS NULL OR created_at >= now() - $2::bigint * interval '1 second')"
     "), served AS ("
     "  SELECT kind, count(DISTINCT u.job_id) AS jobs FROM c CROSS JOIN LATERAL unnest(c.job_ids) AS u(job_id)"

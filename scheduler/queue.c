@@ -234,7 +234,17 @@ static const char *const SQL_FLUSH =
     "    $44::text[], $45::int[], $46::bool[])"
     "    AS u(k, ji, kind, model, tier, purpose, att, ti, tc, tout, tr, est, cost, lat, http, st, reason, err, score, rn, ans,"
     "      solo, solo_tok, miss, maxtok, capped)"
-    "  ON CONFLICT (call_key) DO NOTHING"
+    /* a row already there is a replay (nothing changes, nothing is charged again) unless it is the
+     * intent of this exchange (status sent), written before the request left: then it is completed */
+    "  ON CONFLICT (call_key) DO UPDATE SET"
+    "    tokens_in = excluded.tokens_in, tokens_cached_in = excluded.tokens_cached_in,"
+    "    tokens_out = excluded.tokens_out, tokens_reasoning = excluded.tokens_reasoning,"
+    "    usage_estimated = excluded.usage_estimated, cost_usd = excluded.cost_usd, latency_ms = excluded.latency_ms,"
+    "    http_status = excluded.http_status, status = excluded.status, reason = excluded.reason,"
+    "    error = excluded.error, score = excluded.score, answer = excluded.answer, solo_cost_usd = excluded.solo_cost_usd,"
+    "    solo_tokens_in = excluded.solo_tokens_in, missing_signals = excluded.missing_signals,"
+    "    max_tokens = excluded.max_tokens, max_tokens_capped = excluded.max_tokens_capped"
+    "    WHERE tierq.calls.status = 'sent' AND excluded.status <> 'sent'"
     "  RETURNING call_key),"
     " ch AS ("
     "  SELECT c.id, sum(c.cost) AS cost, sum(c.ti) AS ti, sum(c.tc) AS tc, sum(c.tout) AS tout"
@@ -320,7 +330,8 @@ static int build_arrays(Call *const *calls, int ncalls, Buf *col, int *nrows, in
         const Call *c = calls[ci];
         for (int r = 0; r < c->nrows && !rc; r++) {
             const LedgerRow *row = &c->rows[r];
-            (*nrows)++;
+            if (!row->status || strcmp(row->status, "sent") != 0)
+                (*nrows)++; /* an intent is not an exchange yet: counted when it completes */
             rc = pgarray_add_text(&col[L_KEY], row->key) || pgarray_add_text(&col[L_JOBS], row->job_ids) ||
                  pgarray_add_text(&col[L_KIND], c->kind->name) ||
                  pgarray_add_text(&col[L_MODEL], c->cfg->models[row->model].name) ||
@@ -502,6 +513,55 @@ int queue_requeue_expired(PGconn *c, int limit, int *requeued, int *dead, TqErr 
         *requeued = q;
     if (dead)
         *dead = d;
+    return 0;
+}
+
+/* The estimate: input as counted when the intent was written, output at the request's max_tokens,
+ * at the model's prices as tierq.models has them; split over the row's jobs in equal shares, the
+ * remainder (to the 1e-12 dollar) to the first, so the shares sum to the row exactly. */
+static const char *const SQL_SETTLE =
+    "WITH orphan AS ("
+    "  SELECT k.id FROM tierq.calls k"
+    "  WHERE k.status = 'sent' AND k.created_at < now() - make_interval(secs => $1::int)"
+    "    AND NOT EXISTS (SELECT 1 FROM tierq.workers w WHERE w.id = k.worker"
+    "                    AND w.heartbeat_at > now() - make_interval(secs => $1::int))"
+    "  ORDER BY k.id LIMIT $2 FOR UPDATE SKIP LOCKED),"
+    " settled AS ("
+    "  UPDATE tierq.calls k SET status = 'unknown', reason = 'settled_after_crash', usage_estimated = true,"
+    "    tokens_out = coalesce(k.max_tokens, 0),"
+    "    cost_usd = round((k.tokens_in * coalesce((SELECT m.input_usd_per_mtok FROM tierq.models m WHERE m.name = k.model), 0)"
+    "      + coalesce(k.max_tokens, 0) * coalesce((SELECT m.output_usd_per_mtok FROM tierq.models m WHERE m.name = k.model), 0))"
+    "      / 1000000, 12),"
+    "    error = 'settled_after_crash: the process that sent this request (' || coalesce(k.worker, '?') || ') stopped"
+    " before its answer was recorded; charged at its input and its max_tokens bound (estimated)'"
+    "  FROM orphan WHERE k.id = orphan.id"
+    "  RETURNING k.job_ids, k.cost_usd, k.tokens_in, k.tokens_out),"
+    " shares AS ("
+    "  SELECT u.job_id,"
+    "    trunc(s.cost_usd / n.n, 12) + CASE WHEN u.ord = 1 THEN s.cost_usd - trunc(s.cost_usd / n.n, 12) * n.n ELSE 0 END AS cost,"
+    "    s.tokens_in / n.n + CASE WHEN u.ord = 1 THEN s.tokens_in % n.n ELSE 0 END AS ti,"
+    "    s.tokens_out / n.n + CASE WHEN u.ord = 1 THEN s.tokens_out % n.n ELSE 0 END AS tout"
+    "  FROM settled s CROSS JOIN LATERAL (SELECT greatest(cardinality(s.job_ids), 1) AS n) n"
+    "  CROSS JOIN LATERAL unnest(s.job_ids) WITH ORDINALITY AS u(job_id, ord)),"
+    " per_job AS (SELECT job_id, sum(cost) AS cost, sum(ti) AS ti, sum(tout) AS tout FROM shares GROUP BY job_id),"
+    " charged AS ("
+    "  UPDATE tierq.jobs j SET cost_usd = j.cost_usd + p.cost, tokens_in = j.tokens_in + p.ti,"
+    "    tokens_out = j.tokens_out + p.tout, updated_at = now()"
+    "  FROM per_job p WHERE j.id = p.job_id RETURNING j.id)"
+    " SELECT (SELECT count(*) FROM settled), (SELECT count(*) FROM charged)";
+
+int queue_settle_orphans(PGconn *c, int stale_s, int limit, int *settled, TqErr *err)
+{
+    char st[16], lim[16];
+    snprintf(st, sizeof st, "%d", stale_s);
+    snprintf(lim, sizeof lim, "%d", limit);
+    const char *p[] = {st, lim};
+    PGresult *r = db_query(c, "settle orphaned requests", SQL_SETTLE, 2, p, err);
+    if (!r)
+        return TQ_EDB;
+    if (settled)
+        *settled = atoi(PQgetvalue(r, 0, 0));
+    PQclear(r);
     return 0;
 }
 

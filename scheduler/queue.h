@@ -66,6 +66,13 @@ int queue_write_back_params(PGconn *c, const char *const *params, QueueWriteBack
  * max_attempts) with reason lease_expired. Up to limit jobs per call. */
 int queue_requeue_expired(PGconn *c, int limit, int *requeued, int *dead, TqErr *err);
 
+/* Requests whose sender died with them in flight: ledger rows still in status "sent" (the intent
+ * written before the request left) older than stale_s, whose worker has not heartbeaten for stale_s,
+ * become status "unknown" (reason settled_after_crash, usage_estimated) at an estimated cost — input
+ * tokens as estimated at sending, output at max_tokens, at tierq.models' prices — charged to their
+ * jobs in shares that sum to the row. Up to limit rows; any process may call it. */
+int queue_settle_orphans(PGconn *c, int stale_s, int limit, int *settled, TqErr *err);
+
 /* Return claimed jobs to the queue without counting the attempt (shutdown). ids NULL = every job
  * owner holds. */
 int queue_hand_back(PGconn *c, const char *owner, const int64_t *ids, int n, int *handed, TqErr *err);

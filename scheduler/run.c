@@ -76,6 +76,10 @@ static void raise_fd_limit(void)
 /* After the grace period, how long the writer may wait for an unreachable database before it
  * spills what it holds. */
 #define RUN_FINAL_WRITE_MS 2000
+/* Heartbeats every RUN_HEARTBEAT_MS; a process silent for RUN_ORPHAN_AFTER_S is dead, and the
+ * requests it left in flight are settled by whoever notices. */
+#define RUN_HEARTBEAT_MS 5000
+#define RUN_ORPHAN_AFTER_S 15
 
 typedef struct Run {
     const TqConfig *cfg;
@@ -97,6 +101,7 @@ typedef struct Run {
     int64_t next_requeue, next_renew, next_beat, next_progress, stop_deadline, last_drain_check;
     bool stopping, budget_hit;
     char spill_dir[1024];    /* "" when none can be named */
+    pthread_mutex_t pool_mu; /* the writer resumes parked calls while the scheduler may stop the pool */
 } Run;
 
 static int ensure_conn(Run *r)
@@ -213,8 +218,24 @@ static int claim_and_dispatch(Run *r, int limit, int *got)
 /* Stopping: jobs still waiting for a batch were never sent; they go back with the rest. */
 static void forget_held(void *ud, const QueueJob *job) { held_remove(ud, job->id); }
 
+static int hand_back_call(Run *r, Call *c);
+
+/* The writer wrote a call's ledger intent: the request may leave. When the pool is stopping the
+ * request never leaves: its jobs go back to the queue. */
+static void intent_written(void *ud, Call *parked)
+{
+    Run *r = ud;
+    pthread_mutex_lock(&r->pool_mu);
+    bool resumed = r->pool && pool_resume(r->pool, parked);
+    pthread_mutex_unlock(&r->pool_mu);
+    if (!resumed) {
+        call_cancel_intent(parked);
+        hand_back_call(r, parked);
+    }
+}
+
 /* The writer hands every finished call here before freeing it: batch sizes learn from answers. */
-static void learn_from_call(void *ud, const Call *c) { plan_learn(ud, c); }
+static void learn_from_call_run(void *ud, const Call *c) { plan_learn(((Run *)ud)->plan, c); }
 
 /* {"batch_size": {"kind/model": n, ...}} for the kinds that batch: shown by tierq status. */
 static void batch_size_info(Run *r, Buf *out)
@@ -407,7 +428,8 @@ static int run_setup(Run *r)
     pthread_sigmask(SIG_BLOCK, &block, &old);
     /* The writer wakes the scheduler after each flush (not the workers after each answer: that costs
      * more wake-ups than it gains claims); the poll interval covers the rest. */
-    WriterOptions wopt = {.on_call = learn_from_call, .ud = r->plan, .spill_dir = r->spill_dir[0] ? r->spill_dir : NULL};
+    WriterOptions wopt = {.on_call = learn_from_call_run, .ud = r, .spill_dir = r->spill_dir[0] ? r->spill_dir : NULL,
+                          .on_intent = intent_written};
     int wrc = writer_start(&r->writer, NULL, r->owner, r->done, r->held, r->efd, &wopt, &err);
     int prc = wrc ? -1 : pool_start(&r->pool, cfg, &opt->pool, r->owner, r->done, &err);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
@@ -443,7 +465,10 @@ static void run_housekeeping(Run *r, int64_t now)
     const RunOptions *opt = r->opt;
     TqErr err = {0};
     if (now >= r->next_requeue) {
-        int rq = 0, dead = 0;
+        int rq = 0, dead = 0, settled = 0;
+        if (queue_settle_orphans(r->conn, RUN_ORPHAN_AFTER_S, 10000, &settled, &err) == 0 && settled)
+            log_msg(LOG_WARN, "run", "settled %d requests of a process that died with them in flight (status unknown,"
+                    " estimated cost charged to their jobs)", settled);
         if (queue_requeue_expired(r->conn, 10000, &rq, &dead, &err) == 0 && (rq || dead))
             log_msg(LOG_INFO, "run", "requeued %d expired leases, %d jobs dead after max_attempts", rq, dead);
         r->next_requeue = now + (opt->lease_s * 1000) / 2;
@@ -457,7 +482,7 @@ static void run_housekeeping(Run *r, int64_t now)
         batch_size_info(r, &info);
         queue_worker_heartbeat(r->conn, r->owner, held_count(r->held), info.data, &err);
         buf_free(&info);
-        r->next_beat = now + 5000;
+        r->next_beat = now + RUN_HEARTBEAT_MS;
     }
     if (opt->progress && now >= r->next_progress) {
         print_progress(r, false);
@@ -567,7 +592,7 @@ static bool run_step(Run *r)
     if (r->stopping && (held_count(r->held) == 0 || run_signals > 1 || now >= r->stop_deadline))
         return false;
     if (ensure_conn(r)) {
-        usleep(500000);
+        usleep(r->stopping ? 100000 : 500000); /* stopping: keep the deadline to a tenth of a second */
         return true;
     }
     run_housekeeping(r, now);
@@ -606,8 +631,10 @@ static int run_shutdown(Run *r)
     int peak = pool_peak_in_flight(r->pool);
     bool quota = pool_provider_stopped(r->pool);
     Call *leftover = NULL;
+    pthread_mutex_lock(&r->pool_mu);
     pool_stop(r->pool, &leftover);
     r->pool = NULL;
+    pthread_mutex_unlock(&r->pool_mu);
     int nleft = 0;
     while (leftover) {
         Call *next = leftover->next;
@@ -620,7 +647,10 @@ static int run_shutdown(Run *r)
     WriterStats st;
     writer_stop_by(r->writer, give_up, &st);
     r->writer = NULL;
-    hand_back_all(r);
+    if (st.spilled_calls == 0 && st.unwritten_calls == 0)
+        hand_back_all(r); /* else the database was just found away: the leases expire instead */
+    else
+        log_msg(LOG_WARN, "run", "the database is out of reach: claimed jobs go back to the queue when their leases expire");
     char cost[32], base[32];
     cost_format_usd(cost, sizeof cost, st.cost_pico, 6);
     cost_format_usd(base, sizeof base, st.baseline_pico, 6);
@@ -676,8 +706,11 @@ static int run_shutdown(Run *r)
 /* Whatever setup got to, undone in reverse. */
 static void run_free(Run *r)
 {
+    pthread_mutex_lock(&r->pool_mu);
     if (r->pool)
         pool_stop(r->pool, NULL);
+    r->pool = NULL;
+    pthread_mutex_unlock(&r->pool_mu);
     if (r->writer)
         writer_stop(r->writer, NULL);
     TqErr err = {0};
@@ -701,6 +734,7 @@ int run_main(const TqConfig *cfg, const RunOptions *opt)
     r.cfg = cfg;
     r.opt = opt;
     r.efd = -1;
+    pthread_mutex_init(&r.pool_mu, NULL);
     curl_global_init(CURL_GLOBAL_DEFAULT);
     int exit_code = run_setup(&r);
     if (exit_code == 0) {
@@ -709,6 +743,7 @@ int run_main(const TqConfig *cfg, const RunOptions *opt)
         exit_code = run_shutdown(&r);
     }
     run_free(&r);
+    pthread_mutex_destroy(&r.pool_mu);
     curl_global_cleanup();
     return exit_code;
 }

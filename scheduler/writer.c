@@ -365,6 +365,12 @@ static void flush(Writer *w, Batch *bt)
     }
     for (int i = 0; i < bt->n; i++) {
         Call *c = bt->calls[i];
+        if (c->parked) {
+            /* an intent: its call may now send the request it announced */
+            if (w->opt.on_intent)
+                w->opt.on_intent(w->opt.ud, c->parked);
+            c->parked = NULL;
+        }
         if (w->opt.on_call)
             w->opt.on_call(w->opt.ud, c);
         for (int j = 0; j < c->njobs; j++)

@@ -56,6 +56,9 @@ typedef struct WriterOptions {
     void (*on_call)(void *ud, const Call *c);
     void *ud;
     const char *spill_dir;  /* where writer_stop_by spills; NULL: nowhere (logged as unwritten) */
+    /* on_intent (required when calls park for their ledger intent) receives each parked call once
+     * its intent carrier is written (or could not be: the call decides), on the writer thread */
+    void (*on_intent)(void *ud, Call *parked);
 } WriterOptions;
 
 /* opt may be NULL. */

@@ -126,6 +126,7 @@ static Call *call_alloc(const TqConfig *cfg, const TqKind *kind, int tier, int n
     c->jobs = cjs;
     c->njobs = n;
     c->batched = n > 1;
+    c->intent_row = -1;
     return c;
 }
 
@@ -254,11 +255,12 @@ void call_free(Call *c)
 
 Call *call_take_rows(Call *c)
 {
-    if (c->nrows == 0 || c->phase != CALL_PHASE_ANSWER)
+    if (c->nrows == 0 || c->phase != CALL_PHASE_ANSWER || c->intent_row >= 0)
         return NULL;
     Call *r = calloc(1, sizeof *r);
     if (!r)
         return NULL;
+    r->intent_row = -1;
     r->cfg = c->cfg;
     r->kind = c->kind;
     r->tier = c->tier;
@@ -269,6 +271,53 @@ Call *call_take_rows(Call *c)
     c->rows = NULL;
     c->nrows = c->caprows = 0;
     return r;
+}
+
+Call *call_intent_carrier(Call *c)
+{
+    if (c->intent_row < 0)
+        return NULL;
+    const LedgerRow *from = &c->rows[c->intent_row];
+    Call *r = calloc(1, sizeof *r);
+    LedgerRow *row = calloc(1, sizeof *row);
+    char *ids = from->job_ids ? strdup(from->job_ids) : NULL;
+    char *run = from->run_name ? strdup(from->run_name) : NULL;
+    if (!r || !row || (from->job_ids && !ids) || (from->run_name && !run)) {
+        free(r);
+        free(row);
+        free(ids);
+        free(run);
+        return NULL;
+    }
+    *row = *from;
+    row->job_ids = ids;
+    row->run_name = run;
+    row->answer = row->error = NULL;
+    row->charges = NULL;
+    row->ncharges = 0;
+    r->cfg = c->cfg;
+    r->kind = c->kind;
+    r->tier = c->tier;
+    r->model = r->send_model = c->model;
+    r->rows = row;
+    r->nrows = r->caprows = 1;
+    r->intent_row = -1;
+    r->parked = c;
+    return r;
+}
+
+void call_cancel_intent(Call *c)
+{
+    if (c->intent_row < 0)
+        return;
+    LedgerRow *row = &c->rows[c->intent_row];
+    row->status = "cancelled";
+    row->reason = "not_sent";
+    row->tokens_in = row->tokens_cached = row->tokens_out = row->tokens_reasoning = 0;
+    row->estimated = false;
+    row->cost_pico = 0;
+    c->intent_row = -1;
+    c->intent_durable = false;
 }
 
 LedgerRow *call_add_row(Call *c, const char *key_prefix, uint64_t seq)

@@ -119,6 +119,12 @@ typedef struct Call {
     int njobs;
     LedgerRow *rows;
     int nrows, caprows;
+    int intent_row;           /* the row recorded (status "sent") for the request about to go or in
+                               * flight, -1 when none: written before the request leaves, so a crash
+                               * leaves a trace that is settled as "unknown" (queue_settle_orphans) */
+    bool intent_durable;      /* that row is in the database: the request may leave */
+    int worker;               /* the pool worker that waits for the intent to be written */
+    struct Call *parked;      /* intent carriers only: the call waiting for its intent row */
     int tries;                /* HTTP attempts so far in this process */
     int64_t due_ms;           /* monotonic time before which it must not be (re)sent */
     void *transfer;           /* worker-private state while in flight */
@@ -147,6 +153,12 @@ bool call_is_finished(const Call *call);
  * the ledger within a flush, not when the whole call ends. NULL when there are none (or no memory:
  * the rows then stay). Only while no row is awaiting its score (phase ANSWER). */
 Call *call_take_rows(Call *c);
+/* A call carrying a copy of c's intent row (c->rows[c->intent_row]) to the writer, with parked = c:
+ * the writer writes the row, then hands c back to be sent. NULL on allocation failure. */
+Call *call_intent_carrier(Call *c);
+/* The request of c->intent_row will not go (stopped, failed before sending): the row becomes
+ * status "cancelled", reason not_sent, no tokens, no cost. No-op without an intent row. */
+void call_cancel_intent(Call *c);
 /* Frees jobs, strings, rows. call_free(NULL) does nothing. */
 void call_free(Call *call);
 /* Append a ledger row (zeroed, with key filled from prefix and seq); NULL on allocation failure. */

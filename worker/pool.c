@@ -72,6 +72,8 @@ struct Pool {
     atomic_int *prov_stopped;        /* PROV_* : why nothing more goes to the provider */
     atomic_bool stopped_any;
     atomic_bool stop;
+    pthread_mutex_t resume_mu;       /* pool_resume against pool_stop */
+    bool closed;                     /* under resume_mu: no call comes back in any more */
     struct curl_slist **prov_headers;
     char **prov_url;
 };
@@ -162,9 +164,27 @@ static void transfer_free(Transfer *t)
     free(t);
 }
 
+/* The row written as the intent of the request that just ended (or was cut off), ready to be filled
+ * with what happened; NULL when the request had none. The next request needs a new intent. */
+static LedgerRow *take_intent_row(Call *c)
+{
+    if (c->intent_row < 0)
+        return NULL;
+    LedgerRow *row = &c->rows[c->intent_row];
+    c->intent_row = -1;
+    c->intent_durable = false;
+    row->status = NULL;
+    row->reason = NULL;
+    row->tokens_in = row->tokens_cached = row->tokens_out = row->tokens_reasoning = 0;
+    row->estimated = false;
+    row->cost_pico = 0;
+    return row;
+}
+
 /* The call is finished (every job has an outcome): hand it to the writer. */
 static void finish_call(Worker *w, Call *c)
 {
+    call_cancel_intent(c); /* an intent whose request never left (a failure before sending) */
     Transfer *t = c->transfer;
     if (t) {
         if (t->easy) {
@@ -249,6 +269,7 @@ static void resend(Worker *w, Call *c)
  * judging) keeps it; otherwise its jobs fail with this reason. */
 static void fail_call(Worker *w, Call *c, const char *reason, const char *msg, bool retryable, int64_t after)
 {
+    call_cancel_intent(c); /* still announced: the request never left */
     RouteAction a = route_on_failure(c, reason, retryable);
     if (a == ROUTE_SEND) {
         resend(w, c);
@@ -437,8 +458,11 @@ static void on_transfer_done(Worker *w, CURL *e, CURLcode res)
     ((Transfer *)moved->transfer)->slot = t->slot;
     long status = 0;
     curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
-    /* Unique per process (worker id), thread (index) and exchange (seq). */
-    LedgerRow *row = call_add_row(c, w->key_prefix, ++w->seq);
+    /* The exchange's row: the one written as its intent before it left, else a new one, unique per
+     * process (worker id), thread (index) and exchange (seq). */
+    LedgerRow *row = take_intent_row(c);
+    if (!row)
+        row = call_add_row(c, w->key_prefix, ++w->seq);
     if (!row) {
         retry_or_requeue(w, c, "out_of_memory", "out of memory recording the call", -1);
         return;
@@ -523,6 +547,48 @@ static void on_transfer_done(Worker *w, CURL *e, CURLcode res)
     }
 }
 
+/* Before a request leaves, its ledger row is written with status "sent" (in the writer's next
+ * flush, with everything else): if this process dies with the request in flight, the row is there
+ * to be settled as "unknown" at an estimated cost, so the ledger counts every request sent. The call
+ * waits, parked with the writer, and comes back through pool_resume. Returns true when the call is
+ * taken care of (parked, or failed because its body cannot be built); false to send it at once (no
+ * memory for the intent: the request goes without one). */
+static bool park_for_intent(Worker *w, Call *c)
+{
+    Transfer *t = c->transfer;
+    if (!t) {
+        if (!(t = calloc(1, sizeof *t)))
+            return false;
+        buf_init(&t->body, 0);
+        c->transfer = t;
+    }
+    if (t->body.len == 0) {
+        TqErr err = {0};
+        if (route_build_body(c, &t->body, &err)) {
+            fail_call(w, c, "bad_request_body", err.msg, false, 0);
+            return true;
+        }
+    }
+    LedgerRow *row = call_add_row(c, w->key_prefix, ++w->seq);
+    if (!row)
+        return false;
+    c->intent_row = (int)(row - c->rows);
+    row->status = "sent";
+    row->reason = "sent";
+    row->tokens_in = oai_estimate_tokens(t->body.data ? t->body.data : "", t->body.len);
+    row->estimated = true;
+    row->max_tokens = c->sent_max_tokens;
+    row->max_tokens_capped = c->max_tokens_capped;
+    Call *carrier = call_intent_carrier(c);
+    if (!carrier) {
+        call_cancel_intent(c);
+        return false;
+    }
+    c->worker = w->index;
+    fifo_push(w->pool->done, carrier);
+    return true;
+}
+
 /* Start waiting calls while their provider and the process have room. Returns true when some call
  * is still waiting for capacity that another worker may free. */
 static bool start_ready(Worker *w)
@@ -553,6 +619,8 @@ static bool start_ready(Worker *w)
             w->ready_head[prov] = c->next;
             if (!w->ready_head[prov])
                 w->ready_tail[prov] = NULL;
+            if (!c->intent_durable && park_for_intent(w, c))
+                continue; /* parked until its intent is written, or failed */
             if (start_transfer(w, c))
                 fail_call(w, c, "out_of_memory", "out of memory starting the request", true, 1000);
         }
@@ -560,12 +628,15 @@ static bool start_ready(Worker *w)
     return blocked;
 }
 
-/* A request cut off by the stop may still be billed (the provider may finish it): it gets a ledger
- * row, status "unknown", charged at its input and its max_tokens bound as the output, estimated. */
+/* A request cut off by the stop may still be billed (the provider may finish it): its ledger row
+ * (the intent written before it left) becomes status "unknown", charged at its input and its
+ * max_tokens bound as the output, estimated. */
 static void record_aborted(Worker *w, Call *c)
 {
     Transfer *t = c->transfer;
-    LedgerRow *row = call_add_row(c, w->key_prefix, ++w->seq);
+    LedgerRow *row = take_intent_row(c);
+    if (!row)
+        row = call_add_row(c, w->key_prefix, ++w->seq);
     if (!row)
         return;
     row->latency_ms = clock_mono_ms() - t->start_ms;
@@ -609,6 +680,9 @@ static void collect_leftovers(Worker *w)
         c->next = list;
         list = c;
     }
+    /* Waiting calls never sent the request their intent announced. */
+    for (Call *k = list; k; k = k->next)
+        call_cancel_intent(k);
     /* In-flight transfers: abort them; the jobs go back to the queue through the caller. */
     for (int i = 0; i < w->nlive; i++) {
         Call *lc = w->live[i];
@@ -902,6 +976,7 @@ static void pool_free(Pool *p)
     free(p->prov_in_flight);
     free(p->prov_stopped);
     free(p->workers);
+    pthread_mutex_destroy(&p->resume_mu);
     free(p);
 }
 
@@ -913,6 +988,7 @@ int pool_start(Pool **out, const TqConfig *cfg, const PoolOptions *opt, const ch
     p->cfg = cfg;
     p->opt = opt;
     p->done = done;
+    pthread_mutex_init(&p->resume_mu, NULL);
     int np = cfg->nproviders;
     p->prov_in_flight = calloc((size_t)np, sizeof *p->prov_in_flight);
     p->prov_stopped = calloc((size_t)np, sizeof *p->prov_stopped);
@@ -974,6 +1050,22 @@ void pool_submit(Pool *p, Call *c)
     (void)wr;
 }
 
+bool pool_resume(Pool *p, Call *c)
+{
+    pthread_mutex_lock(&p->resume_mu);
+    bool open = !p->closed;
+    if (open) {
+        c->intent_durable = true;
+        Worker *w = &p->workers[c->worker];
+        fifo_push(w->inbox, c);
+        uint64_t one = 1;
+        ssize_t wr = write(w->wakefd, &one, sizeof one);
+        (void)wr;
+    }
+    pthread_mutex_unlock(&p->resume_mu);
+    return open;
+}
+
 int pool_pending(Pool *p) { return atomic_load(&p->pending); }
 
 int pool_peak_in_flight(Pool *p) { return atomic_load(&p->peak_in_flight); }
@@ -983,6 +1075,9 @@ void pool_stop(Pool *p, Call **leftover)
 {
     if (!p)
         return;
+    pthread_mutex_lock(&p->resume_mu);
+    p->closed = true; /* calls resumed before this are in an inbox, and come back as leftovers */
+    pthread_mutex_unlock(&p->resume_mu);
     atomic_store(&p->stop, true);
     for (int i = 0; i < p->nworkers; i++) {
         uint64_t one = 1;

@@ -4,7 +4,10 @@
  * pool_submit hands a Call to a worker (round robin) and never blocks. The worker builds the request
  * body, sends it, retries transient failures in-process (exponential backoff with full jitter,
  * honouring retry-after), records a ledger row per HTTP exchange, decides each job's outcome, and
- * pushes the finished Call onto the `done` queue given at start (the writer's inbox).
+ * pushes the finished Call onto the `done` queue given at start (the writer's inbox). Before each
+ * request leaves, its row is pushed there as an intent (status "sent") and the call waits for the
+ * writer to write it (pool_resume); the rows of exchanges already paid for go there as soon as a
+ * call moves on to its next request.
  *
  * Concurrency is bounded per provider (providers[i].max_in_flight, for the whole process) and per
  * process (max_in_flight); calls over the bound wait in the worker, not in a thread. A 429 with
@@ -47,6 +50,10 @@ typedef struct Pool Pool;
 int pool_start(Pool **out, const TqConfig *cfg, const PoolOptions *opt, const char *worker_id, Fifo *done, TqErr *err);
 /* Hand a call to the pool (thread-safe, non-blocking). */
 void pool_submit(Pool *p, Call *call);
+/* A call parked for its ledger intent (a carrier on done with parked = call) comes back once the
+ * writer has written the intent: it is sent. Thread-safe. False when the pool is stopping: the
+ * caller then disposes of the call (its request never left). */
+bool pool_resume(Pool *p, Call *c);
 /* Calls submitted and not yet pushed to done. */
 int pool_pending(Pool *p);
 /* Highest number of HTTP requests in flight at once so far. */

@@ -3,6 +3,7 @@
 #ifndef TQ_SIMPROC_H
 #define TQ_SIMPROC_H
 
+#include <curl/curl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -75,6 +76,39 @@ static int sim_start(SimProc *s, const char *answers, const char *extra)
     printf("# the simulator did not start\n");
     kill(pid, SIGKILL);
     return -1;
+}
+
+static inline size_t sim_collect(char *ptr, size_t size, size_t n, void *ud)
+{
+    char *buf = ud;
+    size_t have = strlen(buf), add = size * n;
+    if (have + add >= 65536)
+        add = 65535 - have;
+    memcpy(buf + have, ptr, add);
+    buf[have + add] = '\0';
+    return size * n;
+}
+
+/* A top-level integer counter of GET /sim/stats ("requests": chat completion requests received), or
+ * -1 when the simulator cannot be asked. */
+static inline long long sim_stat(const SimProc *s, const char *name)
+{
+    static char body[65536];
+    body[0] = '\0';
+    char url[256], key[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/sim/stats", s->port);
+    CURL *e = curl_easy_init();
+    if (!e)
+        return -1;
+    curl_easy_setopt(e, CURLOPT_URL, url);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, sim_collect);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, (void *)body);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 5000L);
+    CURLcode rc = curl_easy_perform(e);
+    curl_easy_cleanup(e);
+    snprintf(key, sizeof key, "\"%s\":", name);
+    const char *at = rc == CURLE_OK ? strstr(body, key) : NULL;
+    return at ? atoll(at + strlen(key)) : -1;
 }
 
 static void sim_stop(SimProc *s)

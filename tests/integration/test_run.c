@@ -460,6 +460,44 @@ static void test_database_down_at_shutdown_spills_then_replays(void)
     sim_stop(&s);
 }
 
+/* kill -9 of one of two processes with requests in flight: every request the simulator received is
+ * in the ledger — the dead process's in-flight ones as "unknown" rows settled by the survivor at an
+ * estimated cost — and the sum over jobs still equals the sum over calls. */
+static void test_kill_9_every_request_is_in_the_ledger(void)
+{
+    SimProc s;
+    CHECK_INT(sim_start(&s, answers, "--latency-ms 2000"), 0);
+    PGconn *c = testdb_connect();
+    testdb_exec(c, "DELETE FROM tierq.jobs; DELETE FROM tierq.calls; DELETE FROM tierq.workers", NULL, 0);
+    testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt, run_name) SELECT 'simple', 'question number ' || g, 'orphans'"
+                   " FROM generate_series(1, 40) g", NULL, 0);
+    int a = start_daemon(&s, "--lease-s 2 --max-in-flight 20");
+    int b = start_daemon(&s, "--lease-s 2 --max-in-flight 20");
+    CHECK(a > 0 && b > 0);
+    CHECK_INT(wait_for(c, "SELECT count(*) FROM tierq.calls WHERE run_name = 'orphans' AND status = 'sent'", 40, 10000), 40);
+    if (a > 0)
+        kill(a, SIGKILL);
+    /* the survivor finishes every job and, once the dead one has been silent long enough, settles
+     * what it left in flight */
+    CHECK_INT(wait_for(c, "SELECT count(*) FROM tierq.jobs WHERE run_name = 'orphans' AND state = 'done'", 40, 60000), 40);
+    CHECK_INT(wait_for(c, "SELECT count(*) FROM tierq.calls WHERE status = 'sent'", 0, 60000), 0);
+    CHECK(q(c, "SELECT count(*) FROM tierq.calls WHERE status = 'unknown' AND reason = 'settled_after_crash'"
+               " AND usage_estimated AND cost_usd > 0") >= 1);
+    if (b > 0)
+        kill(b, SIGTERM);
+    CHECK_INT(wait_for(c, "SELECT count(*) FROM tierq.workers WHERE heartbeat_at > now() - interval '10 seconds'", 0, 15000), 0);
+    long long sent = sim_stat(&s, "requests");
+    long long rows = q(c, "SELECT count(*) FROM tierq.calls WHERE status <> 'cancelled'");
+    CHECKF(sent == rows, "the simulator received %lld requests, the ledger has %lld rows", sent, rows);
+    check_sums(c);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.jobs j WHERE j.cost_usd <>"
+                   " (SELECT coalesce(sum(k.cost_usd), 0) FROM tierq.calls k WHERE j.id = ANY (k.job_ids))"
+                   " AND j.id IN (SELECT unnest(job_ids) FROM tierq.calls GROUP BY 1 HAVING count(*) = 1)"), 0);
+    testdb_exec(c, "DELETE FROM tierq.jobs; DELETE FROM tierq.calls; DELETE FROM tierq.workers", NULL, 0);
+    PQfinish(c);
+    sim_stop(&s);
+}
+
 int main(void)
 {
     testdb_setup("tq_run", 1);
@@ -475,6 +513,7 @@ int main(void)
     RUN(test_kill_9_loses_no_job);
     RUN(test_database_restart_mid_run);
     RUN(test_database_down_at_shutdown_spills_then_replays);
+    RUN(test_kill_9_every_request_is_in_the_ledger);
     unlink(answers);
     return check_done();
 }
