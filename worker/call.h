@@ -123,6 +123,7 @@ typedef struct Call {
                                * flight, -1 when none: written before the request leaves, so a crash
                                * leaves a trace that is settled as "unknown" (queue_settle_orphans) */
     bool intent_durable;      /* that row is in the database: the request may leave */
+    bool slot_reserved;       /* the pool counts it in flight already (from parking to sending) */
     int worker;               /* the pool worker that waits for the intent to be written */
     struct Call *parked;      /* intent carriers only: the call waiting for its intent row */
     int tries;                /* HTTP attempts so far in this process */

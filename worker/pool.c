@@ -33,6 +33,8 @@ typedef struct Transfer {
     bool too_large;
     int64_t start_ms;
     int slot;              /* index in the worker's live array while in flight */
+    int sends;             /* times curl sent the request: more than once when a reused connection
+                            * died under it and curl sent it again on a new one, by itself */
 } Transfer;
 
 typedef struct Worker {
@@ -219,6 +221,17 @@ static size_t on_body(char *ptr, size_t size, size_t nmemb, void *ud)
     return n;
 }
 
+/* Called by curl right before each time it sends the request. */
+static int on_prereq(void *ud, char *ip, char *local_ip, int port, int local_port)
+{
+    (void)ip;
+    (void)local_ip;
+    (void)port;
+    (void)local_port;
+    ((Transfer *)ud)->sends++;
+    return CURL_PREREQFUNC_OK;
+}
+
 static size_t on_header(char *ptr, size_t size, size_t nmemb, void *ud)
 {
     Transfer *t = ud;
@@ -228,6 +241,8 @@ static size_t on_header(char *ptr, size_t size, size_t nmemb, void *ud)
 }
 
 static void ready_push(Worker *w, Call *c);
+static void record_resent(Worker *w, Call *c);
+static void release_slot(Pool *p, Call *c);
 static void worker_close(Worker *w);
 static void pool_free(Pool *p);
 
@@ -270,6 +285,7 @@ static void resend(Worker *w, Call *c)
 static void fail_call(Worker *w, Call *c, const char *reason, const char *msg, bool retryable, int64_t after)
 {
     call_cancel_intent(c); /* still announced: the request never left */
+    release_slot(w->pool, c);
     RouteAction a = route_on_failure(c, reason, retryable);
     if (a == ROUTE_SEND) {
         resend(w, c);
@@ -307,6 +323,7 @@ static int start_transfer(Worker *w, Call *c)
     buf_init(&t->resp, p->opt->max_response_bytes);
     oai_headers_init(&t->hdr);
     t->too_large = false;
+    t->sends = 0;
     t->errbuf[0] = '\0';
     if (!t->easy) {
         if (w->nspare > 0) {
@@ -332,6 +349,8 @@ static int start_transfer(Worker *w, Call *c)
     SET(CURLOPT_WRITEDATA, t);
     SET(CURLOPT_HEADERFUNCTION, on_header);
     SET(CURLOPT_HEADERDATA, t);
+    SET(CURLOPT_PREREQFUNCTION, on_prereq);
+    SET(CURLOPT_PREREQDATA, t);
     SET(CURLOPT_PRIVATE, c);
     SET(CURLOPT_ERRORBUFFER, t->errbuf);
     SET(CURLOPT_TIMEOUT_MS, (long)pr->timeout_ms);
@@ -369,6 +388,10 @@ static int start_transfer(Worker *w, Call *c)
     t->start_ms = clock_mono_ms();
     c->tries++;
     w->running++;
+    if (c->slot_reserved) {
+        c->slot_reserved = false; /* counted when it parked */
+        return 0;
+    }
     atomic_fetch_add(&p->prov_in_flight[prov], 1);
     int now = atomic_fetch_add(&p->in_flight, 1) + 1;
     int peak = atomic_load(&p->peak_in_flight);
@@ -458,6 +481,7 @@ static void on_transfer_done(Worker *w, CURL *e, CURLcode res)
     ((Transfer *)moved->transfer)->slot = t->slot;
     long status = 0;
     curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+    record_resent(w, c);
     /* The exchange's row: the one written as its intent before it left, else a new one, unique per
      * process (worker id), thread (index) and exchange (seq). */
     LedgerRow *row = take_intent_row(c);
@@ -585,8 +609,28 @@ static bool park_for_intent(Worker *w, Call *c)
         return false;
     }
     c->worker = w->index;
-    fifo_push(w->pool->done, carrier);
+    /* it holds its place in flight from now: at most max_in_flight requests are announced and not
+     * yet answered, so a crash leaves no announced request that was never going to leave soon */
+    Pool *p = w->pool;
+    int prov = provider_of(c);
+    atomic_fetch_add(&p->prov_in_flight[prov], 1);
+    int now = atomic_fetch_add(&p->in_flight, 1) + 1;
+    int peak = atomic_load(&p->peak_in_flight);
+    while (now > peak && !atomic_compare_exchange_weak(&p->peak_in_flight, &peak, now)) {
+    }
+    c->slot_reserved = true;
+    fifo_push(p->done, carrier);
     return true;
+}
+
+/* A call that held a place in flight and will not send from it. */
+static void release_slot(Pool *p, Call *c)
+{
+    if (!c->slot_reserved)
+        return;
+    c->slot_reserved = false;
+    atomic_fetch_sub(&p->in_flight, 1);
+    atomic_fetch_sub(&p->prov_in_flight[provider_of(c)], 1);
 }
 
 /* Start waiting calls while their provider and the process have room. Returns true when some call
@@ -611,8 +655,8 @@ static bool start_ready(Worker *w)
                               true, p->opt->quota_retry_ms);
                 continue;
             }
-            if (atomic_load(&p->prov_in_flight[prov]) >= p->cfg->providers[prov].max_in_flight ||
-                atomic_load(&p->in_flight) >= p->opt->max_in_flight) {
+            if (!c->slot_reserved && (atomic_load(&p->prov_in_flight[prov]) >= p->cfg->providers[prov].max_in_flight ||
+                                      atomic_load(&p->in_flight) >= p->opt->max_in_flight)) {
                 blocked = true;
                 break;
             }
@@ -628,17 +672,23 @@ static bool start_ready(Worker *w)
     return blocked;
 }
 
-/* A request cut off by the stop may still be billed (the provider may finish it): its ledger row
- * (the intent written before it left) becomes status "unknown", charged at its input and its
- * max_tokens bound as the output, estimated. */
-static void record_aborted(Worker *w, Call *c)
+/* A call back from the writer with its intent written and its place in flight held: sent now. */
+static void start_resumed(Worker *w, Call *c)
+{
+    Pool *p = w->pool;
+    int stopped = atomic_load(&p->prov_stopped[provider_of(c)]);
+    if (stopped != PROV_OK)
+        fail_call(w, c, stopped == PROV_OUT_OF_QUOTA ? "provider_quota_exhausted" : "provider_unauthorized",
+                  "the provider refused this account earlier in this run", true, p->opt->quota_retry_ms);
+    else if (start_transfer(w, c))
+        fail_call(w, c, "out_of_memory", "out of memory starting the request", true, 1000);
+}
+
+/* Charge row as a request whose outcome is unknown: its input and its max_tokens bound as the
+ * output, estimated, status "unknown". */
+static void charge_unknown(Call *c, LedgerRow *row, const char *reason, const char *msg)
 {
     Transfer *t = c->transfer;
-    LedgerRow *row = take_intent_row(c);
-    if (!row)
-        row = call_add_row(c, w->key_prefix, ++w->seq);
-    if (!row)
-        return;
     row->latency_ms = clock_mono_ms() - t->start_ms;
     OaiResponse resp;
     memset(&resp, 0, sizeof resp);
@@ -649,9 +699,41 @@ static void record_aborted(Worker *w, Call *c)
     route_charge_unanswered(c, row, &resp, &t->body);
     row->estimated = true;
     row->status = "unknown";
-    row->reason = "aborted_at_shutdown";
-    row->error = strdup("aborted_at_shutdown: the run stopped while this request was in flight; charged at its"
-                        " input and its max_tokens bound (estimated)");
+    row->reason = reason;
+    row->error = strdup(msg);
+}
+
+/* curl sent the request more than once (a reused connection died after the request went out, and
+ * curl sent it again on a new one without telling): the server may have received and billed each
+ * copy, so each extra one gets a ledger row of its own. */
+static void record_resent(Worker *w, Call *c)
+{
+    Transfer *t = c->transfer;
+    for (int k = 1; k < t->sends; k++) {
+        LedgerRow *row = call_add_row(c, w->key_prefix, ++w->seq);
+        if (!row)
+            return;
+        charge_unknown(c, row, "resent_by_transport",
+                       "resent_by_transport: the connection died after this request was sent and it went again on a"
+                       " new one; the provider may have billed this copy: charged at its input and its max_tokens"
+                       " bound (estimated)");
+    }
+    t->sends = 1;
+}
+
+/* A request cut off by the stop may still be billed (the provider may finish it): its ledger row
+ * (the intent written before it left) becomes status "unknown", charged at its input and its
+ * max_tokens bound as the output, estimated. */
+static void record_aborted(Worker *w, Call *c)
+{
+    record_resent(w, c);
+    LedgerRow *row = take_intent_row(c);
+    if (!row)
+        row = call_add_row(c, w->key_prefix, ++w->seq);
+    if (row)
+        charge_unknown(c, row, "aborted_at_shutdown",
+                       "aborted_at_shutdown: the run stopped while this request was in flight; charged at its input"
+                       " and its max_tokens bound (estimated)");
 }
 
 static void collect_leftovers(Worker *w)
@@ -769,7 +851,10 @@ static void *worker_main(void *arg)
         Call *in = fifo_take_all(w->inbox, 0, &n);
         while (in) {
             Call *next = in->next;
-            ready_push(w, in);
+            if (in->slot_reserved)
+                start_resumed(w, in); /* it holds its place: queued behind calls waiting for one, it would wait forever */
+            else
+                ready_push(w, in);
             in = next;
         }
         int64_t now = clock_mono_ms();
