@@ -46,6 +46,7 @@ help:
 	@echo "make test     deps, build, private PostgreSQL, unit + integration + sanitizer tests"
 	@echo "make demo     deps, build, private PostgreSQL + simulator, demo workload, cost report"
 	@echo "make bench    throughput / concurrency benchmarks (prints figures)"
+	@echo "make fuzz     libFuzzer harnesses (clang), FUZZ_SECONDS each (default 60); tests/fuzz/README.md"
 
 deps:
 	@sh tests/deps.sh
@@ -103,7 +104,7 @@ bench: deps
 	sh tests/bench.sh
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz
 
 # The conformance suite (tests/conformance/): its fixture server and schema checker.
 -include tests/conformance/conformance.mk

@@ -3,6 +3,7 @@
 #include "buf.h"
 #include "hash.h"
 #include "json.h"
+#include "utf8.h"
 #include "template.h"
 
 #include <dirent.h>
@@ -1018,6 +1019,8 @@ cleanup:
     free(names);
     if (rc) {
         config_free(cfg);
+        if (err)
+            utf8_one_line(err->msg); /* it quotes names and keys from the files, cut to a length */
         return rc;
     }
     *out = cfg;

@@ -125,3 +125,19 @@ void utf8_copy_cut(char *dst, size_t cap, const char *src, size_t n)
     memcpy(dst, src, m);
     memcpy(dst + m, "...", 4);
 }
+
+void utf8_one_line(char *s)
+{
+    size_t n = strlen(s);
+    for (size_t i = 0; i < n;) {
+        uint32_t cp = 0;
+        size_t k = utf8_decode((const unsigned char *)s + i, n - i, &cp);
+        if (k == 0) {
+            s[i++] = '?';
+            continue;
+        }
+        if (cp < 0x20 || (cp >= 0x7f && cp <= 0x9f))
+            memset(s + i, '?', k);
+        i += k;
+    }
+}

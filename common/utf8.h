@@ -27,5 +27,9 @@ size_t utf8_cut(const char *s, size_t n, size_t m);
 /* Copy src[0..n) into dst[0..cap) NUL-terminated; when it does not fit, cut on a character
  * boundary and end with "...". cap < 4 gives "" (when cap > 0). */
 void utf8_copy_cut(char *dst, size_t cap, const char *src, size_t n);
+/* Make the NUL-terminated s one printable line in place: every byte of an invalid sequence, every
+ * control character (C0, DEL, and the C1 range U+0080..U+009F) becomes '?'. For messages that quote
+ * text from files or the network. */
+void utf8_one_line(char *s);
 
 #endif

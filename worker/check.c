@@ -329,6 +329,8 @@ int check_parse_judge(const char *content, double *score01)
             return TQ_EPARSE;
         s = num / 10;
     }
+    if (!isfinite(s) || s < 0 || s > 1)
+        return TQ_EPARSE; /* a number of 309 digits reads as infinity, and inf/inf is NaN */
     *score01 = s;
     return 0;
 }

@@ -220,6 +220,26 @@ static void clean_text(Buf *out, const char *s, size_t n, bool html)
         buf_free(&u);
         return;
     }
+    /* Every kind of blank becomes spaces first — control characters, and the Unicode spaces (no-break,
+     * en/em/thin, ideographic...) — so "Bearer<TAB>token" is seen as the key it is. Same length:
+     * ASCII spaces replace the bytes. */
+    for (size_t k = 0; k < u.len; k++) {
+        unsigned char *b = (unsigned char *)u.data + k;
+        size_t wide = 0;
+        if (b[0] < 0x20 || b[0] == 0x7f)
+            wide = 1;
+        else if (b[0] == 0xC2 && k + 1 < u.len && b[1] == 0xA0)
+            wide = 2; /* U+00A0 */
+        else if (b[0] == 0xE2 && k + 2 < u.len &&
+                 ((b[1] == 0x80 && (b[2] <= 0x8B || b[2] == 0xAF)) || (b[1] == 0x81 && b[2] == 0x9F)))
+            wide = 3; /* U+2000..U+200B, U+202F, U+205F */
+        else if (b[0] == 0xE3 && k + 2 < u.len && b[1] == 0x80 && b[2] == 0x80)
+            wide = 3; /* U+3000 */
+        for (size_t j = 0; j < wide; j++)
+            b[j] = ' ';
+        if (wide)
+            k += wide - 1;
+    }
     const char *t = u.data ? u.data : "";
     size_t tn = u.len;
     bool in_tag = false, space = true; /* space: the last byte written was a space (or none yet) */
@@ -430,7 +450,7 @@ static void parse_usage(const JsonDoc *d, int root, OaiUsage *u)
     if (get_count(d, json_get(d, usage, "total_tokens"), &total))
         u->total_tokens = total;
     else
-        u->total_tokens = prompt + completion;
+        u->total_tokens = prompt > INT64_MAX - completion ? INT64_MAX : prompt + completion; /* counts are >= 0 */
 }
 
 /* Keep each token's text length and logprob: offsets accumulate in the order tokens were sent. */

@@ -27,6 +27,27 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
         }                                                                                           \
     } while (0)
 
+/* Whether the open finding `name` (one of tests/fuzz/found/README.md's) is listed in the environment
+ * variable TIERQ_FUZZ_KNOWN ("bearer_ws,judge_nan"): its contract check is then skipped, so a fuzzing
+ * session can explore past a bug that is reported but not fixed yet. Unset, every check applies
+ * (make test, and make fuzz by default). */
+static inline int fuzz_known(const char *name)
+{
+    const char *k = getenv("TIERQ_FUZZ_KNOWN");
+    size_t n = strlen(name);
+    for (const char *p = k ? strstr(k, name) : NULL; p; p = strstr(p + 1, name))
+        if ((p == k || p[-1] == ',') && (p[n] == ',' || p[n] == '\0'))
+            return 1;
+    return 0;
+}
+
+/* FUZZ_ASSERT for a contract an open finding breaks (see fuzz_known). */
+#define FUZZ_ASSERT_UNLESS_KNOWN(name, cond, what)                                                  \
+    do {                                                                                            \
+        if (!fuzz_known(name))                                                                      \
+            FUZZ_ASSERT(cond, what);                                                                \
+    } while (0)
+
 /* data[0..size) as a malloc'd NUL-terminated string (for the functions that take C strings); the
  * copy stops at the first NUL, as a C string would. Aborts on allocation failure, which is not a
  * finding. */

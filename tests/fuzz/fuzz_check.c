@@ -155,6 +155,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* the same bytes as a judge's reply and as a sample to normalise */
     char *text = fuzz_cstr((const uint8_t *)content, len);
     double score = -1;
+    /* found/check/judge_*: "N/M" with both beyond 1e308 reads as inf/inf, a NaN score */
     if (check_parse_judge(text, &score) == 0)
         FUZZ_ASSERT(score >= 0 && score <= 1, "judge score in [0,1]");
     Buf norm;

@@ -7,13 +7,14 @@
  * directory is removed. TIERQ_FUZZ_BASE_URL is set, so a provider with that base_url_env takes the
  * override path; TIERQ_BASE_URL is unset so the environment cannot change the result.
  *
- * Checked contracts (config.h): a failure has a message naming a file; a loaded config has every
+ * Checked contracts (config.h, err.h): a failure has a message, one printable line; a loaded config has every
  * kind file, sorted by name, and every model, provider and tier index in range; the params JSON
  * each kind gives tierq.kinds parses; config_use_baseline_map leaves one tier per kind. */
 #include "fuzz.h"
 
 #include "config.h"
 #include "json.h"
+#include "utf8.h"
 
 #include <sys/stat.h>
 #include <unistd.h>
@@ -127,6 +128,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (rc) {
         FUZZ_ASSERT(cfg == NULL, "no config on failure");
         FUZZ_ASSERT(err.msg[0] != '\0', "a failure says why");
+        /* err.h: "a one-line, lowercase, human-readable message" — even when it quotes a name with a
+         * "\n" or ESC in it, or a key cut in the middle of a character (crashes/config/err_*). */
+        size_t n = strlen(err.msg);
+        FUZZ_ASSERT(fuzz_one_line(err.msg, n) && utf8_valid(err.msg, n),
+                                 "an error message is one printable line of valid UTF-8");
     } else {
         check_config(cfg, nparts - 1);
         FUZZ_ASSERT(config_use_baseline_map(cfg, &err) == 0, "config_use_baseline_map");

@@ -12,9 +12,15 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/tierq-fuzz-replay.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT INT TERM
 failed=0
 
-# The replay binaries come with make all (and make asan); make again so a binary is never older
-# than the code it replays (a no-op inside make test, which built everything just before).
-if ! make -s BUILD="$build" fuzz-replay >"$tmp/make.log" 2>&1; then
+# The replay binaries come with make all (and make asan, which builds build-asan/ with the sanitizer
+# flags: a plain make there would mix in objects without them); make again so a binary is never
+# older than the code it replays (a no-op inside make test, which built everything just before).
+if [ "$build" = build-asan ]; then
+    remake="make -s asan"
+else
+    remake="make -s BUILD=$build fuzz-replay"
+fi
+if ! $remake >"$tmp/make.log" 2>&1; then
     sed 's/^/#   /' "$tmp/make.log" | tail -n 20
 fi
 asan=""
