@@ -516,6 +516,35 @@ int queue_requeue_expired(PGconn *c, int limit, int *requeued, int *dead, TqErr 
     return 0;
 }
 
+int64_t queue_count_remaining(PGconn *c, const char *const *kinds, int nkinds, const char *run_name, bool due_soon_only,
+                              TqErr *err)
+{
+    Buf karr;
+    pgarray_begin(&karr);
+    for (int i = 0; i < nkinds; i++)
+        pgarray_add_text(&karr, kinds[i]);
+    if (pgarray_end(&karr)) {
+        buf_free(&karr);
+        tq_err(err, TQ_ENOMEM, "out of memory");
+        return -1;
+    }
+    const char *p[] = {karr.data, run_name, due_soon_only ? "t" : "f"};
+    /* rows that break the bounds are never claimed nor requeued: waiting for them would never end */
+    PGresult *res = db_query(c, "count remaining jobs",
+                             "SELECT count(*) FROM tierq.jobs WHERE kind = ANY ($1::text[])"
+                             " AND ($2::text IS NULL OR run_name = $2)"
+                             " AND ((state = 'running' AND attempts BETWEEN 0 AND 1000 AND " SQL_COUNTERS_IN_BOUNDS ")"
+                             "   OR (state = 'queued' AND (NOT $3::bool OR run_after <= now() + interval '60 seconds')"
+                             "       AND attempts BETWEEN 0 AND least(max_attempts, 1000) - 1 AND " SQL_COUNTERS_IN_BOUNDS "))",
+                             3, p, err);
+    buf_free(&karr);
+    if (!res)
+        return -1;
+    int64_t n = atoll(PQgetvalue(res, 0, 0));
+    PQclear(res);
+    return n;
+}
+
 /* The estimate: input as counted when the intent was written, output at the request's max_tokens,
  * at the model's prices as tierq.models has them; split over the row's jobs in equal shares, the
  * remainder (to the 1e-12 dollar) to the first, so the shares sum to the row exactly. */

@@ -66,6 +66,12 @@ int queue_write_back_params(PGconn *c, const char *const *params, QueueWriteBack
  * max_attempts) with reason lease_expired. Up to limit jobs per call. */
 int queue_requeue_expired(PGconn *c, int limit, int *requeued, int *dead, TqErr *err);
 
+/* Jobs of these kinds (and run_name, NULL = any) still to do: running, or queued (with
+ * due_soon_only: due within a minute). Rows that break the bounds of sql/006 are not counted: no
+ * statement claims or requeues them. -1 on error. */
+int64_t queue_count_remaining(PGconn *c, const char *const *kinds, int nkinds, const char *run_name, bool due_soon_only,
+                              TqErr *err);
+
 /* Requests whose sender died with them in flight: ledger rows still in status "sent" (the intent
  * written before the request left) older than stale_s, whose worker has not heartbeaten for stale_s,
  * become status "unknown" (reason settled_after_crash, usage_estimated) at an estimated cost — input

@@ -8,7 +8,6 @@
 #include "json.h"
 #include "log.h"
 #include "plan.h"
-#include "pgarray.h"
 #include "pool.h"
 #include "queue.h"
 #include "spill.h"
@@ -150,24 +149,7 @@ static int parse_kinds(Run *r)
 /* Jobs left for this process to wait for: queued and due soon, or running anywhere. */
 static int64_t remaining_jobs(Run *r, bool due_soon_only, TqErr *err)
 {
-    Buf karr;
-    pgarray_begin(&karr);
-    for (int i = 0; i < r->nkinds; i++)
-        pgarray_add_text(&karr, r->kinds[i]);
-    pgarray_end(&karr);
-    const char *p[] = {karr.data, r->opt->run_name, due_soon_only ? "t" : "f"};
-    PGresult *res = db_query(r->conn, "count remaining jobs",
-                             "SELECT count(*) FROM tierq.jobs WHERE kind = ANY ($1::text[])"
-                             " AND ($2::text IS NULL OR run_name = $2)"
-                             " AND (state = 'running' OR (state = 'queued'"
-                             "      AND (NOT $3::bool OR run_after <= now() + interval '60 seconds')))",
-                             3, p, err);
-    buf_free(&karr);
-    if (!res)
-        return -1;
-    int64_t n = atoll(PQgetvalue(res, 0, 0));
-    PQclear(res);
-    return n;
+    return queue_count_remaining(r->conn, r->kinds, r->nkinds, r->opt->run_name, due_soon_only, err);
 }
 
 /* Calls the plan made ready: to the pool, or straight to the writer when every job already has an

@@ -19,6 +19,7 @@
 
 #define WRITER_MAX_BATCH 1000   /* calls per flush */
 #define WRITER_LINGER_MS 20     /* wait for more calls before a small flush */
+#define WRITER_INTENT_LINGER_MS 2 /* ... but a request waits for its intent: not as long */
 
 struct Writer {
     char *conninfo;
@@ -410,9 +411,13 @@ static void *writer_main(void *arg)
         /* Flush when the batch is full, has lingered long enough, or we are stopping. */
         while (pending) {
             int count = 0;
-            for (Call *c = pending; c && count < WRITER_MAX_BATCH; c = c->next)
+            bool intents = false;
+            for (Call *c = pending; c && count < WRITER_MAX_BATCH; c = c->next) {
                 count++;
-            if (count < WRITER_MAX_BATCH && clock_mono_ms() - first_ms < WRITER_LINGER_MS && !stopping)
+                intents |= c->parked != NULL;
+            }
+            int64_t linger = intents ? WRITER_INTENT_LINGER_MS : WRITER_LINGER_MS;
+            if (count < WRITER_MAX_BATCH && clock_mono_ms() - first_ms < linger && !stopping)
                 break;
             while (pending && bt.n < WRITER_MAX_BATCH) {
                 bt.calls[bt.n++] = pending;

@@ -530,6 +530,48 @@ static void test_request_resent_by_curl_is_in_the_ledger(void)
     sim_stop(&s);
 }
 
+/* Rows from before the bounds of sql/006 that break them (written when the constraints were not
+ * there) sit next to healthy ones: `run --drain` finishes every healthy job and ends, though the
+ * hostile rows can never be claimed. */
+static void test_drain_finishes_healthy_jobs_next_to_hostile_rows(void)
+{
+    SimProc s;
+    CHECK_INT(sim_start(&s, answers, "--latency-ms 1"), 0);
+    PGconn *c = testdb_connect();
+    testdb_exec(c, "DELETE FROM tierq.jobs; DELETE FROM tierq.calls; DELETE FROM tierq.workers", NULL, 0);
+    CHECK_INT(testdb_exec(c, "ALTER TABLE tierq.jobs DROP CONSTRAINT jobs_attempts_range, DROP CONSTRAINT jobs_cost_range,"
+                             " DROP CONSTRAINT jobs_tokens_range",
+                          NULL, 0),
+              0);
+    testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt, run_name, attempts, max_attempts, priority) VALUES"
+                   " ('simple', 'hostile 1', 'hostile', 2147483647, 100, 100);"
+                   "INSERT INTO tierq.jobs (kind, prompt, run_name, cost_usd, priority) VALUES"
+                   " ('simple', 'hostile 2', 'hostile', 99999999, 100);"
+                   "INSERT INTO tierq.jobs (kind, prompt, run_name, tokens_in, priority) VALUES"
+                   " ('simple', 'hostile 3', 'hostile', 9223372036854775807, 100);"
+                   "INSERT INTO tierq.jobs (kind, prompt, run_name) SELECT 'simple', 'question number ' || g, 'hostile'"
+                   " FROM generate_series(1, 20) g",
+                NULL, 0);
+    CHECK_INT(testdb_exec(c, "ALTER TABLE tierq.jobs"
+                             " ADD CONSTRAINT jobs_attempts_range CHECK (attempts BETWEEN 0 AND 1000) NOT VALID,"
+                             " ADD CONSTRAINT jobs_cost_range CHECK (cost_usd BETWEEN 0 AND 10000000"
+                             "   AND baseline_cost_usd BETWEEN 0 AND 10000000) NOT VALID,"
+                             " ADD CONSTRAINT jobs_tokens_range CHECK (tokens_in BETWEEN 0 AND 1000000000000000"
+                             "   AND tokens_cached_in BETWEEN 0 AND 1000000000000000"
+                             "   AND tokens_out BETWEEN 0 AND 1000000000000000) NOT VALID",
+                          NULL, 0),
+              0);
+    int st = run_drain(&s, "--run hostile");
+    CHECKF(st == 0, "exit %d: %s", st, out);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.jobs WHERE run_name = 'hostile' AND prompt LIKE 'question%' AND state = 'done'"),
+              20);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.jobs WHERE run_name = 'hostile' AND prompt LIKE 'hostile%' AND state = 'queued'"),
+              3);
+    testdb_exec(c, "DELETE FROM tierq.jobs; DELETE FROM tierq.calls; DELETE FROM tierq.workers", NULL, 0);
+    PQfinish(c);
+    sim_stop(&s);
+}
+
 int main(void)
 {
     testdb_setup("tq_run", 1);
@@ -547,6 +589,7 @@ int main(void)
     RUN(test_database_down_at_shutdown_spills_then_replays);
     RUN(test_kill_9_every_request_is_in_the_ledger);
     RUN(test_request_resent_by_curl_is_in_the_ledger);
+    RUN(test_drain_finishes_healthy_jobs_next_to_hostile_rows);
     unlink(answers);
     return check_done();
 }
