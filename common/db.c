@@ -22,6 +22,44 @@ static void db_trim_message(char *msg)
             *p = ' ';
 }
 
+/* A conninfo libpq cannot parse: find the password as written — the URL's user:PASSWORD@ part, or
+ * the text after password= (quoted or not) — and register it as it stands. */
+static void register_raw_password(const char *ci)
+{
+    char buf[512];
+    const char *sep = strstr(ci, "://");
+    if (sep) {
+        const char *auth = sep + 3, *at = strchr(auth, '@');
+        const char *colon = auth;
+        while (colon < (at ? at : auth) && *colon != ':')
+            colon++;
+        if (at && colon < at && at - colon - 1 > 0 && (size_t)(at - colon) < sizeof buf) {
+            snprintf(buf, sizeof buf, "%.*s", (int)(at - colon - 1), colon + 1);
+            log_add_secret(buf);
+        }
+        return;
+    }
+    for (const char *p = strstr(ci, "password"); p; p = strstr(p + 8, "password")) {
+        const char *v = p + 8;
+        while (*v == ' ')
+            v++;
+        if (*v != '=')
+            continue;
+        v++;
+        while (*v == ' ')
+            v++;
+        if (*v == '\'')
+            v++;
+        size_t n = 0;
+        while (v[n] && v[n] != '\'' && v[n] != ' ' && n + 1 < sizeof buf)
+            n++;
+        if (n > 0) {
+            snprintf(buf, sizeof buf, "%.*s", (int)n, v);
+            log_add_secret(buf);
+        }
+    }
+}
+
 /* The connection's password is a secret like an API key: libpq can echo a malformed conninfo in
  * its error text. Register it (and PGPASSWORD) with the log redactor before connecting. */
 static void register_password(const char *conninfo)
@@ -30,6 +68,8 @@ static void register_password(const char *conninfo)
     for (PQconninfoOption *o = opts; o && o->keyword; o++)
         if (strcmp(o->keyword, "password") == 0 && o->val && *o->val)
             log_add_secret(o->val);
+    if (!opts && conninfo)
+        register_raw_password(conninfo); /* malformed: exactly when libpq quotes pieces of it */
     PQconninfoFree(opts);
     const char *env = getenv("PGPASSWORD");
     if (env && *env)
@@ -49,7 +89,10 @@ int db_connect(const char *conninfo, PGconn **out, TqErr *err)
         snprintf(msg, sizeof msg, "%s", PQerrorMessage(c));
         db_trim_message(msg);
         PQfinish(c);
-        return tq_err(err, TQ_EDB, "cannot connect to the database: %s", msg);
+        char *clean = log_scrub_dup(msg); /* libpq may quote the conninfo, password and all */
+        int rc = tq_err(err, TQ_EDB, "cannot connect to the database: %s", clean ? clean : "(message withheld)");
+        free(clean);
+        return rc;
     }
     /* Our timestamps are compared with now() on the server only; UTC keeps logs unambiguous. Every
      * name we use is schema-qualified: pin search_path so objects another role creates in a schema

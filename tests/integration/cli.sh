@@ -36,6 +36,16 @@ rm -rf "$d"
 out=$(TIERQ_DATABASE_URL="host=/nonexistent-socket-dir user=x dbname=y" "$bin" status 2>&1); st=$?
 if [ $st = 1 ] && echo "$out" | grep -q "cannot connect to the database"; then ok unreachable_database_exit_1; else nok unreachable_database_exit_1 "status $st: $out"; fi
 
+# a malformed connection string is quoted back by libpq: its password never is
+out=$(TIERQ_DATABASE_URL='postgresql://u:hunter2%zzsecret@localhost:5/db' "$bin" status 2>&1); st=$?
+if [ $st = 1 ] && echo "$out" | grep -q "cannot connect" && ! echo "$out" | grep -q hunter2; then
+    ok malformed_url_password_not_echoed
+else
+    nok malformed_url_password_not_echoed "status $st: $out"
+fi
+out=$(TIERQ_DATABASE_URL="host=/nonexistent-socket-dir password=hunter3secret port=x" "$bin" status 2>&1); st=$?
+if [ $st = 1 ] && ! echo "$out" | grep -q hunter3; then ok malformed_conninfo_password_not_echoed; else nok malformed_conninfo_password_not_echoed "status $st: $out"; fi
+
 # every subcommand answers --help and -h with its own usage line and exit 0 (even without a database)
 for cmd in "" migrate "config" "config check" status run report calibrate "help" "help run"; do
     for h in --help -h; do
