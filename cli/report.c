@@ -163,6 +163,28 @@ static const char *const SQL_REPORT_FAILURES =
 
 enum { RF_KIND, RF_STATE, RF_REASON, RF_JOBS, RF_EXAMPLE, RF_NCOLS };
 
+/* What the router believed against what happened: done jobs with an expected answer, by kind, the
+ * tier that answered and the score it accepted them with (jobs.quality) in tenths, with how many
+ * were right. A calibrated router's 0.8-0.9 bucket is right 80-90% of the time; a bucket far above
+ * its accuracy says the tier's confidence means less than its bar assumes. Same filters as
+ * SQL_REPORT_JOBS. */
+static const char *const SQL_REPORT_CONFIDENCE =
+    "WITH j AS ("
+    "  SELECT kind, tier, quality::float8 AS q,"
+    "    coalesce(tierq.normalize_answer(result) = tierq.normalize_answer(expected), false) AS correct"
+    "  FROM tierq.jobs"
+    "  WHERE state = 'done' AND expected IS NOT NULL AND quality IS NOT NULL AND tier IS NOT NULL"
+    "    AND ($1::text IS NULL OR run_name = $1::text)"
+    "    AND ($2::bigint IS NULL OR coalesce(finished_at, created_at) >= now() - $2::bigint * interval '1 second')"
+    "), b AS (SELECT kind, tier, least(greatest(floor(q * 10)::int, 0), 9) AS bucket, q, correct FROM j)"
+    " SELECT kind, tier, round(bucket / 10.0, 1), round((bucket + 1) / 10.0, 1), count(*),"
+    "   round(avg(q)::numeric, 3), count(*) FILTER (WHERE correct),"
+    "   round(count(*) FILTER (WHERE correct)::numeric / count(*), 3),"
+    "   round(100 * count(*) FILTER (WHERE correct)::numeric / count(*), 1)"
+    " FROM b GROUP BY kind, tier, bucket ORDER BY kind, tier, bucket";
+
+enum { RQ_KIND, RQ_TIER, RQ_LO, RQ_HI, RQ_ANSWERS, RQ_MEAN, RQ_CORRECT, RQ_ACCURACY, RQ_ACCURACY_PCT1, RQ_NCOLS };
+
 
 /* A cell as text, or NULL for SQL NULL. */
 static const char *cell(const PGresult *r, int row, int col)
@@ -238,7 +260,7 @@ static void emit_json_batching(Emit *e, const PGresult *batching, const char *ki
 
 /* The result sets one report is made of. */
 typedef struct ReportData {
-    const PGresult *jobs, *calls, *tiers, *batching, *signals, *failures;
+    const PGresult *jobs, *calls, *tiers, *batching, *signals, *failures, *confidence;
     int jt, ct; /* rows of the totals */
 } ReportData;
 
@@ -267,7 +289,17 @@ static void render_json_extras(Emit *e, const ReportData *d)
         emit_json_str(e, cell(d->failures, i, RF_EXAMPLE));
         emit(e, "}");
     }
-    emit(e, "%s],\n", PQntuples(d->failures) ? "\n " : "");
+    emit(e, "%s],\n \"confidence\": [", PQntuples(d->failures) ? "\n " : "");
+    for (int i = 0; i < PQntuples(d->confidence); i++) {
+        const PGresult *q = d->confidence;
+        emit(e, "%s\n  {\"kind\": ", i ? "," : "");
+        emit_json_str(e, PQgetvalue(q, i, RQ_KIND));
+        emit(e, ", \"tier\": %s, \"score_from\": %s, \"score_to\": %s, \"answers\": %s, \"mean_score\": %s,"
+                " \"correct\": %s, \"accuracy\": %s}",
+             json_num(q, i, RQ_TIER), json_num(q, i, RQ_LO), json_num(q, i, RQ_HI), json_num(q, i, RQ_ANSWERS),
+             json_num(q, i, RQ_MEAN), json_num(q, i, RQ_CORRECT), json_num(q, i, RQ_ACCURACY));
+    }
+    emit(e, "%s],\n", PQntuples(d->confidence) ? "\n " : "");
 }
 
 static void render_text_extras(Emit *e, const ReportData *d)
@@ -288,6 +320,18 @@ static void render_text_extras(Emit *e, const ReportData *d)
              text_cell(d->failures, i, RF_EXAMPLE));
     if (PQntuples(d->failures) == 0)
         emit(e, "  (none)\n");
+    emit(e, "\nrouter confidence against what happened (done jobs with an expected answer)\n");
+    emit(e, "  %-16s %4s  %-11s %7s %10s  %s\n", "kind", "tier", "score", "answers", "mean_score", "right");
+    for (int i = 0; i < PQntuples(d->confidence); i++) {
+        const PGresult *q = d->confidence;
+        char range[32], right[64];
+        snprintf(range, sizeof range, "%s-%s", PQgetvalue(q, i, RQ_LO), PQgetvalue(q, i, RQ_HI));
+        snprintf(right, sizeof right, "%s%% (%s)", PQgetvalue(q, i, RQ_ACCURACY_PCT1), PQgetvalue(q, i, RQ_CORRECT));
+        emit(e, "  %-16s %4s  %-11s %7s %10s  %s\n", PQgetvalue(q, i, RQ_KIND), PQgetvalue(q, i, RQ_TIER), range,
+             PQgetvalue(q, i, RQ_ANSWERS), PQgetvalue(q, i, RQ_MEAN), right);
+    }
+    if (PQntuples(d->confidence) == 0)
+        emit(e, "  (no done jobs with an expected answer)\n");
 }
 
 static void render_json(Emit *e, const ReportOptions *opt, const ReportData *d)
@@ -457,7 +501,18 @@ int report_run(PGconn *c, const ReportOptions *opt, FILE *out, TqErr *err)
     snprintf(since, sizeof since, "%ld", opt->since_s);
     const char *params[] = {opt->run_name, opt->since_s > 0 ? since : NULL};
 
-    PGresult *jobs = NULL, *calls = NULL, *tiers = NULL, *batching = NULL, *signals = NULL, *failures = NULL;
+    /* Every statement of the report, with the shape its renderer expects. */
+    static const struct {
+        const char *what, *sql;
+        int ncols;
+    } queries[] = {
+        {"report jobs", SQL_REPORT_JOBS, RJ_NCOLS},           {"report calls", SQL_REPORT_CALLS, RC_NCOLS},
+        {"report tiers", SQL_REPORT_TIERS, RT_NCOLS},         {"report batching", SQL_REPORT_BATCHING, RB_NCOLS},
+        {"report signals", SQL_REPORT_SIGNALS, RS_NCOLS},     {"report failures", SQL_REPORT_FAILURES, RF_NCOLS},
+        {"report confidence", SQL_REPORT_CONFIDENCE, RQ_NCOLS},
+    };
+    enum { NQ = sizeof queries / sizeof queries[0] };
+    PGresult *res[NQ] = {0};
     Emit e = {.rc = 0};
     buf_init(&e.b, REPORT_MAX_BYTES);
     int rc = 0, jt = -1, ct = -1;
@@ -467,42 +522,22 @@ int report_run(PGconn *c, const ReportOptions *opt, FILE *out, TqErr *err)
     int own_tx = PQtransactionStatus(c) == PQTRANS_IDLE;
     if (own_tx && (rc = db_exec(c, "report begin", "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", 0, NULL, err)))
         goto cleanup;
-    jobs = db_query(c, "report jobs", SQL_REPORT_JOBS, 2, params, err);
-    if (!jobs) {
-        rc = TQ_EDB;
-        goto cleanup;
-    }
-    calls = db_query(c, "report calls", SQL_REPORT_CALLS, 2, params, err);
-    if (!calls) {
-        rc = TQ_EDB;
-        goto cleanup;
-    }
-    tiers = db_query(c, "report tiers", SQL_REPORT_TIERS, 2, params, err);
-    if (!tiers) {
-        rc = TQ_EDB;
-        goto cleanup;
-    }
-    batching = db_query(c, "report batching", SQL_REPORT_BATCHING, 2, params, err);
-    if (!batching) {
-        rc = TQ_EDB;
-        goto cleanup;
-    }
-    signals = db_query(c, "report signals", SQL_REPORT_SIGNALS, 2, params, err);
-    failures = signals ? db_query(c, "report failures", SQL_REPORT_FAILURES, 2, params, err) : NULL;
-    if (!signals || !failures) {
-        rc = TQ_EDB;
-        goto cleanup;
+    for (int i = 0; i < NQ; i++) {
+        if (!(res[i] = db_query(c, queries[i].what, queries[i].sql, 2, params, err))) {
+            rc = TQ_EDB;
+            goto cleanup;
+        }
+        if (PQnfields(res[i]) != queries[i].ncols) {
+            rc = tq_err(err, TQ_EDB, "%s: unexpected result shape", queries[i].what);
+            goto cleanup;
+        }
     }
     if (own_tx) {
         own_tx = 0;
         if ((rc = db_exec(c, "report commit", "COMMIT", 0, NULL, err)))
             goto cleanup;
     }
-    if (PQnfields(jobs) != RJ_NCOLS || PQnfields(calls) != RC_NCOLS || PQnfields(tiers) != RT_NCOLS ||
-        PQnfields(batching) != RB_NCOLS || PQnfields(signals) != RS_NCOLS || PQnfields(failures) != RF_NCOLS) {
-        rc = tq_err(err, TQ_EDB, "report: unexpected result shape");
-        goto cleanup;
-    }
+    const PGresult *jobs = res[0], *calls = res[1];
     jt = find_total(jobs);
     ct = find_total(calls);
     if (jt < 0 || ct < 0) {
@@ -510,7 +545,7 @@ int report_run(PGconn *c, const ReportOptions *opt, FILE *out, TqErr *err)
         goto cleanup;
     }
 
-    ReportData d = {jobs, calls, tiers, batching, signals, failures, jt, ct};
+    ReportData d = {jobs, calls, res[2], res[3], res[4], res[5], res[6], jt, ct};
     if (opt->format == REPORT_JSON)
         render_json(&e, opt, &d);
     else
@@ -527,12 +562,8 @@ int report_run(PGconn *c, const ReportOptions *opt, FILE *out, TqErr *err)
 cleanup:
     if (own_tx)
         PQclear(PQexec(c, "ROLLBACK"));
-    PQclear(jobs);
-    PQclear(calls);
-    PQclear(tiers);
-    PQclear(batching);
-    PQclear(signals);
-    PQclear(failures);
+    for (int i = 0; i < NQ; i++)
+        PQclear(res[i]);
     buf_free(&e.b);
     return rc;
 }

@@ -138,7 +138,7 @@ static void check_keys(const JsonDoc *d, int obj, const char *const *keys, int n
     }
 }
 
-static const char *const TOP_KEYS[] = {"filters", "totals", "models", "missing_signals", "failures", "kinds"};
+static const char *const TOP_KEYS[] = {"filters", "totals", "models", "missing_signals", "failures", "confidence", "kinds"};
 static const char *const FILTER_KEYS[] = {"run", "since_s"};
 static const char *const TOTAL_KEYS[] = {"jobs", "jobs_by_state", "calls", "tokens_in", "tokens_cached_in",
                                          "tokens_out", "cost_usd", "baseline_cost_usd", "saved_usd", "saved_pct"};
@@ -663,6 +663,46 @@ static void test_failures_write_nothing(void)
     PQfinish(c);
 }
 
+/* The router's confidence against what happened: accepted answers bucketed by the score they were
+ * accepted with, each bucket's accuracy next to it — here a tier whose 0.8-0.9 answers are right 80%
+ * of the time and whose 0.3-0.4 answers 25%. */
+static void test_confidence_table(void)
+{
+    PGconn *c = report_db();
+    testdb_exec(c,
+                "INSERT INTO tierq.jobs (kind, prompt, run_name, state, expected, result, quality, tier, model, finished_at)"
+                " SELECT 'classify', 'p', 'conf', 'done', 'bug', CASE WHEN g <= 8 THEN 'Bug' ELSE 'billing' END,"
+                "   0.85, 1, 'qwen3-8b', now() FROM generate_series(1, 10) g;"
+                "INSERT INTO tierq.jobs (kind, prompt, run_name, state, expected, result, quality, tier, model, finished_at)"
+                " SELECT 'classify', 'p', 'conf', 'done', 'bug', CASE WHEN g = 1 THEN 'bug' ELSE 'other' END,"
+                "   0.35, 1, 'qwen3-8b', now() FROM generate_series(1, 4) g",
+                NULL, 0);
+    char *t = NULL;
+    TqErr err = {0};
+    CHECK_INT(report_to_string(c, REPORT_TEXT, "conf", 0, &t, &err), 0);
+    const char *sec = t ? strstr(t, "\nrouter confidence against what happened") : NULL;
+    CHECKF(sec != NULL, "confidence section missing:\n%s", t ? t : "");
+    char want[256], line[512];
+    snprintf(want, sizeof want, "%-16s %4s  %-11s %7s %10s  %s", "classify", "1", "0.3-0.4", "4", "0.350", "25.0% (1)");
+    CHECK_STR(line_of(sec ? sec : "", "classify    ", line, sizeof line), want);
+    snprintf(want, sizeof want, "%-16s %4s  %-11s %7s %10s  %s", "classify", "1", "0.8-0.9", "10", "0.850", "80.0% (8)");
+    const char *second = sec ? strstr(sec, "0.8-0.9") : NULL;
+    CHECKF(second != NULL, "0.8-0.9 bucket missing:\n%s", sec ? sec : "");
+    if (second) {
+        while (second > sec && second[-1] != '\n')
+            second--;
+        CHECK_STR(line_of(second, "classify", line, sizeof line), want);
+    }
+    free(t);
+    CHECK_INT(report_to_string(c, REPORT_JSON, "conf", 0, &t, &err), 0);
+    CHECKF(t && strstr(t, "{\"kind\": \"classify\", \"tier\": 1, \"score_from\": 0.8, \"score_to\": 0.9, \"answers\": 10,"
+                          " \"mean_score\": 0.850, \"correct\": 8, \"accuracy\": 0.800}"),
+           "json: %s", t ? t : "");
+    free(t);
+    testdb_exec(c, "DELETE FROM tierq.jobs WHERE run_name = 'conf'", NULL, 0);
+    PQfinish(c);
+}
+
 int main(void)
 {
     RUN(test_normalize_answer_function);
@@ -674,5 +714,6 @@ int main(void)
     RUN(test_batching_kinds_without_calls_or_jobs);
     RUN(test_run_name_is_escaped_in_json);
     RUN(test_failures_write_nothing);
+    RUN(test_confidence_table);
     return check_done();
 }
