@@ -113,11 +113,13 @@ static const char *const USAGE_RUN =
     "  --progress / --quiet    live progress line on stderr (default: when stderr is a terminal)\n"
     "  --budget-usd X          stop claiming once this run has spent X dollars (exit status 4)\n"
     "  --all-tiers             every tier answers every job (a labelled run for tierq calibrate)\n"
+    "  --fail-on-drift         exit 7 when a kind's shadow agreement ends below its shadow.min_agreement\n"
     "  --model-map baseline    answer every kind with its baseline model only (the comparison run)\n"
     "  -h, --help              this help\n"
     "\n"
     "exit status: 0 done, 1 runtime error, 2 usage, 3 configuration, 4 budget reached,\n"
-    "5 a provider refused the account (quota or key), 6 jobs were attempted and none succeeded\n";
+    "5 a provider refused the account (quota or key), 6 jobs were attempted and none succeeded,\n"
+    "7 with --fail-on-drift, a kind's answers drifted from its baseline model's\n";
 
 static const char *const USAGE_REPORT =
     "usage: tierq report [--format text|json] [--run NAME] [--since DURATION]\n"
@@ -352,6 +354,8 @@ static int cmd_run(const char *dir, int argc, char **argv)
             i++;
         } else if (strcmp(a, "--all-tiers") == 0) {
             o.all_tiers = true;
+        } else if (strcmp(a, "--fail-on-drift") == 0) {
+            o.fail_on_drift = true;
         } else if (missing_value("run", a, v, RUN_VALUE_OPTIONS)) {
             return EXIT_USAGE;
         } else if (strcmp(a, "--model-map") == 0) {

@@ -81,7 +81,7 @@ static void price_text(char *out, size_t cap, int64_t micro) { cost_format_usd(o
 int migrate_sync_config(PGconn *c, const TqConfig *cfg, TqErr *err)
 {
     enum { M_NAME, M_PROV, M_IN, M_CIN, M_OUT, M_N };
-    enum { K_NAME, K_HASH, K_FIRST, K_BASE, K_ATT, K_PARAMS, K_N };
+    enum { K_NAME, K_HASH, K_FIRST, K_BASE, K_ATT, K_PARAMS, K_SHADOW, K_N };
     Buf m[M_N], k[K_N];
     for (int i = 0; i < M_N; i++)
         pgarray_begin(&m[i]);
@@ -99,14 +99,17 @@ int migrate_sync_config(PGconn *c, const TqConfig *cfg, TqErr *err)
     }
     for (int i = 0; i < cfg->nkinds && !rc; i++) {
         const TqKind *kd = &cfg->kinds[i];
-        char att[16];
+        char att[16], shadow[128];
         snprintf(att, sizeof att, "%d", kd->max_attempts);
+        snprintf(shadow, sizeof shadow, "{\"rate\": %.6g, \"min_agreement\": %.6g, \"window\": %d}", kd->shadow.rate,
+                 kd->shadow.min_agreement, kd->shadow.window);
         Buf params;
         buf_init(&params, 0);
         rc = pgarray_add_text(&k[K_NAME], kd->name) || pgarray_add_text(&k[K_HASH], kd->hash) ||
              pgarray_add_text(&k[K_FIRST], cfg->models[kd->tiers[0].model].name) ||
              pgarray_add_text(&k[K_BASE], cfg->models[kd->baseline_model].name) || pgarray_add_text(&k[K_ATT], att) ||
-             config_kind_params_json(kd, &params) || pgarray_add_text(&k[K_PARAMS], params.data);
+             config_kind_params_json(kd, &params) || pgarray_add_text(&k[K_PARAMS], params.data) ||
+             pgarray_add_text(&k[K_SHADOW], shadow);
         buf_free(&params);
     }
     for (int i = 0; i < M_N && !rc; i++)
@@ -118,7 +121,7 @@ int migrate_sync_config(PGconn *c, const TqConfig *cfg, TqErr *err)
         goto cleanup;
     }
     const char *mp[] = {m[0].data, m[1].data, m[2].data, m[3].data, m[4].data};
-    const char *kp[] = {k[0].data, k[1].data, k[2].data, k[3].data, k[4].data, k[5].data};
+    const char *kp[] = {k[0].data, k[1].data, k[2].data, k[3].data, k[4].data, k[5].data, k[6].data};
     if ((rc = db_exec(c, "begin", "BEGIN", 0, NULL, err)))
         goto cleanup;
     rc = db_exec(c, "sync models",
@@ -137,17 +140,17 @@ int migrate_sync_config(PGconn *c, const TqConfig *cfg, TqErr *err)
     if (!rc)
         rc = db_exec(c, "sync kinds",
                      "INSERT INTO tierq.kinds AS t (name, config_hash, first_model, baseline_model, max_attempts, "
-                     "  params, in_config, synced_at) "
-                     "SELECT u.n, u.h, u.f, u.b, u.a, u.p, true, now() "
-                     "FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::jsonb[]) "
-                     "  AS u(n, h, f, b, a, p) "
+                     "  params, shadow, in_config, synced_at) "
+                     "SELECT u.n, u.h, u.f, u.b, u.a, u.p, u.s, true, now() "
+                     "FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::jsonb[], $7::jsonb[]) "
+                     "  AS u(n, h, f, b, a, p, s) "
                      "ON CONFLICT (name) DO UPDATE SET config_hash = excluded.config_hash, "
                      "  first_model = excluded.first_model, baseline_model = excluded.baseline_model, "
-                     "  max_attempts = excluded.max_attempts, params = excluded.params, in_config = true, "
-                     "  synced_at = now() "
-                     "WHERE (t.config_hash, t.params, t.in_config) IS DISTINCT FROM "
-                     "  (excluded.config_hash, excluded.params, true)",
-                     6, kp, err);
+                     "  max_attempts = excluded.max_attempts, params = excluded.params, shadow = excluded.shadow,"
+                     "  in_config = true, synced_at = now() "
+                     "WHERE (t.config_hash, t.params, t.shadow, t.in_config) IS DISTINCT FROM "
+                     "  (excluded.config_hash, excluded.params, excluded.shadow, true)",
+                     7, kp, err);
     if (!rc)
         rc = db_exec(c, "retire kinds",
                      "UPDATE tierq.kinds SET in_config = false, synced_at = now() "

@@ -185,6 +185,44 @@ static const char *const SQL_REPORT_CONFIDENCE =
 
 enum { RQ_KIND, RQ_TIER, RQ_LO, RQ_HI, RQ_ANSWERS, RQ_MEAN, RQ_CORRECT, RQ_ACCURACY, RQ_ACCURACY_PCT1, RQ_NCOLS };
 
+/* Shadow evaluation by kind and the tier that answered the job: shadow calls (their cost, charged to
+ * no job), how many could be compared (an answer came back and the job is done), how many agreed
+ * with the job's answer (normalized as accuracy is), with the 95% interval. Same filters as
+ * SQL_REPORT_CALLS. */
+static const char *const SQL_REPORT_SHADOW =
+    "WITH s AS ("
+    "  SELECT c.kind, c.tier, c.cost_usd,"
+    "    c.status = 'ok' AND c.answer IS NOT NULL AND j.state = 'done' AS compared,"
+    "    c.status = 'ok' AND j.state = 'done'"
+    "      AND tierq.normalize_answer(c.answer) = tierq.normalize_answer(j.result) AS agreed"
+    "  FROM tierq.calls c LEFT JOIN tierq.jobs j ON j.id = c.job_ids[1]"
+    "  WHERE c.purpose = 'shadow' AND c.status NOT IN ('sent', 'cancelled')"
+    "    AND ($1::text IS NULL OR c.run_name = $1::text)"
+    "    AND ($2::bigint IS NULL OR c.created_at >= now() - $2::bigint * interval '1 second')"
+    "), g AS ("
+    "  SELECT kind, tier, count(*) AS calls, round(sum(cost_usd), 6) AS cost,"
+    "    count(*) FILTER (WHERE compared) AS compared, count(*) FILTER (WHERE agreed) AS agreed"
+    "  FROM s GROUP BY kind, tier"
+    ")"
+    " SELECT kind, tier, calls, cost, compared, agreed,"
+    "   CASE WHEN compared > 0 THEN round(agreed::numeric / compared, 3) END,"
+    "   round(100 * tierq.wilson_bound(agreed, compared, false))::int,"
+    "   round(100 * tierq.wilson_bound(agreed, compared, true))::int,"
+    "   CASE WHEN compared > 0 THEN round(100 * agreed::numeric / compared, 1) END"
+    " FROM g ORDER BY kind, tier";
+
+enum { RW_KIND, RW_TIER, RW_CALLS, RW_COST, RW_COMPARED, RW_AGREED, RW_AGREEMENT, RW_LOW, RW_HIGH, RW_PCT1, RW_NCOLS };
+
+/* The live estimate per kind: its last shadow.window comparisons (tierq.shadow_estimates, sql/008),
+ * flagged when the interval lies below the kind's min_agreement. Not limited by --since: the window
+ * is the recent past already. */
+static const char *const SQL_REPORT_SHADOW_LIVE =
+    "SELECT kind, shadow_window, compared, agreed, round(agreement::numeric, 3), round(100 * low)::int,"
+    "  round(100 * high)::int, round(min_agreement::numeric, 3), below, round(100 * agreement::numeric, 1)"
+    " FROM tierq.shadow_estimates($1::text) WHERE $2::bigint IS NULL OR $2::bigint >= 0";
+
+enum { RL_KIND, RL_WINDOW, RL_COMPARED, RL_AGREED, RL_AGREEMENT, RL_LOW, RL_HIGH, RL_MIN, RL_BELOW, RL_PCT1, RL_NCOLS };
+
 
 /* A cell as text, or NULL for SQL NULL. */
 static const char *cell(const PGresult *r, int row, int col)
@@ -260,7 +298,7 @@ static void emit_json_batching(Emit *e, const PGresult *batching, const char *ki
 
 /* The result sets one report is made of. */
 typedef struct ReportData {
-    const PGresult *jobs, *calls, *tiers, *batching, *signals, *failures, *confidence;
+    const PGresult *jobs, *calls, *tiers, *batching, *signals, *failures, *confidence, *shadow, *shadow_live;
     int jt, ct; /* rows of the totals */
 } ReportData;
 
@@ -299,7 +337,28 @@ static void render_json_extras(Emit *e, const ReportData *d)
              json_num(q, i, RQ_TIER), json_num(q, i, RQ_LO), json_num(q, i, RQ_HI), json_num(q, i, RQ_ANSWERS),
              json_num(q, i, RQ_MEAN), json_num(q, i, RQ_CORRECT), json_num(q, i, RQ_ACCURACY));
     }
-    emit(e, "%s],\n", PQntuples(d->confidence) ? "\n " : "");
+    emit(e, "%s],\n \"shadow\": {\"tiers\": [", PQntuples(d->confidence) ? "\n " : "");
+    for (int i = 0; i < PQntuples(d->shadow); i++) {
+        const PGresult *w = d->shadow;
+        emit(e, "%s\n  {\"kind\": ", i ? "," : "");
+        emit_json_str(e, PQgetvalue(w, i, RW_KIND));
+        emit(e, ", \"tier\": %s, \"calls\": %s, \"cost_usd\": %s, \"compared\": %s, \"agreed\": %s, \"agreement\": %s,"
+                " \"low_pct\": %s, \"high_pct\": %s}",
+             json_num(w, i, RW_TIER), json_num(w, i, RW_CALLS), json_num(w, i, RW_COST), json_num(w, i, RW_COMPARED),
+             json_num(w, i, RW_AGREED), json_num(w, i, RW_AGREEMENT), json_num(w, i, RW_LOW), json_num(w, i, RW_HIGH));
+    }
+    emit(e, "%s], \"estimates\": [", PQntuples(d->shadow) ? "\n " : "");
+    for (int i = 0; i < PQntuples(d->shadow_live); i++) {
+        const PGresult *l = d->shadow_live;
+        emit(e, "%s\n  {\"kind\": ", i ? "," : "");
+        emit_json_str(e, PQgetvalue(l, i, RL_KIND));
+        emit(e, ", \"window\": %s, \"compared\": %s, \"agreed\": %s, \"agreement\": %s, \"low_pct\": %s,"
+                " \"high_pct\": %s, \"min_agreement\": %s, \"below\": %s}",
+             json_num(l, i, RL_WINDOW), json_num(l, i, RL_COMPARED), json_num(l, i, RL_AGREED),
+             json_num(l, i, RL_AGREEMENT), json_num(l, i, RL_LOW), json_num(l, i, RL_HIGH), json_num(l, i, RL_MIN),
+             PQgetvalue(l, i, RL_BELOW)[0] == 't' ? "true" : "false");
+    }
+    emit(e, "%s]},\n", PQntuples(d->shadow_live) ? "\n " : "");
 }
 
 static void render_text_extras(Emit *e, const ReportData *d)
@@ -332,6 +391,37 @@ static void render_text_extras(Emit *e, const ReportData *d)
     }
     if (PQntuples(d->confidence) == 0)
         emit(e, "  (no done jobs with an expected answer)\n");
+    emit(e, "\nshadow evaluation (jobs a cheaper tier answered, asked again of the baseline model; agreement\n"
+            "estimates accuracy against it; cost charged to no job)\n");
+    emit(e, "  %-16s %4s %7s %9s %9s  %-18s %12s\n", "kind", "tier", "calls", "compared", "agreed", "agreement (95%)",
+         "cost_usd");
+    for (int i = 0; i < PQntuples(d->shadow); i++) {
+        const PGresult *w = d->shadow;
+        char agree[48];
+        if (cell(w, i, RW_PCT1))
+            snprintf(agree, sizeof agree, "%s%% (%s-%s%%)", PQgetvalue(w, i, RW_PCT1), PQgetvalue(w, i, RW_LOW),
+                     PQgetvalue(w, i, RW_HIGH));
+        else
+            snprintf(agree, sizeof agree, "-");
+        emit(e, "  %-16s %4s %7s %9s %9s  %-18s %12s\n", PQgetvalue(w, i, RW_KIND), PQgetvalue(w, i, RW_TIER),
+             PQgetvalue(w, i, RW_CALLS), PQgetvalue(w, i, RW_COMPARED), PQgetvalue(w, i, RW_AGREED), agree,
+             text_cell(w, i, RW_COST));
+    }
+    if (PQntuples(d->shadow) == 0)
+        emit(e, "  (no shadow calls: a kind samples them with \"shadow\": {\"rate\": ...})\n");
+    for (int i = 0; i < PQntuples(d->shadow_live); i++) {
+        const PGresult *l = d->shadow_live;
+        if (i == 0)
+            emit(e, "  live estimate, each kind's last shadow comparisons:\n");
+        if (atoll(PQgetvalue(l, i, RL_COMPARED)) == 0) {
+            emit(e, "    %-16s no comparison yet\n", PQgetvalue(l, i, RL_KIND));
+            continue;
+        }
+        emit(e, "    %-16s %s%% of the last %s (95%%: %s-%s%%), min_agreement %s%s\n", PQgetvalue(l, i, RL_KIND),
+             PQgetvalue(l, i, RL_PCT1), PQgetvalue(l, i, RL_COMPARED), PQgetvalue(l, i, RL_LOW), PQgetvalue(l, i, RL_HIGH),
+             PQgetvalue(l, i, RL_MIN),
+             PQgetvalue(l, i, RL_BELOW)[0] == 't' ? "  BELOW: its answers have drifted from the baseline model's" : "");
+    }
 }
 
 static void render_json(Emit *e, const ReportOptions *opt, const ReportData *d)
@@ -509,7 +599,8 @@ int report_run(PGconn *c, const ReportOptions *opt, FILE *out, TqErr *err)
         {"report jobs", SQL_REPORT_JOBS, RJ_NCOLS},           {"report calls", SQL_REPORT_CALLS, RC_NCOLS},
         {"report tiers", SQL_REPORT_TIERS, RT_NCOLS},         {"report batching", SQL_REPORT_BATCHING, RB_NCOLS},
         {"report signals", SQL_REPORT_SIGNALS, RS_NCOLS},     {"report failures", SQL_REPORT_FAILURES, RF_NCOLS},
-        {"report confidence", SQL_REPORT_CONFIDENCE, RQ_NCOLS},
+        {"report confidence", SQL_REPORT_CONFIDENCE, RQ_NCOLS}, {"report shadow", SQL_REPORT_SHADOW, RW_NCOLS},
+        {"report shadow estimate", SQL_REPORT_SHADOW_LIVE, RL_NCOLS},
     };
     enum { NQ = sizeof queries / sizeof queries[0] };
     PGresult *res[NQ] = {0};
@@ -545,7 +636,7 @@ int report_run(PGconn *c, const ReportOptions *opt, FILE *out, TqErr *err)
         goto cleanup;
     }
 
-    ReportData d = {jobs, calls, res[2], res[3], res[4], res[5], res[6], jt, ct};
+    ReportData d = {jobs, calls, res[2], res[3], res[4], res[5], res[6], res[7], res[8], jt, ct};
     if (opt->format == REPORT_JSON)
         render_json(&e, opt, &d);
     else

@@ -63,5 +63,25 @@ int status_print(PGconn *c, FILE *out, TqErr *err)
             fprintf(out, "    batch size: %s\n", PQgetvalue(r, i, 5));
     }
     PQclear(r);
+
+    /* the live accuracy estimate of kinds that shadow-evaluate (tierq.shadow_estimates, sql/008) */
+    r = db_query(c, "status shadow",
+                 "SELECT kind, compared, round(100 * agreement)::int, round(100 * low)::int, round(100 * high)::int,"
+                 "  round(100 * min_agreement)::int, below, shadow_window FROM tierq.shadow_estimates(NULL)",
+                 0, NULL, err);
+    if (!r)
+        return TQ_EDB;
+    if (PQntuples(r) > 0)
+        fprintf(out, "\nshadow agreement with the baseline model (each kind's last shadow calls)\n");
+    for (int i = 0; i < PQntuples(r); i++) {
+        if (atoll(PQgetvalue(r, i, 1)) == 0) {
+            fprintf(out, "  %-16s no comparison yet\n", PQgetvalue(r, i, 0));
+            continue;
+        }
+        fprintf(out, "  %-16s %s%% of %s (95%%: %s-%s%%), min %s%%%s\n", PQgetvalue(r, i, 0), PQgetvalue(r, i, 2),
+                PQgetvalue(r, i, 1), PQgetvalue(r, i, 3), PQgetvalue(r, i, 4), PQgetvalue(r, i, 5),
+                PQgetvalue(r, i, 6)[0] == 't' ? "  BELOW: answers have drifted from the baseline model's" : "");
+    }
+    PQclear(r);
     return 0;
 }

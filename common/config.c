@@ -815,11 +815,24 @@ static int kind_features(Walk *w, TqKind *kd)
     static const char *const batch_keys[] = {"enabled", "max_items", "max_input_tokens", "fill_ms", "across_runs", NULL};
     static const char *const compress_keys[] = {"enabled", "threshold_tokens", "target_tokens", NULL};
     static const char *const cache_keys[] = {"enabled", "ttl_s", NULL};
+    static const char *const shadow_keys[] = {"rate", "min_agreement", "window", NULL};
     char sub[160];
     const char *path;
     int rc = 0;
     int batch = json_get(&w->doc, 0, "batch"), compress = json_get(&w->doc, 0, "compress"),
-        cache = json_get(&w->doc, 0, "cache");
+        cache = json_get(&w->doc, 0, "cache"), shadow = json_get(&w->doc, 0, "shadow");
+    kd->shadow.min_agreement = 0.85;
+    kd->shadow.window = 50;
+    if (shadow >= 0) {
+        path = "shadow";
+        if (json_type(&w->doc, shadow) != JSON_OBJECT)
+            return bad(w, path, "must be an object");
+        if ((rc = check_keys(w, shadow, path, shadow_keys)) ||
+            (rc = get_double(w, shadow, "rate", SUB("rate"), 0, 1, &kd->shadow.rate)) ||
+            (rc = get_double(w, shadow, "min_agreement", SUB("min_agreement"), 0, 1, &kd->shadow.min_agreement)) ||
+            (rc = get_int(w, shadow, "window", SUB("window"), 10, 100000, &kd->shadow.window)))
+            return rc;
+    }
     kd->has_compress_key = compress >= 0;
     kd->has_cache_key = cache >= 0;
     if (batch >= 0) {
@@ -865,7 +878,7 @@ static int kind_settings(Walk *w, TqKind *kd)
 {
     static const char *const kind_keys[] = {"description", "system_prompt", "tiers", "baseline_model", "max_tokens",
                                             "temperature", "max_attempts", "max_budget_usd", "checks", "batch",
-                                            "compress", "cache", "params", NULL};
+                                            "compress", "cache", "params", "shadow", NULL};
     kd->baseline_model = -1;
     kd->max_tokens = 512;
     kd->temperature = 0;

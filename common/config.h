@@ -108,6 +108,14 @@ typedef struct TqCache {
     int ttl_s;
 } TqCache;
 
+/* Shadow evaluation: a sample of the jobs a cheaper tier answered is also asked of the baseline
+ * model; agreement between the two estimates live accuracy without labels. */
+typedef struct TqShadow {
+    double rate;            /* fraction of such jobs sampled, 0 = off */
+    double min_agreement;   /* below this (95% upper bound over the window) the kind is flagged */
+    int window;             /* the estimate is over the kind's last `window` shadow calls */
+} TqShadow;
+
 /* A job parameter the kind declares for its templates ({name} in the system prompt or a model's
  * extra_body), filled from jobs.params.NAME, else the default. */
 typedef struct TqParam {
@@ -136,6 +144,7 @@ typedef struct TqKind {
     TqBatch batch;
     TqCompress compress;
     TqCache cache;
+    TqShadow shadow;
     bool has_compress_key, has_cache_key; /* the file sets them (see TqConfig.warnings) */
 } TqKind;
 

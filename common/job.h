@@ -25,6 +25,8 @@ typedef struct QueueJob {
 } QueueJob;
 
 void job_free(QueueJob *job);
+/* A copy in one block of its own (NULL when out of memory). */
+QueueJob *job_dup(const QueueJob *job);
 /* Bytes of the job's input text (prompt, context, system prompt): what holding it costs. */
 int64_t job_input_bytes(const QueueJob *job);
 

@@ -363,7 +363,7 @@ static int build_arrays(Call *const *calls, int ncalls, Buf *col, int *nrows, in
         }
         for (int j = 0; j < c->njobs && !rc; j++) {
             const CallJob *cj = &c->jobs[j];
-            if (cj->outcome == CALL_JOB_PENDING || !cj->job)
+            if (cj->outcome == CALL_JOB_PENDING || cj->outcome == CALL_JOB_SHADOW || !cj->job)
                 continue;
             bool done = cj->outcome == CALL_JOB_DONE;
             (*noutcomes)++;
@@ -545,6 +545,32 @@ int64_t queue_count_remaining(PGconn *c, const char *const *kinds, int nkinds, c
     return n;
 }
 
+int queue_shadow_estimates(PGconn *c, const char *run_name, QueueShadowEstimate *out, int cap, int *n, TqErr *err)
+{
+    const char *p[] = {run_name};
+    PGresult *r = db_query(c, "shadow estimates",
+                           "SELECT kind, compared, agreed, agreement, low, high, min_agreement, below"
+                           " FROM tierq.shadow_estimates($1::text)",
+                           1, p, err);
+    if (!r)
+        return TQ_EDB;
+    int m = 0;
+    for (int i = 0; i < PQntuples(r) && m < cap; i++, m++) {
+        QueueShadowEstimate *e = &out[m];
+        snprintf(e->kind, sizeof e->kind, "%s", PQgetvalue(r, i, 0));
+        e->compared = atoll(PQgetvalue(r, i, 1));
+        e->agreed = atoll(PQgetvalue(r, i, 2));
+        e->agreement = PQgetisnull(r, i, 3) ? NAN : atof(PQgetvalue(r, i, 3));
+        e->low = PQgetisnull(r, i, 4) ? NAN : atof(PQgetvalue(r, i, 4));
+        e->high = PQgetisnull(r, i, 5) ? NAN : atof(PQgetvalue(r, i, 5));
+        e->min_agreement = atof(PQgetvalue(r, i, 6));
+        e->below = PQgetvalue(r, i, 7)[0] == 't';
+    }
+    PQclear(r);
+    *n = m;
+    return 0;
+}
+
 /* The estimate: input as counted when the intent was written, output at the request's max_tokens,
  * at the model's prices as tierq.models has them; split over the row's jobs in equal shares, the
  * remainder (to the 1e-12 dollar) to the first, so the shares sum to the row exactly. */
@@ -564,14 +590,15 @@ static const char *const SQL_SETTLE =
     "    error = 'settled_after_crash: the process that sent this request (' || coalesce(k.worker, '?') || ') stopped"
     " before its answer was recorded; charged at its input and its max_tokens bound (estimated)'"
     "  FROM orphan WHERE k.id = orphan.id"
-    "  RETURNING k.job_ids, k.cost_usd, k.tokens_in, k.tokens_out),"
+    "  RETURNING k.job_ids, k.cost_usd, k.tokens_in, k.tokens_out, k.purpose),"
     " shares AS ("
     "  SELECT u.job_id,"
     "    trunc(s.cost_usd / n.n, 12) + CASE WHEN u.ord = 1 THEN s.cost_usd - trunc(s.cost_usd / n.n, 12) * n.n ELSE 0 END AS cost,"
     "    s.tokens_in / n.n + CASE WHEN u.ord = 1 THEN s.tokens_in % n.n ELSE 0 END AS ti,"
     "    s.tokens_out / n.n + CASE WHEN u.ord = 1 THEN s.tokens_out % n.n ELSE 0 END AS tout"
     "  FROM settled s CROSS JOIN LATERAL (SELECT greatest(cardinality(s.job_ids), 1) AS n) n"
-    "  CROSS JOIN LATERAL unnest(s.job_ids) WITH ORDINALITY AS u(job_id, ord)),"
+    "  CROSS JOIN LATERAL unnest(s.job_ids) WITH ORDINALITY AS u(job_id, ord)"
+    "  WHERE s.purpose <> 'shadow'),"  /* shadow spend is charged to no job */
     " per_job AS (SELECT job_id, sum(cost) AS cost, sum(ti) AS ti, sum(tout) AS tout FROM shares GROUP BY job_id),"
     " charged AS ("
     "  UPDATE tierq.jobs j SET cost_usd = j.cost_usd + p.cost, tokens_in = j.tokens_in + p.ti,"

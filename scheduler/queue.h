@@ -72,6 +72,17 @@ int queue_requeue_expired(PGconn *c, int limit, int *requeued, int *dead, TqErr 
 int64_t queue_count_remaining(PGconn *c, const char *const *kinds, int nkinds, const char *run_name, bool due_soon_only,
                               TqErr *err);
 
+/* The live shadow estimate of a kind (tierq.shadow_estimates, sql/008). */
+typedef struct QueueShadowEstimate {
+    char kind[64];
+    int64_t compared, agreed;
+    double agreement, low, high, min_agreement; /* agreement, low, high: NAN before any comparison */
+    bool below;                                 /* the 95% interval lies below min_agreement */
+} QueueShadowEstimate;
+
+/* Up to cap estimates (run_name NULL = every run) into out; *n their number. */
+int queue_shadow_estimates(PGconn *c, const char *run_name, QueueShadowEstimate *out, int cap, int *n, TqErr *err);
+
 /* Requests whose sender died with them in flight: ledger rows still in status "sent" (the intent
  * written before the request left) older than stale_s, whose worker has not heartbeaten for stale_s,
  * become status "unknown" (reason settled_after_crash, usage_estimated) at an estimated cost — input

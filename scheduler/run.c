@@ -79,6 +79,8 @@ static void raise_fd_limit(void)
  * requests it left in flight are settled by whoever notices. */
 #define RUN_HEARTBEAT_MS 5000
 #define RUN_ORPHAN_AFTER_S 15
+/* How often the shadow estimates are read while shadow calls come in. */
+#define RUN_SHADOW_CHECK_MS 5000
 
 typedef struct Run {
     const TqConfig *cfg;
@@ -100,6 +102,9 @@ typedef struct Run {
     int64_t next_requeue, next_renew, next_beat, next_progress, stop_deadline, last_drain_check;
     bool stopping, budget_hit;
     char spill_dir[1024];    /* "" when none can be named */
+    bool shadowing;          /* some kind claimed here samples shadow calls */
+    bool *drifted;           /* per cfg kind: its shadow estimate is below its bar (warned once) */
+    int64_t next_shadow_check;
     pthread_mutex_t pool_mu; /* the writer resumes parked calls while the scheduler may stop the pool */
 } Run;
 
@@ -393,10 +398,15 @@ static int run_setup(Run *r)
     if (r->total < 0)
         r->total = 0;
 
+    r->drifted = calloc((size_t)cfg->nkinds, sizeof *r->drifted);
+    for (int i = 0; i < r->nkinds; i++) {
+        const TqKind *kd = config_kind(cfg, r->kinds[i]);
+        r->shadowing |= kd && kd->shadow.rate > 0 && !opt->all_tiers;
+    }
     r->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     r->held = held_new();
     r->done = callq_new();
-    if (r->efd < 0 || !r->held || !r->done || plan_new(&r->plan, cfg, opt->all_tiers, &err)) {
+    if (r->efd < 0 || !r->held || !r->done || !r->drifted || plan_new(&r->plan, cfg, opt->all_tiers, &err)) {
         fprintf(stderr, "tierq: run: cannot set up: %s\n", r->efd < 0 ? strerror(errno) : "out of memory");
         return RUN_EXIT_RUNTIME;
     }
@@ -441,6 +451,43 @@ static int run_setup(Run *r)
     return 0;
 }
 
+/* The live shadow estimates of the kinds claimed here: a kind whose answers stopped agreeing with its
+ * baseline model's (the 95% interval below its min_agreement) is said once, loudly, and again when it
+ * recovers. Returns the number of kinds below their bar, -1 when the estimate could not be read. */
+static int check_shadow(Run *r)
+{
+    QueueShadowEstimate est[64];
+    int n = 0, below = 0;
+    TqErr err = {0};
+    if (queue_shadow_estimates(r->conn, r->opt->run_name, est, 64, &n, &err)) {
+        log_msg(LOG_WARN, "run", "cannot read the shadow estimates: %s", err.msg);
+        return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        int k = 0;
+        while (k < r->cfg->nkinds && strcmp(r->cfg->kinds[k].name, est[i].kind) != 0)
+            k++;
+        bool claimed = false;
+        for (int j = 0; j < r->nkinds && k < r->cfg->nkinds; j++)
+            claimed |= strcmp(r->kinds[j], est[i].kind) == 0;
+        if (!claimed)
+            continue;
+        below += est[i].below;
+        if (est[i].below && !r->drifted[k])
+            log_msg(LOG_WARN, "run",
+                    "kind %s: its answers agree with the baseline model's only %.0f%% of the time (%lld of the last %lld"
+                    " shadow comparisons, 95%% interval %.0f-%.0f%%), below its shadow.min_agreement %.0f%%: the cheaper"
+                    " tiers have drifted; recalibrate or raise their bars",
+                    est[i].kind, 100 * est[i].agreement, (long long)est[i].agreed, (long long)est[i].compared,
+                    100 * est[i].low, 100 * est[i].high, 100 * est[i].min_agreement);
+        else if (!est[i].below && r->drifted[k])
+            log_msg(LOG_INFO, "run", "kind %s: shadow agreement back to %.0f%% (min %.0f%%)", est[i].kind,
+                    100 * est[i].agreement, 100 * est[i].min_agreement);
+        r->drifted[k] = est[i].below;
+    }
+    return below;
+}
+
 /* Housekeeping due by now: requeue expired leases (any process's), renew ours, heartbeat, progress. */
 static void run_housekeeping(Run *r, int64_t now)
 {
@@ -458,6 +505,10 @@ static void run_housekeeping(Run *r, int64_t now)
     if (now >= r->next_renew) {
         renew_leases(r);
         r->next_renew = now + opt->lease_s * 1000 / 3;
+    }
+    if (r->shadowing && now >= r->next_shadow_check) {
+        check_shadow(r);
+        r->next_shadow_check = now + RUN_SHADOW_CHECK_MS;
     }
     if (now >= r->next_beat) {
         Buf info;
@@ -528,7 +579,9 @@ static bool run_claim(Run *r, int64_t now, bool *drained)
         if (claim_and_dispatch(r, want, &got) == 0 && got == want)
             return true;
     }
-    if (opt->drain && got == 0 && held_count(r->held) == 0 && now - r->last_drain_check >= 200) {
+    /* pool_pending: shadow calls hold no job, yet a drained run waits for them too */
+    if (opt->drain && got == 0 && held_count(r->held) == 0 && pool_pending(r->pool) == 0 &&
+        now - r->last_drain_check >= 200) {
         r->last_drain_check = now;
         TqErr err = {0};
         *drained = remaining_jobs(r, true, &err) == 0;
@@ -665,6 +718,10 @@ static int run_shutdown(Run *r)
         fprintf(stderr, "tierq: run: %lld calls could be neither written nor spilled; their jobs run again after their"
                 " leases expire, and $%s they cost is not in the ledger\n", (long long)st.unwritten_calls, lost);
     }
+    int drifting = r->shadowing && ensure_conn(r) == 0 ? check_shadow(r) : 0;
+    if (drifting > 0)
+        printf("run: %d kind(s) below their shadow.min_agreement: their answers have drifted from the baseline"
+               " model's (tierq report, shadow evaluation)\n", drifting);
     int exit_code = quota ? RUN_EXIT_QUOTA : RUN_EXIT_OK;
     if (!quota && st.jobs_done == 0 && st.jobs_failed + st.jobs_retry > 0) {
         /* Nothing succeeded: a cron job must not read this as a good night. */
@@ -679,6 +736,8 @@ static int run_shutdown(Run *r)
         cost_format_usd(b, sizeof b, opt->budget_micro * 1000000, 6);
         fprintf(stderr, "tierq: run: the run budget of $%s was reached; unclaimed jobs stay queued\n", b);
     }
+    if (drifting > 0 && opt->fail_on_drift && exit_code == RUN_EXIT_OK)
+        exit_code = RUN_EXIT_DRIFT;
     if (quota)
         fprintf(stderr, "tierq: run: a provider refused this account (insufficient_quota, or the API key with a 401); "
                         "its jobs stay queued for a later run\n");
@@ -702,6 +761,7 @@ static void run_free(Run *r)
     if (r->conn)
         PQfinish(r->conn);
     plan_free(r->plan);
+    free(r->drifted);
     held_free(r->held);
     fifo_free(r->done);
     if (r->efd >= 0)

@@ -34,6 +34,7 @@ typedef struct RunOptions {
     int64_t budget_micro;    /* per-run ceiling in micro-USD; 0 = none */
     const char *spill_dir;   /* results that cannot be written at shutdown go here, and are replayed
                               * from here at start; NULL: spill_default_dir */
+    bool fail_on_drift;      /* exit RUN_EXIT_DRIFT when a kind's shadow estimate ends below its bar */
 } RunOptions;
 
 /* The defaults, one place: the pool's (pool_default_options) and the scheduler's. */
@@ -47,6 +48,8 @@ enum {
                               * jobs were deferred without spending an attempt */
     RUN_EXIT_NOTHING_DONE = 6, /* jobs were attempted and none succeeded (every one failed or went
                                 * back to the queue): e.g. a gateway refusing every request */
+    RUN_EXIT_DRIFT = 7,      /* with fail_on_drift: a kind's answers agree with its baseline model's
+                              * less than its shadow.min_agreement (95% interval wholly below) */
 };
 
 /* Returns a RUN_EXIT_* code; prints a summary on stdout and errors on stderr. The caller has

@@ -375,7 +375,8 @@ static void flush(Writer *w, Batch *bt)
         if (w->opt.on_call)
             w->opt.on_call(w->opt.ud, c);
         for (int j = 0; j < c->njobs; j++)
-            if (c->jobs[j].job) /* a job moved to another call is still held */
+            /* a job moved to another call is still held; a shadow call's job was released before */
+            if (c->jobs[j].job && c->jobs[j].outcome != CALL_JOB_SHADOW)
                 held_remove(w->held, c->jobs[j].job->id);
         call_free(c);
     }

@@ -199,6 +199,58 @@ Call *call_new_for_job(const TqConfig *cfg, const TqKind *kind, QueueJob *job)
     return c;
 }
 
+bool call_shadow_sampled(const TqKind *kind, int64_t job_id)
+{
+    if (!(kind->shadow.rate > 0))
+        return false;
+    uint64_t x = (uint64_t)job_id + 0x9e3779b97f4a7c15ULL; /* splitmix64: ids are sequential, the sample must not be */
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+    x ^= x >> 31;
+    return (double)(x >> 11) / 9007199254740992.0 < kind->shadow.rate;
+}
+
+static char **strv_dup(char *const *v, int n)
+{
+    char **out = calloc((size_t)(n > 0 ? n : 1), sizeof *out);
+    for (int i = 0; out && i < n; i++)
+        if (v[i] && !(out[i] = strdup(v[i]))) {
+            for (int k = 0; k < i; k++)
+                free(out[k]);
+            free(out);
+            return NULL;
+        }
+    return out;
+}
+
+Call *call_new_shadow(const Call *c, const CallJob *src)
+{
+    QueueJob *job = job_dup(src->job);
+    Call *s = job ? call_alloc(c->cfg, c->kind, src->answer_tier, 1) : NULL;
+    if (!s) {
+        job_free(job);
+        return NULL;
+    }
+    CallJob *cj = &s->jobs[0];
+    cj->job = job;
+    cj->outcome = CALL_JOB_SHADOW;
+    cj->quality = NAN;
+    cj->best_score = -1;
+    cj->max_tokens = src->max_tokens;
+    cj->temperature = src->temperature;
+    cj->result = src->result ? strdup(src->result) : NULL;
+    cj->nlabels = src->nlabels;
+    cj->labels = src->nlabels ? strv_dup(src->labels, src->nlabels) : NULL;
+    cj->params = src->params ? strv_dup(src->params, c->kind->nparams) : NULL;
+    if ((src->result && !cj->result) || (src->nlabels && !cj->labels) || (src->params && !cj->params)) {
+        call_free(s);
+        return NULL;
+    }
+    s->phase = CALL_PHASE_SHADOW;
+    s->model = s->send_model = c->kind->baseline_model;
+    return s;
+}
+
 Call *call_new_batch(const TqConfig *cfg, const TqKind *kind, QueueJob **jobs, int n)
 {
     Call *c = call_alloc(cfg, kind, 0, n);
@@ -335,7 +387,10 @@ LedgerRow *call_add_row(Call *c, const char *key_prefix, uint64_t seq)
     row->score = NAN;
     row->tier = c->tier;
     row->model = c->send_model;
-    row->purpose = c->phase == CALL_PHASE_JUDGE ? "judge" : c->phase == CALL_PHASE_SAMPLE ? "sample" : "answer";
+    row->purpose = c->phase == CALL_PHASE_JUDGE    ? "judge"
+                   : c->phase == CALL_PHASE_SAMPLE ? "sample"
+                   : c->phase == CALL_PHASE_SHADOW ? "shadow"
+                                                   : "answer";
     /* Which jobs this exchange served, fixed now: a batch may later hand its jobs to other calls. */
     size_t cap = (size_t)c->njobs * 21 + 1, off = 0;
     row->job_ids = malloc(cap);

@@ -20,7 +20,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-typedef enum { CALL_JOB_PENDING = 0, CALL_JOB_DONE, CALL_JOB_FAIL } CallJobOutcome;
+/* CALL_JOB_SHADOW: the job of a shadow call — done already; its answer (result) is compared with the
+ * baseline model's, and nothing is written to the job. */
+typedef enum { CALL_JOB_PENDING = 0, CALL_JOB_DONE, CALL_JOB_FAIL, CALL_JOB_SHADOW } CallJobOutcome;
 
 /* One job served by a call, and what became of it. Strings are owned (malloc'd). */
 typedef struct CallJob {
@@ -89,7 +91,7 @@ typedef struct LedgerRow {
 
 /* ANSWER: the tier answers. Then, when the kind asks for them and the answer passed its gates, the
  * signals that need requests of their own: SAMPLE (a second answer, for agreement), JUDGE. */
-typedef enum { CALL_PHASE_ANSWER = 0, CALL_PHASE_SAMPLE, CALL_PHASE_JUDGE } CallPhase;
+typedef enum { CALL_PHASE_ANSWER = 0, CALL_PHASE_SAMPLE, CALL_PHASE_JUDGE, CALL_PHASE_SHADOW } CallPhase;
 
 /* What a batched call teaches the adaptive batch size: a clean answer lets it grow, a malformed one
  * halves it, and anything else (a failed request, an unbatched call) leaves it alone. */
@@ -154,6 +156,13 @@ bool call_is_finished(const Call *call);
  * the ledger within a flush, not when the whole call ends. NULL when there are none (or no memory:
  * the rows then stay). Only while no row is awaiting its score (phase ANSWER). */
 Call *call_take_rows(Call *c);
+/* Whether job_id is in the kind's shadow sample (kind->shadow.rate of jobs, by a hash of the id: the
+ * same jobs whichever process answers them). */
+bool call_shadow_sampled(const TqKind *kind, int64_t job_id);
+/* A shadow call for src, a job of c that a tier cheaper than the baseline answered: the same request
+ * sent to the kind's baseline model, whose answer is recorded (ledger purpose "shadow", charged to no
+ * job) to be compared with src's. NULL when out of memory. */
+Call *call_new_shadow(const Call *c, const CallJob *src);
 /* A call carrying a copy of c's intent row (c->rows[c->intent_row]) to the writer, with parked = c:
  * the writer writes the row, then hands c back to be sent. NULL on allocation failure. */
 Call *call_intent_carrier(Call *c);

@@ -183,10 +183,30 @@ static LedgerRow *take_intent_row(Call *c)
     return row;
 }
 
+/* Shadow evaluation: the sampled jobs of c that a tier cheaper than the baseline answered are asked
+ * again of the baseline model, by calls of their own sent from this worker. */
+static void spawn_shadows(Worker *w, Call *c)
+{
+    if (c->all_tiers || !(c->kind->shadow.rate > 0) || atomic_load(&w->pool->stop))
+        return;
+    for (int j = 0; j < c->njobs; j++) {
+        const CallJob *cj = &c->jobs[j];
+        if (!cj->job || cj->outcome != CALL_JOB_DONE || cj->answer_model == c->kind->baseline_model ||
+            !call_shadow_sampled(c->kind, cj->job->id))
+            continue;
+        Call *s = call_new_shadow(c, cj);
+        if (!s)
+            continue; /* one comparison less */
+        atomic_fetch_add(&w->pool->pending, 1);
+        ready_push(w, s);
+    }
+}
+
 /* The call is finished (every job has an outcome): hand it to the writer. */
 static void finish_call(Worker *w, Call *c)
 {
     call_cancel_intent(c); /* an intent whose request never left (a failure before sending) */
+    spawn_shadows(w, c);
     Transfer *t = c->transfer;
     if (t) {
         if (t->easy) {

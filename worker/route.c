@@ -515,10 +515,25 @@ done:
 
 /* ---- entry points ------------------------------------------------------------------------------ */
 
+/* The baseline model's answer for a job a cheaper tier answered: kept in the row (compared with the
+ * job's result when the estimate is read), its cost in the ledger and charged to no job. */
+static RouteAction shadow_response(Call *c, LedgerRow *row, OaiResponse *resp, const Buf *request_body)
+{
+    ledger_usage(&c->cfg->models[c->send_model].prices, resp, request_body, row);
+    row->status = "ok";
+    row->reason = "shadow";
+    free(row->answer);
+    row->answer = resp->content ? resp->content : strdup("");
+    resp->content = NULL;
+    return ROUTE_FINISH;
+}
+
 RouteAction route_on_response(Call *c, LedgerRow *row, OaiResponse *resp, const Buf *request_body)
 {
     row->max_tokens = c->sent_max_tokens;
     row->max_tokens_capped = c->max_tokens_capped;
+    if (c->phase == CALL_PHASE_SHADOW)
+        return shadow_response(c, row, resp, request_body);
     if (c->batched && c->phase == CALL_PHASE_ANSWER)
         return route_batch_response(c, row, resp, request_body);
     account(c, row, resp, request_body);
@@ -580,6 +595,8 @@ static bool batch_too_big(const char *reason)
 RouteAction route_on_failure(Call *c, const char *reason, bool retryable)
 {
     CallJob *cj = &c->jobs[0];
+    if (c->phase == CALL_PHASE_SHADOW)
+        return ROUTE_FINISH; /* no comparison this time; the job is done whatever happens here */
     if (c->batched && c->phase == CALL_PHASE_ANSWER && retryable)
         return ROUTE_FAIL; /* back to the queue together (after the tries, with the backoff) */
     if (c->batched && c->phase == CALL_PHASE_ANSWER) {
@@ -637,6 +654,8 @@ void route_charge_unanswered(Call *c, LedgerRow *row, const OaiResponse *resp, c
         account_batch(c, row, resp, request_body, NULL, false);
     } else {
         ledger_usage(&c->cfg->models[c->send_model].prices, resp, request_body, row);
+        if (c->phase == CALL_PHASE_SHADOW)
+            return; /* shadow spend is charged to no job */
         ledger_charge_one(row, c->jobs[0].job->id);
         c->jobs[0].spent_pico = cost_add(c->jobs[0].spent_pico, row->cost_pico);
     }

@@ -138,7 +138,7 @@ static void check_keys(const JsonDoc *d, int obj, const char *const *keys, int n
     }
 }
 
-static const char *const TOP_KEYS[] = {"filters", "totals", "models", "missing_signals", "failures", "confidence", "kinds"};
+static const char *const TOP_KEYS[] = {"filters", "totals", "models", "missing_signals", "failures", "confidence", "shadow", "kinds"};
 static const char *const FILTER_KEYS[] = {"run", "since_s"};
 static const char *const TOTAL_KEYS[] = {"jobs", "jobs_by_state", "calls", "tokens_in", "tokens_cached_in",
                                          "tokens_out", "cost_usd", "baseline_cost_usd", "saved_usd", "saved_pct"};

@@ -1,0 +1,107 @@
+/* Shadow evaluation end to end: the real tierq against the simulator and a private PostgreSQL. A kind
+ * samples a share of the jobs its cheap tier answered and asks them again of its baseline model; the
+ * shadow calls are in the ledger and charged to no job; agreement estimates the cheap tier's
+ * accuracy against the baseline; a steady run is not flagged, a run whose cheap model drifts is
+ * (log, report, status, exit 7 with --fail-on-drift). */
+#include "runhelp.h"
+
+#include <curl/curl.h>
+#include <sys/stat.h>
+
+static char dir[256], jobs[300], answers[320];
+#define out run_out
+
+/* A kind whose cheap tier accepts every answer (accept 0), so every job is a shadow candidate. */
+static void setup_files(void)
+{
+    snprintf(dir, sizeof dir, "/tmp/tq_shadow.%d", (int)getpid());
+    snprintf(jobs, sizeof jobs, "%s/jobs", dir);
+    snprintf(answers, sizeof answers, "%s/answers.tsv", dir);
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s' && mkdir -p '%s' && cp '%s'/jobs/*.json '%s/'", dir, jobs,
+             getenv("TIERQ_ROOT"), jobs);
+    if (system(cmd) != 0)
+        printf("# setup failed\n");
+    char p[400];
+    snprintf(p, sizeof p, "%s/shadowed.json", jobs);
+    write_file(p, "{\"system_prompt\": \"Answer with a single word or a short phrase, nothing else.\","
+                  " \"tiers\": [{\"model\": \"qwen3-8b\", \"accept\": 0}, {\"model\": \"gpt-4o\"}],"
+                  " \"baseline_model\": \"gpt-4o\", \"max_tokens\": 16, \"temperature\": 0,"
+                  " \"checks\": {\"min_chars\": 1, \"max_chars\": 64},"
+                  " \"shadow\": {\"rate\": 0.25, \"min_agreement\": 0.3, \"window\": 40}}");
+    FILE *f = fopen(answers, "w");
+    if (f) {
+        fprintf(f, "kind\tprompt\texpected\n");
+        for (int i = 1; i <= 2000; i++)
+            fprintf(f, "shadowed\tshadow question %d\tanswer %d\n", i, i % 5);
+        fclose(f);
+    }
+    setenv("TIERQ_JOBS_DIR", jobs, 1);
+}
+
+static void insert_jobs(PGconn *c, int from, int to, const char *run)
+{
+    char sql[400];
+    snprintf(sql, sizeof sql,
+             "INSERT INTO tierq.jobs (kind, prompt, expected, run_name) SELECT 'shadowed', 'shadow question ' || g,"
+             " 'answer ' || (g %% 5), '%s' FROM generate_series(%d, %d) g",
+             run, from, to);
+    testdb_exec(c, sql, NULL, 0);
+}
+
+static void test_steady_run_samples_at_the_rate_and_pays_apart(void)
+{
+    SimProc s;
+    CHECK_INT(sim_start(&s, answers, "--latency-ms 1"), 0);
+    PGconn *c = testdb_connect();
+    insert_jobs(c, 1, 400, "steady");
+    int st = run_drain(&s, "--run steady --fail-on-drift");
+    CHECKF(st == 0, "exit %d: %s", st, out);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.jobs WHERE run_name = 'steady' AND state = 'done' AND tier = 1"), 400);
+    /* a quarter of the 400, by a hash of the job id: binomial, mean 100, sd 8.7 */
+    long long n = q(c, "SELECT count(*) FROM tierq.calls WHERE run_name = 'steady' AND purpose = 'shadow'");
+    CHECKF(n >= 70 && n <= 130, "%lld shadow calls for 400 jobs at rate 0.25", n);
+    /* each on the baseline model, for one done job the cheap tier answered, paid for and charged to no job */
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.calls k JOIN tierq.jobs j ON j.id = k.job_ids[1]"
+                   " WHERE k.run_name = 'steady' AND k.purpose = 'shadow' AND k.model = 'gpt-4o' AND k.status = 'ok'"
+                   " AND k.cost_usd > 0 AND k.answer IS NOT NULL AND cardinality(k.job_ids) = 1 AND j.tier = 1"
+                   " AND j.model = 'qwen3-8b'"),
+              n);
+    CHECK_INT(q(c, "SELECT count(*) FROM (SELECT (SELECT sum(cost_usd) FROM tierq.jobs WHERE run_name = 'steady') AS j,"
+                   " (SELECT sum(cost_usd) FROM tierq.calls WHERE run_name = 'steady' AND purpose <> 'shadow') AS k) x"
+                   " WHERE j = k"),
+              1);
+    /* no job's cost includes its shadow call: each job cost exactly its tier-1 answer */
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.jobs j WHERE j.run_name = 'steady' AND j.cost_usd <>"
+                   " (SELECT sum(k.cost_usd) FROM tierq.calls k WHERE j.id = ANY (k.job_ids) AND k.purpose = 'answer')"),
+              0);
+    CHECKF(!strstr(out, "have drifted"), "a steady run was flagged: %s", out);
+    /* the report: per kind and tier, and the live estimate; the same in JSON */
+    char rep[65536];
+    st = testdb_run("report --run steady", rep, sizeof rep);
+    CHECK_INT(st, 0);
+    const char *sec = strstr(rep, "shadow evaluation");
+    CHECKF(sec && strstr(sec, "shadowed") && strstr(sec, "live estimate"), "report: %s", rep);
+    CHECKF(!strstr(rep, "BELOW"), "report: %s", rep);
+    st = testdb_run("report --run steady --format json", rep, sizeof rep);
+    CHECKF(st == 0 && strstr(rep, "\"shadow\": {\"tiers\": [") && strstr(rep, "\"below\": false"), "json: %s", rep);
+    char want[128];
+    snprintf(want, sizeof want, "\"kind\": \"shadowed\", \"tier\": 1, \"calls\": %lld,", n);
+    CHECKF(strstr(rep, want) != NULL, "json wants %s: %s", want, rep);
+    st = testdb_run("status", rep, sizeof rep);
+    CHECKF(st == 0 && strstr(rep, "shadow agreement with the baseline model") && strstr(rep, "shadowed"), "status: %s", rep);
+    PQfinish(c);
+    sim_stop(&s);
+}
+
+int main(void)
+{
+    setup_files();
+    testdb_setup("tq_shadow", 1);
+    RUN(test_steady_run_samples_at_the_rate_and_pays_apart);
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        printf("# cleanup failed\n");
+    return check_done();
+}
