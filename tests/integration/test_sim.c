@@ -3,7 +3,8 @@
  * By default the test starts its own simulator from TIERQ_SIM_BIN (or build/tierq-sim) with a model
  * catalog and an answer key it writes to a temporary directory, so every assertion knows the
  * expected answer. With TIERQ_SIM_URL set (e.g. http://127.0.0.1:PORT/v1) it runs the subset that
- * works against any simulator using the shipped catalog. */
+ * works against any simulator using the shipped catalog. The model-settings tests also load the
+ * shipped catalogs from TIERQ_ROOT (default: the current directory). */
 #include "../check.h"
 #include "../sim/batch.h" /* BATCH_INSTRUCTION, compared with the test's own copy */
 #include "buf.h"
@@ -40,6 +41,7 @@ static bool g_self;    /* we started g_sim with our own catalog and answer key *
 static char g_dir[64]; /* temporary directory for our files */
 static CURL *g_curl;   /* one handle, so sequential requests reuse the connection */
 static const char *M_ANY = "oracle"; /* a model that exists in the simulator under test */
+static const char *g_bin; /* the simulator binary */
 static bool g_fresh;   /* next requests on a new connection (curl silently retries a request whose
                           reused connection closes without an answer, which would hide "drop") */
 
@@ -99,13 +101,17 @@ static int write_answers(const char *path)
 
 /* ---- starting and stopping simulators ---- */
 
-static int start_sim(Sim *s, const char *bin, const char *const extra[])
+/* Start a simulator with the catalog file models (NULL: our own), our answer key and extra flags. */
+static int start_sim_models(Sim *s, const char *bin, const char *models_path, const char *const extra[])
 {
     int pfd[2];
     if (pipe(pfd))
         return -1;
-    char models[128], answers[128], log[128];
-    snprintf(models, sizeof models, "%s/models.json", g_dir);
+    char models[4096], answers[128], log[128];
+    if (models_path)
+        snprintf(models, sizeof models, "%s", models_path);
+    else
+        snprintf(models, sizeof models, "%s/models.json", g_dir);
     snprintf(answers, sizeof answers, "%s/answers.tsv", g_dir);
     snprintf(log, sizeof log, "%s/sim-%d.log", g_dir, (int)time(NULL));
     pid_t pid = fork();
@@ -155,6 +161,11 @@ static int start_sim(Sim *s, const char *bin, const char *const extra[])
     }
     snprintf(s->base, sizeof s->base, "http://127.0.0.1:%d", port);
     return 0;
+}
+
+static int start_sim(Sim *s, const char *bin, const char *const extra[])
+{
+    return start_sim_models(s, bin, NULL, extra);
 }
 
 /* SIGTERM, then the exit status (or -1 if it did not exit within 5 s). */
@@ -285,11 +296,17 @@ static char *chat_body(const char *model, const char *system, const char *user, 
     return buf_take(&b);
 }
 
-static void chat(const char *model, const char *system, const char *user, const char *extra, Resp *r)
+static void chat_to(const Sim *s, const char *key, const char *model, const char *system, const char *user,
+                    const char *extra, Resp *r)
 {
     char *body = chat_body(model, system, user, extra);
-    http("POST", "/v1/chat/completions", body, r);
+    http_to(s, "POST", "/v1/chat/completions", body, key, r);
     free(body);
+}
+
+static void chat(const char *model, const char *system, const char *user, const char *extra, Resp *r)
+{
+    chat_to(&g_sim, NULL, model, system, user, extra, r);
 }
 
 /* ---- JSON paths: "choices.0.message.content" ---- */
@@ -590,8 +607,10 @@ static void test_logprobs_shape(void)
     resp_free(&r);
 }
 
-/* Mean first-token probability and accuracy of model over the sentiment items. */
-static void measure(const char *model, double *acc, double *conf_right, double *conf_wrong)
+/* Mean first-token probability and accuracy of model over the sentiment items, on simulator s
+ * (key: its --require-key, or NULL); ok[i] (unless NULL) tells whether item i was answered right. */
+static void measure_on(const Sim *s, const char *key, const char *model, double *acc, double *conf_right,
+                       double *conf_wrong, bool *ok)
 {
     int right = 0, wrong = 0;
     double sr = 0, sw = 0;
@@ -599,19 +618,27 @@ static void measure(const char *model, double *acc, double *conf_right, double *
         char prompt[128];
         snprintf(prompt, sizeof prompt, "Review %d: the product arrived and I have opinions.", i);
         Resp r;
-        chat(model, NULL, prompt, "\"logprobs\":true,\"max_tokens\":8", &r);
+        chat_to(s, key, model, NULL, prompt, "\"logprobs\":true,\"max_tokens\":8", &r);
         const char *got = jstr(&r, "choices.0.message.content");
         double lp = 0;
         json_double(&r.doc, jpath(&r, "choices.0.logprobs.content.0.logprob"), &lp);
-        if (got && strcmp(got, SENTIMENT[i % 5]) == 0)
+        bool good = got && strcmp(got, SENTIMENT[i % 5]) == 0;
+        if (good)
             right++, sr += exp(lp);
         else
             wrong++, sw += exp(lp);
+        if (ok)
+            ok[i] = good;
         resp_free(&r);
     }
     *acc = (double)right / N_REVIEWS;
     *conf_right = right ? sr / right : 0;
     *conf_wrong = wrong ? sw / wrong : 0;
+}
+
+static void measure(const char *model, double *acc, double *conf_right, double *conf_wrong)
+{
+    measure_on(&g_sim, NULL, model, acc, conf_right, conf_wrong, NULL);
 }
 
 static void test_accuracy_and_confidence_follow_skill(void)
@@ -2191,6 +2218,335 @@ static void test_batch_garble_rate(void)
     resp_free(&s);
 }
 
+/* ---- model settings: catalog keys, harsher catalogs, /sim/models/<name> ---- */
+
+/* Start the simulator on a catalog with text catalog and wait for it to give up. Returns its exit
+ * status with the last line of its stderr in msg, or -1 when it started listening instead (it is
+ * stopped again). */
+static int catalog_exit(const char *catalog, char *msg, size_t cap)
+{
+    static int seq;
+    char path[128], errpath[160];
+    snprintf(path, sizeof path, "%s/catalog-%d.json", g_dir, ++seq);
+    snprintf(errpath, sizeof errpath, "%s.err", path);
+    msg[0] = '\0';
+    if (write_file(path, catalog))
+        return -2;
+    int pfd[2];
+    if (pipe(pfd))
+        return -2;
+    pid_t pid = fork();
+    if (pid < 0)
+        return -2;
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
+        dup2(pfd[1], 1);
+        close(pfd[0]);
+        close(pfd[1]);
+        FILE *ef = fopen(errpath, "w");
+        if (ef)
+            dup2(fileno(ef), 2);
+        setenv("TIERQ_LOG", "warn", 1);
+        execl(g_bin, g_bin, "--port", "0", "--models", path, (char *)NULL);
+        _exit(127);
+    }
+    close(pfd[1]);
+    char line[128] = {0};
+    struct pollfd pf = {.fd = pfd[0], .events = POLLIN};
+    bool listening = false;
+    if (poll(&pf, 1, 10000) > 0 && read(pfd[0], line, sizeof line - 1) > 0)
+        listening = strncmp(line, "listening on", 12) == 0;
+    close(pfd[0]);
+    if (listening)
+        kill(pid, SIGTERM);
+    int st = 0;
+    waitpid(pid, &st, 0);
+    FILE *ef = fopen(errpath, "r");
+    if (ef) {
+        char l[1024];
+        while (fgets(l, sizeof l, ef))
+            snprintf(msg, cap, "%s", l);
+        fclose(ef);
+    }
+    if (listening)
+        return -1;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+/* The catalog is refused at start, naming the file and want (the model and the key). */
+static void check_refused(const char *catalog, const char *want)
+{
+    char msg[1024];
+    int st = catalog_exit(catalog, msg, sizeof msg);
+    CHECKF(st > 0, "exit status %d for %s", st, catalog);
+    CHECKF(strstr(msg, want) != NULL, "message \"%s\" lacks \"%s\"", msg, want);
+    CHECKF(strstr(msg, ".json") != NULL, "message \"%s\" does not name the file", msg);
+}
+
+static void test_catalog_refuses_unknown_keys(void)
+{
+    check_refused("{\"models\": {\"m\": {\"skill\": 0.5}}, \"modles\": {}}", "unknown top-level key \"modles\"");
+    check_refused("{\"models\": {\"m\": {\"skill\": 0.5, \"skil\": 0.6}}}", "model m: unknown key \"skil\"");
+    check_refused("{\"models\": {\"m\": {\"skill\": 0.5, \"confidence\": {\"wrong\": {\"mean\": 0.7, \"sd\": 0.1}}}}}",
+                  "model m: unknown key \"confidence.wrong.sd\"");
+    check_refused("{\"models\": {\"m\": {\"skill\": 0.5, \"confidence\": {\"wrongly\": {}}}}}",
+                  "model m: unknown key \"confidence.wrongly\"");
+    check_refused("{\"models\": {\"m\": {\"skill\": 0.5, \"latency_ms\": {\"mean\": 1, \"jiter\": 2}}}}",
+                  "model m: unknown key \"latency_ms.jiter\"");
+    check_refused("{\"models\": {\"m\": {\"skill\": 0.5, \"judge\": {\"fooled\": 0.5}}}}",
+                  "model m: unknown key \"judge.fooled\"");
+    check_refused("{\"models\": {\"m\": {\"skill\": 0.5, \"difficulty\": {\"kind_offsets\": {}}}}}",
+                  "model m: unknown key \"difficulty.kind_offsets\"");
+    /* the control: every key spelled out is accepted */
+    char msg[1024];
+    int st = catalog_exit(
+        "{\"description\": \"all keys\", \"models\": {\"m\": {\"description\": \"x\", \"skill\": 0.5,"
+        " \"latency_ms\": {\"mean\": 0, \"jitter\": 0}, \"ms_per_output_token\": 0, \"logprobs\": true,"
+        " \"usage_style\": \"openai\", \"reasoning\": false,"
+        " \"confidence\": {\"correct\": {\"mean\": 0.9, \"spread\": 0.07, \"min\": 0.3, \"max\": 0.999},"
+        " \"wrong\": {\"mean\": 0.62, \"spread\": 0.15, \"min\": 0.05, \"max\": 0.99},"
+        " \"unkeyed\": {\"mean\": 0.8, \"spread\": 0.12, \"min\": 0.05, \"max\": 0.999}, \"token_spread\": 0.03},"
+        " \"difficulty\": {\"sensitivity\": 2.5, \"pivot\": 0.65, \"kind_offset\": {\"sentiment\": 0.1}},"
+        " \"judge\": {\"skill\": null, \"skill_exponent\": 1.5, \"difficulty_sensitivity\": 1,"
+        " \"difficulty_pivot\": 0.5, \"fooled_middling\": 0.4}}}}",
+        msg, sizeof msg);
+    CHECKF(st == -1, "a catalog with every key did not start (status %d): %s", st, msg);
+}
+
+static void test_catalog_refuses_values_out_of_range(void)
+{
+    check_refused("{\"models\": {\"m\": {\"skill\": 1.5}}}", "model m: skill must be a number in [0, 1], got 1.5");
+    check_refused("{\"models\": {\"m\": {\"skill\": 0.5, \"confidence\": {\"correct\": {\"spread\": -0.1}}}}}",
+                  "model m: confidence.correct.spread must be a number in [0, 1], got -0.1");
+    check_refused("{\"models\": {\"m\": {\"skill\": 0.5, \"confidence\": {\"wrong\": {\"mean\": 1.2}}}}}",
+                  "model m: confidence.wrong.mean must be a number in [0, 1]");
+    check_refused("{\"models\": {\"m\": {\"skill\": 0.5, \"judge\": {\"fooled_middling\": -0.5}}}}",
+                  "model m: judge.fooled_middling must be a number in [0, 1]");
+    check_refused("{\"models\": {\"m\": {\"skill\": 0.5, \"confidence\": {\"wrong\": {\"min\": 0.9, \"max\": 0.5}}}}}",
+                  "model m: confidence.wrong.min (0.9) is above confidence.wrong.max (0.5)");
+    check_refused("{\"models\": {\"m\": {\"skill\": 0.5, \"difficulty\": {\"kind_offset\": {\"sentiment\": 3}}}}}",
+                  "model m: difficulty.kind_offset.sentiment must be a number in [-1, 1]");
+    check_refused("{\"models\": {\"m\": {\"skill\": 0.5, \"difficulty\": {\"sensitivity\": -1}}}}",
+                  "model m: difficulty.sensitivity must be a number in [0, 50]");
+}
+
+static const char *root_dir(void)
+{
+    const char *r = getenv("TIERQ_ROOT");
+    return r && *r ? r : ".";
+}
+
+/* Start a simulator on the shipped catalog file name (tests/sim/name), no latency. */
+static int start_shipped(Sim *s, const char *name)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/tests/sim/%s", root_dir(), name);
+    const char *extra[] = {"--latency-ms", "0", NULL};
+    return start_sim_models(s, g_bin, path, extra);
+}
+
+/* The number at path in the settings of model on s (GET /sim/models/<model>); NAN if absent. */
+static double setting(const Sim *s, const char *model, const char *path)
+{
+    char url[256];
+    snprintf(url, sizeof url, "/sim/models/%s", model);
+    Resp r;
+    http_to(s, "GET", url, NULL, NULL, &r);
+    double v = NAN;
+    int i = jpath(&r, path);
+    if (r.status != 200 || i < 0 || json_double(&r.doc, i, &v))
+        v = NAN;
+    resp_free(&r);
+    return v;
+}
+
+static void test_harsher_catalogs(void)
+{
+    Sim shipped = {0}, weaker = {0}, over = {0};
+    CHECK(start_shipped(&shipped, "models.json") == 0);
+    CHECK(start_shipped(&weaker, "models-weaker.json") == 0);
+    CHECK(start_shipped(&over, "models-overconfident.json") == 0);
+    if (!shipped.pid || !weaker.pid || !over.pid)
+        goto cleanup;
+    CHECK(setting(&weaker, "qwen3-8b", "skill") == 0.40);
+    CHECK(setting(&weaker, "qwen3-32b", "skill") == 0.55);
+    CHECK(setting(&weaker, "deepseek-v4-flash", "skill") == 0.65);
+    CHECK(setting(&weaker, "gpt-4o", "skill") == 0.88);
+    CHECK(setting(&over, "qwen3-8b", "confidence.wrong.mean") == 0.76);
+    CHECK(setting(&over, "qwen3-8b", "confidence.correct.mean") == 0.90);
+    CHECK(setting(&shipped, "qwen3-8b", "confidence.wrong.mean") == 0.62);
+
+    /* Against the answer key: the overconfident catalog moves only the confidence of wrong answers
+     * (same draws, so the same items are right), and by about the 0.14 of its mean. */
+    static bool ok_s[N_REVIEWS], ok_w[N_REVIEWS], ok_o[N_REVIEWS];
+    double acc_s, cr_s, cw_s, acc_w, cr_w, cw_w, acc_o, cr_o, cw_o;
+    measure_on(&shipped, NULL, "qwen3-8b", &acc_s, &cr_s, &cw_s, ok_s);
+    measure_on(&weaker, NULL, "qwen3-8b", &acc_w, &cr_w, &cw_w, ok_w);
+    measure_on(&over, NULL, "qwen3-8b", &acc_o, &cr_o, &cw_o, ok_o);
+    printf("# qwen3-8b: shipped accuracy %.3f confidence right %.3f wrong %.3f; weaker accuracy %.3f;"
+           " overconfident confidence right %.3f wrong %.3f\n",
+           acc_s, cr_s, cw_s, acc_w, cr_o, cw_o);
+    CHECKF(cw_o > cw_s + 0.08, "wrong answers: confidence %.3f overconfident vs %.3f shipped", cw_o, cw_s);
+    CHECKF(cw_o > 0.70 && cw_o < 0.80, "overconfident wrong confidence %.3f", cw_o);
+    CHECK(acc_o == acc_s && fabs(cr_o - cr_s) < 1e-9);
+    int same = 0, weaker_only = 0;
+    for (int i = 0; i < N_REVIEWS; i++) {
+        same += ok_o[i] == ok_s[i];
+        weaker_only += ok_w[i] && !ok_s[i]; /* a weaker model is right only where the stronger one is */
+    }
+    CHECK_INT(same, N_REVIEWS);
+    CHECK_INT(weaker_only, 0);
+    CHECKF(acc_w < acc_s - 0.08, "weaker accuracy %.3f vs shipped %.3f", acc_w, acc_s);
+cleanup:
+    stop_sim(&shipped);
+    stop_sim(&weaker);
+    stop_sim(&over);
+}
+
+static void tune(const Sim *s, const char *model, const char *body, Resp *r)
+{
+    char url[256];
+    snprintf(url, sizeof url, "/sim/models/%s", model);
+    http_to(s, "POST", url, body, NULL, r);
+}
+
+static int tune_status(const Sim *s, const char *model, const char *body)
+{
+    Resp r;
+    tune(s, model, body, &r);
+    int st = (int)r.status;
+    resp_free(&r);
+    return st;
+}
+
+/* Judge, on s with key, the right and a wrong label of n review items: how many verdicts were right. */
+static int judge_right_on(const Sim *s, const char *key, const char *model, int n)
+{
+    int right = 0;
+    for (int i = 0; i < n; i++) {
+        char q[128];
+        snprintf(q, sizeof q, "Review %d: the product arrived and I have opinions.", i);
+        for (int w = 0; w < 2; w++) {
+            char *user = judge_user(q, SENTIMENT[(i + w) % 5]);
+            Resp r;
+            chat_to(s, key, model, JUDGE_SYSTEM, user, NULL, &r);
+            int sc = score_of(&r);
+            right += w ? (sc >= 0 && sc <= 4) : sc >= 7;
+            resp_free(&r);
+            free(user);
+        }
+    }
+    return right;
+}
+
+/* Drift: POST /sim/models/<name> changes a model for the requests that follow. The simulator
+ * demands a key on /v1, never on /sim/. */
+static void test_runtime_switch(void)
+{
+    Sim t = {0};
+    const char *extra[] = {"--require-key", TEST_KEY, NULL};
+    if (start_sim(&t, g_bin, extra)) {
+        CHECK(!"simulator started");
+        return;
+    }
+    Resp r;
+    http_to(&t, "GET", "/sim/models/mid", NULL, NULL, &r);
+    CHECK_INT(r.status, 200);
+    double v = -1;
+    CHECK(json_double(&r.doc, jpath(&r, "skill"), &v) == 0 && v == 0.55);
+    CHECK(json_is_null(&r.doc, jpath(&r, "judge.skill")));
+    /* posting the settings back (every key explicit, at its value) changes no answer */
+    static bool before[N_REVIEWS], after[N_REVIEWS];
+    double acc0, cr0, cw0, acc1, cr1, cw1;
+    measure_on(&t, TEST_KEY, "mid", &acc0, &cr0, &cw0, before);
+    Resp same;
+    tune(&t, "mid", r.body.data, &same);
+    CHECK_INT(same.status, 200);
+    CHECK_STR(same.body.data, r.body.data);
+    resp_free(&same);
+    resp_free(&r);
+    measure_on(&t, TEST_KEY, "mid", &acc1, &cr1, &cw1, after);
+    CHECK(acc1 == acc0 && cr1 == cr0 && cw1 == cw0 && memcmp(before, after, sizeof before) == 0);
+
+    /* the drift: skill 0.99, then 0.05 */
+    CHECK_INT(tune_status(&t, "mid", "{\"skill\": 0.99}"), 200);
+    double acc_hi, acc_lo, c1, c2;
+    measure_on(&t, TEST_KEY, "mid", &acc_hi, &c1, &c2, before);
+    CHECK_INT(tune_status(&t, "mid", "{\"skill\": 0.05}"), 200);
+    measure_on(&t, TEST_KEY, "mid", &acc_lo, &c1, &c2, after);
+    printf("# mid: accuracy %.3f at skill 0.55, %.3f at 0.99, %.3f at 0.05\n", acc0, acc_hi, acc_lo);
+    CHECKF(acc_hi > 0.93, "accuracy %.3f at skill 0.99", acc_hi);
+    CHECKF(acc_lo < 0.35, "accuracy %.3f at skill 0.05", acc_lo);
+    int regained = 0;
+    for (int i = 0; i < N_REVIEWS; i++)
+        regained += after[i] && !before[i];
+    CHECK_INT(regained, 0);
+
+    /* refused: an unknown key, a value out of range; nothing changes (all or nothing) */
+    tune(&t, "mid", "{\"skill\": 0.5, \"skil\": 0.9}", &r);
+    CHECK_INT(r.status, 400);
+    CHECKF(r.body.data && strstr(r.body.data, "unknown key \\\"skil\\\""), "body %s", r.body.data);
+    resp_free(&r);
+    tune(&t, "mid", "{\"skill\": 0.5, \"confidence\": {\"wrong\": {\"spread\": -1}}}", &r);
+    CHECK_INT(r.status, 400);
+    CHECKF(r.body.data && strstr(r.body.data, "confidence.wrong.spread must be a number in [0, 1]"), "body %s",
+           r.body.data);
+    resp_free(&r);
+    CHECK(setting(&t, "mid", "skill") == 0.05);
+    CHECK(setting(&t, "mid", "confidence.wrong.spread") == 0.15);
+    CHECK_INT(tune_status(&t, "mid", "[1]"), 400);
+    CHECK_INT(tune_status(&t, "mid", "not json"), 400);
+    CHECK_INT(tune_status(&t, "no-such-model", "{}"), 404);
+
+    /* the confidence of right answers, exactly: mean 0.5, no spread -> first token ln 0.5 */
+    CHECK_INT(tune_status(&t, "oracle", "{\"confidence\": {\"correct\": {\"mean\": 0.5, \"spread\": 0}}}"), 200);
+    chat_to(&t, TEST_KEY, "oracle", NULL, "Review 3: the product arrived and I have opinions.", "\"logprobs\":true",
+            &r);
+    CHECK_STR(jstr(&r, "choices.0.message.content"), SENTIMENT[3]);
+    double lp = 0;
+    CHECK(json_double(&r.doc, jpath(&r, "choices.0.logprobs.content.0.logprob"), &lp) == 0 &&
+          fabs(lp - log(0.5)) < 1e-6);
+    resp_free(&r);
+
+    /* a kind made harder for one model lowers its accuracy on that kind only */
+    double acc_hard, acc_easy;
+    CHECK_INT(tune_status(&t, "mid", "{\"skill\": 0.55, \"difficulty\": {\"kind_offset\": {\"sentiment\": 0.5}}}"),
+              200);
+    measure_on(&t, TEST_KEY, "mid", &acc_hard, &c1, &c2, NULL);
+    CHECK_INT(tune_status(&t, "mid", "{\"difficulty\": {\"kind_offset\": {\"sentiment\": -0.5}}}"), 200);
+    measure_on(&t, TEST_KEY, "mid", &acc_easy, &c1, &c2, NULL);
+    printf("# mid (0.55): accuracy %.3f with sentiment 0.5 harder, %.3f 0.5 easier\n", acc_hard, acc_easy);
+    CHECKF(acc_hard < acc0 - 0.1 && acc_easy > acc0 + 0.1, "%.3f < %.3f < %.3f", acc_hard, acc0, acc_easy);
+    CHECK(setting(&t, "mid", "difficulty.kind_offset.sentiment") == -0.5);
+
+    /* the judge has its own skill: dunce always answers wrong, yet as a judge with skill 1 never errs */
+    CHECKF(judge_right_on(&t, TEST_KEY, "dunce", 40) < 60, "dunce judges at skill 0 like a coin");
+    CHECK_INT(tune_status(&t, "dunce", "{\"judge\": {\"skill\": 1}}"), 200);
+    CHECK_INT(judge_right_on(&t, TEST_KEY, "dunce", 40), 80);
+    chat_to(&t, TEST_KEY, "dunce", NULL, "Review 1: the product arrived and I have opinions.", NULL, &r);
+    CHECK(jstr(&r, "choices.0.message.content") && strcmp(jstr(&r, "choices.0.message.content"), SENTIMENT[1]) != 0);
+    resp_free(&r);
+
+    /* latency, for the requests that follow */
+    CHECK_INT(tune_status(&t, "oracle", "{\"latency_ms\": 300}"), 200);
+    chat_to(&t, TEST_KEY, "oracle", NULL, "Review 2: the product arrived and I have opinions.", NULL, &r);
+    CHECKF(r.status == 200 && r.secs >= 0.29, "latency %.3f s after latency_ms 300", r.secs);
+    resp_free(&r);
+
+    /* /sim/models is neither counted nor guarded by the key */
+    http_to(&t, "POST", "/sim/reset", "", NULL, &r);
+    resp_free(&r);
+    CHECK_INT(tune_status(&t, "mid", "{}"), 200);
+    CHECK_INT(tune_status(&t, "mid", "{\"nope\": 1}"), 400);
+    http_to(&t, "GET", "/sim/models/mid", NULL, NULL, &r);
+    CHECK_INT(r.status, 200);
+    resp_free(&r);
+    http_to(&t, "GET", "/sim/stats", NULL, NULL, &r);
+    CHECK_INT(jint(&r, "http_requests"), 0);
+    resp_free(&r);
+    CHECK_INT(stop_sim(&t), 0);
+}
+
 int main(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -2204,6 +2560,7 @@ int main(void)
     const char *bin = getenv("TIERQ_SIM_BIN");
     if (!bin || !*bin)
         bin = "build/tierq-sim";
+    g_bin = bin;
     snprintf(g_dir, sizeof g_dir, "/tmp/tierq-test-sim.XXXXXX");
     if (!mkdtemp(g_dir)) {
         printf("not ok - setup: mkdtemp: %s\n", strerror(errno));
@@ -2274,6 +2631,10 @@ int main(void)
         RUN(test_require_key);
         RUN(test_global_fault_rate);
         RUN(test_batch_garble_rate);
+        RUN(test_catalog_refuses_unknown_keys);
+        RUN(test_catalog_refuses_values_out_of_range);
+        RUN(test_harsher_catalogs);
+        RUN(test_runtime_switch);
         RUN(test_sigterm_exits_cleanly);
         if (stop_sim(&g_sim) != 0)
             printf("# the main simulator did not exit cleanly\n");

@@ -24,6 +24,19 @@
 #define ANSWER_SHORT_BYTES 48 /* a wrong short answer is another answer of the same kind */
 #define ANSWER_GENERIC_WORDS 8
 
+/* The constants the simulator had before they became per-model settings: with them every draw is
+ * what it always was (tests/sim/README.md, "Models", explains why these values are plausible). */
+const AnswerParams ANSWER_PARAMS_DEFAULT = {
+    .difficulty_sensitivity = 2.5,
+    .difficulty_pivot = 0.65,
+    .kind_offsets = NULL,
+    .nkind_offsets = 0,
+    .correct = {0.90, 0.07, 0.30, 0.999},
+    .wrong = {0.62, 0.15, 0.05, 0.99},
+    .unkeyed = {0.80, 0.12, 0.05, 0.999},
+    .token_spread = 0.03,
+};
+
 typedef struct AkEntry {
     const char *prompt; /* points into AnswerKey.text */
     size_t prompt_len;
@@ -353,6 +366,8 @@ bool answer_key_lookup(const AnswerKey *k, const char *prompt, size_t len, Answe
     out->expected = e->expected;
     out->expected_len = e->expected_len;
     out->labels = k->kinds[e->kind].labels;
+    out->kind = k->kinds[e->kind].name;
+    out->kind_len = k->kinds[e->kind].name_len;
     return true;
 }
 
@@ -375,14 +390,24 @@ double answer_difficulty(const char *prompt, size_t len)
     return unit(hash_mix64(hash_fnv1a64(prompt, len) ^ SALT_DIFFICULTY));
 }
 
-double answer_p_correct(double skill, double difficulty)
+double answer_kind_offset(const AnswerParams *p, const char *kind, size_t len)
+{
+    for (size_t i = 0; i < p->nkind_offsets; i++)
+        if (p->kind_offsets[i].kind_len == len && memcmp(p->kind_offsets[i].kind, kind, len) == 0)
+            return p->kind_offsets[i].offset;
+    return 0;
+}
+
+double answer_p_correct(const AnswerParams *p, double skill, double difficulty)
 {
     if (skill <= 0)
         return 0;
     if (skill >= 1)
         return 1;
-    return pow(skill, exp(2.5 * (difficulty - 0.65)));
+    return pow(skill, exp(p->difficulty_sensitivity * (difficulty - p->difficulty_pivot)));
 }
+
+double answer_confidence(const AnswerConfidence *c, double z) { return clampd(c->mean + c->spread * z, c->min, c->max); }
 
 /* ---- answer texts ---- */
 
@@ -522,7 +547,7 @@ static bool has_word(const char *s, size_t len, const char *w, size_t n)
 
 /* An unkeyed prompt in a request that offers labels: the one label the prompt names, else one by
  * the prompt's hash. */
-static int offered_label(const AnswerQuery *q, uint64_t base, double z, Answer *a, Buf *text)
+static int offered_label(const AnswerQuery *q, const AnswerParams *ap, uint64_t base, double z, Answer *a, Buf *text)
 {
     const char *l = q->labels, *end = q->labels + q->labels_len;
     const char *named = NULL, *pick = NULL;
@@ -541,7 +566,7 @@ static int offered_label(const AnswerQuery *q, uint64_t base, double z, Answer *
         p = c ? c + 2 : end;
     }
     if (nnamed == 1) {
-        a->confidence = clampd(0.90 + 0.07 * z, 0.30, 0.999);
+        a->confidence = answer_confidence(&ap->correct, z);
         return buf_append(text, named, named_len);
     }
     uint64_t k = hash_mix64(base ^ SALT_WRONG) % (uint64_t)(n ? n : 1);
@@ -562,27 +587,31 @@ int answer_compose(const AnswerKey *key, const AnswerQuery *q, Answer *a, Buf *t
     uint64_t hp = hash_fnv1a64(q->prompt, q->prompt_len);
     uint64_t hm = hash_fnv1a64(q->model, strlen(q->model));
     uint64_t base = hash_mix64(q->seed ^ hash_mix64(hm ^ hash_mix64(hp ^ q->variant)));
+    const AnswerParams *p = q->params ? q->params : &ANSWER_PARAMS_DEFAULT;
     memset(a, 0, sizeof *a);
     a->difficulty = answer_difficulty(q->prompt, q->prompt_len);
     a->stream = hash_mix64(base ^ SALT_TOKENS);
+    a->token_spread = p->token_spread;
     double z = answer_gauss(hash_mix64(base ^ SALT_CONFIDENCE), hash_mix64(base ^ SALT_CONFIDENCE ^ 1));
 
     const AkEntry *e = key_lookup(key, q->prompt, q->prompt_len);
     if (!e) {
         a->outcome = ANSWER_UNKEYED;
-        a->confidence = clampd(0.80 + 0.12 * z, 0.05, 0.999);
+        a->confidence = answer_confidence(&p->unkeyed, z);
         if (q->labels && q->labels_len)
-            return offered_label(q, base, z, a, text);
+            return offered_label(q, p, base, z, a, text);
         return generic_answer(q->prompt, q->prompt_len, text);
     }
-    a->p_correct = answer_p_correct(q->skill, a->difficulty);
+    if (p->nkind_offsets) /* no offsets, no lookup: the default path stays as cheap as before */
+        a->difficulty += answer_kind_offset(p, key->kinds[e->kind].name, key->kinds[e->kind].name_len);
+    a->p_correct = answer_p_correct(p, q->skill, a->difficulty);
     if (unit(hash_mix64(base ^ SALT_CORRECT)) < a->p_correct) {
         a->outcome = ANSWER_CORRECT;
-        a->confidence = clampd(0.90 + 0.07 * z, 0.30, 0.999);
+        a->confidence = answer_confidence(&p->correct, z);
         return buf_append(text, e->expected, e->expected_len);
     }
     a->outcome = ANSWER_WRONG;
-    a->confidence = clampd(0.62 + 0.15 * z, 0.05, 0.99);
+    a->confidence = answer_confidence(&p->wrong, z);
     return wrong_answer(key, e, hash_mix64(base ^ SALT_WRONG), text);
 }
 
@@ -681,7 +710,8 @@ static int put_entry(Buf *out, const char *tok, size_t len, double p, uint64_t h
 }
 
 /* The tokens of text[from..to): with an answer, the first has probability a->confidence and
- * the later ones confidence + N(0, 0.03); without one (JSON punctuation), ANSWER_PUNCT_P each. */
+ * the later ones confidence + N(0, a->token_spread); without one (JSON punctuation),
+ * ANSWER_PUNCT_P each. */
 static int put_run(Buf *out, const char *text, size_t from, size_t to, const Answer *a, int top_logprobs,
                    size_t *ntok)
 {
@@ -695,7 +725,7 @@ static int put_run(Buf *out, const char *text, size_t from, size_t to, const Ans
             h = hash_mix64(a->stream + t);
             p = a->confidence;
             if (t > 0)
-                p += 0.03 * answer_gauss(h, hash_mix64(h ^ SALT_CONFIDENCE));
+                p += a->token_spread * answer_gauss(h, hash_mix64(h ^ SALT_CONFIDENCE));
             p = clampd(p, 0.01, 0.99995);
         } else {
             h = hash_mix64(SALT_PUNCT + i);

@@ -4,8 +4,10 @@
  * (extra columns are ignored), every field in PostgreSQL COPY text escaping (\n, \t, \\, \r, octal,
  * \xHH; \N reads as an empty string). It is keyed by the exact prompt text.
  *
- * Correctness (documented in tests/sim/README.md):
- *   d = difficulty of the prompt, uniform in [0,1) from a hash of the prompt alone;
+ * Correctness (documented in tests/sim/README.md; the constants are the defaults of AnswerParams,
+ * which a model of the catalog may change):
+ *   d = difficulty of the prompt: uniform in [0,1) from a hash of the prompt alone, plus the
+ *       model's offset for the prompt's kind (0 by default);
  *   p = skill ^ exp(2.5 * (d - 0.65))   (skill 1 is always right, skill 0 always wrong; averaged
  *       over prompts a 0.55 model is right ~63%, 0.70 ~75%, 0.88 ~90%);
  *   u = uniform in [0,1) from hash(seed, model, prompt, variant); the answer is correct iff u < p.
@@ -35,10 +37,43 @@ typedef struct AnswerKey AnswerKey;
 
 typedef enum { ANSWER_CORRECT = 0, ANSWER_WRONG, ANSWER_UNKEYED } AnswerOutcome;
 
+/* How sure an answer of one outcome sounds: its confidence (the first token's probability, see
+ * answer_put_logprobs) is clamp(mean + spread * z, min, max), z standard normal. */
+typedef struct AnswerConfidence {
+    double mean, spread, min, max;
+} AnswerConfidence;
+
+/* Difficulty added to every prompt of one kind of the answer key (the kind column). */
+typedef struct AnswerKindOffset {
+    char *kind; /* NUL-terminated; owned like the array */
+    size_t kind_len;
+    double offset;
+} AnswerKindOffset;
+
+/* How a model's answers behave, beyond its skill (the catalog's per-model settings; README,
+ * "Models"). ANSWER_PARAMS_DEFAULT reproduces the simulator's fixed constants of before they were
+ * settings, draw for draw. */
+typedef struct AnswerParams {
+    double difficulty_sensitivity; /* 2.5: how much harder than average items hurt (the 2.5 above) */
+    double difficulty_pivot;       /* 0.65: the difficulty at which p == skill */
+    AnswerKindOffset *kind_offsets; /* owned by whoever filled these params; searched linearly */
+    size_t nkind_offsets;
+    AnswerConfidence correct;      /* {0.90, 0.07, 0.30, 0.999} */
+    AnswerConfidence wrong;        /* {0.62, 0.15, 0.05, 0.99} */
+    AnswerConfidence unkeyed;      /* {0.80, 0.12, 0.05, 0.999} */
+    double token_spread;           /* 0.03: sd of a later token's probability around the first's */
+} AnswerParams;
+
+extern const AnswerParams ANSWER_PARAMS_DEFAULT;
+
+struct JudgeParams; /* judge.h */
+
 typedef struct AnswerQuery {
     uint64_t seed;      /* the simulator's --seed */
     const char *model;  /* model name, part of the draw */
     double skill;
+    const AnswerParams *params;      /* NULL = ANSWER_PARAMS_DEFAULT */
+    const struct JudgeParams *judge; /* read by judge_compose only; NULL = JUDGE_PARAMS_DEFAULT */
     const char *prompt; /* last user message, fault markers removed */
     size_t prompt_len;
     uint64_t variant;   /* 0 for the first choice; other values give independent samples */
@@ -51,6 +86,7 @@ typedef struct Answer {
     double difficulty;  /* d above */
     double p_correct;   /* p above (0 for unkeyed prompts) */
     double confidence;  /* target mean token probability, see answer_put_logprobs */
+    double token_spread; /* sd of the later tokens' probabilities around confidence */
     uint64_t stream;    /* seeds the per-token draws */
 } Answer;
 
@@ -66,14 +102,23 @@ typedef struct AnswerKeyItem {
     const char *expected;
     size_t expected_len;
     bool labels; /* the prompt's kind is a label set (see above) */
+    const char *kind; /* the prompt's kind */
+    size_t kind_len;
 } AnswerKeyItem;
 
 /* Look prompt up as answer_compose does: exactly, then with surrounding whitespace trimmed.
  * Returns false (out untouched) when the key is NULL or lacks the prompt. */
 bool answer_key_lookup(const AnswerKey *key, const char *prompt, size_t len, AnswerKeyItem *out);
 
+/* The difficulty every model sees for a prompt: uniform in [0,1) from its hash. */
 double answer_difficulty(const char *prompt, size_t len);
-double answer_p_correct(double skill, double difficulty);
+/* The offset p gives the kind kind[0..len) (0 when p has none for it). */
+double answer_kind_offset(const AnswerParams *p, const char *kind, size_t len);
+/* P(correct) = skill ^ exp(p->difficulty_sensitivity * (difficulty - p->difficulty_pivot)), 0 for
+ * skill <= 0 and 1 for skill >= 1; difficulty includes the kind's offset. */
+double answer_p_correct(const AnswerParams *p, double skill, double difficulty);
+/* The confidence of an answer drawn with standard normal z: clamp(mean + spread * z, min, max). */
+double answer_confidence(const AnswerConfidence *c, double z);
 /* Standard normal draw from two independent 64-bit hashes. */
 double answer_gauss(uint64_t h1, uint64_t h2);
 
@@ -88,7 +133,8 @@ int answer_compose(const AnswerKey *key, const AnswerQuery *q, Answer *a, Buf *t
 /* Append the OpenAI logprobs object {"content":[{token, logprob, bytes, top_logprobs}...],
  * "refusal":null} for text. The text is cut into ~4-byte tokens (a token starts at a space or
  * newline and never splits a UTF-8 character). Token probabilities: the first token has
- * probability a->confidence, each later one confidence + N(0, 0.03), clamped to [0.01, 0.99995].
+ * probability a->confidence, each later one confidence + N(0, a->token_spread) (0.03 by default),
+ * all clamped to [0.01, 0.99995].
  * top_logprobs (0..20) alternatives are listed with the token itself, sorted by probability. */
 int answer_put_logprobs(Buf *out, const char *text, size_t len, const Answer *a, int top_logprobs);
 

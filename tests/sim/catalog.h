@@ -1,13 +1,24 @@
-/* catalog.h — the simulated models, loaded once from a JSON file (tests/sim/models.json).
+/* catalog.h — the simulated models, loaded once from a JSON file (tests/sim/models.json) and
+ * changed while running only through catalog_update (POST /sim/models/<name>).
  *
- * File shape: {"models": {"<name>": {"skill": 0.7, "latency_ms": {"mean": 600, "jitter": 250},
- *   "ms_per_output_token": 0, "logprobs": true, "usage_style": "openai|deepseek|none",
- *   "reasoning": false}, ...}}. Unknown keys are ignored so the file can carry descriptions.
- * The catalog is immutable after loading; lookups by name are O(1). */
+ * File shape: {"description": "...", "models": {"<name>": {"skill": 0.7, "latency_ms": {"mean": 600,
+ *   "jitter": 250}, "ms_per_output_token": 0, "logprobs": true, "usage_style": "openai|deepseek|none",
+ *   "reasoning": false, "confidence": {...}, "difficulty": {...}, "judge": {...},
+ *   "description": "..."}, ...}}. Every key but skill is optional; an absent one keeps the default
+ * (tests/sim/README.md, "Models", lists them all). An unknown key anywhere — top level, model, nested
+ * object — or a value out of its range is an error naming the file, the model and the key, so a
+ * typo cannot silently leave a setting at its default.
+ *
+ * Single-threaded like the rest of the simulator: lookups are O(1) and return pointers that stay
+ * valid for the catalog's life (the array is never reallocated); catalog_update changes a model in
+ * place between two requests, so a request sees one model's settings whole, old or new. */
 #ifndef SIM_CATALOG_H
 #define SIM_CATALOG_H
 
+#include "answer.h"
+#include "buf.h"
 #include "err.h"
+#include "judge.h"
 #include "u64map.h"
 
 #include <stdbool.h>
@@ -15,6 +26,9 @@
 #include <stdint.h>
 
 typedef enum { USAGE_OPENAI = 0, USAGE_DEEPSEEK, USAGE_NONE } UsageStyle;
+
+/* Kind offsets one model may carry (difficulty.kind_offset). */
+#define CATALOG_MAX_KIND_OFFSETS 256
 
 typedef struct SimModel {
     char *name;        /* owned */
@@ -26,16 +40,20 @@ typedef struct SimModel {
     bool logprobs;
     UsageStyle usage;
     bool reasoning;    /* reports reasoning_tokens (and DeepSeek-style reasoning_content) */
+    AnswerParams answer; /* confidence and difficulty; answer.kind_offsets owned */
+    JudgeParams judge;   /* the model as a judge */
 } SimModel;
 
 typedef struct Catalog {
     SimModel *models; /* owned, n entries */
     size_t n;
     U64Map index;     /* fnv(name) -> position */
+    int latency_override_ms; /* from catalog_load, applied again by catalog_update */
 } Catalog;
 
 /* Load path. latency_override_ms >= 0 sets every model's latency to exactly that many ms (no jitter,
- * no per-token time). Returns 0 or TQ_EIO / TQ_EINVAL / TQ_ENOMEM with err filled. On failure the
+ * no per-token time). Returns 0 or TQ_EIO / TQ_EINVAL / TQ_ELIMIT / TQ_ENOMEM with err filled (one
+ * printable line naming the file, and the model and key when one is at fault). On failure the
  * catalog is left empty. */
 int catalog_load(Catalog *cat, const char *path, int latency_override_ms, TqErr *err);
 void catalog_free(Catalog *cat);
@@ -44,5 +62,16 @@ const SimModel *catalog_find(const Catalog *cat, const char *name, size_t len);
 const char *catalog_usage_name(UsageStyle u);
 /* Latency in ms for one response of this model: u in [0,1) picks the point in mean +- jitter. */
 uint32_t catalog_latency_ms(const SimModel *m, double u, int64_t completion_tokens);
+
+/* Change model cat->models[i] by the JSON object json[0..len) of model keys, checked as in the
+ * file: keys present replace the current values (nested objects key by key, kind offsets kind by
+ * kind), absent ones keep them; skill is not required. All or nothing: on error the model is
+ * unchanged. A --latency-ms override still wins over latency keys. Returns 0, TQ_EINVAL (err: a
+ * printable line naming the model and the key) or TQ_ENOMEM. */
+int catalog_update(Catalog *cat, size_t i, const char *json, size_t len, TqErr *err);
+
+/* Append the model's current settings as a JSON object of every model key (the form
+ * catalog_update accepts and a catalog file holds). Returns 0 or a Buf error. */
+int catalog_model_json(const SimModel *m, Buf *out);
 
 #endif

@@ -294,8 +294,16 @@ static int put_choice(Sim *sim, const ChatReq *cr, const JudgeItem *judge, bool 
                       uint64_t prompt_hash, const char *prompt, size_t prompt_len, Buf *b, ChatTotals *tot)
 {
     const SimModel *m = cr->model;
-    AnswerQuery q = {sim->cfg->seed, m->name, m->skill, prompt, prompt_len, choice_variant(cr, i), sim->labels.data,
-                     sim->labels.len};
+    AnswerQuery q = {.seed = sim->cfg->seed,
+                     .model = m->name,
+                     .skill = m->skill,
+                     .params = &m->answer,
+                     .judge = &m->judge,
+                     .prompt = prompt,
+                     .prompt_len = prompt_len,
+                     .variant = choice_variant(cr, i),
+                     .labels = sim->labels.data,
+                     .labels_len = sim->labels.len};
     Answer a;
     buf_reset(&sim->text);
     ModelStats *ms = &sim->stats.models[m->index];

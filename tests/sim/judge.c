@@ -16,6 +16,15 @@
 #define SALT_JCONF 0x2545f4914f6cdd1dULL
 #define SALT_JTOKENS 0x4f1bbcdcbfa53e0bULL
 
+/* The constants of before they were settings; README "Models" says why they are plausible. */
+const JudgeParams JUDGE_PARAMS_DEFAULT = {
+    .skill = -1,
+    .skill_exponent = 1.5,
+    .difficulty_sensitivity = 1.0,
+    .difficulty_pivot = 0.5,
+    .fooled_middling = 0.4,
+};
+
 #define JUDGE_Q "Question:\n"
 #define JUDGE_A "\n\nAnswer:\n"
 
@@ -33,9 +42,9 @@ bool judge_parse(const AnswerKey *key, const char *msg, size_t len, JudgeItem *o
     const char *sep = memmem(q, (size_t)(end - q), JUDGE_A, al);
     if (!sep)
         return false;
-    JudgeItem first = {q, (size_t)(sep - q), sep + al, (size_t)(end - sep) - al, false, {NULL, 0, false}};
+    JudgeItem first = {q, (size_t)(sep - q), sep + al, (size_t)(end - sep) - al, false, {NULL, 0, false, NULL, 0}};
     for (const char *at = sep; at; at = memmem(at + 1, (size_t)(end - at - 1), JUDGE_A, al)) {
-        JudgeItem it = {q, (size_t)(at - q), at + al, (size_t)(end - at) - al, false, {NULL, 0, false}};
+        JudgeItem it = {q, (size_t)(at - q), at + al, (size_t)(end - at) - al, false, {NULL, 0, false, NULL, 0}};
         if (answer_key_lookup(key, it.question, it.question_len, &it.item)) {
             it.keyed = true;
             *out = it;
@@ -165,13 +174,13 @@ bool judge_truth(const char *a, size_t an, const char *e, size_t en)
 
 /* ---- the score ---- */
 
-static double judge_reliability(double skill, double difficulty)
+double judge_reliability(const JudgeParams *p, double skill, double difficulty)
 {
     if (skill <= 0)
         return 0.5;
     if (skill >= 1)
         return 1;
-    return 0.5 + 0.5 * pow(skill, 1.5 * exp(difficulty - 0.5));
+    return 0.5 + 0.5 * pow(skill, p->skill_exponent * exp(p->difficulty_sensitivity * (difficulty - p->difficulty_pivot)));
 }
 
 static double clampd(double x, double lo, double hi) { return x < lo ? lo : x > hi ? hi : x; }
@@ -184,31 +193,36 @@ int judge_compose(const JudgeItem *it, const AnswerQuery *q, bool json, Judgemen
     uint64_t base = hash_mix64(q->seed ^ hash_mix64(hm ^ hash_mix64(hq ^ hash_mix64(ha ^ q->variant ^ SALT_JUDGE))));
     double z = answer_gauss(hash_mix64(base ^ SALT_JCONF), hash_mix64(base ^ SALT_JCONF ^ 1));
     double u_score = sim_unit(hash_mix64(base ^ SALT_SCORE));
+    const AnswerParams *ap = q->params ? q->params : &ANSWER_PARAMS_DEFAULT;
+    const JudgeParams *jp = q->judge ? q->judge : &JUDGE_PARAMS_DEFAULT;
     memset(j, 0, sizeof *j);
     memset(a, 0, sizeof *a);
     a->difficulty = answer_difficulty(it->question, it->question_len);
     a->stream = hash_mix64(base ^ SALT_JTOKENS);
+    a->token_spread = ap->token_spread;
     int score;
     if (!it->keyed) {
         j->outcome = JUDGE_UNKEYED;
         a->outcome = ANSWER_UNKEYED;
-        a->confidence = clampd(0.62 + 0.15 * z, 0.05, 0.99);
+        a->confidence = answer_confidence(&ap->wrong, z);
         double z2 = answer_gauss(hash_mix64(base ^ SALT_SCORE ^ 2), hash_mix64(base ^ SALT_SCORE ^ 3));
         score = (int)clampd(floor(5.5 + 1.5 * z2), 0, 10);
     } else {
         j->truth = judge_truth(it->answer, it->answer_len, it->item.expected, it->item.expected_len);
-        j->reliability = a->p_correct = judge_reliability(q->skill, a->difficulty);
+        if (ap->nkind_offsets)
+            a->difficulty += answer_kind_offset(ap, it->item.kind, it->item.kind_len);
+        j->reliability = a->p_correct = judge_reliability(jp, jp->skill >= 0 ? jp->skill : q->skill, a->difficulty);
         bool right = sim_unit(hash_mix64(base ^ SALT_RIGHT)) < j->reliability;
         if (right) {
             j->outcome = JUDGE_RIGHT;
             a->outcome = ANSWER_CORRECT;
-            a->confidence = clampd(0.90 + 0.07 * z, 0.30, 0.999);
+            a->confidence = answer_confidence(&ap->correct, z);
             score = j->truth ? 7 + (int)(u_score * 4) : (int)(u_score * 5);
         } else {
             j->outcome = JUDGE_FOOLED;
             a->outcome = ANSWER_WRONG;
-            a->confidence = clampd(0.62 + 0.15 * z, 0.05, 0.99);
-            if (sim_unit(hash_mix64(base ^ SALT_FOOLED)) < 0.4)
+            a->confidence = answer_confidence(&ap->wrong, z);
+            if (sim_unit(hash_mix64(base ^ SALT_FOOLED)) < jp->fooled_middling)
                 score = 5 + (int)(u_score * 2);
             else
                 score = j->truth ? (int)(u_score * 5) : 7 + (int)(u_score * 4);

@@ -5,9 +5,9 @@
  *   "Question:\n" QUESTION "\n\nAnswer:\n" ANSWER
  * as tierq's worker/check.c builds it. The reply is a score 0..10 that tracks the truth (is ANSWER
  * the key's answer to QUESTION?) imperfectly, by the judge model's skill (documented in
- * tests/sim/README.md, "Judge requests"):
- *   d = difficulty of QUESTION (answer_difficulty, the same as for answers)
- *   r = 0.5 + 0.5 * skill ^ (1.5 * exp(d - 0.5))         P(the judge is right)
+ * tests/sim/README.md, "Judge requests"; the constants are the defaults of JudgeParams):
+ *   d = difficulty of QUESTION (as for answers: answer_difficulty plus the model's kind offset)
+ *   r = 0.5 + 0.5 * skill ^ (1.5 * exp(1 * (d - 0.5)))   P(the judge is right)
  *   right:  correct -> 7..10, wrong -> 0..4 (uniform)
  *   fooled: 40% a middling 5..6, else the opposite range
  *   QUESTION not in the key: clamp(round(5 + 1.5 z), 0, 10)
@@ -24,6 +24,18 @@
 #define JUDGE_SYSTEM_PREFIX "You grade answers."
 
 typedef enum { JUDGE_RIGHT = 0, JUDGE_FOOLED, JUDGE_UNKEYED } JudgeOutcome;
+
+/* How a model behaves as a judge (the catalog's "judge" settings). JUDGE_PARAMS_DEFAULT reproduces
+ * the fixed constants of before, draw for draw. */
+typedef struct JudgeParams {
+    double skill;                  /* < 0: the model's own skill (the default) */
+    double skill_exponent;         /* 1.5: larger -> right less often, fooled more often */
+    double difficulty_sensitivity; /* 1: how much hard questions fool it (the 1 in exp(1 * ...)) */
+    double difficulty_pivot;       /* 0.5 */
+    double fooled_middling;        /* 0.4: share of fooled verdicts that are a middling 5..6 */
+} JudgeParams;
+
+extern const JudgeParams JUDGE_PARAMS_DEFAULT;
 
 /* A judge message split in two; pointers into the message. */
 typedef struct JudgeItem {
@@ -60,9 +72,15 @@ bool judge_truth(const char *a, size_t an, const char *e, size_t en);
  * whitespace-separated word, empty words dropped, one space between words. */
 bool judge_normalized_equal(const char *a, size_t an, const char *b, size_t bn);
 
+/* P(the judge is right) for this skill and difficulty: r above (0.5 for skill <= 0, 1 for
+ * skill >= 1). */
+double judge_reliability(const JudgeParams *p, double skill, double difficulty);
+
 /* Grade it: fill j and a (for answer_put_logprobs) and append the content to text — the score as
- * a bare integer, or {"score":N} when json is set. The draws use q->seed, q->model, q->skill,
- * q->variant and the item's QUESTION and ANSWER (q->prompt is not read). Returns 0 or a Buf error. */
+ * a bare integer, or {"score":N} when json is set. The draws use q->seed, q->model, q->skill (or
+ * q->judge->skill), q->variant and the item's QUESTION and ANSWER (q->prompt is not read); q->params
+ * gives the confidences (right as a correct answer, fooled and unkeyed as a wrong one) and the kind
+ * offsets, q->judge the reliability. Returns 0 or a Buf error. */
 int judge_compose(const JudgeItem *it, const AnswerQuery *q, bool json, Judgement *j, Answer *a, Buf *text);
 
 #endif

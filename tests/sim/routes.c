@@ -2,6 +2,7 @@
 
 #include "chat.h"
 #include "json.h"
+#include "tune.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -51,19 +52,30 @@ typedef struct Route {
     const char *method;
     const char *path;
     RouteFn fn;
-    bool auth; /* subject to --require-key */
+    bool auth;   /* subject to --require-key */
+    bool prefix; /* path is a prefix: the rest names something (a model) */
 } Route;
 
 /* A handful of fixed routes: a linear match costs less than hashing the path. */
 static const Route routes[] = {
-    {"POST", "/v1/chat/completions", chat_handle, true},
-    {"POST", "/chat/completions", chat_handle, true},
-    {"GET", "/v1/models", models_handle, true},
-    {"GET", "/models", models_handle, true},
-    {"GET", "/sim/stats", stats_handle, false},
-    {"POST", "/sim/reset", reset_handle, false},
-    {"GET", "/sim/health", health_handle, false},
+    {"POST", "/v1/chat/completions", chat_handle, true, false},
+    {"POST", "/chat/completions", chat_handle, true, false},
+    {"GET", "/v1/models", models_handle, true, false},
+    {"GET", "/models", models_handle, true, false},
+    {"GET", "/sim/stats", stats_handle, false, false},
+    {"POST", "/sim/reset", reset_handle, false, false},
+    {"GET", "/sim/health", health_handle, false, false},
+    {"GET", TUNE_PATH, tune_get, false, true},
+    {"POST", TUNE_PATH, tune_post, false, true},
 };
+
+static bool path_matches(const HttpReq *req, const Route *r)
+{
+    if (!r->prefix)
+        return http_path_is(req, r->path);
+    size_t n = strlen(r->path);
+    return req->path_len > n && memcmp(req->path, r->path, n) == 0;
+}
 
 /* Constant-time comparison, so the key cannot be guessed byte by byte from response times. */
 static bool key_matches(const HttpReq *req, const char *key)
@@ -83,7 +95,7 @@ int routes_dispatch(Sim *sim, const HttpReq *req, SimReply *rep)
     bool path_found = false;
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
         const Route *r = &routes[i];
-        if (!http_path_is(req, r->path))
+        if (!path_matches(req, r))
             continue;
         path_found = true;
         if (!http_method_is(req, r->method))
