@@ -111,6 +111,29 @@ static inline long long sim_stat(const SimProc *s, const char *name)
     return at ? atoll(at + strlen(key)) : -1;
 }
 
+/* POST /sim/models/<model> with the JSON body (change a model's settings while the simulator runs);
+ * the HTTP status, or -1 when the simulator cannot be asked. */
+static inline long sim_tune(const SimProc *s, const char *model, const char *body)
+{
+    static char reply[65536];
+    reply[0] = '\0';
+    char url[256];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/sim/models/%s", s->port, model);
+    CURL *e = curl_easy_init();
+    if (!e)
+        return -1;
+    curl_easy_setopt(e, CURLOPT_URL, url);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, sim_collect);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, (void *)reply);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 5000L);
+    long status = -1;
+    if (curl_easy_perform(e) == CURLE_OK)
+        curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_cleanup(e);
+    return status;
+}
+
 static void sim_stop(SimProc *s)
 {
     if (s->pid > 0) {

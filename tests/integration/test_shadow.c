@@ -94,11 +94,54 @@ static void test_steady_run_samples_at_the_rate_and_pays_apart(void)
     sim_stop(&s);
 }
 
+/* The cheap model gets much worse in the middle of a run (the simulator's runtime switch): its
+ * answers still pass the kind's bar (accept 0), so nothing but the shadow comparison can see it. The
+ * first half is not flagged; after the switch the live window falls below min_agreement: a warning
+ * in the log, BELOW in the report and status, "below": true in JSON, exit 7 with --fail-on-drift. */
+static void test_drift_mid_run_is_flagged(void)
+{
+    SimProc s;
+    CHECK_INT(sim_start(&s, answers, "--latency-ms 1"), 0);
+    PGconn *c = testdb_connect();
+    insert_jobs(c, 1001, 1300, "drift");
+    int st = run_drain(&s, "--run drift --fail-on-drift");
+    CHECKF(st == 0 && !strstr(out, "have drifted"), "before the switch, exit %d: %s", st, out);
+    long long before = q(c, "SELECT count(*) FROM tierq.calls WHERE run_name = 'drift' AND purpose = 'shadow'");
+
+    CHECK_INT(sim_tune(&s, "qwen3-8b", "{\"skill\": 0.02}"), 200);
+    insert_jobs(c, 1301, 1700, "drift");
+    st = run_drain(&s, "--run drift --fail-on-drift");
+    CHECKF(st == 7, "after the switch, exit %d (want 7): %s", st, out);
+    CHECKF(strstr(out, "have drifted") && strstr(out, "kind shadowed"), "no drift warning: %s", out);
+    /* every job still done on tier 1: the router itself saw nothing */
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.jobs WHERE run_name = 'drift' AND state = 'done' AND tier = 1"), 700);
+    /* the cheap tier's real accuracy did fall (the thing the flag stands for) */
+    CHECKF(q(c, "SELECT count(*) FROM tierq.jobs WHERE run_name = 'drift' AND prompt > 'shadow question 1300'"
+                " AND tierq.normalize_answer(result) = tierq.normalize_answer(expected)") < 120,
+           "accuracy after the switch did not fall%s", "");
+    CHECKF(q(c, "SELECT count(*) FROM tierq.calls WHERE run_name = 'drift' AND purpose = 'shadow'") > before,
+           "no shadow calls after the switch%s", "");
+    char rep[65536];
+    st = testdb_run("report --run drift", rep, sizeof rep);
+    CHECKF(st == 0 && strstr(rep, "BELOW"), "report: %s", rep);
+    st = testdb_run("report --run drift --format json", rep, sizeof rep);
+    CHECKF(st == 0 && strstr(rep, "\"below\": true"), "json: %s", rep);
+    st = testdb_run("status", rep, sizeof rep);
+    CHECKF(st == 0 && strstr(rep, "BELOW"), "status: %s", rep);
+    /* the same run without the flag ends 0: drift is an alert option, not a failure of the run */
+    insert_jobs(c, 1701, 1720, "drift");
+    st = run_drain(&s, "--run drift");
+    CHECKF(st == 0 && strstr(out, "below their shadow.min_agreement"), "without the flag, exit %d: %s", st, out);
+    PQfinish(c);
+    sim_stop(&s);
+}
+
 int main(void)
 {
     setup_files();
     testdb_setup("tq_shadow", 1);
     RUN(test_steady_run_samples_at_the_rate_and_pays_apart);
+    RUN(test_drift_mid_run_is_flagged);
     char cmd[400];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0)
