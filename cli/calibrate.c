@@ -3,13 +3,17 @@
 #include "buf.h"
 #include "db.h"
 #include "emit.h"
+#include "hash.h"
 #include "json.h"
+#include "kindfile.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define CAL_MAX_TIERS 8            /* config.c accepts 1 to 8 tiers */
 #define CAL_MAX_BYTES (1u << 20)   /* the report is a few dozen lines */
@@ -18,12 +22,22 @@
 #define CAL_PICO_PER_USD 1e12L
 #define CAL_FIXED_SLOTS 16
 #define CAL_FIXED_LEN 48
+#define CAL_DROP (-1.0)            /* a bar meaning: the tier is left out of the plan */
+#define CAL_MAX_KINDS 64
+#define CAL_MAX_FILE_BYTES (1u << 20) /* a kind file to rewrite */
+#define CAL_Z95 1.959964
+
+/* Margins (accuracy points on the training folds) tried until the held-out accuracy reaches the
+ * target; see calibrate.h. */
+static const double CAL_MARGINS[] = {0, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05};
+#define CAL_NMARGINS ((int)(sizeof CAL_MARGINS / sizeof CAL_MARGINS[0]))
 
 void calibrate_default_options(CalibrateOptions *o)
 {
     memset(o, 0, sizeof *o);
     o->target_ratio = CALIBRATE_DEFAULT_TARGET_RATIO;
     o->step = CALIBRATE_DEFAULT_STEP;
+    o->folds = CALIBRATE_DEFAULT_FOLDS;
 }
 
 /* $1 kind, $2 run. */
@@ -61,6 +75,16 @@ static const char *const SQL_CAL_ROWS =
     " SELECT a.job_id, a.tier, a.model, a.score, a.correct, m.answer_pico, m.judge_pico"
     " FROM a JOIN m USING (job_id, tier) ORDER BY a.job_id, a.tier";
 
+/* What batched answer calls of a kind really cost per model, against what their jobs would have cost
+ * sent alone (the engine's estimate, calls.solo_cost_usd), over the last 30 days of the ledger. An
+ * all-tiers run sends every job alone, so its answer costs are scaled by this for a batching kind.
+ * $1 kind. */
+static const char *const SQL_CAL_BATCH =
+    "SELECT model, (sum(cost_usd) / sum(solo_cost_usd))::float8, count(*) FROM tierq.calls"
+    " WHERE kind = $1 AND purpose = 'answer' AND status = 'ok' AND solo_cost_usd > 0"
+    "   AND created_at > now() - interval '30 days'"
+    " GROUP BY model";
+
 enum { CR_JOB, CR_TIER, CR_MODEL, CR_SCORE, CR_CORRECT, CR_ANSWER_PICO, CR_JUDGE_PICO, CR_NCOLS };
 
 /* Per usable job and tier, row-major [job * ntiers + tier]. */
@@ -71,7 +95,10 @@ typedef struct CalData {
     unsigned char *correct; /* 1 when the tier's answer matched expected */
     int64_t *answer_pico;
     int64_t *judge_pico;
+    uint64_t *job_hash;     /* per job: a mix of its id, which picks its cross-validation fold */
     long in_run, with_expected;
+    double batch_factor[CAL_MAX_TIERS]; /* answer cost scale per tier (1 when alone) */
+    long batch_calls[CAL_MAX_TIERS];    /* batched calls the factor comes from */
 } CalData;
 
 static void cal_data_free(CalData *d)
@@ -80,6 +107,7 @@ static void cal_data_free(CalData *d)
     free(d->correct);
     free(d->answer_pico);
     free(d->judge_pico);
+    free(d->job_hash);
 }
 
 /* What one threshold set does to the run. */
@@ -102,28 +130,46 @@ static bool passes(double score, double accept)
     return !isnan(score) && score + CAL_SCORE_EPS >= accept;
 }
 
-/* Replay the cascade with these bars over every job (the model is in calibrate.h). at may be NULL. */
-static void replay(const CalData *d, const double *accept, long *correct, int64_t *pico, long *at)
+/* Replay the cascade with these bars over every job. A bar of CAL_DROP leaves its tier out: never
+ * asked, never paid. With folds > 0, per_fold[f] gets the jobs of fold f (job_hash mod folds: a
+ * hash, so an order in the data — jobs inserted sorted by label — cannot line up with the folds).
+ * at may be NULL. */
+static void replay_folds(const CalData *d, const double *accept, int folds, Outcome *per_fold, long *correct,
+                         int64_t *pico, long *at)
 {
     const int n = d->ntiers;
     long right = 0;
     int64_t cost = 0;
     for (long j = 0; j < d->njobs; j++) {
         const size_t base = (size_t)j * (size_t)n;
+        int64_t job_cost = 0;
         int t = 0;
         for (; t + 1 < n; t++) {
-            cost += d->answer_pico[base + (size_t)t] + d->judge_pico[base + (size_t)t];
+            if (accept[t] == CAL_DROP)
+                continue;
+            job_cost += d->answer_pico[base + (size_t)t] + d->judge_pico[base + (size_t)t];
             if (passes(d->score[base + (size_t)t], accept[t]))
                 break;
         }
         if (t == n - 1)
-            cost += d->answer_pico[base + (size_t)t];
+            job_cost += d->answer_pico[base + (size_t)t];
         right += d->correct[base + (size_t)t];
+        cost += job_cost;
+        if (folds > 0) {
+            Outcome *f = &per_fold[d->job_hash[j] % (uint64_t)folds];
+            f->correct += d->correct[base + (size_t)t];
+            f->pico += job_cost;
+        }
         if (at)
             at[t]++;
     }
     *correct = right;
     *pico = cost;
+}
+
+static void replay(const CalData *d, const double *accept, long *correct, int64_t *pico, long *at)
+{
+    replay_folds(d, accept, 0, NULL, correct, pico, at);
 }
 
 static void plan_eval(const CalData *d, const double *accept, long combo, Plan *p)
@@ -144,12 +190,14 @@ static double grid_value(long k, double step)
 }
 
 /* Search index -> bars; tier 0 is the most significant digit, so a larger index means higher bars
- * on the earlier tiers. */
+ * on the earlier tiers. Each digit runs 0..grid: grid steps of bars, then CAL_DROP (the tier left
+ * out), so the last index drops every tier but the last: the last tier alone. */
 static void combo_accept(long combo, int ntiers, long grid, double step, double *accept)
 {
     for (int t = ntiers - 2; t >= 0; t--) {
-        accept[t] = grid_value(combo % grid, step);
-        combo /= grid;
+        long v = combo % (grid + 1);
+        accept[t] = v == grid ? CAL_DROP : grid_value(v, step);
+        combo /= grid + 1;
     }
 }
 
@@ -204,7 +252,8 @@ static int load_rows(const PGresult *r, const TqConfig *cfg, const TqKind *kd, c
     d->correct = malloc(cap * sizeof *d->correct);
     d->answer_pico = malloc(cap * sizeof *d->answer_pico);
     d->judge_pico = malloc(cap * sizeof *d->judge_pico);
-    if (!d->score || !d->correct || !d->answer_pico || !d->judge_pico)
+    d->job_hash = malloc((size_t)(rows / n + 1) * sizeof *d->job_hash);
+    if (!d->score || !d->correct || !d->answer_pico || !d->judge_pico || !d->job_hash)
         return tq_err(err, TQ_ENOMEM, "calibrate: out of memory");
 
     long i = 0;
@@ -236,6 +285,8 @@ static int load_rows(const PGresult *r, const TqConfig *cfg, const TqKind *kd, c
                     parse_i64(PQgetvalue(r, row, CR_JUDGE_PICO), &d->judge_pico[at]))
                     return tq_err(err, TQ_EDB, "calibrate: unexpected cost value");
             }
+            uint64_t state = strtoull(job, NULL, 10);
+            d->job_hash[d->njobs] = hash_splitmix64(&state);
             d->njobs++;
         }
         i = end;
@@ -243,28 +294,19 @@ static int load_rows(const PGresult *r, const TqConfig *cfg, const TqKind *kd, c
     return 0;
 }
 
-/* Read the run in one read-only snapshot (or the caller's transaction). */
+/* Read one kind of the run (the caller holds the snapshot). */
 static int load_data(PGconn *c, const TqConfig *cfg, const TqKind *kd, const CalibrateOptions *o, CalData *d,
                      TqErr *err)
 {
     char ntiers[16];
     snprintf(ntiers, sizeof ntiers, "%d", kd->ntiers);
-    const char *params[] = {o->kind, o->run_name, ntiers};
-    PGresult *counts = NULL, *rows = NULL;
+    const char *params[] = {kd->name, o->run_name, ntiers};
+    PGresult *counts = NULL, *rows = NULL, *batch = NULL;
     int rc = 0;
-    int own_tx = PQtransactionStatus(c) == PQTRANS_IDLE;
-    if (own_tx &&
-        (rc = db_exec(c, "calibrate begin", "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", 0, NULL, err)))
-        goto cleanup;
     if (!(counts = db_query(c, "calibrate counts", SQL_CAL_COUNTS, 2, params, err)) ||
         !(rows = db_query(c, "calibrate rows", SQL_CAL_ROWS, 3, params, err))) {
         rc = TQ_EDB;
         goto cleanup;
-    }
-    if (own_tx) {
-        own_tx = 0;
-        if ((rc = db_exec(c, "calibrate commit", "COMMIT", 0, NULL, err)))
-            goto cleanup;
     }
     if (PQntuples(counts) != 1 || PQnfields(rows) != CR_NCOLS) {
         rc = tq_err(err, TQ_EDB, "calibrate: unexpected result shape");
@@ -272,30 +314,195 @@ static int load_data(PGconn *c, const TqConfig *cfg, const TqKind *kd, const Cal
     }
     d->in_run = atol(PQgetvalue(counts, 0, 0));
     d->with_expected = atol(PQgetvalue(counts, 0, 1));
-    rc = load_rows(rows, cfg, kd, o, d, err);
+    if ((rc = load_rows(rows, cfg, kd, o, d, err)))
+        goto cleanup;
+    for (int t = 0; t < kd->ntiers; t++)
+        d->batch_factor[t] = 1;
+    if (kd->batch.enabled) {
+        if (!(batch = db_query(c, "calibrate batch costs", SQL_CAL_BATCH, 1, params, err))) {
+            rc = TQ_EDB;
+            goto cleanup;
+        }
+        for (int i = 0; i < PQntuples(batch); i++)
+            for (int t = 0; t < kd->ntiers; t++) {
+                double f = strtod(PQgetvalue(batch, i, 1), NULL);
+                if (strcmp(PQgetvalue(batch, i, 0), cfg->models[kd->tiers[t].model].name) == 0 && f > 0 && f <= 1) {
+                    d->batch_factor[t] = f;
+                    d->batch_calls[t] = atol(PQgetvalue(batch, i, 2));
+                }
+            }
+        const int n = kd->ntiers;
+        for (long j = 0; j < d->njobs; j++)
+            for (int t = 0; t < n; t++) {
+                size_t at = (size_t)j * (size_t)n + (size_t)t;
+                d->answer_pico[at] = (int64_t)llround((double)d->answer_pico[at] * d->batch_factor[t]);
+            }
+    }
 
 cleanup:
-    if (own_tx)
-        PQclear(PQexec(c, "ROLLBACK"));
     PQclear(counts);
     PQclear(rows);
+    PQclear(batch);
     return rc;
+}
+
+/* Search ---------------------------------------------------------------------------------------- */
+
+/* The held-out prediction: k-fold cross-validation of the whole choice (margin included). */
+typedef struct HeldOut {
+    int folds;            /* 0: too few jobs to hold any out */
+    double margin;        /* accuracy added to the target on the training folds */
+    long correct;         /* over all held-out folds = every job once */
+    int64_t pico;
+    /* 95% prediction intervals for a new run of as many jobs: what it will measure, not only where
+     * the mean lies. Accuracy: p +- 1.96 sqrt(p(1-p) (1/n + 1/n)) (this sample's error and the new
+     * run's); cost per job: mean +- 1.96 s sqrt(2/k), s the sd of the folds' cost per job (a fold
+     * is n/k jobs, so s^2 k/n... scaled to n jobs is s^2/k, twice for the two samples). */
+    double acc_var, cost_var;   /* variances of (new run - prediction), accuracy and USD per job */
+    double acc_low, acc_high;
+    double cost_low, cost_high;
+    bool meets;           /* held-out accuracy reaches the target */
+} HeldOut;
+
+/* One kind's analysis. */
+typedef struct KindCal {
+    const TqKind *kd;
+    CalData d;
+    long combos, grid;
+    double target_acc;
+    int64_t last_alone_pico; /* the last tier's answer cost summed over the jobs */
+    long last_correct;
+    Outcome *all;            /* per combination, over every job */
+    Outcome *fold;           /* [i * folds + f]: combination i over fold f */
+    HeldOut ho;
+    long pick;
+} KindCal;
+
+static void kind_cal_free(KindCal *k)
+{
+    cal_data_free(&k->d);
+    free(k->all);
+    free(k->fold);
+}
+
+/* The target as a count of right answers among jobs with last_correct right on the last tier. */
+static double target_count(const CalibrateOptions *o, long jobs, long last_correct, double margin)
+{
+    double acc = o->target_accuracy > 0 ? o->target_accuracy : o->target_ratio * (double)last_correct / (double)jobs;
+    return (acc + margin) * (double)jobs;
+}
+
+/* The choice, on one set of outcomes: the cheapest set reaching the target; when none does, the
+ * most accurate one costing no more than the last tier alone; and never a set dearer than the last
+ * tier alone (the last index). */
+static long choose(const Outcome *r, long combos, double need)
+{
+    const long alone = combos - 1;
+    long best = pick_cheapest(r, combos, need);
+    if (best < 0)
+        best = pick_most_accurate(r, combos, r[alone].pico);
+    if (best < 0 || r[best].pico > r[alone].pico)
+        best = alone;
+    return best;
+}
+
+/* Cross-validate the choice with this margin: each fold is predicted by the set chosen on the
+ * others. train is scratch of combos entries. */
+static void cross_validate(const KindCal *k, const CalibrateOptions *o, double margin, Outcome *train, HeldOut *h)
+{
+    const CalData *d = &k->d;
+    const int folds = o->folds;
+    const int n = d->ntiers;
+    memset(h, 0, sizeof *h);
+    h->folds = folds;
+    h->margin = margin;
+    double per_job[CALIBRATE_MAX_FOLDS];
+    for (int f = 0; f < folds; f++) {
+        long in_fold = 0, last_in_fold = 0;
+        for (long j = 0; j < d->njobs; j++)
+            if (d->job_hash[j] % (uint64_t)folds == (uint64_t)f) {
+                in_fold++;
+                last_in_fold += d->correct[(size_t)j * (size_t)n + (size_t)(n - 1)];
+            }
+        for (long i = 0; i < k->combos; i++) {
+            const Outcome *held = &k->fold[(size_t)i * (size_t)folds + (size_t)f];
+            train[i].correct = k->all[i].correct - held->correct;
+            train[i].pico = k->all[i].pico - held->pico;
+        }
+        long ntrain = d->njobs - in_fold;
+        long pick = choose(train, k->combos, target_count(o, ntrain, k->last_correct - last_in_fold, margin));
+        const Outcome *got = &k->fold[(size_t)pick * (size_t)folds + (size_t)f];
+        h->correct += got->correct;
+        h->pico += got->pico;
+        per_job[f] = in_fold ? (double)got->pico / 1e12 / (double)in_fold : 0;
+    }
+    const double nj = (double)d->njobs, p = (double)h->correct / nj;
+    h->acc_var = p * (1 - p) * 2 / nj;
+    h->acc_low = p - CAL_Z95 * sqrt(h->acc_var) < 0 ? 0 : p - CAL_Z95 * sqrt(h->acc_var);
+    h->acc_high = p + CAL_Z95 * sqrt(h->acc_var) > 1 ? 1 : p + CAL_Z95 * sqrt(h->acc_var);
+    double mean = (double)h->pico / 1e12 / nj, var = 0;
+    for (int f = 0; f < folds; f++)
+        var += (per_job[f] - mean) * (per_job[f] - mean);
+    var /= folds > 1 ? folds - 1 : 1;
+    h->cost_var = var * 2 / folds;
+    h->cost_low = mean - CAL_Z95 * sqrt(h->cost_var) < 0 ? 0 : mean - CAL_Z95 * sqrt(h->cost_var);
+    h->cost_high = mean + CAL_Z95 * sqrt(h->cost_var);
+    h->meets = (double)h->correct + CAL_COUNT_EPS >= target_count(o, d->njobs, k->last_correct, 0);
+}
+
+/* Search one kind: every combination over every job and every fold, the margin, the choice. */
+static int search_kind(KindCal *k, const CalibrateOptions *o, TqErr *err)
+{
+    const CalData *d = &k->d;
+    const int n = d->ntiers;
+    const int folds = d->njobs >= CALIBRATE_MIN_HELD_OUT_JOBS ? o->folds : 0;
+    k->all = calloc((size_t)k->combos, sizeof *k->all);
+    k->fold = folds ? calloc((size_t)k->combos * (size_t)folds, sizeof *k->fold) : NULL;
+    Outcome *train = folds ? malloc((size_t)k->combos * sizeof *train) : NULL;
+    if (!k->all || (folds && (!k->fold || !train))) {
+        free(train);
+        return tq_err(err, TQ_ENOMEM, "calibrate: out of memory");
+    }
+    double accept[CAL_MAX_TIERS] = {0};
+    for (long i = 0; i < k->combos; i++) {
+        combo_accept(i, n, k->grid, o->step, accept);
+        replay_folds(d, accept, folds, folds ? &k->fold[(size_t)i * (size_t)folds] : NULL, &k->all[i].correct,
+                     &k->all[i].pico, NULL);
+    }
+    double margin = 0;
+    if (folds) {
+        /* the smallest margin whose held-out accuracy reaches the target; if none does, the one
+         * that comes closest (the larger margins only cost more) */
+        HeldOut best = {0};
+        CalibrateOptions fo = *o;
+        fo.folds = folds;
+        for (int m = 0; m < CAL_NMARGINS; m++) {
+            HeldOut h;
+            cross_validate(k, &fo, CAL_MARGINS[m], train, &h);
+            if (m == 0 || h.correct > best.correct)
+                best = h;
+            if (h.meets) {
+                best = h;
+                break;
+            }
+        }
+        k->ho = best;
+        margin = best.margin;
+    }
+    free(train);
+    k->pick = choose(k->all, k->combos, target_count(o, d->njobs, k->last_correct, margin));
+    return 0;
 }
 
 /* Output ------------------------------------------------------------------------------------- */
 
-
-/* A bar as written to jobs/: at least two decimals, at most six, no trailing zeros beyond two
- * ("0.70", "0.85", "1.00", "0.025"). */
 static const char *fmt_bar(char *out, size_t cap, double v)
 {
-    snprintf(out, cap, "%.6f", v);
-    size_t len = strlen(out);
-    const char *dot = strchr(out, '.');
-    size_t min_len = dot ? (size_t)(dot - out) + 3 : len;
-    while (len > min_len && out[len - 1] == '0')
-        out[--len] = '\0';
-    return out;
+    if (v == CAL_DROP) {
+        snprintf(out, cap, "drop");
+        return out;
+    }
+    return kindfile_fmt_bar(out, cap, v);
 }
 
 typedef struct Ctx {
@@ -303,6 +510,7 @@ typedef struct Ctx {
     const TqKind *kd;
     const CalibrateOptions *o;
     const CalData *d;
+    const KindCal *k;
     long combos;
     double target_acc;
     int64_t last_alone_pico;        /* the last tier's answer cost summed over the jobs */
@@ -314,11 +522,6 @@ typedef struct Ctx {
 static const char *tier_model(Ctx *x, int t)
 {
     return x->cfg->models[x->kd->tiers[t].model].name;
-}
-
-static double share(const Ctx *x, long count)
-{
-    return (double)count / (double)x->d->njobs;
 }
 
 /* num / den rounded half away from zero to `decimals` places, as text in one of the context's
@@ -363,7 +566,7 @@ static void json_plan(Emit *e, Ctx *x, const Plan *p, bool with_meets)
     }
     emit(e, "{\"accept\": [");
     for (int t = 0; t + 1 < n; t++)
-        emit(e, "%s%s", t ? ", " : "", fmt_bar(bar, sizeof bar, p->accept[t]));
+        emit(e, "%s%s", t ? ", " : "", p->accept[t] == CAL_DROP ? "null" : fmt_bar(bar, sizeof bar, p->accept[t]));
     emit(e, "], \"accuracy\": %s, \"correct\": %ld, \"cost_per_job_usd\": %s, \"cost_pct_of_last_tier\": ",
          fixed(x, p->correct, x->d->njobs, 6), p->correct, usd_per_job(x, p->pico));
     if (x->last_alone_pico > 0)
@@ -373,9 +576,15 @@ static void json_plan(Emit *e, Ctx *x, const Plan *p, bool with_meets)
     emit(e, ", \"share_by_tier_pct\": [");
     for (int t = 0; t < n; t++)
         emit(e, "%s%s", t ? ", " : "", pct(x, p->at[t], x->d->njobs, 2));
+    emit(e, "], \"dropped_tiers\": [");
+    for (int t = 0, k = 0; t + 1 < n; t++)
+        if (p->accept[t] == CAL_DROP)
+            emit(e, "%s%d", k++ ? ", " : "", t + 1);
     emit(e, "], \"tiers\": [");
-    for (int t = 0; t < n; t++) {
-        emit(e, "%s{\"model\": ", t ? ", " : "");
+    for (int t = 0, k = 0; t < n; t++) {
+        if (t + 1 < n && p->accept[t] == CAL_DROP)
+            continue;
+        emit(e, "%s{\"model\": ", k++ ? ", " : "");
         emit_json_str(e, tier_model(x, t));
         if (t + 1 < n)
             emit(e, ", \"accept\": %s", fmt_bar(bar, sizeof bar, p->accept[t]));
@@ -391,6 +600,29 @@ static void json_plan(Emit *e, Ctx *x, const Plan *p, bool with_meets)
 
 enum { PLAN_CURRENT, PLAN_RECOMMENDED, PLAN_PLUS, PLAN_MINUS, PLAN_AT_CURRENT_COST, PLAN_COUNT };
 
+static void json_held_out(Emit *e, Ctx *x)
+{
+    const HeldOut *h = &x->k->ho;
+    if (!h->folds) {
+        emit(e, "null");
+        return;
+    }
+    emit(e, "{\"folds\": %d, \"margin_pts\": %.2f, \"accuracy\": %s, \"accuracy_low\": %.6f, \"accuracy_high\": %.6f,",
+         h->folds, 100 * h->margin, fixed(x, h->correct, x->d->njobs, 6), h->acc_low, h->acc_high);
+    emit(e, " \"ratio_to_last_tier\": ");
+    if (x->last_correct > 0)
+        emit(e, "%s", fixed(x, h->correct, x->last_correct, 4));
+    else
+        emit(e, "null");
+    emit(e, ", \"cost_per_job_usd\": %s, \"cost_low_usd\": %.9f, \"cost_high_usd\": %.9f, \"cost_pct_of_last_tier\": ",
+         usd_per_job(x, h->pico), h->cost_low, h->cost_high);
+    if (x->last_alone_pico > 0)
+        emit(e, "%s", pct(x, h->pico, x->last_alone_pico, 2));
+    else
+        emit(e, "null");
+    emit(e, ", \"meets_target\": %s}", h->meets ? "true" : "false");
+}
+
 static void render_json(Emit *e, Ctx *x, const Plan *plans)
 {
     const CalData *d = x->d;
@@ -401,6 +633,8 @@ static void render_json(Emit *e, Ctx *x, const Plan *plans)
     emit(e, ", \"run\": ");
     emit_json_str(e, x->o->run_name);
     emit(e, ", \"target_ratio\": %s", fmt_bar(num, sizeof num, x->o->target_ratio));
+    if (x->o->target_accuracy > 0)
+        emit(e, ", \"target_absolute\": %s", fmt_bar(num, sizeof num, x->o->target_accuracy));
     emit(e, ", \"step\": %s, \"combinations\": %ld,\n", fmt_bar(num, sizeof num, x->o->step), x->combos);
     emit(e,
          " \"jobs\": {\"in_run\": %ld, \"with_expected\": %ld, \"used\": %ld, \"skipped\": %ld, "
@@ -426,20 +660,23 @@ static void render_json(Emit *e, Ctx *x, const Plan *plans)
         emit_json_str(e, tier_model(x, t));
         emit(e,
              ", \"accuracy\": %s, \"correct\": %ld, \"answer_cost_per_job_usd\": %s, "
-             "\"judge_cost_per_job_usd\": %s}",
-             fixed(x, right, d->njobs, 6), right, usd_per_job(x, ans), usd_per_job(x, judge));
+             "\"judge_cost_per_job_usd\": %s, \"batch_cost_factor\": %.4f, \"batch_calls\": %ld}",
+             fixed(x, right, d->njobs, 6), right, usd_per_job(x, ans), usd_per_job(x, judge), d->batch_factor[t],
+             d->batch_calls[t]);
     }
     emit(e, "\n ],\n \"current\": ");
     json_plan(e, x, &plans[PLAN_CURRENT], false);
     emit(e, ",\n \"recommended\": ");
     json_plan(e, x, &plans[PLAN_RECOMMENDED], true);
+    emit(e, ",\n \"held_out\": ");
+    json_held_out(e, x);
     emit(e, ",\n \"alternatives\": {\"target_plus_1pt\": ");
     json_plan(e, x, &plans[PLAN_PLUS], false);
     emit(e, ",\n  \"target_minus_1pt\": ");
     json_plan(e, x, &plans[PLAN_MINUS], false);
     emit(e, ",\n  \"most_accurate_at_current_cost\": ");
     json_plan(e, x, &plans[PLAN_AT_CURRENT_COST], false);
-    emit(e, "}}\n");
+    emit(e, "}}");
 }
 
 static void text_plan(Emit *e, Ctx *x, const char *label, const Plan *p, const Plan *rec, int accept_w)
@@ -475,9 +712,12 @@ static void render_text(Emit *e, Ctx *x, const Plan *plans)
     emit(e, "tierq calibrate: kind %s, run %s\n", x->kd->name, x->o->run_name);
     emit(e, "jobs: %ld used; %ld skipped (%ld without expected, %ld without an answer from every tier); %ld in the run\n",
          d->njobs, d->in_run - d->njobs, d->in_run - d->with_expected, d->with_expected - d->njobs, d->in_run);
-    emit(e, "target: %s x the last tier's accuracy = %.1f%%\n", fmt_bar(a, sizeof a, x->o->target_ratio),
-         100.0 * x->target_acc);
-    emit(e, "search: accept 0.00 to %s by %s on tiers 1..%d, %ld combinations\n",
+    if (x->o->target_accuracy > 0)
+        emit(e, "target: accuracy %.1f%% against expected\n", 100.0 * x->target_acc);
+    else
+        emit(e, "target: %s x the last tier's accuracy = %.1f%%\n", fmt_bar(a, sizeof a, x->o->target_ratio),
+             100.0 * x->target_acc);
+    emit(e, "search: accept 0.00 to %s by %s on tiers 1..%d, or the tier dropped, %ld combinations\n",
          fmt_bar(a, sizeof a, grid_value((long)floor(1.0 / x->o->step + 1e-9), x->o->step)),
          fmt_bar(b, sizeof b, x->o->step), n - 1, x->combos);
 
@@ -494,8 +734,13 @@ static void render_text(Emit *e, Ctx *x, const Plan *plans)
         }
         char acc[64];
         snprintf(acc, sizeof acc, "%s%% (%ld/%ld)", pct(x, right, d->njobs, 1), right, d->njobs);
-        emit(e, "  %4d  %-20s %-18s %15s %15s\n", t + 1, tier_model(x, t), acc, usd_per_job(x, ans),
+        emit(e, "  %4d  %-20s %-18s %15s %15s", t + 1, tier_model(x, t), acc, usd_per_job(x, ans),
              usd_per_job(x, judge));
+        if (d->batch_calls[t])
+            emit(e, "  batched: x%.3f of alone (%ld calls in the ledger)", d->batch_factor[t], d->batch_calls[t]);
+        else if (x->kd->batch.enabled)
+            emit(e, "  batched: no batched calls in the ledger yet, priced alone (an upper bound)");
+        emit(e, "\n");
     }
     emit(e, "last tier alone: %s, accuracy %s%%, %s usd/job\n", tier_model(x, n - 1),
          pct(x, x->last_correct, d->njobs, 1), usd_per_job(x, x->last_alone_pico));
@@ -508,7 +753,7 @@ static void render_text(Emit *e, Ctx *x, const Plan *plans)
         if (w > accept_w)
             accept_w = w;
     }
-    emit(e, "\nthreshold sets\n");
+    emit(e, "\nthreshold sets (on every labelled job)\n");
     emit(e, "  %-28s %-*s  %-18s %13s %9s  %s\n", "set", accept_w, "accept", "accuracy", "usd/job", "of last",
          "answered at each tier");
     const Plan *rec = &plans[PLAN_RECOMMENDED];
@@ -518,13 +763,36 @@ static void render_text(Emit *e, Ctx *x, const Plan *plans)
     text_plan(e, x, "target -1pt", &plans[PLAN_MINUS], rec, accept_w);
     text_plan(e, x, "most accurate, current cost", &plans[PLAN_AT_CURRENT_COST], rec, accept_w);
     if ((double)rec->correct + CAL_COUNT_EPS < x->target_acc * (double)d->njobs)
-        emit(e, "note: no threshold set reaches the target; recommended is the most accurate one\n");
+        emit(e, "note: no threshold set reaches the target; recommended is the most accurate one costing no more than "
+                "the last tier alone\n");
+    for (int t = 0; t + 1 < n; t++)
+        if (rec->accept[t] == CAL_DROP)
+            emit(e, "note: tier %d (%s) is dropped: it would pay for answers the plan does not need\n", t + 1,
+                 tier_model(x, t));
+
+    const HeldOut *h = &x->k->ho;
+    if (h->folds) {
+        emit(e, "\nheld-out prediction (%d-fold cross-validation, each fold predicted by the bars chosen on the others; "
+                "margin +%.2f pt; 95%% intervals for a new run of %ld jobs)\n", h->folds, 100 * h->margin, d->njobs);
+        emit(e, "  accuracy %s%% (95%% %.1f-%.1f%%) = %s x the last tier's; %s usd/job (95%% %.9f-%.9f) = %s%% of "
+                "the last tier alone%s\n",
+             pct(x, h->correct, d->njobs, 1), 100 * h->acc_low, 100 * h->acc_high,
+             x->last_correct ? fixed(x, h->correct, x->last_correct, 3) : "-", usd_per_job(x, h->pico), h->cost_low,
+             h->cost_high, x->last_alone_pico ? pct(x, h->pico, x->last_alone_pico, 1) : "-",
+             h->meets ? "" : "  (below the target: more labelled jobs or a lower target)");
+    } else {
+        emit(e, "\nheld-out prediction: none (%ld jobs; cross-validation needs at least %d)\n", d->njobs,
+             CALIBRATE_MIN_HELD_OUT_JOBS);
+    }
 
     emit(e, "\npaste into %s:\n  \"tiers\": [\n", x->kd->file);
+    int last_kept = n - 1;
     for (int t = 0; t < n; t++) {
+        if (t + 1 < n && rec->accept[t] == CAL_DROP)
+            continue;
         emit(e, "    {\"model\": ");
         emit_json_str(e, tier_model(x, t));
-        if (t + 1 < n)
+        if (t < last_kept)
             emit(e, ", \"accept\": %s},\n", fmt_bar(a, sizeof a, rec->accept[t]));
         else
             emit(e, "}\n");
@@ -532,95 +800,418 @@ static void render_text(Emit *e, Ctx *x, const Plan *plans)
     emit(e, "  ]\n");
 }
 
+/* Writing the kind files ------------------------------------------------------------------------ */
+
+static int read_file(const char *path, Buf *out, TqErr *err)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return tq_err(err, TQ_EIO, "cannot read %s: %s", path, strerror(errno));
+    buf_init(out, CAL_MAX_FILE_BYTES);
+    char chunk[8192];
+    size_t n;
+    int rc = 0;
+    while (!rc && (n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        rc = buf_append(out, chunk, n);
+    if (!rc && ferror(f))
+        rc = TQ_EIO;
+    fclose(f);
+    if (rc) {
+        buf_free(out);
+        return tq_err(err, rc == TQ_EIO ? TQ_EIO : TQ_ELIMIT, "cannot read %s (larger than %u bytes?)", path,
+                      CAL_MAX_FILE_BYTES);
+    }
+    return 0;
+}
+
+/* The kind file with the recommended tiers (dropped ones left out). */
+static int new_kind_text(const KindCal *k, const TqConfig *cfg, const Plan *rec, const Buf *old, Buf *out, TqErr *err)
+{
+    KindFileTier tiers[CAL_MAX_TIERS];
+    int n = 0;
+    for (int t = 0; t < k->d.ntiers; t++) {
+        if (t + 1 < k->d.ntiers && rec->accept[t] == CAL_DROP)
+            continue;
+        tiers[n].model = cfg->models[k->kd->tiers[t].model].name;
+        tiers[n++].accept = t + 1 < k->d.ntiers ? rec->accept[t] : 0;
+    }
+    TqErr e2 = {0};
+    if (kindfile_replace_tiers(old->data, old->len, tiers, n, out, &e2))
+        return tq_err(err, TQ_EINVAL, "%s: %s", k->kd->file, e2.msg);
+    return 0;
+}
+
+static int write_file_atomic(const char *path, const Buf *text, TqErr *err)
+{
+    char tmp[1200];
+    snprintf(tmp, sizeof tmp, "%s.calibrate.tmp", path);
+    FILE *f = fopen(tmp, "wb");
+    if (!f)
+        return tq_err(err, TQ_EIO, "cannot write %s: %s", tmp, strerror(errno));
+    bool ok = fwrite(text->data, 1, text->len, f) == text->len;
+    ok = fclose(f) == 0 && ok;
+    if (!ok || rename(tmp, path) != 0) {
+        int e = errno;
+        unlink(tmp);
+        return tq_err(err, TQ_EIO, "cannot write %s: %s", path, strerror(e));
+    }
+    return 0;
+}
+
 /* Entry ---------------------------------------------------------------------------------------- */
 
-int calibrate_run(PGconn *c, const TqConfig *cfg, const CalibrateOptions *o, FILE *out, TqErr *err)
+/* The kinds asked for: o->kind, o->kinds (comma-separated), or every kind with 2+ tiers. */
+static int pick_kinds(const TqConfig *cfg, const CalibrateOptions *o, const TqKind **out, int *n, bool *explicit,
+                      TqErr *err)
 {
-    if (!c || !cfg || !o || !out || !o->kind || !o->run_name)
-        return tq_err(err, TQ_EINVAL, "calibrate: a kind and a run are required");
-    if (!(o->target_ratio > 0 && o->target_ratio <= 2))
-        return tq_err(err, TQ_EINVAL, "calibrate: the target ratio must be above 0 and at most 2");
-    if (!(o->step >= CALIBRATE_MIN_STEP && o->step <= 0.5))
-        return tq_err(err, TQ_EINVAL, "calibrate: the step must be from %.3f to 0.5", CALIBRATE_MIN_STEP);
-    const TqKind *kd = config_kind(cfg, o->kind);
-    if (!kd)
-        return tq_err(err, TQ_EINVAL, "calibrate: unknown kind %s (no such file in %s)", o->kind, cfg->dir);
-    if (kd->ntiers < 2 || kd->ntiers > CAL_MAX_TIERS)
-        return tq_err(err, TQ_EINVAL, "calibrate: kind %s has %d tier(s); only the bars of 2 to %d tiers can be tuned",
-                      o->kind, kd->ntiers, CAL_MAX_TIERS);
-    const long grid = (long)floor(1.0 / o->step + 1e-9) + 1;
-    long combos = 1;
-    for (int t = 0; t + 1 < kd->ntiers; t++) {
-        if (combos > CALIBRATE_MAX_COMBINATIONS / grid)
+    *n = 0;
+    *explicit = o->kind || o->kinds;
+    if (!*explicit) {
+        for (int i = 0; i < cfg->nkinds && *n < CAL_MAX_KINDS; i++)
+            if (cfg->kinds[i].ntiers >= 2 && cfg->kinds[i].ntiers <= CAL_MAX_TIERS)
+                out[(*n)++] = &cfg->kinds[i];
+        return 0;
+    }
+    const char *list = o->kind ? o->kind : o->kinds;
+    const char *p = list;
+    while (*p) {
+        const char *end = o->kind ? p + strlen(p) : strchr(p, ',');
+        if (!end)
+            end = p + strlen(p);
+        char name[256];
+        size_t len = (size_t)(end - p);
+        if (len == 0 || len >= sizeof name)
+            return tq_err(err, TQ_EINVAL, "calibrate: bad kind list \"%s\"", list);
+        memcpy(name, p, len);
+        name[len] = '\0';
+        const TqKind *kd = config_kind(cfg, name);
+        if (!kd)
+            return tq_err(err, TQ_EINVAL, "calibrate: unknown kind %s (no such file in %s)", name, cfg->dir);
+        if (kd->ntiers < 2 || kd->ntiers > CAL_MAX_TIERS)
             return tq_err(err, TQ_EINVAL,
-                          "calibrate: step %g over %d tiers makes more than %d threshold sets; use a larger step",
-                          o->step, kd->ntiers - 1, CALIBRATE_MAX_COMBINATIONS);
-        combos *= grid;
+                          "calibrate: kind %s has %d tier(s); only the bars of 2 to %d tiers can be tuned", name,
+                          kd->ntiers, CAL_MAX_TIERS);
+        if (*n >= CAL_MAX_KINDS)
+            return tq_err(err, TQ_EINVAL, "calibrate: more than %d kinds", CAL_MAX_KINDS);
+        out[(*n)++] = kd;
+        p = *end ? end + 1 : end;
     }
+    return 0;
+}
 
-    CalData d = {0};
-    Outcome *results = NULL;
-    Emit e = {.rc = 0};
-    buf_init(&e.b, CAL_MAX_BYTES);
-    int rc = load_data(c, cfg, kd, o, &d, err);
-    if (rc)
-        goto cleanup;
-    if (d.njobs == 0) {
-        rc = tq_err(err, TQ_ENOTFOUND,
-                    "run %s has no jobs of kind %s with expected answers from every tier; make one with tierq run "
-                    "--all-tiers (the run has %ld jobs of that kind, %ld with expected)",
-                    o->run_name, o->kind, d.in_run, d.with_expected);
-        goto cleanup;
-    }
-
-    Ctx x = {.cfg = cfg, .kd = kd, .o = o, .d = &d, .combos = combos};
-    const int n = kd->ntiers;
-    for (long j = 0; j < d.njobs; j++) {
-        size_t at = (size_t)j * (size_t)n + (size_t)(n - 1);
-        x.last_correct += d.correct[at];
-        x.last_alone_pico += d.answer_pico[at];
-    }
-    x.target_acc = o->target_ratio * share(&x, x.last_correct);
-
-    results = malloc((size_t)combos * sizeof *results);
-    if (!results) {
-        rc = tq_err(err, TQ_ENOMEM, "calibrate: out of memory");
-        goto cleanup;
-    }
+/* The plans of one searched kind. */
+static void kind_plans(KindCal *k, const CalibrateOptions *o, Plan *plans)
+{
+    const CalData *d = &k->d;
+    const int n = d->ntiers;
     double accept[CAL_MAX_TIERS] = {0};
-    for (long i = 0; i < combos; i++) {
-        combo_accept(i, n, grid, o->step, accept);
-        replay(&d, accept, &results[i].correct, &results[i].pico, NULL);
-    }
-
-    Plan plans[PLAN_COUNT];
-    memset(plans, 0, sizeof plans);
+    memset(plans, 0, sizeof(Plan) * PLAN_COUNT);
     for (int t = 0; t + 1 < n; t++)
-        accept[t] = kd->tiers[t].accept;
-    plan_eval(&d, accept, -1, &plans[PLAN_CURRENT]);
-
-    const double jobs = (double)d.njobs;
-    long pick = pick_cheapest(results, combos, x.target_acc * jobs);
-    if (pick < 0)
-        pick = pick_most_accurate(results, combos, INT64_MAX);
-    combo_accept(pick, n, grid, o->step, accept);
-    plan_eval(&d, accept, pick, &plans[PLAN_RECOMMENDED]);
+        accept[t] = k->kd->tiers[t].accept;
+    plan_eval(d, accept, -1, &plans[PLAN_CURRENT]);
+    combo_accept(k->pick, n, k->grid, o->step, accept);
+    plan_eval(d, accept, k->pick, &plans[PLAN_RECOMMENDED]);
+    const double jobs = (double)d->njobs;
     const long alt[] = {
-        [PLAN_PLUS] = pick_cheapest(results, combos, (x.target_acc + 0.01) * jobs),
-        [PLAN_MINUS] = pick_cheapest(results, combos, (x.target_acc - 0.01) * jobs),
-        [PLAN_AT_CURRENT_COST] = pick_most_accurate(results, combos, plans[PLAN_CURRENT].pico),
+        [PLAN_PLUS] = pick_cheapest(k->all, k->combos, (k->target_acc + 0.01) * jobs),
+        [PLAN_MINUS] = pick_cheapest(k->all, k->combos, (k->target_acc - 0.01) * jobs),
+        [PLAN_AT_CURRENT_COST] = pick_most_accurate(k->all, k->combos, plans[PLAN_CURRENT].pico),
     };
     for (int p = PLAN_PLUS; p < PLAN_COUNT; p++) {
         if (alt[p] < 0)
             continue;
-        combo_accept(alt[p], n, grid, o->step, accept);
-        plan_eval(&d, accept, alt[p], &plans[p]);
+        combo_accept(alt[p], n, k->grid, o->step, accept);
+        plan_eval(d, accept, alt[p], &plans[p]);
+    }
+}
+
+/* The all-kinds summary: per kind and in total, in-sample and held-out. */
+typedef struct Totals {
+    long jobs, correct, last_correct, ho_jobs, ho_correct, ho_last_correct;
+    int64_t pico, last_pico, ho_pico, ho_last_pico;
+    double ho_acc_var_n2;  /* sum over kinds of n^2 x the kind's accuracy variance */
+    double ho_cost_var_n2; /* the same for USD per job */
+} Totals;
+
+/* One kind's (or all kinds') recommended plan as totals. */
+static Totals kind_totals(const KindCal *k, const Plan *rec)
+{
+    Totals t = {.jobs = k->d.njobs, .correct = rec->correct, .last_correct = k->last_correct, .pico = rec->pico,
+                .last_pico = k->last_alone_pico};
+    if (k->ho.folds) {
+        t.ho_jobs = k->d.njobs;
+        t.ho_correct = k->ho.correct;
+        t.ho_last_correct = k->last_correct;
+        t.ho_pico = k->ho.pico;
+        t.ho_last_pico = k->last_alone_pico;
+        t.ho_acc_var_n2 = (double)k->d.njobs * (double)k->d.njobs * k->ho.acc_var;
+        t.ho_cost_var_n2 = (double)k->d.njobs * (double)k->d.njobs * k->ho.cost_var;
+    }
+    return t;
+}
+
+static void summary_line(Emit *e, Ctx *x, const char *kind, const Totals *t, bool json)
+{
+    const double n = (double)t->ho_jobs;
+    const double acc = n > 0 ? (double)t->ho_correct / n : 0, acc_sd = n > 0 ? sqrt(t->ho_acc_var_n2) / n : 0;
+    const double cost = n > 0 ? (double)t->ho_pico / 1e12 / n : 0, cost_sd = n > 0 ? sqrt(t->ho_cost_var_n2) / n : 0;
+    const double acc_lo = fmax(0, acc - CAL_Z95 * acc_sd), acc_hi = fmin(1, acc + CAL_Z95 * acc_sd);
+    const double cost_lo = fmax(0, cost - CAL_Z95 * cost_sd), cost_hi = cost + CAL_Z95 * cost_sd;
+    if (json) {
+        emit(e, "{\"kind\": ");
+        emit_json_str(e, kind);
+        emit(e, ", \"jobs\": %ld, \"accuracy\": %s, \"last_tier_accuracy\": %s, \"cost_per_job_usd\": %s,", t->jobs,
+             fixed(x, t->correct, t->jobs, 6), fixed(x, t->last_correct, t->jobs, 6),
+             fixed(x, t->pico, t->jobs * CAL_PICO_PER_USD, 9));
+        emit(e, " \"last_tier_cost_per_job_usd\": %s, \"cost_pct_of_last_tier\": %s,",
+             fixed(x, t->last_pico, t->jobs * CAL_PICO_PER_USD, 9), t->last_pico ? pct(x, t->pico, t->last_pico, 2) : "null");
+        if (t->ho_jobs) {
+            emit(e, " \"held_out\": {\"jobs\": %ld, \"accuracy\": %s, \"accuracy_low\": %.6f, \"accuracy_high\": %.6f,",
+                 t->ho_jobs, fixed(x, t->ho_correct, t->ho_jobs, 6), acc_lo, acc_hi);
+            emit(e, " \"ratio_to_last_tier\": %s, \"cost_per_job_usd\": %.9f, \"cost_low_usd\": %.9f, \"cost_high_usd\": %.9f,",
+                 t->ho_last_correct ? fixed(x, t->ho_correct, t->ho_last_correct, 4) : "null", cost, cost_lo, cost_hi);
+            emit(e, " \"cost_pct_of_last_tier\": %s}}", t->ho_last_pico ? pct(x, t->ho_pico, t->ho_last_pico, 2) : "null");
+        } else {
+            emit(e, " \"held_out\": null}");
+        }
+        return;
+    }
+    char acc_s[48], ho[160];
+    snprintf(acc_s, sizeof acc_s, "%s%% / %s%%", pct(x, t->correct, t->jobs, 1), pct(x, t->last_correct, t->jobs, 1));
+    if (t->ho_jobs)
+        snprintf(ho, sizeof ho, "%.1f%% (%.1f-%.1f) = %s x last; $%.9f/job (%.9f-%.9f) = %s%%", 100 * acc, 100 * acc_lo,
+                 100 * acc_hi, t->ho_last_correct ? fixed(x, t->ho_correct, t->ho_last_correct, 3) : "-", cost, cost_lo,
+                 cost_hi, t->ho_last_pico ? pct(x, t->ho_pico, t->ho_last_pico, 1) : "-");
+    else
+        snprintf(ho, sizeof ho, "(too few jobs)");
+    emit(e, "  %-14s %6ld  %-15s %7s%%  %s\n", kind, t->jobs, acc_s, t->last_pico ? pct(x, t->pico, t->last_pico, 1) : "-",
+         ho);
+}
+
+int calibrate_run(PGconn *c, const TqConfig *cfg, const CalibrateOptions *o, FILE *out, TqErr *err)
+{
+    if (!c || !cfg || !o || !out || !o->run_name)
+        return tq_err(err, TQ_EINVAL, "calibrate: a run is required");
+    if (!(o->target_ratio > 0 && o->target_ratio <= 2))
+        return tq_err(err, TQ_EINVAL, "calibrate: the target ratio must be above 0 and at most 2");
+    if (o->target_accuracy != 0 && !(o->target_accuracy > 0 && o->target_accuracy <= 1))
+        return tq_err(err, TQ_EINVAL, "calibrate: the absolute target accuracy must be above 0 and at most 1");
+    if (!(o->step >= CALIBRATE_MIN_STEP && o->step <= 0.5))
+        return tq_err(err, TQ_EINVAL, "calibrate: the step must be from %.3f to 0.5", CALIBRATE_MIN_STEP);
+    if (o->folds < 2 || o->folds > CALIBRATE_MAX_FOLDS)
+        return tq_err(err, TQ_EINVAL, "calibrate: the folds must be from 2 to %d", CALIBRATE_MAX_FOLDS);
+    if (o->write_dir && o->diff)
+        return tq_err(err, TQ_EINVAL, "calibrate: --write and --diff do not go together (--diff shows what --write "
+                                      "would change)");
+    const TqKind *kinds[CAL_MAX_KINDS];
+    int nkinds = 0;
+    bool explicit_kinds = false;
+    int rc = pick_kinds(cfg, o, kinds, &nkinds, &explicit_kinds, err);
+    if (rc)
+        return rc;
+    const long grid = (long)floor(1.0 / o->step + 1e-9) + 1;
+    KindCal *ks = calloc((size_t)(nkinds ? nkinds : 1), sizeof *ks);
+    Plan(*plans)[PLAN_COUNT] = calloc((size_t)(nkinds ? nkinds : 1), sizeof *plans);
+    Emit e = {.rc = 0};
+    buf_init(&e.b, CAL_MAX_BYTES);
+    char skipped[1024] = "";
+    int used = 0;
+    if (!ks || !plans) {
+        rc = tq_err(err, TQ_ENOMEM, "calibrate: out of memory");
+        goto cleanup;
+    }
+    for (int i = 0; i < nkinds; i++) {
+        long combos = 1;
+        for (int t = 0; t + 1 < kinds[i]->ntiers; t++) {
+            if (combos > CALIBRATE_MAX_COMBINATIONS / (grid + 1)) {
+                rc = tq_err(err, TQ_EINVAL,
+                            "calibrate: step %g over %d tiers of kind %s makes more than %d threshold sets; use a "
+                            "larger step",
+                            o->step, kinds[i]->ntiers - 1, kinds[i]->name, CALIBRATE_MAX_COMBINATIONS);
+                goto cleanup;
+            }
+            combos *= grid + 1;
+        }
+        ks[i].kd = kinds[i];
+        ks[i].combos = combos;
+        ks[i].grid = grid;
     }
 
-    if (o->json)
-        render_json(&e, &x, plans);
-    else
-        render_text(&e, &x, plans);
+    /* one snapshot for every kind (or the caller's transaction) */
+    int own_tx = PQtransactionStatus(c) == PQTRANS_IDLE;
+    if (own_tx && (rc = db_exec(c, "calibrate begin", "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", 0, NULL, err)))
+        goto cleanup;
+    for (int i = 0; i < nkinds && !rc; i++)
+        rc = load_data(c, cfg, kinds[i], o, &ks[i].d, err);
+    if (own_tx) {
+        if (rc)
+            PQclear(PQexec(c, "ROLLBACK"));
+        else
+            rc = db_exec(c, "calibrate commit", "COMMIT", 0, NULL, err);
+    }
+    if (rc)
+        goto cleanup;
+
+    for (int i = 0; i < nkinds; i++) {
+        KindCal *k = &ks[i];
+        if (k->d.njobs == 0) {
+            if (explicit_kinds) {
+                rc = tq_err(err, TQ_ENOTFOUND,
+                            "run %s has no jobs of kind %s with expected answers from every tier; make one with tierq "
+                            "run --all-tiers (the run has %ld jobs of that kind, %ld with expected)",
+                            o->run_name, k->kd->name, k->d.in_run, k->d.with_expected);
+                goto cleanup;
+            }
+            size_t len = strlen(skipped);
+            snprintf(skipped + len, sizeof skipped - len, "%s%s", len ? ", " : "", k->kd->name);
+            continue;
+        }
+        const int n = k->d.ntiers;
+        for (long j = 0; j < k->d.njobs; j++) {
+            size_t at = (size_t)j * (size_t)n + (size_t)(n - 1);
+            k->last_correct += k->d.correct[at];
+            k->last_alone_pico += k->d.answer_pico[at];
+        }
+        k->target_acc = target_count(o, k->d.njobs, k->last_correct, 0) / (double)k->d.njobs;
+        if ((rc = search_kind(k, o, err)))
+            goto cleanup;
+        kind_plans(k, o, plans[i]);
+        used++;
+    }
+    if (used == 0) {
+        rc = tq_err(err, TQ_ENOTFOUND,
+                    "run %s has no jobs with expected answers from every tier of a kind with two or more tiers; make "
+                    "one with tierq run --all-tiers",
+                    o->run_name);
+        goto cleanup;
+    }
+
+    /* kind files: the new text of each, written or shown as a diff */
+    Buf diffs;
+    buf_init(&diffs, CAL_MAX_BYTES);
+    char wrote[2048] = "";
+    for (int i = 0; i < nkinds && !rc && (o->write_dir || o->diff); i++) {
+        if (ks[i].d.njobs == 0)
+            continue;
+        char path[1100];
+        if (o->write_dir)
+            snprintf(path, sizeof path, "%s/%s.json", o->write_dir, ks[i].kd->name);
+        else
+            snprintf(path, sizeof path, "%s", ks[i].kd->file);
+        Buf old, nu = {0};
+        if ((rc = read_file(path, &old, err)))
+            break;
+        rc = new_kind_text(&ks[i], cfg, &plans[i][PLAN_RECOMMENDED], &old, &nu, err);
+        if (!rc && o->diff)
+            rc = kindfile_unified_diff(path, old.data, old.len, nu.data, nu.len, &diffs) ? TQ_ENOMEM : 0;
+        else if (!rc && (old.len != nu.len || memcmp(old.data, nu.data, old.len) != 0)) {
+            rc = write_file_atomic(path, &nu, err);
+            size_t len = strlen(wrote);
+            if (!rc)
+                snprintf(wrote + len, sizeof wrote - len, "wrote %s\n", path);
+        }
+        buf_free(&old);
+        buf_free(&nu);
+    }
+    if (rc) {
+        buf_free(&diffs);
+        goto cleanup;
+    }
+
+    /* the report */
+    Totals tot = {0};
+    bool single = o->kind != NULL;
+    if (o->json && !single) {
+        char num[32];
+        emit(&e, "{\"run\": ");
+        emit_json_str(&e, o->run_name);
+        emit(&e, ", \"target_ratio\": %s", fmt_bar(num, sizeof num, o->target_ratio));
+        if (o->target_accuracy > 0)
+            emit(&e, ", \"target_absolute\": %s", fmt_bar(num, sizeof num, o->target_accuracy));
+        emit(&e, ", \"kinds\": [\n");
+    }
+    int shown = 0;
+    for (int i = 0; i < nkinds; i++) {
+        KindCal *k = &ks[i];
+        if (k->d.njobs == 0)
+            continue;
+        Ctx x = {.cfg = cfg, .kd = k->kd, .o = o, .d = &k->d, .k = k, .combos = k->combos,
+                 .target_acc = k->target_acc, .last_alone_pico = k->last_alone_pico, .last_correct = k->last_correct};
+        if (o->json) {
+            emit(&e, "%s", shown ? ",\n" : "");
+            render_json(&e, &x, plans[i]);
+        } else {
+            emit(&e, "%s", shown ? "\n" : "");
+            render_text(&e, &x, plans[i]);
+        }
+        shown++;
+        Totals kt = kind_totals(k, &plans[i][PLAN_RECOMMENDED]);
+        tot.jobs += kt.jobs;
+        tot.correct += kt.correct;
+        tot.last_correct += kt.last_correct;
+        tot.pico += kt.pico;
+        tot.last_pico += kt.last_pico;
+        tot.ho_jobs += kt.ho_jobs;
+        tot.ho_correct += kt.ho_correct;
+        tot.ho_last_correct += kt.ho_last_correct;
+        tot.ho_pico += kt.ho_pico;
+        tot.ho_last_pico += kt.ho_last_pico;
+        tot.ho_acc_var_n2 += kt.ho_acc_var_n2;
+        tot.ho_cost_var_n2 += kt.ho_cost_var_n2;
+    }
+    if (!single) {
+        Ctx x = {.cfg = cfg, .o = o};
+        if (o->json) {
+            emit(&e, "],\n \"skipped_kinds\": [");
+            int sk = 0;
+            for (int i = 0; i < nkinds; i++)
+                if (ks[i].d.njobs == 0) {
+                    emit(&e, "%s", sk++ ? ", " : "");
+                    emit_json_str(&e, ks[i].kd->name);
+                }
+            emit(&e, "],\n \"summary\": [");
+            int sh = 0;
+            for (int i = 0; i < nkinds; i++) {
+                KindCal *k = &ks[i];
+                if (k->d.njobs == 0)
+                    continue;
+                emit(&e, "%s", sh++ ? ",\n  " : "\n  ");
+                {
+                    Totals kt = kind_totals(k, &plans[i][PLAN_RECOMMENDED]);
+                    summary_line(&e, &x, k->kd->name, &kt, true);
+                }
+            }
+            emit(&e, "],\n \"total\": ");
+            summary_line(&e, &x, "all", &tot, true);
+            emit(&e, "}\n");
+        } else {
+            emit(&e, "\nsummary: recommended plans, run %s (accuracy in-sample / the last tier's; held-out = "
+                     "cross-validated)\n", o->run_name);
+            emit(&e, "  %-14s %6s  %-15s %8s  %s\n", "kind", "jobs", "accuracy", "cost", "held-out: accuracy, cost (95% for a new run as large)");
+            for (int i = 0; i < nkinds; i++) {
+                KindCal *k = &ks[i];
+                if (k->d.njobs == 0)
+                    continue;
+                {
+                    Totals kt = kind_totals(k, &plans[i][PLAN_RECOMMENDED]);
+                    summary_line(&e, &x, k->kd->name, &kt, false);
+                }
+            }
+            summary_line(&e, &x, "all", &tot, false);
+            if (skipped[0])
+                emit(&e, "skipped (no labelled all-tiers jobs in the run): %s\n", skipped);
+        }
+    } else if (o->json) {
+        emit(&e, "\n");
+    }
+    if (!o->json && wrote[0])
+        emit(&e, "\n%s", wrote);
+    if (o->diff) { /* the diffs alone, for patch -p0 */
+        buf_reset(&e.b);
+        if (diffs.len)
+            emit(&e, "%.*s", (int)diffs.len, diffs.data);
+    }
+    buf_free(&diffs);
     if (e.rc) {
         rc = tq_err(err, e.rc, "calibrate: output too large or out of memory");
         goto cleanup;
@@ -631,8 +1222,10 @@ int calibrate_run(PGconn *c, const TqConfig *cfg, const CalibrateOptions *o, FIL
     }
 
 cleanup:
-    free(results);
-    cal_data_free(&d);
+    for (int i = 0; ks && i < nkinds; i++)
+        kind_cal_free(&ks[i]);
+    free(ks);
+    free(plans);
     buf_free(&e.b);
     return rc;
 }

@@ -60,16 +60,24 @@
 #define CALIBRATE_DEFAULT_STEP 0.05
 #define CALIBRATE_MIN_STEP 0.001
 #define CALIBRATE_MAX_COMBINATIONS 200000
+#define CALIBRATE_DEFAULT_FOLDS 5
+#define CALIBRATE_MAX_FOLDS 20
+#define CALIBRATE_MIN_HELD_OUT_JOBS 100 /* fewer labelled jobs of a kind: no cross-validation, no margin */
 
 typedef struct CalibrateOptions {
-    const char *kind;     /* a kind of cfg with at least two tiers */
+    const char *kind;     /* one kind: the output is that kind's report alone (JSON: its object) */
+    const char *kinds;    /* comma-separated kinds; with kind NULL too: every kind with 2 to 8 tiers */
     const char *run_name; /* the all-tiers run */
     double target_ratio;  /* target accuracy = ratio x the last tier's accuracy; (0, 2] */
+    double target_accuracy; /* > 0: an absolute accuracy against expected instead; (0, 1] */
     double step;          /* threshold grid step; [CALIBRATE_MIN_STEP, 0.5] */
-    bool json;            /* one JSON object instead of the text report */
+    int folds;            /* k of the cross-validation; [2, CALIBRATE_MAX_FOLDS] */
+    const char *write_dir; /* write each kind's recommended tiers into write_dir/<kind>.json */
+    bool diff;            /* instead of the report, a unified diff of each kind file (its configured path) */
+    bool json;            /* JSON instead of the text report */
 } CalibrateOptions;
 
-/* Fill o with the defaults (target 0.98, step 0.05, text) and no kind or run. */
+/* Fill o with the defaults (target 0.98, step 0.05, 5 folds, text) and no kind or run. */
 void calibrate_default_options(CalibrateOptions *o);
 
 /* Read the run, search the thresholds, write the result to out. Returns 0; TQ_EINVAL for bad

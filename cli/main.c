@@ -33,8 +33,8 @@ static const char *const USAGE =
     "  status           jobs by state and kind, oldest queued job, live tierq processes\n"
     "  run [OPTIONS]    claim queued jobs and run them (a daemon until SIGTERM, or --drain)\n"
     "  report [OPTIONS] cost per model, latency and pass rate per kind, savings against the baseline\n"
-    "  calibrate --kind K --run NAME [OPTIONS]\n"
-    "                   choose each tier's accept bar from an all-tiers run (tierq run --all-tiers)\n"
+    "  calibrate --run NAME [OPTIONS]\n"
+    "                   choose every kind's tiers and accept bars for a target from a labelled all-tiers run\n"
     "  help [COMMAND]   this help, or one command's\n"
     "\n"
     "options:\n"
@@ -134,16 +134,23 @@ static const char *const USAGE_REPORT =
     "  -h, --help          this help\n";
 
 static const char *const USAGE_CALIBRATE =
-    "usage: tierq [--jobs DIR] calibrate --kind K --run NAME [OPTIONS]\n"
+    "usage: tierq [--jobs DIR] calibrate --run NAME [OPTIONS]\n"
     "\n"
-    "Chooses each tier's accept bar from an all-tiers run (tierq run --all-tiers --run NAME) of jobs\n"
-    "with expected answers: the cheapest bars whose accuracy reaches the target times the last tier's.\n"
+    "Chooses, per kind, the cheapest tiers and accept bars whose accuracy reaches the target, from an\n"
+    "all-tiers run (tierq run --all-tiers --run NAME) of jobs with expected answers. A tier that would\n"
+    "accept nothing is dropped; no plan costs more than the last tier alone. The promised accuracy and\n"
+    "cost are held-out figures (k-fold cross-validation) with a 95% interval.\n"
     "\n"
     "options:\n"
-    "  --kind K            the kind to calibrate (required)\n"
     "  --run NAME          the labelled all-tiers run (required)\n"
+    "  --kinds A,B         these kinds (default: every kind with 2 or more tiers and labelled jobs in the run)\n"
+    "  --kind K            one kind, reported alone (its JSON object as before)\n"
     "  --target R          accuracy to reach, as a ratio of the last tier's (default 0.98)\n"
+    "  --target-accuracy A accuracy to reach against expected, absolute (0..1), instead of --target\n"
+    "  --folds K           cross-validation folds (default 5, 2..20)\n"
     "  --step S            grid step of the accept bars (default 0.05)\n"
+    "  --write DIR         write the recommended tiers into DIR/<kind>.json (only the tiers block changes)\n"
+    "  --diff              print, instead of the report, a unified diff of each kind file (patch -p0)\n"
     "  --format text|json  output format (default text); --json is short for --format json\n"
     "  -h, --help          this help\n";
 
@@ -297,7 +304,8 @@ static bool parse_int_arg(const char *s, long lo, long hi, long *out)
 static const char *const RUN_VALUE_OPTIONS[] = {"--model-map", "--run", "--kinds", "--max-response-bytes", "--spill-dir",
                                                  "--budget-usd", NULL};
 static const char *const REPORT_VALUE_OPTIONS[] = {"--format", "--run", "--since", NULL};
-static const char *const CALIBRATE_VALUE_OPTIONS[] = {"--kind", "--run", "--target", "--step", "--format", NULL};
+static const char *const CALIBRATE_VALUE_OPTIONS[] = {"--kind",  "--kinds", "--run",   "--target", "--target-accuracy",
+                                                       "--folds", "--step",  "--write", "--format", NULL};
 
 static int cmd_run(const char *dir, int argc, char **argv)
 {
@@ -487,6 +495,29 @@ static int cmd_calibrate(const char *dir, int argc, char **argv)
                 return EXIT_USAGE;
             }
             i++;
+        } else if (strcmp(a, "--kinds") == 0 && v) {
+            o.kinds = v;
+            i++;
+        } else if (strcmp(a, "--target-accuracy") == 0 && v) {
+            o.target_accuracy = strtod(v, &end);
+            if (*end != '\0' || !(o.target_accuracy > 0 && o.target_accuracy <= 1)) {
+                fprintf(stderr, "tierq: calibrate: --target-accuracy takes an accuracy above 0 and at most 1 (e.g. 0.9)\n");
+                return EXIT_USAGE;
+            }
+            i++;
+        } else if (strcmp(a, "--folds") == 0 && v) {
+            long k = strtol(v, &end, 10);
+            if (*end != '\0' || k < 2 || k > CALIBRATE_MAX_FOLDS) {
+                fprintf(stderr, "tierq: calibrate: --folds takes a whole number from 2 to %d\n", CALIBRATE_MAX_FOLDS);
+                return EXIT_USAGE;
+            }
+            o.folds = (int)k;
+            i++;
+        } else if (strcmp(a, "--write") == 0 && v) {
+            o.write_dir = v;
+            i++;
+        } else if (strcmp(a, "--diff") == 0) {
+            o.diff = true;
         } else if (strcmp(a, "--step") == 0 && v) {
             o.step = strtod(v, &end);
             if (*end != '\0' || !(o.step >= CALIBRATE_MIN_STEP && o.step <= 0.5)) {
@@ -508,22 +539,37 @@ static int cmd_calibrate(const char *dir, int argc, char **argv)
             return unknown_option("calibrate", a);
         }
     }
-    if (!o.kind || !o.run_name) {
-        fprintf(stderr, "tierq calibrate: --kind and --run are required (see tierq calibrate --help)\n");
+    if (!o.run_name) {
+        fprintf(stderr, "tierq calibrate: --run is required (see tierq calibrate --help)\n");
+        return EXIT_USAGE;
+    }
+    if (o.kind && o.kinds) {
+        fprintf(stderr, "tierq: calibrate: --kind and --kinds do not go together\n");
+        return EXIT_USAGE;
+    }
+    if (o.write_dir && o.diff) {
+        fprintf(stderr, "tierq: calibrate: --write and --diff do not go together (--diff shows what --write would do)\n");
         return EXIT_USAGE;
     }
     TqConfig *cfg = NULL;
     int rc = load_config(dir, &cfg);
     if (rc)
         return rc;
-    const TqKind *kd = config_kind(cfg, o.kind);
-    if (!kd || kd->ntiers < 2) {
-        if (!kd)
-            fprintf(stderr, "tierq: calibrate: unknown kind %s (no %s/%s.json)\n", o.kind, dir, o.kind);
-        else
-            fprintf(stderr, "tierq: calibrate: kind %s has a single tier; there is no accept bar to choose\n", o.kind);
-        config_free(cfg);
-        return EXIT_USAGE;
+    for (const char *p = o.kind ? o.kind : o.kinds; p && *p;) {
+        const char *comma = o.kind ? NULL : strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        char name[256];
+        snprintf(name, sizeof name, "%.*s", (int)(len < sizeof name ? len : sizeof name - 1), p);
+        const TqKind *k = config_kind(cfg, name);
+        if (!k || k->ntiers < 2) {
+            if (!k)
+                fprintf(stderr, "tierq: calibrate: unknown kind %s (no %s/%s.json)\n", name, dir, name);
+            else
+                fprintf(stderr, "tierq: calibrate: kind %s has a single tier; there is no accept bar to choose\n", name);
+            config_free(cfg);
+            return EXIT_USAGE;
+        }
+        p = comma ? comma + 1 : p + len;
     }
     PGconn *c = NULL;
     if ((rc = connect_db(&c))) {

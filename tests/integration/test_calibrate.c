@@ -44,6 +44,12 @@ static const char *const TRIAGE_JSON =
     " {\"model\": \"premium\"}]}\n";
 static const char *const DUO_JSON = "{\"tiers\": [{\"model\": \"cheap\", \"accept\": 0.5}, {\"model\": \"premium\"}]}\n";
 static const char *const SOLO_JSON = "{\"tiers\": [{\"model\": \"premium\"}]}\n";
+static const char *const DROPME_JSON =
+    "{\"description\": \"kept as written\",\n"
+    " \"tiers\": [{\"model\": \"cheap\", \"accept\": 0.5}, {\"model\": \"mid\", \"accept\": 0.5}, {\"model\": \"premium\"}],\n"
+    " \"max_tokens\": 16}\n";
+static const char *const DEAR_JSON = "{\"tiers\": [{\"model\": \"cheap\", \"accept\": 0.5}, {\"model\": \"premium\"}]}\n";
+static const char *const BIG_JSON = "{\"tiers\": [{\"model\": \"cheap\", \"accept\": 0.9}, {\"model\": \"premium\"}]}\n";
 
 static const char *const SEED[] = {
     "INSERT INTO tierq.jobs (id, kind, prompt, run_name, expected, state)"
@@ -103,6 +109,38 @@ static const char *const SEED[] = {
     " ('duo-12b', 'duo-run', '{4001,4002}', 'duo', 'premium', 2, 'answer', 'ok', 'all_tiers', 0.0002, 0.9, 'ok'),"
     " ('duo-3b', 'duo-run', '{4003}', 'duo', 'premium', 2, 'answer', 'ok', 'all_tiers', 0.0001, 0.9, 'ok'),"
     " ('duo-4b', 'duo-run', '{4004}', 'duo', 'premium', 2, 'answer', 'ok', 'all_tiers', 0.0001, 0.9, 'ok')",
+    /* dropme: cheap right (0.9) on jobs 1-10, wrong (0.1) on 11-20; mid always wrong, at 0.3, so any
+     * bar that takes its answers takes wrong ones, and any other pays for nothing: it must go. */
+    "INSERT INTO tierq.jobs (id, kind, prompt, run_name, expected, state)"
+    " SELECT 5000 + n, 'dropme', 'p', 'drop-run', 'yes', 'done' FROM generate_series(1, 20) n",
+    "INSERT INTO tierq.calls (call_key, run_name, job_ids, kind, model, tier, purpose, status, reason, cost_usd,"
+    "                         score, answer)"
+    " SELECT 'dr-' || n || '-' || t, 'drop-run', ARRAY[5000 + n]::bigint[], 'dropme',"
+    "   (ARRAY['cheap', 'mid', 'premium'])[t], t, 'answer', 'ok', 'all_tiers', (ARRAY[0.000001, 0.00001, 0.0001])[t],"
+    "   CASE t WHEN 1 THEN CASE WHEN n <= 10 THEN 0.9 ELSE 0.1 END WHEN 2 THEN 0.3 ELSE 0.9 END,"
+    "   CASE WHEN t = 3 OR (t = 1 AND n <= 10) THEN 'yes' ELSE 'no' END"
+    " FROM generate_series(1, 20) n CROSS JOIN generate_series(1, 3) t",
+    /* dear: the first tier is always right but costs twice the premium; premium alone is wrong on
+     * jobs 1 and 2. An absolute target of 100% only the dear cascade reaches. */
+    "INSERT INTO tierq.jobs (id, kind, prompt, run_name, expected, state)"
+    " SELECT 6000 + n, 'dear', 'p', 'dear-run', 'yes', 'done' FROM generate_series(1, 20) n",
+    "INSERT INTO tierq.calls (call_key, run_name, job_ids, kind, model, tier, purpose, status, reason, cost_usd,"
+    "                         score, answer)"
+    " SELECT 'de-' || n || '-' || t, 'dear-run', ARRAY[6000 + n]::bigint[], 'dear', (ARRAY['cheap', 'premium'])[t], t,"
+    "   'answer', 'ok', 'all_tiers', (ARRAY[0.0002, 0.0001])[t], 0.9,"
+    "   CASE WHEN t = 2 AND n <= 2 THEN 'no' ELSE 'yes' END"
+    " FROM generate_series(1, 20) n CROSS JOIN generate_series(1, 2) t",
+    /* big: 200 jobs, enough to hold some out; cheap is right exactly when its score is 0.55 or more
+     * (scores 0.05 .. 0.95 by tenths), so every fold finds the same bar and predicts the rest exactly */
+    "INSERT INTO tierq.jobs (id, kind, prompt, run_name, expected, state)"
+    " SELECT 7000 + n, 'big', 'p', 'big-run', 'yes', 'done' FROM generate_series(1, 200) n",
+    "INSERT INTO tierq.calls (call_key, run_name, job_ids, kind, model, tier, purpose, status, reason, cost_usd,"
+    "                         score, answer)"
+    " SELECT 'bg-' || n || '-' || t, 'big-run', ARRAY[7000 + n]::bigint[], 'big', (ARRAY['cheap', 'premium'])[t], t,"
+    "   'answer', 'ok', 'all_tiers', (ARRAY[0.000001, 0.0001])[t],"
+    "   CASE t WHEN 1 THEN (n % 10) / 10.0 + 0.05 ELSE 0.9 END,"
+    "   CASE WHEN t = 2 OR n % 10 >= 5 THEN 'yes' ELSE 'no' END"
+    " FROM generate_series(1, 200) n CROSS JOIN generate_series(1, 2) t",
 };
 
 static void write_file(const char *name, const char *text)
@@ -129,6 +167,9 @@ static void setup(void)
     write_file("triage.json", TRIAGE_JSON);
     write_file("duo.json", DUO_JSON);
     write_file("solo.json", SOLO_JSON);
+    write_file("dropme.json", DROPME_JSON);
+    write_file("dear.json", DEAR_JSON);
+    write_file("big.json", BIG_JSON);
     setenv("TIERQ_JOBS_DIR", jobs_dir, 1); /* for `tierq migrate` (kinds sync) and the CLI runs */
     TqErr err = {0};
     if (config_load(jobs_dir, &cfg, &err)) {
@@ -150,7 +191,7 @@ static void setup(void)
 static void teardown(void)
 {
     config_free(cfg);
-    const char *names[] = {"models.json", "triage.json", "duo.json", "solo.json"};
+    const char *names[] = {"models.json", "triage.json", "duo.json", "solo.json", "dropme.json", "dear.json", "big.json"};
     char path[768];
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         snprintf(path, sizeof path, "%s/%s", jobs_dir, names[i]);
@@ -246,7 +287,7 @@ static void test_recommends_known_bars(void)
         CHECK_STR(jv(&d, 0, "run"), "cal");
         CHECK_STR(jv(&d, 0, "target_ratio"), "0.98");
         CHECK_STR(jv(&d, 0, "step"), "0.05");
-        CHECK_STR(jv(&d, 0, "combinations"), "441");
+        CHECK_STR(jv(&d, 0, "combinations"), "484");
         int jobs = jobj(&d, 0, "jobs");
         CHECK_STR(jv(&d, jobs, "in_run"), "22");
         CHECK_STR(jv(&d, jobs, "with_expected"), "21");
@@ -360,7 +401,7 @@ static void test_two_tiers_and_shared_calls(void)
     CHECKF(calibrate_to_string("duo", "duo-run", 0, 0, true, &t, &err) == 0, "%s", err.msg);
     JsonDoc d;
     if (t && parse(t, &d) == 0) {
-        CHECK_STR(jv(&d, 0, "combinations"), "21");
+        CHECK_STR(jv(&d, 0, "combinations"), "22");
         int rec = jobj(&d, 0, "recommended");
         CHECK_STR(jlist(&d, jobj(&d, rec, "accept")), "0.60");
         CHECK_STR(jv(&d, rec, "correct"), "4");
@@ -373,7 +414,7 @@ static void test_two_tiers_and_shared_calls(void)
     /* a finer grid finds the same bar */
     CHECKF(calibrate_to_string("duo", "duo-run", 0, 0.01, true, &t, &err) == 0, "%s", err.msg);
     if (t && parse(t, &d) == 0) {
-        CHECK_STR(jv(&d, 0, "combinations"), "101");
+        CHECK_STR(jv(&d, 0, "combinations"), "102");
         CHECK_STR(jlist(&d, jobj(&d, jobj(&d, 0, "recommended"), "accept")), "0.60");
         json_doc_free(&d);
     }
@@ -484,7 +525,7 @@ static void test_bad_options(void)
     CHECK_INT((long long)strlen(t), 0);
     free(t);
     CHECKF(calibrate_to_string("triage", "cal", 0, 0.01, true, &t, &err) == 0, "%s", err.msg);
-    CHECK(strstr(t, "\"combinations\": 10201") != NULL);
+    CHECK(strstr(t, "\"combinations\": 10404") != NULL);
     CHECK(strstr(t, "\"accept\": [0.70, 0.85]") != NULL);
     free(t);
 }
@@ -517,7 +558,7 @@ static void test_cli(void)
            "said: %s", out);
 
     CHECK_INT(testdb_run("calibrate --kind triage", out, sizeof out), 2);
-    CHECKF(strstr(out, "--kind and --run are required"), "said: %s", out);
+    CHECKF(strstr(out, "--run is required"), "said: %s", out);
     CHECK_INT(testdb_run("calibrate --kind triage --run cal --step 0", out, sizeof out), 2);
     CHECK_INT(testdb_run("calibrate --kind triage --run cal --target x", out, sizeof out), 2);
     CHECK_INT(testdb_run("calibrate --kind triage --run cal --format yaml", out, sizeof out), 2);
@@ -526,7 +567,191 @@ static void test_cli(void)
     CHECKF(strstr(out, "unknown kind nosuch"), "said: %s", out);
     CHECK_INT(testdb_run("calibrate --kind solo --run cal", out, sizeof out), 2);
     CHECK_INT(testdb_run("--help", out, sizeof out), 0);
-    CHECK(strstr(out, "calibrate --kind K --run NAME") != NULL);
+    CHECK(strstr(out, "calibrate --run NAME") != NULL);
+}
+
+/* A tier whose answers the plan never needs is left out, not kept at a bar that accepts nothing. */
+static void test_drops_a_tier_that_accepts_nothing(void)
+{
+    char *t = NULL;
+    TqErr err = {0};
+    CHECKF(calibrate_to_string("dropme", "drop-run", 0, 0, true, &t, &err) == 0, "%s", err.msg);
+    JsonDoc d;
+    if (t && parse(t, &d) == 0) {
+        int rec = jobj(&d, 0, "recommended");
+        CHECK_STR(jlist(&d, jobj(&d, rec, "accept")), "0.90,null");
+        CHECK_STR(jlist(&d, jobj(&d, rec, "dropped_tiers")), "2");
+        CHECK_STR(jv(&d, rec, "correct"), "20");
+        /* 10 x cheap + 10 x (cheap + premium), no mid: (20 x 0.000001 + 10 x 0.0001) / 20 */
+        CHECK_STR(jv(&d, rec, "cost_per_job_usd"), "0.000051000");
+        CHECK_STR(jlist(&d, jobj(&d, rec, "share_by_tier_pct")), "50.00,0.00,50.00");
+        int snippet = jobj(&d, rec, "tiers");
+        CHECK_INT(json_size(&d, snippet), 2);
+        CHECK_STR(jv(&d, json_at(&d, snippet, 0), "model"), "cheap");
+        CHECK_STR(jv(&d, json_at(&d, snippet, 1), "model"), "premium");
+        CHECK_STR(jv(&d, 0, "held_out"), "null"); /* 20 jobs: too few to hold any out */
+        json_doc_free(&d);
+    }
+    free(t);
+    CHECKF(calibrate_to_string("dropme", "drop-run", 0, 0, false, &t, &err) == 0, "%s", err.msg);
+    CHECKF(strstr(t, "note: tier 2 (mid) is dropped") && strstr(t, "0.90 drop") &&
+               strstr(t, "held-out prediction: none (20 jobs; cross-validation needs at least 100)"),
+           "text: %s", t);
+    free(t);
+}
+
+/* No plan dearer than the last tier alone, even when only a dearer one reaches the target. */
+static void test_never_dearer_than_the_last_tier_alone(void)
+{
+    char *t = NULL;
+    TqErr err = {0};
+    PGconn *c = testdb_connect();
+    size_t len = 0;
+    FILE *f = open_memstream(&t, &len);
+    CalibrateOptions o;
+    calibrate_default_options(&o);
+    o.kind = "dear";
+    o.run_name = "dear-run";
+    o.target_accuracy = 1.0;
+    o.json = true;
+    CHECKF(calibrate_run(c, cfg, &o, f, &err) == 0, "%s", err.msg);
+    fclose(f);
+    PQfinish(c);
+    JsonDoc d;
+    if (t && parse(t, &d) == 0) {
+        CHECK_STR(jv(&d, 0, "target_absolute"), "1.00");
+        int rec = jobj(&d, 0, "recommended");
+        CHECK_STR(jlist(&d, jobj(&d, rec, "accept")), "null");
+        CHECK_STR(jv(&d, rec, "cost_pct_of_last_tier"), "100.00");
+        CHECK_STR(jv(&d, rec, "correct"), "18");
+        CHECK_STR(jv(&d, rec, "meets_target"), "false");
+        json_doc_free(&d);
+    }
+    free(t);
+    /* with the ratio target the last tier alone is simply the cheapest that reaches it */
+    CHECKF(calibrate_to_string("dear", "dear-run", 0, 0, true, &t, &err) == 0, "%s", err.msg);
+    CHECKF(t && strstr(t, "\"cost_pct_of_last_tier\": 100.00, \"share_by_tier_pct\": [0.00, 100.00], \"dropped_tiers\": [1]"),
+           "%s", t);
+    free(t);
+}
+
+/* Enough labelled jobs: k-fold predictions with intervals. */
+static void test_held_out_prediction(void)
+{
+    char *t = NULL;
+    TqErr err = {0};
+    CHECKF(calibrate_to_string("big", "big-run", 0, 0, true, &t, &err) == 0, "%s", err.msg);
+    JsonDoc d;
+    if (t && parse(t, &d) == 0) {
+        int rec = jobj(&d, 0, "recommended");
+        CHECK_STR(jlist(&d, jobj(&d, rec, "accept")), "0.55");
+        CHECK_STR(jv(&d, rec, "correct"), "200");
+        int ho = jobj(&d, 0, "held_out");
+        CHECK_STR(jv(&d, ho, "folds"), "5");
+        CHECK_STR(jv(&d, ho, "margin_pts"), "0.00");
+        CHECK_STR(jv(&d, ho, "accuracy"), "1.000000");
+        CHECK_STR(jv(&d, ho, "ratio_to_last_tier"), "1.0000");
+        /* every fold chose a bar between 0.45 and 0.55: the same cost as the plan */
+        CHECK_STR(jv(&d, ho, "cost_per_job_usd"), jv(&d, rec, "cost_per_job_usd"));
+        CHECK_STR(jv(&d, ho, "meets_target"), "true");
+        json_doc_free(&d);
+    }
+    free(t);
+    /* --folds is checked */
+    PGconn *c = testdb_connect();
+    CalibrateOptions o;
+    calibrate_default_options(&o);
+    o.kind = "big";
+    o.run_name = "big-run";
+    o.folds = 1;
+    CHECK_INT(calibrate_run(c, cfg, &o, stdout, &err), TQ_EINVAL);
+    CHECKF(strstr(err.msg, "folds"), "%s", err.msg);
+    PQfinish(c);
+}
+
+/* Every kind at once: the kinds the run labelled, the rest listed as skipped, totals. */
+static void test_all_kinds(void)
+{
+    static char out[1 << 17];
+    int st = testdb_run("calibrate --run drop-run --format json", out, sizeof out);
+    CHECKF(st == 0, "exit %d: %s", st, out);
+    JsonDoc d;
+    if (st == 0 && parse(out, &d) == 0) {
+        CHECK_STR(jv(&d, 0, "run"), "drop-run");
+        int kinds = jobj(&d, 0, "kinds");
+        CHECK_INT(json_size(&d, kinds), 1);
+        CHECK_STR(jv(&d, json_at(&d, kinds, 0), "kind"), "dropme");
+        CHECKF(strstr(jlist(&d, jobj(&d, 0, "skipped_kinds")), "triage") != NULL, "%s", out);
+        int total = jobj(&d, 0, "total");
+        CHECK_STR(jv(&d, total, "jobs"), "20");
+        CHECK_STR(jv(&d, total, "accuracy"), "1.000000");
+        json_doc_free(&d);
+    }
+    /* a list of kinds, one of them without data in the run: refused with the reason */
+    st = testdb_run("calibrate --run big-run --kinds big,dropme", out, sizeof out);
+    CHECK_INT(st, 1);
+    CHECKF(strstr(out, "has no jobs of kind dropme"), "%s", out);
+    st = testdb_run("calibrate --run big-run --kinds big", out, sizeof out);
+    CHECKF(st == 0 && strstr(out, "summary: recommended plans") && strstr(out, "  all "), "exit %d: %s", st, out);
+    CHECK_INT(testdb_run("calibrate --run big-run --kinds big,solo", out, sizeof out), 2);
+    CHECK_INT(testdb_run("calibrate --run big-run --kinds big --kind big", out, sizeof out), 2);
+    CHECK_INT(testdb_run("calibrate --run big-run --folds 1", out, sizeof out), 2);
+    CHECK_INT(testdb_run("calibrate --run big-run --target-accuracy 1.5", out, sizeof out), 2);
+    CHECK_INT(testdb_run("calibrate --run big-run --diff --write /tmp", out, sizeof out), 2);
+}
+
+/* --diff shows, --write writes: the tiers block only, the rest of the file as it was. */
+static void test_write_and_diff(void)
+{
+    static char out[65536];
+    char cmd[2048], copy[600], path[700];
+    snprintf(copy, sizeof copy, "%s/written", jobs_dir);
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s' && cp '%s'/*.json '%s/'", copy, jobs_dir, copy);
+    CHECK_INT(system(cmd), 0);
+    snprintf(cmd, sizeof cmd, "calibrate --kind dropme --run drop-run --diff");
+    int st = testdb_run(cmd, out, sizeof out);
+    char want[2048];
+    snprintf(want, sizeof want,
+             "--- %s/dropme.json\n+++ %s/dropme.json\n@@ -1,3 +1,3 @@\n {\"description\": \"kept as written\",\n"
+             "- \"tiers\": [{\"model\": \"cheap\", \"accept\": 0.5}, {\"model\": \"mid\", \"accept\": 0.5}, "
+             "{\"model\": \"premium\"}],\n"
+             "+ \"tiers\": [{\"model\": \"cheap\", \"accept\": 0.90}, {\"model\": \"premium\"}],\n"
+             "  \"max_tokens\": 16}\n",
+             jobs_dir, jobs_dir);
+    CHECKF(st == 0 && strcmp(out, want) == 0, "exit %d; diff:\n%s\nwant:\n%s", st, out, want);
+    snprintf(cmd, sizeof cmd, "calibrate --kind dropme --run drop-run --write '%s'", copy);
+    st = testdb_run(cmd, out, sizeof out);
+    snprintf(path, sizeof path, "%s/dropme.json", copy);
+    CHECKF(st == 0 && strstr(out, "wrote ") && strstr(out, path), "exit %d: %s", st, out);
+    FILE *f = fopen(path, "r");
+    char got[1024] = "";
+    if (f) {
+        size_t n = fread(got, 1, sizeof got - 1, f);
+        got[n] = '\0';
+        fclose(f);
+    }
+    CHECK_STR(got, "{\"description\": \"kept as written\",\n"
+                   " \"tiers\": [{\"model\": \"cheap\", \"accept\": 0.90}, {\"model\": \"premium\"}],\n"
+                   " \"max_tokens\": 16}\n");
+    /* the written directory loads, with the new tiers */
+    TqConfig *c2 = NULL;
+    TqErr err = {0};
+    CHECKF(config_load(copy, &c2, &err) == 0, "%s", err.msg);
+    const TqKind *k = c2 ? config_kind(c2, "dropme") : NULL;
+    CHECK(k && k->ntiers == 2 && k->tiers[0].accept > 0.899 && k->tiers[0].accept < 0.901);
+    config_free(c2);
+    /* the source directory is untouched by --diff */
+    snprintf(path, sizeof path, "%s/dropme.json", jobs_dir);
+    f = fopen(path, "r");
+    got[0] = '\0';
+    if (f) {
+        size_t n = fread(got, 1, sizeof got - 1, f);
+        got[n] = '\0';
+        fclose(f);
+    }
+    CHECK_STR(got, DROPME_JSON);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", copy);
+    CHECK_INT(system(cmd), 0);
 }
 
 int main(void)
@@ -540,6 +765,11 @@ int main(void)
     RUN(test_reads_only);
     RUN(test_bad_options);
     RUN(test_cli);
+    RUN(test_drops_a_tier_that_accepts_nothing);
+    RUN(test_never_dearer_than_the_last_tier_alone);
+    RUN(test_held_out_prediction);
+    RUN(test_all_kinds);
+    RUN(test_write_and_diff);
     teardown();
     return check_done();
 }
