@@ -2,6 +2,7 @@
 
 #include "buf.h"
 #include "db.h"
+#include "cost.h"
 #include "emit.h"
 #include "hash.h"
 #include "json.h"
@@ -56,7 +57,8 @@ static const char *const SQL_CAL_ROWS =
     "  WHERE kind = $1 AND run_name = $2 AND expected IS NOT NULL"
     "), lc AS ("
     "  SELECT c.id, u.job_id, c.tier, c.model, c.purpose, c.status, c.score, c.answer,"
-    "    c.cost_usd / cardinality(c.job_ids) AS cost_share"
+    "    c.cost_usd / cardinality(c.job_ids) AS cost_share,"
+    "    coalesce(c.tokens_out, 0)::numeric / cardinality(c.job_ids) AS out_share"
     "  FROM tierq.calls c CROSS JOIN LATERAL unnest(c.job_ids) AS u(job_id)"
     "  WHERE c.run_name = $2 AND c.kind = $1 AND c.tier BETWEEN 1 AND $3::int"
     "    AND c.purpose IN ('answer', 'judge')"
@@ -69,23 +71,29 @@ static const char *const SQL_CAL_ROWS =
     "), m AS ("
     "  SELECT lc.job_id, lc.tier,"
     "    round(coalesce(sum(lc.cost_share) FILTER (WHERE lc.purpose = 'answer'), 0) * 1000000000000)::bigint AS answer_pico,"
-    "    round(coalesce(sum(lc.cost_share) FILTER (WHERE lc.purpose = 'judge'), 0) * 1000000000000)::bigint AS judge_pico"
+    "    round(coalesce(sum(lc.cost_share) FILTER (WHERE lc.purpose = 'judge'), 0) * 1000000000000)::bigint AS judge_pico,"
+    "    round(coalesce(sum(lc.out_share) FILTER (WHERE lc.purpose = 'answer'), 0))::bigint AS out_tokens"
     "  FROM lc JOIN j ON j.id = lc.job_id GROUP BY lc.job_id, lc.tier"
     ")"
-    " SELECT a.job_id, a.tier, a.model, a.score, a.correct, m.answer_pico, m.judge_pico"
+    " SELECT a.job_id, a.tier, a.model, a.score, a.correct, m.answer_pico, m.judge_pico, m.out_tokens"
     " FROM a JOIN m USING (job_id, tier) ORDER BY a.job_id, a.tier";
 
-/* What batched answer calls of a kind really cost per model, against what their jobs would have cost
- * sent alone (the engine's estimate, calls.solo_cost_usd), over the last 30 days of the ledger. An
- * all-tiers run sends every job alone, so its answer costs are scaled by this for a batching kind.
- * $1 kind. */
+/* How batching shrinks a kind's input, from its batched answer calls in the ledger (last 30 days):
+ * a batch of b jobs sends the system prompt once, so its input is about S + b P (S the system
+ * prompt's tokens, P an item's) where b jobs alone send b (S + P0). Fitted over the calls: S and P
+ * by least squares on (b, tokens_in), S + P0 as solo tokens per job; the largest batch seen; the
+ * number of calls; how many batch sizes (a fit needs two). $1 kind. */
 static const char *const SQL_CAL_BATCH =
-    "SELECT model, (sum(cost_usd) / sum(solo_cost_usd))::float8, count(*) FROM tierq.calls"
-    " WHERE kind = $1 AND purpose = 'answer' AND status = 'ok' AND solo_cost_usd > 0"
-    "   AND created_at > now() - interval '30 days'"
-    " GROUP BY model";
+    "SELECT coalesce(regr_intercept(tokens_in, cardinality(job_ids)), 0)::float8,"
+    "       coalesce(regr_slope(tokens_in, cardinality(job_ids)), 0)::float8,"
+    "       coalesce(sum(solo_tokens_in)::float8 / nullif(sum(cardinality(job_ids)), 0), 0),"
+    "       coalesce(sum(tokens_in)::float8 / nullif(sum(solo_tokens_in), 0), 1),"
+    "       coalesce(max(cardinality(job_ids)), 1), count(*), count(DISTINCT cardinality(job_ids))"
+    " FROM tierq.calls"
+    " WHERE kind = $1 AND purpose = 'answer' AND status = 'ok' AND cardinality(job_ids) > 1"
+    "   AND solo_tokens_in > 0 AND tokens_in > 0 AND created_at > now() - interval '30 days'";
 
-enum { CR_JOB, CR_TIER, CR_MODEL, CR_SCORE, CR_CORRECT, CR_ANSWER_PICO, CR_JUDGE_PICO, CR_NCOLS };
+enum { CR_JOB, CR_TIER, CR_MODEL, CR_SCORE, CR_CORRECT, CR_ANSWER_PICO, CR_JUDGE_PICO, CR_OUT_TOKENS, CR_NCOLS };
 
 /* Per usable job and tier, row-major [job * ntiers + tier]. */
 typedef struct CalData {
@@ -97,8 +105,14 @@ typedef struct CalData {
     int64_t *judge_pico;
     uint64_t *job_hash;     /* per job: a mix of its id, which picks its cross-validation fold */
     long in_run, with_expected;
-    double batch_factor[CAL_MAX_TIERS]; /* answer cost scale per tier (1 when alone) */
-    long batch_calls[CAL_MAX_TIERS];    /* batched calls the factor comes from */
+    int64_t *out_pico;      /* the output part of answer_pico (batching leaves it as it is) */
+    /* batching (an all-tiers run sends every job alone): see batch_factor */
+    bool batched;           /* the kind batches and the ledger has batched calls of it */
+    bool batch_fitted;      /* sys/item fitted from two or more batch sizes; else batch_ratio */
+    double batch_sys, batch_item, batch_solo; /* S, P, S + P0 in tokens */
+    double batch_ratio;     /* input tokens batched / alone over the calls seen */
+    int batch_size;         /* the largest batch seen: what the first tier asked gets */
+    long batch_calls;
 } CalData;
 
 static void cal_data_free(CalData *d)
@@ -108,6 +122,7 @@ static void cal_data_free(CalData *d)
     free(d->answer_pico);
     free(d->judge_pico);
     free(d->job_hash);
+    free(d->out_pico);
 }
 
 /* What one threshold set does to the run. */
@@ -134,25 +149,86 @@ static bool passes(double score, double accept)
  * asked, never paid. With folds > 0, per_fold[f] gets the jobs of fold f (job_hash mod folds: a
  * hash, so an order in the data — jobs inserted sorted by label — cannot line up with the folds).
  * at may be NULL. */
+/* The share of a tier's input a batch of b jobs pays against the same jobs sent alone. */
+static double batch_factor(const CalData *d, double b)
+{
+    if (!d->batched)
+        return 1;
+    if (!d->batch_fitted)
+        return d->batch_ratio;
+    if (b < 1)
+        b = 1;
+    double f = (d->batch_sys / b + d->batch_item) / d->batch_solo;
+    return f < 0.01 ? 0.01 : f > 1 ? 1 : f;
+}
+
+/* Per tier, the share of its input cost the plan pays: batches at a tier hold the jobs a first-tier
+ * batch sent up (the engine sends a batch's escalated items on together), so the first tier asked
+ * gets full batches and a tier reached by a fraction r of the jobs batches of r x that. */
+static void plan_factors(const CalData *d, const double *accept, double *factor)
+{
+    const int n = d->ntiers;
+    long asked[CAL_MAX_TIERS] = {0};
+    for (long j = 0; d->batched && j < d->njobs; j++) {
+        const size_t base = (size_t)j * (size_t)n;
+        int t = 0;
+        for (; t + 1 < n; t++) {
+            if (accept[t] == CAL_DROP)
+                continue;
+            asked[t]++;
+            if (passes(d->score[base + (size_t)t], accept[t]))
+                break;
+        }
+        if (t == n - 1)
+            asked[t]++;
+    }
+    for (int t = 0; t < n; t++)
+        factor[t] = d->batched && d->njobs > 0
+                        ? batch_factor(d, (double)d->batch_size * (double)asked[t] / (double)d->njobs)
+                        : 1;
+}
+
+/* One tier's answer cost for job slot at, its input scaled by the plan's batching factor. */
+static int64_t answer_cost(const CalData *d, size_t at, double factor)
+{
+    if (factor >= 1)
+        return d->answer_pico[at];
+    int64_t in = d->answer_pico[at] - d->out_pico[at];
+    return d->out_pico[at] + (int64_t)llround((double)in * factor);
+}
+
+/* One job through the cascade: the tier that answers it (0-based), what it cost. */
+static int replay_job(const CalData *d, const double *accept, const double *factor, long j, int64_t *cost)
+{
+    const int n = d->ntiers;
+    const size_t base = (size_t)j * (size_t)n;
+    int64_t job_cost = 0;
+    int t = 0;
+    for (; t + 1 < n; t++) {
+        if (accept[t] == CAL_DROP)
+            continue;
+        job_cost += answer_cost(d, base + (size_t)t, factor[t]) + d->judge_pico[base + (size_t)t];
+        if (passes(d->score[base + (size_t)t], accept[t]))
+            break;
+    }
+    if (t == n - 1)
+        job_cost += answer_cost(d, base + (size_t)t, factor[t]);
+    *cost = job_cost;
+    return t;
+}
+
 static void replay_folds(const CalData *d, const double *accept, int folds, Outcome *per_fold, long *correct,
                          int64_t *pico, long *at)
 {
     const int n = d->ntiers;
     long right = 0;
     int64_t cost = 0;
+    double factor[CAL_MAX_TIERS];
+    plan_factors(d, accept, factor);
     for (long j = 0; j < d->njobs; j++) {
         const size_t base = (size_t)j * (size_t)n;
-        int64_t job_cost = 0;
-        int t = 0;
-        for (; t + 1 < n; t++) {
-            if (accept[t] == CAL_DROP)
-                continue;
-            job_cost += d->answer_pico[base + (size_t)t] + d->judge_pico[base + (size_t)t];
-            if (passes(d->score[base + (size_t)t], accept[t]))
-                break;
-        }
-        if (t == n - 1)
-            job_cost += d->answer_pico[base + (size_t)t];
+        int64_t job_cost;
+        int t = replay_job(d, accept, factor, j, &job_cost);
         right += d->correct[base + (size_t)t];
         cost += job_cost;
         if (folds > 0) {
@@ -240,20 +316,63 @@ static int parse_i64(const char *s, int64_t *out)
     return 0;
 }
 
-/* Fill d from the rows (sorted by job, tier): a job counts when it has all ntiers tiers. */
+/* Which tier of the run answers for each configured tier: the configured tiers must be the run's
+ * tiers or a subsequence of them (a plan calibrate wrote, with tiers dropped, still calibrates on the
+ * run that chose it), matched by model in order. run_tier[t] is 1-based. */
+static int map_tiers(const PGresult *r, const TqConfig *cfg, const TqKind *kd, const CalibrateOptions *o,
+                     int *run_tier, TqErr *err)
+{
+    const char *run_model[CAL_MAX_TIERS + 1] = {0};
+    int top = 0;
+    for (int i = 0; i < PQntuples(r); i++) {
+        int tier = atoi(PQgetvalue(r, i, CR_TIER));
+        if (tier < 1 || tier > CAL_MAX_TIERS)
+            return tq_err(err, TQ_EDB, "calibrate: unexpected tier %d", tier);
+        if (!run_model[tier])
+            run_model[tier] = PQgetvalue(r, i, CR_MODEL);
+        if (tier > top)
+            top = tier;
+    }
+    int next = 1;
+    for (int t = 0; t < kd->ntiers; t++) {
+        const char *want = cfg->models[kd->tiers[t].model].name;
+        while (next <= top && !(run_model[next] && strcmp(run_model[next], want) == 0))
+            next++;
+        if (next > top) {
+            const char *got = t + 1 <= top && run_model[t + 1] ? run_model[t + 1] : NULL;
+            if (got)
+                return tq_err(err, TQ_EINVAL,
+                              "run %s answered tier %d of kind %s with %s, but %s now names %s for that tier; "
+                              "calibrate on an all-tiers run made with the current tiers (or a subset of them)",
+                              o->run_name, t + 1, kd->name, got, kd->file, want);
+            run_tier[t] = t + 1; /* the run lacks it: no job has every tier, reported as such */
+            continue;
+        }
+        run_tier[t] = next++;
+    }
+    return 0;
+}
+
+/* Fill d from the rows (sorted by job, tier): a job counts when it has an answer from the run tier of
+ * every configured tier; the run's other tiers are left out (never asked, never paid). */
 static int load_rows(const PGresult *r, const TqConfig *cfg, const TqKind *kd, const CalibrateOptions *o,
                      CalData *d, TqErr *err)
 {
     const int n = kd->ntiers;
     const long rows = PQntuples(r);
     const size_t cap = (size_t)(rows / n + 1) * (size_t)n;
+    int run_tier[CAL_MAX_TIERS];
+    int rc = map_tiers(r, cfg, kd, o, run_tier, err);
+    if (rc)
+        return rc;
     d->ntiers = n;
     d->score = malloc(cap * sizeof *d->score);
     d->correct = malloc(cap * sizeof *d->correct);
     d->answer_pico = malloc(cap * sizeof *d->answer_pico);
     d->judge_pico = malloc(cap * sizeof *d->judge_pico);
     d->job_hash = malloc((size_t)(rows / n + 1) * sizeof *d->job_hash);
-    if (!d->score || !d->correct || !d->answer_pico || !d->judge_pico || !d->job_hash)
+    d->out_pico = malloc(cap * sizeof *d->out_pico);
+    if (!d->score || !d->correct || !d->answer_pico || !d->judge_pico || !d->job_hash || !d->out_pico)
         return tq_err(err, TQ_ENOMEM, "calibrate: out of memory");
 
     long i = 0;
@@ -262,28 +381,30 @@ static int load_rows(const PGresult *r, const TqConfig *cfg, const TqKind *kd, c
         long end = i;
         while (end < rows && strcmp(PQgetvalue(r, (int)end, CR_JOB), job) == 0)
             end++;
-        for (long k = i; k < end; k++) {
-            int tier = atoi(PQgetvalue(r, (int)k, CR_TIER));
-            if (tier < 1 || tier > n)
-                return tq_err(err, TQ_EDB, "calibrate: unexpected tier %d", tier);
-            const char *model = PQgetvalue(r, (int)k, CR_MODEL);
-            const char *want = cfg->models[kd->tiers[tier - 1].model].name;
-            if (strcmp(model, want) != 0)
-                return tq_err(err, TQ_EINVAL,
-                              "run %s answered tier %d of kind %s with %s, but %s now names %s for that tier; "
-                              "calibrate on an all-tiers run made with the current tiers",
-                              o->run_name, tier, kd->name, model, kd->file, want);
+        int row_of[CAL_MAX_TIERS], found = 0;
+        for (int t = 0; t < n; t++) {
+            row_of[t] = -1;
+            for (long k = i; k < end; k++) /* one row per tier (the query keeps one answer per tier) */
+                if (atoi(PQgetvalue(r, (int)k, CR_TIER)) == run_tier[t] &&
+                    strcmp(PQgetvalue(r, (int)k, CR_MODEL), cfg->models[kd->tiers[t].model].name) == 0)
+                    row_of[t] = (int)k;
+            found += row_of[t] >= 0;
         }
-        if (end - i == n) { /* one row per tier 1..n (the query keeps one answer per tier) */
+        if (found == n) {
             size_t base = (size_t)d->njobs * (size_t)n;
             for (int t = 0; t < n; t++) {
-                int row = (int)(i + t);
+                int row = row_of[t];
                 size_t at = base + (size_t)t;
                 d->score[at] = PQgetisnull(r, row, CR_SCORE) ? NAN : strtod(PQgetvalue(r, row, CR_SCORE), NULL);
                 d->correct[at] = strcmp(PQgetvalue(r, row, CR_CORRECT), "t") == 0;
+                int64_t out_tokens = 0;
                 if (parse_i64(PQgetvalue(r, row, CR_ANSWER_PICO), &d->answer_pico[at]) ||
-                    parse_i64(PQgetvalue(r, row, CR_JUDGE_PICO), &d->judge_pico[at]))
+                    parse_i64(PQgetvalue(r, row, CR_JUDGE_PICO), &d->judge_pico[at]) ||
+                    parse_i64(PQgetvalue(r, row, CR_OUT_TOKENS), &out_tokens))
                     return tq_err(err, TQ_EDB, "calibrate: unexpected cost value");
+                /* micro-USD per Mtok is picodollars per token */
+                int64_t out = cost_of_call(&cfg->models[kd->tiers[t].model].prices, 0, 0, out_tokens);
+                d->out_pico[at] = out < d->answer_pico[at] ? out : d->answer_pico[at];
             }
             uint64_t state = strtoull(job, NULL, 10);
             d->job_hash[d->njobs] = hash_splitmix64(&state);
@@ -299,7 +420,7 @@ static int load_data(PGconn *c, const TqConfig *cfg, const TqKind *kd, const Cal
                      TqErr *err)
 {
     char ntiers[16];
-    snprintf(ntiers, sizeof ntiers, "%d", kd->ntiers);
+    snprintf(ntiers, sizeof ntiers, "%d", CAL_MAX_TIERS); /* every tier of the run: see map_tiers */
     const char *params[] = {kd->name, o->run_name, ntiers};
     PGresult *counts = NULL, *rows = NULL, *batch = NULL;
     int rc = 0;
@@ -316,27 +437,22 @@ static int load_data(PGconn *c, const TqConfig *cfg, const TqKind *kd, const Cal
     d->with_expected = atol(PQgetvalue(counts, 0, 1));
     if ((rc = load_rows(rows, cfg, kd, o, d, err)))
         goto cleanup;
-    for (int t = 0; t < kd->ntiers; t++)
-        d->batch_factor[t] = 1;
     if (kd->batch.enabled) {
         if (!(batch = db_query(c, "calibrate batch costs", SQL_CAL_BATCH, 1, params, err))) {
             rc = TQ_EDB;
             goto cleanup;
         }
-        for (int i = 0; i < PQntuples(batch); i++)
-            for (int t = 0; t < kd->ntiers; t++) {
-                double f = strtod(PQgetvalue(batch, i, 1), NULL);
-                if (strcmp(PQgetvalue(batch, i, 0), cfg->models[kd->tiers[t].model].name) == 0 && f > 0 && f <= 1) {
-                    d->batch_factor[t] = f;
-                    d->batch_calls[t] = atol(PQgetvalue(batch, i, 2));
-                }
-            }
-        const int n = kd->ntiers;
-        for (long j = 0; j < d->njobs; j++)
-            for (int t = 0; t < n; t++) {
-                size_t at = (size_t)j * (size_t)n + (size_t)t;
-                d->answer_pico[at] = (int64_t)llround((double)d->answer_pico[at] * d->batch_factor[t]);
-            }
+        if (PQntuples(batch) == 1 && atol(PQgetvalue(batch, 0, 5)) > 0) {
+            d->batch_sys = strtod(PQgetvalue(batch, 0, 0), NULL);
+            d->batch_item = strtod(PQgetvalue(batch, 0, 1), NULL);
+            d->batch_solo = strtod(PQgetvalue(batch, 0, 2), NULL);
+            d->batch_ratio = strtod(PQgetvalue(batch, 0, 3), NULL);
+            d->batch_size = atoi(PQgetvalue(batch, 0, 4));
+            d->batch_calls = atol(PQgetvalue(batch, 0, 5));
+            d->batched = d->batch_size > 1 && d->batch_ratio > 0 && d->batch_ratio <= 1;
+            d->batch_fitted = atol(PQgetvalue(batch, 0, 6)) >= 2 && d->batch_sys >= 0 && d->batch_item > 0 &&
+                              d->batch_solo > 0;
+        }
     }
 
 cleanup:
@@ -352,12 +468,16 @@ cleanup:
 typedef struct HeldOut {
     int folds;            /* 0: too few jobs to hold any out */
     double margin;        /* accuracy added to the target on the training folds */
-    long correct;         /* over all held-out folds = every job once */
+    long correct;         /* predicted for the chosen set: its in-sample outcome less the optimism */
     int64_t pico;
     /* 95% prediction intervals for a new run of as many jobs: what it will measure, not only where
-     * the mean lies. Accuracy: p +- 1.96 sqrt(p(1-p) (1/n + 1/n)) (this sample's error and the new
-     * run's); cost per job: mean +- 1.96 s sqrt(2/k), s the sd of the folds' cost per job (a fold
-     * is n/k jobs, so s^2 k/n... scaled to n jobs is s^2/k, twice for the two samples). */
+     * the mean lies, so both this sample's error and the new run's count (twice the variance of a
+     * mean of n). Accuracy: p +- 1.96 sqrt(2 p(1-p) / n); cost per job: mean +- 1.96 sqrt(2 v / n),
+     * v the variance of one held-out job's cost — wide when a few escalations to a dear tier carry
+     * most of the cost, as they do. */
+    long cv_correct;      /* the procedure's held-out outcome, every job predicted once */
+    int64_t cv_pico;
+    double opt_correct, opt_pico; /* optimism of choosing: in-sample minus held-out, summed */
     double acc_var, cost_var;   /* variances of (new run - prediction), accuracy and USD per job */
     double acc_low, acc_high;
     double cost_low, cost_high;
@@ -407,7 +527,9 @@ static long choose(const Outcome *r, long combos, double need)
 }
 
 /* Cross-validate the choice with this margin: each fold is predicted by the set chosen on the
- * others. train is scratch of combos entries. */
+ * others. h gets the procedure's held-out outcome (cv_correct, cv_pico) and its optimism: how much
+ * better each fold's chosen set did on the folds that chose it than on the fold it predicts, summed
+ * over folds in jobs and picodollars. train is scratch of combos entries. */
 static void cross_validate(const KindCal *k, const CalibrateOptions *o, double margin, Outcome *train, HeldOut *h)
 {
     const CalData *d = &k->d;
@@ -416,7 +538,6 @@ static void cross_validate(const KindCal *k, const CalibrateOptions *o, double m
     memset(h, 0, sizeof *h);
     h->folds = folds;
     h->margin = margin;
-    double per_job[CALIBRATE_MAX_FOLDS];
     for (int f = 0; f < folds; f++) {
         long in_fold = 0, last_in_fold = 0;
         for (long j = 0; j < d->njobs; j++)
@@ -430,22 +551,48 @@ static void cross_validate(const KindCal *k, const CalibrateOptions *o, double m
             train[i].pico = k->all[i].pico - held->pico;
         }
         long ntrain = d->njobs - in_fold;
+        if (ntrain <= 0 || in_fold == 0)
+            continue;
         long pick = choose(train, k->combos, target_count(o, ntrain, k->last_correct - last_in_fold, margin));
         const Outcome *got = &k->fold[(size_t)pick * (size_t)folds + (size_t)f];
-        h->correct += got->correct;
-        h->pico += got->pico;
-        per_job[f] = in_fold ? (double)got->pico / 1e12 / (double)in_fold : 0;
+        const double scale = (double)in_fold / (double)ntrain;
+        h->cv_correct += got->correct;
+        h->cv_pico += got->pico;
+        h->opt_correct += (double)train[pick].correct * scale - (double)got->correct;
+        h->opt_pico += (double)train[pick].pico * scale - (double)got->pico;
     }
-    const double nj = (double)d->njobs, p = (double)h->correct / nj;
+    h->meets = (double)h->cv_correct + CAL_COUNT_EPS >= target_count(o, d->njobs, k->last_correct, 0);
+}
+
+/* The prediction for the chosen set: its outcome on every labelled job less the optimism of
+ * choosing (cross-validated), with 95% intervals for a new run of as many jobs. */
+static void predict(KindCal *k, const CalibrateOptions *o)
+{
+    const CalData *d = &k->d;
+    HeldOut *h = &k->ho;
+    const double nj = (double)d->njobs;
+    double correct = (double)k->all[k->pick].correct - h->opt_correct;
+    double pico = (double)k->all[k->pick].pico - h->opt_pico;
+    h->correct = correct < 0 ? 0 : correct > nj ? d->njobs : (long)llround(correct);
+    h->pico = pico < 0 ? 0 : (int64_t)llround(pico);
+    const double p = (double)h->correct / nj;
     h->acc_var = p * (1 - p) * 2 / nj;
-    h->acc_low = p - CAL_Z95 * sqrt(h->acc_var) < 0 ? 0 : p - CAL_Z95 * sqrt(h->acc_var);
-    h->acc_high = p + CAL_Z95 * sqrt(h->acc_var) > 1 ? 1 : p + CAL_Z95 * sqrt(h->acc_var);
-    double mean = (double)h->pico / 1e12 / nj, var = 0;
-    for (int f = 0; f < folds; f++)
-        var += (per_job[f] - mean) * (per_job[f] - mean);
-    var /= folds > 1 ? folds - 1 : 1;
-    h->cost_var = var * 2 / folds;
-    h->cost_low = mean - CAL_Z95 * sqrt(h->cost_var) < 0 ? 0 : mean - CAL_Z95 * sqrt(h->cost_var);
+    h->acc_low = fmax(0, p - CAL_Z95 * sqrt(h->acc_var));
+    h->acc_high = fmin(1, p + CAL_Z95 * sqrt(h->acc_var));
+    /* the spread of one job's cost under the chosen set */
+    double accept[CAL_MAX_TIERS] = {0}, factor[CAL_MAX_TIERS], sum = 0, sum_sq = 0;
+    combo_accept(k->pick, d->ntiers, k->grid, o->step, accept);
+    plan_factors(d, accept, factor);
+    for (long j = 0; j < d->njobs; j++) {
+        int64_t c;
+        replay_job(d, accept, factor, j, &c);
+        sum += (double)c / 1e12;
+        sum_sq += ((double)c / 1e12) * ((double)c / 1e12);
+    }
+    const double var = nj > 1 ? (sum_sq - sum * sum / nj) / (nj - 1) : 0;
+    const double mean = (double)h->pico / 1e12 / nj;
+    h->cost_var = (var > 0 ? var : 0) * 2 / nj;
+    h->cost_low = fmax(0, mean - CAL_Z95 * sqrt(h->cost_var));
     h->cost_high = mean + CAL_Z95 * sqrt(h->cost_var);
     h->meets = (double)h->correct + CAL_COUNT_EPS >= target_count(o, d->njobs, k->last_correct, 0);
 }
@@ -479,7 +626,7 @@ static int search_kind(KindCal *k, const CalibrateOptions *o, TqErr *err)
         for (int m = 0; m < CAL_NMARGINS; m++) {
             HeldOut h;
             cross_validate(k, &fo, CAL_MARGINS[m], train, &h);
-            if (m == 0 || h.correct > best.correct)
+            if (m == 0 || h.cv_correct > best.cv_correct)
                 best = h;
             if (h.meets) {
                 best = h;
@@ -491,6 +638,8 @@ static int search_kind(KindCal *k, const CalibrateOptions *o, TqErr *err)
     }
     free(train);
     k->pick = choose(k->all, k->combos, target_count(o, d->njobs, k->last_correct, margin));
+    if (folds)
+        predict(k, o);
     return 0;
 }
 
@@ -660,11 +809,18 @@ static void render_json(Emit *e, Ctx *x, const Plan *plans)
         emit_json_str(e, tier_model(x, t));
         emit(e,
              ", \"accuracy\": %s, \"correct\": %ld, \"answer_cost_per_job_usd\": %s, "
-             "\"judge_cost_per_job_usd\": %s, \"batch_cost_factor\": %.4f, \"batch_calls\": %ld}",
-             fixed(x, right, d->njobs, 6), right, usd_per_job(x, ans), usd_per_job(x, judge), d->batch_factor[t],
-             d->batch_calls[t]);
+             "\"judge_cost_per_job_usd\": %s}",
+             fixed(x, right, d->njobs, 6), right, usd_per_job(x, ans), usd_per_job(x, judge));
     }
-    emit(e, "\n ],\n \"current\": ");
+    emit(e, "\n ],\n \"batching\": ");
+    if (d->batched)
+        emit(e, "{\"calls\": %ld, \"fitted\": %s, \"sys_tokens\": %.1f, \"item_tokens\": %.1f, \"solo_tokens\": %.1f,"
+                " \"ratio\": %.4f, \"first_tier_batch\": %d}",
+             d->batch_calls, d->batch_fitted ? "true" : "false", d->batch_sys, d->batch_item, d->batch_solo,
+             d->batch_ratio, d->batch_size);
+    else
+        emit(e, "null");
+    emit(e, ",\n \"current\": ");
     json_plan(e, x, &plans[PLAN_CURRENT], false);
     emit(e, ",\n \"recommended\": ");
     json_plan(e, x, &plans[PLAN_RECOMMENDED], true);
@@ -736,12 +892,17 @@ static void render_text(Emit *e, Ctx *x, const Plan *plans)
         snprintf(acc, sizeof acc, "%s%% (%ld/%ld)", pct(x, right, d->njobs, 1), right, d->njobs);
         emit(e, "  %4d  %-20s %-18s %15s %15s", t + 1, tier_model(x, t), acc, usd_per_job(x, ans),
              usd_per_job(x, judge));
-        if (d->batch_calls[t])
-            emit(e, "  batched: x%.3f of alone (%ld calls in the ledger)", d->batch_factor[t], d->batch_calls[t]);
-        else if (x->kd->batch.enabled)
-            emit(e, "  batched: no batched calls in the ledger yet, priced alone (an upper bound)");
         emit(e, "\n");
     }
+    if (d->batched && d->batch_fitted)
+        emit(e, "batching (from %ld batched calls in the ledger): a batch of b jobs pays (%.0f/b + %.1f) input tokens a "
+                "job against %.1f alone; the first tier asked gets batches of %d, later tiers what is sent up\n",
+             d->batch_calls, d->batch_sys, d->batch_item, d->batch_solo, d->batch_size);
+    else if (d->batched)
+        emit(e, "batching (from %ld batched calls in the ledger, all of one size): input x%.3f of alone on every tier\n",
+             d->batch_calls, d->batch_ratio);
+    else if (x->kd->batch.enabled)
+        emit(e, "batching: no batched calls of this kind in the ledger yet: priced as if alone (an upper bound)\n");
     emit(e, "last tier alone: %s, accuracy %s%%, %s usd/job\n", tier_model(x, n - 1),
          pct(x, x->last_correct, d->njobs, 1), usd_per_job(x, x->last_alone_pico));
 
@@ -772,8 +933,8 @@ static void render_text(Emit *e, Ctx *x, const Plan *plans)
 
     const HeldOut *h = &x->k->ho;
     if (h->folds) {
-        emit(e, "\nheld-out prediction (%d-fold cross-validation, each fold predicted by the bars chosen on the others; "
-                "margin +%.2f pt; 95%% intervals for a new run of %ld jobs)\n", h->folds, 100 * h->margin, d->njobs);
+        emit(e, "\nheld-out prediction (this plan on every labelled job, less the optimism of choosing it, measured by %d-fold "
+                "cross-validation; margin +%.2f pt; 95%% intervals for a new run of %ld jobs)\n", h->folds, 100 * h->margin, d->njobs);
         emit(e, "  accuracy %s%% (95%% %.1f-%.1f%%) = %s x the last tier's; %s usd/job (95%% %.9f-%.9f) = %s%% of "
                 "the last tier alone%s\n",
              pct(x, h->correct, d->njobs, 1), 100 * h->acc_low, 100 * h->acc_high,

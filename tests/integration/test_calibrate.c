@@ -651,8 +651,10 @@ static void test_held_out_prediction(void)
         CHECK_STR(jv(&d, ho, "margin_pts"), "0.00");
         CHECK_STR(jv(&d, ho, "accuracy"), "1.000000");
         CHECK_STR(jv(&d, ho, "ratio_to_last_tier"), "1.0000");
-        /* every fold chose a bar between 0.45 and 0.55: the same cost as the plan */
-        CHECK_STR(jv(&d, ho, "cost_per_job_usd"), jv(&d, rec, "cost_per_job_usd"));
+        /* every fold chose a bar at or near 0.55: about the plan's own cost */
+        double hc = atof(jv(&d, ho, "cost_per_job_usd")), pc = atof(jv(&d, rec, "cost_per_job_usd"));
+        CHECKF(pc > 0 && hc > pc * 0.95 && hc < pc * 1.05, "held-out cost %.9f, plan %.9f", hc, pc);
+        CHECKF(atof(jv(&d, ho, "cost_low_usd")) <= hc && atof(jv(&d, ho, "cost_high_usd")) >= hc, "%s", t);
         CHECK_STR(jv(&d, ho, "meets_target"), "true");
         json_doc_free(&d);
     }
@@ -740,6 +742,14 @@ static void test_write_and_diff(void)
     const TqKind *k = c2 ? config_kind(c2, "dropme") : NULL;
     CHECK(k && k->ntiers == 2 && k->tiers[0].accept > 0.899 && k->tiers[0].accept < 0.901);
     config_free(c2);
+    /* calibrating the written plan (tier 2 gone) on the run that chose it: the same plan, no diff */
+    snprintf(cmd, sizeof cmd, "--jobs '%s' calibrate --kind dropme --run drop-run --diff", copy);
+    st = testdb_run(cmd, out, sizeof out);
+    CHECKF(st == 0 && out[0] == '\0', "exit %d: %s", st, out);
+    snprintf(cmd, sizeof cmd, "--jobs '%s' calibrate --kind dropme --run drop-run --format json", copy);
+    st = testdb_run(cmd, out, sizeof out);
+    CHECKF(st == 0 && strstr(out, "\"combinations\": 22,") && strstr(out, "\"correct\": 20, \"cost_per_job_usd\": 0.000051000"),
+           "exit %d: %s", st, out);
     /* the source directory is untouched by --diff */
     snprintf(path, sizeof path, "%s/dropme.json", jobs_dir);
     f = fopen(path, "r");
