@@ -10,13 +10,15 @@
 #   (c) the same at 1,000 in flight; (d) batching; (e) inputs held, bounded by bytes (see each case).
 #   (f) shadow drift detection: how many jobs after the tier-1 model silently gets worse the shadow
 #       estimate flags the kind, at a 2% shadow rate; and that a steady run is not flagged.
+#   (g) calibration on harsher simulator catalogs, held out: tests/integration/calibrate.sh per catalog
+#       and seed (calibrate --target 0.98 on one half of the demo, applied to the other half).
 set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 build=${BUILD:-build}
 bench=$(mktemp -d /tmp/tierq-bench.XXXXXX)
 N=${BENCH_JOBS:-20000}
-cases=${BENCH_CASES:-a b c d e f} # e.g. BENCH_CASES=e make bench: only (e)
+cases=${BENCH_CASES:-a b c d e f g} # e.g. BENCH_CASES=e make bench: only (e)
 wanted() { case " $cases " in *" $1 "*) return 0 ;; esac; return 1; }
 chmod 755 "$bench"
 echo "bench: working directory $bench (removed at exit)"
@@ -24,6 +26,13 @@ export PG_EXTRA_OPTS="-c shared_preload_libraries=pg_stat_statements -c pg_stat_
 sim_pid=""
 cleanup() {
     [ -n "$sim_pid" ] && kill "$sim_pid" 2>/dev/null
+    # a simulator started by calibrate.sh in (g) whose script was interrupted: its port file is under
+    # $bench (TMPDIR), so it is found by that path and stopped by its process id
+    for p in /proc/[0-9]*; do
+        case "$(tr '\0' ' ' < "$p/cmdline" 2>/dev/null)" in
+        *tierq-sim*" $bench/"*) kill "${p#/proc/}" 2>/dev/null || true ;;
+        esac
+    done
     sh tests/pg.sh stop "$bench/pg"
     rm -rf "$bench"
 }
@@ -411,4 +420,95 @@ awk -F '|' -v m="$fmin" -v a="$fcal_a" -v lo="$fcal_lo" -v hi="$fcal_hi" -v fw="
     $1 != "steady" { line = line sprintf("skill 0.55->%s: flagged after %s jobs (- = not within %d), within 2000 in %d of %d runs%s", $1, $6,
                      fp, $5, $2, $3 > 0 ? ", " $3 " run(s) flagged before the switch" : "") }
     END { printf "    (f) shadow drift: rate 0.02 min_agreement %s window 50; %s; goal <= 2000\n\n", m, line }'
+fi
+
+# ---- (g) calibration on harsher simulator catalogs, held out ----
+if wanted g; then
+# Issue goal: on a harsher simulator catalog, `calibrate --target 0.98` on one half of the demo
+# workload, applied to the other half, reaches >= 98% of the baseline's accuracy on the held-out half
+# at <= 26% of the baseline's cost, with the predicted accuracy within 1 point and the predicted cost
+# within 10% of what is measured; on the shipped catalog, <= 5% of the baseline's cost at >= 98% of its
+# accuracy, as before. tests/integration/calibrate.sh does the experiment for one catalog and one
+# simulator seed (halves A/B: alternate rows of tests/data/demo.tsv; A run normally, then with
+# --all-tiers; calibrate --run labelled --write; B with the written files, with the shipped files and on
+# the baseline model alone) in a database tq_calib of this bench's PostgreSQL. Here it runs per catalog
+# and seed; the figures are those of its "held-out half" and "shipped files" lines (one decimal).
+gseeds=${BENCH_G_SEEDS:-1 2 3 4 5}
+gcats=${BENCH_G_CATALOGS:-tests/sim/models.json tests/sim/models-weaker.json tests/sim/models-overconfident.json}
+gtarget=${BENCH_G_TARGET:-0.98}
+# the binaries as they are now, so a rebuild during the case does not mix two versions in one run
+gbin="$bench/bin-g"
+mkdir -p "$gbin"
+cp "$build/tierq" "$build/tierq-sim" "$gbin/"
+echo "(g) calibration held out: calibrate --target $gtarget on half A of the demo (tests/data/demo.tsv, alternate"
+echo "    rows), applied to half B; simulator seeds $gseeds; goal >= 98% of the baseline's accuracy on B at"
+echo "    <= 26% of its cost (<= 5% on the shipped catalog), prediction within 1 point and within 10% of the cost"
+gsum=""
+for cat in $gcats; do
+    case $cat in /*) gpath=$cat ;; *) gpath=$root/$cat ;; esac
+    gname=$(basename "$gpath")
+    glimit=26
+    [ "$gname" = models.json ] && glimit=5
+    # what the catalog changes, from its own description
+    gdesc=$(sed -n 's/^ *"description": "\(.*\)",* *$/\1/p' "$gpath" | head -n 1 |
+        sed -e 's/^Harsher variant of [^:]*: //' -e 's/ Load it with.*//')
+    [ "$gname" = models.json ] && gdesc="the shipped catalog"
+    echo "    catalog $gname: $gdesc"
+    : > "$bench/g.$gname"
+    for seed in $gseeds; do
+        out="$bench/g.$gname.$seed"
+        TMPDIR="$bench" TIERQ_ROOT="$root" TIERQ_BIN="$gbin/tierq" TIERQ_SIM_BIN="$gbin/tierq-sim" \
+            TIERQ_JOBS_DIR="$root/jobs" TIERQ_SPILL_DIR="$bench/spill-g" CAL_MODELS="$gpath" CAL_TARGET="$gtarget" \
+            CAL_SEED="$seed" sh tests/integration/calibrate.sh >"$out" 2>&1 || true
+        held=$(grep -m1 '^# held-out half: ' "$out" | sed 's/^# //')
+        shp=$(grep -m1 '^# the shipped files on the same half: ' "$out" | sed 's/^# //')
+        if [ -z "$held" ]; then
+            echo "      seed $seed: calibrate.sh printed no held-out figures; its not ok lines and last lines:"
+            grep -A1 '^not ok' "$out" | sed 's/^/        /'
+            tail -n 5 "$out" | sed 's/^/        /'
+            continue
+        fi
+        echo "      $held"
+        if [ -n "$shp" ]; then echo "        $shp"; else echo "        (seed $seed: no figures for the shipped files)"; fi
+        grep -A1 '^not ok' "$out" | sed 's/^/        calibrate.sh: /'
+        # seed, accuracy off (pt), accuracy % of baseline, cost off (%), cost % of baseline
+        f=$(echo "$held" | sed -n 's/.* off by \([-+0-9.a-z]*\) pt) = \([0-9.]*\)% of baseline .* off by \([-+0-9.a-z]*\)%) = \([0-9.]*\)% of baseline .*/\1 \2 \3 \4/p')
+        # shipped files: accuracy % of baseline, cost % of baseline
+        s=$(echo "$shp" | sed -n 's/.* = \([0-9.]*\)% of baseline; cost \([0-9.]*\)% of baseline.*/\1 \2/p')
+        [ -n "$s" ] || s="- -"
+        echo "$seed $f $s $(grep -c '^not ok' "$out")" >> "$bench/g.$gname"
+    done
+    line=$(awk -v name="$gname" -v lim="$glimit" -v want="$(echo "$gseeds" | wc -w)" '
+        function abs(x) { return x < 0 ? -x : x }
+        NF >= 8 {
+            n++; seed = $1; oa = $2; ar = $3; oc = $4; cr = $5; sa = $6; sc = $7; bad += $8
+            sar += ar; if (n == 1 || ar < amin) amin = ar
+            scr += cr; if (n == 1 || cr > cmax) cmax = cr
+            if (ar >= 98 && cr <= lim) goal++
+            soa += abs(oa); if (abs(oa) > oamax) oamax = abs(oa); if (abs(oa) <= 1) w1++
+            soc += abs(oc); if (abs(oc) > ocmax) ocmax = abs(oc); if (abs(oc) <= 10) w10++
+            if (sa != "-") {
+                ns++; ssa += sa; if (ns == 1 || sa < samin) samin = sa; ssc += sc; if (sa >= 98 && sc <= lim) sgoal++
+                if (ar < sa) worse = worse " " seed
+            }
+        }
+        END {
+            if (n == 0) { printf "(g) %s: no seed gave held-out figures", name; exit }
+            printf "(g) %s, %d seeds%s: calibrated %.1f%% of baseline accuracy (min %.1f), %.1f%% of its cost (max %.1f); ",
+                name, n, n < want ? " (of " want ")" : "", sar / n, amin, scr / n, cmax
+            printf "goal >=98%% at <=%d%%: %d of %d; prediction off by %.1f pt mean (max %.1f), cost %.0f%% mean (max %.0f%%); ",
+                lim, goal + 0, n, soa / n, oamax, soc / n, ocmax
+            printf "within 1 pt %d/%d, within 10%% %d/%d; ", w1 + 0, n, w10 + 0, n
+            if (ns) printf "shipped files: %.1f%% (min %.1f) at %.1f%%, goal %d of %d", ssa / ns, samin, ssc / ns, sgoal + 0, ns
+            else printf "shipped files: no figures"
+            if (bad) printf "; %d calibrate.sh not ok line(s)", bad
+            if (worse != "") printf "; calibrated less accurate than the shipped files at seed(s)%s", worse
+        }' "$bench/g.$gname")
+    echo "    $line"
+    gsum="$gsum    $line
+"
+done
+echo "    summary:"
+printf '%s' "$gsum"
+echo
 fi
