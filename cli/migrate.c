@@ -101,8 +101,8 @@ int migrate_sync_config(PGconn *c, const TqConfig *cfg, TqErr *err)
         const TqKind *kd = &cfg->kinds[i];
         char att[16], shadow[128];
         snprintf(att, sizeof att, "%d", kd->max_attempts);
-        snprintf(shadow, sizeof shadow, "{\"rate\": %.6g, \"min_agreement\": %.6g, \"window\": %d}", kd->shadow.rate,
-                 kd->shadow.min_agreement, kd->shadow.window);
+        snprintf(shadow, sizeof shadow, "{\"rate\": %.6g, \"min_agreement\": %.6g, \"window\": %d, \"boost\": %.6g}",
+                 kd->shadow.rate, kd->shadow.min_agreement, kd->shadow.window, kd->shadow.boost);
         Buf params;
         buf_init(&params, 0);
         rc = pgarray_add_text(&k[K_NAME], kd->name) || pgarray_add_text(&k[K_HASH], kd->hash) ||

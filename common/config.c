@@ -815,7 +815,7 @@ static int kind_features(Walk *w, TqKind *kd)
     static const char *const batch_keys[] = {"enabled", "max_items", "max_input_tokens", "fill_ms", "across_runs", NULL};
     static const char *const compress_keys[] = {"enabled", "threshold_tokens", "target_tokens", NULL};
     static const char *const cache_keys[] = {"enabled", "ttl_s", NULL};
-    static const char *const shadow_keys[] = {"rate", "min_agreement", "window", NULL};
+    static const char *const shadow_keys[] = {"rate", "min_agreement", "window", "boost", NULL};
     char sub[160];
     const char *path;
     int rc = 0;
@@ -823,6 +823,7 @@ static int kind_features(Walk *w, TqKind *kd)
         cache = json_get(&w->doc, 0, "cache"), shadow = json_get(&w->doc, 0, "shadow");
     kd->shadow.min_agreement = 0.85;
     kd->shadow.window = 50;
+    kd->shadow.boost = 10;
     if (shadow >= 0) {
         path = "shadow";
         if (json_type(&w->doc, shadow) != JSON_OBJECT)
@@ -830,7 +831,8 @@ static int kind_features(Walk *w, TqKind *kd)
         if ((rc = check_keys(w, shadow, path, shadow_keys)) ||
             (rc = get_double(w, shadow, "rate", SUB("rate"), 0, 1, &kd->shadow.rate)) ||
             (rc = get_double(w, shadow, "min_agreement", SUB("min_agreement"), 0, 1, &kd->shadow.min_agreement)) ||
-            (rc = get_int(w, shadow, "window", SUB("window"), 10, 100000, &kd->shadow.window)))
+            (rc = get_int(w, shadow, "window", SUB("window"), 10, 100000, &kd->shadow.window)) ||
+            (rc = get_double(w, shadow, "boost", SUB("boost"), 1, 100, &kd->shadow.boost)))
             return rc;
     }
     kd->has_compress_key = compress >= 0;

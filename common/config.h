@@ -114,6 +114,7 @@ typedef struct TqShadow {
     double rate;            /* fraction of such jobs sampled, 0 = off */
     double min_agreement;   /* below this (95% upper bound over the window) the kind is flagged */
     int window;             /* the estimate is over the kind's last `window` shadow calls */
+    double boost;           /* rate x this while the first tier's share of jobs has shifted (1 = never) */
 } TqShadow;
 
 /* A job parameter the kind declares for its templates ({name} in the system prompt or a model's

@@ -571,6 +571,31 @@ int queue_shadow_estimates(PGconn *c, const char *run_name, QueueShadowEstimate 
     return 0;
 }
 
+int queue_first_tier_shift(PGconn *c, const char *run_name, QueueTierShift *out, int cap, int *n, TqErr *err)
+{
+    const char *p[] = {run_name};
+    PGresult *r = db_query(c, "first tier shift",
+                           "SELECT kind, recent_jobs, recent_first, reference_jobs, reference_first, z, shifted"
+                           " FROM tierq.first_tier_shift($1::text)",
+                           1, p, err);
+    if (!r)
+        return TQ_EDB;
+    int m = 0;
+    for (int i = 0; i < PQntuples(r) && m < cap; i++, m++) {
+        QueueTierShift *e = &out[m];
+        snprintf(e->kind, sizeof e->kind, "%s", PQgetvalue(r, i, 0));
+        e->recent_jobs = atoll(PQgetvalue(r, i, 1));
+        e->recent_first = atoll(PQgetvalue(r, i, 2));
+        e->reference_jobs = atoll(PQgetvalue(r, i, 3));
+        e->reference_first = atoll(PQgetvalue(r, i, 4));
+        e->z = PQgetisnull(r, i, 5) ? NAN : atof(PQgetvalue(r, i, 5));
+        e->shifted = PQgetvalue(r, i, 6)[0] == 't';
+    }
+    PQclear(r);
+    *n = m;
+    return 0;
+}
+
 /* The estimate: input as counted when the intent was written, output at the request's max_tokens,
  * at the model's prices as tierq.models has them; split over the row's jobs in equal shares, the
  * remainder (to the 1e-12 dollar) to the first, so the shares sum to the row exactly. */

@@ -83,6 +83,18 @@ typedef struct QueueShadowEstimate {
 /* Up to cap estimates (run_name NULL = every run) into out; *n their number. */
 int queue_shadow_estimates(PGconn *c, const char *run_name, QueueShadowEstimate *out, int cap, int *n, TqErr *err);
 
+/* How much of a kind's latest work its first tier answers against the work before (tierq.first_tier_shift,
+ * sql/009): a free signal that a model's answers changed. */
+typedef struct QueueTierShift {
+    char kind[64];
+    int64_t recent_jobs, recent_first, reference_jobs, reference_first;
+    double z;     /* NAN when undefined */
+    bool shifted; /* |z| >= 4 on enough jobs */
+} QueueTierShift;
+
+/* Up to cap kinds that sample shadow calls into out (run_name NULL = every run); *n their number. */
+int queue_first_tier_shift(PGconn *c, const char *run_name, QueueTierShift *out, int cap, int *n, TqErr *err);
+
 /* Requests whose sender died with them in flight: ledger rows still in status "sent" (the intent
  * written before the request left) older than stale_s, whose worker has not heartbeaten for stale_s,
  * become status "unknown" (reason settled_after_crash, usage_estimated) at an estimated cost — input

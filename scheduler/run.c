@@ -81,6 +81,10 @@ static void raise_fd_limit(void)
 #define RUN_ORPHAN_AFTER_S 15
 /* How often the shadow estimates are read while shadow calls come in. */
 #define RUN_SHADOW_CHECK_MS 5000
+/* ... or after this many finished jobs, but not more often than RUN_SHADOW_CHECK_MIN_MS: a fast run
+ * finishes thousands of jobs in 5 s, and the first tier's shift is seen within a few hundred. */
+#define RUN_SHADOW_CHECK_JOBS 250
+#define RUN_SHADOW_CHECK_MIN_MS 500
 
 typedef struct Run {
     const TqConfig *cfg;
@@ -104,7 +108,9 @@ typedef struct Run {
     char spill_dir[1024];    /* "" when none can be named */
     bool shadowing;          /* some kind claimed here samples shadow calls */
     bool *drifted;           /* per cfg kind: its shadow estimate is below its bar (warned once) */
+    bool *shifted;           /* per cfg kind: its first tier's share of jobs moved (warned once, shadows boosted) */
     int64_t next_shadow_check;
+    int64_t last_shadow_check, jobs_at_shadow_check;
     pthread_mutex_t pool_mu; /* the writer resumes parked calls while the scheduler may stop the pool */
 } Run;
 
@@ -399,6 +405,7 @@ static int run_setup(Run *r)
         r->total = 0;
 
     r->drifted = calloc((size_t)cfg->nkinds, sizeof *r->drifted);
+    r->shifted = calloc((size_t)cfg->nkinds, sizeof *r->shifted);
     for (int i = 0; i < r->nkinds; i++) {
         const TqKind *kd = config_kind(cfg, r->kinds[i]);
         r->shadowing |= kd && kd->shadow.rate > 0 && !opt->all_tiers;
@@ -406,7 +413,7 @@ static int run_setup(Run *r)
     r->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     r->held = held_new();
     r->done = callq_new();
-    if (r->efd < 0 || !r->held || !r->done || !r->drifted || plan_new(&r->plan, cfg, opt->all_tiers, &err)) {
+    if (r->efd < 0 || !r->held || !r->done || !r->drifted || !r->shifted || plan_new(&r->plan, cfg, opt->all_tiers, &err)) {
         fprintf(stderr, "tierq: run: cannot set up: %s\n", r->efd < 0 ? strerror(errno) : "out of memory");
         return RUN_EXIT_RUNTIME;
     }
@@ -451,6 +458,56 @@ static int run_setup(Run *r)
     return 0;
 }
 
+/* Index in cfg of a kind claimed here, or -1. */
+static int claimed_kind(const Run *r, const char *kind)
+{
+    int k = 0;
+    while (k < r->cfg->nkinds && strcmp(r->cfg->kinds[k].name, kind) != 0)
+        k++;
+    for (int j = 0; j < r->nkinds && k < r->cfg->nkinds; j++)
+        if (strcmp(r->kinds[j], kind) == 0)
+            return k;
+    return -1;
+}
+
+/* The free early warning: a kind whose first tier now answers a different share of its jobs than
+ * before (tierq.first_tier_shift) is said once, and its shadow calls are sampled at shadow.boost x
+ * the rate until the share settles, so the shadow estimate has the comparisons to confirm or clear
+ * it soon rather than after thousands of jobs. */
+static void check_tier_shift(Run *r)
+{
+    QueueTierShift sh[64];
+    int n = 0;
+    TqErr err = {0};
+    if (queue_first_tier_shift(r->conn, r->opt->run_name, sh, 64, &n, &err)) {
+        log_msg(LOG_WARN, "run", "cannot read the first tiers' shares: %s", err.msg);
+        return;
+    }
+    for (int i = 0; i < n; i++) {
+        int k = claimed_kind(r, sh[i].kind);
+        if (k < 0)
+            continue;
+        const TqKind *kd = &r->cfg->kinds[k];
+        double now = sh[i].recent_jobs ? 100.0 * (double)sh[i].recent_first / (double)sh[i].recent_jobs : 0;
+        double before = sh[i].reference_jobs ? 100.0 * (double)sh[i].reference_first / (double)sh[i].reference_jobs : 0;
+        if (sh[i].shifted && !r->shifted[k])
+            log_msg(LOG_WARN, "run",
+                    "kind %s: its first tier now answers %.0f%% of the jobs (last %lld) against %.0f%% of the %lld before"
+                    " (z %.1f): its model's answers or the jobs changed; shadow calls sampled at %gx the rate to tell",
+                    sh[i].kind, now, (long long)sh[i].recent_jobs, before, (long long)sh[i].reference_jobs, sh[i].z,
+                    kd->shadow.boost);
+        else if (!sh[i].shifted && r->shifted[k])
+            log_msg(LOG_INFO, "run", "kind %s: its first tier's share of the jobs settled (%.0f%%); shadow rate back to %g",
+                    sh[i].kind, now, kd->shadow.rate);
+        if (sh[i].shifted != r->shifted[k]) {
+            pthread_mutex_lock(&r->pool_mu);
+            pool_set_shadow_boost(r->pool, k, sh[i].shifted ? kd->shadow.boost : 1);
+            pthread_mutex_unlock(&r->pool_mu);
+        }
+        r->shifted[k] = sh[i].shifted;
+    }
+}
+
 /* The live shadow estimates of the kinds claimed here: a kind whose answers stopped agreeing with its
  * baseline model's (the 95% interval below its min_agreement) is said once, loudly, and again when it
  * recovers. Returns the number of kinds below their bar, -1 when the estimate could not be read. */
@@ -464,13 +521,8 @@ static int check_shadow(Run *r)
         return -1;
     }
     for (int i = 0; i < n; i++) {
-        int k = 0;
-        while (k < r->cfg->nkinds && strcmp(r->cfg->kinds[k].name, est[i].kind) != 0)
-            k++;
-        bool claimed = false;
-        for (int j = 0; j < r->nkinds && k < r->cfg->nkinds; j++)
-            claimed |= strcmp(r->kinds[j], est[i].kind) == 0;
-        if (!claimed)
+        int k = claimed_kind(r, est[i].kind);
+        if (k < 0)
             continue;
         below += est[i].below;
         if (est[i].below && !r->drifted[k])
@@ -506,9 +558,20 @@ static void run_housekeeping(Run *r, int64_t now)
         renew_leases(r);
         r->next_renew = now + opt->lease_s * 1000 / 3;
     }
-    if (r->shadowing && now >= r->next_shadow_check) {
+    int64_t finished = 0;
+    if (r->shadowing) {
+        WriterStats ws;
+        writer_get_stats(r->writer, &ws);
+        finished = ws.jobs_done + ws.jobs_failed;
+    }
+    if (r->shadowing && (now >= r->next_shadow_check ||
+                         (finished - r->jobs_at_shadow_check >= RUN_SHADOW_CHECK_JOBS &&
+                          now - r->last_shadow_check >= RUN_SHADOW_CHECK_MIN_MS))) {
+        check_tier_shift(r);
         check_shadow(r);
         r->next_shadow_check = now + RUN_SHADOW_CHECK_MS;
+        r->last_shadow_check = now;
+        r->jobs_at_shadow_check = finished;
     }
     if (now >= r->next_beat) {
         Buf info;
@@ -762,6 +825,7 @@ static void run_free(Run *r)
         PQfinish(r->conn);
     plan_free(r->plan);
     free(r->drifted);
+    free(r->shifted);
     held_free(r->held);
     fifo_free(r->done);
     if (r->efd >= 0)

@@ -199,15 +199,15 @@ Call *call_new_for_job(const TqConfig *cfg, const TqKind *kind, QueueJob *job)
     return c;
 }
 
-bool call_shadow_sampled(const TqKind *kind, int64_t job_id)
+bool call_shadow_sampled(double rate, int64_t job_id)
 {
-    if (!(kind->shadow.rate > 0))
+    if (!(rate > 0))
         return false;
     uint64_t x = (uint64_t)job_id + 0x9e3779b97f4a7c15ULL; /* splitmix64: ids are sequential, the sample must not be */
     x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
     x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
     x ^= x >> 31;
-    return (double)(x >> 11) / 9007199254740992.0 < kind->shadow.rate;
+    return (double)(x >> 11) / 9007199254740992.0 < rate;
 }
 
 static char **strv_dup(char *const *v, int n)

@@ -156,9 +156,9 @@ bool call_is_finished(const Call *call);
  * the ledger within a flush, not when the whole call ends. NULL when there are none (or no memory:
  * the rows then stay). Only while no row is awaiting its score (phase ANSWER). */
 Call *call_take_rows(Call *c);
-/* Whether job_id is in the kind's shadow sample (kind->shadow.rate of jobs, by a hash of the id: the
- * same jobs whichever process answers them). */
-bool call_shadow_sampled(const TqKind *kind, int64_t job_id);
+/* Whether job_id is in a shadow sample of this rate (by a hash of the id: the same jobs whichever
+ * process answers them, and a higher rate samples a superset). */
+bool call_shadow_sampled(double rate, int64_t job_id);
 /* A shadow call for src, a job of c that a tier cheaper than the baseline answered: the same request
  * sent to the kind's baseline model, whose answer is recorded (ledger purpose "shadow", charged to no
  * job) to be compared with src's. NULL when out of memory. */

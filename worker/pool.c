@@ -78,6 +78,7 @@ struct Pool {
     bool closed;                     /* under resume_mu: no call comes back in any more */
     struct curl_slist **prov_headers;
     char **prov_url;
+    atomic_int *shadow_boost_milli;  /* per kind: the shadow rate's factor x 1000 (1000 = as configured) */
 };
 
 void pool_default_options(PoolOptions *o)
@@ -189,10 +190,15 @@ static void spawn_shadows(Worker *w, Call *c)
 {
     if (c->all_tiers || !(c->kind->shadow.rate > 0) || atomic_load(&w->pool->stop))
         return;
+    const Pool *p = w->pool;
+    const ptrdiff_t k = c->kind - p->cfg->kinds;
+    double rate = c->kind->shadow.rate;
+    if (p->shadow_boost_milli && k >= 0 && k < p->cfg->nkinds)
+        rate *= atomic_load(&p->shadow_boost_milli[k]) / 1000.0;
     for (int j = 0; j < c->njobs; j++) {
         const CallJob *cj = &c->jobs[j];
         if (!cj->job || cj->outcome != CALL_JOB_DONE || cj->answer_model == c->kind->baseline_model ||
-            !call_shadow_sampled(c->kind, cj->job->id))
+            !call_shadow_sampled(rate, cj->job->id))
             continue;
         Call *s = call_new_shadow(c, cj);
         if (!s)
@@ -1080,9 +1086,17 @@ static void pool_free(Pool *p)
     free(p->prov_url);
     free(p->prov_in_flight);
     free(p->prov_stopped);
+    free(p->shadow_boost_milli);
     free(p->workers);
     pthread_mutex_destroy(&p->resume_mu);
     free(p);
+}
+
+void pool_set_shadow_boost(Pool *p, int kind, double factor)
+{
+    if (!p || kind < 0 || kind >= p->cfg->nkinds || !(factor >= 1))
+        return;
+    atomic_store(&p->shadow_boost_milli[kind], factor > 1000 ? 1000000 : (int)(factor * 1000));
 }
 
 int pool_start(Pool **out, const TqConfig *cfg, const PoolOptions *opt, const char *worker_id, Fifo *done, TqErr *err)
@@ -1099,7 +1113,10 @@ int pool_start(Pool **out, const TqConfig *cfg, const PoolOptions *opt, const ch
     p->prov_stopped = calloc((size_t)np, sizeof *p->prov_stopped);
     p->prov_headers = calloc((size_t)np, sizeof *p->prov_headers);
     p->prov_url = calloc((size_t)np, sizeof *p->prov_url);
-    if (!p->prov_in_flight || !p->prov_stopped || !p->prov_headers || !p->prov_url) {
+    p->shadow_boost_milli = calloc((size_t)(cfg->nkinds > 0 ? cfg->nkinds : 1), sizeof *p->shadow_boost_milli);
+    for (int k = 0; p->shadow_boost_milli && k < cfg->nkinds; k++)
+        atomic_init(&p->shadow_boost_milli[k], 1000);
+    if (!p->prov_in_flight || !p->prov_stopped || !p->prov_headers || !p->prov_url || !p->shadow_boost_milli) {
         pool_free(p);
         return tq_err(err, TQ_ENOMEM, "out of memory");
     }

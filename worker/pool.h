@@ -65,4 +65,8 @@ bool pool_provider_stopped(Pool *p);
  * caller frees or hands their jobs back); pass NULL to free them. */
 void pool_stop(Pool *p, Call **leftover);
 
+/* Sample shadow calls of kind cfg->kinds[kind] at factor x its shadow.rate (at most 1) from now on;
+ * factor 1 is the configured rate. Any thread. */
+void pool_set_shadow_boost(Pool *p, int kind, double factor);
+
 #endif

@@ -29,6 +29,12 @@ static void setup_files(void)
                   " \"baseline_model\": \"gpt-4o\", \"max_tokens\": 16, \"temperature\": 0,"
                   " \"checks\": {\"min_chars\": 1, \"max_chars\": 64},"
                   " \"shadow\": {\"rate\": 0.25, \"min_agreement\": 0.3, \"window\": 40}}");
+    snprintf(p, sizeof p, "%s/shifty.json", jobs);
+    write_file(p, "{\"system_prompt\": \"Answer with a single word or a short phrase, nothing else.\","
+                  " \"tiers\": [{\"model\": \"qwen3-8b\", \"accept\": 0.8}, {\"model\": \"gpt-4o\"}],"
+                  " \"baseline_model\": \"gpt-4o\", \"max_tokens\": 16, \"temperature\": 0,"
+                  " \"checks\": {\"min_chars\": 1, \"max_chars\": 64, \"logprobs\": true},"
+                  " \"shadow\": {\"rate\": 0.02, \"min_agreement\": 0.7, \"window\": 40, \"boost\": 10}}");
     FILE *f = fopen(answers, "w");
     if (f) {
         fprintf(f, "kind\tprompt\texpected\n");
@@ -136,12 +142,95 @@ static void test_drift_mid_run_is_flagged(void)
     sim_stop(&s);
 }
 
+/* The free early warning: a kind with a real bar (accept 0.8) whose cheap model gets much worse
+ * mid-run. Its first tier's share of the jobs falls at once (the bar escalates most of the new wrong
+ * answers); a running daemon says so and samples shadow calls at boost x the rate, so the shadow
+ * estimate has comparisons to flag the drift within the next thousand jobs — at a 2% rate alone it
+ * would get about three. */
+static void test_first_tier_shift_boosts_shadows(void)
+{
+    SimProc s;
+    CHECK_INT(sim_start(&s, answers, "--latency-ms 2"), 0);
+    PGconn *c = testdb_connect();
+    char log[400], cmd[2048];
+    snprintf(log, sizeof log, "%s/daemon.log", dir);
+    snprintf(cmd, sizeof cmd,
+             "TIERQ_DATABASE_URL='%s' TIERQ_BASE_URL='%s' '%s' run --run shift --kinds shifty >'%s' 2>&1 & echo $!",
+             testdb_conninfo, s.base_url, getenv("TIERQ_BIN"), log);
+    FILE *p = popen(cmd, "r");
+    int pid = 0;
+    if (!p || fscanf(p, "%d", &pid) != 1)
+        pid = 0;
+    if (p)
+        pclose(p);
+    CHECK(pid > 0);
+    char sql[400];
+    snprintf(sql, sizeof sql,
+             "INSERT INTO tierq.jobs (kind, prompt, expected, run_name) SELECT 'shifty', 'shadow question ' || g,"
+             " 'answer ' || (g %% 5), 'shift' FROM generate_series(1, 1000) g");
+    testdb_exec(c, sql, NULL, 0);
+    const char *done = "SELECT count(*) FROM tierq.jobs WHERE run_name = 'shift' AND state = 'done'";
+    CHECK_INT(wait_for(c, done, 1000, 60000), 1000);
+    usleep(700000); /* one more check over the steady jobs */
+    long long first_before = q(c, "SELECT count(*) FROM tierq.jobs WHERE run_name = 'shift' AND tier = 1");
+    long long last_steady = q(c, "SELECT max(id) FROM tierq.jobs WHERE run_name = 'shift'");
+    char text[65536] = "";
+    FILE *lf = fopen(log, "r");
+    if (lf) {
+        size_t n = fread(text, 1, sizeof text - 1, lf);
+        text[n] = '\0';
+        fclose(lf);
+    }
+    CHECKF(!strstr(text, "first tier now answers") && !strstr(text, "have drifted"), "steady jobs flagged: %s", text);
+
+    CHECK_INT(sim_tune(&s, "qwen3-8b", "{\"skill\": 0.02}"), 200);
+    for (int chunk = 0; chunk < 15; chunk++) {
+        snprintf(sql, sizeof sql,
+                 "INSERT INTO tierq.jobs (kind, prompt, expected, run_name) SELECT 'shifty', 'shadow question ' || g,"
+                 " 'answer ' || (g %% 5), 'shift' FROM generate_series(%d, %d) g",
+                 1001 + chunk * 100, 1100 + chunk * 100);
+        testdb_exec(c, sql, NULL, 0);
+        snprintf(sql, sizeof sql, "%s", done);
+        wait_for(c, done, 1100 + chunk * 100, 30000);
+        usleep(150000);
+    }
+    usleep(700000);
+    kill(pid, SIGTERM);
+    for (int i = 0; i < 100 && kill(pid, 0) == 0; i++)
+        usleep(50000);
+    lf = fopen(log, "r");
+    if (lf) {
+        size_t n = fread(text, 1, sizeof text - 1, lf);
+        text[n] = '\0';
+        fclose(lf);
+    }
+    CHECKF(strstr(text, "kind shifty: its first tier now answers") && strstr(text, "sampled at 10x the rate"),
+           "no shift warning: %s", text);
+    CHECKF(strstr(text, "kind shifty: its answers agree with the baseline model's only") && strstr(text, "have drifted"),
+           "the shadow estimate did not flag the drift: %s", text);
+    /* the first tier's share did fall, and the boost sampled far more than 2% of what it answered */
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM tierq.jobs WHERE run_name = 'shift' AND tier = 1 AND id > %lld",
+             last_steady);
+    long long first_after = q(c, sql);
+    CHECKF(first_before > 450 && (double)first_after / 1500.0 < 0.6 * (double)first_before / 1000.0,
+           "tier 1 answered %lld of the first 1000, %lld of the 1500 after", first_before, first_after);
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM tierq.calls WHERE run_name = 'shift' AND purpose = 'shadow' AND job_ids[1] > %lld",
+             last_steady);
+    long long boosted = q(c, sql);
+    CHECKF(boosted > 3 * (0.02 * (double)first_after + 1), "%lld shadow calls for %lld tier-1 jobs after the switch",
+           boosted, first_after);
+    PQfinish(c);
+    sim_stop(&s);
+}
+
 int main(void)
 {
     setup_files();
     testdb_setup("tq_shadow", 1);
     RUN(test_steady_run_samples_at_the_rate_and_pays_apart);
     RUN(test_drift_mid_run_is_flagged);
+    RUN(test_first_tier_shift_boosts_shadows);
     char cmd[400];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0)

@@ -135,6 +135,8 @@ static void test_mistakes_are_named(void)
         {"chat.json", "{\"tiers\": [{\"model\": \"gpt-4o\"}]},", "chat.json: invalid json near byte 32: expected the end of the document"},
         {"chat.json", "{\"tiers\": [{\"model\": \"gpt-4o\"}], \"max_tokens\": 50, \"max_tokens\": 60}", "chat.json: \"max_tokens\" is given twice"},
         {"chat.json", "{\"tiers\": [{\"model\": \"gpt-4o\", \"model\": \"gpt-4o-mini\"}]}", "chat.json: tiers[0]: \"model\" is given twice"},
+        {"chat.json", "{\"tiers\": [{\"model\": \"gpt-4o\"}], \"shadow\": {\"rate\": 0.02, \"boost\": 0.5}}", "chat.json: shadow.boost must be a number from 1 to 100"},
+        {"chat.json", "{\"tiers\": [{\"model\": \"gpt-4o\"}], \"shadow\": {\"rate\": 0.02, \"bost\": 5}}", "\"bost\" is not a known key"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         scratch_with(cases[i].file, cases[i].content);
