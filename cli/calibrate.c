@@ -113,6 +113,8 @@ typedef struct CalData {
     double batch_ratio;     /* input tokens batched / alone over the calls seen */
     int batch_size;         /* the largest batch seen: what the first tier asked gets */
     long batch_calls;
+    int model[CAL_MAX_TIERS];      /* per calibration tier: its model (index in cfg->models) */
+    double current[CAL_MAX_TIERS]; /* per calibration tier: the configured bar, CAL_DROP if not configured */
 } CalData;
 
 static void cal_data_free(CalData *d)
@@ -316,11 +318,13 @@ static int parse_i64(const char *s, int64_t *out)
     return 0;
 }
 
-/* Which tier of the run answers for each configured tier: the configured tiers must be the run's
- * tiers or a subsequence of them (a plan calibrate wrote, with tiers dropped, still calibrates on the
- * run that chose it), matched by model in order. run_tier[t] is 1-based. */
-static int map_tiers(const PGresult *r, const TqConfig *cfg, const TqKind *kd, const CalibrateOptions *o,
-                     int *run_tier, TqErr *err)
+/* The tiers to calibrate: the run's tiers up to the one answering the kind's last configured tier,
+ * matched by model in order. The configured tiers must be the run's or a subsequence of them; a run
+ * tier the kind no longer names (one calibrate dropped) is a candidate again, configured as dropped,
+ * so calibrating the written plan on the run that chose it searches the same plans and changes
+ * nothing. Fills d->ntiers, d->model, d->current and run_tier (1-based, per calibration tier). */
+static int calibration_tiers(const PGresult *r, const TqConfig *cfg, const TqKind *kd, const CalibrateOptions *o,
+                             CalData *d, int *run_tier, TqErr *err)
 {
     const char *run_model[CAL_MAX_TIERS + 1] = {0};
     int top = 0;
@@ -333,6 +337,7 @@ static int map_tiers(const PGresult *r, const TqConfig *cfg, const TqKind *kd, c
         if (tier > top)
             top = tier;
     }
+    int of_config[CAL_MAX_TIERS]; /* configured tier t -> run tier */
     int next = 1;
     for (int t = 0; t < kd->ntiers; t++) {
         const char *want = cfg->models[kd->tiers[t].model].name;
@@ -345,10 +350,39 @@ static int map_tiers(const PGresult *r, const TqConfig *cfg, const TqKind *kd, c
                               "run %s answered tier %d of kind %s with %s, but %s now names %s for that tier; "
                               "calibrate on an all-tiers run made with the current tiers (or a subset of them)",
                               o->run_name, t + 1, kd->name, got, kd->file, want);
-            run_tier[t] = t + 1; /* the run lacks it: no job has every tier, reported as such */
-            continue;
+            top = 0; /* the run lacks it: no job has every tier, reported as such */
+            break;
         }
-        run_tier[t] = next++;
+        of_config[t] = next++;
+    }
+    d->ntiers = 0;
+    if (top == 0) { /* nothing of this kind in the run: the configured tiers, for the counts */
+        for (int t = 0; t < kd->ntiers; t++) {
+            d->model[t] = kd->tiers[t].model;
+            d->current[t] = t + 1 < kd->ntiers ? kd->tiers[t].accept : 0;
+            run_tier[t] = t + 1;
+        }
+        d->ntiers = kd->ntiers;
+        return 0;
+    }
+    for (int rt = 1, t = 0; rt <= of_config[kd->ntiers - 1]; rt++) {
+        if (!run_model[rt])
+            continue;
+        int m = 0;
+        while (m < cfg->nmodels && strcmp(cfg->models[m].name, run_model[rt]) != 0)
+            m++;
+        bool configured = t < kd->ntiers && of_config[t] == rt;
+        if (m == cfg->nmodels) {
+            if (configured)
+                return tq_err(err, TQ_EINVAL, "calibrate: model %s is not defined", run_model[rt]);
+            continue; /* a dropped tier whose model is gone: not a candidate */
+        }
+        int i = d->ntiers++;
+        d->model[i] = m;
+        d->current[i] = configured ? (t + 1 < kd->ntiers ? kd->tiers[t].accept : 0) : CAL_DROP;
+        run_tier[i] = rt;
+        if (configured)
+            t++;
     }
     return 0;
 }
@@ -358,14 +392,13 @@ static int map_tiers(const PGresult *r, const TqConfig *cfg, const TqKind *kd, c
 static int load_rows(const PGresult *r, const TqConfig *cfg, const TqKind *kd, const CalibrateOptions *o,
                      CalData *d, TqErr *err)
 {
-    const int n = kd->ntiers;
     const long rows = PQntuples(r);
-    const size_t cap = (size_t)(rows / n + 1) * (size_t)n;
     int run_tier[CAL_MAX_TIERS];
-    int rc = map_tiers(r, cfg, kd, o, run_tier, err);
+    int rc = calibration_tiers(r, cfg, kd, o, d, run_tier, err);
     if (rc)
         return rc;
-    d->ntiers = n;
+    const int n = d->ntiers;
+    const size_t cap = (size_t)(rows / n + 1) * (size_t)n;
     d->score = malloc(cap * sizeof *d->score);
     d->correct = malloc(cap * sizeof *d->correct);
     d->answer_pico = malloc(cap * sizeof *d->answer_pico);
@@ -386,7 +419,7 @@ static int load_rows(const PGresult *r, const TqConfig *cfg, const TqKind *kd, c
             row_of[t] = -1;
             for (long k = i; k < end; k++) /* one row per tier (the query keeps one answer per tier) */
                 if (atoi(PQgetvalue(r, (int)k, CR_TIER)) == run_tier[t] &&
-                    strcmp(PQgetvalue(r, (int)k, CR_MODEL), cfg->models[kd->tiers[t].model].name) == 0)
+                    strcmp(PQgetvalue(r, (int)k, CR_MODEL), cfg->models[d->model[t]].name) == 0)
                     row_of[t] = (int)k;
             found += row_of[t] >= 0;
         }
@@ -403,7 +436,7 @@ static int load_rows(const PGresult *r, const TqConfig *cfg, const TqKind *kd, c
                     parse_i64(PQgetvalue(r, row, CR_OUT_TOKENS), &out_tokens))
                     return tq_err(err, TQ_EDB, "calibrate: unexpected cost value");
                 /* micro-USD per Mtok is picodollars per token */
-                int64_t out = cost_of_call(&cfg->models[kd->tiers[t].model].prices, 0, 0, out_tokens);
+                int64_t out = cost_of_call(&cfg->models[d->model[t]].prices, 0, 0, out_tokens);
                 d->out_pico[at] = out < d->answer_pico[at] ? out : d->answer_pico[at];
             }
             uint64_t state = strtoull(job, NULL, 10);
@@ -670,7 +703,7 @@ typedef struct Ctx {
 
 static const char *tier_model(Ctx *x, int t)
 {
-    return x->cfg->models[x->kd->tiers[t].model].name;
+    return x->cfg->models[x->d->model[t]].name;
 }
 
 /* num / den rounded half away from zero to `decimals` places, as text in one of the context's
@@ -993,7 +1026,7 @@ static int new_kind_text(const KindCal *k, const TqConfig *cfg, const Plan *rec,
     for (int t = 0; t < k->d.ntiers; t++) {
         if (t + 1 < k->d.ntiers && rec->accept[t] == CAL_DROP)
             continue;
-        tiers[n].model = cfg->models[k->kd->tiers[t].model].name;
+        tiers[n].model = cfg->models[k->d.model[t]].name;
         tiers[n++].accept = t + 1 < k->d.ntiers ? rec->accept[t] : 0;
     }
     TqErr e2 = {0};
@@ -1068,7 +1101,7 @@ static void kind_plans(KindCal *k, const CalibrateOptions *o, Plan *plans)
     double accept[CAL_MAX_TIERS] = {0};
     memset(plans, 0, sizeof(Plan) * PLAN_COUNT);
     for (int t = 0; t + 1 < n; t++)
-        accept[t] = k->kd->tiers[t].accept;
+        accept[t] = d->current[t];
     plan_eval(d, accept, -1, &plans[PLAN_CURRENT]);
     combo_accept(k->pick, n, k->grid, o->step, accept);
     plan_eval(d, accept, k->pick, &plans[PLAN_RECOMMENDED]);
@@ -1228,6 +1261,17 @@ int calibrate_run(PGconn *c, const TqConfig *cfg, const CalibrateOptions *o, FIL
             continue;
         }
         const int n = k->d.ntiers;
+        k->combos = 1; /* the run may bring back a tier the kind dropped: count again */
+        for (int t = 0; t + 1 < n; t++) {
+            if (k->combos > CALIBRATE_MAX_COMBINATIONS / (grid + 1)) {
+                rc = tq_err(err, TQ_EINVAL,
+                            "calibrate: step %g over %d tiers of kind %s makes more than %d threshold sets; use a "
+                            "larger step",
+                            o->step, n - 1, k->kd->name, CALIBRATE_MAX_COMBINATIONS);
+                goto cleanup;
+            }
+            k->combos *= grid + 1;
+        }
         for (long j = 0; j < k->d.njobs; j++) {
             size_t at = (size_t)j * (size_t)n + (size_t)(n - 1);
             k->last_correct += k->d.correct[at];
