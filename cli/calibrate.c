@@ -23,7 +23,10 @@
 #define CAL_PICO_PER_USD 1e12L
 #define CAL_FIXED_SLOTS 16
 #define CAL_FIXED_LEN 48
-#define CAL_DROP (-1.0)            /* a bar meaning: the tier is left out of the plan */
+#define CAL_DROP (-1.0)            /* a bar meaning: the tier is left out of the plan (or no agree bar) */
+/* A plan's bars: accept[t] for tier t, accept[CAL_AGREE + t] its accept_if_agrees (CAL_DROP: none). */
+#define CAL_AGREE CAL_MAX_TIERS
+#define CAL_SLOTS (2 * CAL_MAX_TIERS)
 #define CAL_MAX_KINDS 64
 #define CAL_MAX_FILE_BYTES (1u << 20) /* a kind file to rewrite */
 #define CAL_Z95 1.959964
@@ -64,7 +67,8 @@ static const char *const SQL_CAL_ROWS =
     "    AND c.purpose IN ('answer', 'judge')"
     "), a AS ("
     "  SELECT DISTINCT ON (lc.job_id, lc.tier) lc.job_id, lc.tier, lc.model, lc.score::float8 AS score,"
-    "    coalesce(tierq.normalize_answer(lc.answer) = tierq.normalize_answer(j.expected), false) AS correct"
+    "    coalesce(tierq.normalize_answer(lc.answer) = tierq.normalize_answer(j.expected), false) AS correct,"
+    "    hashtextextended(tierq.normalize_answer(lc.answer), 0) AS answer_hash"
     "  FROM lc JOIN j ON j.id = lc.job_id"
     "  WHERE lc.purpose = 'answer' AND lc.status = 'ok' AND lc.answer IS NOT NULL"
     "  ORDER BY lc.job_id, lc.tier, lc.id DESC"
@@ -75,7 +79,7 @@ static const char *const SQL_CAL_ROWS =
     "    round(coalesce(sum(lc.out_share) FILTER (WHERE lc.purpose = 'answer'), 0))::bigint AS out_tokens"
     "  FROM lc JOIN j ON j.id = lc.job_id GROUP BY lc.job_id, lc.tier"
     ")"
-    " SELECT a.job_id, a.tier, a.model, a.score, a.correct, m.answer_pico, m.judge_pico, m.out_tokens"
+    " SELECT a.job_id, a.tier, a.model, a.score, a.correct, m.answer_pico, m.judge_pico, m.out_tokens, a.answer_hash"
     " FROM a JOIN m USING (job_id, tier) ORDER BY a.job_id, a.tier";
 
 /* How batching shrinks a kind's input, from its batched answer calls in the ledger (last 30 days):
@@ -93,7 +97,7 @@ static const char *const SQL_CAL_BATCH =
     " WHERE kind = $1 AND purpose = 'answer' AND status = 'ok' AND cardinality(job_ids) > 1"
     "   AND solo_tokens_in > 0 AND tokens_in > 0 AND created_at > now() - interval '30 days'";
 
-enum { CR_JOB, CR_TIER, CR_MODEL, CR_SCORE, CR_CORRECT, CR_ANSWER_PICO, CR_JUDGE_PICO, CR_OUT_TOKENS, CR_NCOLS };
+enum { CR_JOB, CR_TIER, CR_MODEL, CR_SCORE, CR_CORRECT, CR_ANSWER_PICO, CR_JUDGE_PICO, CR_OUT_TOKENS, CR_HASH, CR_NCOLS };
 
 /* Per usable job and tier, row-major [job * ntiers + tier]. */
 typedef struct CalData {
@@ -106,6 +110,7 @@ typedef struct CalData {
     uint64_t *job_hash;     /* per job: a mix of its id, which picks its cross-validation fold */
     long in_run, with_expected;
     int64_t *out_pico;      /* the output part of answer_pico (batching leaves it as it is) */
+    int64_t *answer_hash;   /* a hash of the normalised answer: do two tiers agree? */
     /* batching (an all-tiers run sends every job alone): see batch_factor */
     bool batched;           /* the kind batches and the ledger has batched calls of it */
     bool batch_fitted;      /* sys/item fitted from two or more batch sizes; else batch_ratio */
@@ -114,7 +119,7 @@ typedef struct CalData {
     int batch_size;         /* the largest batch seen: what the first tier asked gets */
     long batch_calls;
     int model[CAL_MAX_TIERS];      /* per calibration tier: its model (index in cfg->models) */
-    double current[CAL_MAX_TIERS]; /* per calibration tier: the configured bar, CAL_DROP if not configured */
+    double current[CAL_SLOTS];     /* the configured plan: bars (CAL_DROP if not configured) and agree bars */
 } CalData;
 
 static void cal_data_free(CalData *d)
@@ -125,13 +130,14 @@ static void cal_data_free(CalData *d)
     free(d->judge_pico);
     free(d->job_hash);
     free(d->out_pico);
+    free(d->answer_hash);
 }
 
 /* What one threshold set does to the run. */
 typedef struct Plan {
     bool set;
     long combo;                      /* index in the search; -1 for the configured set */
-    double accept[CAL_MAX_TIERS];    /* tiers 0..ntiers-2 */
+    double accept[CAL_SLOTS];        /* tiers 0..ntiers-2, and their agree bars (CAL_AGREE + t) */
     long correct;
     int64_t pico;                    /* summed over the jobs */
     long at[CAL_MAX_TIERS];          /* jobs answered at each tier */
@@ -164,6 +170,8 @@ static double batch_factor(const CalData *d, double b)
     return f < 0.01 ? 0.01 : f > 1 ? 1 : f;
 }
 
+static int replay_job(const CalData *d, const double *accept, const double *factor, long j, int64_t *cost);
+
 /* Per tier, the share of its input cost the plan pays: batches at a tier hold the jobs a first-tier
  * batch sent up (the engine sends a batch's escalated items on together), so the first tier asked
  * gets full batches and a tier reached by a fraction r of the jobs batches of r x that. */
@@ -172,17 +180,10 @@ static void plan_factors(const CalData *d, const double *accept, double *factor)
     const int n = d->ntiers;
     long asked[CAL_MAX_TIERS] = {0};
     for (long j = 0; d->batched && j < d->njobs; j++) {
-        const size_t base = (size_t)j * (size_t)n;
-        int t = 0;
-        for (; t + 1 < n; t++) {
-            if (accept[t] == CAL_DROP)
-                continue;
-            asked[t]++;
-            if (passes(d->score[base + (size_t)t], accept[t]))
-                break;
-        }
-        if (t == n - 1)
-            asked[t]++;
+        int64_t unused;
+        int answered = replay_job(d, accept, NULL, j, &unused);
+        for (int t = 0; t <= answered; t++)
+            asked[t] += t == n - 1 || accept[t] != CAL_DROP;
     }
     for (int t = 0; t < n; t++)
         factor[t] = d->batched && d->njobs > 0
@@ -199,21 +200,35 @@ static int64_t answer_cost(const CalData *d, size_t at, double factor)
     return d->out_pico[at] + (int64_t)llround((double)in * factor);
 }
 
-/* One job through the cascade: the tier that answers it (0-based), what it cost. */
+/* One job through the cascade: the tier that answers it (0-based), what it cost. An answer passes
+ * its tier's bar, or its lower agree bar when it agrees with the best earlier answer (the highest
+ * scored, as the engine keeps it; unscored answers are not kept). factor NULL: costs not wanted. */
 static int replay_job(const CalData *d, const double *accept, const double *factor, long j, int64_t *cost)
 {
     const int n = d->ntiers;
     const size_t base = (size_t)j * (size_t)n;
     int64_t job_cost = 0;
+    bool have_best = false;
+    double best_score = 0;
+    int64_t best_hash = 0;
     int t = 0;
     for (; t + 1 < n; t++) {
         if (accept[t] == CAL_DROP)
             continue;
-        job_cost += answer_cost(d, base + (size_t)t, factor[t]) + d->judge_pico[base + (size_t)t];
-        if (passes(d->score[base + (size_t)t], accept[t]))
+        const size_t at = base + (size_t)t;
+        if (factor)
+            job_cost += answer_cost(d, at, factor[t]) + d->judge_pico[at];
+        if (passes(d->score[at], accept[t]) ||
+            (accept[CAL_AGREE + t] != CAL_DROP && have_best && best_hash == d->answer_hash[at] &&
+             passes(d->score[at], accept[CAL_AGREE + t])))
             break;
+        if (!isnan(d->score[at]) && (!have_best || d->score[at] > best_score)) {
+            have_best = true;
+            best_score = d->score[at];
+            best_hash = d->answer_hash[at];
+        }
     }
-    if (t == n - 1)
+    if (t == n - 1 && factor)
         job_cost += answer_cost(d, base + (size_t)t, factor[t]);
     *cost = job_cost;
     return t;
@@ -255,8 +270,10 @@ static void plan_eval(const CalData *d, const double *accept, long combo, Plan *
     memset(p, 0, sizeof *p);
     p->set = true;
     p->combo = combo;
-    for (int t = 0; t + 1 < d->ntiers; t++)
+    for (int t = 0; t + 1 < d->ntiers; t++) {
         p->accept[t] = accept[t];
+        p->accept[CAL_AGREE + t] = accept[CAL_AGREE + t];
+    }
     replay(d, accept, &p->correct, &p->pico, p->at);
 }
 
@@ -270,12 +287,29 @@ static double grid_value(long k, double step)
 /* Search index -> bars; tier 0 is the most significant digit, so a larger index means higher bars
  * on the earlier tiers. Each digit runs 0..grid: grid steps of bars, then CAL_DROP (the tier left
  * out), so the last index drops every tier but the last: the last tier alone. */
-static void combo_accept(long combo, int ntiers, long grid, double step, double *accept)
+static void combo_accept(long combo, int ntiers, int agree, long grid, double step, double *accept)
 {
+    /* agree bars, the least significant digits, for tiers 1..ntiers-2 when the search has them (the
+     * last digit value: none, so the last index is still the last tier alone) */
+    for (int t = 0; t < CAL_MAX_TIERS; t++)
+        accept[CAL_AGREE + t] = CAL_DROP;
+    for (int t = ntiers - 2; agree && t >= 1; t--) {
+        long v = combo % (grid + 1);
+        accept[CAL_AGREE + t] = v == grid ? CAL_DROP : grid_value(v, step);
+        combo /= grid + 1;
+    }
     for (int t = ntiers - 2; t >= 0; t--) {
         long v = combo % (grid + 1);
         accept[t] = v == grid ? CAL_DROP : grid_value(v, step);
         combo /= grid + 1;
+    }
+    /* an agree bar acts only below the tier's own bar and after a tier that was asked: elsewhere it
+     * is none (what the kind file could not hold either) */
+    bool earlier = false;
+    for (int t = 0; t + 1 < ntiers; t++) {
+        if (!earlier || accept[t] == CAL_DROP || !(accept[CAL_AGREE + t] < accept[t]))
+            accept[CAL_AGREE + t] = CAL_DROP;
+        earlier |= accept[t] != CAL_DROP;
     }
 }
 
@@ -356,6 +390,8 @@ static int calibration_tiers(const PGresult *r, const TqConfig *cfg, const TqKin
         of_config[t] = next++;
     }
     d->ntiers = 0;
+    for (int t = 0; t < CAL_SLOTS; t++)
+        d->current[t] = CAL_DROP;
     if (top == 0) { /* nothing of this kind in the run: the configured tiers, for the counts */
         for (int t = 0; t < kd->ntiers; t++) {
             d->model[t] = kd->tiers[t].model;
@@ -380,6 +416,8 @@ static int calibration_tiers(const PGresult *r, const TqConfig *cfg, const TqKin
         int i = d->ntiers++;
         d->model[i] = m;
         d->current[i] = configured ? (t + 1 < kd->ntiers ? kd->tiers[t].accept : 0) : CAL_DROP;
+        if (configured && !isnan(kd->tiers[t].accept_if_agrees))
+            d->current[CAL_AGREE + i] = kd->tiers[t].accept_if_agrees;
         run_tier[i] = rt;
         if (configured)
             t++;
@@ -405,7 +443,9 @@ static int load_rows(const PGresult *r, const TqConfig *cfg, const TqKind *kd, c
     d->judge_pico = malloc(cap * sizeof *d->judge_pico);
     d->job_hash = malloc((size_t)(rows / n + 1) * sizeof *d->job_hash);
     d->out_pico = malloc(cap * sizeof *d->out_pico);
-    if (!d->score || !d->correct || !d->answer_pico || !d->judge_pico || !d->job_hash || !d->out_pico)
+    d->answer_hash = malloc(cap * sizeof *d->answer_hash);
+    if (!d->score || !d->correct || !d->answer_pico || !d->judge_pico || !d->job_hash || !d->out_pico ||
+        !d->answer_hash)
         return tq_err(err, TQ_ENOMEM, "calibrate: out of memory");
 
     long i = 0;
@@ -431,7 +471,8 @@ static int load_rows(const PGresult *r, const TqConfig *cfg, const TqKind *kd, c
                 d->score[at] = PQgetisnull(r, row, CR_SCORE) ? NAN : strtod(PQgetvalue(r, row, CR_SCORE), NULL);
                 d->correct[at] = strcmp(PQgetvalue(r, row, CR_CORRECT), "t") == 0;
                 int64_t out_tokens = 0;
-                if (parse_i64(PQgetvalue(r, row, CR_ANSWER_PICO), &d->answer_pico[at]) ||
+                if (parse_i64(PQgetvalue(r, row, CR_HASH), &d->answer_hash[at]) ||
+                    parse_i64(PQgetvalue(r, row, CR_ANSWER_PICO), &d->answer_pico[at]) ||
                     parse_i64(PQgetvalue(r, row, CR_JUDGE_PICO), &d->judge_pico[at]) ||
                     parse_i64(PQgetvalue(r, row, CR_OUT_TOKENS), &out_tokens))
                     return tq_err(err, TQ_EDB, "calibrate: unexpected cost value");
@@ -527,6 +568,9 @@ typedef struct KindCal {
     long last_correct;
     Outcome *all;            /* per combination, over every job */
     Outcome *fold;           /* [i * folds + f]: combination i over fold f */
+    int agree;               /* the search includes agree bars (tiers 2..n-1 of n >= 3) */
+    bool compared;           /* both rules were searched: rule_* hold their held-out figures */
+    HeldOut rule_thresholds, rule_agreement;
     HeldOut ho;
     long pick;
 } KindCal;
@@ -604,8 +648,10 @@ static void predict(KindCal *k, const CalibrateOptions *o)
     const CalData *d = &k->d;
     HeldOut *h = &k->ho;
     const double nj = (double)d->njobs;
-    double correct = (double)k->all[k->pick].correct - h->opt_correct;
-    double pico = (double)k->all[k->pick].pico - h->opt_pico;
+    /* the last tier alone has no bar to fit: what it did on these jobs is what it does */
+    const bool fitted = k->pick != k->combos - 1;
+    double correct = (double)k->all[k->pick].correct - (fitted ? h->opt_correct : 0);
+    double pico = (double)k->all[k->pick].pico - (fitted ? h->opt_pico : 0);
     h->correct = correct < 0 ? 0 : correct > nj ? d->njobs : (long)llround(correct);
     h->pico = pico < 0 ? 0 : (int64_t)llround(pico);
     const double p = (double)h->correct / nj;
@@ -613,8 +659,8 @@ static void predict(KindCal *k, const CalibrateOptions *o)
     h->acc_low = fmax(0, p - CAL_Z95 * sqrt(h->acc_var));
     h->acc_high = fmin(1, p + CAL_Z95 * sqrt(h->acc_var));
     /* the spread of one job's cost under the chosen set */
-    double accept[CAL_MAX_TIERS] = {0}, factor[CAL_MAX_TIERS], sum = 0, sum_sq = 0;
-    combo_accept(k->pick, d->ntiers, k->grid, o->step, accept);
+    double accept[CAL_SLOTS] = {0}, factor[CAL_MAX_TIERS], sum = 0, sum_sq = 0;
+    combo_accept(k->pick, d->ntiers, k->agree, k->grid, o->step, accept);
     plan_factors(d, accept, factor);
     for (long j = 0; j < d->njobs; j++) {
         int64_t c;
@@ -643,9 +689,9 @@ static int search_kind(KindCal *k, const CalibrateOptions *o, TqErr *err)
         free(train);
         return tq_err(err, TQ_ENOMEM, "calibrate: out of memory");
     }
-    double accept[CAL_MAX_TIERS] = {0};
+    double accept[CAL_SLOTS] = {0};
     for (long i = 0; i < k->combos; i++) {
-        combo_accept(i, n, k->grid, o->step, accept);
+        combo_accept(i, n, k->agree, k->grid, o->step, accept);
         replay_folds(d, accept, folds, folds ? &k->fold[(size_t)i * (size_t)folds] : NULL, &k->all[i].correct,
                      &k->all[i].pico, NULL);
     }
@@ -673,6 +719,52 @@ static int search_kind(KindCal *k, const CalibrateOptions *o, TqErr *err)
     k->pick = choose(k->all, k->combos, target_count(o, d->njobs, k->last_correct, margin));
     if (folds)
         predict(k, o);
+    return 0;
+}
+
+/* The stronger rule, measured: a later tier's answer may pass a lower bar when it agrees with the best
+ * earlier answer (tiers.accept_if_agrees). Searched with the bars (one more digit per middle tier),
+ * cross-validated the same way, and kept only if it wins on held-out data: it reaches the target
+ * there and costs less than thresholds alone. Needs three tiers, held-out data and a search within
+ * CALIBRATE_MAX_COMBINATIONS. */
+static int compare_rules(KindCal *k, const CalibrateOptions *o, TqErr *err)
+{
+    const int n = k->d.ntiers;
+    if (o->thresholds_only || !k->ho.folds || n < 3)
+        return 0;
+    long combos = k->combos;
+    for (int t = 1; t + 1 < n; t++) {
+        if (combos > CALIBRATE_MAX_COMBINATIONS / (k->grid + 1))
+            return 0;
+        combos *= k->grid + 1;
+    }
+    KindCal alt = *k; /* the same data; its own search */
+    alt.all = NULL;
+    alt.fold = NULL;
+    alt.agree = 1;
+    alt.combos = combos;
+    int rc = search_kind(&alt, o, err);
+    if (rc) {
+        free(alt.all);
+        free(alt.fold);
+        return rc;
+    }
+    k->compared = true;
+    k->rule_thresholds = k->ho;
+    k->rule_agreement = alt.ho;
+    if (alt.ho.meets && (!k->ho.meets || alt.ho.pico < k->ho.pico)) {
+        free(k->all);
+        free(k->fold);
+        k->all = alt.all;
+        k->fold = alt.fold;
+        k->combos = alt.combos;
+        k->agree = 1;
+        k->pick = alt.pick;
+        k->ho = alt.ho;
+    } else {
+        free(alt.all);
+        free(alt.fold);
+    }
     return 0;
 }
 
@@ -749,6 +841,12 @@ static void json_plan(Emit *e, Ctx *x, const Plan *p, bool with_meets)
     emit(e, "{\"accept\": [");
     for (int t = 0; t + 1 < n; t++)
         emit(e, "%s%s", t ? ", " : "", p->accept[t] == CAL_DROP ? "null" : fmt_bar(bar, sizeof bar, p->accept[t]));
+    emit(e, "], \"accept_if_agrees\": [");
+    for (int t = 0; t + 1 < n; t++)
+        emit(e, "%s%s", t ? ", " : "",
+             p->accept[t] == CAL_DROP || p->accept[CAL_AGREE + t] == CAL_DROP
+                 ? "null"
+                 : fmt_bar(bar, sizeof bar, p->accept[CAL_AGREE + t]));
     emit(e, "], \"accuracy\": %s, \"correct\": %ld, \"cost_per_job_usd\": %s, \"cost_pct_of_last_tier\": ",
          fixed(x, p->correct, x->d->njobs, 6), p->correct, usd_per_job(x, p->pico));
     if (x->last_alone_pico > 0)
@@ -770,6 +868,8 @@ static void json_plan(Emit *e, Ctx *x, const Plan *p, bool with_meets)
         emit_json_str(e, tier_model(x, t));
         if (t + 1 < n)
             emit(e, ", \"accept\": %s", fmt_bar(bar, sizeof bar, p->accept[t]));
+        if (t + 1 < n && p->accept[CAL_AGREE + t] != CAL_DROP)
+            emit(e, ", \"accept_if_agrees\": %s", fmt_bar(bar, sizeof bar, p->accept[CAL_AGREE + t]));
         emit(e, "}");
     }
     emit(e, "]");
@@ -859,6 +959,18 @@ static void render_json(Emit *e, Ctx *x, const Plan *plans)
     json_plan(e, x, &plans[PLAN_RECOMMENDED], true);
     emit(e, ",\n \"held_out\": ");
     json_held_out(e, x);
+    emit(e, ",\n \"rules\": ");
+    if (x->k->compared) {
+        const HeldOut *r[2] = {&x->k->rule_thresholds, &x->k->rule_agreement};
+        const char *name[2] = {"thresholds", "agreement"};
+        emit(e, "{");
+        for (int i = 0; i < 2; i++)
+            emit(e, "\"%s\": {\"accuracy\": %s, \"cost_per_job_usd\": %s, \"meets_target\": %s}, ", name[i],
+                 fixed(x, r[i]->correct, x->d->njobs, 6), usd_per_job(x, r[i]->pico), r[i]->meets ? "true" : "false");
+        emit(e, "\"kept\": \"%s\"}", x->k->agree ? "agreement" : "thresholds");
+    } else {
+        emit(e, "null");
+    }
     emit(e, ",\n \"alternatives\": {\"target_plus_1pt\": ");
     json_plan(e, x, &plans[PLAN_PLUS], false);
     emit(e, ",\n  \"target_minus_1pt\": ");
@@ -871,7 +983,7 @@ static void render_json(Emit *e, Ctx *x, const Plan *plans)
 static void text_plan(Emit *e, Ctx *x, const char *label, const Plan *p, const Plan *rec, int accept_w)
 {
     const int n = x->d->ntiers;
-    char bars[CAL_MAX_TIERS * 12] = "", bar[32], acc[64];
+    char bars[CAL_MAX_TIERS * 24] = "", bar[32], acc[64];
     if (!p->set) {
         emit(e, "  %-28s (no threshold set qualifies)\n", label);
         return;
@@ -879,6 +991,10 @@ static void text_plan(Emit *e, Ctx *x, const char *label, const Plan *p, const P
     for (int t = 0; t + 1 < n; t++) {
         size_t len = strlen(bars);
         snprintf(bars + len, sizeof bars - len, "%s%s", t ? " " : "", fmt_bar(bar, sizeof bar, p->accept[t]));
+        if (p->accept[t] != CAL_DROP && p->accept[CAL_AGREE + t] != CAL_DROP) {
+            len = strlen(bars);
+            snprintf(bars + len, sizeof bars - len, "/%s", fmt_bar(bar, sizeof bar, p->accept[CAL_AGREE + t]));
+        }
     }
     snprintf(acc, sizeof acc, "%s%% (%ld/%ld)", pct(x, p->correct, x->d->njobs, 1), p->correct, x->d->njobs);
     emit(e, "  %-28s %-*s  %-18s %13s", label, accept_w, bars, acc, usd_per_job(x, p->pico));
@@ -942,8 +1058,11 @@ static void render_text(Emit *e, Ctx *x, const Plan *plans)
     int accept_w = 6;
     for (int p = 0; p < PLAN_COUNT; p++) {
         int w = 0;
-        for (int t = 0; plans[p].set && t + 1 < n; t++)
+        for (int t = 0; plans[p].set && t + 1 < n; t++) {
             w += (t ? 1 : 0) + (int)strlen(fmt_bar(a, sizeof a, plans[p].accept[t]));
+            if (plans[p].accept[t] != CAL_DROP && plans[p].accept[CAL_AGREE + t] != CAL_DROP)
+                w += 1 + (int)strlen(fmt_bar(a, sizeof a, plans[p].accept[CAL_AGREE + t]));
+        }
         if (w > accept_w)
             accept_w = w;
     }
@@ -978,6 +1097,16 @@ static void render_text(Emit *e, Ctx *x, const Plan *plans)
         emit(e, "\nheld-out prediction: none (%ld jobs; cross-validation needs at least %d)\n", d->njobs,
              CALIBRATE_MIN_HELD_OUT_JOBS);
     }
+    if (x->k->compared) {
+        const HeldOut *r[2] = {&x->k->rule_thresholds, &x->k->rule_agreement};
+        const char *name[2] = {"bars alone", "bars + accept_if_agrees"};
+        emit(e, "decision rules, held out: ");
+        for (int i = 0; i < 2; i++)
+            emit(e, "%s%s %s%% at %s%% of the last tier%s", i ? "; " : "", name[i], pct(x, r[i]->correct, d->njobs, 1),
+                 x->last_alone_pico ? pct(x, r[i]->pico, x->last_alone_pico, 1) : "-", r[i]->meets ? "" : " (misses the target)");
+        emit(e, " -> kept: %s\n", x->k->agree ? "bars + accept_if_agrees (it reaches the target for less)"
+                                              : "bars alone (agreement does not win here)");
+    }
 
     emit(e, "\npaste into %s:\n  \"tiers\": [\n", x->kd->file);
     int last_kept = n - 1;
@@ -986,7 +1115,10 @@ static void render_text(Emit *e, Ctx *x, const Plan *plans)
             continue;
         emit(e, "    {\"model\": ");
         emit_json_str(e, tier_model(x, t));
-        if (t < last_kept)
+        if (t < last_kept && rec->accept[CAL_AGREE + t] != CAL_DROP)
+            emit(e, ", \"accept\": %s, \"accept_if_agrees\": %s},\n", fmt_bar(a, sizeof a, rec->accept[t]),
+                 fmt_bar(b, sizeof b, rec->accept[CAL_AGREE + t]));
+        else if (t < last_kept)
             emit(e, ", \"accept\": %s},\n", fmt_bar(a, sizeof a, rec->accept[t]));
         else
             emit(e, "}\n");
@@ -1027,6 +1159,7 @@ static int new_kind_text(const KindCal *k, const TqConfig *cfg, const Plan *rec,
         if (t + 1 < k->d.ntiers && rec->accept[t] == CAL_DROP)
             continue;
         tiers[n].model = cfg->models[k->d.model[t]].name;
+        tiers[n].agree = t + 1 < k->d.ntiers && rec->accept[CAL_AGREE + t] != CAL_DROP ? rec->accept[CAL_AGREE + t] : NAN;
         tiers[n++].accept = t + 1 < k->d.ntiers ? rec->accept[t] : 0;
     }
     TqErr e2 = {0};
@@ -1098,12 +1231,12 @@ static void kind_plans(KindCal *k, const CalibrateOptions *o, Plan *plans)
 {
     const CalData *d = &k->d;
     const int n = d->ntiers;
-    double accept[CAL_MAX_TIERS] = {0};
+    double accept[CAL_SLOTS] = {0};
     memset(plans, 0, sizeof(Plan) * PLAN_COUNT);
-    for (int t = 0; t + 1 < n; t++)
+    for (int t = 0; t < CAL_SLOTS; t++)
         accept[t] = d->current[t];
     plan_eval(d, accept, -1, &plans[PLAN_CURRENT]);
-    combo_accept(k->pick, n, k->grid, o->step, accept);
+    combo_accept(k->pick, n, k->agree, k->grid, o->step, accept);
     plan_eval(d, accept, k->pick, &plans[PLAN_RECOMMENDED]);
     const double jobs = (double)d->njobs;
     const long alt[] = {
@@ -1114,7 +1247,7 @@ static void kind_plans(KindCal *k, const CalibrateOptions *o, Plan *plans)
     for (int p = PLAN_PLUS; p < PLAN_COUNT; p++) {
         if (alt[p] < 0)
             continue;
-        combo_accept(alt[p], n, k->grid, o->step, accept);
+        combo_accept(alt[p], n, k->agree, k->grid, o->step, accept);
         plan_eval(d, accept, alt[p], &plans[p]);
     }
 }
@@ -1278,7 +1411,7 @@ int calibrate_run(PGconn *c, const TqConfig *cfg, const CalibrateOptions *o, FIL
             k->last_alone_pico += k->d.answer_pico[at];
         }
         k->target_acc = target_count(o, k->d.njobs, k->last_correct, 0) / (double)k->d.njobs;
-        if ((rc = search_kind(k, o, err)))
+        if ((rc = search_kind(k, o, err)) || (rc = compare_rules(k, o, err)))
             goto cleanup;
         kind_plans(k, o, plans[i]);
         used++;

@@ -75,6 +75,7 @@ typedef struct CalibrateOptions {
     const char *write_dir; /* write each kind's recommended tiers into write_dir/<kind>.json */
     bool diff;            /* instead of the report, a unified diff of each kind file (its configured path) */
     bool json;            /* JSON instead of the text report */
+    bool thresholds_only; /* do not measure the agreement rule (see compare_rules in calibrate.c) */
 } CalibrateOptions;
 
 /* Fill o with the defaults (target 0.98, step 0.05, 5 folds, text) and no kind or run. */

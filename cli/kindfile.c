@@ -2,6 +2,7 @@
 
 #include "json.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,6 +76,8 @@ int kindfile_replace_tiers(const char *text, size_t len, const KindFileTier *tie
         rc = rc || buf_puts(&b, "{\"model\": ") || json_put_cstr(&b, tiers[t].model);
         if (!rc && t + 1 < n)
             rc = buf_printf(&b, ", \"accept\": %s", kindfile_fmt_bar(bar, sizeof bar, tiers[t].accept));
+        if (!rc && t > 0 && t + 1 < n && !isnan(tiers[t].agree))
+            rc = buf_printf(&b, ", \"accept_if_agrees\": %s", kindfile_fmt_bar(bar, sizeof bar, tiers[t].agree));
         rc = rc || buf_putc(&b, '}') || (t + 1 < n && buf_puts(&b, lines ? "," : ", "));
     }
     if (!rc && lines)

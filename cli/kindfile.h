@@ -17,6 +17,7 @@
 typedef struct KindFileTier {
     const char *model;
     double accept; /* ignored for the last tier */
+    double agree;  /* accept_if_agrees, NAN for none */
 } KindFileTier;
 
 /* out = text[0..len) with its top-level "tiers" value replaced by the n tiers (1..8). Returns 0,

@@ -151,6 +151,7 @@ static const char *const USAGE_CALIBRATE =
     "  --step S            grid step of the accept bars (default 0.05)\n"
     "  --write DIR         write the recommended tiers into DIR/<kind>.json (only the tiers block changes)\n"
     "  --diff              print, instead of the report, a unified diff of each kind file (patch -p0)\n"
+    "  --thresholds-only   do not measure the agreement rule (accept_if_agrees) against plain bars\n"
     "  --format text|json  output format (default text); --json is short for --format json\n"
     "  -h, --help          this help\n";
 
@@ -518,6 +519,8 @@ static int cmd_calibrate(const char *dir, int argc, char **argv)
             i++;
         } else if (strcmp(a, "--diff") == 0) {
             o.diff = true;
+        } else if (strcmp(a, "--thresholds-only") == 0) {
+            o.thresholds_only = true;
         } else if (strcmp(a, "--step") == 0 && v) {
             o.step = strtod(v, &end);
             if (*end != '\0' || !(o.step >= CALIBRATE_MIN_STEP && o.step <= 0.5)) {

@@ -721,7 +721,7 @@ static int kind_templates(Walk *w, const TqConfig *cfg, TqKind *kd)
 /* "tiers": [{"model", "accept"}, ...] and baseline_model. */
 static int kind_tiers(Walk *w, const TqConfig *cfg, TqKind *kd)
 {
-    static const char *const tier_keys[] = {"model", "accept", NULL};
+    static const char *const tier_keys[] = {"model", "accept", "accept_if_agrees", NULL};
     char path[128], sub[160];
     int tiers = json_get(&w->doc, 0, "tiers");
     if (tiers < 0)
@@ -739,9 +739,20 @@ static int kind_tiers(Walk *w, const TqConfig *cfg, TqKind *kd)
         if (json_type(&w->doc, t) != JSON_OBJECT)
             return bad(w, path, "must be an object {\"model\", \"accept\"}");
         kd->tiers[i].accept = i + 1 < kd->ntiers ? 0.8 : 0;
+        kd->tiers[i].accept_if_agrees = NAN;
         if (!(rc = check_keys(w, t, path, tier_keys)) &&
             !(rc = model_ref(w, cfg, t, "model", SUB("model"), true, &kd->tiers[i].model)))
             rc = get_double(w, t, "accept", SUB("accept"), 0, 1, &kd->tiers[i].accept);
+        if (!rc && json_get(&w->doc, t, "accept_if_agrees") >= 0) {
+            /* parsed only where it can act: a setting that changes nothing is refused, not ignored */
+            if (i == 0)
+                return bad(w, SUB("accept_if_agrees"), "is not possible on the first tier: no earlier answer to agree with");
+            if (i + 1 == kd->ntiers)
+                return bad(w, SUB("accept_if_agrees"), "is not possible on the last tier: its answer is final");
+            if (!(rc = get_double(w, t, "accept_if_agrees", SUB("accept_if_agrees"), 0, 1, &kd->tiers[i].accept_if_agrees)) &&
+                !(kd->tiers[i].accept_if_agrees < kd->tiers[i].accept))
+                return bad(w, SUB("accept_if_agrees"), "must be below the tier's accept, or it changes nothing");
+        }
     }
     if (rc)
         return rc;

@@ -68,6 +68,8 @@ typedef struct TqModel {
 typedef struct TqTier {
     int model;             /* index into TqConfig.models */
     double accept;         /* score needed to accept this tier's answer; the last tier is final */
+    double accept_if_agrees; /* a lower bar for an answer that agrees with the best earlier tier's
+                              * answer (normalised); NAN = none. Never on the first or last tier. */
 } TqTier;
 
 typedef struct TqChecks {

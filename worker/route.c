@@ -185,6 +185,10 @@ static EscAction decide_job(Call *c, CallJob *cj, char *answer, const CheckResul
 {
     const TqTier *tier = &c->kind->tiers[c->tier];
     bool usable = !res->gate_failed;
+    /* A later tier's answer that agrees with the best earlier answer may pass a lower bar: two
+     * models saying the same thing is a signal of its own (accept_if_agrees, chosen by calibrate). */
+    bool agrees = usable && !isnan(tier->accept_if_agrees) && cj->best_answer && !c->all_tiers &&
+                  check_samples_agree(answer, cj->best_answer);
     if (usable)
         keep_best(cj, answer, res->score, c->tier, tier->model);
     bool last = is_last_tier(c);
@@ -192,7 +196,7 @@ static EscAction decide_job(Call *c, CallJob *cj, char *answer, const CheckResul
         .score = res->score,
         .usable = usable,
         .gate_reason = res->reason,
-        .accept = tier->accept,
+        .accept = agrees && tier->accept_if_agrees < tier->accept ? tier->accept_if_agrees : tier->accept,
         .last_tier = last,
         .all_tiers = c->all_tiers,
         .has_best = cj->best_answer != NULL,
@@ -200,6 +204,8 @@ static EscAction decide_job(Call *c, CallJob *cj, char *answer, const CheckResul
         .next_tier_cost_pico = last ? 0 : estimate_tier(c, c->tier + 1, tokens_in, tokens_out),
     };
     EscDecision d = escalate_decide(&in);
+    if (d.action == ESC_ACCEPT && agrees && !(res->score >= tier->accept))
+        d.reason = "agreed"; /* passed only the lower bar */
     *reason = d.reason;
     switch (d.action) {
     case ESC_ACCEPT:

@@ -24,6 +24,7 @@
 #include "err.h"
 #include "json.h"
 
+#include <math.h>
 #include <sys/stat.h>
 
 static char jobs_dir[512];
@@ -49,6 +50,8 @@ static const char *const DROPME_JSON =
     " \"tiers\": [{\"model\": \"cheap\", \"accept\": 0.5}, {\"model\": \"mid\", \"accept\": 0.5}, {\"model\": \"premium\"}],\n"
     " \"max_tokens\": 16}\n";
 static const char *const DEAR_JSON = "{\"tiers\": [{\"model\": \"cheap\", \"accept\": 0.5}, {\"model\": \"premium\"}]}\n";
+static const char *const AGREE_JSON = "{\"tiers\": [{\"model\": \"cheap\", \"accept\": 0.5}, {\"model\": \"mid\", \"accept\": 0.5},"
+                                      " {\"model\": \"premium\"}]}\n";
 static const char *const BIG_JSON = "{\"tiers\": [{\"model\": \"cheap\", \"accept\": 0.9}, {\"model\": \"premium\"}]}\n";
 
 static const char *const SEED[] = {
@@ -141,6 +144,19 @@ static const char *const SEED[] = {
     "   CASE t WHEN 1 THEN (n % 10) / 10.0 + 0.05 ELSE 0.9 END,"
     "   CASE WHEN t = 2 OR n % 10 >= 5 THEN 'yes' ELSE 'no' END"
     " FROM generate_series(1, 200) n CROSS JOIN generate_series(1, 2) t",
+    /* agree: no tier's score says anything (cheap 0.5, mid 0.6), but when mid repeats cheap's answer
+     * it is right: cheap is right on even jobs ("yes", else "no"), mid on all but n % 4 = 3 ("nope").
+     * Bars alone reach 98% only by sending everything to premium; accepting mid when it agrees with
+     * cheap sends half. */
+    "INSERT INTO tierq.jobs (id, kind, prompt, run_name, expected, state)"
+    " SELECT 8000 + n, 'agree', 'p', 'agree-run', 'yes', 'done' FROM generate_series(1, 200) n",
+    "INSERT INTO tierq.calls (call_key, run_name, job_ids, kind, model, tier, purpose, status, reason, cost_usd,"
+    "                         score, answer)"
+    " SELECT 'ag-' || n || '-' || t, 'agree-run', ARRAY[8000 + n]::bigint[], 'agree', (ARRAY['cheap', 'mid', 'premium'])[t],"
+    "   t, 'answer', 'ok', 'all_tiers', (ARRAY[0.000001, 0.00001, 0.0001])[t], (ARRAY[0.5, 0.6, 0.9])[t],"
+    "   CASE t WHEN 1 THEN CASE WHEN n % 2 = 0 THEN 'yes' ELSE 'no' END"
+    "          WHEN 2 THEN CASE WHEN n % 4 = 3 THEN 'nope' ELSE 'yes' END ELSE 'Yes.' END"
+    " FROM generate_series(1, 200) n CROSS JOIN generate_series(1, 3) t",
 };
 
 static void write_file(const char *name, const char *text)
@@ -170,6 +186,7 @@ static void setup(void)
     write_file("dropme.json", DROPME_JSON);
     write_file("dear.json", DEAR_JSON);
     write_file("big.json", BIG_JSON);
+    write_file("agree.json", AGREE_JSON);
     setenv("TIERQ_JOBS_DIR", jobs_dir, 1); /* for `tierq migrate` (kinds sync) and the CLI runs */
     TqErr err = {0};
     if (config_load(jobs_dir, &cfg, &err)) {
@@ -191,7 +208,7 @@ static void setup(void)
 static void teardown(void)
 {
     config_free(cfg);
-    const char *names[] = {"models.json", "triage.json", "duo.json", "solo.json", "dropme.json", "dear.json", "big.json"};
+    const char *names[] = {"models.json", "triage.json", "duo.json", "solo.json", "dropme.json", "dear.json", "big.json", "agree.json"};
     char path[768];
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         snprintf(path, sizeof path, "%s/%s", jobs_dir, names[i]);
@@ -766,6 +783,67 @@ static void test_write_and_diff(void)
     CHECK_INT(system(cmd), 0);
 }
 
+/* The stronger rule is measured on held-out data and kept where it wins, not elsewhere. */
+static void test_agreement_rule_kept_where_it_wins(void)
+{
+    char *t = NULL;
+    TqErr err = {0};
+    CHECKF(calibrate_to_string("agree", "agree-run", 0, 0, true, &t, &err) == 0, "%s", err.msg);
+    JsonDoc d;
+    if (t && parse(t, &d) == 0) {
+        int rec = jobj(&d, 0, "recommended");
+        CHECK_STR(jlist(&d, jobj(&d, rec, "accept")), "1.00,1.00");
+        CHECK_STR(jlist(&d, jobj(&d, rec, "accept_if_agrees")), "null,0.60");
+        CHECK_STR(jv(&d, rec, "correct"), "200");
+        /* every job pays cheap and mid; the half they disagree on pays premium too */
+        CHECK_STR(jv(&d, rec, "cost_per_job_usd"), "0.000061000");
+        int rules = jobj(&d, 0, "rules");
+        CHECK_STR(jv(&d, rules, "kept"), "agreement");
+        CHECK_STR(jv(&d, jobj(&d, rules, "thresholds"), "cost_per_job_usd"), "0.000100000");
+        CHECK_STR(jv(&d, jobj(&d, rules, "agreement"), "accuracy"), "1.000000");
+        int snippet = jobj(&d, rec, "tiers");
+        CHECK_STR(jv(&d, json_at(&d, snippet, 1), "accept_if_agrees"), "0.60");
+        CHECK_INT(json_get(&d, json_at(&d, snippet, 0), "accept_if_agrees"), -1);
+        json_doc_free(&d);
+    }
+    free(t);
+    /* --thresholds-only: bars alone, and no comparison */
+    PGconn *c = testdb_connect();
+    size_t len = 0;
+    FILE *f = open_memstream(&t, &len);
+    CalibrateOptions o;
+    calibrate_default_options(&o);
+    o.kind = "agree";
+    o.run_name = "agree-run";
+    o.json = true;
+    o.thresholds_only = true;
+    CHECKF(calibrate_run(c, cfg, &o, f, &err) == 0, "%s", err.msg);
+    fclose(f);
+    PQfinish(c);
+    CHECKF(t && strstr(t, "\"rules\": null") && strstr(t, "\"cost_pct_of_last_tier\": 100.00, \"share_by_tier_pct\": [0.00, 0.00, 100.00]"),
+           "%s", t);
+    free(t);
+    /* where agreement does not help (big: two tiers; triage: too few jobs) it is not even tried */
+    CHECKF(calibrate_to_string("big", "big-run", 0, 0, true, &t, &err) == 0 && strstr(t, "\"rules\": null"), "%s", t);
+    free(t);
+    /* the written file carries it, and loads: the router reads what calibrate chose */
+    static char out[65536];
+    char cmd[2048], copy[600];
+    snprintf(copy, sizeof copy, "%s/agreed", jobs_dir);
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s' && cp '%s'/*.json '%s/'", copy, jobs_dir, copy);
+    CHECK_INT(system(cmd), 0);
+    snprintf(cmd, sizeof cmd, "calibrate --kind agree --run agree-run --write '%s'", copy);
+    CHECKF(testdb_run(cmd, out, sizeof out) == 0, "%s", out);
+    TqConfig *c2 = NULL;
+    CHECKF(config_load(copy, &c2, &err) == 0, "%s", err.msg);
+    const TqKind *k = c2 ? config_kind(c2, "agree") : NULL;
+    CHECK(k && k->ntiers == 3 && isnan(k->tiers[0].accept_if_agrees) && k->tiers[1].accept_if_agrees > 0.599 &&
+          k->tiers[1].accept_if_agrees < 0.601);
+    config_free(c2);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", copy);
+    CHECK_INT(system(cmd), 0);
+}
+
 int main(void)
 {
     setup();
@@ -782,6 +860,7 @@ int main(void)
     RUN(test_held_out_prediction);
     RUN(test_all_kinds);
     RUN(test_write_and_diff);
+    RUN(test_agreement_rule_kept_where_it_wins);
     teardown();
     return check_done();
 }

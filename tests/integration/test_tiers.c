@@ -48,6 +48,12 @@ static void setup_files(void)
     write_file(p, "{\"system_prompt\": \"Answer with one label, one of: {labels}.\","
                   " \"tiers\": [{\"model\": \"qwen3-8b\", \"accept\": 0.5}, {\"model\": \"gpt-4o\"}],"
                   " \"max_tokens\": 8, \"checks\": {\"labels\": [\"alpha\", \"beta\", \"gamma\"], \"agreement\": true}}");
+    /* the second tier is trusted only when it repeats the first tier's answer (accept_if_agrees) */
+    snprintf(p, sizeof p, "%s/witness.json", jobs);
+    write_file(p, "{\"system_prompt\": \"Answer with one label, one of: {labels}.\","
+                  " \"tiers\": [{\"model\": \"qwen3-8b\", \"accept\": 1.0},"
+                  " {\"model\": \"deepseek-v4-flash\", \"accept\": 1.0, \"accept_if_agrees\": 0.0}, {\"model\": \"gpt-4o\"}],"
+                  " \"max_tokens\": 8, \"checks\": {\"labels\": [\"alpha\", \"beta\", \"gamma\"], \"logprobs\": true}}");
     FILE *f = fopen(answers, "w");
     fprintf(f, "kind\tprompt\texpected\n");
     static const char *labels[] = {"alpha", "beta", "gamma"};
@@ -96,6 +102,48 @@ static void test_gate_failure_escalates_and_last_tier_is_final(void)
     CHECK_INT(q(c, "SELECT count(*) FROM tierq.calls WHERE run_name = 'gates' AND error LIKE '%1 labels%'"), 3);
     /* the job kept its first attempt: escalation happened in-process, not through the queue */
     CHECK_INT(q(c, "SELECT attempts FROM tierq.jobs WHERE run_name = 'gates'"), 1);
+    check_sums_per_job(c);
+    PQfinish(c);
+    sim_stop(&s);
+}
+
+/* accept_if_agrees: a later tier's answer that repeats the best earlier answer passes its lower bar
+ * (reason agreed); one that does not goes on up. */
+static void test_agreeing_answer_passes_the_lower_bar(void)
+{
+    SimProc s;
+    CHECK_INT(sim_start(&s, answers, "--latency-ms 1"), 0);
+    PGconn *c = testdb_connect();
+    testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt, run_name) SELECT 'witness', 'gate item ' || g, 'witness'"
+                   " FROM generate_series(1, 200) g", NULL, 0);
+    int st = run_drain(&s, "--run witness");
+    CHECKF(st == 0, "exit %d: %s", st, out);
+    long long agreed = q(c, "SELECT count(*) FROM tierq.jobs WHERE run_name = 'witness' AND reason = 'agreed'");
+    long long third = q(c, "SELECT count(*) FROM tierq.jobs WHERE run_name = 'witness' AND tier = 3");
+    CHECKF(agreed >= 40 && third >= 10 && agreed + third == 200, "%lld agreed, %lld on tier 3", agreed, third);
+    /* what each tier said, from an all-tiers run of the same prompts (the simulator is deterministic,
+     * and a normal run keeps no answer in the ledger) */
+    testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt, run_name) SELECT 'witness', 'gate item ' || g, 'witness_all'"
+                   " FROM generate_series(1, 200) g", NULL, 0);
+    st = run_drain(&s, "--run witness_all --all-tiers");
+    CHECKF(st == 0, "exit %d: %s", st, out);
+#define SAID(tier)                                                                                              \
+    "(SELECT tierq.normalize_answer(k.answer) FROM tierq.calls k JOIN tierq.jobs a ON a.id = k.job_ids[1]"       \
+    " WHERE a.run_name = 'witness_all' AND a.prompt = j.prompt AND k.tier = " tier " AND k.purpose = 'answer'"     \
+    " AND k.status = 'ok' ORDER BY k.id DESC LIMIT 1)"
+    const char *t1 = SAID("1"), *t2 = SAID("2");
+#undef SAID
+    char sql[2048];
+    /* every agreed job: tier 2, below tier 2's bar, its answer the same as tier 1's (which no bar accepted) */
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM tierq.jobs j WHERE j.run_name = 'witness' AND j.reason = 'agreed' AND j.tier = 2"
+             " AND j.quality < 1.0 AND tierq.normalize_answer(j.result) = %s AND %s = %s", t1, t1, t2);
+    CHECK_INT(q(c, sql), agreed);
+    /* every job that went to tier 3: tiers 1 and 2 disagreed */
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM tierq.jobs j WHERE j.run_name = 'witness' AND j.tier = 3 AND %s <> %s",
+             t1, t2);
+    CHECK_INT(q(c, sql), third);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.calls WHERE run_name = 'witness' AND tier = 2 AND reason = 'agreed'"), agreed);
     check_sums_per_job(c);
     PQfinish(c);
     sim_stop(&s);
@@ -259,6 +307,7 @@ int main(void)
     testdb_setup("tq_tiers", 1);
     RUN(test_gate_failure_escalates_and_last_tier_is_final);
     RUN(test_confident_answers_stay_and_every_decision_matches_its_score);
+    RUN(test_agreeing_answer_passes_the_lower_bar);
     RUN(test_judge_call_is_charged_to_its_job);
     RUN(test_two_samples_must_agree);
     RUN(test_job_budget_stops_escalation);

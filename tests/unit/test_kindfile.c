@@ -3,10 +3,11 @@
 #include "../check.h"
 #include "kindfile.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-static const KindFileTier TWO[] = {{"qwen3-8b", 0.7}, {"gpt-4o", 0.99}};
+static const KindFileTier TWO[] = {{"qwen3-8b", 0.7, NAN}, {"gpt-4o", 0.99, NAN}};
 
 static char *replaced(const char *text, const KindFileTier *t, int n, int *rc)
 {
@@ -68,12 +69,13 @@ static void test_multi_line_layout_kept(void)
 static void test_one_line_layout_and_escapes(void)
 {
     const char *in = "{\"tiers\": [{\"model\": \"a\", \"accept\": 0.5}, {\"model\": \"b\"}], \"x\": [1, 2]}";
-    const KindFileTier t[] = {{"we\"ird", 0.025}, {"mid", 1}, {"b", 0}};
+    const KindFileTier t[] = {{"we\"ird", 0.025, NAN}, {"mid", 1, 0.6}, {"b", 0, 0.5}};
     int rc;
     char *out = replaced(in, t, 3, &rc);
     CHECK_INT(rc, 0);
-    CHECK_STR(out, "{\"tiers\": [{\"model\": \"we\\\"ird\", \"accept\": 0.025}, {\"model\": \"mid\", \"accept\": 1.00},"
-                   " {\"model\": \"b\"}], \"x\": [1, 2]}");
+    /* accept_if_agrees where it can act: a middle tier (never the first or the last) */
+    CHECK_STR(out, "{\"tiers\": [{\"model\": \"we\\\"ird\", \"accept\": 0.025}, {\"model\": \"mid\", \"accept\": 1.00,"
+                   " \"accept_if_agrees\": 0.60}, {\"model\": \"b\"}], \"x\": [1, 2]}");
     free(out);
 }
 
