@@ -31,7 +31,7 @@ cleanup() {
     # a simulator started by calibrate.sh in (g) whose script was interrupted: its port file is under
     # $bench (TMPDIR), so it is found by that path and stopped by its process id
     for p in /proc/[0-9]*; do
-        case "$(tr '\0' ' ' < "$p/cmdline" 2>/dev/null)" in
+        case "$({ tr '\0' ' ' < "$p/cmdline"; } 2>/dev/null)" in # the process may be gone by now
         *tierq-sim*" $bench/"*) kill "${p#/proc/}" 2>/dev/null || true ;;
         esac
     done
