@@ -596,6 +596,36 @@ int queue_first_tier_shift(PGconn *c, const char *run_name, QueueTierShift *out,
     return 0;
 }
 
+int queue_shadow_mark(PGconn *c, const char *kind, int64_t *mark, TqErr *err)
+{
+    const char *p[] = {kind};
+    PGresult *r = db_query(c, "shadow mark",
+                           "SELECT coalesce(max(id), 0) FROM tierq.calls WHERE kind = $1 AND purpose = 'shadow'", 1, p,
+                           err);
+    if (!r)
+        return TQ_EDB;
+    *mark = PQntuples(r) == 1 ? atoll(PQgetvalue(r, 0, 0)) : 0;
+    PQclear(r);
+    return 0;
+}
+
+int queue_shadow_since(PGconn *c, const char *kind, int64_t mark, int limit, int64_t *count, TqErr *err)
+{
+    char m[32], l[16];
+    snprintf(m, sizeof m, "%lld", (long long)mark);
+    snprintf(l, sizeof l, "%d", limit);
+    const char *p[] = {kind, m, l};
+    PGresult *r = db_query(c, "shadow since",
+                           "SELECT count(*) FROM (SELECT 1 FROM tierq.calls WHERE kind = $1 AND purpose = 'shadow'"
+                           " AND id > $2::bigint AND status = 'ok' AND answer IS NOT NULL LIMIT $3::int) x",
+                           3, p, err);
+    if (!r)
+        return TQ_EDB;
+    *count = PQntuples(r) == 1 ? atoll(PQgetvalue(r, 0, 0)) : 0;
+    PQclear(r);
+    return 0;
+}
+
 /* The estimate: input as counted when the intent was written, output at the request's max_tokens,
  * at the model's prices as tierq.models has them; split over the row's jobs in equal shares, the
  * remainder (to the 1e-12 dollar) to the first, so the shares sum to the row exactly. */

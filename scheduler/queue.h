@@ -95,6 +95,11 @@ typedef struct QueueTierShift {
 /* Up to cap kinds that sample shadow calls into out (run_name NULL = every run); *n their number. */
 int queue_first_tier_shift(PGconn *c, const char *run_name, QueueTierShift *out, int cap, int *n, TqErr *err);
 
+/* The last shadow call of kind so far (0 when none): a mark to count from. */
+int queue_shadow_mark(PGconn *c, const char *kind, int64_t *mark, TqErr *err);
+/* Answered shadow calls of kind after mark (counted up to limit). */
+int queue_shadow_since(PGconn *c, const char *kind, int64_t mark, int limit, int64_t *count, TqErr *err);
+
 /* Requests whose sender died with them in flight: ledger rows still in status "sent" (the intent
  * written before the request left) older than stale_s, whose worker has not heartbeaten for stale_s,
  * become status "unknown" (reason settled_after_crash, usage_estimated) at an estimated cost — input

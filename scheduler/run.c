@@ -109,6 +109,7 @@ typedef struct Run {
     bool shadowing;          /* some kind claimed here samples shadow calls */
     bool *drifted;           /* per cfg kind: its shadow estimate is below its bar (warned once) */
     bool *shifted;           /* per cfg kind: its first tier's share of jobs moved (warned once, shadows boosted) */
+    int64_t *boost_mark;     /* per cfg kind: boosting since the shadow call with this id (0 = not boosting) */
     int64_t next_shadow_check;
     int64_t last_shadow_check, jobs_at_shadow_check;
     pthread_mutex_t pool_mu; /* the writer resumes parked calls while the scheduler may stop the pool */
@@ -406,6 +407,7 @@ static int run_setup(Run *r)
 
     r->drifted = calloc((size_t)cfg->nkinds, sizeof *r->drifted);
     r->shifted = calloc((size_t)cfg->nkinds, sizeof *r->shifted);
+    r->boost_mark = calloc((size_t)cfg->nkinds, sizeof *r->boost_mark);
     for (int i = 0; i < r->nkinds; i++) {
         const TqKind *kd = config_kind(cfg, r->kinds[i]);
         r->shadowing |= kd && kd->shadow.rate > 0 && !opt->all_tiers;
@@ -413,7 +415,7 @@ static int run_setup(Run *r)
     r->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     r->held = held_new();
     r->done = callq_new();
-    if (r->efd < 0 || !r->held || !r->done || !r->drifted || !r->shifted || plan_new(&r->plan, cfg, opt->all_tiers, &err)) {
+    if (r->efd < 0 || !r->held || !r->done || !r->drifted || !r->shifted || !r->boost_mark || plan_new(&r->plan, cfg, opt->all_tiers, &err)) {
         fprintf(stderr, "tierq: run: cannot set up: %s\n", r->efd < 0 ? strerror(errno) : "out of memory");
         return RUN_EXIT_RUNTIME;
     }
@@ -470,10 +472,19 @@ static int claimed_kind(const Run *r, const char *kind)
     return -1;
 }
 
+static void set_boost(Run *r, int k, double factor)
+{
+    pthread_mutex_lock(&r->pool_mu);
+    pool_set_shadow_boost(r->pool, k, factor);
+    pthread_mutex_unlock(&r->pool_mu);
+}
+
 /* The free early warning: a kind whose first tier now answers a different share of its jobs than
  * before (tierq.first_tier_shift) is said once, and its shadow calls are sampled at shadow.boost x
- * the rate until the share settles, so the shadow estimate has the comparisons to confirm or clear
- * it soon rather than after thousands of jobs. */
+ * the rate until the kind's shadow window is made only of comparisons after the shift — so the
+ * estimate confirms or clears it within a few hundred jobs rather than thousands. (Not until the
+ * share settles: the share settles once the 1,000 jobs before are themselves after the change, often
+ * before the window has filled.) */
 static void check_tier_shift(Run *r)
 {
     QueueTierShift sh[64];
@@ -496,13 +507,23 @@ static void check_tier_shift(Run *r)
                     " (z %.1f): its model's answers or the jobs changed; shadow calls sampled at %gx the rate to tell",
                     sh[i].kind, now, (long long)sh[i].recent_jobs, before, (long long)sh[i].reference_jobs, sh[i].z,
                     kd->shadow.boost);
-        else if (!sh[i].shifted && r->shifted[k])
-            log_msg(LOG_INFO, "run", "kind %s: its first tier's share of the jobs settled (%.0f%%); shadow rate back to %g",
-                    sh[i].kind, now, kd->shadow.rate);
-        if (sh[i].shifted != r->shifted[k]) {
-            pthread_mutex_lock(&r->pool_mu);
-            pool_set_shadow_boost(r->pool, k, sh[i].shifted ? kd->shadow.boost : 1);
-            pthread_mutex_unlock(&r->pool_mu);
+        if (sh[i].shifted && !r->boost_mark[k] && kd->shadow.boost > 1) {
+            int64_t mark = 0;
+            if (queue_shadow_mark(r->conn, kd->name, &mark, &err) == 0) {
+                r->boost_mark[k] = mark > 0 ? mark : 1;
+                set_boost(r, k, kd->shadow.boost);
+            }
+        } else if (!sh[i].shifted && r->boost_mark[k]) {
+            int64_t since = 0;
+            if (queue_shadow_since(r->conn, kd->name, r->boost_mark[k], kd->shadow.window, &since, &err) == 0 &&
+                since >= kd->shadow.window) {
+                log_msg(LOG_INFO, "run",
+                        "kind %s: its first tier's share settled (%.0f%%) and its shadow window is all after the shift;"
+                        " shadow rate back to %g",
+                        sh[i].kind, now, kd->shadow.rate);
+                r->boost_mark[k] = 0;
+                set_boost(r, k, 1);
+            }
         }
         r->shifted[k] = sh[i].shifted;
     }
@@ -826,6 +847,7 @@ static void run_free(Run *r)
     plan_free(r->plan);
     free(r->drifted);
     free(r->shifted);
+    free(r->boost_mark);
     held_free(r->held);
     fifo_free(r->done);
     if (r->efd >= 0)
