@@ -223,6 +223,17 @@ static const char *const SQL_REPORT_SHADOW_LIVE =
 
 enum { RL_KIND, RL_WINDOW, RL_COMPARED, RL_AGREED, RL_AGREEMENT, RL_LOW, RL_HIGH, RL_MIN, RL_BELOW, RL_PCT1, RL_NCOLS };
 
+/* Each tier against its own past (tierq.shadow_tier_drift, sql/011): its latest comparisons against
+ * the ones before, flagged when the fall is far beyond chance. Not limited by --since either. */
+static const char *const SQL_REPORT_SHADOW_DRIFT =
+    "SELECT kind, tier, recent_compared, recent_agreed,"
+    "  round(100 * recent_agreed::numeric / nullif(recent_compared, 0), 1), reference_compared,"
+    "  round(100 * reference_agreed::numeric / nullif(reference_compared, 0), 1), round(z::numeric, 1), dropped"
+    " FROM tierq.shadow_tier_drift($1::text) WHERE $2::bigint IS NULL OR $2::bigint >= 0";
+
+enum { RD_KIND, RD_TIER, RD_RECENT, RD_RECENT_AGREED, RD_RECENT_PCT, RD_REFERENCE, RD_REFERENCE_PCT, RD_Z, RD_DROPPED,
+       RD_NCOLS };
+
 
 /* A cell as text, or NULL for SQL NULL. */
 static const char *cell(const PGresult *r, int row, int col)
@@ -298,7 +309,8 @@ static void emit_json_batching(Emit *e, const PGresult *batching, const char *ki
 
 /* The result sets one report is made of. */
 typedef struct ReportData {
-    const PGresult *jobs, *calls, *tiers, *batching, *signals, *failures, *confidence, *shadow, *shadow_live;
+    const PGresult *jobs, *calls, *tiers, *batching, *signals, *failures, *confidence, *shadow, *shadow_live,
+        *shadow_drift;
     int jt, ct; /* rows of the totals */
 } ReportData;
 
@@ -358,7 +370,18 @@ static void render_json_extras(Emit *e, const ReportData *d)
              json_num(l, i, RL_AGREEMENT), json_num(l, i, RL_LOW), json_num(l, i, RL_HIGH), json_num(l, i, RL_MIN),
              PQgetvalue(l, i, RL_BELOW)[0] == 't' ? "true" : "false");
     }
-    emit(e, "%s]},\n", PQntuples(d->shadow_live) ? "\n " : "");
+    emit(e, "%s], \"tier_drift\": [", PQntuples(d->shadow_live) ? "\n " : "");
+    for (int i = 0; i < PQntuples(d->shadow_drift); i++) {
+        const PGresult *r = d->shadow_drift;
+        emit(e, "%s\n  {\"kind\": ", i ? "," : "");
+        emit_json_str(e, PQgetvalue(r, i, RD_KIND));
+        emit(e, ", \"tier\": %s, \"recent_compared\": %s, \"recent_agreed\": %s, \"reference_compared\": %s,"
+                " \"recent_pct\": %s, \"reference_pct\": %s, \"z\": %s, \"dropped\": %s}",
+             json_num(r, i, RD_TIER), json_num(r, i, RD_RECENT), json_num(r, i, RD_RECENT_AGREED),
+             json_num(r, i, RD_REFERENCE), json_num(r, i, RD_RECENT_PCT), json_num(r, i, RD_REFERENCE_PCT),
+             json_num(r, i, RD_Z), PQgetvalue(r, i, RD_DROPPED)[0] == 't' ? "true" : "false");
+    }
+    emit(e, "%s]},\n", PQntuples(d->shadow_drift) ? "\n " : "");
 }
 
 static void render_text_extras(Emit *e, const ReportData *d)
@@ -421,6 +444,15 @@ static void render_text_extras(Emit *e, const ReportData *d)
              PQgetvalue(l, i, RL_PCT1), PQgetvalue(l, i, RL_COMPARED), PQgetvalue(l, i, RL_LOW), PQgetvalue(l, i, RL_HIGH),
              PQgetvalue(l, i, RL_MIN),
              PQgetvalue(l, i, RL_BELOW)[0] == 't' ? "  BELOW: its answers have drifted from the baseline model's" : "");
+    }
+    for (int i = 0; i < PQntuples(d->shadow_drift); i++) {
+        const PGresult *r = d->shadow_drift;
+        if (i == 0)
+            emit(e, "  each tier against its own past (latest comparisons, the ones before):\n");
+        emit(e, "    %-16s tier %s  %s%% of the last %s, %s%% of the %s before%s\n", PQgetvalue(r, i, RD_KIND),
+             PQgetvalue(r, i, RD_TIER), text_cell(r, i, RD_RECENT_PCT), PQgetvalue(r, i, RD_RECENT),
+             text_cell(r, i, RD_REFERENCE_PCT), PQgetvalue(r, i, RD_REFERENCE),
+             PQgetvalue(r, i, RD_DROPPED)[0] == 't' ? "  DROPPED: this tier has drifted" : "");
     }
 }
 
@@ -601,6 +633,7 @@ int report_run(PGconn *c, const ReportOptions *opt, FILE *out, TqErr *err)
         {"report signals", SQL_REPORT_SIGNALS, RS_NCOLS},     {"report failures", SQL_REPORT_FAILURES, RF_NCOLS},
         {"report confidence", SQL_REPORT_CONFIDENCE, RQ_NCOLS}, {"report shadow", SQL_REPORT_SHADOW, RW_NCOLS},
         {"report shadow estimate", SQL_REPORT_SHADOW_LIVE, RL_NCOLS},
+        {"report shadow drift", SQL_REPORT_SHADOW_DRIFT, RD_NCOLS},
     };
     enum { NQ = sizeof queries / sizeof queries[0] };
     PGresult *res[NQ] = {0};
@@ -636,7 +669,7 @@ int report_run(PGconn *c, const ReportOptions *opt, FILE *out, TqErr *err)
         goto cleanup;
     }
 
-    ReportData d = {jobs, calls, res[2], res[3], res[4], res[5], res[6], res[7], res[8], jt, ct};
+    ReportData d = {jobs, calls, res[2], res[3], res[4], res[5], res[6], res[7], res[8], res[9], jt, ct};
     if (opt->format == REPORT_JSON)
         render_json(&e, opt, &d);
     else

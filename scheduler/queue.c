@@ -596,6 +596,32 @@ int queue_first_tier_shift(PGconn *c, const char *run_name, QueueTierShift *out,
     return 0;
 }
 
+int queue_shadow_tier_drift(PGconn *c, const char *run_name, QueueTierDrift *out, int cap, int *n, TqErr *err)
+{
+    const char *p[] = {run_name};
+    PGresult *r = db_query(c, "shadow tier drift",
+                           "SELECT kind, tier, recent_compared, recent_agreed, reference_compared, reference_agreed, z,"
+                           " dropped FROM tierq.shadow_tier_drift($1::text)",
+                           1, p, err);
+    if (!r)
+        return TQ_EDB;
+    int m = 0;
+    for (int i = 0; i < PQntuples(r) && m < cap; i++, m++) {
+        QueueTierDrift *e = &out[m];
+        snprintf(e->kind, sizeof e->kind, "%s", PQgetvalue(r, i, 0));
+        e->tier = atoi(PQgetvalue(r, i, 1));
+        e->recent_compared = atoll(PQgetvalue(r, i, 2));
+        e->recent_agreed = atoll(PQgetvalue(r, i, 3));
+        e->reference_compared = atoll(PQgetvalue(r, i, 4));
+        e->reference_agreed = atoll(PQgetvalue(r, i, 5));
+        e->z = PQgetisnull(r, i, 6) ? NAN : atof(PQgetvalue(r, i, 6));
+        e->dropped = PQgetvalue(r, i, 7)[0] == 't';
+    }
+    PQclear(r);
+    *n = m;
+    return 0;
+}
+
 int queue_shadow_mark(PGconn *c, const char *kind, int64_t *mark, TqErr *err)
 {
     const char *p[] = {kind};

@@ -95,6 +95,18 @@ typedef struct QueueTierShift {
 /* Up to cap kinds that sample shadow calls into out (run_name NULL = every run); *n their number. */
 int queue_first_tier_shift(PGconn *c, const char *run_name, QueueTierShift *out, int cap, int *n, TqErr *err);
 
+/* A tier whose agreement with the baseline fell against its own past (tierq.shadow_tier_drift, sql/011). */
+typedef struct QueueTierDrift {
+    char kind[64];
+    int tier;
+    int64_t recent_compared, recent_agreed, reference_compared, reference_agreed;
+    double z;     /* NAN when undefined */
+    bool dropped; /* one-sided z <= -3.5 on enough comparisons */
+} QueueTierDrift;
+
+/* Up to cap (kind, tier) rows with shadow comparisons (run_name NULL = every run); *n their number. */
+int queue_shadow_tier_drift(PGconn *c, const char *run_name, QueueTierDrift *out, int cap, int *n, TqErr *err);
+
 /* The last shadow call of kind so far (0 when none): a mark to count from. */
 int queue_shadow_mark(PGconn *c, const char *kind, int64_t *mark, TqErr *err);
 /* Answered shadow calls of kind after mark (counted up to limit). */

@@ -110,6 +110,7 @@ typedef struct Run {
     bool *drifted;           /* per cfg kind: its shadow estimate is below its bar (warned once) */
     bool *shifted;           /* per cfg kind: its first tier's share of jobs moved (warned once, shadows boosted) */
     int64_t *boost_mark;     /* per cfg kind: boosting since the shadow call with this id (0 = not boosting) */
+    bool *tier_dropped;      /* per cfg kind x 8 tiers: the tier's agreement fell against its past (warned once) */
     int64_t next_shadow_check;
     int64_t last_shadow_check, jobs_at_shadow_check;
     pthread_mutex_t pool_mu; /* the writer resumes parked calls while the scheduler may stop the pool */
@@ -408,6 +409,7 @@ static int run_setup(Run *r)
     r->drifted = calloc((size_t)cfg->nkinds, sizeof *r->drifted);
     r->shifted = calloc((size_t)cfg->nkinds, sizeof *r->shifted);
     r->boost_mark = calloc((size_t)cfg->nkinds, sizeof *r->boost_mark);
+    r->tier_dropped = calloc((size_t)cfg->nkinds * 8, sizeof *r->tier_dropped);
     for (int i = 0; i < r->nkinds; i++) {
         const TqKind *kd = config_kind(cfg, r->kinds[i]);
         r->shadowing |= kd && kd->shadow.rate > 0 && !opt->all_tiers;
@@ -415,7 +417,7 @@ static int run_setup(Run *r)
     r->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     r->held = held_new();
     r->done = callq_new();
-    if (r->efd < 0 || !r->held || !r->done || !r->drifted || !r->shifted || !r->boost_mark || plan_new(&r->plan, cfg, opt->all_tiers, &err)) {
+    if (r->efd < 0 || !r->held || !r->done || !r->drifted || !r->shifted || !r->boost_mark || !r->tier_dropped || plan_new(&r->plan, cfg, opt->all_tiers, &err)) {
         fprintf(stderr, "tierq: run: cannot set up: %s\n", r->efd < 0 ? strerror(errno) : "out of memory");
         return RUN_EXIT_RUNTIME;
     }
@@ -561,6 +563,41 @@ static int check_shadow(Run *r)
     return below;
 }
 
+/* Each tier against its own past (tierq.shadow_tier_drift): a tier whose agreement with the baseline
+ * fell far beyond chance is said once, loudly. Returns how many (kind, tier) of the kinds claimed here
+ * have dropped, -1 when it could not be read. */
+static int check_tier_drift(Run *r)
+{
+    QueueTierDrift dr[256];
+    int n = 0, dropped = 0;
+    TqErr err = {0};
+    if (queue_shadow_tier_drift(r->conn, r->opt->run_name, dr, 256, &n, &err)) {
+        log_msg(LOG_WARN, "run", "cannot read the shadow drift per tier: %s", err.msg);
+        return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        int k = claimed_kind(r, dr[i].kind);
+        if (k < 0 || dr[i].tier < 1 || dr[i].tier > 8)
+            continue;
+        bool *was = &r->tier_dropped[k * 8 + dr[i].tier - 1];
+        dropped += dr[i].dropped;
+        double now = 100.0 * (double)dr[i].recent_agreed / (double)(dr[i].recent_compared ? dr[i].recent_compared : 1);
+        double before =
+            100.0 * (double)dr[i].reference_agreed / (double)(dr[i].reference_compared ? dr[i].reference_compared : 1);
+        if (dr[i].dropped && !*was)
+            log_msg(LOG_WARN, "run",
+                    "kind %s: tier %d's answers agree with the baseline model's %.0f%% of the time (last %lld shadow"
+                    " comparisons) against %.0f%% before (%lld; z %.1f): that tier has drifted; recalibrate or raise its bar",
+                    dr[i].kind, dr[i].tier, now, (long long)dr[i].recent_compared, before,
+                    (long long)dr[i].reference_compared, dr[i].z);
+        else if (!dr[i].dropped && *was)
+            log_msg(LOG_INFO, "run", "kind %s: tier %d's agreement with the baseline model back to %.0f%%", dr[i].kind,
+                    dr[i].tier, now);
+        *was = dr[i].dropped;
+    }
+    return dropped;
+}
+
 /* Housekeeping due by now: requeue expired leases (any process's), renew ours, heartbeat, progress. */
 static void run_housekeeping(Run *r, int64_t now)
 {
@@ -590,6 +627,7 @@ static void run_housekeeping(Run *r, int64_t now)
                           now - r->last_shadow_check >= RUN_SHADOW_CHECK_MIN_MS))) {
         check_tier_shift(r);
         check_shadow(r);
+        check_tier_drift(r);
         r->next_shadow_check = now + RUN_SHADOW_CHECK_MS;
         r->last_shadow_check = now;
         r->jobs_at_shadow_check = finished;
@@ -803,9 +841,15 @@ static int run_shutdown(Run *r)
                 " leases expire, and $%s they cost is not in the ledger\n", (long long)st.unwritten_calls, lost);
     }
     int drifting = r->shadowing && ensure_conn(r) == 0 ? check_shadow(r) : 0;
+    int tiers_dropped = r->shadowing && ensure_conn(r) == 0 ? check_tier_drift(r) : 0;
     if (drifting > 0)
         printf("run: %d kind(s) below their shadow.min_agreement: their answers have drifted from the baseline"
                " model's (tierq report, shadow evaluation)\n", drifting);
+    if (tiers_dropped > 0)
+        printf("run: %d tier(s) agree with the baseline model far less than before: they have drifted (tierq report,"
+               " shadow evaluation)\n", tiers_dropped);
+    if (tiers_dropped > 0 && drifting >= 0)
+        drifting += tiers_dropped;
     int exit_code = quota ? RUN_EXIT_QUOTA : RUN_EXIT_OK;
     if (!quota && st.jobs_done == 0 && st.jobs_failed + st.jobs_retry > 0) {
         /* Nothing succeeded: a cron job must not read this as a good night. */
@@ -848,6 +892,7 @@ static void run_free(Run *r)
     free(r->drifted);
     free(r->shifted);
     free(r->boost_mark);
+    free(r->tier_dropped);
     held_free(r->held);
     fifo_free(r->done);
     if (r->efd >= 0)
