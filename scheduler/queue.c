@@ -635,16 +635,18 @@ int queue_shadow_mark(PGconn *c, const char *kind, int64_t *mark, TqErr *err)
     return 0;
 }
 
-int queue_shadow_since(PGconn *c, const char *kind, int64_t mark, int limit, int64_t *count, TqErr *err)
+int queue_shadow_since(PGconn *c, const char *kind, int tier, int64_t mark, int limit, int64_t *count, TqErr *err)
 {
-    char m[32], l[16];
+    char m[32], l[16], t[16];
     snprintf(m, sizeof m, "%lld", (long long)mark);
     snprintf(l, sizeof l, "%d", limit);
-    const char *p[] = {kind, m, l};
+    snprintf(t, sizeof t, "%d", tier);
+    const char *p[] = {kind, m, l, t};
     PGresult *r = db_query(c, "shadow since",
                            "SELECT count(*) FROM (SELECT 1 FROM tierq.calls WHERE kind = $1 AND purpose = 'shadow'"
-                           " AND id > $2::bigint AND status = 'ok' AND answer IS NOT NULL LIMIT $3::int) x",
-                           3, p, err);
+                           " AND id > $2::bigint AND status = 'ok' AND answer IS NOT NULL"
+                           " AND ($4::int = 0 OR tier = $4::int) LIMIT $3::int) x",
+                           4, p, err);
     if (!r)
         return TQ_EDB;
     *count = PQntuples(r) == 1 ? atoll(PQgetvalue(r, 0, 0)) : 0;

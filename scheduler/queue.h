@@ -109,8 +109,9 @@ int queue_shadow_tier_drift(PGconn *c, const char *run_name, QueueTierDrift *out
 
 /* The last shadow call of kind so far (0 when none): a mark to count from. */
 int queue_shadow_mark(PGconn *c, const char *kind, int64_t *mark, TqErr *err);
-/* Answered shadow calls of kind after mark (counted up to limit). */
-int queue_shadow_since(PGconn *c, const char *kind, int64_t mark, int limit, int64_t *count, TqErr *err);
+/* Answered shadow calls of kind after mark (counted up to limit), of jobs answered at tier (1-based;
+ * 0 = any tier). */
+int queue_shadow_since(PGconn *c, const char *kind, int tier, int64_t mark, int limit, int64_t *count, TqErr *err);
 
 /* Requests whose sender died with them in flight: ledger rows still in status "sent" (the intent
  * written before the request left) older than stale_s, whose worker has not heartbeaten for stale_s,

@@ -85,6 +85,8 @@ static void raise_fd_limit(void)
  * finishes thousands of jobs in 5 s, and the first tier's shift is seen within a few hundred. */
 #define RUN_SHADOW_CHECK_JOBS 250
 #define RUN_SHADOW_CHECK_MIN_MS 500
+/* The first tier's latest comparisons tierq.shadow_tier_drift holds against its past (its default). */
+#define RUN_TIER_DRIFT_RECENT 30
 
 typedef struct Run {
     const TqConfig *cfg;
@@ -516,9 +518,12 @@ static void check_tier_shift(Run *r)
                 set_boost(r, k, kd->shadow.boost);
             }
         } else if (!sh[i].shifted && r->boost_mark[k]) {
-            int64_t since = 0;
-            if (queue_shadow_since(r->conn, kd->name, r->boost_mark[k], kd->shadow.window, &since, &err) == 0 &&
-                since >= kd->shadow.window) {
+            /* until the kind's window, and the first tier's own latest RUN_TIER_DRIFT_RECENT, are after
+             * the shift (or far more than that were made: the first tier may answer almost nothing now) */
+            int64_t since = 0, first = 0;
+            if (queue_shadow_since(r->conn, kd->name, 0, r->boost_mark[k], 20 * kd->shadow.window, &since, &err) == 0 &&
+                queue_shadow_since(r->conn, kd->name, 1, r->boost_mark[k], RUN_TIER_DRIFT_RECENT, &first, &err) == 0 &&
+                since >= kd->shadow.window && (first >= RUN_TIER_DRIFT_RECENT || since >= 20 * kd->shadow.window)) {
                 log_msg(LOG_INFO, "run",
                         "kind %s: its first tier's share settled (%.0f%%) and its shadow window is all after the shift;"
                         " shadow rate back to %g",

@@ -353,8 +353,11 @@ fchunk() { # run from to: insert, wait until all finished and the daemon has che
     while [ "$(fchecks)" -le "$c0" ] && [ $i -lt 150 ]; do sleep 0.05; i=$((i + 1)); done # the 5 s timer at the latest
     sleep 0.05 # the shadow calls of the chunk's last jobs (1 ms each) written
 }
-fest() { # run: "below high<0.85 agreement low high compared" of the live estimate
-    psql -tA -F ' ' "$conninfo" -c "SELECT coalesce(below, false), coalesce(high < 0.85, false), coalesce(round(agreement::numeric, 2), 0),
+fest() { # run: "flagged high<0.85 agreement low high compared" of the live estimate; flagged: the kind's
+    # window below min_agreement, or a tier fallen against its own past (tierq.shadow_tier_drift)
+    psql -tA -F ' ' "$conninfo" -c "SELECT coalesce(below, false) OR EXISTS (SELECT 1 FROM tierq.shadow_tier_drift('$1') d
+                                             WHERE d.kind = 'classify' AND d.dropped),
+        coalesce(high < 0.85, false), coalesce(round(agreement::numeric, 2), 0),
         coalesce(round(low::numeric, 2), 0), coalesce(round(high::numeric, 2), 0), coalesce(compared, 0)
         FROM (VALUES (1)) v LEFT JOIN tierq.shadow_estimates('$1') e ON e.kind = 'classify'"
 }
