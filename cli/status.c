@@ -83,5 +83,19 @@ int status_print(PGconn *c, FILE *out, TqErr *err)
                 PQgetvalue(r, i, 6)[0] == 't' ? "  BELOW: answers have drifted from the baseline model's" : "");
     }
     PQclear(r);
+
+    /* each tier against its own past (tierq.shadow_tier_drift, sql/011): only the tiers that fell */
+    r = db_query(c, "status tier drift",
+                 "SELECT kind, tier, round(100 * recent_agreed::numeric / recent_compared)::int, recent_compared,"
+                 "  round(100 * reference_agreed::numeric / nullif(reference_compared, 0))::int, reference_compared"
+                 " FROM tierq.shadow_tier_drift(NULL) WHERE dropped",
+                 0, NULL, err);
+    if (!r)
+        return TQ_EDB;
+    for (int i = 0; i < PQntuples(r); i++)
+        fprintf(out, "  %-16s tier %s: %s%% of the last %s against %s%% of %s before  DROPPED: this tier has drifted\n",
+                PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), PQgetvalue(r, i, 2), PQgetvalue(r, i, 3),
+                PQgetvalue(r, i, 4), PQgetvalue(r, i, 5));
+    PQclear(r);
     return 0;
 }
