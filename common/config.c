@@ -1,5 +1,7 @@
 #include "config.h"
 
+#include "sha256.h"
+
 #include "buf.h"
 #include "hash.h"
 #include "json.h"
@@ -931,6 +933,11 @@ static int load_kind(TqConfig *cfg, TqKind *kd, const char *file, const char *na
     char hex[17];
     hash_hex64(hash_fnv1a64(text.data, text.len), hex);
     kd->hash = strdup(hex);
+    uint8_t sha[SHA256_BYTES];
+    char sha_hex[2 * SHA256_BYTES + 1];
+    sha256(text.data, text.len, sha);
+    sha256_hex(sha, sha_hex);
+    kd->digest = strdup(sha_hex);
     if (!kind_name_ok(name))
         rc = tq_err(err, TQ_EINVAL, "%s: the kind name \"%s\" (the file name) must be lowercase letters, digits and _ and start with a letter", file, name);
     if (!rc && !(rc = kind_settings(&w, kd)) && !(rc = kind_tiers(&w, cfg, kd)) && !(rc = kind_checks(&w, cfg, kd))) {
@@ -1090,6 +1097,7 @@ void config_free(TqConfig *cfg)
         free(k->name);
         free(k->file);
         free(k->hash);
+        free(k->digest);
         free(k->description);
         free(k->system_prompt);
         free(k->tiers);

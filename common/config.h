@@ -131,6 +131,7 @@ typedef struct TqKind {
     char *name;
     char *file;            /* "jobs/<name>.json" as given */
     char *hash;            /* hex digest of the file contents: the kind's version */
+    char *digest;          /* SHA-256 hex of the file contents: part of every cache key (issue 14) */
     char *description;
     char *system_prompt;
     TqTier *tiers;

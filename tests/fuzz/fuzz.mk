@@ -17,7 +17,7 @@ FUZZ_KNOWN   ?=
 FUZZ_BUILD   := $(BUILD)-fuzz
 # What the harnesses reach, and all it needs: no database, no sockets, no generated sources. The
 # harnesses link an archive of these, so each takes only the objects it calls into.
-FUZZ_LIB_SRC := common/buf.c common/err.c common/utf8.c common/json.c common/template.c common/hash.c \
+FUZZ_LIB_SRC := common/buf.c common/err.c common/utf8.c common/json.c common/template.c common/hash.c common/sha256.c \
                 common/cost.c common/config.c worker/openai.c worker/prompt.c worker/batch.c \
                 worker/check.c worker/ledger.c
 
