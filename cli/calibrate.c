@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define CAL_MAX_TIERS 8            /* config.c accepts 1 to 8 tiers */
@@ -705,6 +706,11 @@ static int search_kind(KindCal *k, const CalibrateOptions *o, TqErr *err)
         for (int m = 0; m < CAL_NMARGINS; m++) {
             HeldOut h;
             cross_validate(k, &fo, CAL_MARGINS[m], train, &h);
+            /* judged as it will be promised: the plan this margin picks on every job, less the
+             * optimism of choosing (see predict) — not the folds' own plans */
+            long pick = choose(k->all, k->combos, target_count(o, d->njobs, k->last_correct, CAL_MARGINS[m]));
+            double promised = (double)llround((double)k->all[pick].correct - (pick != k->combos - 1 ? h.opt_correct : 0));
+            h.meets = promised + CAL_COUNT_EPS >= target_count(o, d->njobs, k->last_correct, 0);
             if (m == 0 || h.cv_correct > best.cv_correct)
                 best = h;
             if (h.meets) {
@@ -1168,14 +1174,31 @@ static int new_kind_text(const KindCal *k, const TqConfig *cfg, const Plan *rec,
     return 0;
 }
 
+/* The path as a diff header: relative to the current directory when under it, since patch -p0
+ * refuses absolute names. */
+static const char *diff_path(const char *path)
+{
+    static char cwd[1024];
+    if (path[0] != '/' || !getcwd(cwd, sizeof cwd))
+        return path;
+    size_t n = strlen(cwd);
+    if (strncmp(path, cwd, n) == 0 && path[n] == '/')
+        return path + n + 1;
+    return path;
+}
+
+/* Written beside it and renamed over it, with the file's own permissions. */
 static int write_file_atomic(const char *path, const Buf *text, TqErr *err)
 {
     char tmp[1200];
     snprintf(tmp, sizeof tmp, "%s.calibrate.tmp", path);
+    struct stat st;
+    mode_t mode = stat(path, &st) == 0 ? (st.st_mode & 07777) : 0644;
     FILE *f = fopen(tmp, "wb");
     if (!f)
         return tq_err(err, TQ_EIO, "cannot write %s: %s", tmp, strerror(errno));
     bool ok = fwrite(text->data, 1, text->len, f) == text->len;
+    ok = fchmod(fileno(f), mode) == 0 && ok;
     ok = fclose(f) == 0 && ok;
     if (!ok || rename(tmp, path) != 0) {
         int e = errno;
@@ -1424,33 +1447,49 @@ int calibrate_run(PGconn *c, const TqConfig *cfg, const CalibrateOptions *o, FIL
         goto cleanup;
     }
 
-    /* kind files: the new text of each, written or shown as a diff */
+    /* kind files: every new text first, then written (or shown as a diff): a file that cannot be read
+     * leaves every file as it was */
     Buf diffs;
     buf_init(&diffs, CAL_MAX_BYTES);
     char wrote[2048] = "";
+    Buf *nu = calloc((size_t)(nkinds ? nkinds : 1), sizeof *nu);
+    char (*paths)[1100] = calloc((size_t)(nkinds ? nkinds : 1), sizeof *paths);
+    bool *changed = calloc((size_t)(nkinds ? nkinds : 1), sizeof *changed);
+    if (!nu || !paths || !changed)
+        rc = tq_err(err, TQ_ENOMEM, "calibrate: out of memory");
     for (int i = 0; i < nkinds && !rc && (o->write_dir || o->diff); i++) {
         if (ks[i].d.njobs == 0)
             continue;
-        char path[1100];
         if (o->write_dir)
-            snprintf(path, sizeof path, "%s/%s.json", o->write_dir, ks[i].kd->name);
+            snprintf(paths[i], sizeof paths[i], "%s/%s.json", o->write_dir, ks[i].kd->name);
         else
-            snprintf(path, sizeof path, "%s", ks[i].kd->file);
-        Buf old, nu = {0};
-        if ((rc = read_file(path, &old, err)))
+            snprintf(paths[i], sizeof paths[i], "%s", ks[i].kd->file);
+        Buf old;
+        if ((rc = read_file(paths[i], &old, err)))
             break;
-        rc = new_kind_text(&ks[i], cfg, &plans[i][PLAN_RECOMMENDED], &old, &nu, err);
+        rc = new_kind_text(&ks[i], cfg, &plans[i][PLAN_RECOMMENDED], &old, &nu[i], err);
+        changed[i] = !rc && (old.len != nu[i].len || memcmp(old.data, nu[i].data, old.len) != 0);
         if (!rc && o->diff)
-            rc = kindfile_unified_diff(path, old.data, old.len, nu.data, nu.len, &diffs) ? TQ_ENOMEM : 0;
-        else if (!rc && (old.len != nu.len || memcmp(old.data, nu.data, old.len) != 0)) {
-            rc = write_file_atomic(path, &nu, err);
-            size_t len = strlen(wrote);
-            if (!rc)
-                snprintf(wrote + len, sizeof wrote - len, "wrote %s\n", path);
-        }
+            rc = kindfile_unified_diff(diff_path(paths[i]), old.data, old.len, nu[i].data, nu[i].len, &diffs)
+                     ? TQ_ENOMEM
+                     : 0;
         buf_free(&old);
-        buf_free(&nu);
     }
+    for (int i = 0; i < nkinds && !rc && o->write_dir; i++) {
+        if (!changed[i])
+            continue;
+        rc = write_file_atomic(paths[i], &nu[i], err);
+        size_t len = strlen(wrote);
+        if (!rc)
+            snprintf(wrote + len, sizeof wrote - len, "wrote %s\n", paths[i]);
+        else if (len)
+            tq_err(err, rc, "%s (already written: %.*s)", err->msg, (int)(len - 1), wrote);
+    }
+    for (int i = 0; nu && i < nkinds; i++)
+        buf_free(&nu[i]);
+    free(nu);
+    free(paths);
+    free(changed);
     if (rc) {
         buf_free(&diffs);
         goto cleanup;

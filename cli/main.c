@@ -56,7 +56,9 @@ static const char *const USAGE =
     "  4  run: the --budget-usd ceiling was reached; unclaimed jobs stay queued\n"
     "  5  run: a provider refused the account (insufficient_quota, or the API key: 401); its jobs\n"
     "     were left queued without spending an attempt\n"
-    "  6  run: jobs were attempted and none succeeded (the summary names the reasons)\n";
+    "  6  run: jobs were attempted and none succeeded (the summary names the reasons)\n"
+    "  7  run --fail-on-drift: a kind's shadow agreement ended below its bar, or a tier's fell against\n"
+    "     its own past\n";
 
 static const char *const USAGE_MIGRATE =
     "usage: tierq [--jobs DIR] migrate\n"
@@ -113,13 +115,14 @@ static const char *const USAGE_RUN =
     "  --progress / --quiet    live progress line on stderr (default: when stderr is a terminal)\n"
     "  --budget-usd X          stop claiming once this run has spent X dollars (exit status 4)\n"
     "  --all-tiers             every tier answers every job (a labelled run for tierq calibrate)\n"
-    "  --fail-on-drift         exit 7 when a kind's shadow agreement ends below its shadow.min_agreement\n"
+    "  --fail-on-drift         exit 7 when a kind's shadow agreement ends below its shadow.min_agreement,\n"
+    "                          or a tier's agreement fell far below its own past (tierq report, shadow)\n"
     "  --model-map baseline    answer every kind with its baseline model only (the comparison run)\n"
     "  -h, --help              this help\n"
     "\n"
     "exit status: 0 done, 1 runtime error, 2 usage, 3 configuration, 4 budget reached,\n"
     "5 a provider refused the account (quota or key), 6 jobs were attempted and none succeeded,\n"
-    "7 with --fail-on-drift, a kind's answers drifted from its baseline model's\n";
+    "7 with --fail-on-drift, a kind's or a tier's answers drifted from its baseline model's\n";
 
 static const char *const USAGE_REPORT =
     "usage: tierq report [--format text|json] [--run NAME] [--since DURATION]\n"
@@ -415,6 +418,19 @@ static int cmd_run(const char *dir, int argc, char **argv)
         fprintf(stderr, "tierq: run: --all-tiers and --model-map baseline do not go together\n");
         config_free(cfg);
         return EXIT_USAGE;
+    }
+    /* every name in --kinds must be a kind: a typo would silently leave that kind's jobs queued */
+    for (const char *p = o.kinds_csv; p && *p;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        char name[256];
+        snprintf(name, sizeof name, "%.*s", (int)(len < sizeof name ? len : sizeof name - 1), p);
+        if (len > 0 && !config_kind(cfg, name)) {
+            fprintf(stderr, "tierq: run: --kinds: unknown kind %s (no %s/%s.json)\n", name, dir, name);
+            config_free(cfg);
+            return EXIT_USAGE;
+        }
+        p = comma ? comma + 1 : p + len;
     }
     rc = run_preflight(cfg, !baseline_map);
     if (rc == EXIT_OK)

@@ -585,20 +585,23 @@ static int check_tier_drift(Run *r)
         if (k < 0 || dr[i].tier < 1 || dr[i].tier > 8)
             continue;
         bool *was = &r->tier_dropped[k * 8 + dr[i].tier - 1];
-        dropped += dr[i].dropped;
+        /* once said, it stays said until the tier is back near its past (z above -2), not the moment the
+         * latest 30 happen to sit at -3.4: one warning per fall, not one per wobble */
+        bool now_dropped = dr[i].dropped || (*was && !(dr[i].z > -2.0));
+        dropped += now_dropped;
         double now = 100.0 * (double)dr[i].recent_agreed / (double)(dr[i].recent_compared ? dr[i].recent_compared : 1);
         double before =
             100.0 * (double)dr[i].reference_agreed / (double)(dr[i].reference_compared ? dr[i].reference_compared : 1);
-        if (dr[i].dropped && !*was)
+        if (now_dropped && !*was)
             log_msg(LOG_WARN, "run",
                     "kind %s: tier %d's answers agree with the baseline model's %.0f%% of the time (last %lld shadow"
                     " comparisons) against %.0f%% before (%lld; z %.1f): that tier has drifted; recalibrate or raise its bar",
                     dr[i].kind, dr[i].tier, now, (long long)dr[i].recent_compared, before,
                     (long long)dr[i].reference_compared, dr[i].z);
-        else if (!dr[i].dropped && *was)
+        else if (!now_dropped && *was)
             log_msg(LOG_INFO, "run", "kind %s: tier %d's agreement with the baseline model back to %.0f%%", dr[i].kind,
                     dr[i].tier, now);
-        *was = dr[i].dropped;
+        *was = now_dropped;
     }
     return dropped;
 }

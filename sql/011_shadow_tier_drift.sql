@@ -7,10 +7,11 @@
 -- to set, so a kind whose steady agreement is low is not flagged for it.
 CREATE INDEX IF NOT EXISTS calls_shadow_tier_idx ON tierq.calls (kind, tier, id) WHERE purpose = 'shadow';
 
--- The reference is the tier's earliest comparisons of the last 7 days (of the run, when one is named;
--- the first half of them when there are fewer than 2 x reference), not the ones just before the
--- latest: those fill with changed answers within a few dozen comparisons, and the fall would vanish
--- from view while it still holds.
+-- The latest comparisons are the run's, when one is named; the reference is the tier's earliest
+-- comparisons of the last 7 days, of any run (a nightly run named anew each night is held to the
+-- nights before it; the first half of them when there are fewer than 2 x reference), not the ones
+-- just before the latest: those fill with changed answers within a few dozen comparisons, and the
+-- fall would vanish from view while it still holds.
 CREATE OR REPLACE FUNCTION tierq.shadow_tier_drift(run text, recent int DEFAULT 30, reference int DEFAULT 300)
 RETURNS TABLE (kind text, tier int, recent_compared bigint, recent_agreed bigint, reference_compared bigint,
                reference_agreed bigint, z float8, dropped boolean)
@@ -31,8 +32,7 @@ LANGUAGE sql STABLE AS $$
         -- how many came before those in the last 7 days
         SELECT count(*) AS n FROM tierq.calls c
         WHERE c.kind = k.name AND c.tier = t.tier AND c.purpose = 'shadow' AND c.status = 'ok'
-          AND c.answer IS NOT NULL AND (run IS NULL OR c.run_name = run) AND c.id < r.first_id
-          AND c.created_at > now() - interval '7 days') b
+          AND c.answer IS NOT NULL AND c.id < r.first_id AND c.created_at > now() - interval '7 days') b
     CROSS JOIN LATERAL (
         -- the earliest of them: `reference`, or the first half when the history is shorter, so a
         -- recent change does not make up the reference it is measured against
@@ -40,8 +40,7 @@ LANGUAGE sql STABLE AS $$
         FROM (SELECT tierq.normalize_answer(c.answer) = tierq.normalize_answer(j.result) AS agreed
               FROM tierq.calls c JOIN tierq.jobs j ON j.id = c.job_ids[1] AND j.state = 'done'
               WHERE c.kind = k.name AND c.tier = t.tier AND c.purpose = 'shadow' AND c.status = 'ok'
-                AND c.answer IS NOT NULL AND (run IS NULL OR c.run_name = run) AND c.id < r.first_id
-                AND c.created_at > now() - interval '7 days'
+                AND c.answer IS NOT NULL AND c.id < r.first_id AND c.created_at > now() - interval '7 days'
               ORDER BY c.id ASC LIMIT least(reference, greatest(b.n / 2, recent))) x) f
     CROSS JOIN LATERAL (
         SELECT r.rn, r.ra, f.fn, f.fa,

@@ -28,7 +28,7 @@ static void setup_files(void)
                   " \"tiers\": [{\"model\": \"qwen3-8b\", \"accept\": 0}, {\"model\": \"gpt-4o\"}],"
                   " \"baseline_model\": \"gpt-4o\", \"max_tokens\": 16, \"temperature\": 0,"
                   " \"checks\": {\"min_chars\": 1, \"max_chars\": 64},"
-                  " \"shadow\": {\"rate\": 0.25, \"min_agreement\": 0.3, \"window\": 40}}");
+                  " \"shadow\": {\"rate\": 0.25, \"min_agreement\": 0.5, \"window\": 40}}");
     snprintf(p, sizeof p, "%s/shifty.json", jobs);
     write_file(p, "{\"system_prompt\": \"Answer with a single word or a short phrase, nothing else.\","
                   " \"tiers\": [{\"model\": \"qwen3-8b\", \"accept\": 0.8}, {\"model\": \"gpt-4o\"}],"
@@ -145,6 +145,12 @@ static void test_drift_mid_run_is_flagged(void)
     insert_jobs(c, 1701, 1720, "drift");
     st = run_drain(&s, "--run drift");
     CHECKF(st == 0 && strstr(out, "below their shadow.min_agreement"), "without the flag, exit %d: %s", st, out);
+    /* the next night, a run of its own name: tier 1 is held to the nights before, not to itself */
+    insert_jobs(c, 1721, 1900, "drift_next");
+    st = run_drain(&s, "--run drift_next --fail-on-drift");
+    CHECKF(st == 7 && strstr(out, "kind shadowed: tier 1's answers agree with the baseline model's") &&
+               strstr(out, "that tier has drifted"),
+           "a new run's tier 1 was not held to the past: exit %d: %s", st, out);
     PQfinish(c);
     sim_stop(&s);
 }
