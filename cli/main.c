@@ -10,6 +10,7 @@
 #include "status.h"
 
 #include <stdbool.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -221,12 +222,19 @@ static int cmd_config_check(const char *dir)
         const TqKind *k = &cfg->kinds[i];
         printf("  %-12s", k->name);
         for (int t = 0; t < k->ntiers; t++) {
-            if (t + 1 < k->ntiers)
+            if (t + 1 < k->ntiers && !isnan(k->tiers[t].accept_if_agrees))
+                printf(" %s (accept >= %.2f, or >= %.2f if it agrees) ->", cfg->models[k->tiers[t].model].name,
+                       k->tiers[t].accept, k->tiers[t].accept_if_agrees);
+            else if (t + 1 < k->ntiers)
                 printf(" %s (accept >= %.2f) ->", cfg->models[k->tiers[t].model].name, k->tiers[t].accept);
             else
                 printf(" %s (final)", cfg->models[k->tiers[t].model].name);
         }
-        printf("   baseline %s\n", cfg->models[k->baseline_model].name);
+        printf("   baseline %s", cfg->models[k->baseline_model].name);
+        if (k->shadow.rate > 0)
+            printf("   shadow %g (min_agreement %g, window %d, boost %g)", k->shadow.rate, k->shadow.min_agreement,
+                   k->shadow.window, k->shadow.boost);
+        printf("\n");
     }
     config_free(cfg);
     return EXIT_OK;
@@ -419,6 +427,11 @@ static int cmd_run(const char *dir, int argc, char **argv)
         config_free(cfg);
         return EXIT_USAGE;
     }
+    if (o.all_tiers && o.fail_on_drift) {
+        fprintf(stderr, "tierq: run: --fail-on-drift cannot fire in an --all-tiers run (it makes no shadow calls)\n");
+        config_free(cfg);
+        return EXIT_USAGE;
+    }
     /* every name in --kinds must be a kind: a typo would silently leave that kind's jobs queued */
     for (const char *p = o.kinds_csv; p && *p;) {
         const char *comma = strchr(p, ',');
@@ -493,6 +506,7 @@ static int cmd_calibrate(const char *dir, int argc, char **argv)
     }
     CalibrateOptions o;
     calibrate_default_options(&o);
+    bool target_given = false;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -506,6 +520,7 @@ static int cmd_calibrate(const char *dir, int argc, char **argv)
             o.run_name = v;
             i++;
         } else if (strcmp(a, "--target") == 0 && v) {
+            target_given = true;
             o.target_ratio = strtod(v, &end);
             if (*end != '\0' || !(o.target_ratio > 0 && o.target_ratio <= 2)) {
                 fprintf(stderr, "tierq: calibrate: --target takes a ratio above 0 and at most 2 (e.g. 0.98)\n");
@@ -559,11 +574,20 @@ static int cmd_calibrate(const char *dir, int argc, char **argv)
         }
     }
     if (!o.run_name) {
-        fprintf(stderr, "tierq calibrate: --run is required (see tierq calibrate --help)\n");
+        fprintf(stderr, "tierq: calibrate: --run is required (see tierq calibrate --help)\n");
         return EXIT_USAGE;
     }
     if (o.kind && o.kinds) {
         fprintf(stderr, "tierq: calibrate: --kind and --kinds do not go together\n");
+        return EXIT_USAGE;
+    }
+    if (target_given && o.target_accuracy > 0) {
+        fprintf(stderr, "tierq: calibrate: --target (a ratio of the last tier's accuracy) and --target-accuracy "
+                        "(absolute) do not go together\n");
+        return EXIT_USAGE;
+    }
+    if (o.diff && o.json) {
+        fprintf(stderr, "tierq: calibrate: --diff prints a diff, not a report: leave out --format json\n");
         return EXIT_USAGE;
     }
     if (o.write_dir && o.diff) {

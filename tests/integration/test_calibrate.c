@@ -716,6 +716,9 @@ static void test_all_kinds(void)
     CHECK_INT(testdb_run("calibrate --run big-run --kinds big --kind big", out, sizeof out), 2);
     CHECK_INT(testdb_run("calibrate --run big-run --folds 1", out, sizeof out), 2);
     CHECK_INT(testdb_run("calibrate --run big-run --target-accuracy 1.5", out, sizeof out), 2);
+    CHECK_INT(testdb_run("calibrate --run big-run --target 0.9 --target-accuracy 0.8", out, sizeof out), 2);
+    CHECKF(strstr(out, "do not go together"), "%s", out);
+    CHECK_INT(testdb_run("calibrate --run big-run --diff --format json", out, sizeof out), 2);
     CHECK_INT(testdb_run("calibrate --run big-run --diff --write /tmp", out, sizeof out), 2);
 }
 
