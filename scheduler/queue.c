@@ -187,9 +187,12 @@ int queue_renew(PGconn *c, const char *owner, const int64_t *ids, const int *att
     if (!rc) {
         const char *p[] = {owner, a.data, b.data, lease};
         r = db_query(c, "renew leases",
-                     "UPDATE tierq.jobs j SET lease_until = now() + make_interval(secs => $4::int), updated_at = now()"
-                     " FROM unnest($2::bigint[], $3::int[]) AS u(id, attempt)"
-                     " WHERE j.id = u.id AND j.state = 'running' AND j.lease_owner = $1 AND j.attempts = u.attempt"
+                     /* locked in id order, as the write-back locks them (see SQL_FLUSH) */
+                     "WITH lk AS (SELECT j.id FROM tierq.jobs j JOIN unnest($2::bigint[], $3::int[]) AS u(id, attempt)"
+                     "   ON j.id = u.id WHERE j.state = 'running' AND j.lease_owner = $1 AND j.attempts = u.attempt"
+                     "   ORDER BY j.id FOR UPDATE OF j)"
+                     " UPDATE tierq.jobs j SET lease_until = now() + make_interval(secs => $4::int), updated_at = now()"
+                     " FROM lk WHERE j.id = lk.id"
                      " RETURNING j.id",
                      4, p, err);
         if (!r)
@@ -255,7 +258,10 @@ static const char *const SQL_FLUSH =
     "  SELECT * FROM unnest($28::bigint[], $29::int[], $30::bool[], $31::text[], $32::text[], $33::int[],"
     "    $34::real[], $35::int[], $36::text[], $37::numeric[], $38::text[], $39::bool[], $40::bigint[], $47::bool[])"
     "    AS o(id, att, done, res, model, tier, q, esc, reason, base, err, retry, after_ms, keep)),"
-    " ids AS (SELECT id FROM ch UNION SELECT id FROM oc)"
+    " ids AS (SELECT id FROM ch UNION SELECT id FROM oc),"
+    /* the rows locked in id order before any is updated: the lease renewal locks in the same order,
+     * so the two never wait on each other in a circle (a deadlock PostgreSQL had to break) */
+    " lk AS (SELECT jj.id FROM tierq.jobs jj WHERE jj.id IN (SELECT id FROM ids) ORDER BY jj.id FOR UPDATE)"
     " UPDATE tierq.jobs j SET"
     "   cost_usd = j.cost_usd + coalesce(ch.cost, 0), tokens_in = j.tokens_in + coalesce(ch.ti, 0),"
     "   tokens_cached_in = j.tokens_cached_in + coalesce(ch.tc, 0), tokens_out = j.tokens_out + coalesce(ch.tout, 0),"
@@ -279,7 +285,7 @@ static const char *const SQL_FLUSH =
     "   lease_owner = CASE WHEN " FENCED " THEN NULL ELSE j.lease_owner END,"
     "   lease_until = CASE WHEN " FENCED " THEN NULL ELSE j.lease_until END,"
     "   updated_at = CASE WHEN " FENCED " THEN now() ELSE j.updated_at END"
-    " FROM ids LEFT JOIN ch ON ch.id = ids.id LEFT JOIN oc ON oc.id = ids.id"
+    " FROM lk AS ids LEFT JOIN ch ON ch.id = ids.id LEFT JOIN oc ON oc.id = ids.id"
     " WHERE j.id = ids.id"
     " RETURNING oc.id IS NOT NULL, j.updated_at = now(), j.state, oc.reason, oc.err";
 
