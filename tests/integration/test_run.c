@@ -505,7 +505,13 @@ static void test_kill_9_every_request_is_in_the_ledger(void)
     CHECK_INT(wait_for(c, "SELECT count(*) FROM tierq.workers WHERE heartbeat_at > now() - interval '10 seconds'", 0, 15000), 0);
     long long sent = sim_stat(&s, "requests");
     long long rows = q(c, "SELECT count(*) FROM tierq.calls WHERE status <> 'cancelled'");
-    CHECKF(sent == rows, "the simulator received %lld requests, the ledger has %lld rows", sent, rows);
+    long long settled = q(c, "SELECT count(*) FROM tierq.calls WHERE reason = 'settled_after_crash'");
+    /* every request the simulator received has its row; a row more can only be a request the dead
+     * process had written down but not yet put on the wire when it was killed (settled at an
+     * estimate: nobody can know it never left, so the ledger errs toward counting it) */
+    CHECKF(sent <= rows && rows - sent <= settled,
+           "the simulator received %lld requests, the ledger has %lld rows (%lld settled after the crash)", sent, rows,
+           settled);
     check_sums(c);
     CHECK_INT(q(c, "SELECT count(*) FROM tierq.jobs j WHERE j.cost_usd <>"
                    " (SELECT coalesce(sum(k.cost_usd), 0) FROM tierq.calls k WHERE j.id = ANY (k.job_ids))"
