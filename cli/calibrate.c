@@ -405,11 +405,9 @@ static int calibration_tiers(const PGresult *r, const TqConfig *cfg, const TqKin
     for (int rt = 1, t = 0; rt <= of_config[kd->ntiers - 1]; rt++) {
         if (!run_model[rt])
             continue;
-        int m = 0;
-        while (m < cfg->nmodels && strcmp(cfg->models[m].name, run_model[rt]) != 0)
-            m++;
+        int m = config_model_index(cfg, run_model[rt]);
         bool configured = t < kd->ntiers && of_config[t] == rt;
-        if (m == cfg->nmodels) {
+        if (m < 0) {
             if (configured)
                 return tq_err(err, TQ_EINVAL, "calibrate: model %s is not defined", run_model[rt]);
             continue; /* a dropped tier whose model is gone: not a candidate */
@@ -1222,30 +1220,14 @@ static int pick_kinds(const TqConfig *cfg, const CalibrateOptions *o, const TqKi
                 out[(*n)++] = &cfg->kinds[i];
         return 0;
     }
-    const char *list = o->kind ? o->kind : o->kinds;
-    const char *p = list;
-    while (*p) {
-        const char *end = o->kind ? p + strlen(p) : strchr(p, ',');
-        if (!end)
-            end = p + strlen(p);
-        char name[256];
-        size_t len = (size_t)(end - p);
-        if (len == 0 || len >= sizeof name)
-            return tq_err(err, TQ_EINVAL, "calibrate: bad kind list \"%s\"", list);
-        memcpy(name, p, len);
-        name[len] = '\0';
-        const TqKind *kd = config_kind(cfg, name);
-        if (!kd)
-            return tq_err(err, TQ_EINVAL, "calibrate: unknown kind %s (no such file in %s)", name, cfg->dir);
-        if (kd->ntiers < 2 || kd->ntiers > CAL_MAX_TIERS)
+    char bad[256];
+    if (config_kind_list(cfg, o->kind ? o->kind : o->kinds, out, CAL_MAX_KINDS, n, bad, sizeof bad))
+        return tq_err(err, TQ_EINVAL, "calibrate: unknown kind %s (no such file in %s)", bad, cfg->dir);
+    for (int i = 0; i < *n; i++)
+        if (out[i]->ntiers < 2 || out[i]->ntiers > CAL_MAX_TIERS)
             return tq_err(err, TQ_EINVAL,
-                          "calibrate: kind %s has %d tier(s); only the bars of 2 to %d tiers can be tuned", name,
-                          kd->ntiers, CAL_MAX_TIERS);
-        if (*n >= CAL_MAX_KINDS)
-            return tq_err(err, TQ_EINVAL, "calibrate: more than %d kinds", CAL_MAX_KINDS);
-        out[(*n)++] = kd;
-        p = *end ? end + 1 : end;
-    }
+                          "calibrate: kind %s has %d tier(s); only the bars of 2 to %d tiers can be tuned",
+                          out[i]->name, out[i]->ntiers, CAL_MAX_TIERS);
     return 0;
 }
 
@@ -1298,6 +1280,22 @@ static Totals kind_totals(const KindCal *k, const Plan *rec)
         t.ho_cost_var_n2 = (double)k->d.njobs * (double)k->d.njobs * k->ho.cost_var;
     }
     return t;
+}
+
+static void totals_add(Totals *sum, const Totals *t)
+{
+    sum->jobs += t->jobs;
+    sum->correct += t->correct;
+    sum->last_correct += t->last_correct;
+    sum->pico += t->pico;
+    sum->last_pico += t->last_pico;
+    sum->ho_jobs += t->ho_jobs;
+    sum->ho_correct += t->ho_correct;
+    sum->ho_last_correct += t->ho_last_correct;
+    sum->ho_pico += t->ho_pico;
+    sum->ho_last_pico += t->ho_last_pico;
+    sum->ho_acc_var_n2 += t->ho_acc_var_n2;
+    sum->ho_cost_var_n2 += t->ho_cost_var_n2;
 }
 
 static void summary_line(Emit *e, Ctx *x, const char *kind, const Totals *t, bool json)
@@ -1523,18 +1521,7 @@ int calibrate_run(PGconn *c, const TqConfig *cfg, const CalibrateOptions *o, FIL
         }
         shown++;
         Totals kt = kind_totals(k, &plans[i][PLAN_RECOMMENDED]);
-        tot.jobs += kt.jobs;
-        tot.correct += kt.correct;
-        tot.last_correct += kt.last_correct;
-        tot.pico += kt.pico;
-        tot.last_pico += kt.last_pico;
-        tot.ho_jobs += kt.ho_jobs;
-        tot.ho_correct += kt.ho_correct;
-        tot.ho_last_correct += kt.ho_last_correct;
-        tot.ho_pico += kt.ho_pico;
-        tot.ho_last_pico += kt.ho_last_pico;
-        tot.ho_acc_var_n2 += kt.ho_acc_var_n2;
-        tot.ho_cost_var_n2 += kt.ho_cost_var_n2;
+        totals_add(&tot, &kt);
     }
     if (!single) {
         Ctx x = {.cfg = cfg, .o = o};

@@ -433,17 +433,13 @@ static int cmd_run(const char *dir, int argc, char **argv)
         return EXIT_USAGE;
     }
     /* every name in --kinds must be a kind: a typo would silently leave that kind's jobs queued */
-    for (const char *p = o.kinds_csv; p && *p;) {
-        const char *comma = strchr(p, ',');
-        size_t len = comma ? (size_t)(comma - p) : strlen(p);
-        char name[256];
-        snprintf(name, sizeof name, "%.*s", (int)(len < sizeof name ? len : sizeof name - 1), p);
-        if (len > 0 && !config_kind(cfg, name)) {
-            fprintf(stderr, "tierq: run: --kinds: unknown kind %s (no %s/%s.json)\n", name, dir, name);
-            config_free(cfg);
-            return EXIT_USAGE;
-        }
-        p = comma ? comma + 1 : p + len;
+    const TqKind *listed[64];
+    int nlisted = 0;
+    char bad[256];
+    if (config_kind_list(cfg, o.kinds_csv, listed, 64, &nlisted, bad, sizeof bad)) {
+        fprintf(stderr, "tierq: run: --kinds: unknown kind %s (no %s/%s.json)\n", bad, dir, bad);
+        config_free(cfg);
+        return EXIT_USAGE;
     }
     rc = run_preflight(cfg, !baseline_map);
     if (rc == EXIT_OK)
@@ -598,22 +594,21 @@ static int cmd_calibrate(const char *dir, int argc, char **argv)
     int rc = load_config(dir, &cfg);
     if (rc)
         return rc;
-    for (const char *p = o.kind ? o.kind : o.kinds; p && *p;) {
-        const char *comma = o.kind ? NULL : strchr(p, ',');
-        size_t len = comma ? (size_t)(comma - p) : strlen(p);
-        char name[256];
-        snprintf(name, sizeof name, "%.*s", (int)(len < sizeof name ? len : sizeof name - 1), p);
-        const TqKind *k = config_kind(cfg, name);
-        if (!k || k->ntiers < 2) {
-            if (!k)
-                fprintf(stderr, "tierq: calibrate: unknown kind %s (no %s/%s.json)\n", name, dir, name);
-            else
-                fprintf(stderr, "tierq: calibrate: kind %s has a single tier; there is no accept bar to choose\n", name);
+    const TqKind *listed[64];
+    int nlisted = 0;
+    char bad[256];
+    if (config_kind_list(cfg, o.kind ? o.kind : o.kinds, listed, 64, &nlisted, bad, sizeof bad)) {
+        fprintf(stderr, "tierq: calibrate: unknown kind %s (no %s/%s.json)\n", bad, dir, bad);
+        config_free(cfg);
+        return EXIT_USAGE;
+    }
+    for (int i = 0; i < nlisted; i++)
+        if (listed[i]->ntiers < 2) {
+            fprintf(stderr, "tierq: calibrate: kind %s has a single tier; there is no accept bar to choose\n",
+                    listed[i]->name);
             config_free(cfg);
             return EXIT_USAGE;
         }
-        p = comma ? comma + 1 : p + len;
-    }
     PGconn *c = NULL;
     if ((rc = connect_db(&c))) {
         config_free(cfg);

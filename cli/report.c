@@ -223,7 +223,7 @@ static const char *const SQL_REPORT_SHADOW_LIVE =
 
 enum { RL_KIND, RL_WINDOW, RL_COMPARED, RL_AGREED, RL_AGREEMENT, RL_LOW, RL_HIGH, RL_MIN, RL_BELOW, RL_PCT1, RL_NCOLS };
 
-/* Each tier against its own past (tierq.shadow_tier_drift, sql/011): its latest comparisons against
+/* Each tier against its own past (tierq.shadow_tier_drift, sql/010): its latest comparisons against
  * the ones before, flagged when the fall is far beyond chance. Not limited by --since either. */
 static const char *const SQL_REPORT_SHADOW_DRIFT =
     "SELECT kind, tier, recent_compared, recent_agreed,"

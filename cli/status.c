@@ -84,7 +84,7 @@ int status_print(PGconn *c, FILE *out, TqErr *err)
     }
     PQclear(r);
 
-    /* each tier against its own past (tierq.shadow_tier_drift, sql/011): only the tiers that fell */
+    /* each tier against its own past (tierq.shadow_tier_drift, sql/010): only the tiers that fell */
     r = db_query(c, "status tier drift",
                  "SELECT kind, tier, round(100 * recent_agreed::numeric / recent_compared)::int, recent_compared,"
                  "  round(100 * reference_agreed::numeric / nullif(reference_compared, 0))::int, reference_compared"

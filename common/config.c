@@ -1121,6 +1121,34 @@ void config_free(TqConfig *cfg)
     free(cfg);
 }
 
+int config_kind_list(const TqConfig *cfg, const char *csv, const TqKind **out, int cap, int *n, char *bad,
+                     size_t badcap)
+{
+    *n = 0;
+    for (const char *p = csv; p && *p;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        char name[256];
+        snprintf(name, sizeof name, "%.*s", (int)(len < sizeof name ? len : sizeof name - 1), p);
+        p = comma ? comma + 1 : p + len;
+        if (len == 0)
+            continue;
+        const TqKind *k = len < sizeof name ? config_kind(cfg, name) : NULL;
+        bool seen = false;
+        for (int i = 0; k && i < *n; i++)
+            seen |= out[i] == k;
+        if (seen)
+            continue;
+        if (!k || *n >= cap) {
+            if (bad && badcap)
+                snprintf(bad, badcap, "%s", name);
+            return TQ_EINVAL;
+        }
+        out[(*n)++] = k;
+    }
+    return 0;
+}
+
 const TqKind *config_kind(const TqConfig *cfg, const char *name)
 {
     int lo = 0, hi = cfg->nkinds - 1;

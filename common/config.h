@@ -172,6 +172,11 @@ void config_free(TqConfig *cfg);
 /* Lookups: NULL / -1 when absent. */
 const TqKind *config_kind(const TqConfig *cfg, const char *name);
 const TqParam *config_kind_param(const TqKind *kind, const char *name, size_t len);
+/* The kinds a comma-separated list names (--kinds a,b), each once, in list order; empty names are
+ * skipped. Returns 0, or TQ_EINVAL when a name is no kind (bad gets it, cut to badcap) or the list
+ * names more than cap kinds. */
+int config_kind_list(const TqConfig *cfg, const char *csv, const TqKind **out, int cap, int *n, char *bad,
+                     size_t badcap);
 
 /* The job parameters a kind reads, as a JSON object name -> type, for tierq.kinds.params (the
  * INSERT trigger refuses any other): {"max_tokens": "integer", "temperature": "number",

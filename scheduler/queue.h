@@ -95,7 +95,7 @@ typedef struct QueueTierShift {
 /* Up to cap kinds that sample shadow calls into out (run_name NULL = every run); *n their number. */
 int queue_first_tier_shift(PGconn *c, const char *run_name, QueueTierShift *out, int cap, int *n, TqErr *err);
 
-/* A tier whose agreement with the baseline fell against its own past (tierq.shadow_tier_drift, sql/011). */
+/* A tier whose agreement with the baseline fell against its own past (tierq.shadow_tier_drift, sql/010). */
 typedef struct QueueTierDrift {
     char kind[64];
     int tier;

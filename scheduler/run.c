@@ -137,28 +137,18 @@ static int ensure_conn(Run *r)
 static int parse_kinds(Run *r)
 {
     const RunOptions *o = r->opt;
-    r->kinds = calloc((size_t)r->cfg->nkinds, sizeof *r->kinds);
-    if (!r->kinds)
-        return TQ_ENOMEM;
-    for (int i = 0; i < r->cfg->nkinds; i++) {
-        const char *name = r->cfg->kinds[i].name;
-        if (o->kinds_csv) {
-            bool want = false;
-            const char *p = o->kinds_csv;
-            size_t n = strlen(name);
-            while (*p) {
-                const char *e = strchr(p, ',');
-                size_t len = e ? (size_t)(e - p) : strlen(p);
-                if (len == n && strncmp(p, name, n) == 0)
-                    want = true;
-                p += len + (e ? 1 : 0);
-            }
-            if (!want)
-                continue;
-        }
-        r->kinds[r->nkinds++] = name;
-    }
-    return r->nkinds ? 0 : TQ_EINVAL;
+    const TqConfig *cfg = r->cfg;
+    r->kinds = calloc((size_t)cfg->nkinds, sizeof *r->kinds);
+    const TqKind **listed = calloc((size_t)cfg->nkinds, sizeof *listed);
+    int n = 0, rc = 0;
+    if (!r->kinds || !listed)
+        rc = TQ_ENOMEM;
+    else if (o->kinds_csv)
+        rc = config_kind_list(cfg, o->kinds_csv, listed, cfg->nkinds, &n, NULL, 0);
+    for (int i = 0; !rc && i < (o->kinds_csv ? n : cfg->nkinds); i++)
+        r->kinds[r->nkinds++] = o->kinds_csv ? listed[i]->name : cfg->kinds[i].name;
+    free(listed);
+    return rc ? rc : r->nkinds ? 0 : TQ_EINVAL;
 }
 
 /* Jobs left for this process to wait for: queued and due soon, or running anywhere. */

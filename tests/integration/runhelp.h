@@ -37,12 +37,13 @@ static inline void check_sums(PGconn *c)
                    " (SELECT coalesce(sum(cost_usd), 0) FROM tierq.calls) AS k) x WHERE j = k"), 1);
 }
 
-/* Start `tierq run` as a daemon (no --drain); returns its pid. */
-static inline int start_daemon(const SimProc *s, const char *args)
+/* Start `tierq run ARGS` as a daemon (no --drain), its output to log (NULL: discarded); returns its
+ * pid. */
+static inline int start_daemon_logged(const SimProc *s, const char *args, const char *log)
 {
-    char cmd[2048];
-    snprintf(cmd, sizeof cmd, "TIERQ_DATABASE_URL='%s' TIERQ_BASE_URL='%s' '%s' run --quiet %s >/dev/null 2>&1 & echo $!",
-             testdb_conninfo, s->base_url, getenv("TIERQ_BIN"), args);
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "TIERQ_DATABASE_URL='%s' TIERQ_BASE_URL='%s' '%s' run %s >'%s' 2>&1 & echo $!",
+             testdb_conninfo, s->base_url, getenv("TIERQ_BIN"), args, log ? log : "/dev/null");
     FILE *p = popen(cmd, "r");
     int pid = 0;
     if (!p || fscanf(p, "%d", &pid) != 1)
@@ -50,6 +51,14 @@ static inline int start_daemon(const SimProc *s, const char *args)
     if (p)
         pclose(p);
     return pid;
+}
+
+/* Start `tierq run --quiet ARGS` as a daemon, its output discarded; returns its pid. */
+static inline int start_daemon(const SimProc *s, const char *args)
+{
+    char quiet[1024];
+    snprintf(quiet, sizeof quiet, "--quiet %.1000s", args);
+    return start_daemon_logged(s, quiet, NULL);
 }
 
 /* Wait up to ms for a query to return want; returns the last value. */

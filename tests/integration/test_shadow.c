@@ -165,17 +165,9 @@ static void test_first_tier_shift_boosts_shadows(void)
     SimProc s;
     CHECK_INT(sim_start(&s, answers, "--latency-ms 2"), 0);
     PGconn *c = testdb_connect();
-    char log[400], cmd[2048];
+    char log[400];
     snprintf(log, sizeof log, "%s/daemon.log", dir);
-    snprintf(cmd, sizeof cmd,
-             "TIERQ_DATABASE_URL='%s' TIERQ_BASE_URL='%s' '%s' run --run shift --kinds shifty >'%s' 2>&1 & echo $!",
-             testdb_conninfo, s.base_url, getenv("TIERQ_BIN"), log);
-    FILE *p = popen(cmd, "r");
-    int pid = 0;
-    if (!p || fscanf(p, "%d", &pid) != 1)
-        pid = 0;
-    if (p)
-        pclose(p);
+    int pid = start_daemon_logged(&s, "--run shift --kinds shifty", log);
     CHECK(pid > 0);
     char sql[400];
     snprintf(sql, sizeof sql,

@@ -1,4 +1,4 @@
--- 011: drift per tier, against the tier's own past (issue 9). A kind's live agreement mixes its
+-- 010: drift per tier, against the tier's own past (issue 9). A kind's live agreement mixes its
 -- tiers, and they agree with the baseline at different rates when nothing is wrong (classify: tier 1
 -- 0.84, tier 2 0.63). When the first tier's model gets worse, its bar sends more jobs up, so tier 2
 -- answers more easy jobs and agrees more: measured, the kind's agreement fell 0.77 -> 0.68 while tier 1's
