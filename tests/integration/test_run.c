@@ -100,8 +100,11 @@ static void test_retryable_faults_are_retried_and_end_done(void)
         CHECKF(job_q(c, retryable[i], "state = 'done' AND attempts = 1") == 1, "fault %s did not end done on its first attempt", retryable[i]);
         char sql[512];
         snprintf(sql, sizeof sql, "SELECT count(*) FROM tierq.calls c JOIN tierq.jobs j ON j.id = ANY (c.job_ids)"
-                 " WHERE j.prompt LIKE '%%[[sim:%s]]%%' AND c.status = 'retry' AND c.reason IS NOT NULL AND c.error <> ''",
+                 " WHERE j.prompt LIKE '%%[[sim:%s]]%%' AND c.reason IS NOT NULL AND c.error <> ''"
+                 " AND (c.status = 'retry' OR (c.status = 'unknown' AND c.reason = 'resent_by_transport'))",
                  retryable[i]);
+        /* a dropped connection that had been reused is sent again by curl itself (a resent_by_transport
+         * row) rather than retried by tierq (a retry row): which one depends on the connection pool */
         long long want = strstr(retryable[i], "times=2") ? 2 : 1;
         CHECKF(testdb_scalar(c, sql) == want, "fault %s: expected %lld retry rows in the ledger", retryable[i], want);
     }
