@@ -119,6 +119,9 @@ static const char *const USAGE_RUN =
     "  --fail-on-drift         exit 7 when a kind's shadow agreement ends below its shadow.min_agreement,\n"
     "                          or a tier's agreement fell far below its own past (tierq report, shadow)\n"
     "  --model-map baseline    answer every kind with its baseline model only (the comparison run)\n"
+    "  --no-cache              neither read nor write the response cache (an evaluation or bake-off\n"
+    "                          measures models, not the cache; --all-tiers implies it)\n"
+    "  --cache-only-read       answer from the cache where it can, add nothing to it\n"
     "  -h, --help              this help\n"
     "\n"
     "exit status: 0 done, 1 runtime error, 2 usage, 3 configuration, 4 budget reached,\n"
@@ -376,6 +379,10 @@ static int cmd_run(const char *dir, int argc, char **argv)
             o.all_tiers = true;
         } else if (strcmp(a, "--fail-on-drift") == 0) {
             o.fail_on_drift = true;
+        } else if (strcmp(a, "--no-cache") == 0) {
+            o.no_cache = true;
+        } else if (strcmp(a, "--cache-only-read") == 0) {
+            o.cache_read_only = true;
         } else if (missing_value("run", a, v, RUN_VALUE_OPTIONS)) {
             return EXIT_USAGE;
         } else if (strcmp(a, "--model-map") == 0) {
@@ -424,6 +431,11 @@ static int cmd_run(const char *dir, int argc, char **argv)
     }
     if (o.all_tiers && baseline_map) {
         fprintf(stderr, "tierq: run: --all-tiers and --model-map baseline do not go together\n");
+        config_free(cfg);
+        return EXIT_USAGE;
+    }
+    if (o.no_cache && o.cache_read_only) {
+        fprintf(stderr, "tierq: run: --no-cache and --cache-only-read do not go together (one reads the cache)\n");
         config_free(cfg);
         return EXIT_USAGE;
     }

@@ -482,12 +482,25 @@ static int load_models(TqConfig *cfg, const char *file, TqErr *err)
         buf_free(&text);
         return rc;
     }
-    static const char *const top_keys[] = {"providers", "models", "description", NULL};
+    static const char *const top_keys[] = {"providers", "models", "cache", "description", NULL};
+    static const char *const store_keys[] = {"max_mb", "zstd_level", NULL};
     char path[256];
     int provs = json_get(&w.doc, 0, "providers");
     int models = json_get(&w.doc, 0, "models");
+    int store = json_get(&w.doc, 0, "cache");
+    int max_mb = 1024;
+    cfg->cache_store.zstd_level = 3;
     if ((rc = check_keys(&w, 0, "", top_keys)))
         goto cleanup;
+    if (store >= 0 && json_type(&w.doc, store) != JSON_OBJECT) {
+        rc = bad(&w, "cache", "must be an object {\"max_mb\": N, \"zstd_level\": N}");
+        goto cleanup;
+    }
+    if (store >= 0 && ((rc = check_keys(&w, store, "cache", store_keys)) ||
+                       (rc = get_int(&w, store, "max_mb", "cache.max_mb", 1, 16 * 1024 * 1024, &max_mb)) ||
+                       (rc = get_int(&w, store, "zstd_level", "cache.zstd_level", 1, 19, &cfg->cache_store.zstd_level))))
+        goto cleanup;
+    cfg->cache_store.max_bytes = (int64_t)max_mb << 20;
     if (json_type(&w.doc, provs) != JSON_OBJECT || json_size(&w.doc, provs) == 0) {
         rc = bad(&w, "providers", "must be a non-empty object");
         goto cleanup;
@@ -556,7 +569,7 @@ static bool kind_name_ok(const char *s)
 }
 
 /* Parameters every kind reads, and the one that comes with a label gate. */
-static const char *const BUILTIN_PARAMS[] = {"max_tokens", "temperature", "labels", NULL};
+static const char *const BUILTIN_PARAMS[] = {"max_tokens", "temperature", "labels", "cache", NULL};
 
 /* "params": {"NAME": {"default": "...", "description": "..."}}: the kind's template parameters. */
 static int kind_params(Walk *w, TqKind *kd)
@@ -827,7 +840,7 @@ static int kind_features(Walk *w, TqKind *kd)
 {
     static const char *const batch_keys[] = {"enabled", "max_items", "max_input_tokens", "fill_ms", "across_runs", NULL};
     static const char *const compress_keys[] = {"enabled", "threshold_tokens", "target_tokens", NULL};
-    static const char *const cache_keys[] = {"enabled", "ttl_s", NULL};
+    static const char *const cache_keys[] = {"enabled", "ttl_s", "max_entries", "nondeterministic", NULL};
     static const char *const shadow_keys[] = {"rate", "min_agreement", "window", "boost", NULL};
     char sub[160];
     const char *path;
@@ -882,7 +895,9 @@ static int kind_features(Walk *w, TqKind *kd)
             return bad(w, path, "must be an object");
         if ((rc = check_keys(w, cache, path, cache_keys)) ||
             (rc = get_bool(w, cache, "enabled", SUB("enabled"), &kd->cache.enabled)) ||
-            (rc = get_int(w, cache, "ttl_s", SUB("ttl_s"), 1, 366 * 24 * 3600, &kd->cache.ttl_s)))
+            (rc = get_int(w, cache, "ttl_s", SUB("ttl_s"), 1, 366 * 24 * 3600, &kd->cache.ttl_s)) ||
+            (rc = get_int(w, cache, "max_entries", SUB("max_entries"), 1, 1000000000, &kd->cache.max_entries)) ||
+            (rc = get_bool(w, cache, "nondeterministic", SUB("nondeterministic"), &kd->cache.nondeterministic)))
             return rc;
     }
     return 0;
@@ -901,7 +916,7 @@ static int kind_settings(Walk *w, TqKind *kd)
     kd->checks.judge_model = -1;
     kd->batch = (TqBatch){.enabled = false, .max_items = 8, .max_input_tokens = 8000, .fill_ms = 200};
     kd->compress = (TqCompress){false, 2000, 400};
-    kd->cache = (TqCache){true, 7 * 24 * 3600};
+    kd->cache = (TqCache){.enabled = true, .ttl_s = 7 * 24 * 3600, .max_entries = 1000000};
     double budget = 0;
     int rc;
     if ((rc = check_keys(w, 0, "", kind_keys)) ||
@@ -984,8 +999,6 @@ static int not_yet_in_effect(TqConfig *cfg)
         if (k->has_compress_key)
             rc = add_warning(cfg, "%s: compress is accepted but not yet in effect: long contexts are sent as they are",
                              k->file);
-        if (!rc && k->has_cache_key)
-            rc = add_warning(cfg, "%s: cache is accepted but not yet in effect: every job is sent to a model", k->file);
     }
     return rc;
 }
@@ -1175,7 +1188,7 @@ const TqParam *config_kind_param(const TqKind *kind, const char *name, size_t le
 
 int config_kind_params_json(const TqKind *kind, Buf *out)
 {
-    int rc = buf_puts(out, "{\"max_tokens\": \"integer\", \"temperature\": \"number\"");
+    int rc = buf_puts(out, "{\"max_tokens\": \"integer\", \"temperature\": \"number\", \"cache\": \"boolean\"");
     if (!rc && kind->reads_labels)
         rc = buf_puts(out, ", \"labels\": \"labels\"");
     for (int i = 0; i < kind->nparams && !rc; i++)

@@ -105,10 +105,19 @@ typedef struct TqCompress {
     int target_tokens;
 } TqCompress;
 
+/* The response cache, per kind (README "Response cache"). */
 typedef struct TqCache {
     bool enabled;
-    int ttl_s;
+    int ttl_s;             /* sliding: a hit extends an entry to now + ttl_s */
+    int max_entries;       /* the kind's entries beyond this are evicted, least recently used first */
+    bool nondeterministic; /* also cache answers to jobs whose temperature is above 0 */
 } TqCache;
+
+/* The cache as a whole (models.json "cache"): what every process shares. */
+typedef struct TqCacheStore {
+    int64_t max_bytes;     /* compressed answers beyond this are evicted, least recently used first */
+    int zstd_level;
+} TqCacheStore;
 
 /* Shadow evaluation: a sample of the jobs a cheaper tier answered is also asked of the baseline
  * model; agreement between the two estimates live accuracy without labels. */
@@ -160,6 +169,7 @@ typedef struct TqConfig {
     int nmodels;
     TqKind *kinds;         /* sorted by name */
     int nkinds;
+    TqCacheStore cache_store;
     char **warnings;       /* settings accepted but not yet in effect, one line each (file: key ...) */
     int nwarnings;
 } TqConfig;

@@ -105,3 +105,26 @@ void cost_format_usd(char *out, size_t cap, int64_t pico, int decimals)
         snprintf(out, cap, "%s%llu.%0*llu", sign, (unsigned long long)(units / per_usd), decimals,
                  (unsigned long long)(units % per_usd));
 }
+
+int cost_parse_usd(const char *text, int64_t *pico_out)
+{
+    const char *p = text;
+    cost_i128 v = 0;
+    int digits = 0;
+    for (; *p >= '0' && *p <= '9'; p++, digits++)
+        if (v <= INT64_MAX)
+            v = v * 10 + (*p - '0');
+    int decimals = 0;
+    if (*p == '.')
+        for (p++; *p >= '0' && *p <= '9'; p++, digits++)
+            if (decimals < 12) {
+                v = v * 10 + (*p - '0');
+                decimals++;
+            }
+    if (*p || digits == 0)
+        return TQ_EINVAL;
+    for (; decimals < 12; decimals++)
+        v = v <= INT64_MAX ? v * 10 : v;
+    *pico_out = v > INT64_MAX ? INT64_MAX : (int64_t)v;
+    return 0;
+}

@@ -42,6 +42,11 @@ int64_t cost_add(int64_t a, int64_t b);
  * 0). The parts always sum to total exactly: rounding remainders go to the largest weights. */
 void cost_apportion(int64_t total, const int64_t *weights, int64_t *parts, int n);
 
+/* Parse non-negative dollars as PostgreSQL prints a numeric ("0.000012500000", "3") into
+ * picodollars: at most 12 decimals (more are cut), saturated at INT64_MAX. Returns 0, or TQ_EINVAL
+ * for anything else (empty, a sign, an exponent). */
+int cost_parse_usd(const char *text, int64_t *pico_out);
+
 /* Dollars as decimal text with `decimals` digits (0..12), rounded half up: 12 is exact (what goes
  * into numeric columns), 6 is for display ("0.012345"). The one money formatter. */
 void cost_format_usd(char *out, size_t cap, int64_t pico, int decimals);

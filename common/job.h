@@ -22,7 +22,16 @@ typedef struct QueueJob {
     int priority;
     int64_t max_budget_micro; /* 0: the kind's default */
     int64_t cost_so_far_pico; /* spent on earlier attempts */
+    /* the response cache (scheduler/cache.h): the job's key and what the cache may do for it */
+    char cache_key[65];    /* 64 hex digits; "" when the cache is off for the job */
+    unsigned cache_flags;  /* JOB_CACHE_* */
 } QueueJob;
+
+enum {
+    JOB_CACHE_LOOKUP = 1u, /* its answer may come from the cache (or an identical job in flight) */
+    JOB_CACHE_STORE = 2u,  /* its answer may be stored, if it passed its bar */
+    JOB_CACHE_LEADS = 4u,  /* identical jobs of this process wait on its answer (single flight) */
+};
 
 void job_free(QueueJob *job);
 /* A copy in one block of its own (NULL when out of memory). */

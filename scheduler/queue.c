@@ -1,6 +1,7 @@
 #include "queue.h"
 
 #include "buf.h"
+#include "cache.h"
 #include "cost.h"
 #include "db.h"
 #include "hash.h"
@@ -256,8 +257,21 @@ static const char *const SQL_FLUSH =
     "  WHERE c.k IN (SELECT call_key FROM ins) GROUP BY c.id),"
     " oc AS ("
     "  SELECT * FROM unnest($28::bigint[], $29::int[], $30::bool[], $31::text[], $32::text[], $33::int[],"
-    "    $34::real[], $35::int[], $36::text[], $37::numeric[], $38::text[], $39::bool[], $40::bigint[], $47::bool[])"
-    "    AS o(id, att, done, res, model, tier, q, esc, reason, base, err, retry, after_ms, keep)),"
+    "    $34::real[], $35::int[], $36::text[], $37::numeric[], $38::text[], $39::bool[], $40::bigint[], $47::bool[],"
+    "    $48::bool[], $49::numeric[])"
+    "    AS o(id, att, done, res, model, tier, q, esc, reason, base, err, retry, after_ms, keep, hit, saved)),"
+    /* answers that passed their bar, for the response cache (sql/011): an entry already there (another
+     * process answered the same request) stays as it is */
+    " cs AS ("
+    "  INSERT INTO tierq.cache (key, kind, answer_z, raw_len, model, tier, quality, tokens_in, tokens_out, cost_usd,"
+    "    baseline_cost_usd, expires_at)"
+    "  SELECT DISTINCT ON (s.key) s.key, s.kind, s.z, s.raw, s.model, s.tier, s.q, s.tin, s.tout, s.cost, s.base,"
+    "    now() + make_interval(secs => s.ttl)"
+    "  FROM unnest($50::text[], $51::text[], $52::bytea[], $53::int[], $54::text[], $55::int[], $56::real[],"
+    "    $57::bigint[], $58::bigint[], $59::numeric[], $60::numeric[], $61::int[])"
+    "    AS s(key, kind, z, raw, model, tier, q, tin, tout, cost, base, ttl)"
+    "  ORDER BY s.key"
+    "  ON CONFLICT (key) DO NOTHING RETURNING 1),"
     " ids AS (SELECT id FROM ch UNION SELECT id FROM oc),"
     /* the rows locked in id order before any is updated: the lease renewal locks in the same order,
      * so the two never wait on each other in a circle (a deadlock PostgreSQL had to break) */
@@ -276,6 +290,8 @@ static const char *const SQL_FLUSH =
     "   quality = CASE WHEN " FENCED " AND oc.done THEN oc.q ELSE j.quality END,"
     "   escalations = CASE WHEN " FENCED " AND oc.done THEN oc.esc ELSE j.escalations END,"
     "   baseline_cost_usd = CASE WHEN " FENCED " AND oc.done THEN oc.base ELSE j.baseline_cost_usd END,"
+    "   cache_hit = CASE WHEN " FENCED " AND oc.done THEN coalesce(oc.hit, false) ELSE j.cache_hit END,"
+    "   cache_saved_usd = CASE WHEN " FENCED " AND oc.done THEN coalesce(oc.saved, 0) ELSE j.cache_saved_usd END,"
     "   reason = CASE WHEN " FENCED " THEN oc.reason ELSE j.reason END,"
     "   error = CASE WHEN " FENCED " THEN CASE WHEN oc.done THEN NULL ELSE oc.err END ELSE j.error END,"
     "   run_after = CASE WHEN " FENCED " AND " RETRY_LATER
@@ -293,7 +309,8 @@ enum {
     L_KEY, L_JOBS, L_KIND, L_MODEL, L_TIER, L_PURPOSE, L_ATT, L_TI, L_TC, L_TOUT, L_TR, L_EST, L_COST, L_LAT,
     L_HTTP, L_ST, L_REASON, L_ERR, L_SCORE, L_RUN, L_CKEY, L_CID, L_CCOST, L_CTI, L_CTC, L_CTOUT,
     O_ID, O_ATT, O_DONE, O_RES, O_MODEL, O_TIER, O_Q, O_ESC, O_REASON, O_BASE, O_ERR, O_RETRY, O_AFTER, L_ANSWER,
-    L_SOLO, L_SOLO_TOK, L_MISSING, L_MAXTOK, L_CAPPED, O_KEEP, L_N
+    L_SOLO, L_SOLO_TOK, L_MISSING, L_MAXTOK, L_CAPPED, O_KEEP, O_HIT, O_SAVED,
+    S_KEY, S_KIND, S_Z, S_RAW, S_MODEL, S_TIER, S_Q, S_TIN, S_TOUT, S_COST, S_BASE, S_TTL, L_N
 };
 _Static_assert(L_N + 1 == QUEUE_FLUSH_NPARAMS, "the owner and one array per column");
 
@@ -322,6 +339,30 @@ static int add_missing(Buf *b, unsigned mask)
     char names[64];
     check_signal_names(mask, names, sizeof names);
     return pgarray_add_text(b, names);
+}
+
+/* An answer for the response cache: compressed here, on the writer's thread. A failure to compress
+ * only leaves the answer out of the cache. */
+static int add_cache_entry(const Call *c, const CallJob *cj, Buf *col)
+{
+    Buf z;
+    buf_init(&z, 0);
+    TqErr err = {0};
+    size_t len = strlen(cj->result);
+    if (cache_pack_answer(cj->result, len, c->cfg->cache_store.zstd_level, &z, &err) != 0) {
+        buf_free(&z);
+        log_msg(LOG_WARN, "cache", "an answer of kind %s is not cached: %s", c->kind->name, err.msg);
+        return 0;
+    }
+    int rc = pgarray_add_text(&col[S_KEY], cj->job->cache_key) || pgarray_add_text(&col[S_KIND], c->kind->name) ||
+             pgarray_add_text(&col[S_Z], z.data) || pgarray_add_int64(&col[S_RAW], (int64_t)len) ||
+             pgarray_add_text(&col[S_MODEL], c->cfg->models[cj->answer_model].name) ||
+             pgarray_add_int64(&col[S_TIER], cj->answer_tier + 1) || pgarray_add_double(&col[S_Q], cj->quality) ||
+             pgarray_add_int64(&col[S_TIN], cj->spent_tokens_in) || pgarray_add_int64(&col[S_TOUT], cj->spent_tokens_out) ||
+             add_usd(&col[S_COST], cj->spent_pico) || add_usd(&col[S_BASE], cj->baseline_pico) ||
+             pgarray_add_int64(&col[S_TTL], c->kind->cache.ttl_s);
+    buf_free(&z);
+    return rc;
 }
 
 /* Build every array of the flush statement. */
@@ -381,7 +422,10 @@ static int build_arrays(Call *const *calls, int ncalls, Buf *col, int *nrows, in
                  add_usd(&col[O_BASE], cj->baseline_pico) || add_scrubbed(&col[O_ERR], cj->error) ||
                  pgarray_add_bool(&col[O_RETRY], cj->retryable) ||
                  pgarray_add_int64(&col[O_AFTER], cj->retry_after_ms > 0 ? cj->retry_after_ms : 0) ||
-                 pgarray_add_bool(&col[O_KEEP], cj->keep_attempt);
+                 pgarray_add_bool(&col[O_KEEP], cj->keep_attempt) || pgarray_add_bool(&col[O_HIT], done && cj->cache_hit) ||
+                 add_usd(&col[O_SAVED], done && cj->cache_hit ? cj->cache_saved_pico : 0);
+            if (!rc && cache_answer_storable(cj))
+                rc = add_cache_entry(c, cj, col);
         }
     }
     for (int i = 0; i < L_N && !rc; i++)

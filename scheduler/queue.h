@@ -56,7 +56,9 @@ int queue_write_back(PGconn *c, const char *owner, Call *const *calls, int n, Qu
 /* The same write-back as the statement's text parameters (QUEUE_FLUSH_NPARAMS strings, the first
  * the owner; each malloc'd, the caller frees them): what a spill file keeps when the database is
  * out of reach at shutdown. */
-#define QUEUE_FLUSH_NPARAMS 47
+#define QUEUE_FLUSH_NPARAMS 61
+/* Spill files written before the response cache (issue 14) carry this many; replay pads the rest. */
+#define QUEUE_FLUSH_NPARAMS_V1 47
 int queue_flush_params(const char *owner, Call *const *calls, int n, char **params, TqErr *err);
 /* Execute a write-back from its parameters (a spill replayed by any process, later): the same
  * statement, fence and idempotence, so a replay charges nothing twice. Fills done/retry/failed. */

@@ -1,9 +1,11 @@
 #include "run.h"
 
+#include "cache.h"
 #include "call.h"
 #include "clock.h"
 #include "cost.h"
 #include "db.h"
+#include "flight.h"
 #include "held.h"
 #include "json.h"
 #include "log.h"
@@ -19,6 +21,7 @@
 #include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,6 +90,10 @@ static void raise_fd_limit(void)
 #define RUN_SHADOW_CHECK_MIN_MS 500
 /* The first tier's latest comparisons tierq.shadow_tier_drift holds against its past (its default). */
 #define RUN_TIER_DRIFT_RECENT 30
+/* Cache upkeep (expiry, eviction): how often, and at most how many entries per statement, so one
+ * pass never holds the scheduler for long. */
+#define RUN_CACHE_UPKEEP_MS 60000
+#define RUN_CACHE_UPKEEP_LIMIT 1000
 
 typedef struct Run {
     const TqConfig *cfg;
@@ -116,6 +123,11 @@ typedef struct Run {
     int64_t next_shadow_check;
     int64_t last_shadow_check, jobs_at_shadow_check;
     pthread_mutex_t pool_mu; /* the writer resumes parked calls while the scheduler may stop the pool */
+    Flight *flight;          /* identical jobs waiting on one call (single flight) */
+    int64_t next_cache_upkeep;
+    /* jobs answered from the cache and what their answers had cost; from_flight: by an identical job
+     * of this process in flight (the scheduler and the writer both count) */
+    _Atomic int64_t cache_hits, cache_saved_pico, cache_from_flight;
 } Run;
 
 static int ensure_conn(Run *r)
@@ -171,6 +183,86 @@ static void send_ready(Run *r, Call *ready)
     }
 }
 
+/* Complete a job from a cached answer; its call goes straight to the writer. False (the job still
+ * the caller's) when out of memory. */
+static bool complete_from_cache(Run *r, QueueJob *job, CacheHit *h, bool from_flight)
+{
+    Call *c = call_new_for_job(r->cfg, config_kind(r->cfg, job->kind), job);
+    if (!c)
+        return false;
+    /* a job whose params cannot be read failed already: that stands, as it would have on a miss */
+    if (c->jobs[0].outcome == CALL_JOB_PENDING) {
+        int64_t saved = h->cost_pico;
+        cache_complete_job(&c->jobs[0], h);
+        atomic_fetch_add(&r->cache_hits, 1);
+        atomic_fetch_add(&r->cache_saved_pico, saved);
+        if (from_flight)
+            atomic_fetch_add(&r->cache_from_flight, 1);
+    }
+    fifo_push(r->done, c);
+    return true;
+}
+
+/* One lookup for the whole claim: each hit is completed and leaves jobs (set to NULL). A lookup that
+ * fails leaves every job a miss: it is answered by a model, as with no cache. */
+static void serve_from_cache(Run *r, QueueJob **jobs, int n)
+{
+    int asking = 0;
+    for (int i = 0; i < n; i++)
+        asking += (jobs[i]->cache_flags & JOB_CACHE_LOOKUP) != 0;
+    if (asking == 0)
+        return;
+    CacheHit *hits = calloc((size_t)n, sizeof *hits);
+    int nhits = 0;
+    TqErr err = {0};
+    if (!hits || cache_lookup(r->conn, r->cfg, jobs, n, hits, &nhits, &err) != 0) {
+        log_msg(LOG_WARN, "run", "cache lookup failed, the claim's jobs go to their models: %s",
+                hits ? err.msg : "out of memory");
+        free(hits);
+        return;
+    }
+    for (int i = 0; i < n && nhits > 0; i++) {
+        if (hits[i].answer && complete_from_cache(r, jobs[i], &hits[i], false))
+            jobs[i] = NULL;
+        cache_hit_free(&hits[i]);
+    }
+    free(hits);
+}
+
+/* Into the plan; a job it could not take (out of memory: freed) releases the jobs waiting on it. */
+static void plan_job(Run *r, QueueJob *job, int64_t now, Call **ready)
+{
+    char key[sizeof job->cache_key];
+    bool leads = (job->cache_flags & JOB_CACHE_LEADS) != 0;
+    if (leads)
+        memcpy(key, job->cache_key, sizeof key);
+    if (plan_add(r->plan, job, now, ready) != 0 && leads) {
+        QueueJob **w = NULL;
+        int nw = 0;
+        flight_land(r->flight, key, false, &w, &nw);
+    }
+}
+
+/* Jobs that waited on an identical job whose answer could not be shared go out themselves now (the
+ * first of each key leads again); when stopping they are dropped and handed back with the rest. */
+static void replan_released(Run *r, int64_t now)
+{
+    QueueJob **jobs = NULL;
+    int n = 0;
+    flight_take_released(r->flight, &jobs, &n);
+    Call *ready = NULL;
+    for (int i = 0; i < n; i++) {
+        if (r->stopping) {
+            held_remove(r->held, jobs[i]->id);
+            job_free(jobs[i]);
+        } else if (flight_join(r->flight, jobs[i])) {
+            plan_job(r, jobs[i], now, &ready);
+        }
+    }
+    free(jobs);
+    send_ready(r, ready);
+}
+
 static int claim_and_dispatch(Run *r, int limit, int *got)
 {
     QueueJob **jobs = NULL;
@@ -186,14 +278,20 @@ static int claim_and_dispatch(Run *r, int limit, int *got)
         log_msg(LOG_WARN, "run", "claim failed: %s", err.msg);
         return TQ_EDB;
     }
-    /* Jobs that can share a request wait in the plan for their batch (at most the kind's
-     * batch.fill_ms); the rest go out at once. */
-    int64_t now = clock_mono_ms();
-    Call *ready = NULL;
     for (int i = 0; i < n; i++) {
         held_add(r->held, jobs[i]->id, jobs[i]->attempt, job_input_bytes(jobs[i]));
-        plan_add(r->plan, jobs[i], now, &ready);
+        cache_prepare_job(r->cfg, config_kind(r->cfg, jobs[i]->kind), jobs[i], r->opt->no_cache,
+                          r->opt->cache_read_only, r->opt->all_tiers);
     }
+    serve_from_cache(r, jobs, n);
+    /* Jobs that can share a request wait in the plan for their batch (at most the kind's
+     * batch.fill_ms); the rest go out at once — but a job identical to one in flight waits for its
+     * answer instead. */
+    int64_t now = clock_mono_ms();
+    Call *ready = NULL;
+    for (int i = 0; i < n; i++)
+        if (jobs[i] && (!(jobs[i]->cache_flags & JOB_CACHE_LOOKUP) || flight_join(r->flight, jobs[i])))
+            plan_job(r, jobs[i], now, &ready);
     plan_take_due(r->plan, now, false, &ready);
     send_ready(r, ready);
     free(jobs);
@@ -221,8 +319,34 @@ static void intent_written(void *ud, Call *parked)
     }
 }
 
-/* The writer hands every finished call here before freeing it: batch sizes learn from answers. */
-static void learn_from_call_run(void *ud, const Call *c) { plan_learn(((Run *)ud)->plan, c); }
+/* The writer hands every finished call here before freeing it: batch sizes learn from answers, and
+ * jobs waiting on a finished leader get its answer (cache hits, through the writer) or go out
+ * themselves. Runs on the writer thread. */
+static void on_written_call(void *ud, const Call *c)
+{
+    Run *r = ud;
+    plan_learn(r->plan, c);
+    for (int j = 0; j < c->njobs; j++) {
+        const CallJob *cj = &c->jobs[j];
+        if (!cj->job || !(cj->job->cache_flags & JOB_CACHE_LEADS) || cj->outcome == CALL_JOB_PENDING ||
+            cj->outcome == CALL_JOB_SHADOW)
+            continue;
+        bool shared = cache_answer_reusable(cj);
+        QueueJob **waiters = NULL;
+        int nw = 0;
+        flight_land(r->flight, cj->job->cache_key, shared, &waiters, &nw);
+        for (int k = 0; k < nw; k++) {
+            CacheHit h = {.answer = strdup(cj->result), .model = cj->answer_model, .tier = cj->answer_tier,
+                          .quality = cj->quality, .cost_pico = cj->spent_pico, .baseline_pico = cj->baseline_pico};
+            if (!h.answer || !complete_from_cache(r, waiters[k], &h, true)) {
+                held_remove(r->held, waiters[k]->id); /* no memory: its lease expires, it runs again */
+                job_free(waiters[k]);
+            }
+            cache_hit_free(&h);
+        }
+        free(waiters);
+    }
+}
 
 /* {"batch_size": {"kind/model": n, ...}} for the kinds that batch: shown by tierq status. */
 static void batch_size_info(Run *r, Buf *out)
@@ -409,7 +533,9 @@ static int run_setup(Run *r)
     r->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     r->held = held_new();
     r->done = callq_new();
-    if (r->efd < 0 || !r->held || !r->done || !r->drifted || !r->shifted || !r->boost_mark || !r->tier_dropped || plan_new(&r->plan, cfg, opt->all_tiers, &err)) {
+    r->flight = flight_new();
+    r->next_cache_upkeep = clock_mono_ms() + 1000;
+    if (r->efd < 0 || !r->held || !r->done || !r->flight || !r->drifted || !r->shifted || !r->boost_mark || !r->tier_dropped || plan_new(&r->plan, cfg, opt->all_tiers, &err)) {
         fprintf(stderr, "tierq: run: cannot set up: %s\n", r->efd < 0 ? strerror(errno) : "out of memory");
         return RUN_EXIT_RUNTIME;
     }
@@ -423,7 +549,7 @@ static int run_setup(Run *r)
     pthread_sigmask(SIG_BLOCK, &block, &old);
     /* The writer wakes the scheduler after each flush (not the workers after each answer: that costs
      * more wake-ups than it gains claims); the poll interval covers the rest. */
-    WriterOptions wopt = {.on_call = learn_from_call_run, .ud = r, .spill_dir = r->spill_dir[0] ? r->spill_dir : NULL,
+    WriterOptions wopt = {.on_call = on_written_call, .ud = r, .spill_dir = r->spill_dir[0] ? r->spill_dir : NULL,
                           .on_intent = intent_written};
     int wrc = writer_start(&r->writer, NULL, r->owner, r->done, r->held, r->efd, &wopt, &err);
     int prc = wrc ? -1 : pool_start(&r->pool, cfg, &opt->pool, r->owner, r->done, &err);
@@ -630,6 +756,16 @@ static void run_housekeeping(Run *r, int64_t now)
         r->last_shadow_check = now;
         r->jobs_at_shadow_check = finished;
     }
+    if (now >= r->next_cache_upkeep) {
+        CacheUpkeep cu;
+        if (cache_upkeep(r->conn, r->cfg, RUN_CACHE_UPKEEP_LIMIT, &cu, &err) != 0)
+            log_msg(LOG_WARN, "run", "cache upkeep failed: %s", err.msg);
+        else if (cu.expired || cu.evicted)
+            log_msg(LOG_INFO, "run", "cache: %lld expired entries deleted, %lld evicted (%lld bytes) to stay within"
+                    " cache.max_entries and cache.max_mb", (long long)cu.expired, (long long)cu.evicted,
+                    (long long)cu.evicted_bytes);
+        r->next_cache_upkeep = now + RUN_CACHE_UPKEEP_MS;
+    }
     if (now >= r->next_beat) {
         Buf info;
         batch_size_info(r, &info);
@@ -744,6 +880,9 @@ static bool run_step(Run *r)
     }
     if (r->stopping && plan_waiting(r->plan) > 0)
         plan_drop(r->plan, forget_held, r->held);
+    if (r->stopping && flight_waiting(r->flight) > 0)
+        flight_drop(r->flight, forget_held, r->held);
+    replan_released(r, now);
     if (r->stopping && (held_count(r->held) == 0 || run_signals > 1 || now >= r->stop_deadline))
         return false;
     if (ensure_conn(r)) {
@@ -779,6 +918,7 @@ static int run_shutdown(Run *r)
 {
     const RunOptions *opt = r->opt;
     plan_drop(r->plan, forget_held, r->held);
+    flight_drop(r->flight, forget_held, r->held);
     if (opt->progress)
         print_progress(r, true);
     Buf sizes;
@@ -817,6 +957,13 @@ static int run_shutdown(Run *r)
     printf("run: %lld calls, cost $%s, baseline $%s, %lld write statements (%.4f per job), peak %d in flight\n",
            (long long)st.calls, cost, base, (long long)st.statements,
            jobs ? (double)st.statements / (double)jobs : 0.0, peak);
+    int64_t hits = atomic_load(&r->cache_hits);
+    if (hits > 0) {
+        char saved[32];
+        cost_format_usd(saved, sizeof saved, atomic_load(&r->cache_saved_pico), 6);
+        printf("run: cache: %lld jobs answered from the cache at $0 (%lld by an identical job in flight), $%s saved\n",
+               (long long)hits, (long long)atomic_load(&r->cache_from_flight), saved);
+    }
     if (sizes.len > 20) /* more than the empty {"batch_size": {}} */
         printf("run: %s\n", sizes.data);
     buf_free(&sizes);
@@ -887,6 +1034,7 @@ static void run_free(Run *r)
     if (r->conn)
         PQfinish(r->conn);
     plan_free(r->plan);
+    flight_free(r->flight);
     free(r->drifted);
     free(r->shifted);
     free(r->boost_mark);

@@ -35,6 +35,8 @@ typedef struct RunOptions {
     const char *spill_dir;   /* results that cannot be written at shutdown go here, and are replayed
                               * from here at start; NULL: spill_default_dir */
     bool fail_on_drift;      /* exit RUN_EXIT_DRIFT when a kind's shadow estimate ends below its bar */
+    bool no_cache;           /* the response cache is neither read nor written (an evaluation) */
+    bool cache_read_only;    /* answers come from the cache, none is added to it */
 } RunOptions;
 
 /* The defaults, one place: the pool's (pool_default_options) and the scheduler's. */

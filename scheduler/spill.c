@@ -171,6 +171,11 @@ static int parse_spill(char *data, size_t len, const char **params)
         return -1;
     size_t pos = ml;
     for (int i = 0; i < QUEUE_FLUSH_NPARAMS; i++) {
+        /* a spill of an older version ends early: the columns added since are empty arrays */
+        if (i >= QUEUE_FLUSH_NPARAMS_V1 && len - pos == strlen(SPILL_END) && memcmp(data + pos, SPILL_END, len - pos) == 0) {
+            params[i] = "{}";
+            continue;
+        }
         if (pos + 2 <= len && data[pos] == '-' && data[pos + 1] == '\n') {
             params[i] = NULL;
             pos += 2;

@@ -16,7 +16,7 @@
 /* "it reads max_tokens, temperature, labels, target_language" for an unknown-parameter message. */
 static void known_params(const TqKind *kind, char *out, size_t cap)
 {
-    size_t at = (size_t)snprintf(out, cap, "max_tokens, temperature%s", kind->reads_labels ? ", labels" : "");
+    size_t at = (size_t)snprintf(out, cap, "max_tokens, temperature, cache%s", kind->reads_labels ? ", labels" : "");
     for (int i = 0; i < kind->nparams && at < cap; i++)
         at += (size_t)snprintf(out + at, cap - at, ", %s", kind->params[i].name);
 }
@@ -57,6 +57,11 @@ static void job_params(const TqKind *kind, const QueueJob *job, CallJob *cj)
                 cj->temperature = t;
             else
                 snprintf(msg, sizeof msg, "params.temperature must be a number from 0 to 2");
+        } else if (strcmp(name, "cache") == 0) {
+            /* read by the scheduler (cache_job_policy); here only its type is checked */
+            bool on;
+            if (json_bool(&d, v, &on) != 0)
+                snprintf(msg, sizeof msg, "params.cache must be true or false");
         } else if (strcmp(name, "labels") == 0 && kind->reads_labels) {
             int n = json_type(&d, v) == JSON_ARRAY ? json_size(&d, v) : 0;
             if (n > 0 && (cj->labels = calloc((size_t)n, sizeof *cj->labels)) != NULL)

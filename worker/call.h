@@ -50,6 +50,9 @@ typedef struct CallJob {
     int answer_tier, answer_model; /* DONE: who answered (0-based tier, model index) */
     int escalations;
     int64_t spent_pico;       /* charged to this job by this call so far */
+    int64_t spent_tokens_in, spent_tokens_out; /* ... and the tokens of those charges */
+    bool cache_hit;           /* DONE: answered from the response cache (or by an identical job's call) */
+    int64_t cache_saved_pico; /* ... what that answer cost when it was produced */
     int64_t first_prompt_tokens, first_output_tokens; /* of the first answer: the baseline's basis */
 } CallJob;
 

@@ -168,6 +168,15 @@ static int64_t estimate_tier(const Call *c, int t, int64_t tokens_in, int64_t to
     return est;
 }
 
+/* Charge a job its share of an exchange: what its budget counts, and what a cached answer keeps as
+ * the price of producing it. */
+static void add_spent(CallJob *cj, int64_t pico, int64_t tokens_in, int64_t tokens_out)
+{
+    cj->spent_pico = cost_add(cj->spent_pico, pico);
+    cj->spent_tokens_in += tokens_in;
+    cj->spent_tokens_out += tokens_out;
+}
+
 static int64_t budget_left(const Call *c, const CallJob *cj)
 {
     int64_t micro = cj->job->max_budget_micro > 0 ? cj->job->max_budget_micro : c->kind->max_budget_micro;
@@ -369,7 +378,7 @@ static void account(Call *c, LedgerRow *row, const OaiResponse *resp, const Buf 
     ledger_usage(&c->cfg->models[c->send_model].prices, resp, request_body, row);
     row->status = "ok";
     ledger_charge_one(row, cj->job->id);
-    cj->spent_pico = cost_add(cj->spent_pico, row->cost_pico);
+    add_spent(cj, row->cost_pico, row->tokens_in, row->tokens_out);
     if (c->phase == CALL_PHASE_ANSWER && cj->first_prompt_tokens == 0) {
         cj->first_prompt_tokens = row->tokens_in;
         cj->first_output_tokens = row->tokens_out;
@@ -419,8 +428,10 @@ static void account_batch(Call *c, LedgerRow *row, const OaiResponse *resp, cons
             out_w[k] = it && it->answer ? oai_estimate_tokens(it->answer, strlen(it->answer)) + 1 : in_w[k];
         }
         if (live > 0 && ledger_charge_shares(row, &c->cfg->models[c->send_model].prices, ids, in_w, out_w, live, parts) == 0)
-            for (int k = 0; k < live; k++)
-                c->jobs[idx[k]].spent_pico = cost_add(c->jobs[idx[k]].spent_pico, parts[k]);
+            for (int k = 0; k < live; k++) {
+                const LedgerCharge *ch = k < row->ncharges && row->charges[k].job_id == ids[k] ? &row->charges[k] : NULL;
+                add_spent(&c->jobs[idx[k]], parts[k], ch ? ch->tokens_in : 0, ch ? ch->tokens_out : 0);
+            }
     }
     free(in_w);
     free(out_w);
@@ -663,6 +674,6 @@ void route_charge_unanswered(Call *c, LedgerRow *row, const OaiResponse *resp, c
         if (c->phase == CALL_PHASE_SHADOW)
             return; /* shadow spend is charged to no job */
         ledger_charge_one(row, c->jobs[0].job->id);
-        c->jobs[0].spent_pico = cost_add(c->jobs[0].spent_pico, row->cost_pico);
+        add_spent(&c->jobs[0], row->cost_pico, row->tokens_in, row->tokens_out);
     }
 }

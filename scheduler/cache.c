@@ -1,0 +1,281 @@
+#include "cache.h"
+
+#include "cachekey.h"
+#include "cost.h"
+#include "db.h"
+#include "json.h"
+#include "log.h"
+#include "pgarray.h"
+#include "zpack.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The job's params.temperature and params.cache, where given (the INSERT check and the claim's
+ * parse hold their types; anything unreadable here leaves the defaults). */
+static void read_params(const QueueJob *job, double *temperature, bool *cache)
+{
+    if (!job->params || strcmp(job->params, "{}") == 0)
+        return;
+    JsonDoc d;
+    TqErr err = {0};
+    if (json_parse(&d, job->params, strlen(job->params), 4096, &err) != 0)
+        return;
+    int v = json_get(&d, 0, "temperature");
+    double t;
+    if (v >= 0 && json_double(&d, v, &t) == 0)
+        *temperature = t;
+    v = json_get(&d, 0, "cache");
+    bool on;
+    if (v >= 0 && json_bool(&d, v, &on) == 0)
+        *cache = on;
+    json_doc_free(&d);
+}
+
+void cache_prepare_job(const TqConfig *cfg, const TqKind *kind, QueueJob *job, bool no_cache, bool read_only,
+                       bool all_tiers)
+{
+    job->cache_key[0] = '\0';
+    job->cache_flags = 0;
+    if (!kind || !kind->cache.enabled || no_cache || all_tiers)
+        return;
+    /* a kind without a temperature leaves it to the provider, whose default samples (OpenAI: 1) */
+    double temperature = kind->temperature;
+    bool wanted = true;
+    read_params(job, &temperature, &wanted);
+    if (!wanted || (!(temperature == 0) && !kind->cache.nondeterministic))
+        return;
+    cache_key(cfg, kind, job, job->cache_key);
+    job->cache_flags = JOB_CACHE_LOOKUP | (read_only ? 0u : JOB_CACHE_STORE);
+}
+
+bool cache_answer_reusable(const CallJob *cj)
+{
+    if (cj->outcome != CALL_JOB_DONE || cj->cache_hit || !cj->job || !cj->result || !cj->reason ||
+        strlen(cj->result) > CACHE_MAX_ANSWER)
+        return false;
+    return strcmp(cj->reason, "accepted") == 0 || strcmp(cj->reason, "agreed") == 0 ||
+           strcmp(cj->reason, "final_tier") == 0;
+}
+
+bool cache_answer_storable(const CallJob *cj)
+{
+    return cache_answer_reusable(cj) && (cj->job->cache_flags & JOB_CACHE_STORE);
+}
+
+void cache_hit_free(CacheHit *h)
+{
+    if (!h)
+        return;
+    free(h->answer);
+    h->answer = NULL;
+}
+
+void cache_complete_job(CallJob *cj, CacheHit *h)
+{
+    cj->outcome = CALL_JOB_DONE;
+    free(cj->result);
+    cj->result = h->answer;
+    h->answer = NULL;
+    cj->quality = h->quality;
+    cj->reason = "cache_hit";
+    cj->answer_tier = h->tier;
+    cj->answer_model = h->model;
+    cj->baseline_pico = h->baseline_pico;
+    cj->cache_hit = true;
+    cj->cache_saved_pico = h->cost_pico;
+}
+
+int cache_pack_answer(const char *answer, size_t len, int level, Buf *out, TqErr *err)
+{
+    Buf z;
+    buf_init(&z, 0);
+    int rc = zpack_pack(answer, len, level, &z, err);
+    if (!rc)
+        rc = buf_puts(out, "\\x");
+    static const char hexd[] = "0123456789abcdef";
+    for (size_t i = 0; i < z.len && !rc; i++) {
+        unsigned char b = (unsigned char)z.data[i];
+        char two[2] = {hexd[b >> 4], hexd[b & 15]};
+        rc = buf_append(out, two, 2);
+    }
+    buf_free(&z);
+    return rc;
+}
+
+/* Locked in key order, like every statement that locks several entries: two claims that share keys
+ * wait for each other, never in a circle. */
+static const char *const SQL_LOOKUP =
+    "WITH u AS (SELECT * FROM unnest($1::text[], $2::int[], $3::int[]) AS u(key, n, ttl)),"
+    " lk AS (SELECT c.key FROM tierq.cache c WHERE c.key IN (SELECT key FROM u) AND c.expires_at > now()"
+    "   ORDER BY c.key FOR UPDATE)"
+    " UPDATE tierq.cache c SET hits = c.hits + u.n, last_hit_at = now(),"
+    "   expires_at = greatest(c.expires_at, now() + make_interval(secs => u.ttl))"
+    " FROM lk JOIN u ON u.key = lk.key WHERE c.key = lk.key"
+    " RETURNING c.key, c.answer_z, c.raw_len, c.model, c.tier, c.quality, c.cost_usd, c.baseline_cost_usd";
+
+/* Fill every job whose key is k from row i of r; false when the row cannot be served. */
+static bool serve_row(const TqConfig *cfg, const PGresult *r, int i, QueueJob *const *jobs, int n, CacheHit *hits,
+                      int *nhits, char *why, size_t whycap)
+{
+    const char *key = PQgetvalue(r, i, 0);
+    size_t flen = 0;
+    unsigned char *frame = PQunescapeBytea((const unsigned char *)PQgetvalue(r, i, 1), &flen);
+    long long raw = atoll(PQgetvalue(r, i, 2));
+    int model = config_model_index(cfg, PQgetvalue(r, i, 3));
+    int tier = atoi(PQgetvalue(r, i, 4));
+    Buf text;
+    buf_init(&text, 0);
+    TqErr err = {0};
+    bool ok = false;
+    if (!frame)
+        snprintf(why, whycap, "its bytes could not be read");
+    else if (model < 0)
+        snprintf(why, whycap, "its model %s is no longer configured", PQgetvalue(r, i, 3));
+    else if (raw < 0 || raw > CACHE_MAX_ANSWER ||
+             zpack_unpack(frame, flen, (size_t)raw, CACHE_MAX_ANSWER, &text, &err) != 0 || buf_putc(&text, '\0') != 0)
+        snprintf(why, whycap, "%.150s", err.msg[0] ? err.msg : "its recorded length is out of range");
+    else if (strlen(text.data) != (size_t)raw)
+        snprintf(why, whycap, "its answer holds a NUL byte");
+    else
+        ok = true;
+    if (frame)
+        PQfreemem(frame);
+    if (ok) {
+        int64_t cost = 0, base = 0;
+        cost_parse_usd(PQgetvalue(r, i, 6), &cost);
+        cost_parse_usd(PQgetvalue(r, i, 7), &base);
+        double q = PQgetisnull(r, i, 5) ? NAN : atof(PQgetvalue(r, i, 5));
+        for (int j = 0; j < n; j++) {
+            if (!(jobs[j]->cache_flags & JOB_CACHE_LOOKUP) || hits[j].answer || strcmp(jobs[j]->cache_key, key) != 0)
+                continue;
+            hits[j] = (CacheHit){.answer = strdup(text.data), .model = model, .tier = tier - 1, .quality = q,
+                                 .cost_pico = cost, .baseline_pico = base};
+            if (hits[j].answer)
+                (*nhits)++;
+        }
+    }
+    buf_free(&text);
+    return ok;
+}
+
+int cache_lookup(PGconn *c, const TqConfig *cfg, QueueJob *const *jobs, int n, CacheHit *hits, int *nhits, TqErr *err)
+{
+    *nhits = 0;
+    for (int i = 0; i < n; i++)
+        hits[i] = (CacheHit){0};
+    Buf keys, counts, ttls;
+    pgarray_begin(&keys);
+    pgarray_begin(&counts);
+    pgarray_begin(&ttls);
+    int rc = 0, nkeys = 0;
+    /* each key once, with the number of jobs asking for it (a claim of identical jobs counts them all) */
+    for (int i = 0; i < n && !rc; i++) {
+        if (!(jobs[i]->cache_flags & JOB_CACHE_LOOKUP))
+            continue;
+        bool seen = false;
+        for (int j = 0; j < i && !seen; j++)
+            seen = (jobs[j]->cache_flags & JOB_CACHE_LOOKUP) && strcmp(jobs[j]->cache_key, jobs[i]->cache_key) == 0;
+        if (seen)
+            continue;
+        int same = 0;
+        for (int j = i; j < n; j++)
+            same += (jobs[j]->cache_flags & JOB_CACHE_LOOKUP) && strcmp(jobs[j]->cache_key, jobs[i]->cache_key) == 0;
+        const TqKind *kd = config_kind(cfg, jobs[i]->kind);
+        rc = pgarray_add_text(&keys, jobs[i]->cache_key) || pgarray_add_int64(&counts, same) ||
+             pgarray_add_int64(&ttls, kd ? kd->cache.ttl_s : 0);
+        nkeys++;
+    }
+    rc = rc || pgarray_end(&keys) || pgarray_end(&counts) || pgarray_end(&ttls);
+    PGresult *r = NULL;
+    if (rc)
+        rc = tq_err(err, TQ_ENOMEM, "out of memory building the cache lookup");
+    else if (nkeys > 0) {
+        const char *p[3] = {keys.data, counts.data, ttls.data};
+        r = db_query(c, "cache lookup", SQL_LOOKUP, 3, p, err);
+        if (!r)
+            rc = TQ_EDB;
+    }
+    Buf bad;
+    pgarray_begin(&bad);
+    int nbad = 0;
+    for (int i = 0; r && i < PQntuples(r); i++) {
+        char why[200];
+        if (serve_row(cfg, r, i, jobs, n, hits, nhits, why, sizeof why))
+            continue;
+        log_msg(LOG_WARN, "cache", "entry %.16s... cannot be served (%s): a miss, and the entry is deleted",
+                PQgetvalue(r, i, 0), why);
+        if (pgarray_add_text(&bad, PQgetvalue(r, i, 0)) == 0)
+            nbad++;
+    }
+    if (r)
+        PQclear(r);
+    if (nbad > 0 && pgarray_end(&bad) == 0) {
+        TqErr e2 = {0};
+        const char *p[1] = {bad.data};
+        if (db_exec(c, "cache delete unservable", "DELETE FROM tierq.cache WHERE key = ANY ($1::text[])", 1, p, &e2))
+            log_msg(LOG_WARN, "cache", "%s", e2.msg);
+    }
+    buf_free(&bad);
+    buf_free(&keys);
+    buf_free(&counts);
+    buf_free(&ttls);
+    if (rc)
+        for (int i = 0; i < n; i++)
+            cache_hit_free(&hits[i]);
+    if (rc)
+        *nhits = 0;
+    return rc;
+}
+
+/* Bounded deletes: rows another process is deleting are skipped, not waited for. */
+static const char *const SQL_EXPIRE =
+    "DELETE FROM tierq.cache WHERE key IN (SELECT key FROM tierq.cache WHERE expires_at <= now()"
+    " ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED)";
+/* Per kind, the entries past its max_entries in order of last use (expires_at slides with each hit). */
+static const char *const SQL_EVICT_KIND =
+    "DELETE FROM tierq.cache WHERE key IN (SELECT key FROM tierq.cache WHERE kind = $1"
+    " ORDER BY expires_at DESC, key DESC OFFSET $2 LIMIT $3 FOR UPDATE SKIP LOCKED)";
+/* Over the byte budget: the least recently used entries until their bytes cover the excess. */
+static const char *const SQL_EVICT_BYTES =
+    "WITH total AS (SELECT coalesce(sum(octet_length(answer_z)), 0) AS b FROM tierq.cache),"
+    " old AS (SELECT key, sum(octet_length(answer_z)) OVER (ORDER BY expires_at, key) AS upto,"
+    "   octet_length(answer_z) AS own"
+    "   FROM (SELECT key, answer_z, expires_at FROM tierq.cache ORDER BY expires_at, key LIMIT $2"
+    "     FOR UPDATE SKIP LOCKED) o)"
+    " DELETE FROM tierq.cache c USING old, total"
+    " WHERE c.key = old.key AND total.b > $1::bigint AND old.upto - old.own < total.b - $1::bigint"
+    " RETURNING octet_length(c.answer_z)";
+
+int cache_upkeep(PGconn *c, const TqConfig *cfg, int limit, CacheUpkeep *out, TqErr *err)
+{
+    *out = (CacheUpkeep){0};
+    char lim[24], cap[24];
+    snprintf(lim, sizeof lim, "%d", limit);
+    const char *p1[1] = {lim};
+    PGresult *r = db_query(c, "cache expiry", SQL_EXPIRE, 1, p1, err);
+    if (!r)
+        return TQ_EDB;
+    out->expired = atoll(PQcmdTuples(r));
+    PQclear(r);
+    for (int k = 0; k < cfg->nkinds; k++) {
+        const TqKind *kd = &cfg->kinds[k];
+        snprintf(cap, sizeof cap, "%d", kd->cache.max_entries);
+        const char *p[3] = {kd->name, cap, lim};
+        if (!(r = db_query(c, "cache eviction", SQL_EVICT_KIND, 3, p, err)))
+            return TQ_EDB;
+        out->evicted += atoll(PQcmdTuples(r));
+        PQclear(r);
+    }
+    snprintf(cap, sizeof cap, "%lld", (long long)cfg->cache_store.max_bytes);
+    const char *p2[2] = {cap, lim};
+    if (!(r = db_query(c, "cache eviction", SQL_EVICT_BYTES, 2, p2, err)))
+        return TQ_EDB;
+    out->evicted += PQntuples(r);
+    for (int i = 0; i < PQntuples(r); i++)
+        out->evicted_bytes += atoll(PQgetvalue(r, i, 0));
+    PQclear(r);
+    return 0;
+}

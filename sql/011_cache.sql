@@ -1,0 +1,80 @@
+-- 011: the response cache (issue 14). An answer that passed its bar is kept, zstd-compressed, under
+-- a SHA-256 key over everything that determines it (common/cachekey.h: the kind file's digest, each
+-- tier's model definition, the job's system prompt, prompt, context and params). A later job with
+-- the same key is answered from here at $0: state done, cache_hit true, the answer's producing
+-- model and tier, and cache_saved_usd = what the answer cost when it was produced.
+--
+-- Why here and not in a separate Redis: the cache must survive deploys and be shared by every
+-- `tierq run` process, which already share this database; a lookup is one statement per claim
+-- (key = ANY(...)), so its cost is per claim, not per job; and there is no second server to run,
+-- secure or back up.
+CREATE TABLE tierq.cache (
+    key                 text PRIMARY KEY CONSTRAINT cache_key_is_sha256_hex CHECK (key ~ '^[0-9a-f]{64}$'),
+    kind                text NOT NULL,
+    answer_z            bytea NOT NULL,       -- the answer as one zstd frame (with its content checksum)
+    raw_len             integer NOT NULL CONSTRAINT cache_raw_len_range CHECK (raw_len BETWEEN 0 AND 67108864),
+    model               text NOT NULL,        -- the model and 1-based tier that produced the answer
+    tier                integer NOT NULL CONSTRAINT cache_tier_range CHECK (tier BETWEEN 1 AND 8),
+    quality             real,
+    tokens_in           bigint NOT NULL DEFAULT 0,  -- what producing it took (every tier, check and retry)
+    tokens_out          bigint NOT NULL DEFAULT 0,
+    cost_usd            numeric(20,12) NOT NULL DEFAULT 0,
+    baseline_cost_usd   numeric(20,12) NOT NULL DEFAULT 0,
+    created_at          timestamptz NOT NULL DEFAULT now(),
+    last_hit_at         timestamptz,
+    expires_at          timestamptz NOT NULL, -- sliding: each hit moves it to now() + the kind's cache.ttl_s
+    hits                bigint NOT NULL DEFAULT 0
+);
+-- Expiry deletes in small batches in expires_at order; eviction over cache.max_entries or the
+-- byte budget removes the entries whose last use is oldest, which with a sliding TTL per kind is
+-- expires_at order within the kind.
+CREATE INDEX cache_expires_idx ON tierq.cache (expires_at);
+CREATE INDEX cache_kind_expires_idx ON tierq.cache (kind, expires_at);
+
+-- Per job: served from the cache, and what the cached answer cost when it was produced (the money
+-- a hit saved; the job's own cost_usd stays 0). A job that led a single flight (identical jobs in
+-- one process waiting on its call) pays; the ones that waited are hits.
+ALTER TABLE tierq.jobs ADD COLUMN cache_hit boolean NOT NULL DEFAULT false;
+ALTER TABLE tierq.jobs ADD COLUMN cache_saved_usd numeric(20,12) NOT NULL DEFAULT 0;
+
+-- The daemon reads, stores, extends and expires entries; a producer role never sees them (answers
+-- to other producers' questions).
+GRANT SELECT, INSERT, UPDATE, DELETE ON tierq.cache TO tierq_daemon;
+
+-- params.cache (boolean): false skips the cache for that job, lookup and store. Every kind reads it
+-- (config_kind_params_json); the INSERT check learns the boolean type.
+CREATE OR REPLACE FUNCTION tierq.check_job_params() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    reads jsonb;
+    key text;
+    want text;
+BEGIN
+    IF jsonb_typeof(NEW.params) <> 'object' THEN
+        RETURN NEW; -- jobs_params_must_be_a_json_object names the problem
+    END IF;
+    SELECT k.params INTO reads FROM tierq.kinds k WHERE k.name = NEW.kind;
+    IF reads IS NULL THEN
+        RETURN NEW; -- an unknown kind: the foreign key names the problem
+    END IF;
+    FOR key IN SELECT jsonb_object_keys(NEW.params) LOOP
+        want := reads ->> key;
+        IF want IS NULL THEN
+            RAISE EXCEPTION 'params.% is not a parameter of kind %', key, NEW.kind
+                USING ERRCODE = 'check_violation', CONSTRAINT = 'jobs_params_known_to_kind',
+                      DETAIL = format('kind %s reads: %s', NEW.kind,
+                                      (SELECT string_agg(k, ', ' ORDER BY k) FROM jsonb_object_keys(reads) k)),
+                      HINT = 'remove the key, or declare it under "params" in the kind''s file and run tierq migrate '
+                             || '(tierq run syncs it too)';
+        END IF;
+        IF want = 'string' AND (jsonb_typeof(NEW.params -> key) <> 'string' OR btrim(NEW.params ->> key) = '') THEN
+            RAISE EXCEPTION 'params.% of kind % must be a non-empty string', key, NEW.kind
+                USING ERRCODE = 'check_violation', CONSTRAINT = 'jobs_params_known_to_kind';
+        END IF;
+        IF want = 'boolean' AND jsonb_typeof(NEW.params -> key) <> 'boolean' THEN
+            RAISE EXCEPTION 'params.% of kind % must be true or false', key, NEW.kind
+                USING ERRCODE = 'check_violation', CONSTRAINT = 'jobs_params_known_to_kind';
+        END IF;
+    END LOOP;
+    RETURN NEW;
+END
+$$;
