@@ -271,7 +271,13 @@ static const char *const SQL_FLUSH =
     "    $57::bigint[], $58::bigint[], $59::numeric[], $60::numeric[], $61::int[])"
     "    AS s(key, kind, z, raw, model, tier, q, tin, tout, cost, base, ttl)"
     "  ORDER BY s.key"
-    "  ON CONFLICT (key) DO NOTHING RETURNING 1),"
+    /* ... unless it has expired and upkeep has not deleted it yet: then the new answer replaces it */
+    "  ON CONFLICT (key) DO UPDATE SET kind = excluded.kind, answer_z = excluded.answer_z, raw_len = excluded.raw_len,"
+    "    model = excluded.model, tier = excluded.tier, quality = excluded.quality, tokens_in = excluded.tokens_in,"
+    "    tokens_out = excluded.tokens_out, cost_usd = excluded.cost_usd, baseline_cost_usd = excluded.baseline_cost_usd,"
+    "    created_at = now(), last_hit_at = NULL, expires_at = excluded.expires_at, hits = 0"
+    "    WHERE tierq.cache.expires_at <= now()"
+    "  RETURNING 1),"
     " ids AS (SELECT id FROM ch UNION SELECT id FROM oc),"
     /* the rows locked in id order before any is updated: the lease renewal locks in the same order,
      * so the two never wait on each other in a circle (a deadlock PostgreSQL had to break) */

@@ -534,7 +534,7 @@ static int run_setup(Run *r)
     r->held = held_new();
     r->done = callq_new();
     r->flight = flight_new();
-    r->next_cache_upkeep = clock_mono_ms() + 1000;
+    r->next_cache_upkeep = clock_mono_ms(); /* at start: a nightly --drain may end before a minute */
     if (r->efd < 0 || !r->held || !r->done || !r->flight || !r->drifted || !r->shifted || !r->boost_mark || !r->tier_dropped || plan_new(&r->plan, cfg, opt->all_tiers, &err)) {
         fprintf(stderr, "tierq: run: cannot set up: %s\n", r->efd < 0 ? strerror(errno) : "out of memory");
         return RUN_EXIT_RUNTIME;
