@@ -237,8 +237,17 @@ static int cmd_config_check(const char *dir)
         if (k->shadow.rate > 0)
             printf("   shadow %g (min_agreement %g, window %d, boost %g)", k->shadow.rate, k->shadow.min_agreement,
                    k->shadow.window, k->shadow.boost);
+        if (!k->cache.enabled)
+            printf("   cache off");
+        else if (!(k->temperature == 0) && !k->cache.nondeterministic)
+            printf("   cache off (temperature is not 0: set cache.nondeterministic to cache sampled answers)");
+        else
+            printf("   cache ttl %ds, max %d entries%s", k->cache.ttl_s, k->cache.max_entries,
+                   k->cache.nondeterministic ? ", nondeterministic" : "");
         printf("\n");
     }
+    printf("  cache: at most %lld MB of compressed answers, zstd level %d\n",
+           (long long)(cfg->cache_store.max_bytes >> 20), cfg->cache_store.zstd_level);
     config_free(cfg);
     return EXIT_OK;
 }

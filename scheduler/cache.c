@@ -6,6 +6,7 @@
 #include "json.h"
 #include "log.h"
 #include "pgarray.h"
+#include "utf8.h"
 #include "zpack.h"
 
 #include <math.h>
@@ -88,16 +89,29 @@ void cache_complete_job(CallJob *cj, CacheHit *h)
     cj->cache_saved_pico = h->cost_pico;
 }
 
+static const unsigned char ZSTD_MAGIC[4] = {0x28, 0xB5, 0x2F, 0xFD};
+
+static bool is_zstd_frame(const void *bytes, size_t n) { return n >= 4 && memcmp(bytes, ZSTD_MAGIC, 4) == 0; }
+
 int cache_pack_answer(const char *answer, size_t len, int level, Buf *out, TqErr *err)
 {
     Buf z;
     buf_init(&z, 0);
     int rc = zpack_pack(answer, len, level, &z, err);
+    const unsigned char *bytes = (const unsigned char *)z.data;
+    size_t n = z.len;
+    /* Short answers (a label, a sentence) come out larger as a frame (about 17 bytes of header and
+     * checksum): they are stored as they are. Text never starts with the frame's magic (0xB5 cannot
+     * follow '(' in UTF-8), so the first four bytes tell the two apart. */
+    if (!rc && z.len >= len && !is_zstd_frame(answer, len)) {
+        bytes = (const unsigned char *)answer;
+        n = len;
+    }
     if (!rc)
         rc = buf_puts(out, "\\x");
     static const char hexd[] = "0123456789abcdef";
-    for (size_t i = 0; i < z.len && !rc; i++) {
-        unsigned char b = (unsigned char)z.data[i];
+    for (size_t i = 0; i < n && !rc; i++) {
+        unsigned char b = bytes[i];
         char two[2] = {hexd[b >> 4], hexd[b & 15]};
         rc = buf_append(out, two, 2);
     }
@@ -134,8 +148,14 @@ static bool serve_row(const TqConfig *cfg, const PGresult *r, int i, QueueJob *c
         snprintf(why, whycap, "its bytes could not be read");
     else if (model < 0)
         snprintf(why, whycap, "its model %s is no longer configured", PQgetvalue(r, i, 3));
-    else if (raw < 0 || raw > CACHE_MAX_ANSWER ||
-             zpack_unpack(frame, flen, (size_t)raw, CACHE_MAX_ANSWER, &text, &err) != 0 || buf_putc(&text, '\0') != 0)
+    else if (raw < 0 || raw > CACHE_MAX_ANSWER)
+        snprintf(why, whycap, "its recorded length is out of range");
+    else if (!is_zstd_frame(frame, flen) && (flen != (size_t)raw || !utf8_valid((const char *)frame, flen) ||
+                                             buf_append(&text, (const char *)frame, flen) != 0 || buf_putc(&text, '\0') != 0))
+        snprintf(why, whycap, "it holds %zu bytes as they are (not a zstd frame), not %lld bytes of UTF-8 as recorded",
+                 flen, raw);
+    else if (is_zstd_frame(frame, flen) &&
+             (zpack_unpack(frame, flen, (size_t)raw, CACHE_MAX_ANSWER, &text, &err) != 0 || buf_putc(&text, '\0') != 0))
         snprintf(why, whycap, "%.150s", err.msg[0] ? err.msg : "its recorded length is out of range");
     else if (strlen(text.data) != (size_t)raw)
         snprintf(why, whycap, "its answer holds a NUL byte");

@@ -61,8 +61,8 @@ void cache_hit_free(CacheHit *h);
  * model and tier, and the saved cost. Takes ownership of h->answer. */
 void cache_complete_job(CallJob *cj, CacheHit *h);
 
-/* The stored form of an answer as bytea input text ("\x" and hex digits of one zstd frame at
- * level), appended to out. */
+/* The stored form of an answer as bytea input text ("\x" and hex digits), appended to out: one zstd
+ * frame at level, or the answer's own bytes when the frame would not be smaller. */
 int cache_pack_answer(const char *answer, size_t len, int level, Buf *out, TqErr *err);
 
 /* Upkeep, a bounded amount per call (any process may run it; concurrent ones skip each other's

@@ -11,7 +11,10 @@
 CREATE TABLE tierq.cache (
     key                 text PRIMARY KEY CONSTRAINT cache_key_is_sha256_hex CHECK (key ~ '^[0-9a-f]{64}$'),
     kind                text NOT NULL,
-    answer_z            bytea NOT NULL,       -- the answer as one zstd frame (with its content checksum)
+    -- the answer as one zstd frame (with its content checksum), or as its UTF-8 bytes when the frame
+    -- would be larger (short answers: a frame costs ~17 bytes); a frame starts with 28 b5 2f fd, which
+    -- no UTF-8 text does
+    answer_z            bytea NOT NULL,
     raw_len             integer NOT NULL CONSTRAINT cache_raw_len_range CHECK (raw_len BETWEEN 0 AND 67108864),
     model               text NOT NULL,        -- the model and 1-based tier that produced the answer
     tier                integer NOT NULL CONSTRAINT cache_tier_range CHECK (tier BETWEEN 1 AND 8),

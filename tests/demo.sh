@@ -91,3 +91,30 @@ SELECT coalesce(kind, 'all') AS kind,
 FROM tierq.jobs WHERE run_name IN ('$run-tiered', '$run-baseline') AND state = 'done'
 GROUP BY ROLLUP (kind) ORDER BY kind NULLS LAST;
 SQL
+
+echo
+echo "== 3. the nightly rerun: the same rows again, one in ten of them edited since (response cache) =="
+# Unchanged rows have the same key (kind file, models, prompt, params) as last night's answer: they
+# are answered from tierq.cache at $0. Edited rows are new requests and go to the models. The edit
+# here is a trailing newline: a new request for tierq, while the simulator's answer key (which trims
+# whitespace) still knows the question, so an edited row costs what a new row of this workload costs.
+psql -q -v ON_ERROR_STOP=1 "$conninfo" <<SQL
+INSERT INTO tierq.jobs (kind, prompt, expected, run_name)
+SELECT kind, CASE WHEN id % 10 = 0 THEN prompt || E'\\n' ELSE prompt END, expected, '$run-nightly'
+FROM tierq.jobs WHERE run_name = '$run-tiered' ORDER BY id;
+SQL
+"$build/tierq" run --drain --progress --run "$run-nightly" --max-in-flight 512
+echo
+psql -q "$conninfo" <<SQL
+\pset footer off
+SELECT CASE WHEN prompt LIKE E'%\\n' THEN 'edited' ELSE 'unchanged' END AS rows, count(*) AS jobs,
+       count(*) FILTER (WHERE cache_hit) AS cache_hits,
+       round(sum(cost_usd), 6) AS cost_usd, round(sum(cache_saved_usd), 6) AS saved_usd
+FROM tierq.jobs WHERE run_name = '$run-nightly' GROUP BY 1 ORDER BY 1 DESC;
+SELECT round(100 * (SELECT sum(cost_usd) FROM tierq.jobs WHERE run_name = '$run-nightly')
+             / nullif((SELECT sum(cost_usd) FROM tierq.jobs WHERE run_name = '$run-tiered'), 0), 1)
+           AS "rerun cost, % of the first run",
+       (SELECT count(*) FROM tierq.cache) AS cache_entries,
+       (SELECT sum(raw_len) FROM tierq.cache) AS answer_bytes,
+       (SELECT sum(octet_length(answer_z)) FROM tierq.cache) AS stored_bytes;
+SQL

@@ -43,6 +43,9 @@ static void setup_files(void)
     write_file(p, esc);
     snprintf(p, sizeof p, "%s/warm.json", jobs);
     write_file(p, warm);
+    snprintf(p, sizeof p, "%s/long.json", jobs);
+    write_file(p, "{\"system_prompt\": \"Write it out.\", \"tiers\": [{\"model\": \"qwen3-8b\"}],"
+                  " \"baseline_model\": \"gpt-4o\", \"max_tokens\": 4000, \"temperature\": 0, \"checks\": {\"min_chars\": 1}}");
     /* jobs2: the same kinds, but plain's file differs by one byte of its description */
     snprintf(p, sizeof p, "%s/esc.json", jobs2);
     write_file(p, esc);
@@ -57,6 +60,11 @@ static void setup_files(void)
         fprintf(f, "kind\tprompt\texpected\n");
         for (int i = 0; i < 40; i++)
             fprintf(f, "plain\tquestion %d\tanswer %d\n", i, i);
+        /* a long answer (about 3 KB of repetitive prose): what zstd is for */
+        fprintf(f, "long\twrite the release notes\t");
+        for (int i = 0; i < 60; i++)
+            fprintf(f, "Item %d: the package now builds with the new toolchain. ", i);
+        fprintf(f, "\n");
         fclose(f);
     }
     setenv("TIERQ_JOBS_DIR", jobs, 1);
@@ -310,7 +318,7 @@ static void test_upkeep_evicts_over_the_bounds(void)
     reset(c);
     char p[400], cmd[1400];
     /* jobs3: plain keeps at most 3 entries; the cache as a whole at most 1 MB */
-    snprintf(cmd, sizeof cmd, "mkdir -p '%s/jobs3' && cp '%s'/*.json '%s/jobs3/' && sed -i 's/^{/{\"cache\": {\"max_mb\": 1},/'"
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s/jobs3' && cp '%s'/*.json '%s/jobs3/' && sed -i 's/\"max_mb\": [0-9]*/\"max_mb\": 1/'"
              " '%s/jobs3/models.json'", dir, jobs, dir, dir);
     CHECK_INT(system(cmd), 0);
     snprintf(p, sizeof p, "%s/jobs3/plain.json", dir);
@@ -344,6 +352,30 @@ static void test_upkeep_evicts_over_the_bounds(void)
     sim_stop(&s);
 }
 
+/* A long answer is stored as a zstd frame, smaller than the answer, and served back byte for byte;
+ * short ones are stored as they are (a frame would be larger). */
+static void test_long_answer_is_stored_compressed(void)
+{
+    SimProc s;
+    CHECK_INT(sim_start(&s, answers, "--latency-ms 1"), 0);
+    PGconn *c = testdb_connect();
+    reset(c);
+    testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt, run_name) VALUES ('long', 'write the release notes', 'l1'),"
+                   " ('plain', 'question 3', 'l1')", NULL, 0);
+    CHECK_INT(run_drain(&s, "--run l1"), 0);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.cache WHERE kind = 'long' AND raw_len > 2000"
+                   " AND substr(answer_z, 1, 4) = '\\x28b52ffd'::bytea AND octet_length(answer_z) * 4 < raw_len"), 1);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.cache WHERE kind = 'plain' AND octet_length(answer_z) = raw_len"
+                   " AND convert_from(answer_z, 'UTF8') = (SELECT result FROM tierq.jobs WHERE kind = 'plain')"), 1);
+    testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt, run_name) VALUES ('long', 'write the release notes', 'l2'),"
+                   " ('plain', 'question 3', 'l2')", NULL, 0);
+    CHECK_INT(run_drain(&s, "--run l2"), 0);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.jobs a JOIN tierq.jobs b ON a.kind = b.kind AND b.run_name = 'l1'"
+                   " WHERE a.run_name = 'l2' AND a.cache_hit AND a.result = b.result"), 2);
+    PQfinish(c);
+    sim_stop(&s);
+}
+
 int main(void)
 {
     setup_files();
@@ -356,6 +388,7 @@ int main(void)
     RUN(test_bypasses);
     RUN(test_corrupt_entry_is_a_miss_with_a_warning);
     RUN(test_upkeep_evicts_over_the_bounds);
+    RUN(test_long_answer_is_stored_compressed);
     char cmd[400];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0)

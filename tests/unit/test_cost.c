@@ -68,6 +68,28 @@ static void test_format(void)
 
 /* Hostile numbers: nothing wraps to a negative charge, nothing is undefined (this test runs under
  * UBSan too). */
+/* numeric text from PostgreSQL back to picodollars, round trip with cost_format_usd */
+static void test_parse_usd(void)
+{
+    int64_t v = -1;
+    CHECK_INT(cost_parse_usd("0.000012500000", &v), 0);
+    CHECK_INT(v, 12500000);
+    CHECK_INT(cost_parse_usd("3", &v), 0);
+    CHECK_INT(v, 3 * COST_PICO_PER_USD);
+    CHECK_INT(cost_parse_usd("1.0000000000019", &v), 0); /* a 13th decimal is cut */
+    CHECK_INT(v, COST_PICO_PER_USD + 1);
+    CHECK_INT(cost_parse_usd("99999999999.5", &v), 0);
+    CHECK_INT(v, INT64_MAX);
+    char s[48];
+    cost_format_usd(s, sizeof s, 123456789012345, 12);
+    CHECK_INT(cost_parse_usd(s, &v), 0);
+    CHECK_INT(v, 123456789012345);
+    CHECK(cost_parse_usd("", &v) != 0);
+    CHECK(cost_parse_usd("-1", &v) != 0);
+    CHECK(cost_parse_usd("1e3", &v) != 0);
+    CHECK(cost_parse_usd(".", &v) != 0);
+}
+
 static void test_overflow_saturates(void)
 {
     CostPrices dear = {COST_MAX_PRICE_USD * 1000000LL, COST_MAX_PRICE_USD * 1000000LL, COST_MAX_PRICE_USD * 1000000LL};
@@ -95,5 +117,6 @@ int main(void)
     RUN(test_cost_of_call_exact);
     RUN(test_apportion_sums_exactly);
     RUN(test_format);
+    RUN(test_parse_usd);
     return check_done();
 }
