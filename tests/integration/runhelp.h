@@ -74,4 +74,23 @@ static inline long long wait_for(PGconn *c, const char *sql, long long want, int
     return v;
 }
 
+/* The first ```sql block of README.md after `heading`, or "" (malloc'd). */
+static inline char *readme_sql_after(const char *heading)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/README.md", getenv("TIERQ_ROOT"));
+    FILE *f = fopen(path, "r");
+    static char text[1 << 20];
+    size_t n = f ? fread(text, 1, sizeof text - 1, f) : 0;
+    if (f)
+        fclose(f);
+    text[n] = '\0';
+    const char *h = strstr(text, heading);
+    const char *start = h ? strstr(h, "```sql\n") : NULL;
+    const char *end = start ? strstr(start + 7, "```") : NULL;
+    if (!start || !end)
+        return strdup("");
+    return strndup(start + 7, (size_t)(end - start - 7));
+}
+
 #endif

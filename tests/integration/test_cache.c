@@ -376,6 +376,47 @@ static void test_long_answer_is_stored_compressed(void)
     sim_stop(&s);
 }
 
+/* The README's nightly example, run as written twice: the second night every unchanged row is a hit,
+ * the job that opted out is not; the README's reading query shows it. */
+static void test_readme_nightly_example(void)
+{
+    SimProc s;
+    CHECK_INT(sim_start(&s, answers, "--latency-ms 1"), 0);
+    PGconn *c = testdb_connect();
+    reset(c);
+    testdb_exec(c, "DROP TABLE IF EXISTS package_descriptions;"
+                   " CREATE TABLE package_descriptions (description text);"
+                   " INSERT INTO package_descriptions SELECT 'Package: p' || g || '. A tool that does thing ' || g"
+                   " FROM generate_series(1, 5) g", NULL, 0);
+    char *sql = readme_sql_after("## Response cache");
+    CHECKF(strstr(sql, "package_descriptions") && strstr(sql, "\"cache\": false"), "README example changed: %s", sql);
+    char err[1024] = "";
+    for (int night = 1; night <= 2; night++) {
+        CHECKF(testdb_exec(c, sql, err, sizeof err) == 0, "the README's INSERTs failed: %s", err);
+        int st = run_drain(&s, "");
+        CHECKF(st == 0, "night %d: exit %d: %s", night, st, out);
+    }
+    free(sql);
+    sql = readme_sql_after("How much the cache answered");
+    PGresult *r = PQexec(c, sql);
+    CHECKF(PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 2, "%s: %s", sql, PQresultErrorMessage(r));
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 2) {
+        CHECK_STR(PQgetvalue(r, 0, 0), "chat");
+        CHECK_STR(PQgetvalue(r, 0, 1), "0");
+        CHECK_STR(PQgetvalue(r, 0, 2), "2");
+        CHECK_STR(PQgetvalue(r, 1, 0), "summarize");
+        CHECK_STR(PQgetvalue(r, 1, 1), "5");
+        CHECK_STR(PQgetvalue(r, 1, 2), "10");
+        CHECK(atof(PQgetvalue(r, 1, 4)) > 0);
+    }
+    PQclear(r);
+    free(sql);
+    check_sums(c);
+    testdb_exec(c, "DROP TABLE package_descriptions", NULL, 0);
+    PQfinish(c);
+    sim_stop(&s);
+}
+
 int main(void)
 {
     setup_files();
@@ -389,6 +430,7 @@ int main(void)
     RUN(test_corrupt_entry_is_a_miss_with_a_warning);
     RUN(test_upkeep_evicts_over_the_bounds);
     RUN(test_long_answer_is_stored_compressed);
+    RUN(test_readme_nightly_example);
     char cmd[400];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0)

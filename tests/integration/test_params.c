@@ -42,25 +42,6 @@ static void setup_files(void)
     setenv("TIERQ_JOBS_DIR", jobs, 1);
 }
 
-/* The first ```sql block of README.md after `heading`, or "" (malloc'd). */
-static char *readme_sql_after(const char *heading)
-{
-    char path[512];
-    snprintf(path, sizeof path, "%s/README.md", getenv("TIERQ_ROOT"));
-    FILE *f = fopen(path, "r");
-    static char text[1 << 20];
-    size_t n = f ? fread(text, 1, sizeof text - 1, f) : 0;
-    if (f)
-        fclose(f);
-    text[n] = '\0';
-    const char *h = strstr(text, heading);
-    const char *start = h ? strstr(h, "```sql\n") : NULL;
-    const char *end = start ? strstr(start + 7, "```") : NULL;
-    if (!start || !end)
-        return strdup("");
-    return strndup(start + 7, (size_t)(end - start - 7));
-}
-
 static void test_readme_classify_example_gets_its_own_labels(void)
 {
     SimProc s;
