@@ -81,3 +81,39 @@ BEGIN
     RETURN NEW;
 END
 $$;
+
+-- The first tier's share (sql/009) counts only jobs a model answered: a cache hit repeats the tier of
+-- an answer produced earlier, and a nightly rerun that is 90% hits would hide a shift behind last
+-- night's shares. The same function with that one condition added.
+CREATE OR REPLACE FUNCTION tierq.first_tier_shift(run text, recent int DEFAULT 200, reference int DEFAULT 1000)
+RETURNS TABLE (kind text, recent_jobs bigint, recent_first bigint, reference_jobs bigint, reference_first bigint,
+               z float8, shifted boolean)
+LANGUAGE sql STABLE AS $$
+    SELECT k.name, s.rn, s.rf, s.fn, s.ff, s.z,
+           coalesce(s.rn >= recent / 2 AND s.fn >= recent AND abs(s.z) >= 4, false)
+    FROM tierq.kinds k
+    CROSS JOIN LATERAL (
+        -- jobs still running hold back the window: nothing at or after the oldest of them counts yet
+        SELECT min(r.id) AS first_running FROM tierq.jobs r
+        WHERE r.state = 'running' AND r.kind = k.name AND (run IS NULL OR r.run_name = run)) c
+    CROSS JOIN LATERAL (
+        SELECT count(*) FILTER (WHERE d.i <= recent) AS rn,
+               count(*) FILTER (WHERE d.i <= recent AND d.tier = 1) AS rf,
+               count(*) FILTER (WHERE d.i > recent) AS fn,
+               count(*) FILTER (WHERE d.i > recent AND d.tier = 1) AS ff,
+               CASE WHEN count(*) FILTER (WHERE d.i <= recent) > 0 AND count(*) FILTER (WHERE d.i > recent) > 0
+                    AND count(*) FILTER (WHERE d.tier = 1) BETWEEN 1 AND count(*) - 1 THEN
+                   ((count(*) FILTER (WHERE d.i <= recent AND d.tier = 1))::float8 / count(*) FILTER (WHERE d.i <= recent)
+                    - (count(*) FILTER (WHERE d.i > recent AND d.tier = 1))::float8 / count(*) FILTER (WHERE d.i > recent))
+                   / sqrt((count(*) FILTER (WHERE d.tier = 1))::float8 / count(*)
+                          * (1 - (count(*) FILTER (WHERE d.tier = 1))::float8 / count(*))
+                          * (1.0 / count(*) FILTER (WHERE d.i <= recent) + 1.0 / count(*) FILTER (WHERE d.i > recent)))
+               END AS z
+        FROM (SELECT j.tier, row_number() OVER (ORDER BY j.id DESC) AS i
+              FROM (SELECT j.tier, j.id FROM tierq.jobs j
+                    WHERE j.kind = k.name AND j.state = 'done' AND NOT j.cache_hit AND (run IS NULL OR j.run_name = run)
+                      AND (c.first_running IS NULL OR j.id < c.first_running)
+                    ORDER BY j.id DESC LIMIT recent + reference) j) d) s
+    WHERE (k.shadow->>'rate')::float8 > 0 AND k.in_config
+    ORDER BY k.name
+$$;
