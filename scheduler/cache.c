@@ -130,9 +130,31 @@ static const char *const SQL_LOOKUP =
     " FROM lk JOIN u ON u.key = lk.key WHERE c.key = lk.key"
     " RETURNING c.key, c.answer_z, c.raw_len, c.model, c.tier, c.quality, c.cost_usd, c.baseline_cost_usd";
 
-/* Fill every job whose key is k from row i of r; false when the row cannot be served. */
-static bool serve_row(const TqConfig *cfg, const PGresult *r, int i, QueueJob *const *jobs, int n, CacheHit *hits,
-                      int *nhits, char *why, size_t whycap)
+/* The claim's asking jobs, as indices sorted by key: each key once in the lookup, and a returned
+ * row finds its jobs by binary search (claims of thousands stay O(n log n)). */
+static int by_key(const void *a, const void *b, void *jobs)
+{
+    QueueJob *const *j = jobs;
+    return strcmp(j[*(const int *)a]->cache_key, j[*(const int *)b]->cache_key);
+}
+
+/* The first position in order[0..m) whose job's key is key, or m. */
+static int first_with_key(QueueJob *const *jobs, const int *order, int m, const char *key)
+{
+    int lo = 0, hi = m;
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2;
+        if (strcmp(jobs[order[mid]]->cache_key, key) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* Fill every job whose key is row i's from row i of r; false when the row cannot be served. */
+static bool serve_row(const TqConfig *cfg, const PGresult *r, int i, QueueJob *const *jobs, const int *order, int m,
+                      CacheHit *hits, int *nhits, char *why, size_t whycap)
 {
     const char *key = PQgetvalue(r, i, 0);
     size_t flen = 0;
@@ -168,8 +190,9 @@ static bool serve_row(const TqConfig *cfg, const PGresult *r, int i, QueueJob *c
         cost_parse_usd(PQgetvalue(r, i, 6), &cost);
         cost_parse_usd(PQgetvalue(r, i, 7), &base);
         double q = PQgetisnull(r, i, 5) ? NAN : atof(PQgetvalue(r, i, 5));
-        for (int j = 0; j < n; j++) {
-            if (!(jobs[j]->cache_flags & JOB_CACHE_LOOKUP) || hits[j].answer || strcmp(jobs[j]->cache_key, key) != 0)
+        for (int k = first_with_key(jobs, order, m, key); k < m && strcmp(jobs[order[k]]->cache_key, key) == 0; k++) {
+            int j = order[k];
+            if (hits[j].answer)
                 continue;
             hits[j] = (CacheHit){.answer = strdup(text.data), .model = model, .tier = tier - 1, .quality = q,
                                  .cost_pico = cost, .baseline_pico = base};
@@ -190,23 +213,26 @@ int cache_lookup(PGconn *c, const TqConfig *cfg, QueueJob *const *jobs, int n, C
     pgarray_begin(&keys);
     pgarray_begin(&counts);
     pgarray_begin(&ttls);
-    int rc = 0, nkeys = 0;
+    int rc = 0, nkeys = 0, m = 0;
+    int *order = malloc((size_t)(n > 0 ? n : 1) * sizeof *order);
+    if (!order)
+        rc = TQ_ENOMEM;
+    for (int i = 0; i < n && !rc; i++)
+        if (jobs[i]->cache_flags & JOB_CACHE_LOOKUP)
+            order[m++] = i;
+    if (!rc)
+        qsort_r(order, (size_t)m, sizeof *order, by_key, (void *)jobs);
     /* each key once, with the number of jobs asking for it (a claim of identical jobs counts them all) */
-    for (int i = 0; i < n && !rc; i++) {
-        if (!(jobs[i]->cache_flags & JOB_CACHE_LOOKUP))
-            continue;
-        bool seen = false;
-        for (int j = 0; j < i && !seen; j++)
-            seen = (jobs[j]->cache_flags & JOB_CACHE_LOOKUP) && strcmp(jobs[j]->cache_key, jobs[i]->cache_key) == 0;
-        if (seen)
-            continue;
-        int same = 0;
-        for (int j = i; j < n; j++)
-            same += (jobs[j]->cache_flags & JOB_CACHE_LOOKUP) && strcmp(jobs[j]->cache_key, jobs[i]->cache_key) == 0;
-        const TqKind *kd = config_kind(cfg, jobs[i]->kind);
-        rc = pgarray_add_text(&keys, jobs[i]->cache_key) || pgarray_add_int64(&counts, same) ||
+    for (int k = 0; k < m && !rc;) {
+        const QueueJob *job = jobs[order[k]];
+        int same = 1;
+        while (k + same < m && strcmp(jobs[order[k + same]]->cache_key, job->cache_key) == 0)
+            same++;
+        const TqKind *kd = config_kind(cfg, job->kind);
+        rc = pgarray_add_text(&keys, job->cache_key) || pgarray_add_int64(&counts, same) ||
              pgarray_add_int64(&ttls, kd ? kd->cache.ttl_s : 0);
         nkeys++;
+        k += same;
     }
     rc = rc || pgarray_end(&keys) || pgarray_end(&counts) || pgarray_end(&ttls);
     PGresult *r = NULL;
@@ -223,7 +249,7 @@ int cache_lookup(PGconn *c, const TqConfig *cfg, QueueJob *const *jobs, int n, C
     int nbad = 0;
     for (int i = 0; r && i < PQntuples(r); i++) {
         char why[200];
-        if (serve_row(cfg, r, i, jobs, n, hits, nhits, why, sizeof why))
+        if (serve_row(cfg, r, i, jobs, order, m, hits, nhits, why, sizeof why))
             continue;
         log_msg(LOG_WARN, "cache", "entry %.16s... cannot be served (%s): a miss, and the entry is deleted",
                 PQgetvalue(r, i, 0), why);
@@ -239,6 +265,7 @@ int cache_lookup(PGconn *c, const TqConfig *cfg, QueueJob *const *jobs, int n, C
             log_msg(LOG_WARN, "cache", "%s", e2.msg);
     }
     buf_free(&bad);
+    free(order);
     buf_free(&keys);
     buf_free(&counts);
     buf_free(&ttls);
