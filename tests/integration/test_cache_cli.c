@@ -2,7 +2,7 @@
  * stores them (zstd frames from cache_pack_answer), done jobs with and without hits beside them, and
  * the figures a user reads must equal the SQL sums; a purge deletes exactly what its filters name and
  * refuses to run without one. */
-#include "testdb.h"
+#include "runhelp.h"
 
 #include "buf.h"
 #include "cache.h"
@@ -425,6 +425,50 @@ static void test_purge_loops_over_batches(void)
     PQfinish(c);
 }
 
+/* The real path: a run answers jobs and stores their answers; a second run of the same prompts is
+ * answered from the cache. Stats and report for the second run must show the hits SQL counts, and the
+ * dollars saved must be what the first run paid for those answers. */
+static void test_second_run_hits_in_stats_and_report(void)
+{
+    PGconn *c = cache_db();
+    testdb_exec(c, "DELETE FROM tierq.cache; DELETE FROM tierq.jobs; DELETE FROM tierq.calls", NULL, 0);
+    SimProc s;
+    CHECK_INT(sim_start(&s, NULL, "--latency-ms 1"), 0);
+    testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt, run_name) SELECT 'simple', 'cached question ' || g, 'first'"
+                   " FROM generate_series(1, 12) g", NULL, 0);
+    int st = run_drain(&s, "--run first");
+    CHECKF(st == 0, "first run: exit %d: %s", st, run_out);
+    long long stored = q(c, "SELECT count(*) FROM tierq.cache");
+    CHECKF(stored > 0, "the first run stored no answer (%lld)", stored);
+    testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt, run_name) SELECT 'simple', 'cached question ' || g, 'second'"
+                   " FROM generate_series(1, 12) g", NULL, 0);
+    st = run_drain(&s, "--run second");
+    CHECKF(st == 0, "second run: exit %d: %s", st, run_out);
+    sim_stop(&s);
+    long long hits = q(c, "SELECT count(*) FROM tierq.jobs WHERE run_name = 'second' AND cache_hit");
+    CHECK_INT(hits, stored);
+    /* each hit saved what the first run paid for that prompt's answer */
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.jobs b JOIN tierq.jobs a ON a.prompt = b.prompt AND a.run_name = 'first'"
+                   " WHERE b.run_name = 'second' AND b.cache_hit AND (b.cache_saved_usd <> a.cost_usd OR b.cost_usd <> 0)"),
+              0);
+    char want[256], out[16384];
+    snprintf(want, sizeof want, "\"hits\": %lld, \"done_jobs\": 12, \"hit_jobs\": %lld, \"hit_rate\": %s, \"saved_usd\": %s}",
+             hits, hits,
+             sql_text(c, "SELECT round(count(*) FILTER (WHERE cache_hit)::numeric / count(*), 6) FROM tierq.jobs"
+                         " WHERE run_name = 'second' AND state = 'done'"),
+             sql_text(c, "SELECT round(sum(cache_saved_usd), 6) FROM tierq.jobs WHERE run_name = 'second' AND state = 'done'"));
+    CHECK_INT(testdb_run("cache stats --json --run second", out, sizeof out), 0);
+    CHECKF(strstr(out, want) != NULL, "stats said:\n%s\nwant: %s", out, want);
+    /* the report of the second run says the same, per kind */
+    snprintf(want, sizeof want, "\"cache\": {\"hits\": %lld, \"hit_rate\": %s, \"saved_usd\": %s}}", hits,
+             sql_text(c, "SELECT round(count(*) FILTER (WHERE cache_hit)::numeric / count(*), 6) FROM tierq.jobs"
+                         " WHERE run_name = 'second' AND state = 'done'"),
+             sql_text(c, "SELECT round(sum(cache_saved_usd), 6) FROM tierq.jobs WHERE run_name = 'second' AND state = 'done'"));
+    CHECK_INT(testdb_run("report --json --run second", out, sizeof out), 0);
+    CHECKF(strstr(out, want) != NULL, "report said:\n%s\nwant: %s", out, want);
+    PQfinish(c);
+}
+
 int main(void)
 {
     RUN(test_stats_on_an_empty_cache);
@@ -434,5 +478,6 @@ int main(void)
     RUN(test_purge_expired_deletes_only_expired);
     RUN(test_purge_kind_deletes_only_that_kind);
     RUN(test_purge_loops_over_batches);
+    RUN(test_second_run_hits_in_stats_and_report);
     return check_done();
 }
