@@ -206,28 +206,32 @@ static const char *const SQL_CACHE_PURGE =
     ")"
     " SELECT (SELECT max(key) FROM b), count(*), coalesce(sum(z), 0), coalesce(sum(raw), 0) FROM d";
 
-static int purge_check(const CachePurgeFilter *f, int batch, TqErr *err)
+int cacheadmin_purge_check(const CachePurgeFilter *f, TqErr *err)
 {
     bool filtered = f->kind || f->older_than_s != 0 || f->expired;
-    if (batch < 1 || batch > 100000)
-        return tq_err(err, TQ_EINVAL, "cache purge: batch must be from 1 to 100000");
     if (f->older_than_s < 0)
-        return tq_err(err, TQ_EINVAL, "cache purge: the age must be positive");
+        return tq_err(err, TQ_EINVAL, "cache purge: --older-than must be positive");
     if (f->kind && !config_kind_name_ok(f->kind))
         return tq_err(err, TQ_EINVAL,
-                      "cache purge: \"%s\" is not a kind name (lowercase letters, digits and _, starting with a letter)",
+                      "cache purge: --kind \"%s\" is not a kind name (lowercase letters, digits and _, starting "
+                      "with a letter)",
                       f->kind);
     if (f->all && filtered)
-        return tq_err(err, TQ_EINVAL, "cache purge: all deletes every entry; it does not go with a filter");
+        return tq_err(err, TQ_EINVAL,
+                      "cache purge: --all deletes every entry; it does not go with --kind, --older-than or --expired");
     if (!f->all && !filtered)
-        return tq_err(err, TQ_EINVAL, "cache purge: no filter given; say all to delete every entry");
+        return tq_err(err, TQ_EINVAL,
+                      "cache purge: no filter given, nothing deleted: name --kind, --older-than or --expired, or "
+                      "--all to delete every entry");
     return 0;
 }
 
 int cacheadmin_purge(PGconn *c, const CachePurgeFilter *f, int batch, CachePurgeResult *out, TqErr *err)
 {
     *out = (CachePurgeResult){0};
-    int rc = purge_check(f, batch, err);
+    if (batch < 1 || batch > 100000)
+        return tq_err(err, TQ_EINVAL, "cache purge: batch must be from 1 to 100000");
+    int rc = cacheadmin_purge_check(f, err);
     if (rc)
         return rc;
     char age[32], lim[16], start[64], last[128] = "";

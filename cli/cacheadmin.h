@@ -57,6 +57,12 @@ typedef struct CachePurgeResult {
     int64_t raw_bytes; /* their answers' raw_len */
 } CachePurgeResult;
 
+/* Whether f is a purge that may run: 0, or TQ_EINVAL with err saying why in command-line terms
+ * (--kind, --older-than, --expired, --all): no filter without all, all with a filter, a kind that is
+ * no kind name, a negative age. The command line asks before it connects; cacheadmin_purge asks
+ * again. */
+int cacheadmin_purge_check(const CachePurgeFilter *f, TqErr *err);
+
 /* Rows per DELETE statement: short locks, and a lookup waits at most one batch. */
 #define CACHEADMIN_PURGE_BATCH 5000
 
@@ -64,8 +70,8 @@ typedef struct CachePurgeResult {
  * that the whole purge reads the table once; loops until no matching key is left. Outside a
  * transaction each statement commits on its own, so an error leaves the batches before it deleted.
  * "Start of the purge" is one now() read first: entries created or expiring while it runs are left.
- * Returns 0, TQ_EINVAL (no filter without all, all with a filter, a kind that is no kind name, a
- * negative age or a bad batch: nothing is deleted, err says which) or TQ_EDB. *out always holds
+ * Returns 0, TQ_EINVAL (cacheadmin_purge_check refused f, or a bad batch: nothing is deleted, err
+ * says which) or TQ_EDB. *out always holds
  * what was deleted, also after TQ_EDB. */
 int cacheadmin_purge(PGconn *c, const CachePurgeFilter *f, int batch, CachePurgeResult *out, TqErr *err);
 

@@ -569,8 +569,7 @@ static int cmd_cache_stats(int argc, char **argv)
     return rc;
 }
 
-/* Every mistake on the purge command line is refused here, before the database is touched: the
- * filter rules are cacheadmin_purge's (it refuses them too), said in command-line terms. */
+/* Every mistake on the purge command line is refused before the database is touched. */
 static int cmd_cache_purge(int argc, char **argv)
 {
     CachePurgeFilter f = {0};
@@ -580,11 +579,6 @@ static int cmd_cache_purge(int argc, char **argv)
         if (missing_value("cache purge", a, v, PURGE_VALUE_OPTIONS))
             return EXIT_USAGE;
         if (strcmp(a, "--kind") == 0) {
-            if (!config_kind_name_ok(v)) {
-                fprintf(stderr, "tierq: cache purge: --kind \"%s\" is not a kind name (lowercase letters, digits "
-                                "and _, starting with a letter)\n", v);
-                return EXIT_USAGE;
-            }
             f.kind = v;
             i++;
         } else if (strcmp(a, "--older-than") == 0) {
@@ -602,22 +596,15 @@ static int cmd_cache_purge(int argc, char **argv)
             return unknown_option("cache purge", a);
         }
     }
-    bool filtered = f.kind || f.older_than_s > 0 || f.expired;
-    if (!filtered && !f.all) {
-        fprintf(stderr, "tierq: cache purge: no filter given, nothing deleted: name --kind, --older-than or "
-                        "--expired, or --all to delete every entry\n");
-        return EXIT_USAGE;
-    }
-    if (filtered && f.all) {
-        fprintf(stderr, "tierq: cache purge: --all deletes every entry; it does not go with --kind, --older-than "
-                        "or --expired\n");
+    TqErr err = {0};
+    if (cacheadmin_purge_check(&f, &err)) {
+        fprintf(stderr, "tierq: %s\n", err.msg);
         return EXIT_USAGE;
     }
     PGconn *c = NULL;
     int rc = connect_db(&c);
     if (rc)
         return rc;
-    TqErr err = {0};
     CachePurgeResult res;
     if (cacheadmin_purge(c, &f, CACHEADMIN_PURGE_BATCH, &res, &err)) {
         fprintf(stderr, "tierq: %s (%lld entries were deleted before it)\n", err.msg, (long long)res.entries);

@@ -80,3 +80,6 @@ if [ $st = 2 ] && echo "$out" | grep -qF "missing subcommand: stats or purge"; t
 # a purge with a bad duration is refused before the database is touched
 out=$(TIERQ_DATABASE_URL="host=/nonexistent" "$bin" cache purge --older-than 2 2>&1); st=$?
 if [ $st = 2 ] && echo "$out" | grep -qF "bad --older-than duration"; then ok cache_purge_bad_duration_exit_2; else nok cache_purge_bad_duration_exit_2 "status $st: $out"; fi
+# a purge without a filter is refused before the database is touched (a typo must not empty the cache)
+out=$(TIERQ_DATABASE_URL="host=/nonexistent" "$bin" cache purge 2>&1); st=$?
+if [ $st = 2 ] && echo "$out" | grep -qF "no filter given, nothing deleted"; then ok cache_purge_without_filter_exit_2; else nok cache_purge_without_filter_exit_2 "status $st: $out"; fi
