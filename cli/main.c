@@ -1,5 +1,6 @@
 /* main.c — the tierq command line: parse the subcommand, load what it needs, map errors to exit
  * codes. Only main exits. */
+#include "cacheadmin.h"
 #include "calibrate.h"
 #include "config.h"
 #include "db.h"
@@ -34,6 +35,8 @@ static const char *const USAGE =
     "  status           jobs by state and kind, oldest queued job, live tierq processes\n"
     "  run [OPTIONS]    claim queued jobs and run them (a daemon until SIGTERM, or --drain)\n"
     "  report [OPTIONS] cost per model, latency and pass rate per kind, savings against the baseline\n"
+    "  cache stats|purge\n"
+    "                   what the response cache holds and saved; delete entries\n"
     "  calibrate --run NAME [OPTIONS]\n"
     "                   choose every kind's tiers and accept bars for a target from a labelled all-tiers run\n"
     "  help [COMMAND]   this help, or one command's\n"
@@ -132,12 +135,43 @@ static const char *const USAGE_REPORT =
     "usage: tierq report [--format text|json] [--run NAME] [--since DURATION]\n"
     "\n"
     "Cost per model, latency and pass rate per kind, accuracy per tier where jobs have expected\n"
-    "answers, batching savings, and savings against the all-baseline cost.\n"
+    "answers, batching savings, savings against the all-baseline cost, and per kind the response\n"
+    "cache's hit rate and the dollars its hits saved (part of those savings). Cache hits cost $0 and\n"
+    "count in cost, savings and accuracy; latency and the tier tables leave them out.\n"
     "\n"
     "options:\n"
     "  --format text|json  output format (default text); --json is short for --format json\n"
     "  --run NAME          only jobs of this run_name\n"
     "  --since DURATION    only jobs created this long ago or later (90s, 15m, 24h, 7d, 1h30m)\n"
+    "  -h, --help          this help\n";
+
+static const char *const USAGE_CACHE =
+    "usage: tierq cache stats [--format text|json] [--run NAME] [--since DURATION]\n"
+    "       tierq cache purge [--kind K] [--older-than DURATION] [--expired] [--all]\n"
+    "\n"
+    "The response cache (tierq.cache): answers that passed their bar, kept zstd-compressed and served\n"
+    "at $0 to later identical jobs.\n"
+    "\n"
+    "stats: the entries as they are now (count, expired ones upkeep has not deleted yet, raw and\n"
+    "compressed bytes and their ratio, hits served by the entries still stored) and, over done jobs\n"
+    "(--run and --since select them as in tierq report), the cache hits, the hit rate and the dollars\n"
+    "saved (what the cached answers cost when they were produced); overall and per kind.\n"
+    "  --format text|json  output format (default text); --json is short for --format json\n"
+    "  --run NAME          only jobs of this run_name\n"
+    "  --since DURATION    only jobs finished this long ago or later (90s, 15m, 24h, 7d, 1h30m)\n"
+    "  JSON: {\"filters\": {\"run\", \"since_s\"}, \"totals\": {FIGURES}, \"kinds\": [{\"kind\", FIGURES}]}\n"
+    "  with FIGURES: entries, expired, raw_bytes, compressed_bytes, compression_ratio (raw/compressed),\n"
+    "  hits (sum of tierq.cache.hits), done_jobs, hit_jobs, hit_rate (hit_jobs/done_jobs, 0..1),\n"
+    "  saved_usd; null where there is nothing to divide by\n"
+    "\n"
+    "purge: deletes the entries matching every filter given, 5000 per statement, and prints how many\n"
+    "entries and bytes went. Without a filter it refuses (exit 2) unless --all is given.\n"
+    "  --kind K            entries of this kind (a kind name; one with no entries deletes nothing)\n"
+    "  --older-than D      entries created more than D ago (90s, 15m, 24h, 7d, 1h30m)\n"
+    "  --expired           entries past their expires_at that upkeep has not deleted yet\n"
+    "  --all               every entry (alone: not with a filter)\n"
+    "\n"
+    "options:\n"
     "  -h, --help          this help\n";
 
 static const char *const USAGE_CALIBRATE =
@@ -328,6 +362,7 @@ static bool parse_int_arg(const char *s, long lo, long hi, long *out)
 static const char *const RUN_VALUE_OPTIONS[] = {"--model-map", "--run", "--kinds", "--max-response-bytes", "--spill-dir",
                                                  "--budget-usd", NULL};
 static const char *const REPORT_VALUE_OPTIONS[] = {"--format", "--run", "--since", NULL};
+static const char *const PURGE_VALUE_OPTIONS[] = {"--kind", "--older-than", NULL};
 static const char *const CALIBRATE_VALUE_OPTIONS[] = {"--kind",  "--kinds", "--run",   "--target", "--target-accuracy",
                                                        "--folds", "--step",  "--write", "--format", NULL};
 
@@ -469,42 +504,52 @@ static int cmd_run(const char *dir, int argc, char **argv)
     return rc;
 }
 
+/* The job selection of tierq report and tierq cache stats (--format, --json, --run, --since) into o;
+ * cmd names the command in messages. Returns EXIT_OK or EXIT_USAGE (said on stderr). */
+static int parse_selection(const char *cmd, int argc, char **argv, ReportOptions *o)
+{
+    *o = (ReportOptions){.format = REPORT_TEXT, .run_name = NULL, .since_s = 0};
+    for (int i = 0; i < argc; i++) {
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (missing_value(cmd, argv[i], v, REPORT_VALUE_OPTIONS))
+            return EXIT_USAGE;
+        if ((strcmp(argv[i], "--format") == 0 && v) || strcmp(argv[i], "--json") == 0) {
+            if (strcmp(argv[i], "--json") == 0 || strcmp(v, "json") == 0)
+                o->format = REPORT_JSON;
+            else if (strcmp(v, "text") != 0) {
+                fprintf(stderr, "tierq: %s: --format takes text or json\n", cmd);
+                return EXIT_USAGE;
+            }
+            if (strcmp(argv[i], "--format") == 0)
+                i++;
+        } else if (strcmp(argv[i], "--run") == 0 && v) {
+            o->run_name = v;
+            i++;
+        } else if (strcmp(argv[i], "--since") == 0 && v) {
+            if (report_parse_duration(v, &o->since_s)) {
+                fprintf(stderr, "tierq: %s: bad --since duration \"%s\" (e.g. 90s, 15m, 24h, 7d, 1h30m)\n", cmd, v);
+                return EXIT_USAGE;
+            }
+            i++;
+        } else {
+            return unknown_option(cmd, argv[i]);
+        }
+    }
+    return EXIT_OK;
+}
+
 static int cmd_report(int argc, char **argv)
 {
     if (asks_for_help(argc, argv)) {
         fputs(USAGE_REPORT, stdout);
         return EXIT_OK;
     }
-    ReportOptions o = {.format = REPORT_TEXT, .run_name = NULL, .since_s = 0};
-    for (int i = 0; i < argc; i++) {
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (missing_value("report", argv[i], v, REPORT_VALUE_OPTIONS))
-            return EXIT_USAGE;
-        if ((strcmp(argv[i], "--format") == 0 && v) || strcmp(argv[i], "--json") == 0) {
-            if (strcmp(argv[i], "--json") == 0 || strcmp(v, "json") == 0)
-                o.format = REPORT_JSON;
-            else if (strcmp(v, "text") != 0) {
-                fprintf(stderr, "tierq: report: --format takes text or json\n");
-                return EXIT_USAGE;
-            }
-            if (strcmp(argv[i], "--format") == 0)
-                i++;
-        } else if (strcmp(argv[i], "--run") == 0 && v) {
-            o.run_name = v;
-            i++;
-        } else if (strcmp(argv[i], "--since") == 0 && v) {
-            if (report_parse_duration(v, &o.since_s)) {
-                fprintf(stderr, "tierq: report: bad --since duration \"%s\" (e.g. 90s, 15m, 24h, 7d, 1h30m)\n", v);
-                return EXIT_USAGE;
-            }
-            i++;
-        } else {
-            return unknown_option("report", argv[i]);
-        }
-    }
-    PGconn *c = NULL;
-    int rc = connect_db(&c);
+    ReportOptions o;
+    int rc = parse_selection("report", argc, argv, &o);
     if (rc)
+        return rc;
+    PGconn *c = NULL;
+    if ((rc = connect_db(&c)))
         return rc;
     TqErr err = {0};
     if (report_run(c, &o, stdout, &err)) {
@@ -513,6 +558,89 @@ static int cmd_report(int argc, char **argv)
     }
     PQfinish(c);
     return rc;
+}
+
+static int cmd_cache_stats(int argc, char **argv)
+{
+    ReportOptions o;
+    int rc = parse_selection("cache stats", argc, argv, &o);
+    if (rc)
+        return rc;
+    PGconn *c = NULL;
+    if ((rc = connect_db(&c)))
+        return rc;
+    TqErr err = {0};
+    if (cacheadmin_stats(c, &o, stdout, &err)) {
+        fprintf(stderr, "tierq: %s\n", err.msg);
+        rc = EXIT_FAILURE_RUNTIME;
+    }
+    PQfinish(c);
+    return rc;
+}
+
+/* Every mistake on the purge command line is refused before the database is touched. */
+static int cmd_cache_purge(int argc, char **argv)
+{
+    CachePurgeFilter f = {0};
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (missing_value("cache purge", a, v, PURGE_VALUE_OPTIONS))
+            return EXIT_USAGE;
+        if (strcmp(a, "--kind") == 0) {
+            f.kind = v;
+            i++;
+        } else if (strcmp(a, "--older-than") == 0) {
+            if (report_parse_duration(v, &f.older_than_s)) {
+                fprintf(stderr, "tierq: cache purge: bad --older-than duration \"%s\" (e.g. 90s, 15m, 24h, 7d, "
+                                "1h30m)\n", v);
+                return EXIT_USAGE;
+            }
+            i++;
+        } else if (strcmp(a, "--expired") == 0) {
+            f.expired = true;
+        } else if (strcmp(a, "--all") == 0) {
+            f.all = true;
+        } else {
+            return unknown_option("cache purge", a);
+        }
+    }
+    TqErr err = {0};
+    if (cacheadmin_purge_check(&f, &err)) {
+        fprintf(stderr, "tierq: %s\n", err.msg);
+        return EXIT_USAGE;
+    }
+    PGconn *c = NULL;
+    int rc = connect_db(&c);
+    if (rc)
+        return rc;
+    CachePurgeResult res;
+    if (cacheadmin_purge(c, &f, CACHEADMIN_PURGE_BATCH, &res, &err)) {
+        fprintf(stderr, "tierq: %s (%lld entries were deleted before it)\n", err.msg, (long long)res.entries);
+        rc = EXIT_FAILURE_RUNTIME;
+    } else {
+        printf("cache purge: deleted %lld entries, %lld bytes compressed (%lld raw)\n", (long long)res.entries,
+               (long long)res.bytes, (long long)res.raw_bytes);
+    }
+    PQfinish(c);
+    return rc;
+}
+
+static int cmd_cache(int argc, char **argv)
+{
+    if (asks_for_help(argc, argv)) {
+        fputs(USAGE_CACHE, stdout);
+        return EXIT_OK;
+    }
+    if (argc >= 1 && strcmp(argv[0], "stats") == 0)
+        return cmd_cache_stats(argc - 1, argv + 1);
+    if (argc >= 1 && strcmp(argv[0], "purge") == 0)
+        return cmd_cache_purge(argc - 1, argv + 1);
+    if (argc == 0)
+        fprintf(stderr, "tierq cache: missing subcommand: stats or purge (see tierq cache --help)\n");
+    else
+        fprintf(stderr, "tierq cache: unknown subcommand '%s': stats or purge (see tierq cache --help)\n", argv[0]);
+    return EXIT_USAGE;
 }
 
 static int cmd_calibrate(const char *dir, int argc, char **argv)
@@ -656,7 +784,8 @@ static int cmd_help(int argc, char **argv)
         const char *name;
         const char *const *usage;
     } helps[] = {{"migrate", &USAGE_MIGRATE}, {"config", &USAGE_CONFIG}, {"status", &USAGE_STATUS},
-                 {"run", &USAGE_RUN},         {"report", &USAGE_REPORT}, {"calibrate", &USAGE_CALIBRATE}};
+                 {"run", &USAGE_RUN},         {"report", &USAGE_REPORT}, {"calibrate", &USAGE_CALIBRATE},
+                 {"cache", &USAGE_CACHE}};
     for (size_t k = 0; k < sizeof helps / sizeof helps[0]; k++)
         if (strcmp(argv[0], helps[k].name) == 0) {
             fputs(*helps[k].usage, stdout);
@@ -698,6 +827,8 @@ int main(int argc, char **argv)
         return cmd_report(cargc, cargv);
     if (strcmp(cmd, "calibrate") == 0)
         return cmd_calibrate(dir, cargc, cargv);
+    if (strcmp(cmd, "cache") == 0)
+        return cmd_cache(cargc, cargv);
     if (strcmp(cmd, "help") == 0)
         return cmd_help(cargc, cargv);
     /* migrate, config check and status take no options but help. */

@@ -18,8 +18,9 @@
  * or NULL, $2 = seconds or NULL. */
 static const char *const SQL_REPORT_JOBS =
     "WITH j AS ("
-    "  SELECT kind, state, cost_usd, baseline_cost_usd,"
-    "    CASE WHEN state = 'done' AND started_at IS NOT NULL AND finished_at IS NOT NULL"
+    "  SELECT kind, state, cost_usd, baseline_cost_usd, state = 'done' AND cache_hit AS hit,"
+    "    CASE WHEN state = 'done' AND cache_hit THEN cache_saved_usd END AS cache_saved,"
+    "    CASE WHEN state = 'done' AND NOT cache_hit AND started_at IS NOT NULL AND finished_at IS NOT NULL"
     "         THEN (extract(epoch FROM finished_at - started_at) * 1000)::float8 END AS latency_ms,"
     "    state = 'done' AND expected IS NOT NULL AS evaluated,"
     "    state = 'done' AND expected IS NOT NULL"
@@ -35,7 +36,8 @@ static const char *const SQL_REPORT_JOBS =
     "    coalesce(sum(cost_usd), 0) AS cost, coalesce(sum(baseline_cost_usd), 0) AS baseline,"
     "    round(percentile_cont(0.5) WITHIN GROUP (ORDER BY latency_ms))::bigint AS p50,"
     "    round(percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms))::bigint AS p95,"
-    "    count(*) FILTER (WHERE evaluated) AS evaluated, count(*) FILTER (WHERE correct) AS correct"
+    "    count(*) FILTER (WHERE evaluated) AS evaluated, count(*) FILTER (WHERE correct) AS correct,"
+    "    count(*) FILTER (WHERE hit) AS hits, coalesce(sum(cache_saved), 0) AS cache_saved"
     "  FROM j GROUP BY ROLLUP (kind)"
     ")"
     " SELECT is_total, kind, jobs, queued, running, done, failed, dead, cancelled, failed + dead,"
@@ -44,25 +46,30 @@ static const char *const SQL_REPORT_JOBS =
     "   CASE WHEN baseline > 0 THEN round(100 * (baseline - cost) / baseline, 1) END,"
     "   p50, p95, evaluated, correct,"
     "   CASE WHEN evaluated > 0 THEN round(correct::numeric / evaluated, 6) END,"
-    "   CASE WHEN evaluated > 0 THEN round(100 * correct::numeric / evaluated, 1) END"
+    "   CASE WHEN evaluated > 0 THEN round(100 * correct::numeric / evaluated, 1) END,"
+    "   hits, CASE WHEN done > 0 THEN round(hits::numeric / done, 6) END,"
+    "   CASE WHEN done > 0 THEN round(100 * hits::numeric / done, 1) END, round(cache_saved, 6)"
     " FROM g ORDER BY is_total DESC, kind";
 
 enum {
     RJ_IS_TOTAL, RJ_KIND, RJ_JOBS, RJ_QUEUED, RJ_RUNNING, RJ_DONE, RJ_FAILED, RJ_DEAD, RJ_CANCELLED,
     RJ_FAILED_OR_DEAD, RJ_COST, RJ_BASELINE, RJ_SAVED_USD, RJ_SAVED_PCT, RJ_SAVED_PCT1, RJ_P50, RJ_P95,
-    RJ_EVALUATED, RJ_CORRECT, RJ_ACCURACY, RJ_ACCURACY_PCT1, RJ_NCOLS
+    RJ_EVALUATED, RJ_CORRECT, RJ_ACCURACY, RJ_ACCURACY_PCT1, RJ_HITS, RJ_HIT_RATE, RJ_HIT_PCT1, RJ_CACHE_SAVED,
+    RJ_NCOLS
 };
 
 /* Done jobs by the tier that gave their answer (jobs.tier, jobs.model), per kind: how often each
- * tier answered and how often it was right. share_pct is of the kind's done jobs with a tier. Same
- * filters and parameters as SQL_REPORT_JOBS. */
+ * tier answered and how often it was right. share_pct is of the kind's done jobs with a tier. Cache
+ * hits are left out: no tier answered them (their tier is the one that answered an earlier job),
+ * and counting them would weigh a tier's share and accuracy by how often its answers are reused.
+ * Same filters and parameters as SQL_REPORT_JOBS. */
 static const char *const SQL_REPORT_TIERS =
     "WITH j AS ("
     "  SELECT kind, tier, model, expected IS NOT NULL AS evaluated,"
     "    expected IS NOT NULL"
     "      AND coalesce(tierq.normalize_answer(result) = tierq.normalize_answer(expected), false) AS correct"
     "  FROM tierq.jobs"
-    "  WHERE state = 'done' AND tier IS NOT NULL"
+    "  WHERE state = 'done' AND tier IS NOT NULL AND NOT cache_hit"
     "    AND ($1::text IS NULL OR run_name = $1::text)"
     "    AND ($2::bigint IS NULL OR coalesce(finished_at, created_at) >= now() - $2::bigint * interval '1 second')"
     "), g AS ("
@@ -166,14 +173,15 @@ enum { RF_KIND, RF_STATE, RF_REASON, RF_JOBS, RF_EXAMPLE, RF_NCOLS };
 /* What the router believed against what happened: done jobs with an expected answer, by kind, the
  * tier that answered and the score it accepted them with (jobs.quality) in tenths, with how many
  * were right. A calibrated router's 0.8-0.9 bucket is right 80-90% of the time; a bucket far above
- * its accuracy says the tier's confidence means less than its bar assumes. Same filters as
+ * its accuracy says the tier's confidence means less than its bar assumes. Cache hits are left
+ * out, as in SQL_REPORT_TIERS (a reused answer's score was judged once). Same filters as
  * SQL_REPORT_JOBS. */
 static const char *const SQL_REPORT_CONFIDENCE =
     "WITH j AS ("
     "  SELECT kind, tier, quality::float8 AS q,"
     "    coalesce(tierq.normalize_answer(result) = tierq.normalize_answer(expected), false) AS correct"
     "  FROM tierq.jobs"
-    "  WHERE state = 'done' AND expected IS NOT NULL AND quality IS NOT NULL AND tier IS NOT NULL"
+    "  WHERE state = 'done' AND expected IS NOT NULL AND quality IS NOT NULL AND tier IS NOT NULL AND NOT cache_hit"
     "    AND ($1::text IS NULL OR run_name = $1::text)"
     "    AND ($2::bigint IS NULL OR coalesce(finished_at, created_at) >= now() - $2::bigint * interval '1 second')"
     "), b AS (SELECT kind, tier, least(greatest(floor(q * 10)::int, 0), 9) AS bucket, q, correct FROM j)"
@@ -305,6 +313,13 @@ static void emit_json_batching(Emit *e, const PGresult *batching, const char *ki
          json_num(batching, i, RB_MEAN_BATCH), json_num(batching, i, RB_BATCHED),
          json_num(batching, i, RB_TOKENS_PER_JOB), json_num(batching, i, RB_TOKENS_SAVED),
          json_num(batching, i, RB_SAVED_USD));
+}
+
+/* ", "cache": {...}" from a row of the jobs result (a kind's, or the totals). */
+static void emit_json_cache(Emit *e, const PGresult *jobs, int i)
+{
+    emit(e, ", \"cache\": {\"hits\": %s, \"hit_rate\": %s, \"saved_usd\": %s}", json_num(jobs, i, RJ_HITS),
+         json_num(jobs, i, RJ_HIT_RATE), json_num(jobs, i, RJ_CACHE_SAVED));
 }
 
 /* The result sets one report is made of. */
@@ -476,9 +491,11 @@ static void render_json(Emit *e, const ReportOptions *opt, const ReportData *d)
     emit(e, "\"calls\": %s, \"tokens_in\": %s, \"tokens_cached_in\": %s, \"tokens_out\": %s, ",
          json_num(calls, ct, RC_CALLS), json_num(calls, ct, RC_TOKENS_IN), json_num(calls, ct, RC_TOKENS_CACHED_IN),
          json_num(calls, ct, RC_TOKENS_OUT));
-    emit(e, "\"cost_usd\": %s, \"baseline_cost_usd\": %s, \"saved_usd\": %s, \"saved_pct\": %s},\n",
+    emit(e, "\"cost_usd\": %s, \"baseline_cost_usd\": %s, \"saved_usd\": %s, \"saved_pct\": %s",
          json_num(jobs, jt, RJ_COST), json_num(jobs, jt, RJ_BASELINE), json_num(jobs, jt, RJ_SAVED_USD),
          json_num(jobs, jt, RJ_SAVED_PCT));
+    emit_json_cache(e, jobs, jt);
+    emit(e, "},\n");
 
     emit(e, " \"models\": [");
     int first = 1;
@@ -516,9 +533,20 @@ static void render_json(Emit *e, const ReportOptions *opt, const ReportData *d)
              json_num(jobs, i, RJ_EVALUATED));
         emit_json_tiers(e, tiers, PQgetvalue(jobs, i, RJ_KIND));
         emit_json_batching(e, batching, PQgetvalue(jobs, i, RJ_KIND));
+        emit_json_cache(e, jobs, i);
         emit(e, "}");
     }
     emit(e, "%s]}\n", first ? "" : "\n ");
+}
+
+/* "40.0% (4/10)" of a jobs row's done jobs, or "-" without done jobs. */
+static void cache_rate_text(const PGresult *jobs, int i, char *out, size_t cap)
+{
+    if (cell(jobs, i, RJ_HIT_PCT1))
+        snprintf(out, cap, "%s%% (%s/%s)", PQgetvalue(jobs, i, RJ_HIT_PCT1), PQgetvalue(jobs, i, RJ_HITS),
+                 PQgetvalue(jobs, i, RJ_DONE));
+    else
+        snprintf(out, cap, "-");
 }
 
 static void render_text(Emit *e, const ReportOptions *opt, const ReportData *d)
@@ -546,6 +574,11 @@ static void render_text(Emit *e, const ReportOptions *opt, const ReportData *d)
         emit(e, "  saved %s%% against the all-baseline cost\n", PQgetvalue(jobs, jt, RJ_SAVED_PCT1));
     else
         emit(e, "  saved: no baseline cost recorded\n");
+    char rate[96];
+    cache_rate_text(jobs, jt, rate, sizeof rate);
+    emit(e, "  %-18s %s\n", "cache_hits", rate);
+    emit(e, "  %-18s %s (what the hits' answers cost when they were produced; part of saved_usd)\n",
+         "cache_saved_usd", text_cell(jobs, jt, RJ_CACHE_SAVED));
 
     emit(e, "\nper model\n");
     emit(e, "  %-20s %8s %12s %12s %12s %14s %9s %9s %7s\n", "model", "calls", "tokens_in", "cached_in",
@@ -585,8 +618,21 @@ static void render_text(Emit *e, const ReportOptions *opt, const ReportData *d)
     }
     if (PQntuples(jobs) <= 1)
         emit(e, "  (no jobs)\n");
+    emit(e, "  (cost, baseline, saved and accuracy include cache hits, at $0; latency leaves them out)\n");
 
-    emit(e, "\nper kind and tier (done jobs by the tier that answered)\n");
+    emit(e, "\nper kind: response cache (done jobs answered from the cache; saved: what their answers cost)\n");
+    emit(e, "  %-16s %7s %7s  %-22s %14s\n", "kind", "done", "hits", "hit_rate", "saved_usd");
+    for (int i = 0; i < PQntuples(jobs); i++) {
+        if (i == jt)
+            continue;
+        cache_rate_text(jobs, i, rate, sizeof rate);
+        emit(e, "  %-16s %7s %7s  %-22s %14s\n", PQgetvalue(jobs, i, RJ_KIND), text_cell(jobs, i, RJ_DONE),
+             text_cell(jobs, i, RJ_HITS), rate, text_cell(jobs, i, RJ_CACHE_SAVED));
+    }
+    if (PQntuples(jobs) <= 1)
+        emit(e, "  (no jobs)\n");
+
+    emit(e, "\nper kind and tier (done jobs by the tier that answered; cache hits left out)\n");
     emit(e, "  %-16s %4s  %-20s %7s %7s  %s\n", "kind", "tier", "model", "jobs", "share", "accuracy");
     for (int i = 0; i < PQntuples(tiers); i++) {
         char share[32], accuracy[96];

@@ -8,6 +8,7 @@
  *   totals.calls, tokens_*; models[]                     tierq.calls (the ledger)
  *   kinds[], kinds[].tiers[]                             tierq.jobs
  *   kinds[].batching                                     tierq.calls
+ *   totals.cache, kinds[].cache                          tierq.jobs (done jobs with cache_hit)
  * Filters: run_name matches jobs.run_name and calls.run_name; since_s keeps jobs whose finished_at
  * (created_at while unfinished) and calls whose created_at lie within the last since_s seconds.
  *
@@ -16,7 +17,8 @@
  *   {"filters": {"run": null|"name", "since_s": N|null},
  *    "totals": {"jobs", "jobs_by_state": {"queued", "running", "done", "failed", "dead",
  *               "cancelled"}, "calls", "tokens_in", "tokens_cached_in", "tokens_out", "cost_usd",
- *               "baseline_cost_usd", "saved_usd", "saved_pct" (null when baseline is 0)},
+ *               "baseline_cost_usd", "saved_usd", "saved_pct" (null when baseline is 0),
+ *               "cache" (as kinds[].cache, over every kind)},
  *    "models": [{"model", "calls", "tokens_in", "tokens_cached_in", "tokens_out", "cost_usd",
  *                "latency_p50_ms", "latency_p95_ms" (null without latencies), "errors" (calls
  *                whose status is not 'ok')}],
@@ -40,11 +42,23 @@
  *                            "saved_usd" (sum of solo_cost_usd - cost_usd, 6 decimals)}
  *                 (saved figures are over the calls that carry a solo estimate, i.e. batched calls
  *                 whose answers were parsed; negative when batching cost more; a kind without calls
- *                 in the selection gets null, 0, null, 0, 0.000000)}]}
+ *                 in the selection gets null, 0, null, 0, 0.000000),
+ *               "cache": {"hits" (done jobs answered from the response cache: cache_hit),
+ *                         "hit_rate" (hits / done, a share 0..1 with 6 decimals; null without done
+ *                           jobs),
+ *                         "saved_usd" (sum of cache_saved_usd: what the hits' answers cost when
+ *                           they were produced, 6 decimals)}}]}
+ * Cache hits (cost 0, their baseline, jobs.tier and jobs.model those of the answer they reuse) count
+ * in jobs, done, cost, baseline, saved (so saved_usd includes what the cache saved: it is not added
+ * on top) and accuracy (answers users got), and are left out of the latencies (claim to finish
+ * without a call), of kinds[].tiers and of confidence (no tier answered them; a reused answer would
+ * weigh a tier by its popularity). models[] and batching come from tierq.calls, where hits make no
+ * call.
  * Accuracy compares tierq.normalize_answer(result) with tierq.normalize_answer(expected)
- * (sql/002_report.sql). Models and kinds are listed by name. The text report adds a "per kind and tier"
- * section and a "per kind: batching" section (one line per kind with calls in the selection, even
- * a kind whose jobs fall outside it) with the same figures.
+ * (sql/002_report.sql). Models and kinds are listed by name. The text report adds a "per kind:
+ * response cache" section, a "per kind and tier" section and a "per kind: batching" section (one
+ * line per kind with calls in the selection, even a kind whose jobs fall outside it) with the same
+ * figures.
  *
  * Blocking: runs four statements (in one read-only snapshot when the connection is idle). */
 #ifndef TQ_REPORT_H

@@ -557,9 +557,9 @@ static int model_ref(Walk *w, const TqConfig *cfg, int obj, const char *key, con
     return rc;
 }
 
-static bool kind_name_ok(const char *s)
+bool config_kind_name_ok(const char *s)
 {
-    if (!(s[0] >= 'a' && s[0] <= 'z'))
+    if (!s || !(s[0] >= 'a' && s[0] <= 'z'))
         return false;
     size_t n = 0;
     for (; s[n]; n++)
@@ -953,7 +953,7 @@ static int load_kind(TqConfig *cfg, TqKind *kd, const char *file, const char *na
     sha256(text.data, text.len, sha);
     sha256_hex(sha, sha_hex);
     kd->digest = strdup(sha_hex);
-    if (!kind_name_ok(name))
+    if (!config_kind_name_ok(name))
         rc = tq_err(err, TQ_EINVAL, "%s: the kind name \"%s\" (the file name) must be lowercase letters, digits and _ and start with a letter", file, name);
     if (!rc && !(rc = kind_settings(&w, kd)) && !(rc = kind_tiers(&w, cfg, kd)) && !(rc = kind_checks(&w, cfg, kd))) {
         kd->reads_labels = kd->checks.nlabels > 0;

@@ -187,6 +187,9 @@ const TqParam *config_kind_param(const TqKind *kind, const char *name, size_t le
  * names more than cap kinds. */
 int config_kind_list(const TqConfig *cfg, const char *csv, const TqKind **out, int cap, int *n, char *bad,
                      size_t badcap);
+/* Whether s can name a kind (its file name, tierq.kinds_name_format): a lowercase letter, then up
+ * to 62 lowercase letters, digits and _. False for NULL. */
+bool config_kind_name_ok(const char *s);
 
 /* The job parameters a kind reads, as a JSON object name -> type, for tierq.kinds.params (the
  * INSERT trigger refuses any other): {"max_tokens": "integer", "temperature": "number",

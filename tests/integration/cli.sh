@@ -47,7 +47,7 @@ out=$(TIERQ_DATABASE_URL="host=/nonexistent-socket-dir password=hunter3secret po
 if [ $st = 1 ] && ! echo "$out" | grep -q hunter3; then ok malformed_conninfo_password_not_echoed; else nok malformed_conninfo_password_not_echoed "status $st: $out"; fi
 
 # every subcommand answers --help and -h with its own usage line and exit 0 (even without a database)
-for cmd in "" migrate "config" "config check" status run report calibrate "help" "help run"; do
+for cmd in "" migrate "config" "config check" status run report calibrate cache "cache stats" "cache purge" "help" "help run" "help cache"; do
     for h in --help -h; do
         # shellcheck disable=SC2086
         out=$(TIERQ_DATABASE_URL="host=/nonexistent" "$bin" $cmd $h 2>&1); st=$?
@@ -61,13 +61,25 @@ for cmd in "" migrate "config" "config check" status run report calibrate "help"
 done
 
 # an unknown option names itself and points to the subcommand's --help, exit 2
-for cmd in migrate status run report calibrate; do
+for cmd in migrate status run report calibrate "cache stats" "cache purge"; do
     out=$("$bin" $cmd --no-such-option 2>&1); st=$?
     if [ $st = 2 ] && echo "$out" | grep -qF -- "unknown option --no-such-option (see tierq $cmd --help)"; then
-        ok "unknown_option_$cmd"
+        ok "unknown_option_$(echo "$cmd" | tr ' ' _)"
     else
-        nok "unknown_option_$cmd" "status $st: $out"
+        nok "unknown_option_$(echo "$cmd" | tr ' ' _)" "status $st: $out"
     fi
 done
 out=$("$bin" run --run 2>&1); st=$?
 if [ $st = 2 ] && echo "$out" | grep -qF -- "--run needs a value"; then ok option_without_value; else nok option_without_value "status $st: $out"; fi
+
+# tierq help lists the cache command; without a subcommand it is a usage error that names both
+out=$("$bin" help); st=$?
+if [ $st = 0 ] && echo "$out" | grep -q "^  cache stats|purge"; then ok help_mentions_cache; else nok help_mentions_cache "$out"; fi
+out=$("$bin" cache 2>&1); st=$?
+if [ $st = 2 ] && echo "$out" | grep -qF "missing subcommand: stats or purge"; then ok cache_without_subcommand_exit_2; else nok cache_without_subcommand_exit_2 "status $st: $out"; fi
+# a purge with a bad duration is refused before the database is touched
+out=$(TIERQ_DATABASE_URL="host=/nonexistent" "$bin" cache purge --older-than 2 2>&1); st=$?
+if [ $st = 2 ] && echo "$out" | grep -qF "bad --older-than duration"; then ok cache_purge_bad_duration_exit_2; else nok cache_purge_bad_duration_exit_2 "status $st: $out"; fi
+# a purge without a filter is refused before the database is touched (a typo must not empty the cache)
+out=$(TIERQ_DATABASE_URL="host=/nonexistent" "$bin" cache purge 2>&1); st=$?
+if [ $st = 2 ] && echo "$out" | grep -qF "no filter given, nothing deleted"; then ok cache_purge_without_filter_exit_2; else nok cache_purge_without_filter_exit_2 "status $st: $out"; fi

@@ -141,13 +141,14 @@ static void check_keys(const JsonDoc *d, int obj, const char *const *keys, int n
 static const char *const TOP_KEYS[] = {"filters", "totals", "models", "missing_signals", "failures", "confidence", "shadow", "kinds"};
 static const char *const FILTER_KEYS[] = {"run", "since_s"};
 static const char *const TOTAL_KEYS[] = {"jobs", "jobs_by_state", "calls", "tokens_in", "tokens_cached_in",
-                                         "tokens_out", "cost_usd", "baseline_cost_usd", "saved_usd", "saved_pct"};
+                                         "tokens_out", "cost_usd", "baseline_cost_usd", "saved_usd", "saved_pct", "cache"};
 static const char *const STATE_KEYS[] = {"queued", "running", "done", "failed", "dead", "cancelled"};
 static const char *const MODEL_KEYS[] = {"model", "calls", "tokens_in", "tokens_cached_in", "tokens_out",
                                               "cost_usd", "latency_p50_ms", "latency_p95_ms", "errors"};
 static const char *const KIND_KEYS[] = {"kind", "jobs", "done", "failed", "cost_usd", "baseline_cost_usd",
                                         "saved_pct", "latency_p50_ms", "latency_p95_ms", "accuracy", "evaluated",
-                                        "tiers", "batching"};
+                                        "tiers", "batching", "cache"};
+static const char *const CACHE_KEYS[] = {"hits", "hit_rate", "saved_usd"};
 static const char *const TIER_KEYS[] = {"tier", "model", "jobs", "share_pct", "accuracy", "evaluated"};
 static const char *const BATCHING_KEYS[] = {"mean_batch_size", "batched_calls", "input_tokens_per_job",
                                             "tokens_saved", "saved_usd"};
@@ -166,6 +167,7 @@ static int parse_report(const char *text, JsonDoc *d)
     int totals = jobj(d, 0, "totals");
     check_keys(d, totals, TOTAL_KEYS, NKEYS(TOTAL_KEYS), "totals");
     check_keys(d, jobj(d, totals, "jobs_by_state"), STATE_KEYS, NKEYS(STATE_KEYS), "jobs_by_state");
+    check_keys(d, jobj(d, totals, "cache"), CACHE_KEYS, NKEYS(CACHE_KEYS), "totals cache");
     int models = jobj(d, 0, "models"), kinds = jobj(d, 0, "kinds");
     CHECK(models >= 0 && json_type(d, models) == JSON_ARRAY);
     CHECK(kinds >= 0 && json_type(d, kinds) == JSON_ARRAY);
@@ -179,6 +181,7 @@ static int parse_report(const char *text, JsonDoc *d)
         for (int t = 0; tiers >= 0 && t < json_size(d, tiers); t++)
             check_keys(d, json_at(d, tiers, t), TIER_KEYS, NKEYS(TIER_KEYS), "tier entry");
         check_keys(d, jobj(d, kind, "batching"), BATCHING_KEYS, NKEYS(BATCHING_KEYS), "batching");
+        check_keys(d, jobj(d, kind, "cache"), CACHE_KEYS, NKEYS(CACHE_KEYS), "kind cache");
     }
     return 0;
 }
@@ -349,6 +352,10 @@ static void test_json_all_runs(void)
         CHECK_STR(jv(&d, tot, "baseline_cost_usd"), "1.031600");
         CHECK_STR(jv(&d, tot, "saved_usd"), "0.528489");
         CHECK_STR(jv(&d, tot, "saved_pct"), "51.23");
+        /* no hits in this seed: 0 of 7 done jobs */
+        CHECK_STR(jv(&d, jobj(&d, tot, "cache"), "hits"), "0");
+        CHECK_STR(jv(&d, jobj(&d, tot, "cache"), "hit_rate"), "0.000000");
+        CHECK_STR(jv(&d, jobj(&d, tot, "cache"), "saved_usd"), "0.000000");
 
         int models = jobj(&d, 0, "models");
         CHECK_INT(json_size(&d, models), 4);
@@ -565,6 +572,7 @@ static void test_empty_selection(void)
         CHECK_STR(jv(&d, tot, "tokens_in"), "0");
         CHECK_STR(jv(&d, tot, "cost_usd"), "0.000000");
         CHECK_STR(jv(&d, tot, "saved_pct"), "null");
+        CHECK_STR(jv(&d, jobj(&d, tot, "cache"), "hit_rate"), "null");
         CHECK_INT(json_size(&d, jobj(&d, 0, "models")), 0);
         CHECK_INT(json_size(&d, jobj(&d, 0, "kinds")), 0);
         json_doc_free(&d);
@@ -703,6 +711,102 @@ static void test_confidence_table(void)
     PQfinish(c);
 }
 
+/* Jobs answered from the response cache (sql/011: done, cache_hit, cost 0, cache_saved_usd what the
+ * answer cost when produced), added in the caller's transaction and rolled back. classify: 2 jobs a
+ * model answered (latencies 1000 and 3000 ms) and 3 hits (1 ms from claim to finish), savings chosen
+ * so that rounding each first would differ (0.0100001 + 0.0100002 + 0.0100004 = 0.030001, not
+ * 0.030000); summarize: 1 job, no hit. */
+static void test_cache_hits_in_report(void)
+{
+    PGconn *c = report_db();
+    char msg[512];
+    testdb_exec(c, "BEGIN", NULL, 0);
+    CHECKF(testdb_exec(c,
+                       "INSERT INTO tierq.jobs (kind, prompt, run_name, state, expected, result, quality, tier, model,"
+                       "  cost_usd, baseline_cost_usd, cache_hit, cache_saved_usd, reason, started_at, finished_at)"
+                       " SELECT kind, 'p', 'cached', 'done', 'x', 'x', 0.85, tier, model, cost, base, hit, saved,"
+                       "   CASE WHEN hit THEN 'cache_hit' ELSE 'accepted' END, now() - lat * interval '1 millisecond', now()"
+                       " FROM (VALUES"
+                       "  ('classify',  2, 'deepseek-v4-flash', 0.01::numeric, 0.02::numeric, false, 0::numeric, 1000),"
+                       "  ('classify',  2, 'deepseek-v4-flash', 0.01,          0.02,          false, 0,          3000),"
+                       "  ('classify',  2, 'deepseek-v4-flash', 0,             0.02,          true,  0.0100001,  1),"
+                       "  ('classify',  2, 'deepseek-v4-flash', 0,             0.02,          true,  0.0100002,  1),"
+                       "  ('classify',  2, 'deepseek-v4-flash', 0,             0.02,          true,  0.0100004,  1),"
+                       "  ('summarize', 1, 'qwen3-32b',         0.001,         0.01,          false, 0,          500)"
+                       " ) v(kind, tier, model, cost, base, hit, saved, lat)",
+                       msg, sizeof msg) == 0,
+           "insert: %s", msg);
+    /* what the report must show, summed by SQL */
+    char saved[64] = "", kind_saved[64] = "";
+    PGresult *r = PQexec(c, "SELECT round(sum(cache_saved_usd), 6), round(sum(cache_saved_usd) FILTER (WHERE kind = 'classify'), 6)"
+                            " FROM tierq.jobs WHERE run_name = 'cached' AND state = 'done' AND cache_hit");
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
+        snprintf(saved, sizeof saved, "%s", PQgetvalue(r, 0, 0));
+        snprintf(kind_saved, sizeof kind_saved, "%s", PQgetvalue(r, 0, 1));
+    }
+    PQclear(r);
+    CHECK_STR(saved, "0.030001");
+    CHECK_STR(kind_saved, "0.030001");
+    char *t = NULL;
+    TqErr err = {0};
+    CHECK_INT(report_to_string(c, REPORT_JSON, "cached", 0, &t, &err), 0);
+    JsonDoc d;
+    if (parse_report(t, &d) == 0) {
+        int tc = jobj(&d, jobj(&d, 0, "totals"), "cache");
+        CHECK_STR(jv(&d, tc, "hits"), "3");
+        CHECK_STR(jv(&d, tc, "hit_rate"), "0.500000");
+        CHECK_STR(jv(&d, tc, "saved_usd"), saved);
+        int kinds = jobj(&d, 0, "kinds");
+        int k = jfind(&d, kinds, "kind", "classify");
+        CHECK_STR(jv(&d, jobj(&d, k, "cache"), "hits"), "3");
+        CHECK_STR(jv(&d, jobj(&d, k, "cache"), "hit_rate"), "0.600000");
+        CHECK_STR(jv(&d, jobj(&d, k, "cache"), "saved_usd"), kind_saved);
+        /* hits are done jobs at $0 with their baseline, and answers users got */
+        CHECK_STR(jv(&d, k, "done"), "5");
+        CHECK_STR(jv(&d, k, "cost_usd"), "0.020000");
+        CHECK_STR(jv(&d, k, "baseline_cost_usd"), "0.100000");
+        CHECK_STR(jv(&d, k, "accuracy"), "1.000000");
+        CHECK_STR(jv(&d, k, "evaluated"), "5");
+        /* ... but not in latency (with them: p50 1 ms) nor in the tier and confidence tables */
+        CHECK_STR(jv(&d, k, "latency_p50_ms"), "2000");
+        CHECK_STR(jv(&d, k, "latency_p95_ms"), "2900");
+        CHECK_STR(tiers_of(&d, k), "2 deepseek-v4-flash 2 100.00 1.000000 2");
+        CHECKF(strstr(t, "{\"kind\": \"classify\", \"tier\": 2, \"score_from\": 0.8, \"score_to\": 0.9, \"answers\": 2,") != NULL,
+               "confidence: %s", t);
+        int s = jfind(&d, kinds, "kind", "summarize");
+        CHECK_STR(jv(&d, jobj(&d, s, "cache"), "hits"), "0");
+        CHECK_STR(jv(&d, jobj(&d, s, "cache"), "hit_rate"), "0.000000");
+        CHECK_STR(jv(&d, jobj(&d, s, "cache"), "saved_usd"), "0.000000");
+        json_doc_free(&d);
+    }
+    free(t);
+    CHECK_INT(report_to_string(c, REPORT_TEXT, "cached", 0, &t, &err), 0);
+    char line[512], want[512];
+    CHECK_STR(line_of(t, "cache_hits ", line, sizeof line), "cache_hits         50.0% (3/6)");
+    snprintf(want, sizeof want, "cache_saved_usd    %s (what the hits' answers cost when they were produced; part of saved_usd)",
+             saved);
+    CHECK_STR(line_of(t, "cache_saved_usd ", line, sizeof line), want);
+    CHECKF(strstr(t, "(cost, baseline, saved and accuracy include cache hits, at $0; latency leaves them out)") != NULL,
+           "footnote missing:\n%s", t);
+    const char *pc = strstr(t, "\nper kind: response cache");
+    const char *pt = strstr(t, "\nper kind and tier");
+    CHECKF(pc && pt && pc < pt, "cache section missing or misplaced:\n%s", t);
+    if (pc) {
+        snprintf(want, sizeof want, "%-16s %7s %7s  %-22s %14s", "classify", "5", "3", "60.0% (3/5)", kind_saved);
+        CHECK_STR(line_of(pc, "classify ", line, sizeof line), want);
+        snprintf(want, sizeof want, "%-16s %7s %7s  %-22s %14s", "summarize", "1", "0", "0.0% (0/1)", "0.000000");
+        CHECK_STR(line_of(pc, "summarize ", line, sizeof line), want);
+    }
+    /* per kind: latency without the hits */
+    const char *pk = strstr(t, "\nper kind\n");
+    snprintf(want, sizeof want, "%-16s %7s %7s %7s %14s %14s %8s %9s %9s  %s", "classify", "5", "5", "0", "0.020000",
+             "0.100000", "80.0%", "2000", "2900", "100.0% (5/5)");
+    CHECK_STR(line_of(pk ? pk : "", "classify ", line, sizeof line), want);
+    free(t);
+    testdb_exec(c, "ROLLBACK", NULL, 0);
+    PQfinish(c);
+}
+
 int main(void)
 {
     RUN(test_normalize_answer_function);
@@ -715,5 +819,6 @@ int main(void)
     RUN(test_run_name_is_escaped_in_json);
     RUN(test_failures_write_nothing);
     RUN(test_confidence_table);
+    RUN(test_cache_hits_in_report);
     return check_done();
 }
