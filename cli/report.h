@@ -60,7 +60,7 @@
  * line per kind with calls in the selection, even a kind whose jobs fall outside it) with the same
  * figures.
  *
- * Blocking: runs four statements (in one read-only snapshot when the connection is idle). */
+ * Blocking: runs one statement per section (in one read-only snapshot when the connection is idle). */
 #ifndef TQ_REPORT_H
 #define TQ_REPORT_H
 
