@@ -11,16 +11,19 @@ int zpack_pack(const void *data, size_t len, int level, Buf *out, TqErr *err)
     int rc = buf_reserve(out, bound);
     if (rc)
         return tq_err(err, rc, "no room for %zu compressed bytes", bound);
-    /* with the frame's checksum, so a flipped bit in a stored row is an error, not another answer */
-    ZSTD_CCtx *cx = ZSTD_createCCtx();
-    if (!cx)
+    /* One context per thread, kept: making one per answer cost the writer more than compressing. */
+    static _Thread_local ZSTD_CCtx *kept;
+    if (!kept && !(kept = ZSTD_createCCtx()))
         return tq_err(err, TQ_ENOMEM, "zstd: out of memory");
-    size_t n = ZSTD_CCtx_setParameter(cx, ZSTD_c_compressionLevel, level);
+    ZSTD_CCtx *cx = kept;
+    /* with the frame's checksum, so a flipped bit in a stored row is an error, not another answer */
+    size_t n = ZSTD_CCtx_reset(cx, ZSTD_reset_session_and_parameters);
+    if (!ZSTD_isError(n))
+        n = ZSTD_CCtx_setParameter(cx, ZSTD_c_compressionLevel, level);
     if (!ZSTD_isError(n))
         n = ZSTD_CCtx_setParameter(cx, ZSTD_c_checksumFlag, 1);
     if (!ZSTD_isError(n))
         n = ZSTD_compress2(cx, out->data + out->len, bound, data, len);
-    ZSTD_freeCCtx(cx);
     if (ZSTD_isError(n)) {
         out->len = before;
         return tq_err(err, TQ_EINVAL, "zstd: %s", ZSTD_getErrorName(n));

@@ -47,7 +47,8 @@ typedef struct CacheHit {
     int64_t baseline_pico;    /* its job's cost on the baseline model */
 } CacheHit;
 
-/* ONE statement for a whole claim: hits[i] is filled for each jobs[i] with JOB_CACHE_LOOKUP whose
+/* ONE read-only statement for a whole claim (a primary-key probe per distinct key), and a second only
+ * when something was found (counting the hits, locked in key order): hits[i] is filled for each jobs[i] with JOB_CACHE_LOOKUP whose
  * key has an entry that has not expired (hits[i].answer NULL otherwise; several jobs with one key
  * each get a copy). Each entry found counts its hits and slides its expiry to now + the kind's
  * ttl_s. An entry that cannot be served — bytes that do not decompress to their recorded length,
