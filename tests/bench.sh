@@ -13,13 +13,16 @@
 #       shift; when the shift is warned; and how often a steady run is flagged or warned.
 #   (g) calibration on harsher simulator catalogs, held out: tests/integration/calibrate.sh per catalog
 #       and seed (calibrate --target 0.98 on one half of the demo, applied to the other half).
+#   (h) response cache: a 20,000-row rerun with 90% of the rows unchanged (hit share, cost and wall
+#       time against the first run, at the simulator's default latency); the cache's own cost at 0%
+#       hits against --no-cache; stored bytes per answer, and whether a trained zstd dictionary pays.
 set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 build=${BUILD:-build}
 bench=$(mktemp -d /tmp/tierq-bench.XXXXXX)
 N=${BENCH_JOBS:-20000}
-cases=${BENCH_CASES:-a b c d e f g} # e.g. BENCH_CASES=e make bench: only (e)
+cases=${BENCH_CASES:-a b c d e f g h} # e.g. BENCH_CASES=e make bench: only (e)
 wanted() { case " $cases " in *" $1 "*) return 0 ;; esac; return 1; }
 chmod 755 "$bench"
 echo "bench: working directory $bench (removed at exit)"
@@ -600,4 +603,193 @@ done
 echo "    summary:"
 printf '%s' "$gsum"
 echo
+fi
+
+# ---- (h) response cache ----
+if wanted h; then
+# Issue 14's goals, each printed as a figure. The shipped kinds (jobs/*.json as they are: tiered,
+# cache on, temperature 0) answer through one simulator with its DEFAULT latency (no --latency-ms:
+# each model's latency_ms mean +- jitter plus ms_per_output_token from tests/sim/models.json; qwen3-8b
+# 300 +- 120 ms + 2 ms/token, deepseek-v4-flash 550 +- 200 + 3, qwen3-32b 650 +- 250 + 5, gpt-4o
+# 900 +- 350 + 6), and tierq's default run settings (256 in flight, claims of 500).
+# 1. A rerun of a 20,000-row classify dataset of which 90% is unchanged. Rows: the demo's 1,100
+#    classify items (tests/data/demo.tsv) copied 19 times with a last line "Copy: N" (as in (f)), so
+#    every row is a distinct prompt and nothing in the first run is answered by single flight; the
+#    first 20,000 in an order shuffled by md5(prompt). The first run (cache empty) drains them all;
+#    the rerun enqueues the same 20,000 rows under a new run_name, of which the last 2,000 in that
+#    order were edited (a line "Revised: 1" added: a changed prompt, so a new key). The simulator's
+#    answer key holds every copy and its revision with the item's label. Figures: the rerun's share
+#    of jobs answered from the cache, its provider cost (tierq.calls) against the first run's, and
+#    the wall time of each `tierq run --drain`, process start to exit.
+# 3. The demo-like run: the whole demo workload (2,446 jobs, kinds classify, simple, summarize and
+#    chat) drained on the same simulator. Then what tierq.cache holds per kind, raw_len against the
+#    stored zstd frames, and tests/bench/zdict_bench.c on each kind's stored answers: a dictionary
+#    trained on half of them, the other half compressed one by one (plain frames, with the
+#    dictionary, raw).
+# 2. The cache's own cost: the single-tier kind of (a) (a copy of it under its own name, cache on by
+#    default) at zero simulated latency, 20,000 distinct jobs, with the cache on and no entry for
+#    any of them (0% hits: the kind's entries are deleted before each such run) and with --no-cache,
+#    three times each in the order off on on off off on; jobs/s end to end and statements per job
+#    from pg_stat_statements.
+hjobs="$bench/jobs-h"
+mkdir -p "$hjobs"
+cp "$root"/jobs/*.json "$hjobs/"
+cp "$bench/jobs/bench.json" "$hjobs/hbench.json"
+TIERQ_JOBS_DIR="$hjobs" "$build/tierq" migrate >/dev/null
+hrun() { # run [tierq run options...]: drain it; wall seconds in $bench/time.RUN, its output in run.RUN
+    hr=$1
+    shift
+    hrc=0
+    TIERQ_JOBS_DIR="$hjobs" /usr/bin/time -f "%e %U %S %M" -o "$bench/time.$hr" "$build/tierq" run --drain --quiet \
+        --run "$hr" "$@" >"$bench/run.$hr" 2>"$bench/err.$hr" || hrc=$?
+    [ $hrc = 0 ] || { echo "(h) tierq run --run $hr exited $hrc"; tail -n 20 "$bench/err.$hr"; exit 1; }
+}
+hwall() { cut -d ' ' -f 1 "$bench/time.$1"; }
+
+awk -F '\t' 'NR == 1 { print; next } $1 == "classify" { for (c = 1; c <= 19; c++) printf "%s\t%s\\nCopy: %d\t%s\n", $1, $2, c, $3 }' \
+    tests/data/demo.tsv > "$bench/items-h.tsv"
+{
+    cat tests/data/demo.tsv
+    awk -F '\t' 'NR > 1 { printf "%s\t%s\\nRevised: 1\t%s\n", $1, $2, $3 }' "$bench/items-h.tsv"
+    tail -n +2 "$bench/items-h.tsv"
+} > "$bench/answers-h.tsv"
+psql -q -v ON_ERROR_STOP=1 "$conninfo" <<SQL
+CREATE TABLE bench_h_items (kind text, prompt text, expected text);
+\copy bench_h_items FROM '$bench/items-h.tsv' WITH (FORMAT text, HEADER true)
+CREATE TABLE bench_h_rows AS
+    SELECT ord, prompt, CASE WHEN ord > 18000 THEN prompt || E'\nRevised: 1' ELSE prompt END AS prompt2, expected
+    FROM (SELECT row_number() OVER (ORDER BY md5(prompt)) AS ord, prompt, expected FROM bench_h_items) x WHERE ord <= 20000;
+CREATE TABLE bench_h_demo (kind text, prompt text, expected text);
+\copy bench_h_demo FROM 'tests/data/demo.tsv' WITH (FORMAT text, HEADER true)
+SQL
+start_sim --answers "$bench/answers-h.tsv"
+
+# 1. first run and rerun
+psql -q "$conninfo" -c "INSERT INTO tierq.jobs (kind, prompt, expected, run_name)
+    SELECT 'classify', prompt, expected, 'h-first' FROM bench_h_rows ORDER BY ord"
+hrun h-first
+psql -q "$conninfo" -c "INSERT INTO tierq.jobs (kind, prompt, expected, run_name)
+    SELECT 'classify', prompt2, expected, 'h-rerun' FROM bench_h_rows ORDER BY ord"
+hrun h-rerun
+# 3. the demo-like run
+psql -q "$conninfo" -c "INSERT INTO tierq.jobs (kind, prompt, expected, run_name) SELECT kind, prompt, expected, 'h-demo' FROM bench_h_demo"
+hrun h-demo
+stop_sim
+
+echo "(h) response cache: the shipped kinds, simulator at its default latency (per model, tests/sim/models.json)"
+echo "    1. classify, 20,000 distinct rows ($(psql -tA "$conninfo" -c "SELECT count(DISTINCT prompt) FROM tierq.jobs WHERE run_name = 'h-first'") distinct prompts), then again with 2,000 prompts changed"
+for r in h-first h-rerun; do
+    echo "    $r ($(hwall $r) s wall):"
+    sed 's/^/        /' "$bench/run.$r"
+done
+read -r hjobs_n hhits hsame hchanged_hits hacc1 hacc2 <<EOF2
+$(psql -tA -F ' ' "$conninfo" -c "SELECT count(*), count(*) FILTER (WHERE r.cache_hit),
+        count(*) FILTER (WHERE r.result = f.result AND b.ord <= 18000), count(*) FILTER (WHERE r.cache_hit AND b.ord > 18000),
+        round(100.0 * avg((tierq.normalize_answer(f.result) = tierq.normalize_answer(f.expected))::int), 1),
+        round(100.0 * avg((tierq.normalize_answer(r.result) = tierq.normalize_answer(r.expected))::int), 1)
+    FROM bench_h_rows b JOIN tierq.jobs f ON f.run_name = 'h-first' AND f.prompt = b.prompt
+    JOIN tierq.jobs r ON r.run_name = 'h-rerun' AND r.prompt = b.prompt2 WHERE r.state = 'done'")
+EOF2
+read -r hcost1 hcost2 hcalls1 hcalls2 <<EOF2
+$(psql -tA -F ' ' "$conninfo" -c "SELECT coalesce(sum(cost_usd) FILTER (WHERE run_name = 'h-first'), 0),
+        coalesce(sum(cost_usd) FILTER (WHERE run_name = 'h-rerun'), 0),
+        count(*) FILTER (WHERE run_name = 'h-first'), count(*) FILTER (WHERE run_name = 'h-rerun')
+    FROM tierq.calls WHERE run_name IN ('h-first', 'h-rerun')")
+EOF2
+hline1=$(awk -v n="$hjobs_n" -v h="$hhits" -v same="$hsame" -v ch="$hchanged_hits" -v c1="$hcost1" -v c2="$hcost2" \
+    -v k1="$hcalls1" -v k2="$hcalls2" -v w1="$(hwall h-first)" -v w2="$(hwall h-rerun)" -v a1="$hacc1" -v a2="$hacc2" 'BEGIN {
+    printf "rerun hit share %.1f%% (%d of %d; goal >= 90%%), cost %.1f%% of the first run ($%.4f of $%.4f, %d calls of %d; goal <= 11%%), wall %.2fx (%.2f s first, %.2f s rerun; goal >= 3x)",
+        100 * h / n, h, n, 100 * c2 / c1, c2, c1, k2, k1, w1 / w2, w1, w2
+    printf "\n        unchanged rows with the first run'"'"'s answer: %d of 18000; changed rows from the cache: %d; accuracy %s%% first, %s%% rerun", same, ch, a1, a2
+}')
+echo "    $hline1"
+# where the rerun's time goes: claims are in id order, so the hits come first, the 2,000 misses last
+psql -tA -F ' ' "$conninfo" -c "SELECT extract(epoch FROM max(finished_at) FILTER (WHERE cache_hit) - min(started_at)),
+        extract(epoch FROM max(finished_at) - min(started_at)),
+        extract(epoch FROM max(finished_at) - min(started_at) FILTER (WHERE NOT cache_hit))
+    FROM tierq.jobs WHERE run_name = 'h-rerun'" |
+awk '{ printf "        rerun, from its first claim: the 18,000 hits done after %.2f s, every job after %.2f s (the misses: %.2f s from\n        the first of them claimed to the last done)\n", $1, $2, $3 }'
+echo
+echo "    3. stored bytes, tierq.cache after these runs and the demo workload (h-demo, $(psql -tA "$conninfo" -c "SELECT count(*) FROM tierq.jobs WHERE run_name = 'h-demo' AND state = 'done'") jobs done)"
+psql -q "$conninfo" <<SQL
+\pset footer off
+SELECT coalesce(kind, 'all') AS kind, count(*) AS entries, sum(raw_len) AS raw_bytes,
+       sum(octet_length(answer_z)) AS stored_bytes, round(sum(octet_length(answer_z))::numeric / nullif(sum(raw_len), 0), 2) AS stored_per_raw,
+       round(avg(raw_len), 1) AS mean_raw, round(avg(octet_length(answer_z)), 1) AS mean_stored
+FROM tierq.cache GROUP BY ROLLUP (kind) ORDER BY kind NULLS LAST;
+SQL
+hstore=$(psql -tA -F ' ' "$conninfo" -c "SELECT sum(raw_len), sum(octet_length(answer_z)) FROM tierq.cache")
+psql -q "$conninfo" -c "VACUUM tierq.cache"
+psql -tA -F ' ' "$conninfo" -c "SELECT pg_table_size('tierq.cache'), pg_indexes_size('tierq.cache'), count(*),
+        avg(octet_length(answer_z)) FROM tierq.cache" |
+awk '{ printf "    on disk: table %.0f and indexes %.0f bytes per entry, of which answer_z %.1f on average\n", $1 / $3, $2 / $3, $4 }'
+echo "    a trained dictionary (tests/bench/zdict_bench.c, level 3), per kind: (a) one zstd frame per answer"
+echo "    with checksum, as stored today; (b) with a dictionary trained on the other half; (c) raw"
+"${CC:-cc}" -O2 -std=c11 -D_GNU_SOURCE -Wall -Wextra tests/bench/zdict_bench.c -lzstd -o "$bench/zdict_bench"
+for k in $(psql -tA "$conninfo" -c "SELECT kind FROM tierq.cache GROUP BY kind ORDER BY kind"); do
+    echo "    $k:"
+    psql -tA "$conninfo" -c "SELECT answer_z FROM tierq.cache WHERE kind = '$k' ORDER BY key" | "$bench/zdict_bench" 3 |
+        sed 's/^/        /'
+done
+echo
+
+# 2. the cache's own cost at 0% hits, in the order off on on off off on (drift and the growing jobs
+# table weigh on both sides alike)
+start_sim --latency-ms 0
+hthru=""
+for r in h-off-1 h-on-1 h-on-2 h-off-2 h-off-3 h-on-3; do
+    psql -q "$conninfo" -c "INSERT INTO tierq.jobs (kind, prompt, run_name) SELECT 'hbench', 'benchmark question ' || g, '$r'
+        FROM generate_series(1, 20000) g"
+    opt=--no-cache
+    case $r in h-on-*) opt="" ; psql -q "$conninfo" -c "DELETE FROM tierq.cache WHERE kind = 'hbench'" -c "VACUUM tierq.cache" ;; esac
+    psql -q "$conninfo" -c "SELECT pg_stat_statements_reset()" >/dev/null
+    pg0=$(pg_cpu)
+    # shellcheck disable=SC2086
+    hrun "$r" --max-in-flight 1024 --claim-batch 2000 $opt
+    # every statement; the lookups (one per claim); upkeep deletes (the write-back into tierq.cache is
+    # part of the writer's one statement per flush, with the cache on or off)
+    # and the time PostgreSQL spent executing the lookups and the writer's statements
+    read -r st stl stu msl msw <<EOF2
+$(psql -tA -F ' ' "$conninfo" -c "SELECT sum(calls), coalesce(sum(calls) FILTER (WHERE query LIKE '%SET hits = c.hits%'), 0),
+    coalesce(sum(calls) FILTER (WHERE query LIKE '%DELETE FROM tierq.cache%' OR query LIKE '%FROM tierq.cache ORDER BY expires_at%'), 0),
+    round(coalesce(sum(total_exec_time) FILTER (WHERE query LIKE '%SET hits = c.hits%'), 0)),
+    round(coalesce(sum(total_exec_time) FILTER (WHERE query LIKE '%INSERT INTO tierq.cache%'), 0))
+    FROM pg_stat_statements WHERE query NOT LIKE '%pg_stat_statements%'")
+EOF2
+    read -r dn hits <<EOF2
+$(psql -tA -F ' ' "$conninfo" -c "SELECT count(*) FILTER (WHERE state = 'done'), count(*) FILTER (WHERE cache_hit)
+    FROM tierq.jobs WHERE run_name = '$r'")
+EOF2
+    pg1=$(pg_cpu)
+    read -r wall usr sys rss < "$bench/time.$r"
+    hthru="$hthru$r $dn $wall $st $stl $stu $hits $(echo "$usr $sys $pg0 $pg1" | awk '{ print $1 + $2, $4 - $3 }') $msl $msw
+"
+done
+stop_sim
+echo "    2. the cache's own cost: 20,000 distinct jobs, single-tier kind as (a), zero simulated latency, 1024 in flight,"
+echo "       cache on with no entry for them (0% hits) against --no-cache, in the order off on on off off on"
+printf '%s' "$hthru" | awk '{
+    printf "       %-8s %5d done in %5.2f s: %5.0f jobs/s, %.4f statements per job (%d: %d cache lookups, %d upkeep), %d hits;\n",
+        $1, $2, $3, $2 / $3, $4 / $2, $4, $5, $6, $7
+    printf "                cpu per job: tierq %.1f us, postgresql %.1f us; executing: lookups %d ms, the writer'"'"'s statements %d ms\n",
+        $8 * 1e6 / $2, $9 * 1e6 / $2, $10, $11
+}'
+hline2=$(printf '%s' "$hthru" | awk '
+    { r[$1] = $2 / $3; p[$1] = $4 / $2 }
+    $1 ~ /-on-/ { on += $2 / $3; non++; ton += $8 / $2; pon += $9 / $2 }
+    $1 ~ /-off-/ { off += $2 / $3; noff++; toff += $8 / $2; poff += $9 / $2 }
+    END {
+        printf "cache on at 0%% hits %.0f/%.0f/%.0f jobs/s vs --no-cache %.0f/%.0f/%.0f: %.3f of it on the means",
+            r["h-on-1"], r["h-on-2"], r["h-on-3"], r["h-off-1"], r["h-off-2"], r["h-off-3"], (on / non) / (off / noff)
+        printf " (%.2f/%.2f/%.2f run by run; goal within 10%%); statements per job on %.4f/%.4f/%.4f, off %.4f/%.4f/%.4f",
+            r["h-on-1"] / r["h-off-1"], r["h-on-2"] / r["h-off-2"], r["h-on-3"] / r["h-off-3"],
+            p["h-on-1"], p["h-on-2"], p["h-on-3"], p["h-off-1"], p["h-off-2"], p["h-off-3"]
+        printf "; cpu per job on the means: tierq %.1f us on, %.1f off; postgresql %.1f us on, %.1f off",
+            ton * 1e6 / non, toff * 1e6 / noff, pon * 1e6 / non, poff * 1e6 / noff
+    }')
+echo "       $hline2"
+echo
+echo "    (h) response cache: $hline1" | head -n 1
+echo "        $hline2"
+echo "$hstore" | awk '{ printf "        stored %d bytes for %d raw: %.2f x raw (zstd frame per answer, level 3)\n\n", $2, $1, $2 / $1 }'
 fi
