@@ -301,9 +301,12 @@ int cache_lookup(PGconn *c, const TqConfig *cfg, QueueJob *const *jobs, int n, C
 }
 
 /* Bounded deletes: rows another process is deleting are skipped, not waited for. */
+/* Per kind through the (kind, expires_at) index; tierq.kinds keeps every kind ever synced, so entries
+ * of a kind whose file was removed expire too. */
 static const char *const SQL_EXPIRE =
-    "DELETE FROM tierq.cache WHERE key IN (SELECT key FROM tierq.cache WHERE expires_at <= now()"
-    " ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED)";
+    "DELETE FROM tierq.cache WHERE key IN (SELECT e.key FROM tierq.kinds k CROSS JOIN LATERAL"
+    " (SELECT c.key FROM tierq.cache c WHERE c.kind = k.name AND c.expires_at <= now() ORDER BY c.expires_at"
+    "  LIMIT $1 FOR UPDATE SKIP LOCKED) e LIMIT $1)";
 /* Per kind, the entries past its max_entries in order of last use (expires_at slides with each hit). */
 static const char *const SQL_EVICT_KIND =
     "DELETE FROM tierq.cache WHERE key IN (SELECT key FROM tierq.cache WHERE kind = $1"

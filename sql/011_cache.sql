@@ -9,7 +9,10 @@
 -- (key = ANY(...)), so its cost is per claim, not per job; and there is no second server to run,
 -- secure or back up.
 CREATE TABLE tierq.cache (
-    key                 text PRIMARY KEY CONSTRAINT cache_key_is_sha256_hex CHECK (key ~ '^[0-9a-f]{64}$'),
+    -- COLLATE "C": hex digits compare bytewise; under the database's locale collation every insert and
+    -- probe of the key index cost about three times as much (measured: 100,000 inserts 2.3 s -> 0.6 s
+    -- with this and one index fewer)
+    key                 text COLLATE "C" PRIMARY KEY CONSTRAINT cache_key_is_sha256_hex CHECK (key ~ '^[0-9a-f]{64}$'),
     kind                text NOT NULL,
     -- the answer as one zstd frame (with its content checksum), or as its UTF-8 bytes when the frame
     -- would be larger (short answers: a frame costs ~17 bytes); a frame starts with 28 b5 2f fd, which
@@ -28,10 +31,9 @@ CREATE TABLE tierq.cache (
     expires_at          timestamptz NOT NULL, -- sliding: each hit moves it to now() + the kind's cache.ttl_s
     hits                bigint NOT NULL DEFAULT 0
 );
--- Expiry deletes in small batches in expires_at order; eviction over cache.max_entries or the
--- byte budget removes the entries whose last use is oldest, which with a sliding TTL per kind is
--- expires_at order within the kind.
-CREATE INDEX cache_expires_idx ON tierq.cache (expires_at);
+-- One index besides the key, because each answer stored pays for every index: expiry deletes in small
+-- batches per kind in expires_at order; eviction over cache.max_entries removes the kind's entries
+-- whose last use is oldest, which with a sliding TTL per kind is expires_at order within the kind.
 CREATE INDEX cache_kind_expires_idx ON tierq.cache (kind, expires_at);
 
 -- Per job: served from the cache, and what the cached answer cost when it was produced (the money

@@ -746,13 +746,13 @@ for r in h-off-1 h-on-1 h-on-2 h-off-2 h-off-3 h-on-3; do
     pg0=$(pg_cpu)
     # shellcheck disable=SC2086
     hrun "$r" --max-in-flight 1024 --claim-batch 2000 $opt
-    # every statement; the lookups (one per claim); upkeep deletes (the write-back into tierq.cache is
+    # every statement; the lookups (one probe per claim, plus a count of the hits when any); upkeep deletes (the write-back into tierq.cache is
     # part of the writer's one statement per flush, with the cache on or off)
     # and the time PostgreSQL spent executing the lookups and the writer's statements
     read -r st stl stu msl msw <<EOF2
-$(psql -tA -F ' ' "$conninfo" -c "SELECT sum(calls), coalesce(sum(calls) FILTER (WHERE query LIKE '%SET hits = c.hits%'), 0),
+$(psql -tA -F ' ' "$conninfo" -c "SELECT sum(calls), coalesce(sum(calls) FILTER (WHERE query LIKE '%CROSS JOIN LATERAL (SELECT * FROM tierq.cache%'), 0),
     coalesce(sum(calls) FILTER (WHERE query LIKE '%DELETE FROM tierq.cache%' OR query LIKE '%FROM tierq.cache ORDER BY expires_at%'), 0),
-    round(coalesce(sum(total_exec_time) FILTER (WHERE query LIKE '%SET hits = c.hits%'), 0)),
+    round(coalesce(sum(total_exec_time) FILTER (WHERE query LIKE '%CROSS JOIN LATERAL (SELECT * FROM tierq.cache%' OR query LIKE '%SET hits = c.hits%'), 0)),
     round(coalesce(sum(total_exec_time) FILTER (WHERE query LIKE '%INSERT INTO tierq.cache%'), 0))
     FROM pg_stat_statements WHERE query NOT LIKE '%pg_stat_statements%'")
 EOF2

@@ -19,6 +19,7 @@
 #include <zstd.h>
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -90,7 +91,10 @@ static int parse_line(const char *line, size_t len, unsigned char *frame, size_t
 
 static int add_answer(Answers *a, const unsigned char *frame, size_t flen)
 {
-    unsigned long long raw = ZSTD_getFrameContentSize(frame, flen);
+    /* tierq stores an answer as it is when a frame would not be smaller (no zstd magic in front) */
+    static const unsigned char magic[4] = {0x28, 0xB5, 0x2F, 0xFD};
+    bool framed = flen >= 4 && memcmp(frame, magic, 4) == 0;
+    unsigned long long raw = framed ? ZSTD_getFrameContentSize(frame, flen) : flen;
     if (raw == ZSTD_CONTENTSIZE_ERROR || raw == ZSTD_CONTENTSIZE_UNKNOWN)
         return fail("a stored answer is not a zstd frame with its content size", NULL);
     if (raw > ZB_MAX_ANSWER)
@@ -105,7 +109,11 @@ static int add_answer(Answers *a, const unsigned char *frame, size_t flen)
     if (!off)
         return fail("out of memory", NULL);
     a->off = off;
-    size_t got = ZSTD_decompress(a->data + a->len, (size_t)raw + 1, frame, flen);
+    size_t got = flen;
+    if (framed)
+        got = ZSTD_decompress(a->data + a->len, (size_t)raw + 1, frame, flen);
+    else
+        memcpy(a->data + a->len, frame, flen);
     if (ZSTD_isError(got))
         return fail("a stored answer does not decompress", ZSTD_getErrorName(got));
     if (got != raw)
