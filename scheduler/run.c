@@ -33,11 +33,20 @@
 #include <unistd.h>
 
 static volatile sig_atomic_t run_signals;
+/* The eventfd the loop sleeps on (the writer's): a signal that lands while the loop is busy, not
+ * inside its wait, must still end the wait at once, not after the poll interval. */
+static volatile sig_atomic_t run_wake_fd = -1;
 
 static void on_signal(int sig)
 {
     (void)sig;
     run_signals++;
+    int fd = run_wake_fd;
+    if (fd >= 0) {
+        uint64_t one = 1;
+        ssize_t w = write(fd, &one, sizeof one); /* async-signal-safe; a full counter is awake anyway */
+        (void)w;
+    }
 }
 
 void run_default_options(RunOptions *o)
@@ -531,6 +540,7 @@ static int run_setup(Run *r)
         r->shadowing |= kd && kd->shadow.rate > 0 && !opt->all_tiers;
     }
     r->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    run_wake_fd = r->efd;
     r->held = held_new();
     r->done = callq_new();
     r->flight = flight_new();
@@ -1041,6 +1051,7 @@ static void run_free(Run *r)
     free(r->tier_dropped);
     held_free(r->held);
     fifo_free(r->done);
+    run_wake_fd = -1;
     if (r->efd >= 0)
         close(r->efd);
     free(r->kinds);
