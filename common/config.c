@@ -836,10 +836,11 @@ static int kind_checks(Walk *w, const TqConfig *cfg, TqKind *kd)
 }
 
 /* "batch", "compress", "cache": a present object turns its feature on unless it says enabled false. */
-static int kind_features(Walk *w, TqKind *kd)
+static int kind_features(Walk *w, const TqConfig *cfg, TqKind *kd)
 {
     static const char *const batch_keys[] = {"enabled", "max_items", "max_input_tokens", "fill_ms", "across_runs", NULL};
-    static const char *const compress_keys[] = {"enabled", "threshold_tokens", "target_tokens", NULL};
+    static const char *const compress_keys[] = {"enabled", "threshold_tokens", "target_tokens", "model",
+                                                 "question_aware", "escalate_with_original", NULL};
     static const char *const cache_keys[] = {"enabled", "ttl_s", "max_entries", "nondeterministic", NULL};
     static const char *const shadow_keys[] = {"rate", "min_agreement", "window", "boost", NULL};
     char sub[160];
@@ -884,10 +885,23 @@ static int kind_features(Walk *w, TqKind *kd)
         if ((rc = check_keys(w, compress, path, compress_keys)) ||
             (rc = get_bool(w, compress, "enabled", SUB("enabled"), &kd->compress.enabled)) ||
             (rc = get_int(w, compress, "threshold_tokens", SUB("threshold_tokens"), 1, 10000000, &kd->compress.threshold_tokens)) ||
-            (rc = get_int(w, compress, "target_tokens", SUB("target_tokens"), 1, 10000000, &kd->compress.target_tokens)))
+            (rc = get_int(w, compress, "target_tokens", SUB("target_tokens"), 1, 10000000, &kd->compress.target_tokens)) ||
+            (rc = model_ref(w, cfg, compress, "model", SUB("model"), false, &kd->compress.model)) ||
+            (rc = get_bool(w, compress, "question_aware", SUB("question_aware"), &kd->compress.question_aware)) ||
+            (rc = get_bool(w, compress, "escalate_with_original", SUB("escalate_with_original"),
+                           &kd->compress.escalate_with_original)))
             return rc;
         if (kd->compress.target_tokens >= kd->compress.threshold_tokens)
             return bad(w, SUB("target_tokens"), "must be smaller than compress.threshold_tokens");
+    }
+    /* the compressor by default: the kind's cheapest tier model (by input price, which a long
+     * document's cost is made of) */
+    if (kd->compress.model < 0 && kd->ntiers > 0) {
+        int best = kd->tiers[0].model;
+        for (int t = 1; t < kd->ntiers; t++)
+            if (cfg->models[kd->tiers[t].model].prices.input < cfg->models[best].prices.input)
+                best = kd->tiers[t].model;
+        kd->compress.model = best;
     }
     if (cache >= 0) {
         path = "cache";
@@ -915,7 +929,8 @@ static int kind_settings(Walk *w, TqKind *kd)
     kd->max_attempts = 5;
     kd->checks.judge_model = -1;
     kd->batch = (TqBatch){.enabled = false, .max_items = 8, .max_input_tokens = 8000, .fill_ms = 200};
-    kd->compress = (TqCompress){false, 2000, 400};
+    kd->compress = (TqCompress){.enabled = false, .threshold_tokens = 2000, .target_tokens = 400, .model = -1,
+                                .question_aware = true, .escalate_with_original = true};
     kd->cache = (TqCache){.enabled = true, .ttl_s = 7 * 24 * 3600, .max_entries = 1000000};
     double budget = 0;
     int rc;
@@ -957,7 +972,7 @@ static int load_kind(TqConfig *cfg, TqKind *kd, const char *file, const char *na
         rc = tq_err(err, TQ_EINVAL, "%s: the kind name \"%s\" (the file name) must be lowercase letters, digits and _ and start with a letter", file, name);
     if (!rc && !(rc = kind_settings(&w, kd)) && !(rc = kind_tiers(&w, cfg, kd)) && !(rc = kind_checks(&w, cfg, kd))) {
         kd->reads_labels = kd->checks.nlabels > 0;
-        if (!(rc = kind_params(&w, kd)) && !(rc = kind_features(&w, kd)))
+        if (!(rc = kind_params(&w, kd)) && !(rc = kind_features(&w, cfg, kd)))
             rc = kind_templates(&w, cfg, kd);
     }
     json_doc_free(&w.doc);

@@ -99,10 +99,15 @@ typedef struct TqBatch {
     int fill_ms;
 } TqBatch;
 
+/* Context compression (README "Context compression"). */
 typedef struct TqCompress {
     bool enabled;
-    int threshold_tokens;
-    int target_tokens;
+    int threshold_tokens;  /* a job's context longer than this (estimated tokens) is compressed */
+    int target_tokens;     /* ... to about this */
+    int model;             /* the compressor: cfg->models index; the kind's cheapest tier model when
+                            * the file names none (set once the tiers are read) */
+    bool question_aware;   /* the compressor is told the job's prompt (its question) */
+    bool escalate_with_original; /* tiers after the first see the original context */
 } TqCompress;
 
 /* The response cache, per kind (README "Response cache"). */
