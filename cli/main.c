@@ -274,7 +274,8 @@ static int cmd_config_check(const char *dir)
         if (!k->cache.enabled)
             printf("   cache off");
         else if (!(k->temperature == 0) && !k->cache.nondeterministic)
-            printf("   cache off (temperature is not 0: set cache.nondeterministic to cache sampled answers)");
+            printf("   cache only for jobs with params.temperature 0 (the kind's temperature is %g: set"
+                   " cache.nondeterministic to cache sampled answers)", k->temperature);
         else
             printf("   cache ttl %ds, max %d entries%s", k->cache.ttl_s, k->cache.max_entries,
                    k->cache.nondeterministic ? ", nondeterministic" : "");
@@ -588,6 +589,10 @@ static int cmd_cache_purge(int argc, char **argv)
         if (missing_value("cache purge", a, v, PURGE_VALUE_OPTIONS))
             return EXIT_USAGE;
         if (strcmp(a, "--kind") == 0) {
+            if (f.kind) { /* the last one would win silently: two kinds are two purges */
+                fprintf(stderr, "tierq: cache purge: --kind is given twice; purge one kind at a time\n");
+                return EXIT_USAGE;
+            }
             f.kind = v;
             i++;
         } else if (strcmp(a, "--older-than") == 0) {

@@ -42,7 +42,7 @@ void cache_prepare_job(const TqConfig *cfg, const TqKind *kind, QueueJob *job, b
     job->cache_flags = 0;
     if (!kind || !kind->cache.enabled || no_cache || all_tiers)
         return;
-    /* a kind without a temperature leaves it to the provider, whose default samples (OpenAI: 1) */
+    /* the job's temperature, else the kind's (0 unless its file says otherwise: always sent) */
     double temperature = kind->temperature;
     bool wanted = true;
     read_params(job, &temperature, &wanted);
@@ -136,7 +136,7 @@ static const char *const SQL_PROBE =
 static const char *const SQL_TOUCH =
     "WITH u AS (SELECT * FROM unnest($1::text[], $2::int[], $3::int[]) AS u(key, n, ttl)),"
     " lk AS (SELECT c.key FROM tierq.cache c WHERE c.key = ANY ($1::text[]) ORDER BY c.key FOR UPDATE)"
-    " UPDATE tierq.cache c SET hits = c.hits + u.n, last_hit_at = now(),"
+    " UPDATE tierq.cache c SET hits = c.hits + u.n, last_hit_at = now(), last_used_at = now(),"
     "   expires_at = greatest(c.expires_at, now() + make_interval(secs => u.ttl))"
     " FROM lk JOIN u ON u.key = lk.key WHERE c.key = lk.key";
 
@@ -162,50 +162,80 @@ static int first_with_key(QueueJob *const *jobs, const int *order, int m, const 
     return lo;
 }
 
-/* Fill every job whose key is row i's from row i of r; false when the row cannot be served. */
-static bool serve_row(const TqConfig *cfg, const PGresult *r, int i, QueueJob *const *jobs, const int *order, int m,
-                      CacheHit *hits, int *nhits, char *why, size_t whycap)
+/* Every check an entry must pass to be served. The table is only written by tierq, but a row is
+ * input like any other: one whose answer is empty, not UTF-8, larger than a response may be, or whose
+ * model, tier, quality or costs could not have come from this kind would put a job in `done` without
+ * a real answer, fail its write-back (quality out of range) again and again, or skew the report.
+ * Decodes the answer into text (NUL-terminated) or says why not. */
+static bool entry_servable(const TqConfig *cfg, const TqKind *kd, const PGresult *r, int i, Buf *text,
+                           CacheHit *out, char *why, size_t whycap)
 {
-    const char *key = PQgetvalue(r, i, 0);
     size_t flen = 0;
     unsigned char *frame = PQunescapeBytea((const unsigned char *)PQgetvalue(r, i, 1), &flen);
     long long raw = atoll(PQgetvalue(r, i, 2));
-    int model = config_model_index(cfg, PQgetvalue(r, i, 3));
+    const char *model_name = PQgetvalue(r, i, 3);
     int tier = atoi(PQgetvalue(r, i, 4));
-    Buf text;
-    buf_init(&text, 0);
+    double q = PQgetisnull(r, i, 5) ? NAN : atof(PQgetvalue(r, i, 5));
+    int64_t cost = -1, base = -1;
     TqErr err = {0};
     bool ok = false;
     if (!frame)
         snprintf(why, whycap, "its bytes could not be read");
-    else if (model < 0)
-        snprintf(why, whycap, "its model %s is no longer configured", PQgetvalue(r, i, 3));
-    else if (raw < 0 || raw > CACHE_MAX_ANSWER)
-        snprintf(why, whycap, "its recorded length is out of range");
-    else if (!is_zstd_frame(frame, flen) && (flen != (size_t)raw || !utf8_valid((const char *)frame, flen) ||
-                                             buf_append(&text, (const char *)frame, flen) != 0 || buf_putc(&text, '\0') != 0))
-        snprintf(why, whycap, "it holds %zu bytes as they are (not a zstd frame), not %lld bytes of UTF-8 as recorded",
-                 flen, raw);
-    else if (is_zstd_frame(frame, flen) &&
-             (zpack_unpack(frame, flen, (size_t)raw, CACHE_MAX_ANSWER, &text, &err) != 0 || buf_putc(&text, '\0') != 0))
-        snprintf(why, whycap, "%.150s", err.msg[0] ? err.msg : "its recorded length is out of range");
-    else if (strlen(text.data) != (size_t)raw)
+    else if (!kd || tier < 1 || tier > kd->ntiers || strcmp(cfg->models[kd->tiers[tier - 1].model].name, model_name) != 0)
+        snprintf(why, whycap, "its model %.64s at tier %d is not the kind's", model_name, tier);
+    else if (!PQgetisnull(r, i, 5) && !(q >= 0 && q <= 1))
+        snprintf(why, whycap, "its quality %.32s is not between 0 and 1", PQgetvalue(r, i, 5));
+    else if (cost_parse_usd(PQgetvalue(r, i, 6), &cost) != 0 || cost_parse_usd(PQgetvalue(r, i, 7), &base) != 0 ||
+             cost > CACHE_MAX_USD * COST_PICO_PER_USD || base > CACHE_MAX_USD * COST_PICO_PER_USD)
+        snprintf(why, whycap, "its costs are not plausible");
+    else if (raw < 1 || raw > CACHE_MAX_ANSWER)
+        snprintf(why, whycap, "its recorded length %lld is out of range (1 to %d)", raw, CACHE_MAX_ANSWER);
+    else if (!is_zstd_frame(frame, flen) && (flen != (size_t)raw || buf_append(text, (const char *)frame, flen) != 0))
+        snprintf(why, whycap, "it holds %zu bytes as they are (not a zstd frame), not the %lld recorded", flen, raw);
+    else if (is_zstd_frame(frame, flen) && zpack_unpack(frame, flen, (size_t)raw, CACHE_MAX_ANSWER, text, &err) != 0)
+        snprintf(why, whycap, "%.150s", err.msg);
+    else if (!text->data || strlen(text->data) != (size_t)raw) /* a Buf keeps a NUL after its data */
         snprintf(why, whycap, "its answer holds a NUL byte");
+    else if (!utf8_valid(text->data, text->len))
+        snprintf(why, whycap, "its answer is not UTF-8");
+    else if (!text->data[strspn(text->data, " \t\r\n")])
+        snprintf(why, whycap, "its answer is blank");
     else
         ok = true;
     if (frame)
         PQfreemem(frame);
+    if (ok)
+        *out = (CacheHit){.model = kd->tiers[tier - 1].model, .tier = tier - 1, .quality = q, .cost_pico = cost,
+                          .baseline_pico = base};
+    return ok;
+}
+
+/* Fill every job whose key is row i's from row i of r; false when the row cannot be served. An
+ * entry over what is left of the lookup's byte budget is a miss, kept (*over set). */
+static bool serve_row(const TqConfig *cfg, const PGresult *r, int i, QueueJob *const *jobs, const int *order, int m,
+                      CacheHit *hits, int *nhits, int64_t *budget, bool *over, char *why, size_t whycap)
+{
+    const char *key = PQgetvalue(r, i, 0);
+    int at = first_with_key(jobs, order, m, key);
+    const TqKind *kd = at < m ? config_kind(cfg, jobs[order[at]]->kind) : NULL;
+    long long raw = atoll(PQgetvalue(r, i, 2));
+    *over = false;
+    if (raw > *budget) {
+        *over = true;
+        return false;
+    }
+    Buf text;
+    buf_init(&text, 0);
+    CacheHit proto;
+    bool ok = entry_servable(cfg, kd, r, i, &text, &proto, why, whycap);
     if (ok) {
-        int64_t cost = 0, base = 0;
-        cost_parse_usd(PQgetvalue(r, i, 6), &cost);
-        cost_parse_usd(PQgetvalue(r, i, 7), &base);
-        double q = PQgetisnull(r, i, 5) ? NAN : atof(PQgetvalue(r, i, 5));
-        for (int k = first_with_key(jobs, order, m, key); k < m && strcmp(jobs[order[k]]->cache_key, key) == 0; k++) {
+        *budget -= raw;
+        for (int k = at; k < m && strcmp(jobs[order[k]]->cache_key, key) == 0; k++) {
             int j = order[k];
             if (hits[j].answer)
                 continue;
-            hits[j] = (CacheHit){.answer = strdup(text.data), .model = model, .tier = tier - 1, .quality = q,
-                                 .cost_pico = cost, .baseline_pico = base};
+            hits[j] = proto;
+            hits[j].answer = strdup(text.data);
             if (hits[j].answer)
                 (*nhits)++;
         }
@@ -252,10 +282,12 @@ int cache_lookup(PGconn *c, const TqConfig *cfg, QueueJob *const *jobs, int n, C
     Buf bad;
     pgarray_begin(&bad);
     int nbad = 0;
+    int64_t budget = CACHE_LOOKUP_BYTES;
     for (int i = 0; r && i < PQntuples(r); i++) {
         char why[200];
         const char *key = PQgetvalue(r, i, 0);
-        if (serve_row(cfg, r, i, jobs, order, m, hits, nhits, why, sizeof why)) {
+        bool over = false;
+        if (serve_row(cfg, r, i, jobs, order, m, hits, nhits, &budget, &over, why, sizeof why)) {
             /* the hit's count: every job of the claim with its key (the rows come in key order) */
             int at = first_with_key(jobs, order, m, key), same = 0;
             while (at + same < m && strcmp(jobs[order[at + same]]->cache_key, key) == 0)
@@ -266,6 +298,8 @@ int cache_lookup(PGconn *c, const TqConfig *cfg, QueueJob *const *jobs, int n, C
                 ntouch++;
             continue;
         }
+        if (over)
+            continue; /* not now: this claim's hits hold enough answer bytes; its job goes to a model */
         log_msg(LOG_WARN, "cache", "entry %.16s... cannot be served (%s): a miss, and the entry is deleted",
                 PQgetvalue(r, i, 0), why);
         if (pgarray_add_text(&bad, PQgetvalue(r, i, 0)) == 0)
@@ -301,22 +335,25 @@ int cache_lookup(PGconn *c, const TqConfig *cfg, QueueJob *const *jobs, int n, C
 }
 
 /* Bounded deletes: rows another process is deleting are skipped, not waited for. */
-/* Per kind through the (kind, expires_at) index; tierq.kinds keeps every kind ever synced, so entries
- * of a kind whose file was removed expire too. */
+/* Per kind through the (kind, last_used_at) index: an entry unused for the kind's ttl_s ($2, $3) has
+ * expired. tierq.kinds keeps every kind ever synced, so entries of a kind whose file was removed go
+ * too, after the longest ttl_s there is (366 days). */
 static const char *const SQL_EXPIRE =
-    "DELETE FROM tierq.cache WHERE key IN (SELECT e.key FROM tierq.kinds k CROSS JOIN LATERAL"
-    " (SELECT c.key FROM tierq.cache c WHERE c.kind = k.name AND c.expires_at <= now() ORDER BY c.expires_at"
-    "  LIMIT $1 FOR UPDATE SKIP LOCKED) e LIMIT $1)";
-/* Per kind, the entries past its max_entries in order of last use (expires_at slides with each hit). */
+    "DELETE FROM tierq.cache WHERE key IN (SELECT e.key FROM tierq.kinds k"
+    " LEFT JOIN unnest($2::text[], $3::int[]) AS t(kind, ttl) ON t.kind = k.name CROSS JOIN LATERAL"
+    " (SELECT c.key FROM tierq.cache c WHERE c.kind = k.name"
+    "   AND c.last_used_at <= now() - make_interval(secs => coalesce(t.ttl, 366 * 86400)) AND c.expires_at <= now()"
+    "  ORDER BY c.last_used_at LIMIT $1 FOR UPDATE SKIP LOCKED) e LIMIT $1)";
+/* Per kind, the entries past its max_entries in order of last use. */
 static const char *const SQL_EVICT_KIND =
     "DELETE FROM tierq.cache WHERE key IN (SELECT key FROM tierq.cache WHERE kind = $1"
-    " ORDER BY expires_at DESC, key DESC OFFSET $2 LIMIT $3 FOR UPDATE SKIP LOCKED)";
+    " ORDER BY last_used_at DESC, key DESC OFFSET $2 LIMIT $3 FOR UPDATE SKIP LOCKED)";
 /* Over the byte budget: the least recently used entries until their bytes cover the excess. */
 static const char *const SQL_EVICT_BYTES =
     "WITH total AS (SELECT coalesce(sum(octet_length(answer_z)), 0) AS b FROM tierq.cache),"
-    " old AS (SELECT key, sum(octet_length(answer_z)) OVER (ORDER BY expires_at, key) AS upto,"
+    " old AS (SELECT key, sum(octet_length(answer_z)) OVER (ORDER BY last_used_at, key) AS upto,"
     "   octet_length(answer_z) AS own"
-    "   FROM (SELECT key, answer_z, expires_at FROM tierq.cache ORDER BY expires_at, key LIMIT $2"
+    "   FROM (SELECT key, answer_z, last_used_at FROM tierq.cache ORDER BY last_used_at, key LIMIT $2"
     "     FOR UPDATE SKIP LOCKED) o)"
     " DELETE FROM tierq.cache c USING old, total"
     " WHERE c.key = old.key AND total.b > $1::bigint AND old.upto - old.own < total.b - $1::bigint"
@@ -327,8 +364,19 @@ int cache_upkeep(PGconn *c, const TqConfig *cfg, int limit, CacheUpkeep *out, Tq
     *out = (CacheUpkeep){0};
     char lim[24], cap[24];
     snprintf(lim, sizeof lim, "%d", limit);
-    const char *p1[1] = {lim};
-    PGresult *r = db_query(c, "cache expiry", SQL_EXPIRE, 1, p1, err);
+    Buf kinds, ttls;
+    pgarray_begin(&kinds);
+    pgarray_begin(&ttls);
+    int rc = 0;
+    for (int k = 0; k < cfg->nkinds && !rc; k++)
+        rc = pgarray_add_text(&kinds, cfg->kinds[k].name) || pgarray_add_int64(&ttls, cfg->kinds[k].cache.ttl_s);
+    rc = rc || pgarray_end(&kinds) || pgarray_end(&ttls);
+    const char *p1[3] = {lim, kinds.data, ttls.data};
+    PGresult *r = rc ? NULL : db_query(c, "cache expiry", SQL_EXPIRE, 3, p1, err);
+    buf_free(&kinds);
+    buf_free(&ttls);
+    if (rc)
+        return tq_err(err, TQ_ENOMEM, "out of memory");
     if (!r)
         return TQ_EDB;
     out->expired = atoll(PQcmdTuples(r));

@@ -24,8 +24,14 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-/* The largest answer the cache stores or serves (the decompressed size a row may claim). */
-#define CACHE_MAX_ANSWER (64 << 20)
+/* The largest answer the cache stores or serves (the decompressed size a row may claim): the
+ * default --max-response-bytes, which no answer from a provider exceeds. */
+#define CACHE_MAX_ANSWER (8 << 20)
+/* Answer bytes one lookup serves at most (the default --max-held-mb): a claim of entries claiming
+ * megabytes each must not be decompressed all at once; the rest are misses this time. */
+#define CACHE_LOOKUP_BYTES ((int64_t)64 << 20)
+/* Costs an entry may record: what no single job costs. */
+#define CACHE_MAX_USD 1000000LL
 
 /* Set job's cache key and flags (see above); clears them when the cache is off for it. */
 void cache_prepare_job(const TqConfig *cfg, const TqKind *kind, QueueJob *job, bool no_cache, bool read_only,
@@ -51,9 +57,10 @@ typedef struct CacheHit {
  * when something was found (counting the hits, locked in key order): hits[i] is filled for each jobs[i] with JOB_CACHE_LOOKUP whose
  * key has an entry that has not expired (hits[i].answer NULL otherwise; several jobs with one key
  * each get a copy). Each entry found counts its hits and slides its expiry to now + the kind's
- * ttl_s. An entry that cannot be served — bytes that do not decompress to their recorded length,
- * a model no longer configured — is a miss, warned about and deleted (a second statement, only
- * then). *nhits: jobs answered. On error nothing is filled (every job is a miss). */
+ * ttl_s. An entry that cannot be served (entry_servable: bytes that do not decompress to their
+ * recorded length, an answer that is blank, not UTF-8 or larger than CACHE_MAX_ANSWER, a model or
+ * tier that is not the kind's, a quality outside 0..1, implausible costs) is a miss, warned about and
+ * deleted (one more statement, only then). *nhits: jobs answered. On error nothing is filled (every job is a miss). */
 int cache_lookup(PGconn *c, const TqConfig *cfg, QueueJob *const *jobs, int n, CacheHit *hits, int *nhits,
                  TqErr *err);
 void cache_hit_free(CacheHit *h);

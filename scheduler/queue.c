@@ -275,7 +275,7 @@ static const char *const SQL_FLUSH =
     "  ON CONFLICT (key) DO UPDATE SET kind = excluded.kind, answer_z = excluded.answer_z, raw_len = excluded.raw_len,"
     "    model = excluded.model, tier = excluded.tier, quality = excluded.quality, tokens_in = excluded.tokens_in,"
     "    tokens_out = excluded.tokens_out, cost_usd = excluded.cost_usd, baseline_cost_usd = excluded.baseline_cost_usd,"
-    "    created_at = now(), last_hit_at = NULL, expires_at = excluded.expires_at, hits = 0"
+    "    created_at = now(), last_hit_at = NULL, last_used_at = now(), expires_at = excluded.expires_at, hits = 0"
     "    WHERE tierq.cache.expires_at <= now()"
     "  RETURNING 1),"
     " ids AS (SELECT id FROM ch UNION SELECT id FROM oc),"

@@ -28,13 +28,15 @@ CREATE TABLE tierq.cache (
     baseline_cost_usd   numeric(20,12) NOT NULL DEFAULT 0,
     created_at          timestamptz NOT NULL DEFAULT now(),
     last_hit_at         timestamptz,
+    last_used_at        timestamptz NOT NULL DEFAULT now(), -- stored or last hit: what eviction orders by
     expires_at          timestamptz NOT NULL, -- sliding: each hit moves it to now() + the kind's cache.ttl_s
     hits                bigint NOT NULL DEFAULT 0
 );
--- One index besides the key, because each answer stored pays for every index: expiry deletes in small
--- batches per kind in expires_at order; eviction over cache.max_entries removes the kind's entries
--- whose last use is oldest, which with a sliding TTL per kind is expires_at order within the kind.
-CREATE INDEX cache_kind_expires_idx ON tierq.cache (kind, expires_at);
+-- One index besides the key, because each answer stored pays for every index: expiry deletes a kind's
+-- entries unused for its ttl_s in small batches, eviction over cache.max_entries the kind's least
+-- recently used (not those expiring first: a kind whose ttl_s was shortened would otherwise evict
+-- its fresh entries and keep the old ones).
+CREATE INDEX cache_kind_used_idx ON tierq.cache (kind, last_used_at);
 
 -- Per job: served from the cache, and what the cached answer cost when it was produced (the money
 -- a hit saved; the job's own cost_usd stays 0). A job that led a single flight (identical jobs in

@@ -83,3 +83,6 @@ if [ $st = 2 ] && echo "$out" | grep -qF "bad --older-than duration"; then ok ca
 # a purge without a filter is refused before the database is touched (a typo must not empty the cache)
 out=$(TIERQ_DATABASE_URL="host=/nonexistent" "$bin" cache purge 2>&1); st=$?
 if [ $st = 2 ] && echo "$out" | grep -qF "no filter given, nothing deleted"; then ok cache_purge_without_filter_exit_2; else nok cache_purge_without_filter_exit_2 "status $st: $out"; fi
+# two --kind would silently purge only the last: refused
+out=$(TIERQ_DATABASE_URL="host=/nonexistent" "$bin" cache purge --kind chat --kind classify 2>&1); st=$?
+if [ $st = 2 ] && echo "$out" | grep -qF -- "--kind is given twice"; then ok cache_purge_kind_twice_exit_2; else nok cache_purge_kind_twice_exit_2 "status $st: $out"; fi

@@ -167,7 +167,9 @@ static void test_expired_entry_misses_and_is_purged(void)
                    " FROM generate_series(1, 3) g", NULL, 0);
     CHECK_INT(run_drain(&s, "--run one"), 0);
     CHECK_INT(q(c, "SELECT count(*) FROM tierq.cache"), 3);
-    testdb_exec(c, "UPDATE tierq.cache SET expires_at = now() - interval '1 second', hits = 7", NULL, 0);
+    /* unused for longer than the kind's ttl_s (a week) */
+    testdb_exec(c, "UPDATE tierq.cache SET expires_at = now() - interval '1 second', last_used_at = now() - interval '8 days',"
+                   " hits = 7", NULL, 0);
     /* only question 1 is asked again: 2 and 3 are left to upkeep */
     testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt, run_name) VALUES ('plain', 'question 1', 'two')", NULL, 0);
     CHECK_INT(run_drain(&s, "--run two"), 0);
@@ -276,32 +278,54 @@ static void test_bypasses(void)
     sim_stop(&s);
 }
 
-/* Corrupt bytes in an entry: a miss with a warning, never served, no crash; the entry is replaced by
- * the new answer. Also an entry whose recorded length lies. */
+/* An entry that cannot be a real answer of this kind is a miss with a warning, never served, never a
+ * crash, and is replaced by the new answer: corrupt zstd bytes, a lying length, an empty answer,
+ * bytes that are not UTF-8 (stored as a valid frame), a quality outside 0..1, a model or tier that
+ * is not the kind's, implausible costs. */
 static void test_corrupt_entry_is_a_miss_with_a_warning(void)
 {
     SimProc s;
     CHECK_INT(sim_start(&s, answers, "--latency-ms 1"), 0);
     PGconn *c = testdb_connect();
     reset(c);
-    testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt, run_name) VALUES ('plain', 'question 1', 'a'), ('plain', 'question 2', 'a')",
-                NULL, 0);
+    testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt, run_name) SELECT 'plain', 'question ' || g, 'a'"
+                   " FROM generate_series(1, 8) g", NULL, 0);
     CHECK_INT(run_drain(&s, "--run a"), 0);
-    testdb_exec(c, "UPDATE tierq.cache SET answer_z = '\\x28b52ffd2005290000deadbeefdeadbeef'::bytea"
-                   " WHERE key = (SELECT min(key) FROM tierq.cache)", NULL, 0);
-    testdb_exec(c, "UPDATE tierq.cache SET raw_len = raw_len + 1 WHERE key = (SELECT max(key) FROM tierq.cache)", NULL, 0);
-    testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt, run_name) VALUES ('plain', 'question 1', 'b'), ('plain', 'question 2', 'b')",
-                NULL, 0);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.cache"), 8);
+    static const char *const tamper[] = {
+        "answer_z = '\\x28b52ffd2005290000deadbeefdeadbeef'::bytea",
+        "raw_len = raw_len + 1",
+        "answer_z = ''::bytea, raw_len = 0",
+        /* a valid frame of 200 bytes 0xff */
+        "answer_z = '\\x28b52ffd04584d000010ffff0100430a600172add48a'::bytea, raw_len = 200",
+        "quality = 5",
+        "model = 'gpt-4o'",
+        "tier = 3",
+        "baseline_cost_usd = 99999999",
+    };
+    for (int i = 0; i < 8; i++) {
+        char sql[512];
+        snprintf(sql, sizeof sql, "UPDATE tierq.cache SET %s WHERE key = (SELECT key FROM tierq.cache ORDER BY key OFFSET %d LIMIT 1)",
+                 tamper[i], i);
+        char err[512] = "";
+        CHECKF(testdb_exec(c, sql, err, sizeof err) == 0, "%s: %s", sql, err);
+    }
+    testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt, run_name) SELECT 'plain', 'question ' || g, 'b'"
+                   " FROM generate_series(1, 8) g", NULL, 0);
     int st = run_drain(&s, "--run b");
     CHECKF(st == 0, "exit %d: %s", st, out);
-    CHECKF(strstr(out, "cannot be served") != NULL, "no warning: %s", out);
+    int warned = 0;
+    for (const char *p = out; (p = strstr(p, "cannot be served")) != NULL; p++)
+        warned++;
+    CHECKF(warned == 8, "%d warnings: %s", warned, out);
     CHECK_INT(q(c, "SELECT count(*) FROM tierq.jobs a JOIN tierq.jobs b ON a.prompt = b.prompt AND b.run_name = 'a'"
-                   " WHERE a.run_name = 'b' AND a.state = 'done' AND NOT a.cache_hit AND a.cost_usd > 0 AND a.result = b.result"), 2);
-    /* replaced: both entries serve again */
-    testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt, run_name) VALUES ('plain', 'question 1', 'c'), ('plain', 'question 2', 'c')",
-                NULL, 0);
+                   " WHERE a.run_name = 'b' AND a.state = 'done' AND NOT a.cache_hit AND a.cost_usd > 0 AND a.result = b.result"
+                   " AND a.baseline_cost_usd < 1"), 8);
+    /* replaced: every entry serves again */
+    testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt, run_name) SELECT 'plain', 'question ' || g, 'c'"
+                   " FROM generate_series(1, 8) g", NULL, 0);
     CHECK_INT(run_drain(&s, "--run c"), 0);
-    CHECK_INT(q(c, "SELECT count(*) FROM tierq.jobs WHERE run_name = 'c' AND cache_hit"), 2);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.jobs WHERE run_name = 'c' AND cache_hit AND model = 'qwen3-8b' AND tier = 1"), 8);
     check_sums(c);
     PQfinish(c);
     sim_stop(&s);
@@ -331,23 +355,25 @@ static void test_upkeep_evicts_over_the_bounds(void)
                    " FROM generate_series(1, 6) g", NULL, 0);
     CHECK_INT(run_drain(&s, "--run fill"), 0);
     CHECK_INT(q(c, "SELECT count(*) FROM tierq.cache WHERE kind = 'plain'"), 6);
-    /* the three used last (latest expiry) stay */
-    testdb_exec(c, "UPDATE tierq.cache c SET expires_at = now() + make_interval(days => j.g)"
+    /* the three used last stay (whatever their expiry: the oldest used expire last here) */
+    testdb_exec(c, "UPDATE tierq.cache c SET last_used_at = now() - make_interval(hours => 7 - j.g::int),"
+                   " expires_at = now() + make_interval(days => 10 - j.g::int)"
                    " FROM (SELECT key, row_number() OVER (ORDER BY key) AS g FROM tierq.cache) j WHERE j.key = c.key", NULL, 0);
     /* 5 entries of another kind of 300 KB each (incompressible stand-ins), the oldest first */
-    testdb_exec(c, "INSERT INTO tierq.cache (key, kind, answer_z, raw_len, model, tier, expires_at)"
+    testdb_exec(c, "INSERT INTO tierq.cache (key, kind, answer_z, raw_len, model, tier, last_used_at, expires_at)"
                    " SELECT encode(sha256(g::text::bytea), 'hex'), 'esc',"
                    "  (SELECT string_agg(sha256((g * 100000 + i)::text::bytea), ''::bytea) FROM generate_series(1, 9600) i),"
-                   "  307200, 'gpt-4o', 2, now() + make_interval(hours => g) FROM generate_series(1, 5) g", NULL, 0);
+                   "  307200, 'gpt-4o', 2, now() - make_interval(days => 6 - g), now() + make_interval(days => 30)"
+                   " FROM generate_series(1, 5) g", NULL, 0);
     CHECK_INT(q(c, "SELECT sum(octet_length(answer_z)) FROM tierq.cache WHERE kind = 'esc'"), 5 * 307200);
     CHECK_INT(run_drain(&s, "--run nothing"), 0);
     setenv("TIERQ_JOBS_DIR", jobs, 1);
     CHECK_INT(q(c, "SELECT count(*) FROM tierq.cache WHERE kind = 'plain'"), 3);
-    CHECK_INT(q(c, "SELECT count(*) FROM tierq.cache WHERE kind = 'plain' AND expires_at > now() + interval '3 days'"), 3);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.cache WHERE kind = 'plain' AND last_used_at > now() - interval '210 minutes'"), 3);
     /* 1 MB holds 3 of the big ones: the two with the earliest expiry went */
     CHECK(q(c, "SELECT sum(octet_length(answer_z)) FROM tierq.cache") <= 1 << 20);
     CHECK_INT(q(c, "SELECT count(*) FROM tierq.cache WHERE kind = 'esc'"), 3);
-    CHECK_INT(q(c, "SELECT count(*) FROM tierq.cache WHERE kind = 'esc' AND expires_at < now() + interval '150 minutes'"), 0);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.cache WHERE kind = 'esc' AND last_used_at < now() - interval '84 hours'"), 0);
     PQfinish(c);
     sim_stop(&s);
 }
