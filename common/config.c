@@ -862,8 +862,6 @@ static int kind_features(Walk *w, const TqConfig *cfg, TqKind *kd)
             (rc = get_double(w, shadow, "boost", SUB("boost"), 1, 100, &kd->shadow.boost)))
             return rc;
     }
-    kd->has_compress_key = compress >= 0;
-    kd->has_cache_key = cache >= 0;
     if (batch >= 0) {
         path = "batch";
         if (json_type(&w->doc, batch) != JSON_OBJECT)
@@ -1009,12 +1007,6 @@ static int not_yet_in_effect(TqConfig *cfg)
         rc = add_warning(cfg, "%s/models.json: rpm and tpm (set on %d models) are accepted but not yet in effect: "
                               "tierq does not limit its request rate yet, a provider's 429s are retried",
                          cfg->dir, limited);
-    for (int i = 0; i < cfg->nkinds && !rc; i++) {
-        const TqKind *k = &cfg->kinds[i];
-        if (k->has_compress_key)
-            rc = add_warning(cfg, "%s: compress is accepted but not yet in effect: long contexts are sent as they are",
-                             k->file);
-    }
     return rc;
 }
 

@@ -163,7 +163,6 @@ typedef struct TqKind {
     TqCompress compress;
     TqCache cache;
     TqShadow shadow;
-    bool has_compress_key, has_cache_key; /* the file sets them (see TqConfig.warnings) */
 } TqKind;
 
 typedef struct TqConfig {

@@ -1,5 +1,6 @@
 #include "sha256.h"
 
+#include <stdio.h>
 #include <string.h>
 
 static const uint32_t K[64] = {
@@ -113,4 +114,22 @@ void sha256_hex(const uint8_t digest[SHA256_BYTES], char hex[2 * SHA256_BYTES + 
         hex[2 * i + 1] = digits[digest[i] & 15];
     }
     hex[2 * SHA256_BYTES] = '\0';
+}
+
+void sha256_field(Sha256 *s, const char *text)
+{
+    uint64_t n = text ? (uint64_t)strlen(text) : UINT64_MAX;
+    uint8_t len[8];
+    for (int i = 0; i < 8; i++)
+        len[i] = (uint8_t)(n >> (56 - 8 * i));
+    sha256_update(s, len, sizeof len);
+    if (text)
+        sha256_update(s, text, (size_t)n);
+}
+
+void sha256_field_int(Sha256 *s, long long v)
+{
+    char buf[32];
+    snprintf(buf, sizeof buf, "%lld", v);
+    sha256_field(s, buf);
 }

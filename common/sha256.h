@@ -31,4 +31,10 @@ void sha256(const void *data, size_t len, uint8_t out[SHA256_BYTES]);
 /* Lower-case hex of the digest into hex[65] (NUL-terminated). */
 void sha256_hex(const uint8_t digest[SHA256_BYTES], char hex[2 * SHA256_BYTES + 1]);
 
+/* Hash keys are sequences of fields: each is its length (8 bytes, big-endian) then its bytes, and
+ * NULL is length 2^64-1 with no bytes, so no two different sequences hash alike and a missing field
+ * differs from an empty one. */
+void sha256_field(Sha256 *s, const char *text);
+void sha256_field_int(Sha256 *s, long long v);
+
 #endif

@@ -162,6 +162,31 @@ static int first_with_key(QueueJob *const *jobs, const int *order, int m, const 
     return lo;
 }
 
+int cache_unpack_text(const unsigned char *bytes, size_t n, long long raw, size_t max_len, Buf *out, char *why,
+                      size_t whycap)
+{
+    TqErr err = {0};
+    size_t start = out->len;
+    if (raw < 1 || (unsigned long long)raw > max_len)
+        snprintf(why, whycap, "its recorded length %lld is out of range (1 to %zu)", raw, max_len);
+    else if (!is_zstd_frame(bytes, n) && (n != (size_t)raw || buf_append(out, (const char *)bytes, n) != 0))
+        snprintf(why, whycap, "it holds %zu bytes as they are (not a zstd frame), not the %lld recorded", n, raw);
+    else if (is_zstd_frame(bytes, n) && zpack_unpack(bytes, n, (size_t)raw, max_len, out, &err) != 0)
+        snprintf(why, whycap, "%.150s", err.msg);
+    else if (!out->data || strlen(out->data + start) != (size_t)raw) /* a Buf keeps a NUL after its data */
+        snprintf(why, whycap, "its text holds a NUL byte");
+    else if (!utf8_valid(out->data + start, (size_t)raw))
+        snprintf(why, whycap, "its text is not UTF-8");
+    else if (!out->data[start + strspn(out->data + start, " \t\r\n")])
+        snprintf(why, whycap, "its text is blank");
+    else
+        return 0;
+    out->len = start;
+    if (out->data)
+        out->data[start] = '\0';
+    return TQ_EINVAL;
+}
+
 /* Every check an entry must pass to be served. The table is only written by tierq, but a row is
  * input like any other: one whose answer is empty, not UTF-8, larger than a response may be, or whose
  * model, tier, quality or costs could not have come from this kind would put a job in `done` without
@@ -177,7 +202,6 @@ static bool entry_servable(const TqConfig *cfg, const TqKind *kd, const PGresult
     int tier = atoi(PQgetvalue(r, i, 4));
     double q = PQgetisnull(r, i, 5) ? NAN : atof(PQgetvalue(r, i, 5));
     int64_t cost = -1, base = -1;
-    TqErr err = {0};
     bool ok = false;
     if (!frame)
         snprintf(why, whycap, "its bytes could not be read");
@@ -188,20 +212,8 @@ static bool entry_servable(const TqConfig *cfg, const TqKind *kd, const PGresult
     else if (cost_parse_usd(PQgetvalue(r, i, 6), &cost) != 0 || cost_parse_usd(PQgetvalue(r, i, 7), &base) != 0 ||
              cost > CACHE_MAX_USD * COST_PICO_PER_USD || base > CACHE_MAX_USD * COST_PICO_PER_USD)
         snprintf(why, whycap, "its costs are not plausible");
-    else if (raw < 1 || raw > CACHE_MAX_ANSWER)
-        snprintf(why, whycap, "its recorded length %lld is out of range (1 to %d)", raw, CACHE_MAX_ANSWER);
-    else if (!is_zstd_frame(frame, flen) && (flen != (size_t)raw || buf_append(text, (const char *)frame, flen) != 0))
-        snprintf(why, whycap, "it holds %zu bytes as they are (not a zstd frame), not the %lld recorded", flen, raw);
-    else if (is_zstd_frame(frame, flen) && zpack_unpack(frame, flen, (size_t)raw, CACHE_MAX_ANSWER, text, &err) != 0)
-        snprintf(why, whycap, "%.150s", err.msg);
-    else if (!text->data || strlen(text->data) != (size_t)raw) /* a Buf keeps a NUL after its data */
-        snprintf(why, whycap, "its answer holds a NUL byte");
-    else if (!utf8_valid(text->data, text->len))
-        snprintf(why, whycap, "its answer is not UTF-8");
-    else if (!text->data[strspn(text->data, " \t\r\n")])
-        snprintf(why, whycap, "its answer is blank");
     else
-        ok = true;
+        ok = cache_unpack_text(frame, flen, raw, CACHE_MAX_ANSWER, text, why, whycap) == 0;
     if (frame)
         PQfreemem(frame);
     if (ok)

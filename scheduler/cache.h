@@ -73,6 +73,12 @@ void cache_complete_job(CallJob *cj, CacheHit *h);
  * frame at level, or the answer's own bytes when the frame would not be smaller. */
 int cache_pack_answer(const char *answer, size_t len, int level, Buf *out, TqErr *err);
 
+/* Decode stored text (a zstd frame, or the bytes as they are: cache_pack_answer's two forms) of
+ * recorded length raw into out, checking it is that long, at most max_len, non-blank UTF-8 without
+ * NUL. Returns 0, or TQ_EINVAL with why filled (out restored). */
+int cache_unpack_text(const unsigned char *bytes, size_t n, long long raw, size_t max_len, Buf *out, char *why,
+                      size_t whycap);
+
 /* Upkeep, a bounded amount per call (any process may run it; concurrent ones skip each other's
  * rows): delete up to limit expired entries; then per kind, the least recently used entries over
  * its cache.max_entries; then, while the compressed answers exceed cfg->cache_store.max_bytes, the

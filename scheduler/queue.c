@@ -258,8 +258,24 @@ static const char *const SQL_FLUSH =
     " oc AS ("
     "  SELECT * FROM unnest($28::bigint[], $29::int[], $30::bool[], $31::text[], $32::text[], $33::int[],"
     "    $34::real[], $35::int[], $36::text[], $37::numeric[], $38::text[], $39::bool[], $40::bigint[], $47::bool[],"
-    "    $48::bool[], $49::numeric[])"
-    "    AS o(id, att, done, res, model, tier, q, esc, reason, base, err, retry, after_ms, keep, hit, saved)),"
+    "    $48::bool[], $49::numeric[], $62::text[], $63::int[], $64::int[], $65::bigint[], $66::numeric[])"
+    "    AS o(id, att, done, res, model, tier, q, esc, reason, base, err, retry, after_ms, keep, hit, saved,"
+    "      cmp, cb, ca, cst, csu)),"
+    /* contexts compressed by calls in this flush (sql/012), as the cache stores answers */
+    " ks AS ("
+    "  INSERT INTO tierq.compressed (key, kind, model, target_tokens, text_z, raw_len, tokens_before, tokens_after,"
+    "    cost_usd, expires_at)"
+    "  SELECT DISTINCT ON (k.key) k.key, k.kind, k.model, k.target, k.z, k.raw, k.before, k.after, k.cost,"
+    "    now() + make_interval(secs => k.ttl)"
+    "  FROM unnest($67::text[], $68::text[], $69::text[], $70::int[], $71::bytea[], $72::int[], $73::int[], $74::int[],"
+    "    $75::numeric[], $76::int[]) AS k(key, kind, model, target, z, raw, before, after, cost, ttl)"
+    "  ORDER BY k.key"
+    "  ON CONFLICT (key) DO UPDATE SET kind = excluded.kind, model = excluded.model, target_tokens = excluded.target_tokens,"
+    "    text_z = excluded.text_z, raw_len = excluded.raw_len, tokens_before = excluded.tokens_before,"
+    "    tokens_after = excluded.tokens_after, cost_usd = excluded.cost_usd, created_at = now(), last_used_at = NULL,"
+    "    uses = 0, expires_at = excluded.expires_at"
+    "    WHERE tierq.compressed.expires_at <= now()"
+    "  RETURNING 1),"
     /* answers that passed their bar, for the response cache (sql/011): an entry already there (another
      * process answered the same request) stays as it is */
     " cs AS ("
@@ -298,6 +314,11 @@ static const char *const SQL_FLUSH =
     "   baseline_cost_usd = CASE WHEN " FENCED " AND oc.done THEN oc.base ELSE j.baseline_cost_usd END,"
     "   cache_hit = CASE WHEN " FENCED " AND oc.done THEN coalesce(oc.hit, false) ELSE j.cache_hit END,"
     "   cache_saved_usd = CASE WHEN " FENCED " AND oc.done THEN coalesce(oc.saved, 0) ELSE j.cache_saved_usd END,"
+    "   compression = CASE WHEN " FENCED " THEN coalesce(oc.cmp, j.compression) ELSE j.compression END,"
+    "   context_tokens_before = CASE WHEN " FENCED " AND oc.cmp IS NOT NULL THEN oc.cb ELSE j.context_tokens_before END,"
+    "   context_tokens_after = CASE WHEN " FENCED " AND oc.cmp IS NOT NULL THEN oc.ca ELSE j.context_tokens_after END,"
+    "   compress_tokens_saved = j.compress_tokens_saved + CASE WHEN " FENCED " THEN coalesce(oc.cst, 0) ELSE 0 END,"
+    "   compress_saved_usd = j.compress_saved_usd + CASE WHEN " FENCED " THEN coalesce(oc.csu, 0) ELSE 0 END,"
     "   reason = CASE WHEN " FENCED " THEN oc.reason ELSE j.reason END,"
     "   error = CASE WHEN " FENCED " THEN CASE WHEN oc.done THEN NULL ELSE oc.err END ELSE j.error END,"
     "   run_after = CASE WHEN " FENCED " AND " RETRY_LATER
@@ -316,7 +337,9 @@ enum {
     L_HTTP, L_ST, L_REASON, L_ERR, L_SCORE, L_RUN, L_CKEY, L_CID, L_CCOST, L_CTI, L_CTC, L_CTOUT,
     O_ID, O_ATT, O_DONE, O_RES, O_MODEL, O_TIER, O_Q, O_ESC, O_REASON, O_BASE, O_ERR, O_RETRY, O_AFTER, L_ANSWER,
     L_SOLO, L_SOLO_TOK, L_MISSING, L_MAXTOK, L_CAPPED, O_KEEP, O_HIT, O_SAVED,
-    S_KEY, S_KIND, S_Z, S_RAW, S_MODEL, S_TIER, S_Q, S_TIN, S_TOUT, S_COST, S_BASE, S_TTL, L_N
+    S_KEY, S_KIND, S_Z, S_RAW, S_MODEL, S_TIER, S_Q, S_TIN, S_TOUT, S_COST, S_BASE, S_TTL,
+    O_CMP, O_CBEFORE, O_CAFTER, O_CSAVTOK, O_CSAVED,
+    K_KEY, K_KIND, K_MODEL, K_TARGET, K_Z, K_RAW, K_BEFORE, K_AFTER, K_COST, K_TTL, L_N
 };
 _Static_assert(L_N + 1 == QUEUE_FLUSH_NPARAMS, "the owner and one array per column");
 
@@ -371,6 +394,32 @@ static int add_cache_entry(const Call *c, const CallJob *cj, Buf *col)
     return rc;
 }
 
+/* A context compressed by this call, for tierq.compressed; its cost is the call's, the sum of its
+ * jobs' shares. */
+static int add_compressed(const Call *c, Buf *col)
+{
+    Buf z;
+    buf_init(&z, 0);
+    TqErr err = {0};
+    size_t len = strlen(c->compress_output);
+    if (cache_pack_answer(c->compress_output, len, c->cfg->cache_store.zstd_level, &z, &err) != 0) {
+        buf_free(&z);
+        log_msg(LOG_WARN, "compress", "a compressed context of kind %s is not stored: %s", c->kind->name, err.msg);
+        return 0;
+    }
+    int64_t cost = 0;
+    for (int j = 0; j < c->njobs; j++)
+        cost = cost_add(cost, c->jobs[j].spent_pico);
+    int rc = pgarray_add_text(&col[K_KEY], c->compress_key) || pgarray_add_text(&col[K_KIND], c->kind->name) ||
+             pgarray_add_text(&col[K_MODEL], c->cfg->models[c->send_model].name) ||
+             pgarray_add_int64(&col[K_TARGET], c->kind->compress.target_tokens) || pgarray_add_text(&col[K_Z], z.data) ||
+             pgarray_add_int64(&col[K_RAW], (int64_t)len) || pgarray_add_int64(&col[K_BEFORE], c->compress_tokens_before) ||
+             pgarray_add_int64(&col[K_AFTER], c->compress_tokens_after) || add_usd(&col[K_COST], cost) ||
+             pgarray_add_int64(&col[K_TTL], c->kind->cache.ttl_s);
+    buf_free(&z);
+    return rc;
+}
+
 /* Build every array of the flush statement. */
 static int build_arrays(Call *const *calls, int ncalls, Buf *col, int *nrows, int *noutcomes)
 {
@@ -414,6 +463,8 @@ static int build_arrays(Call *const *calls, int ncalls, Buf *col, int *nrows, in
                      pgarray_add_int64(&col[L_CTC], ch->tokens_cached) || pgarray_add_int64(&col[L_CTOUT], ch->tokens_out);
             }
         }
+        if (!rc && c->phase == CALL_PHASE_COMPRESS && c->compress_output)
+            rc = add_compressed(c, col);
         for (int j = 0; j < c->njobs && !rc; j++) {
             const CallJob *cj = &c->jobs[j];
             if (cj->outcome == CALL_JOB_PENDING || cj->outcome == CALL_JOB_SHADOW || !cj->job)
@@ -429,7 +480,13 @@ static int build_arrays(Call *const *calls, int ncalls, Buf *col, int *nrows, in
                  pgarray_add_bool(&col[O_RETRY], cj->retryable) ||
                  pgarray_add_int64(&col[O_AFTER], cj->retry_after_ms > 0 ? cj->retry_after_ms : 0) ||
                  pgarray_add_bool(&col[O_KEEP], cj->keep_attempt) || pgarray_add_bool(&col[O_HIT], done && cj->cache_hit) ||
-                 add_usd(&col[O_SAVED], done && cj->cache_hit ? cj->cache_saved_pico : 0);
+                 add_usd(&col[O_SAVED], done && cj->cache_hit ? cj->cache_saved_pico : 0) ||
+                 (cj->job->compression != JOB_COMPRESSION_NONE ? pgarray_add_text(&col[O_CMP], job_compression_name(cj->job->compression))
+                                                             : pgarray_add_null(&col[O_CMP])) ||
+                 pgarray_add_int64(&col[O_CBEFORE], cj->job->context_tokens_before) ||
+                 pgarray_add_int64(&col[O_CAFTER], cj->job->context_tokens_after) ||
+                 pgarray_add_int64(&col[O_CSAVTOK], cj->compress_tokens_saved) ||
+                 add_usd(&col[O_CSAVED], cj->compress_saved_pico);
             if (!rc && cache_answer_storable(cj))
                 rc = add_cache_entry(c, cj, col);
         }

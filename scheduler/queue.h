@@ -56,7 +56,7 @@ int queue_write_back(PGconn *c, const char *owner, Call *const *calls, int n, Qu
 /* The same write-back as the statement's text parameters (QUEUE_FLUSH_NPARAMS strings, the first
  * the owner; each malloc'd, the caller frees them): what a spill file keeps when the database is
  * out of reach at shutdown. */
-#define QUEUE_FLUSH_NPARAMS 61
+#define QUEUE_FLUSH_NPARAMS 76
 /* Spill files written before the response cache (issue 14) carry this many; replay pads the rest. */
 #define QUEUE_FLUSH_NPARAMS_V1 47
 int queue_flush_params(const char *owner, Call *const *calls, int n, char **params, TqErr *err);

@@ -3,6 +3,7 @@
 #include "cache.h"
 #include "call.h"
 #include "clock.h"
+#include "compress.h"
 #include "cost.h"
 #include "db.h"
 #include "flight.h"
@@ -133,6 +134,10 @@ typedef struct Run {
     int64_t last_shadow_check, jobs_at_shadow_check;
     pthread_mutex_t pool_mu; /* the writer resumes parked calls while the scheduler may stop the pool */
     Flight *flight;          /* identical jobs waiting on one call (single flight) */
+    Flight *cflight;         /* jobs waiting on a compression of their context in flight */
+    pthread_mutex_t ready_mu; /* the writer hands compressed jobs to the scheduler through ready */
+    QueueJob **ready;
+    int nready, capready;
     int64_t next_cache_upkeep;
     /* jobs answered from the cache and what their answers had cost; from_flight: by an identical job
      * of this process in flight (the scheduler and the writer both count) */
@@ -238,6 +243,15 @@ static void serve_from_cache(Run *r, QueueJob **jobs, int n)
     free(hits);
 }
 
+/* Whether job leads its answer's single flight (it goes out) or now waits for an identical one. */
+static bool lead_flight(Run *r, QueueJob *job)
+{
+    if (!flight_join(r->flight, job->cache_key, job))
+        return false;
+    job->cache_flags |= JOB_CACHE_LEADS;
+    return true;
+}
+
 /* Into the plan; a job it could not take (out of memory: freed) releases the jobs waiting on it. */
 static void plan_job(Run *r, QueueJob *job, int64_t now, Call **ready)
 {
@@ -264,11 +278,120 @@ static void replan_released(Run *r, int64_t now)
         if (r->stopping) {
             held_remove(r->held, jobs[i]->id);
             job_free(jobs[i]);
-        } else if (flight_join(r->flight, jobs[i])) {
+        } else if (lead_flight(r, jobs[i])) {
             plan_job(r, jobs[i], now, &ready);
         }
     }
     free(jobs);
+    send_ready(r, ready);
+}
+
+/* No call will come for key: jobs that came to wait for it go out themselves. */
+static void abandon_flight(Flight *f, const char *key)
+{
+    QueueJob **none = NULL;
+    int n = 0;
+    flight_land(f, key, false, &none, &n);
+}
+
+/* The claim's jobs whose context is too long for their kind: cleaned for free (enough, or not), a
+ * stored compression reused (one lookup for the claim), or one compression call per key for all the
+ * claim's jobs with it — a key already being compressed for an earlier claim is waited for. Jobs
+ * taken care of here leave jobs (set to NULL). */
+static void compress_stage(Run *r, QueueJob **jobs, int n)
+{
+    CompressNeed *needs = n > 0 ? calloc((size_t)n, sizeof *needs) : NULL;
+    if (!needs)
+        return; /* nothing claimed, or no memory: the contexts are sent as they are */
+    int any = 0;
+    for (int i = 0; i < n; i++)
+        if (jobs[i] && compress_prepare(r->cfg, config_kind(r->cfg, jobs[i]->kind), &jobs[i], &needs[i]) == 0)
+            any += needs[i].needed;
+    char **texts = any ? calloc((size_t)n, sizeof *texts) : NULL;
+    int *after = any ? calloc((size_t)n, sizeof *after) : NULL;
+    TqErr err = {0};
+    if (any && texts && after && compress_lookup(r->conn, r->cfg, jobs, needs, n, texts, after, &err) != 0)
+        log_msg(LOG_WARN, "run", "compressed context lookup failed, the claim's long contexts are compressed again: %s",
+                err.msg);
+    Call *calls = NULL;
+    for (int i = 0; any && i < n; i++) {
+        if (!needs[i].needed || !jobs[i])
+            continue;
+        if (texts && texts[i]) {
+            int64_t id = jobs[i]->id;
+            jobs[i] = compress_apply(jobs[i], texts[i], JOB_COMPRESSION_REUSED, needs[i].tokens_before, after[i], 0);
+            if (!jobs[i])
+                held_remove(r->held, id);
+            continue;
+        }
+        if (!flight_join(r->cflight, needs[i].key, jobs[i])) {
+            jobs[i] = NULL; /* its key is being compressed for an earlier claim: it waits */
+            continue;
+        }
+        /* one call for every job of this claim with the key */
+        QueueJob **group = calloc((size_t)n, sizeof *group);
+        int k = 0;
+        for (int j = i; group && j < n; j++)
+            if (jobs[j] && needs[j].needed && !(texts && texts[j]) && strcmp(needs[j].key, needs[i].key) == 0) {
+                group[k++] = jobs[j];
+                jobs[j] = NULL;
+                if (j != i)
+                    needs[j].needed = false;
+            }
+        if (!group) {
+            abandon_flight(r->cflight, needs[i].key);
+            continue; /* no memory: the job is sent with its context as it is */
+        }
+        const TqKind *kd = config_kind(r->cfg, group[0]->kind);
+        char *question = kd->compress.question_aware ? strdup(group[0]->prompt) : NULL;
+        Call *c = call_new_compress(r->cfg, kd, group, k, needs[i].key, needs[i].cleaned, question,
+                                    needs[i].tokens_before);
+        needs[i].cleaned = NULL; /* the call's now */
+        free(group);
+        if (!c) {
+            abandon_flight(r->cflight, needs[i].key);
+            continue; /* no memory: the jobs were freed, their leases expire */
+        }
+        c->next = calls;
+        calls = c;
+    }
+    send_ready(r, calls);
+    for (int i = 0; i < n; i++) {
+        compress_need_free(&needs[i]);
+        if (texts)
+            free(texts[i]);
+    }
+    free(needs);
+    free(texts);
+    free(after);
+}
+
+/* Jobs whose compressed context is ready (release_compressed) go to the plan; when stopping they are
+ * dropped and handed back with the rest. */
+static void take_compressed(Run *r, int64_t now)
+{
+    pthread_mutex_lock(&r->ready_mu);
+    QueueJob **jobs = r->ready;
+    int n = r->nready;
+    r->ready = NULL;
+    r->nready = r->capready = 0;
+    pthread_mutex_unlock(&r->ready_mu);
+    /* and jobs whose compression was abandoned (no memory): out with their context as it is */
+    QueueJob **gave_up = NULL;
+    int ngave = 0;
+    flight_take_released(r->cflight, &gave_up, &ngave);
+    Call *ready = NULL;
+    for (int i = 0; i < n + ngave; i++) {
+        QueueJob *job = i < n ? jobs[i] : gave_up[i - n];
+        if (r->stopping) {
+            held_remove(r->held, job->id);
+            job_free(job);
+        } else {
+            plan_job(r, job, now, &ready);
+        }
+    }
+    free(jobs);
+    free(gave_up);
     send_ready(r, ready);
 }
 
@@ -293,13 +416,18 @@ static int claim_and_dispatch(Run *r, int limit, int *got)
                           r->opt->cache_read_only, r->opt->all_tiers);
     }
     serve_from_cache(r, jobs, n);
+    /* A job identical to one in flight waits for its answer; the others go on. */
+    for (int i = 0; i < n; i++)
+        if (jobs[i] && (jobs[i]->cache_flags & JOB_CACHE_LOOKUP) && !lead_flight(r, jobs[i]))
+            jobs[i] = NULL;
+    /* Long contexts are compressed first: those jobs come back through the writer (release_compressed). */
+    compress_stage(r, jobs, n);
     /* Jobs that can share a request wait in the plan for their batch (at most the kind's
-     * batch.fill_ms); the rest go out at once — but a job identical to one in flight waits for its
-     * answer instead. */
+     * batch.fill_ms); the rest go out at once. */
     int64_t now = clock_mono_ms();
     Call *ready = NULL;
     for (int i = 0; i < n; i++)
-        if (jobs[i] && (!(jobs[i]->cache_flags & JOB_CACHE_LOOKUP) || flight_join(r->flight, jobs[i])))
+        if (jobs[i])
             plan_job(r, jobs[i], now, &ready);
     plan_take_due(r->plan, now, false, &ready);
     send_ready(r, ready);
@@ -331,9 +459,72 @@ static void intent_written(void *ud, Call *parked)
 /* The writer hands every finished call here before freeing it: batch sizes learn from answers, and
  * jobs waiting on a finished leader get its answer (cache hits, through the writer) or go out
  * themselves. Runs on the writer thread. */
-static void on_written_call(void *ud, const Call *c)
+/* A job whose context is ready goes to the scheduler, which plans it (run_step, take_compressed). */
+static void push_compressed(Run *r, QueueJob *job)
+{
+    pthread_mutex_lock(&r->ready_mu);
+    if (r->nready == r->capready) {
+        int cap = r->capready ? r->capready * 2 : 64;
+        QueueJob **a = realloc(r->ready, (size_t)cap * sizeof *a);
+        if (a) {
+            r->ready = a;
+            r->capready = cap;
+        }
+    }
+    bool kept = r->nready < r->capready;
+    if (kept)
+        r->ready[r->nready++] = job;
+    pthread_mutex_unlock(&r->ready_mu);
+    if (!kept) { /* no memory: its lease expires and it runs again */
+        held_remove(r->held, job->id);
+        job_free(job);
+    }
+}
+
+/* A compression call was written (its ledger row, its stored text): its jobs, and the jobs of later
+ * claims that waited for the same key, go on with the compressed context — or, when the compressor's
+ * output was not usable, with the cleaned original. Writer thread. */
+static void release_compressed(Run *r, Call *c)
+{
+    const char *text = c->compress_output ? c->compress_output : c->compress_input;
+    int after = c->compress_output ? c->compress_tokens_after : c->compress_tokens_before;
+    for (int j = 0; j < c->njobs; j++) {
+        CallJob *cj = &c->jobs[j];
+        if (!cj->job || cj->outcome != CALL_JOB_PENDING)
+            continue; /* failed already (a parameter, the provider's quota): written as such */
+        QueueJob *nj = compress_apply(cj->job, text ? text : "",
+                                      c->compress_output ? JOB_COMPRESSION_COMPRESSED : JOB_COMPRESSION_FAILED,
+                                      c->compress_tokens_before, after, cj->spent_pico);
+        int64_t id = cj->job ? cj->job->id : 0;
+        cj->job = NULL; /* moved (or freed): it stays held */
+        if (nj)
+            push_compressed(r, nj);
+        else
+            held_remove(r->held, id);
+    }
+    QueueJob **waiters = NULL;
+    int nw = 0;
+    flight_land(r->cflight, c->compress_key, true, &waiters, &nw);
+    for (int k = 0; k < nw; k++) {
+        int64_t id = waiters[k]->id;
+        QueueJob *nj = compress_apply(waiters[k], text ? text : "",
+                                      c->compress_output ? JOB_COMPRESSION_REUSED : JOB_COMPRESSION_FAILED,
+                                      c->compress_tokens_before, after, 0);
+        if (nj)
+            push_compressed(r, nj);
+        else
+            held_remove(r->held, id);
+    }
+    free(waiters);
+}
+
+static void on_written_call(void *ud, Call *c)
 {
     Run *r = ud;
+    if (c->phase == CALL_PHASE_COMPRESS) {
+        release_compressed(r, c);
+        return;
+    }
     plan_learn(r->plan, c);
     for (int j = 0; j < c->njobs; j++) {
         const CallJob *cj = &c->jobs[j];
@@ -544,8 +735,9 @@ static int run_setup(Run *r)
     r->held = held_new();
     r->done = callq_new();
     r->flight = flight_new();
+    r->cflight = flight_new();
     r->next_cache_upkeep = clock_mono_ms(); /* at start: a nightly --drain may end before a minute */
-    if (r->efd < 0 || !r->held || !r->done || !r->flight || !r->drifted || !r->shifted || !r->boost_mark || !r->tier_dropped || plan_new(&r->plan, cfg, opt->all_tiers, &err)) {
+    if (r->efd < 0 || !r->held || !r->done || !r->flight || !r->cflight || !r->drifted || !r->shifted || !r->boost_mark || !r->tier_dropped || plan_new(&r->plan, cfg, opt->all_tiers, &err)) {
         fprintf(stderr, "tierq: run: cannot set up: %s\n", r->efd < 0 ? strerror(errno) : "out of memory");
         return RUN_EXIT_RUNTIME;
     }
@@ -774,6 +966,11 @@ static void run_housekeeping(Run *r, int64_t now)
             log_msg(LOG_INFO, "run", "cache: %lld expired entries deleted, %lld evicted (%lld bytes) to stay within"
                     " cache.max_entries and cache.max_mb", (long long)cu.expired, (long long)cu.evicted,
                     (long long)cu.evicted_bytes);
+        int64_t gone = 0;
+        if (compress_upkeep(r->conn, RUN_CACHE_UPKEEP_LIMIT, &gone, &err) != 0)
+            log_msg(LOG_WARN, "run", "compressed context upkeep failed: %s", err.msg);
+        else if (gone)
+            log_msg(LOG_INFO, "run", "%lld expired compressed contexts deleted", (long long)gone);
         r->next_cache_upkeep = now + RUN_CACHE_UPKEEP_MS;
     }
     if (now >= r->next_beat) {
@@ -892,7 +1089,10 @@ static bool run_step(Run *r)
         plan_drop(r->plan, forget_held, r->held);
     if (r->stopping && flight_waiting(r->flight) > 0)
         flight_drop(r->flight, forget_held, r->held);
+    if (r->stopping && flight_waiting(r->cflight) > 0)
+        flight_drop(r->cflight, forget_held, r->held);
     replan_released(r, now);
+    take_compressed(r, now);
     if (r->stopping && (held_count(r->held) == 0 || run_signals > 1 || now >= r->stop_deadline))
         return false;
     if (ensure_conn(r)) {
@@ -929,6 +1129,7 @@ static int run_shutdown(Run *r)
     const RunOptions *opt = r->opt;
     plan_drop(r->plan, forget_held, r->held);
     flight_drop(r->flight, forget_held, r->held);
+    flight_drop(r->cflight, forget_held, r->held);
     if (opt->progress)
         print_progress(r, true);
     Buf sizes;
@@ -1045,6 +1246,10 @@ static void run_free(Run *r)
         PQfinish(r->conn);
     plan_free(r->plan);
     flight_free(r->flight);
+    flight_free(r->cflight);
+    for (int i = 0; i < r->nready; i++)
+        job_free(r->ready[i]);
+    free(r->ready);
     free(r->drifted);
     free(r->shifted);
     free(r->boost_mark);
@@ -1065,6 +1270,7 @@ int run_main(const TqConfig *cfg, const RunOptions *opt)
     r.opt = opt;
     r.efd = -1;
     pthread_mutex_init(&r.pool_mu, NULL);
+    pthread_mutex_init(&r.ready_mu, NULL);
     curl_global_init(CURL_GLOBAL_DEFAULT);
     int exit_code = run_setup(&r);
     if (exit_code == 0) {
@@ -1074,6 +1280,7 @@ int run_main(const TqConfig *cfg, const RunOptions *opt)
     }
     run_free(&r);
     pthread_mutex_destroy(&r.pool_mu);
+    pthread_mutex_destroy(&r.ready_mu);
     curl_global_cleanup();
     return exit_code;
 }

@@ -52,8 +52,10 @@ typedef struct Writer Writer;
 
 typedef struct WriterOptions {
     /* on_call (optional) sees every finished call (after it is written, before it is freed), on the
-     * writer thread — how batch sizes learn from answers */
-    void (*on_call)(void *ud, const Call *c);
+     * writer thread — how batch sizes learn from answers, and how jobs whose context was compressed
+     * go on to be answered: it may take a job out of the call (CallJob.job set to NULL), which then
+     * stays held */
+    void (*on_call)(void *ud, Call *c);
     void *ud;
     const char *spill_dir;  /* where writer_stop_by spills; NULL: nowhere (logged as unwritten) */
     /* on_intent (required when calls park for their ledger intent) receives each parked call once

@@ -204,6 +204,29 @@ Call *call_new_for_job(const TqConfig *cfg, const TqKind *kind, QueueJob *job)
     return c;
 }
 
+Call *call_new_compress(const TqConfig *cfg, const TqKind *kind, QueueJob **jobs, int n, const char *key, char *input,
+                        char *question, int tokens_before)
+{
+    Call *c = call_alloc(cfg, kind, 0, n);
+    if (!c) {
+        for (int i = 0; i < n; i++)
+            job_free(jobs[i]);
+        free(input);
+        free(question);
+        return NULL;
+    }
+    for (int i = 0; i < n; i++)
+        call_job_init(kind, jobs[i], &c->jobs[i]);
+    c->phase = CALL_PHASE_COMPRESS;
+    c->batched = false; /* one request for all: they share the context, not a batch of items */
+    c->model = c->send_model = kind->compress.model;
+    snprintf(c->compress_key, sizeof c->compress_key, "%s", key);
+    c->compress_input = input;
+    c->compress_question = question;
+    c->compress_tokens_before = tokens_before;
+    return c;
+}
+
 bool call_shadow_sampled(double rate, int64_t job_id)
 {
     if (!(rate > 0))
@@ -298,6 +321,9 @@ void call_free(Call *c)
     free(c->pending_answer);
     free(c->pending_sample);
     free(c->pending_finish);
+    free(c->compress_input);
+    free(c->compress_question);
+    free(c->compress_output);
     free(c->jobs);
     for (int i = 0; i < c->nrows; i++) {
         free(c->rows[i].error);
@@ -392,10 +418,11 @@ LedgerRow *call_add_row(Call *c, const char *key_prefix, uint64_t seq)
     row->score = NAN;
     row->tier = c->tier;
     row->model = c->send_model;
-    row->purpose = c->phase == CALL_PHASE_JUDGE    ? "judge"
-                   : c->phase == CALL_PHASE_SAMPLE ? "sample"
-                   : c->phase == CALL_PHASE_SHADOW ? "shadow"
-                                                   : "answer";
+    row->purpose = c->phase == CALL_PHASE_JUDGE      ? "judge"
+                   : c->phase == CALL_PHASE_SAMPLE   ? "sample"
+                   : c->phase == CALL_PHASE_SHADOW   ? "shadow"
+                   : c->phase == CALL_PHASE_COMPRESS ? "compress"
+                                                     : "answer";
     /* Which jobs this exchange served, fixed now: a batch may later hand its jobs to other calls. */
     size_t cap = (size_t)c->njobs * 21 + 1, off = 0;
     row->job_ids = malloc(cap);

@@ -51,6 +51,8 @@ typedef struct CallJob {
     int escalations;
     int64_t spent_pico;       /* charged to this job by this call so far */
     int64_t spent_tokens_in, spent_tokens_out; /* ... and the tokens of those charges */
+    int64_t compress_tokens_saved, compress_saved_pico; /* input tokens and dollars the shorter context
+                               * saved over the requests that carried it */
     bool cache_hit;           /* DONE: answered from the response cache (or by an identical job's call) */
     int64_t cache_saved_pico; /* ... what that answer cost when it was produced */
     int64_t first_prompt_tokens, first_output_tokens; /* of the first answer: the baseline's basis */
@@ -94,7 +96,9 @@ typedef struct LedgerRow {
 
 /* ANSWER: the tier answers. Then, when the kind asks for them and the answer passed its gates, the
  * signals that need requests of their own: SAMPLE (a second answer, for agreement), JUDGE. */
-typedef enum { CALL_PHASE_ANSWER = 0, CALL_PHASE_SAMPLE, CALL_PHASE_JUDGE, CALL_PHASE_SHADOW } CallPhase;
+/* COMPRESS: the call shortens one context for all its jobs (they share it) before any answers; its
+ * jobs then go back to the scheduler to be answered. */
+typedef enum { CALL_PHASE_ANSWER = 0, CALL_PHASE_SAMPLE, CALL_PHASE_JUDGE, CALL_PHASE_SHADOW, CALL_PHASE_COMPRESS } CallPhase;
 
 /* What a batched call teaches the adaptive batch size: a clean answer lets it grow, a malformed one
  * halves it, and anything else (a failed request, an unbatched call) leaves it alone. */
@@ -131,6 +135,13 @@ typedef struct Call {
     bool slot_reserved;       /* the pool counts it in flight already (from parking to sending) */
     int worker;               /* the pool worker that waits for the intent to be written */
     struct Call *parked;      /* intent carriers only: the call waiting for its intent row */
+    /* CALL_PHASE_COMPRESS */
+    char compress_key[65];    /* tierq.compressed key */
+    char *compress_input;     /* the cleaned context (owned) */
+    char *compress_question;  /* the jobs' question when the kind's compression is question-aware (owned) */
+    char *compress_output;    /* the compressed context (owned); NULL until one came back usable */
+    const char *compress_failure; /* why the output was not used (static), NULL when it was */
+    int compress_tokens_before, compress_tokens_after;
     int tries;                /* HTTP attempts so far in this process */
     int64_t due_ms;           /* monotonic time before which it must not be (re)sent */
     void *transfer;           /* worker-private state while in flight */
@@ -146,6 +157,11 @@ int64_t call_job_input_tokens(const TqKind *kind, const CallJob *cj);
 /* Whether a model's context holds input_tokens and leaves room for a minimal answer (a model of
  * unknown context size holds anything). */
 bool call_model_fits(const TqModel *m, int64_t input_tokens);
+/* A compression call on the kind's compress.model for n >= 1 jobs that share key: input is their
+ * cleaned context, question their prompt when question-aware (NULL otherwise). Takes ownership of the
+ * jobs, input and question (freed on failure too). NULL when out of memory. */
+Call *call_new_compress(const TqConfig *cfg, const TqKind *kind, QueueJob **jobs, int n, const char *key, char *input,
+                        char *question, int tokens_before);
 /* A batched call for n (>= 2) jobs of one kind on its first tier. Takes ownership of the jobs. */
 Call *call_new_batch(const TqConfig *cfg, const TqKind *kind, QueueJob **jobs, int n);
 /* Move the jobs at idx[0..n) of c into a new call on `tier` (batched when n >= 2); in c their

@@ -55,6 +55,56 @@ static int build_judge_body(Call *c, const TqModel *m, Buf *out, TqErr *err)
     return rc;
 }
 
+/* The compression request (README "Context compression"): a fixed instruction, the question when the
+ * kind's compression is question-aware, the document. */
+static int build_compress_body(Call *c, const TqModel *m, Buf *out, TqErr *err)
+{
+    int target = c->kind->compress.target_tokens;
+    Buf sys, user;
+    buf_init(&sys, 0);
+    buf_init(&user, 0);
+    int rc = buf_printf(&sys, "You shorten documents for another model that must answer from them. Rewrite the document"
+                              " below in at most %d tokens. Keep every name, number, date, quantity, identifier and claim"
+                              " exactly as written; drop repetition, boilerplate and formatting. Do not answer any"
+                              " question and do not add anything. Output only the shortened document.", target);
+    if (!rc && c->compress_question)
+        rc = buf_puts(&user, "Question the document must still answer: ") || buf_puts(&user, c->compress_question) ||
+             buf_puts(&user, "\n\n");
+    if (!rc)
+        rc = buf_puts(&user, "Document:\n") || buf_puts(&user, c->compress_input ? c->compress_input : "");
+    if (rc) {
+        rc = tq_err(err, TQ_ENOMEM, "out of memory");
+    } else {
+        int64_t input = oai_estimate_tokens(user.data, user.len) + oai_estimate_tokens(sys.data, sys.len);
+        bool capped = false;
+        /* room past the target (models overshoot a little); an answer cut at the limit is not used */
+        int64_t max_tokens = prompt_max_tokens(m, (int64_t)target + target / 2 + 16, input, &capped);
+        OaiRequest r = {.model = m->api_model, .system = sys.data, .system_len = sys.len, .user = user.data,
+                        .user_len = user.len, .max_tokens = max_tokens, .max_tokens_field = max_tokens_field(m),
+                        .temperature = 0, .system_as = system_as(m)};
+        c->sent_max_tokens = max_tokens;
+        c->max_tokens_capped = capped;
+        rc = oai_build_request(&r, out, err);
+    }
+    buf_free(&sys);
+    buf_free(&user);
+    return rc;
+}
+
+/* The context a request of c carries for job: the compressed one on the first tier (and on later
+ * tiers unless the kind sends them the original); *saved_tokens what that saved against the original. */
+static const char *context_for_request(const Call *c, const QueueJob *job, int64_t *saved_tokens)
+{
+    *saved_tokens = 0;
+    if (!job->original_context)
+        return job->context;
+    if (c->tier > 0 && c->kind->compress.escalate_with_original)
+        return job->original_context;
+    if (job->context_tokens_before > job->context_tokens_after)
+        *saved_tokens = job->context_tokens_before - job->context_tokens_after;
+    return job->context;
+}
+
 int route_build_body(Call *c, Buf *out, TqErr *err)
 {
     if (c->batched && c->phase == CALL_PHASE_ANSWER)
@@ -62,7 +112,9 @@ int route_build_body(Call *c, Buf *out, TqErr *err)
     const TqModel *m = &c->cfg->models[c->send_model];
     if (c->phase == CALL_PHASE_JUDGE)
         return build_judge_body(c, m, out, err);
-    const CallJob *cj = &c->jobs[0];
+    if (c->phase == CALL_PHASE_COMPRESS)
+        return build_compress_body(c, m, out, err);
+    CallJob *cj = &c->jobs[0];
     const QueueJob *job = cj->job;
     Buf sys, user, extra;
     buf_init(&sys, 0);
@@ -70,9 +122,16 @@ int route_build_body(Call *c, Buf *out, TqErr *err)
     buf_init(&extra, 0);
     bool has_system = false;
     int rc = prompt_system(c->kind, cj, &sys, &has_system, err);
-    if (!rc && job->context && *job->context &&
-        (buf_puts(&user, "Context:\n") || buf_puts(&user, job->context) || buf_puts(&user, "\n\n")))
+    int64_t saved = 0;
+    const char *context = context_for_request(c, job, &saved);
+    if (!rc && context && *context &&
+        (buf_puts(&user, "Context:\n") || buf_puts(&user, context) || buf_puts(&user, "\n\n")))
         rc = tq_err(err, TQ_ENOMEM, "out of memory");
+    if (!rc && saved > 0 && c->phase != CALL_PHASE_SHADOW) {
+        /* every request that carries the shorter context is billed for fewer input tokens */
+        cj->compress_tokens_saved += saved;
+        cj->compress_saved_pico = cost_add(cj->compress_saved_pico, cost_of_call(&m->prices, saved, 0, 0));
+    }
     if (!rc && buf_puts(&user, job->prompt))
         rc = tq_err(err, TQ_ENOMEM, "out of memory");
     if (!rc)
@@ -545,10 +604,80 @@ static RouteAction shadow_response(Call *c, LedgerRow *row, OaiResponse *resp, c
     return ROUTE_FINISH;
 }
 
+/* ---- compression ------------------------------------------------------------------------------- */
+
+/* A compression exchange is charged to the jobs it served in equal shares: they asked for the same
+ * document. */
+static void account_compress(Call *c, LedgerRow *row, const OaiResponse *resp, const Buf *request_body)
+{
+    const CostPrices *prices = &c->cfg->models[c->send_model].prices;
+    ledger_usage(prices, resp, request_body, row);
+    int n = c->njobs;
+    int64_t *ids = calloc((size_t)n, sizeof *ids), *w = calloc((size_t)n, sizeof *w), *parts = calloc((size_t)n, sizeof *parts);
+    int *idx = calloc((size_t)n, sizeof *idx);
+    int live = 0;
+    for (int i = 0; ids && w && parts && idx && i < n; i++)
+        if (c->jobs[i].job && c->jobs[i].outcome == CALL_JOB_PENDING) {
+            idx[live] = i;
+            ids[live] = c->jobs[i].job->id;
+            w[live++] = 1;
+        }
+    if (live > 0 && ledger_charge_shares(row, prices, ids, w, w, live, parts) == 0)
+        for (int k = 0; k < live; k++) {
+            const LedgerCharge *ch = k < row->ncharges ? &row->charges[k] : NULL;
+            add_spent(&c->jobs[idx[k]], parts[k], ch ? ch->tokens_in : 0, ch ? ch->tokens_out : 0);
+        }
+    free(ids);
+    free(w);
+    free(parts);
+    free(idx);
+}
+
+/* What came back is used only when it is a shorter document: not empty, not a refusal, not cut off
+ * at the output limit, fewer tokens than the input. Otherwise the cleaned original goes on. */
+static RouteAction compress_response(Call *c, LedgerRow *row, OaiResponse *resp, const Buf *request_body)
+{
+    account_compress(c, row, resp, request_body);
+    row->status = "ok";
+    const char *text = resp->content ? resp->content : "";
+    text += strspn(text, " \t\r\n");
+    size_t len = strlen(text);
+    while (len && strchr(" \t\r\n", text[len - 1]))
+        len--;
+    int64_t tokens = oai_estimate_tokens(text, len);
+    static const char *const refusals[] = {"I can't", "I cannot", "I'm sorry", "I am sorry", "Sorry,", "I won't", NULL};
+    bool refused = resp->refusal && *resp->refusal;
+    for (const char *const *p = refusals; !refused && *p && len < 400; p++)
+        refused = strncmp(text, *p, strlen(*p)) == 0;
+    if (len == 0)
+        c->compress_failure = "compress_empty";
+    else if (refused)
+        c->compress_failure = "compress_refused";
+    else if (resp->finish_reason && strcmp(resp->finish_reason, "length") == 0)
+        c->compress_failure = "compress_cut_off";
+    else if (tokens >= c->compress_tokens_before)
+        c->compress_failure = "compress_not_shorter";
+    else if (!(c->compress_output = strndup(text, len)))
+        c->compress_failure = "compress_no_memory";
+    if (c->compress_output) {
+        c->compress_tokens_after = (int)tokens;
+        row->reason = "compressed";
+    } else {
+        row->reason = c->compress_failure;
+        char msg[200];
+        snprintf(msg, sizeof msg, "%s: the compressor's output (%lld tokens from %d) was not used; the cleaned original"
+                                  " context was sent", c->compress_failure, (long long)tokens, c->compress_tokens_before);
+        row->error = strdup(msg);
+    }
+    return ROUTE_FINISH;
+}
+
 RouteAction route_on_response(Call *c, LedgerRow *row, OaiResponse *resp, const Buf *request_body)
 {
     row->max_tokens = c->sent_max_tokens;
     row->max_tokens_capped = c->max_tokens_capped;
+    if (c->phase == CALL_PHASE_COMPRESS)
+        return compress_response(c, row, resp, request_body);
     if (c->phase == CALL_PHASE_SHADOW)
         return shadow_response(c, row, resp, request_body);
     if (c->batched && c->phase == CALL_PHASE_ANSWER)
@@ -612,6 +741,11 @@ static bool batch_too_big(const char *reason)
 RouteAction route_on_failure(Call *c, const char *reason, bool retryable)
 {
     CallJob *cj = &c->jobs[0];
+    if (c->phase == CALL_PHASE_COMPRESS) {
+        (void)retryable;
+        c->compress_failure = reason; /* the jobs go on with the cleaned original */
+        return ROUTE_FINISH;
+    }
     if (c->phase == CALL_PHASE_SHADOW)
         return ROUTE_FINISH; /* no comparison this time; the job is done whatever happens here */
     if (c->batched && c->phase == CALL_PHASE_ANSWER && retryable)
@@ -669,6 +803,8 @@ void route_charge_unanswered(Call *c, LedgerRow *row, const OaiResponse *resp, c
     row->max_tokens_capped = c->max_tokens_capped;
     if (c->batched && c->phase == CALL_PHASE_ANSWER) {
         account_batch(c, row, resp, request_body, NULL, false);
+    } else if (c->phase == CALL_PHASE_COMPRESS) {
+        account_compress(c, row, resp, request_body);
     } else {
         ledger_usage(&c->cfg->models[c->send_model].prices, resp, request_body, row);
         if (c->phase == CALL_PHASE_SHADOW)
