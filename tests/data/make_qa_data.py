@@ -118,8 +118,9 @@ def candidates(package, text):
         if s.get("Copyright"):
             out.append(("files_copyright", lead + "who holds the copyright of the files %s? "
                         "Give the first copyright line." % pattern, first_line(s["Copyright"])))
+    # an answer inside its own question would be "received" even by a model sent no document
     return [(t, p, a) for t, p, a in out
-            if MIN_ANSWER <= len(a) <= MAX_ANSWER and 1 <= text.count(a) <= MAX_OCCURRENCES]
+            if MIN_ANSWER <= len(a) <= MAX_ANSWER and 1 <= text.count(a) <= MAX_OCCURRENCES and a not in p]
 
 
 def choose(package, text, rng):
@@ -171,7 +172,7 @@ def main():
     prompts = [r[1] for r in rows]
     assert len(set(prompts)) == len(prompts), "duplicate question"
     for _, p, ctx, a in rows:
-        assert a in ctx and 1 <= ctx.count(a) <= MAX_OCCURRENCES and len(a) <= MAX_ANSWER, (p, a)
+        assert a in ctx and 1 <= ctx.count(a) <= MAX_OCCURRENCES and len(a) <= MAX_ANSWER and a not in p, (p, a)
 
     tsv = os.path.join(args.out_dir, "qa.tsv")
     with open(tsv, "w", encoding="utf-8", newline="\n") as f:
@@ -244,7 +245,8 @@ escaped as demo.tsv. Load it with
 - `prompt`: the question; it names the package, so no two rows share a prompt.
 - `context`: the whole copyright file (the same text for every question of a document).
 - `expected`: the answer, at most 80 characters, found verbatim in the context once or
-  twice (a question whose answer occurs more often is not asked).
+  twice (a question whose answer occurs more often is not asked) and never in the
+  question itself.
 
 | question | expected |
 |----------|----------|
