@@ -79,6 +79,7 @@ CHAT_SKIP_NAME = re.compile(r"(^lib|-dev$|-doc$|-dbg$|-data$|-common$|-l10n|-i18
 CONTROL = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f]")
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+QA_HEADING = "## Question answering: qa.tsv"  # the README section written by make_qa_data.py
 
 
 def clean(text):
@@ -357,7 +358,16 @@ def main():
     sources = "\n".join("  - `/var/lib/apt/lists/%s`" % s for s in release_info(args.lists_dir, list_files))
     readme = README.format(sources=sources, report=report, seed=SEED, n_status=len(status),
                            n_apt=len(apt), n_jobs=len(rows), n_foreign=len(foreign))
-    with open(os.path.join(args.out_dir, "README.md"), "w", encoding="utf-8") as f:
+    path = os.path.join(args.out_dir, "README.md")
+    try:  # the question-answering section is make_qa_data.py's: keep it
+        with open(path, encoding="utf-8") as f:
+            old = f.read()
+        at = old.find(QA_HEADING)
+        if at >= 0:
+            readme = readme.rstrip("\n") + "\n\n" + old[at:]
+    except FileNotFoundError:
+        pass
+    with open(path, "w", encoding="utf-8") as f:
         f.write(readme)
 
 

@@ -2547,6 +2547,377 @@ static void test_runtime_switch(void)
     CHECK_INT(stop_sim(&t), 0);
 }
 
+/* ---- compression requests and questions about a document (a key with a context column) ---- */
+
+#define QA_DOCS 40
+#define QA_LINES 120
+#define QA_FACTS 5
+static const int QA_FACT_LINE[QA_FACTS] = {10, 35, 60, 85, 110};
+#define COMPRESS_SYSTEM_FMT                                                                                  \
+    "You shorten documents for another model that must answer from them. Keep every fact a question "        \
+    "could need, in at most %d tokens."
+
+static Sim g_qasim; /* started with qa_models.json and qa.tsv (4 columns) */
+
+static void qa_fact(int d, int k, char *out, size_t cap) { snprintf(out, cap, "val_%02d_%d_end", d, k); }
+static void qa_question(int d, int k, char *out, size_t cap)
+{
+    snprintf(out, cap, "In document %d, what is value %d?", d, k);
+}
+
+/* Document d: QA_LINES lines of filler, fact k on line QA_FACT_LINE[k]. */
+static char *qa_doc(int d)
+{
+    Buf b;
+    buf_init(&b, 0);
+    for (int i = 0, k = 0; i < QA_LINES; i++) {
+        if (k < QA_FACTS && i == QA_FACT_LINE[k]) {
+            char f[32];
+            qa_fact(d, k++, f, sizeof f);
+            buf_printf(&b, "Item %d of document %d: the value is %s here.\n", i, d, f);
+        } else {
+            buf_printf(&b, "Line %d of document %d says nothing that any question asks.\n", i, d);
+        }
+    }
+    return buf_take(&b);
+}
+
+static int write_qa_files(void)
+{
+    char path[128];
+    snprintf(path, sizeof path, "%s/qa_models.json", g_dir);
+    if (write_file(path, "{\"models\": {\n"
+                         " \"oracle\": {\"skill\": 1.0, \"latency_ms\": 0},\n"
+                         " \"mid\": {\"skill\": 0.55, \"latency_ms\": 0},\n"
+                         " \"high\": {\"skill\": 0.88, \"latency_ms\": 0},\n"
+                         " \"cutter\": {\"skill\": 0.88, \"latency_ms\": 0, \"compress\": {\"mode\": \"truncate\"}}\n"
+                         "}}\n"))
+        return -1;
+    snprintf(path, sizeof path, "%s/qa.tsv", g_dir);
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return -1;
+    fputs("kind\tprompt\tcontext\texpected\n", f);
+    for (int d = 0; d < QA_DOCS; d++) {
+        char *doc = qa_doc(d);
+        Buf esc;
+        buf_init(&esc, 0);
+        for (const char *p = doc; *p; p++) /* COPY text escaping of the newlines */
+            *p == '\n' ? buf_puts(&esc, "\\n") : buf_putc(&esc, *p);
+        for (int k = 0; k < QA_FACTS; k++) {
+            char q[96], e[32];
+            qa_question(d, k, q, sizeof q);
+            qa_fact(d, k, e, sizeof e);
+            fprintf(f, "qa\t%s\t%s\t%s\n", q, esc.data, e);
+        }
+        buf_free(&esc);
+        free(doc);
+    }
+    return fclose(f);
+}
+
+static int start_qasim(void)
+{
+    char models[128], answers[128];
+    snprintf(models, sizeof models, "%s/qa_models.json", g_dir);
+    snprintf(answers, sizeof answers, "%s/qa.tsv", g_dir);
+    const char *extra[] = {"--answers", answers, "--latency-ms", "0", NULL}; /* the last --answers wins */
+    return write_qa_files() || start_sim_models(&g_qasim, g_bin, models, extra);
+}
+
+/* Compress document d to target tokens (question: fact k of d is asked, -1: plain); the content in
+ * out (caller frees), usage in *completion. Returns the HTTP status. */
+static long compress_on(const char *model, int d, int target, int k, char **out, int64_t *completion)
+{
+    char sys[256], q[96];
+    snprintf(sys, sizeof sys, COMPRESS_SYSTEM_FMT, target);
+    char *doc = qa_doc(d);
+    Buf user;
+    buf_init(&user, 0);
+    if (k >= 0) {
+        qa_question(d, k, q, sizeof q);
+        buf_printf(&user, "Question the document must still answer: %s\n\nDocument:\n", q);
+    } else {
+        buf_puts(&user, "Document:\n");
+    }
+    buf_puts(&user, doc);
+    Resp r;
+    chat_to(&g_qasim, NULL, model, sys, user.data, NULL, &r);
+    const char *c = jstr(&r, "choices.0.message.content");
+    *out = strdup(c ? c : "");
+    if (completion)
+        *completion = jint(&r, "usage.completion_tokens");
+    long st = r.status;
+    resp_free(&r);
+    buf_free(&user);
+    free(doc);
+    return st;
+}
+
+static int doc_tokens(int d)
+{
+    char *doc = qa_doc(d);
+    int t = (int)toks(doc);
+    free(doc);
+    return t;
+}
+
+/* Facts kept over all documents at ratio (document tokens / target); asked: question-aware,
+ * counting only the asked fact. */
+static int facts_kept(const char *model, double ratio, bool asked)
+{
+    int kept = 0;
+    for (int d = 0; d < QA_DOCS; d++) {
+        int target = (int)(doc_tokens(d) / ratio);
+        for (int k = 0; k < (asked ? QA_FACTS : 1); k++) {
+            char *c;
+            if (compress_on(model, d, target, asked ? k : -1, &c, NULL) != 200) {
+                free(c);
+                return -1;
+            }
+            for (int j = 0; j < QA_FACTS; j++) {
+                char f[32];
+                qa_fact(d, j, f, sizeof f);
+                if ((!asked || j == k) && strstr(c, f))
+                    kept++;
+            }
+            free(c);
+        }
+    }
+    return kept;
+}
+
+static void test_compress_length_and_usage(void)
+{
+    int t = doc_tokens(3), target = t / 5;
+    char *c, *again;
+    int64_t ctoks;
+    CHECK_INT(compress_on("mid", 3, target, -1, &c, &ctoks), 200);
+    int64_t got = toks(c);
+    printf("# document %d tokens, target %d: %lld tokens out\n", t, target, (long long)got);
+    CHECKF(got <= target + 1 && got >= target * 85 / 100, "output %lld tokens for a target of %d", (long long)got,
+           target);
+    CHECK_INT(ctoks, got + 1);
+    /* whole lines of the document, in its order */
+    char *doc = qa_doc(3);
+    const char *at = doc;
+    for (char *line = strtok(c, "\n"); line; line = strtok(NULL, "\n")) {
+        const char *f = strstr(at, line);
+        CHECKF(f && (f == doc || f[-1] == '\n'), "line not in order: %s", line);
+        if (f)
+            at = f + strlen(line);
+    }
+    free(c);
+    /* deterministic; a target at or above the document's size returns it whole */
+    CHECK_INT(compress_on("mid", 3, target, -1, &c, NULL), 200);
+    CHECK_INT(compress_on("mid", 3, target, -1, &again, NULL), 200);
+    CHECK_STR(c, again);
+    free(c);
+    free(again);
+    CHECK_INT(compress_on("mid", 3, t + 10, -1, &c, NULL), 200);
+    CHECK_STR(c, doc);
+    free(c);
+    free(doc);
+}
+
+static void test_compress_keeps_fewer_facts_at_higher_ratio(void)
+{
+    int k2 = facts_kept("mid", 2, false), k5 = facts_kept("mid", 5, false), k20 = facts_kept("mid", 20, false);
+    printf("# mid (0.55), %d facts: kept %d at ratio 2, %d at 5, %d at 20\n", QA_DOCS * QA_FACTS, k2, k5, k20);
+    CHECKF(k2 > k20 + 40 && k2 >= k5 && k5 > k20, "kept %d at ratio 2, %d at 5, %d at 20", k2, k5, k20);
+    CHECKF(k20 > QA_DOCS * QA_FACTS * 40 / 100 && k20 < QA_DOCS * QA_FACTS * 70 / 100, "kept %d at ratio 20", k20);
+}
+
+static void test_compress_higher_skill_keeps_more(void)
+{
+    int mid = facts_kept("mid", 10, false), high = facts_kept("high", 10, false);
+    printf("# ratio 10: mid (0.55) kept %d, high (0.88) %d of %d facts\n", mid, high, QA_DOCS * QA_FACTS);
+    CHECKF(high > mid + 20, "high kept %d, mid %d", high, mid);
+}
+
+static void test_compress_question_aware_keeps_the_asked_fact(void)
+{
+    int plain = facts_kept("mid", 20, false), asked = facts_kept("mid", 20, true);
+    printf("# ratio 20, mid: %d of %d facts kept plain, the asked fact %d times of %d\n", plain,
+           QA_DOCS * QA_FACTS, asked, QA_DOCS * QA_FACTS);
+    CHECKF(asked > plain + 30, "asked %d, plain %d", asked, plain);
+}
+
+static void test_compress_truncate_loses_later_facts(void)
+{
+    int early = 0, late = 0;
+    for (int d = 0; d < QA_DOCS; d++) {
+        int target = doc_tokens(d) / 5; /* the first fifth: line 10 of 120 is in, lines 35.. are out */
+        char *c;
+        CHECK_INT(compress_on("cutter", d, target, 4, &c, NULL), 200);
+        CHECK(strlen(c) <= (size_t)target * 4 && strlen(c) + 4 > (size_t)target * 4);
+        for (int k = 0; k < QA_FACTS; k++) {
+            char f[32];
+            qa_fact(d, k, f, sizeof f);
+            if (strstr(c, f))
+                k == 0 ? early++ : late++;
+        }
+        free(c);
+    }
+    CHECK_INT(early, QA_DOCS);
+    CHECK_INT(late, 0); /* even the asked fact (4): truncation reads no question */
+    /* the same model in extract mode keeps some of them */
+    Resp r;
+    tune(&g_qasim, "cutter", "{\"compress\": {\"mode\": \"extract\"}}", &r);
+    CHECK_INT(r.status, 200);
+    resp_free(&r);
+    int kept = facts_kept("cutter", 5, false);
+    CHECKF(kept > QA_DOCS * 3, "extract kept %d", kept);
+    tune(&g_qasim, "cutter", "{\"compress\": {\"mode\": \"truncate\"}}", &r);
+    resp_free(&r);
+}
+
+static void test_compress_stats(void)
+{
+    Resp r;
+    http_to(&g_qasim, "POST", "/sim/reset", "", NULL, &r);
+    resp_free(&r);
+    int kept = facts_kept("high", 20, false);
+    http_to(&g_qasim, "GET", "/sim/stats", NULL, NULL, &r);
+    CHECK_INT(jint(&r, "models.high.compress_requests"), QA_DOCS);
+    CHECK_INT(jint(&r, "models.high.compress_facts"), QA_DOCS * QA_FACTS);
+    CHECK_INT(jint(&r, "models.high.compress_facts_kept"), kept);
+    CHECK_INT(jint(&r, "models.high.correct") + jint(&r, "models.high.wrong") + jint(&r, "models.high.unkeyed"), 0);
+    resp_free(&r);
+}
+
+/* A question of a context row, asked with doc (the document, or NULL) in a first user message. */
+static int qa_answer(const char *model, int d, int k, bool strip_fact, char *out, size_t cap)
+{
+    char q[96], f[32];
+    qa_question(d, k, q, sizeof q);
+    qa_fact(d, k, f, sizeof f);
+    char *doc = qa_doc(d);
+    if (strip_fact) {
+        char *at = strstr(doc, f);
+        memcpy(at, "val_XX", 6);
+    }
+    Buf body;
+    buf_init(&body, 0);
+    buf_printf(&body, "{\"model\":\"%s\",\"messages\":[{\"role\":\"system\",\"content\":\"Answer from the document.\"},"
+                      "{\"role\":\"user\",\"content\":", model);
+    json_put_cstr(&body, doc);
+    buf_puts(&body, "},{\"role\":\"user\",\"content\":");
+    json_put_cstr(&body, q);
+    buf_puts(&body, "}]}");
+    Resp r;
+    http_to(&g_qasim, "POST", "/v1/chat/completions", body.data, NULL, &r);
+    const char *c = jstr(&r, "choices.0.message.content");
+    snprintf(out, cap, "%s", c ? c : "");
+    int right = c && strcmp(c, f) == 0;
+    resp_free(&r);
+    buf_free(&body);
+    free(doc);
+    return right;
+}
+
+static void test_qa_answer_needs_its_fact(void)
+{
+    int with = 0, without = 0, oracle_with = 0, oracle_without = 0, n = QA_DOCS * QA_FACTS;
+    char c[256];
+    for (int d = 0; d < QA_DOCS; d++) {
+        for (int k = 0; k < QA_FACTS; k++) {
+            with += qa_answer("mid", d, k, false, c, sizeof c);
+            without += qa_answer("mid", d, k, true, c, sizeof c);
+            oracle_with += qa_answer("oracle", d, k, false, c, sizeof c);
+            oracle_without += qa_answer("oracle", d, k, true, c, sizeof c);
+            if (d == 0 && k == 0)
+                CHECK_STR(c, "The document does not state this.");
+        }
+    }
+    printf("# qa, mid (0.55): %d of %d right with the document, %d without the fact; oracle %d / %d\n", with, n,
+           without, oracle_with, oracle_without);
+    CHECKF(with > n * 50 / 100 && with < n * 78 / 100, "mid right %d of %d with its fact", with, n);
+    CHECK_INT(without, 0);
+    CHECK_INT(oracle_with, n);
+    CHECK_INT(oracle_without, 0);
+    /* the question below the document in one message is found too */
+    char q[96], f[32];
+    qa_question(7, 2, q, sizeof q);
+    qa_fact(7, 2, f, sizeof f);
+    char *doc = qa_doc(7);
+    Buf user;
+    buf_init(&user, 0);
+    buf_printf(&user, "%s\n\n%s", doc, q);
+    Resp r;
+    chat_to(&g_qasim, NULL, "oracle", NULL, user.data, NULL, &r);
+    const char *got = jstr(&r, "choices.0.message.content");
+    CHECK_STR(got ? got : "(none)", f);
+    resp_free(&r);
+    buf_free(&user);
+    free(doc);
+}
+
+/* The 3-column key behaves as always: other messages change nothing, a compression request is
+ * answered (no facts to keep), and the empty / echo_long faults work on any request. */
+static void test_three_column_key_and_compress_faults(void)
+{
+    Resp r;
+    const char *body = "{\"model\":\"oracle\",\"messages\":[{\"role\":\"user\",\"content\":\"Paris is not here.\"},"
+                       "{\"role\":\"user\",\"content\":\"What is the capital of France?\"}]}";
+    http("POST", "/v1/chat/completions", body, &r);
+    CHECK_STR(jstr(&r, "choices.0.message.content"), "Paris");
+    resp_free(&r);
+    chat("dunce", NULL, "What is the capital of France?", NULL, &r);
+    const char *c = jstr(&r, "choices.0.message.content");
+    CHECK(c && strcmp(c, "Paris") != 0 && strcmp(c, "The document does not state this.") != 0);
+    resp_free(&r);
+
+    char *doc = qa_doc(1), sys[256];
+    snprintf(sys, sizeof sys, COMPRESS_SYSTEM_FMT, 100);
+    Buf user;
+    buf_init(&user, 0);
+    buf_printf(&user, "Document:\n%s", doc);
+    chat("mid", sys, user.data, NULL, &r);
+    c = jstr(&r, "choices.0.message.content");
+    char *first = c ? strdup(c) : NULL;
+    CHECK(c && toks(c) <= 101 && toks(c) > 80 && strstr(doc, strtok(first, "\n")));
+    free(first);
+    resp_free(&r);
+    buf_reset(&user);
+    buf_printf(&user, "Document:\n%s[[sim:empty]]", doc);
+    chat("mid", sys, user.data, NULL, &r);
+    CHECK_INT(r.status, 200);
+    CHECK_STR(jstr(&r, "choices.0.message.content"), "");
+    resp_free(&r);
+    buf_reset(&user);
+    buf_printf(&user, "Document:\n%s[[sim:echo_long]]", doc);
+    chat("mid", sys, user.data, NULL, &r);
+    c = jstr(&r, "choices.0.message.content");
+    CHECK(c && strlen(c) > strlen(doc) && strncmp(c, doc, strlen(doc)) == 0);
+    CHECK(jint(&r, "usage.completion_tokens") > toks(doc));
+    resp_free(&r);
+    buf_free(&user);
+    free(doc);
+}
+
+static void test_catalog_compress_settings(void)
+{
+    check_refused("{\"models\": {\"m\": {\"skill\": 0.5, \"compress\": {\"mdoe\": \"extract\"}}}}",
+                  "model m: unknown key \"compress.mdoe\" (known there: mode, skill, reference_ratio, shape, "
+                  "question_boost)");
+    check_refused("{\"models\": {\"m\": {\"skill\": 0.5, \"compress\": {\"mode\": \"zip\"}}}}",
+                  "model m: compress.mode must be extract or truncate");
+    check_refused("{\"models\": {\"m\": {\"skill\": 0.5, \"compress\": {\"reference_ratio\": 1}}}}",
+                  "model m: compress.reference_ratio must be a number in [1.01, 1000], got 1");
+    Resp r;
+    http_to(&g_qasim, "GET", "/sim/models/mid", NULL, NULL, &r);
+    CHECK_STR(jstr(&r, "compress.mode"), "extract");
+    CHECK(jpath(&r, "compress.skill") >= 0 && json_is_null(&r.doc, jpath(&r, "compress.skill")));
+    CHECK(setting(&g_qasim, "mid", "compress.reference_ratio") == 20);
+    CHECK(setting(&g_qasim, "mid", "compress.shape") == 2);
+    CHECK(setting(&g_qasim, "mid", "compress.question_boost") == 0.6);
+    resp_free(&r);
+    http_to(&g_qasim, "GET", "/sim/models/cutter", NULL, NULL, &r);
+    CHECK_STR(jstr(&r, "compress.mode"), "truncate");
+    resp_free(&r);
+}
+
 int main(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -2635,6 +3006,21 @@ int main(void)
         RUN(test_catalog_refuses_values_out_of_range);
         RUN(test_harsher_catalogs);
         RUN(test_runtime_switch);
+        if (start_qasim()) {
+            printf("not ok - setup: cannot start the simulator with a context column\n");
+        } else {
+            RUN(test_compress_length_and_usage);
+            RUN(test_compress_keeps_fewer_facts_at_higher_ratio);
+            RUN(test_compress_higher_skill_keeps_more);
+            RUN(test_compress_question_aware_keeps_the_asked_fact);
+            RUN(test_compress_truncate_loses_later_facts);
+            RUN(test_compress_stats);
+            RUN(test_qa_answer_needs_its_fact);
+            RUN(test_three_column_key_and_compress_faults);
+            RUN(test_catalog_compress_settings);
+            if (stop_sim(&g_qasim) != 0)
+                printf("# the context-column simulator did not exit cleanly\n");
+        }
         RUN(test_sigterm_exits_cleanly);
         if (stop_sim(&g_sim) != 0)
             printf("# the main simulator did not exit cleanly\n");

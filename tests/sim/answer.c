@@ -44,7 +44,19 @@ typedef struct AkEntry {
     size_t expected_len;
     uint32_t kind;
     uint32_t distinct_id; /* position of expected in its kind's distinct list */
+    uint32_t doc;         /* the row's context document, AK_NONE without a context */
+    uint32_t next_fact;   /* the next row of the same document, AK_NONE at the end */
 } AkEntry;
+
+#define AK_NONE UINT32_MAX
+
+/* A context document: the rows whose context column holds this text are its facts. */
+typedef struct AkDoc {
+    const char *text; /* points into AnswerKey.text */
+    size_t len;
+    uint32_t first_fact; /* an entry, linked through next_fact */
+    uint32_t nfacts;
+} AkDoc;
 
 typedef struct AkKind {
     const char *name;
@@ -65,6 +77,9 @@ struct AnswerKey {
     U64Map by_prompt;  /* fnv(prompt) -> entry */
     U64Map by_kind;    /* fnv(kind) -> kind */
     U64Map distinct;   /* hash(kind, expected) -> distinct id */
+    AkDoc *docs;       /* the distinct non-empty contexts (optional column "context") */
+    size_t ndocs, dcap;
+    U64Map by_doc;     /* fnv(context) -> doc */
 };
 
 /* ---- COPY text format ---- */
@@ -208,7 +223,32 @@ static int add_distinct(AnswerKey *k, AkEntry *e)
     return 0;
 }
 
-static int add_entry(AnswerKey *k, AkEntry *e, size_t *dups)
+/* The document of a context text, added when new; *out = its index. */
+static int add_doc(AnswerKey *k, const char *text, size_t len, uint32_t *out)
+{
+    int created = 0;
+    uint64_t *slot = u64map_upsert(&k->by_doc, hash_fnv1a64(text, len), &created);
+    if (!slot)
+        return TQ_ENOMEM;
+    if (!created) { /* a 64-bit collision of two different texts would merge their facts: accepted */
+        *out = (uint32_t)*slot;
+        return 0;
+    }
+    if (k->ndocs == k->dcap) {
+        size_t nc = k->dcap ? k->dcap * 2 : 64;
+        AkDoc *nd = realloc(k->docs, nc * sizeof *nd);
+        if (!nd)
+            return TQ_ENOMEM;
+        k->docs = nd;
+        k->dcap = nc;
+    }
+    k->docs[k->ndocs] = (AkDoc){text, len, AK_NONE, 0};
+    *slot = k->ndocs;
+    *out = (uint32_t)k->ndocs++;
+    return 0;
+}
+
+static int add_entry(AnswerKey *k, AkEntry *e, const char *context, size_t context_len, size_t *dups)
 {
     int created = 0;
     uint64_t *slot = u64map_upsert(&k->by_prompt, hash_fnv1a64(e->prompt, e->prompt_len), &created);
@@ -229,6 +269,15 @@ static int add_entry(AnswerKey *k, AkEntry *e, size_t *dups)
     int rc = add_distinct(k, e);
     if (rc)
         return rc;
+    e->doc = e->next_fact = AK_NONE;
+    if (context_len) {
+        if ((rc = add_doc(k, context, context_len, &e->doc)))
+            return rc;
+        AkDoc *d = &k->docs[e->doc];
+        e->next_fact = d->first_fact;
+        d->first_fact = (uint32_t)k->n;
+        d->nfacts++;
+    }
     *slot = k->n;
     k->entries[k->n++] = *e;
     return 0;
@@ -244,11 +293,12 @@ int answer_key_load(AnswerKey **out, const char *path, TqErr *err)
     u64map_init(&k->by_prompt, 0);
     u64map_init(&k->by_kind, 0);
     u64map_init(&k->distinct, 0);
+    u64map_init(&k->by_doc, 0);
     int rc = sim_read_file(path, &k->text, err);
     if (rc)
         goto cleanup;
     char *p = k->text.data, *end = k->text.data + k->text.len;
-    int col_kind = -1, col_prompt = -1, col_expected = -1, ncols = 0;
+    int col_kind = -1, col_prompt = -1, col_expected = -1, col_context = -1, ncols = 0;
     size_t lineno = 0, dups = 0;
     char *fs[AK_MAX_COLS];
     size_t fl[AK_MAX_COLS];
@@ -267,6 +317,7 @@ int answer_key_load(AnswerKey **out, const char *path, TqErr *err)
                 if (fl[c] == 4 && memcmp(fs[c], "kind", 4) == 0) col_kind = c;
                 else if (fl[c] == 6 && memcmp(fs[c], "prompt", 6) == 0) col_prompt = c;
                 else if (fl[c] == 8 && memcmp(fs[c], "expected", 8) == 0) col_expected = c;
+                else if (fl[c] == 7 && memcmp(fs[c], "context", 7) == 0) col_context = c;
             }
             if (col_kind < 0 || col_prompt < 0 || col_expected < 0) {
                 rc = tq_err(err, TQ_EINVAL, "%s: the header line must name the columns kind, prompt and expected",
@@ -288,7 +339,10 @@ int answer_key_load(AnswerKey **out, const char *path, TqErr *err)
         e.prompt_len = copy_unescape(fs[col_prompt], fl[col_prompt]);
         e.expected = fs[col_expected];
         e.expected_len = copy_unescape(fs[col_expected], fl[col_expected]);
-        if ((rc = add_kind(k, fs[col_kind], kind_len, &e.kind)) || (rc = add_entry(k, &e, &dups))) {
+        const char *context = col_context >= 0 ? fs[col_context] : NULL;
+        size_t context_len = col_context >= 0 ? copy_unescape(fs[col_context], fl[col_context]) : 0;
+        if ((rc = add_kind(k, fs[col_kind], kind_len, &e.kind)) ||
+            (rc = add_entry(k, &e, context, context_len, &dups))) {
             rc = tq_err(err, rc, "out of memory loading the answer key");
             goto cleanup;
         }
@@ -324,12 +378,15 @@ void answer_key_free(AnswerKey *k)
     u64map_free(&k->by_prompt);
     u64map_free(&k->by_kind);
     u64map_free(&k->distinct);
+    u64map_free(&k->by_doc);
+    free(k->docs);
     buf_free(&k->text);
     free(k);
 }
 
 size_t answer_key_rows(const AnswerKey *k) { return k ? k->n : 0; }
 size_t answer_key_kinds(const AnswerKey *k) { return k ? k->nkinds : 0; }
+size_t answer_key_docs(const AnswerKey *k) { return k ? k->ndocs : 0; }
 
 static bool is_space(char c) { return c == ' ' || c == '\n' || c == '\t' || c == '\r'; }
 
@@ -358,17 +415,73 @@ static const AkEntry *key_lookup(const AnswerKey *k, const char *s, size_t n)
     return n != n0 ? key_find(k, s, n) : NULL;
 }
 
-bool answer_key_lookup(const AnswerKey *k, const char *prompt, size_t len, AnswerKeyItem *out)
+static void fill_item(const AnswerKey *k, const AkEntry *e, AnswerKeyItem *out)
 {
-    const AkEntry *e = key_lookup(k, prompt, len);
-    if (!e)
-        return false;
     out->expected = e->expected;
     out->expected_len = e->expected_len;
     out->labels = k->kinds[e->kind].labels;
     out->kind = k->kinds[e->kind].name;
     out->kind_len = k->kinds[e->kind].name_len;
+    out->context = e->doc == AK_NONE ? NULL : k->docs[e->doc].text;
+    out->context_len = e->doc == AK_NONE ? 0 : k->docs[e->doc].len;
+}
+
+bool answer_key_lookup(const AnswerKey *k, const char *prompt, size_t len, AnswerKeyItem *out)
+{
+    const AkEntry *e = key_lookup(k, prompt, len);
+    if (!e)
+        return false;
+    fill_item(k, e, out);
     return true;
+}
+
+static const AkDoc *doc_find(const AnswerKey *k, const char *s, size_t n)
+{
+    uint64_t *v = u64map_get(&k->by_doc, hash_fnv1a64(s, n));
+    if (!v)
+        return NULL;
+    const AkDoc *d = &k->docs[*v];
+    return d->len == n && memcmp(d->text, s, n) == 0 ? d : NULL;
+}
+
+size_t answer_key_facts(const AnswerKey *k, const char *doc, size_t len, AnswerKeyItem *out, size_t max)
+{
+    if (!k || !k->ndocs)
+        return 0;
+    const AkDoc *d = doc_find(k, doc, len);
+    if (!d) {
+        size_t n0 = len;
+        while (len && is_space(*doc))
+            doc++, len--;
+        while (len && is_space(doc[len - 1]))
+            len--;
+        if (len == n0 || !(d = doc_find(k, doc, len)))
+            return 0;
+    }
+    size_t n = 0;
+    for (uint32_t i = d->first_fact; i != AK_NONE && n < max; i = k->entries[i].next_fact)
+        fill_item(k, &k->entries[i], &out[n++]);
+    return n;
+}
+
+/* A prompt that is not in the key as a whole may hold a question of a context row as its first or
+ * last paragraph (the question above or below the document in one message). Only rows with a
+ * context are found this way, and only when the key has any. */
+static const AkEntry *paragraph_lookup(const AnswerKey *k, const char *s, size_t n)
+{
+    if (!k || !k->ndocs)
+        return NULL;
+    const char *first = memmem(s, n, "\n\n", 2);
+    if (!first)
+        return NULL;
+    const AkEntry *e = key_lookup(k, s, (size_t)(first - s));
+    if (e && e->doc != AK_NONE)
+        return e;
+    const char *last = first;
+    for (const char *p; (p = memmem(last + 2, (size_t)(s + n - last - 2), "\n\n", 2));)
+        last = p;
+    e = key_lookup(k, last + 2, (size_t)(s + n - last - 2));
+    return e && e->doc != AK_NONE ? e : NULL;
 }
 
 /* ---- draws ---- */
@@ -582,6 +695,14 @@ static int offered_label(const AnswerQuery *q, const AnswerParams *ap, uint64_t 
     return pick ? buf_append(text, pick, pick_len) : generic_answer(q->prompt, q->prompt_len, text);
 }
 
+/* Whether the expected answer of a context row is in the text the model was sent. */
+static bool fact_received(const AnswerQuery *q, const AkEntry *e)
+{
+    const char *s = q->received ? q->received : q->prompt;
+    size_t n = q->received ? q->received_len : q->prompt_len;
+    return e->expected_len == 0 || memmem(s, n, e->expected, e->expected_len) != NULL;
+}
+
 int answer_compose(const AnswerKey *key, const AnswerQuery *q, Answer *a, Buf *text)
 {
     uint64_t hp = hash_fnv1a64(q->prompt, q->prompt_len);
@@ -595,6 +716,8 @@ int answer_compose(const AnswerKey *key, const AnswerQuery *q, Answer *a, Buf *t
     double z = answer_gauss(hash_mix64(base ^ SALT_CONFIDENCE), hash_mix64(base ^ SALT_CONFIDENCE ^ 1));
 
     const AkEntry *e = key_lookup(key, q->prompt, q->prompt_len);
+    if (!e)
+        e = paragraph_lookup(key, q->prompt, q->prompt_len);
     if (!e) {
         a->outcome = ANSWER_UNKEYED;
         a->confidence = answer_confidence(&p->unkeyed, z);
@@ -605,7 +728,18 @@ int answer_compose(const AnswerKey *key, const AnswerQuery *q, Answer *a, Buf *t
     if (p->nkind_offsets) /* no offsets, no lookup: the default path stays as cheap as before */
         a->difficulty += answer_kind_offset(p, key->kinds[e->kind].name, key->kinds[e->kind].name_len);
     a->p_correct = answer_p_correct(p, q->skill, a->difficulty);
-    if (unit(hash_mix64(base ^ SALT_CORRECT)) < a->p_correct) {
+    bool right = unit(hash_mix64(base ^ SALT_CORRECT)) < a->p_correct;
+    if (e->doc != AK_NONE && !fact_received(q, e)) {
+        /* The answer is in the document only, and the model did not get it: no skill helps. A model
+         * that would have been right says so; one that would have been wrong guesses as always. */
+        a->outcome = ANSWER_WRONG;
+        a->p_correct = 0;
+        a->confidence = answer_confidence(&p->wrong, z);
+        if (right)
+            return buf_puts(text, ANSWER_NOT_STATED);
+        return wrong_answer(key, e, hash_mix64(base ^ SALT_WRONG), text);
+    }
+    if (right) {
         a->outcome = ANSWER_CORRECT;
         a->confidence = answer_confidence(&p->correct, z);
         return buf_append(text, e->expected, e->expected_len);

@@ -15,6 +15,11 @@
  * (2..ANSWER_MAX_LABELS distinct values, none longer than 48 bytes), another expected value of the
  * kind when the answer is short (<= 48 bytes, <= 3 words), otherwise the expected text with words
  * dropped and swapped (or an evasive sentence).
+ * A row with a context (the optional column "context": the document a question is about) is right
+ * only when its expected answer occurs in the text the model was sent (AnswerQuery.received); when
+ * it does not, the answer is wrong whatever the draw: ANSWER_NOT_STATED where the draw said right,
+ * the usual wrong answer otherwise. Such a row is also found when its question is the first or
+ * last paragraph of a longer prompt.
  * A prompt missing from the key gets "Answer: " and the prompt's first words — unless the request
  * offers labels (its system message says "one of: a, b, c."): then a label the prompt names as a
  * word, when exactly one is named (confidence as for a correct answer), else a label drawn from
@@ -79,6 +84,9 @@ typedef struct AnswerQuery {
     uint64_t variant;   /* 0 for the first choice; other values give independent samples */
     const char *labels; /* the labels the request offers ("a, b, c"), or NULL: see answer_compose */
     size_t labels_len;
+    const char *received; /* every message's content, joined: what the model was sent; NULL = the
+                             prompt alone. Read only for rows with a context (answer_compose) */
+    size_t received_len;
 } AnswerQuery;
 
 typedef struct Answer {
@@ -96,6 +104,8 @@ int answer_key_load(AnswerKey **out, const char *path, TqErr *err);
 void answer_key_free(AnswerKey *key);
 size_t answer_key_rows(const AnswerKey *key);
 size_t answer_key_kinds(const AnswerKey *key);
+/* Distinct non-empty contexts (documents) in the key; 0 for a key without a context column. */
+size_t answer_key_docs(const AnswerKey *key);
 
 /* What the key says about one prompt (pointers into the key, valid while it lives). */
 typedef struct AnswerKeyItem {
@@ -104,11 +114,23 @@ typedef struct AnswerKeyItem {
     bool labels; /* the prompt's kind is a label set (see above) */
     const char *kind; /* the prompt's kind */
     size_t kind_len;
+    const char *context; /* the row's context document, NULL when the row has none */
+    size_t context_len;
 } AnswerKeyItem;
 
 /* Look prompt up as answer_compose does: exactly, then with surrounding whitespace trimmed.
  * Returns false (out untouched) when the key is NULL or lacks the prompt. */
 bool answer_key_lookup(const AnswerKey *key, const char *prompt, size_t len, AnswerKeyItem *out);
+
+/* The facts of a document: the rows whose context is doc[0..len) (exactly, else with surrounding
+ * whitespace trimmed). Fills up to max items (pointers into the key) and returns how many; 0 when
+ * the key is NULL or has no such document. Rows of one document come in no particular order, but
+ * always the same one. */
+size_t answer_key_facts(const AnswerKey *key, const char *doc, size_t len, AnswerKeyItem *out, size_t max);
+
+/* The answer to a context row whose expected answer is not in the text the model received, when
+ * its draw would otherwise have been right (README, "Questions about a document"). */
+#define ANSWER_NOT_STATED "The document does not state this."
 
 /* The difficulty every model sees for a prompt: uniform in [0,1) from its hash. */
 double answer_difficulty(const char *prompt, size_t len);

@@ -21,12 +21,14 @@
 #define TOP_KEYS "models, description"
 #define MODEL_KEYS                                                                                           \
     "skill, latency_ms, ms_per_output_token, logprobs, usage_style, reasoning, confidence, difficulty, judge, " \
-    "description"
+    "compress, description"
 #define LATENCY_KEYS "mean, jitter"
 #define CONFIDENCE_KEYS "correct, wrong, unkeyed, token_spread"
 #define OUTCOME_KEYS "mean, spread, min, max"
 #define DIFFICULTY_KEYS "sensitivity, pivot, kind_offset"
 #define JUDGE_KEYS "skill, skill_exponent, difficulty_sensitivity, difficulty_pivot, fooled_middling"
+#define COMPRESS_KEYS "mode, skill, reference_ratio, shape, question_boost"
+#define CATALOG_MAX_RATIO 1000
 
 const char *catalog_usage_name(UsageStyle u)
 {
@@ -242,6 +244,34 @@ static int parse_judge(const Parse *p, int v, JudgeParams *j)
     return rc;
 }
 
+static int parse_compress(const Parse *p, int v, CompressParams *c)
+{
+    int rc = object(p, v, "compress");
+    int k = v + 1;
+    for (int i = 0; rc == 0 && i < json_size(p->d, v); i++, k = next_key(p->d, k)) {
+        if (json_eq(p->d, k, "mode")) {
+            if (json_eq(p->d, k + 1, "extract"))
+                c->mode = COMPRESS_EXTRACT;
+            else if (json_eq(p->d, k + 1, "truncate"))
+                c->mode = COMPRESS_TRUNCATE;
+            else
+                rc = tq_err(p->err, TQ_EINVAL, "%s: compress.mode must be extract or truncate", p->where);
+        } else if (json_eq(p->d, k, "skill") && json_is_null(p->d, k + 1))
+            c->skill = -1; /* null: the model's skill */
+        else if (json_eq(p->d, k, "skill"))
+            rc = number(p, k + 1, "compress.skill", 0, 1, &c->skill);
+        else if (json_eq(p->d, k, "reference_ratio"))
+            rc = number(p, k + 1, "compress.reference_ratio", 1.01, CATALOG_MAX_RATIO, &c->reference_ratio);
+        else if (json_eq(p->d, k, "shape"))
+            rc = number(p, k + 1, "compress.shape", 0, CATALOG_MAX_SENSITIVITY, &c->shape);
+        else if (json_eq(p->d, k, "question_boost"))
+            rc = number(p, k + 1, "compress.question_boost", 0, 1, &c->question_boost);
+        else
+            rc = unknown_key(p, "compress.", k, COMPRESS_KEYS);
+    }
+    return rc;
+}
+
 static int parse_usage(const Parse *p, int v, UsageStyle *out)
 {
     if (json_eq(p->d, v, "openai"))
@@ -280,6 +310,8 @@ static int parse_model_keys(const Parse *p, int obj, SimModel *m)
             rc = parse_difficulty(p, v, &m->answer);
         else if (json_eq(d, k, "judge"))
             rc = parse_judge(p, v, &m->judge);
+        else if (json_eq(d, k, "compress"))
+            rc = parse_compress(p, v, &m->compress);
         else if (json_eq(d, k, "description")) {
             if (json_type(d, v) != JSON_STRING)
                 rc = tq_err(p->err, TQ_EINVAL, "%s: description must be a string", p->where);
@@ -309,6 +341,7 @@ static void model_defaults(SimModel *m)
     m->usage = USAGE_OPENAI;
     m->answer = ANSWER_PARAMS_DEFAULT;
     m->judge = JUDGE_PARAMS_DEFAULT;
+    m->compress = COMPRESS_PARAMS_DEFAULT;
 }
 
 static void apply_override(SimModel *m, int latency_override_ms)
@@ -605,6 +638,24 @@ static int put_judge_params(Buf *b, const JudgeParams *j)
     return rc ? rc : buf_putc(b, '}');
 }
 
+static int put_compress_params(Buf *b, const CompressParams *c)
+{
+    int rc = buf_puts(b, ",\"compress\":{\"mode\":\"");
+    if (!rc)
+        rc = buf_puts(b, compress_mode_name(c->mode));
+    if (!rc)
+        rc = buf_puts(b, "\",\"skill\":");
+    if (!rc)
+        rc = c->skill < 0 ? buf_puts(b, "null") : put_num(b, "", c->skill);
+    if (!rc)
+        rc = put_num(b, ",\"reference_ratio\":", c->reference_ratio);
+    if (!rc)
+        rc = put_num(b, ",\"shape\":", c->shape);
+    if (!rc)
+        rc = put_num(b, ",\"question_boost\":", c->question_boost);
+    return rc ? rc : buf_putc(b, '}');
+}
+
 int catalog_model_json(const SimModel *m, Buf *out)
 {
     int rc = put_num(out, "{\"skill\":", m->skill);
@@ -626,5 +677,7 @@ int catalog_model_json(const SimModel *m, Buf *out)
         rc = put_answer_params(out, &m->answer);
     if (!rc)
         rc = put_judge_params(out, &m->judge);
+    if (!rc)
+        rc = put_compress_params(out, &m->compress);
     return rc ? rc : buf_putc(out, '}');
 }

@@ -3,7 +3,7 @@
  *
  * File shape: {"description": "...", "models": {"<name>": {"skill": 0.7, "latency_ms": {"mean": 600,
  *   "jitter": 250}, "ms_per_output_token": 0, "logprobs": true, "usage_style": "openai|deepseek|none",
- *   "reasoning": false, "confidence": {...}, "difficulty": {...}, "judge": {...},
+ *   "reasoning": false, "confidence": {...}, "difficulty": {...}, "judge": {...}, "compress": {...},
  *   "description": "..."}, ...}}. Every key but skill is optional; an absent one keeps the default
  * (tests/sim/README.md, "Models", lists them all). An unknown key anywhere — top level, model, nested
  * object — or a value out of its range is an error naming the file, the model and the key, so a
@@ -17,6 +17,7 @@
 
 #include "answer.h"
 #include "buf.h"
+#include "compress.h"
 #include "err.h"
 #include "judge.h"
 #include "u64map.h"
@@ -42,6 +43,7 @@ typedef struct SimModel {
     bool reasoning;    /* reports reasoning_tokens (and DeepSeek-style reasoning_content) */
     AnswerParams answer; /* confidence and difficulty; answer.kind_offsets owned */
     JudgeParams judge;   /* the model as a judge */
+    CompressParams compress; /* the model shortening documents */
 } SimModel;
 
 typedef struct Catalog {

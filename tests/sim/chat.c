@@ -2,6 +2,7 @@
 
 #include "answer.h"
 #include "batch.h"
+#include "compress.h"
 #include "faults.h"
 #include "fmt.h"
 #include "hash.h"
@@ -27,6 +28,8 @@ typedef struct ChatReq {
     bool judge_system;      /* ... and it starts with JUDGE_SYSTEM_PREFIX: maybe a judge request */
     bool batch_system;      /* ... and it ends with BATCH_INSTRUCTION: maybe a batch request */
     bool batch_tagged;      /* ... the tagged variant: answers start with "[id] " */
+    bool compress_system;   /* ... and it asks to shorten a document: maybe a compression request */
+    int64_t compress_target; /* ... to at most this many tokens */
     uint64_t system_hash;
     int64_t system_tokens;
     int last_user;          /* token index of the last user message's content, -1 if none */
@@ -93,6 +96,8 @@ static int parse_request(Sim *sim, const JsonDoc *d, ChatReq *cr, SimReply *rep)
     memset(cr, 0, sizeof *cr);
     cr->last_user = -1;
     buf_reset(&sim->labels);
+    buf_reset(&sim->received);
+    bool keep_received = answer_key_docs(sim->answers) > 0; /* only context rows read it */
     cr->n = 1;
     int rc;
     if (json_type(d, 0) != JSON_OBJECT)
@@ -133,6 +138,8 @@ static int parse_request(Sim *sim, const JsonDoc *d, ChatReq *cr, SimReply *rep)
                        ? rc
                        : 1;
         cr->prompt_tokens += tokens_of(n) + 4;
+        if (keep_received && (buf_append(&sim->received, s, n) || buf_putc(&sim->received, '\n')))
+            return TQ_ENOMEM;
         bool system = json_eq(d, role, "system") || json_eq(d, role, "developer");
         if (i == 0 && system) {
             buf_reset(&sim->labels);
@@ -145,6 +152,7 @@ static int parse_request(Sim *sim, const JsonDoc *d, ChatReq *cr, SimReply *rep)
             int bs = batch_is_system(s, n);
             cr->batch_system = bs > 0;
             cr->batch_tagged = bs == 2;
+            cr->compress_system = compress_is_system(s, n, &cr->compress_target);
         }
         if (json_eq(d, role, "user"))
             cr->last_user = content;
@@ -289,9 +297,50 @@ static int judge_choice(Sim *sim, const ChatReq *cr, const JudgeItem *judge, con
     return rc;
 }
 
-/* judge is NULL for an ordinary request; batch is set for a batch request (sim->batch parsed). */
-static int put_choice(Sim *sim, const ChatReq *cr, const JudgeItem *judge, bool batch, Fault fault, int i,
-                      uint64_t prompt_hash, const char *prompt, size_t prompt_len, Buf *b, ChatTotals *tot)
+/* A compression request: the shortened document as content, stats of the first choice. Its logprobs
+ * are those of a sure answer (confidence the model's mean for a correct one). */
+static int compress_choice(Sim *sim, const ChatReq *cr, const CompressItem *it, const AnswerQuery *q, int i,
+                           Answer *a)
+{
+    const SimModel *m = cr->model;
+    CompressResult res = {0, 0};
+    memset(a, 0, sizeof *a);
+    a->outcome = ANSWER_CORRECT;
+    a->confidence = m->answer.correct.mean;
+    a->token_spread = m->answer.token_spread;
+    a->stream = hash_mix64(hash_fnv1a64(q->prompt, q->prompt_len) ^ q->variant ^ q->seed);
+    int rc = compress_compose(sim->answers, it, &m->compress, m->skill, q->seed, m->name, q->variant, q->prompt,
+                              q->prompt_len, &sim->text, &res);
+    if (rc == 0 && i == 0) {
+        ModelStats *ms = &sim->stats.models[m->index];
+        ms->compress_requests++;
+        ms->compress_facts += res.facts;
+        ms->compress_facts_kept += res.kept;
+    }
+    return rc;
+}
+
+/* The content of the empty and echo_long faults: nothing, or the document (the prompt when the
+ * request is no compression request) twice — longer than what was sent. */
+static int fill_fault_content(Sim *sim, Fault fault, const CompressItem *compress, const char *prompt,
+                              size_t prompt_len)
+{
+    buf_reset(&sim->text);
+    if (fault == FAULT_EMPTY)
+        return 0;
+    const char *s = compress ? compress->doc : prompt;
+    size_t n = compress ? compress->doc_len : prompt_len;
+    int rc = buf_append(&sim->text, s, n);
+    if (!rc)
+        rc = buf_puts(&sim->text, "\n\n");
+    return rc ? rc : buf_append(&sim->text, s, n);
+}
+
+/* judge is NULL for an ordinary request; batch is set for a batch request (sim->batch parsed);
+ * compress is set for a compression request. */
+static int put_choice(Sim *sim, const ChatReq *cr, const JudgeItem *judge, const CompressItem *compress, bool batch,
+                      Fault fault, int i, uint64_t prompt_hash, const char *prompt, size_t prompt_len, Buf *b,
+                      ChatTotals *tot)
 {
     const SimModel *m = cr->model;
     AnswerQuery q = {.seed = sim->cfg->seed,
@@ -303,18 +352,25 @@ static int put_choice(Sim *sim, const ChatReq *cr, const JudgeItem *judge, bool 
                      .prompt_len = prompt_len,
                      .variant = choice_variant(cr, i),
                      .labels = sim->labels.data,
-                     .labels_len = sim->labels.len};
+                     .labels_len = sim->labels.len,
+                     .received = answer_key_docs(sim->answers) ? (sim->received.data ? sim->received.data : "") : NULL,
+                     .received_len = sim->received.len};
     Answer a;
     buf_reset(&sim->text);
     ModelStats *ms = &sim->stats.models[m->index];
     int rc;
     if (batch)
         rc = batch_compose(&sim->batch, sim->answers, &q, cr->judge_system, i == 0 ? ms : NULL, &sim->text);
+    else if (compress)
+        rc = compress_choice(sim, cr, compress, &q, i, &a);
     else
         rc = judge ? judge_choice(sim, cr, judge, &q, i, &a) : answer_compose(sim->answers, &q, &a, &sim->text);
     if (rc)
         return rc;
-    if (i == 0 && !judge && !batch) {
+    if ((fault == FAULT_EMPTY || fault == FAULT_ECHO_LONG) &&
+        (rc = fill_fault_content(sim, fault, compress, prompt, prompt_len)))
+        return rc;
+    if (i == 0 && !judge && !batch && !compress) {
         if (a.outcome == ANSWER_CORRECT)
             ms->correct++;
         else if (a.outcome == ANSWER_WRONG)
@@ -323,7 +379,7 @@ static int put_choice(Sim *sim, const ChatReq *cr, const JudgeItem *judge, bool 
             ms->unkeyed++;
     }
     /* a batch reply is a JSON object already (or, faulted, must stay as it is) */
-    if (cr->json_mode && !judge && !batch && (rc = json_wrap(sim)))
+    if (cr->json_mode && !judge && !batch && !compress && fault != FAULT_EMPTY && (rc = json_wrap(sim)))
         return rc;
     bool oversized = fault == FAULT_OVERSIZED && i == 0;
     if (oversized && (rc = fill_oversized(&sim->text, sim->cfg->oversized_bytes)))
@@ -434,6 +490,8 @@ static int answer_request(Sim *sim, const ChatReq *cr, const JsonDoc *d, const H
     }
     JudgeItem judge_item;
     const JudgeItem *judge = NULL;
+    CompressItem compress_item;
+    const CompressItem *compress = NULL;
     Fault fault;
     if (batch) {
         /* Items carry their own markers, counted per item text; a request-level fault of any item
@@ -459,6 +517,9 @@ static int answer_request(Sim *sim, const ChatReq *cr, const JsonDoc *d, const H
         if (cr->judge_system && judge_parse(sim->answers, prompt, prompt_len, &judge_item)) {
             judge = &judge_item;
             ms->judge_requests++;
+        } else if (cr->compress_system && compress_parse(prompt, prompt_len, &compress_item)) {
+            compress_item.target = cr->compress_target;
+            compress = &compress_item;
         }
         fault = fault_choose(&sim->faults, prompt_hash, mk, nmk, m->name, fault_u);
     }
@@ -505,7 +566,7 @@ static int answer_request(Sim *sim, const ChatReq *cr, const JsonDoc *d, const H
         rc = buf_puts(b, ",\"system_fingerprint\":\"fp_tierq_sim\",\"choices\":[");
     ChatTotals tot = {0, 0};
     for (int i = 0; rc == 0 && i < cr->n; i++)
-        rc = put_choice(sim, cr, judge, batch, fault, i, prompt_hash, prompt, prompt_len, b, &tot);
+        rc = put_choice(sim, cr, judge, compress, batch, fault, i, prompt_hash, prompt, prompt_len, b, &tot);
     if (!rc)
         rc = buf_putc(b, ']');
 

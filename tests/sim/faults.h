@@ -32,6 +32,8 @@ typedef enum {
     FAULT_OVERSIZED, /* 200 with a huge (default ~20 MB) valid JSON body */
     FAULT_NOUSAGE,   /* valid answer without "usage" */
     FAULT_INTCODE,   /* 500 whose error.code is the integer 500 (vLLM style) */
+    FAULT_EMPTY,     /* 200 with an empty content (finish_reason stop) */
+    FAULT_ECHO_LONG, /* 200 whose content is longer than the input: the document (or prompt) twice */
     /* Batch faults (tests/sim/batch.h): they garble the reply of a batched request and are
      * ignored in any other request. Per item: */
     FAULT_BATCH_MISSING,   /* the item's id is absent from the reply */

@@ -42,9 +42,9 @@ bool judge_parse(const AnswerKey *key, const char *msg, size_t len, JudgeItem *o
     const char *sep = memmem(q, (size_t)(end - q), JUDGE_A, al);
     if (!sep)
         return false;
-    JudgeItem first = {q, (size_t)(sep - q), sep + al, (size_t)(end - sep) - al, false, {NULL, 0, false, NULL, 0}};
+    JudgeItem first = {q, (size_t)(sep - q), sep + al, (size_t)(end - sep) - al, false, {0}};
     for (const char *at = sep; at; at = memmem(at + 1, (size_t)(end - at - 1), JUDGE_A, al)) {
-        JudgeItem it = {q, (size_t)(at - q), at + al, (size_t)(end - at) - al, false, {NULL, 0, false, NULL, 0}};
+        JudgeItem it = {q, (size_t)(at - q), at + al, (size_t)(end - at) - al, false, {0}};
         if (answer_key_lookup(key, it.question, it.question_len, &it.item)) {
             it.keyed = true;
             *out = it;

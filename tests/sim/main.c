@@ -16,7 +16,7 @@ static void usage(FILE *f)
           "  --port N               listen on 127.0.0.1:N (0 = any free port; default 0)\n"
           "  --port-file F          also write the port number to F\n"
           "  --models F             model catalog (default tests/sim/models.json)\n"
-          "  --answers F            answer key TSV: kind<TAB>prompt<TAB>expected, COPY text escaping\n"
+          "  --answers F            answer key TSV: kind<TAB>prompt<TAB>expected (optional context column), COPY text escaping\n"
           "  --seed N               seed of every deterministic draw (default 1)\n"
           "  --latency-ms N         every model answers after exactly N ms (0 = at once)\n"
           "  --slow-ms N            delay of the \"slow\" fault (default 30000)\n"

@@ -19,6 +19,7 @@ int sim_open(Sim *sim, const SimConfig *cfg, TqErr *err)
     buf_init(&sim->text, SIM_SCRATCH_CAP);
     buf_init(&sim->tmp, SIM_SCRATCH_CAP);
     buf_init(&sim->labels, SIM_SCRATCH_CAP);
+    buf_init(&sim->received, SIM_SCRATCH_CAP);
     batch_init(&sim->batch, SIM_SCRATCH_CAP);
     sim->now_ms = clock_mono_ms();
     sim->now_s = time(NULL);
@@ -53,6 +54,7 @@ void sim_close(Sim *sim)
     buf_free(&sim->text);
     buf_free(&sim->tmp);
     buf_free(&sim->labels);
+    buf_free(&sim->received);
     batch_free(&sim->batch);
 }
 

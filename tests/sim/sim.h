@@ -53,6 +53,7 @@ typedef struct Sim {
     Buf text;            /* scratch: one answer */
     Buf tmp;             /* scratch: decoded message contents */
     Buf labels;          /* scratch: the label list the request's system message offers ("a, b, c") */
+    Buf received;        /* scratch: every message's content, joined (only when the key has contexts) */
     Batch batch;         /* scratch: the items and reply of a batch request */
 } Sim;
 

@@ -21,6 +21,9 @@ typedef struct ModelStats {
     uint64_t judge_right, judge_fooled, judge_unkeyed; /* first choice of answered judge requests */
     uint64_t batch_requests;          /* batch requests naming this model (faulted ones included) */
     uint64_t batch_items;             /* items in them */
+    uint64_t compress_requests;       /* answered compression requests (first choice) */
+    uint64_t compress_facts;          /* facts of their documents the answer key knows */
+    uint64_t compress_facts_kept;     /* of them, found verbatim in the shortened text */
 } ModelStats;
 
 #define STATS_MAX_STATUS 600
