@@ -1,4 +1,5 @@
-/* flight.h — single flight: identical jobs (one cache key) held by this process make one call.
+/* flight.h — single flight: identical jobs (one key) held by this process make one call. Used for
+ * answers (the response cache key) and for compressions (the compressed context's key).
  *
  * The first job with a key leads: it goes to the plan and the provider. The others that arrive while
  * it is in flight wait here (owned by the flight, still held and leased). When the leader's call is
@@ -23,9 +24,9 @@ Flight *flight_new(void);
 /* Frees every job still waiting or released (their leases are handed back by the caller). */
 void flight_free(Flight *f);
 
-/* job has JOB_CACHE_LOOKUP and a key. Returns true when it leads (JOB_CACHE_LEADS is set on it:
- * send it), false when it now waits here (the flight owns it). Out of memory: it leads. */
-bool flight_join(Flight *f, QueueJob *job);
+/* key (64 hex digits) in flight? Returns true when job leads (nothing was in flight under key, now
+ * it is: send it), false when it now waits here (the flight owns it). Out of memory: it leads. */
+bool flight_join(Flight *f, const char *key, QueueJob *job);
 
 /* The leader of key is finished. shared: its answer is the waiters' too. Moves the waiters into
  * *jobs (malloc'd array of *n, caller owns both; NULL/0 when none) when shared; otherwise they are
