@@ -9,12 +9,26 @@
 
 static bool is_tag_start(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '/' || c == '!' || c == '?'; }
 
-/* Length of a tag starting at s[0] == '<', or 0 when it does not look like one. */
+static bool is_name_char(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-'; }
+
+/* Length of a tag starting at s[0] == '<', or 0 when it does not look like one: after '<' (and '/',
+ * '!' or '?') a name, then a blank, '>' or '/'. So "<p>", "</div>", "<a href=...>" are tags and
+ * "<jane@example.org>", "<https://example.org>", "a < b" are text. */
 static size_t tag_len(const char *s, size_t n)
 {
     if (n < 3 || !is_tag_start(s[1]))
         return 0;
-    for (size_t i = 2; i < n && i < 512; i++) {
+    size_t i = 1;
+    if (s[i] == '/' || s[i] == '!' || s[i] == '?')
+        i++;
+    size_t name = i;
+    while (i < n && is_name_char(s[i]))
+        i++;
+    if (i == name && s[name - 1] != '!') /* "<!--" and "<!DOCTYPE" are markup too */
+        return 0;
+    if (i >= n || !(s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '>' || s[i] == '/' || s[name - 1] == '!'))
+        return 0;
+    for (; i < n && i < 512; i++) {
         if (s[i] == '>')
             return i + 1;
         if (s[i] == '<')

@@ -53,6 +53,7 @@ typedef struct CallJob {
     int64_t spent_tokens_in, spent_tokens_out; /* ... and the tokens of those charges */
     int64_t compress_tokens_saved, compress_saved_pico; /* input tokens and dollars the shorter context
                                * saved over the requests that carried it */
+    bool use_original;        /* an answer said the compressed context lacked it: the original from now on */
     bool cache_hit;           /* DONE: answered from the response cache (or by an identical job's call) */
     int64_t cache_saved_pico; /* ... what that answer cost when it was produced */
     int64_t first_prompt_tokens, first_output_tokens; /* of the first answer: the baseline's basis */

@@ -91,14 +91,16 @@ static int build_compress_body(Call *c, const TqModel *m, Buf *out, TqErr *err)
     return rc;
 }
 
-/* The context a request of c carries for job: the compressed one on the first tier (and on later
- * tiers unless the kind sends them the original); *saved_tokens what that saved against the original. */
-static const char *context_for_request(const Call *c, const QueueJob *job, int64_t *saved_tokens)
+/* The context a request of c carries for cj's job: the compressed one on the first tier (and on later
+ * tiers unless the kind sends them the original), the original once an answer said the compressed
+ * one lacked it; *saved_tokens what that saved against the original. */
+static const char *context_for_request(const Call *c, const CallJob *cj, int64_t *saved_tokens)
 {
+    const QueueJob *job = cj->job;
     *saved_tokens = 0;
     if (!job->original_context)
         return job->context;
-    if (c->tier > 0 && c->kind->compress.escalate_with_original)
+    if (cj->use_original || (c->tier > 0 && c->kind->compress.escalate_with_original))
         return job->original_context;
     if (job->context_tokens_before > job->context_tokens_after)
         *saved_tokens = job->context_tokens_before - job->context_tokens_after;
@@ -123,7 +125,7 @@ int route_build_body(Call *c, Buf *out, TqErr *err)
     bool has_system = false;
     int rc = prompt_system(c->kind, cj, &sys, &has_system, err);
     int64_t saved = 0;
-    const char *context = context_for_request(c, job, &saved);
+    const char *context = context_for_request(c, cj, &saved);
     if (!rc && context && *context &&
         (buf_puts(&user, "Context:\n") || buf_puts(&user, context) || buf_puts(&user, "\n\n")))
         rc = tq_err(err, TQ_ENOMEM, "out of memory");
@@ -373,6 +375,44 @@ static void score_answer(const CheckInput *in, char **answer, CheckResult *res)
         *answer = res->canonical;
         res->canonical = NULL;
     }
+}
+
+/* Whether an answer says the context does not hold what was asked ("The document does not state
+ * this."). Lower-case phrases, matched anywhere in a short answer. */
+static bool says_not_in_context(const char *answer)
+{
+    static const char *const phrases[] = {"does not state", "not stated", "does not mention", "not mentioned",
+                                          "does not say", "no information", "not provided", "not specified",
+                                          "does not specify", "cannot be determined", "not found in the",
+                                          "not in the context", "not in the document", "is not given", NULL};
+    size_t n = strlen(answer);
+    if (n == 0 || n > 300)
+        return false;
+    char low[301];
+    for (size_t i = 0; i <= n; i++)
+        low[i] = (char)(answer[i] >= 'A' && answer[i] <= 'Z' ? answer[i] - 'A' + 'a' : answer[i]);
+    for (const char *const *p = phrases; *p; p++)
+        if (strstr(low, *p))
+            return true;
+    return false;
+}
+
+/* An answer from a compressed context that says the context lacks the answer is not believed: the
+ * fact may be what the compression dropped (README "Context compression", guard). The same tier is
+ * asked again with the original context (once). Returns true when it is. */
+static bool reask_with_original(Call *c, LedgerRow *row, const char *answer)
+{
+    CallJob *cj = &c->jobs[0];
+    const QueueJob *job = cj->job;
+    int64_t saved = 0;
+    if (c->phase != CALL_PHASE_ANSWER || c->batched || !job || !job->original_context || cj->use_original ||
+        context_for_request(c, cj, &saved) == job->original_context || !says_not_in_context(answer))
+        return false;
+    cj->use_original = true;
+    row->reason = "not_in_compressed_context";
+    if (!row->error)
+        row->error = strdup("the answer says the compressed context lacks it: the same tier is asked again with the original");
+    return true;
 }
 
 /* The single job's answer has its final score: record it, then accept, escalate or stop. */
@@ -710,6 +750,10 @@ RouteAction route_on_response(Call *c, LedgerRow *row, OaiResponse *resp, const 
     in.refusal = resp->refusal;
     in.has_reasoning = resp->has_reasoning;
     in.not_asked |= CHECK_SIGNAL_JUDGE | CHECK_SIGNAL_AGREEMENT; /* not gathered yet: scored below */
+    if (reask_with_original(c, row, answer)) {
+        free(answer);
+        return send_again(c);
+    }
     CheckResult res;
     score_answer(&in, &answer, &res);
     if (res.gate_failed || (!wants_sample(c) && !wants_judge(c))) {

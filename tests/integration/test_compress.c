@@ -9,7 +9,7 @@
 
 #include <sys/stat.h>
 
-static char dir[256], jobs[300];
+static char dir[256], jobs[300], answers[320];
 #define out run_out
 
 static void setup_files(void)
@@ -41,6 +41,26 @@ static void setup_files(void)
                   " \"tiers\": [{\"model\": \"qwen3-8b\", \"accept\": 0}, {\"model\": \"gpt-4o\"}], \"baseline_model\": \"gpt-4o\","
                   " \"max_tokens\": 64, \"temperature\": 0, \"checks\": {\"min_chars\": 1}, \"cache\": {\"enabled\": false},"
                   " \"compress\": {\"enabled\": true, \"threshold_tokens\": 300, \"target_tokens\": 100, \"model\": \"qwen3-32b\"}}");
+    /* one tier, compressed by a model the test switches to truncation: a fact at the end is lost */
+    snprintf(p, sizeof p, "%s/ask.json", jobs);
+    write_file(p, "{\"system_prompt\": \"Answer the question from the context with its exact words.\","
+                  " \"tiers\": [{\"model\": \"gpt-4o\"}], \"baseline_model\": \"gpt-4o\","
+                  " \"max_tokens\": 64, \"temperature\": 0, \"checks\": {\"min_chars\": 1}, \"cache\": {\"enabled\": false},"
+                  " \"compress\": {\"enabled\": true, \"threshold_tokens\": 300, \"target_tokens\": 100, \"model\": \"qwen3-32b\","
+                  " \"question_aware\": false, \"escalate_with_original\": false}}");
+    /* an answer key with documents: the fact of document N is its last line */
+    snprintf(answers, sizeof answers, "%s/answers.tsv", dir);
+    FILE *f = fopen(answers, "w");
+    if (f) {
+        fprintf(f, "kind\tprompt\tcontext\texpected\n");
+        for (int d = 1; d <= 6; d++) {
+            fprintf(f, "ask\tWhat is the secret of document %d?\t", d);
+            for (int i = 0; i < 150; i++)
+                fprintf(f, "Line %d of document %d holds nothing of interest at all.\\n", i, d);
+            fprintf(f, "The secret of document %d is zebra-%d.\tzebra-%d\n", d, d, d);
+        }
+        fclose(f);
+    }
     setenv("TIERQ_JOBS_DIR", jobs, 1);
 }
 
@@ -188,6 +208,49 @@ static void test_corrupt_stored_compression_is_ignored(void)
     sim_stop(&s);
 }
 
+/* The compressor drops the fact (truncation keeps only the head); the model says the document does
+ * not state it; that answer is not believed: the same tier is asked again with the original, and
+ * the job ends with the fact. */
+static void test_not_stated_is_asked_again_with_the_original(void)
+{
+    SimProc s;
+    CHECK_INT(sim_start(&s, answers, "--latency-ms 1"), 0);
+    CHECK_INT(sim_tune(&s, "qwen3-32b", "{\"compress\": {\"mode\": \"truncate\"}}"), 200);
+    PGconn *c = testdb_connect();
+    reset(c);
+    testdb_exec(c, "CREATE TEMP TABLE st (kind text, prompt text, context text, expected text)", NULL, 0);
+    /* COPY through the client: the server runs as another user and may not read the file */
+    FILE *f = fopen(answers, "r");
+    PGresult *r = PQexec(c, "COPY st FROM STDIN WITH (FORMAT text, HEADER true)");
+    CHECK(PQresultStatus(r) == PGRES_COPY_IN);
+    PQclear(r);
+    char line[16384];
+    while (f && fgets(line, sizeof line, f))
+        PQputCopyData(c, line, (int)strlen(line));
+    if (f)
+        fclose(f);
+    PQputCopyEnd(c, NULL);
+    PQclear(PQgetResult(c));
+    testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt, context, expected, run_name) SELECT kind, prompt, context, expected, 'ask'"
+                   " FROM st", NULL, 0);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.jobs WHERE run_name = 'ask'"), 6);
+    int st = run_drain(&s, "--run ask");
+    CHECKF(st == 0, "exit %d: %s", st, out);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.calls WHERE purpose = 'compress' AND status = 'ok' AND reason = 'compressed'"), 6);
+    /* the first answers (from the truncated document) that said it is not there — all but the model's
+     * wrong draws (seed 1: one of six) — were asked again, with the whole document */
+    long long reasked = q(c, "SELECT count(*) FROM tierq.calls WHERE purpose = 'answer' AND reason = 'not_in_compressed_context'"
+                             " AND tokens_in < 300");
+    CHECKF(reasked >= 4, "%lld of 6 asked again", reasked);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.calls WHERE purpose = 'answer' AND tokens_in > 1000"), reasked);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.jobs j WHERE run_name = 'ask' AND state = 'done' AND result = expected"
+                   " AND EXISTS (SELECT 1 FROM tierq.calls k WHERE j.id = ANY (k.job_ids) AND k.reason = 'not_in_compressed_context')"),
+              reasked);
+    check_sums(c);
+    PQfinish(c);
+    sim_stop(&s);
+}
+
 int main(void)
 {
     setup_files();
@@ -197,6 +260,7 @@ int main(void)
     RUN(test_compressor_failure_falls_back_to_the_original);
     RUN(test_escalation_sees_the_original);
     RUN(test_corrupt_stored_compression_is_ignored);
+    RUN(test_not_stated_is_asked_again_with_the_original);
     char cmd[400];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0)

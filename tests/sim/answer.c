@@ -80,6 +80,7 @@ struct AnswerKey {
     AkDoc *docs;       /* the distinct non-empty contexts (optional column "context") */
     size_t ndocs, dcap;
     U64Map by_doc;     /* fnv(context) -> doc */
+    U64Map by_head;    /* head_hash(context) -> doc: finds a document a client cleaned up before sending */
 };
 
 /* ---- COPY text format ---- */
@@ -223,6 +224,22 @@ static int add_distinct(AnswerKey *k, AkEntry *e)
     return 0;
 }
 
+static bool is_space(char c) { return c == ' ' || c == '\n' || c == '\t' || c == '\r'; }
+
+/* A document's identity that survives a client's clean-up (whitespace collapsed, markup and repeated
+ * lines dropped further down): its first 256 bytes that are not blanks. */
+static uint64_t head_hash(const char *s, size_t n)
+{
+    uint64_t h = HASH_FNV_INIT;
+    size_t taken = 0;
+    for (size_t i = 0; i < n && taken < 256; i++)
+        if (!is_space(s[i])) {
+            h = hash_fnv1a64_more(h, s + i, 1);
+            taken++;
+        }
+    return h;
+}
+
 /* The document of a context text, added when new; *out = its index. */
 static int add_doc(AnswerKey *k, const char *text, size_t len, uint32_t *out)
 {
@@ -244,6 +261,10 @@ static int add_doc(AnswerKey *k, const char *text, size_t len, uint32_t *out)
     }
     k->docs[k->ndocs] = (AkDoc){text, len, AK_NONE, 0};
     *slot = k->ndocs;
+    int hc = 0;
+    uint64_t *hs = u64map_upsert(&k->by_head, head_hash(text, len), &hc);
+    if (hs && hc)
+        *hs = k->ndocs; /* two documents with one head: the first keeps it */
     *out = (uint32_t)k->ndocs++;
     return 0;
 }
@@ -294,6 +315,7 @@ int answer_key_load(AnswerKey **out, const char *path, TqErr *err)
     u64map_init(&k->by_kind, 0);
     u64map_init(&k->distinct, 0);
     u64map_init(&k->by_doc, 0);
+    u64map_init(&k->by_head, 0);
     int rc = sim_read_file(path, &k->text, err);
     if (rc)
         goto cleanup;
@@ -379,6 +401,7 @@ void answer_key_free(AnswerKey *k)
     u64map_free(&k->by_kind);
     u64map_free(&k->distinct);
     u64map_free(&k->by_doc);
+    u64map_free(&k->by_head);
     free(k->docs);
     buf_free(&k->text);
     free(k);
@@ -388,7 +411,6 @@ size_t answer_key_rows(const AnswerKey *k) { return k ? k->n : 0; }
 size_t answer_key_kinds(const AnswerKey *k) { return k ? k->nkinds : 0; }
 size_t answer_key_docs(const AnswerKey *k) { return k ? k->ndocs : 0; }
 
-static bool is_space(char c) { return c == ' ' || c == '\n' || c == '\t' || c == '\r'; }
 
 static const AkEntry *key_find(const AnswerKey *k, const char *s, size_t n)
 {
@@ -438,10 +460,12 @@ bool answer_key_lookup(const AnswerKey *k, const char *prompt, size_t len, Answe
 static const AkDoc *doc_find(const AnswerKey *k, const char *s, size_t n)
 {
     uint64_t *v = u64map_get(&k->by_doc, hash_fnv1a64(s, n));
-    if (!v)
-        return NULL;
-    const AkDoc *d = &k->docs[*v];
-    return d->len == n && memcmp(d->text, s, n) == 0 ? d : NULL;
+    const AkDoc *d = v ? &k->docs[*v] : NULL;
+    if (d && d->len == n && memcmp(d->text, s, n) == 0)
+        return d;
+    /* not as stored: the same document cleaned up by the client (its facts are what it still holds) */
+    v = u64map_get(&k->by_head, head_hash(s, n));
+    return v ? &k->docs[*v] : NULL;
 }
 
 size_t answer_key_facts(const AnswerKey *k, const char *doc, size_t len, AnswerKeyItem *out, size_t max)

@@ -20,9 +20,13 @@ static void test_markup_entities_blanks(void)
     char out[1024];
     clean("<html><body><p>Fish &amp; chips</p>\r\n<p>cost   &lt;5&gt;\t euros  </p></body></html>", out, sizeof out);
     CHECK_STR(out, "Fish & chips\ncost <5> euros");
-    /* a lone '<' or a comparison is not a tag */
+    /* a lone '<' or a comparison is not a tag, nor an address in angle brackets */
     clean("if a < b and c > d then 3<4", out, sizeof out);
     CHECK_STR(out, "if a < b and c > d then 3<4");
+    clean("Upstream-Contact: Jane Doe <jane@example.org>, see <https://example.org/x>", out, sizeof out);
+    CHECK_STR(out, "Upstream-Contact: Jane Doe <jane@example.org>, see <https://example.org/x>");
+    clean("<!-- note --><a href=\"x\">link</a><br/>", out, sizeof out);
+    CHECK_STR(out, "link");
     clean("\n\n\nfirst\n\n\n\nsecond\n\n", out, sizeof out);
     CHECK_STR(out, "first\n\nsecond");
     clean("Grüße   aus   Köln — ok", out, sizeof out);
