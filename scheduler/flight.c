@@ -2,6 +2,7 @@
 
 #include <pthread.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -80,17 +81,16 @@ static Waiting **find(Flight *f, const char *key)
     return at;
 }
 
-bool flight_join(Flight *f, QueueJob *job)
+bool flight_join(Flight *f, const char *key, QueueJob *job)
 {
     pthread_mutex_lock(&f->mu);
-    Waiting **at = find(f, job->cache_key);
+    Waiting **at = find(f, key);
     bool leads = true;
     if (!*at) {
         Waiting *w = calloc(1, sizeof *w);
         if (w) {
-            memcpy(w->key, job->cache_key, sizeof w->key);
+            snprintf(w->key, sizeof w->key, "%s", key);
             *at = w;
-            job->cache_flags |= JOB_CACHE_LEADS;
         }
     } else if (push(&(*at)->jobs, &(*at)->n, &(*at)->cap, job) == 0) {
         leads = false;

@@ -23,9 +23,10 @@ Flight *flight_new(void);
 /* Frees every job still waiting or released (their leases are handed back by the caller). */
 void flight_free(Flight *f);
 
-/* job has JOB_CACHE_LOOKUP and a key. Returns true when it leads (JOB_CACHE_LEADS is set on it:
- * send it), false when it now waits here (the flight owns it). Out of memory: it leads. */
-bool flight_join(Flight *f, QueueJob *job);
+/* job joins the flight of key (64 hex digits: its cache key, or its context's compression key).
+ * Returns true when it leads (send it; the caller marks it), false when it now waits here (the
+ * flight owns it). Out of memory: it leads. */
+bool flight_join(Flight *f, const char *key, QueueJob *job);
 
 /* The leader of key is finished. shared: its answer is the waiters' too. Moves the waiters into
  * *jobs (malloc'd array of *n, caller owns both; NULL/0 when none) when shared; otherwise they are
