@@ -6,6 +6,7 @@
 #include "json.h"
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -141,6 +142,61 @@ static const char *const SQL_REPORT_BATCHING =
     " FROM g LEFT JOIN served s USING (kind) ORDER BY g.kind";
 
 enum { RB_KIND, RB_MEAN_BATCH, RB_BATCHED, RB_TOKENS_PER_JOB, RB_TOKENS_SAVED, RB_SAVED_USD, RB_NCOLS };
+
+/* Context compression per kind (sql/012), over the jobs of SQL_REPORT_JOBS (same filters), with the
+ * totals row from ROLLUP (every kind of the selection has a row, zeros without compression):
+ *   compressed, reused   jobs whose context went out compressed ('compressed' or 'reused'), and of
+ *                        them the ones served by a stored compression; cleaned and failed counted
+ *                        apart (cleaned: the free clean-up was enough; failed: the compressor's
+ *                        output was unusable)
+ *   tokens before/after  sums of context_tokens_before / _after over the compressed and reused jobs
+ *   cost                 the 'compress' ledger rows that served jobs of the selection; a row whose
+ *                        jobs lie partly outside it (--since cutting through a claim) counts for the
+ *                        share of its jobs inside, so windows that tile time never count a row twice
+ *   tokens / usd saved   sums of compress_tokens_saved / compress_saved_usd over every job (cleaned
+ *                        ones too: their shorter context was billed for fewer tokens)
+ *   net                  saved - cost, summed exactly and rounded once
+ * A kind is active when any of these is not zero: the text lists only active kinds. The ledger is
+ * joined through the jobs (not calls.run_name and created_at, as SQL_REPORT_BATCHING) so that the
+ * cost and the savings it bought cover the same jobs, as cost and baseline do in SQL_REPORT_JOBS. */
+static const char *const SQL_REPORT_COMPRESSION =
+    "WITH j AS ("
+    "  SELECT id, kind, compression, context_tokens_before, context_tokens_after, compress_tokens_saved,"
+    "    compress_saved_usd"
+    "  FROM tierq.jobs"
+    "  WHERE ($1::text IS NULL OR run_name = $1::text)"
+    "    AND ($2::bigint IS NULL OR coalesce(finished_at, created_at) >= now() - $2::bigint * interval '1 second')"
+    "), spent AS ("
+    "  SELECT j.kind, c.cost_usd, cardinality(c.job_ids) AS served, count(*) AS inside"
+    "  FROM tierq.calls c CROSS JOIN LATERAL unnest(c.job_ids) AS u(job_id) JOIN j ON j.id = u.job_id"
+    "  WHERE c.purpose = 'compress' AND c.status NOT IN ('sent', 'cancelled')"
+    "  GROUP BY c.id, j.kind"
+    "), u AS ("
+    "  SELECT kind, compression IN ('compressed', 'reused') AS shorter, compression, context_tokens_before AS tb,"
+    "    context_tokens_after AS ta, compress_tokens_saved AS ts, compress_saved_usd AS su, NULL::numeric AS cost"
+    "  FROM j"
+    "  UNION ALL"
+    "  SELECT kind, NULL, NULL, NULL, NULL, NULL, NULL,"
+    "    CASE WHEN inside = served THEN cost_usd ELSE cost_usd * inside / served END"
+    "  FROM spent"
+    "), g AS ("
+    "  SELECT grouping(kind) AS is_total, kind, count(*) FILTER (WHERE shorter) AS compressed,"
+    "    count(*) FILTER (WHERE compression = 'reused') AS reused,"
+    "    count(*) FILTER (WHERE compression = 'cleaned') AS cleaned,"
+    "    count(*) FILTER (WHERE compression = 'failed') AS failed,"
+    "    coalesce(sum(tb) FILTER (WHERE shorter), 0) AS tb, coalesce(sum(ta) FILTER (WHERE shorter), 0) AS ta,"
+    "    coalesce(sum(cost), 0) AS cost, coalesce(sum(ts), 0) AS ts, coalesce(sum(su), 0) AS su"
+    "  FROM u GROUP BY ROLLUP (kind)"
+    ")"
+    " SELECT is_total, kind, compressed, reused, cleaned, failed, tb, ta,"
+    "   CASE WHEN ta > 0 THEN round(tb::numeric / ta, 2) END, round(cost, 6), ts, round(su, 6), round(su - cost, 6),"
+    "   compressed + cleaned + failed > 0 OR cost <> 0 OR ts <> 0 OR su <> 0"
+    " FROM g ORDER BY is_total DESC, kind";
+
+enum {
+    RZ_IS_TOTAL, RZ_KIND, RZ_COMPRESSED, RZ_REUSED, RZ_CLEANED, RZ_FAILED, RZ_TOKENS_BEFORE, RZ_TOKENS_AFTER, RZ_RATIO,
+    RZ_COST, RZ_TOKENS_SAVED, RZ_SAVED_USD, RZ_NET_USD, RZ_ACTIVE, RZ_NCOLS
+};
 
 /* Answers scored without the soft signals their kind's checks rely on (calls.missing_signals), per
  * kind and model, over answer calls that got a response: a provider that stops returning logprobs,
@@ -289,11 +345,12 @@ static void emit_json_tiers(Emit *e, const PGresult *tiers, const char *kind)
     emit(e, "]");
 }
 
-/* The row of the batching result for kind, or -1 when the kind made no call. */
-static int find_kind(const PGresult *batching, const char *kind)
+/* The row of a per-kind result whose column col is kind, or -1 (for batching: the kind made no
+ * call). Totals rows have a NULL kind and never match. */
+static int find_kind(const PGresult *r, int col, const char *kind)
 {
-    for (int i = 0; i < PQntuples(batching); i++)
-        if (strcmp(PQgetvalue(batching, i, RB_KIND), kind) == 0)
+    for (int i = 0; i < PQntuples(r); i++)
+        if (!PQgetisnull(r, i, col) && strcmp(PQgetvalue(r, i, col), kind) == 0)
             return i;
     return -1;
 }
@@ -301,7 +358,7 @@ static int find_kind(const PGresult *batching, const char *kind)
 /* ", "batching": {...}" for one kind; a kind without calls in the selection gets nulls and zeros. */
 static void emit_json_batching(Emit *e, const PGresult *batching, const char *kind)
 {
-    int i = find_kind(batching, kind);
+    int i = find_kind(batching, RB_KIND, kind);
     if (i < 0) {
         emit(e, ", \"batching\": {\"mean_batch_size\": null, \"batched_calls\": 0, \"input_tokens_per_job\": null, "
                 "\"tokens_saved\": 0, \"saved_usd\": 0.000000}");
@@ -322,11 +379,31 @@ static void emit_json_cache(Emit *e, const PGresult *jobs, int i)
          json_num(jobs, i, RJ_HIT_RATE), json_num(jobs, i, RJ_CACHE_SAVED));
 }
 
+/* ", "compression": {...}" from row i of the compression result (a kind's, or the totals); -1 (a
+ * kind the statement did not list) gets the zeros of a kind without compression. */
+static void emit_json_compression(Emit *e, const PGresult *z, int i)
+{
+    if (i < 0) {
+        emit(e, ", \"compression\": {\"jobs_compressed\": 0, \"jobs_reused\": 0, \"jobs_cleaned\": 0, \"jobs_failed\": 0, "
+                "\"context_tokens_before\": 0, \"context_tokens_after\": 0, \"compression_ratio\": null, "
+                "\"cost_usd\": 0.000000, \"tokens_saved\": 0, \"saved_usd\": 0.000000, \"net_saved_usd\": 0.000000}");
+        return;
+    }
+    emit(e,
+         ", \"compression\": {\"jobs_compressed\": %s, \"jobs_reused\": %s, \"jobs_cleaned\": %s, \"jobs_failed\": %s, "
+         "\"context_tokens_before\": %s, \"context_tokens_after\": %s, \"compression_ratio\": %s, \"cost_usd\": %s, "
+         "\"tokens_saved\": %s, \"saved_usd\": %s, \"net_saved_usd\": %s}",
+         json_num(z, i, RZ_COMPRESSED), json_num(z, i, RZ_REUSED), json_num(z, i, RZ_CLEANED), json_num(z, i, RZ_FAILED),
+         json_num(z, i, RZ_TOKENS_BEFORE), json_num(z, i, RZ_TOKENS_AFTER), json_num(z, i, RZ_RATIO),
+         json_num(z, i, RZ_COST), json_num(z, i, RZ_TOKENS_SAVED), json_num(z, i, RZ_SAVED_USD),
+         json_num(z, i, RZ_NET_USD));
+}
+
 /* The result sets one report is made of. */
 typedef struct ReportData {
     const PGresult *jobs, *calls, *tiers, *batching, *signals, *failures, *confidence, *shadow, *shadow_live,
-        *shadow_drift;
-    int jt, ct; /* rows of the totals */
+        *shadow_drift, *compression;
+    int jt, ct, zt; /* rows of the totals */
 } ReportData;
 
 static void render_json_extras(Emit *e, const ReportData *d)
@@ -495,6 +572,7 @@ static void render_json(Emit *e, const ReportOptions *opt, const ReportData *d)
          json_num(jobs, jt, RJ_COST), json_num(jobs, jt, RJ_BASELINE), json_num(jobs, jt, RJ_SAVED_USD),
          json_num(jobs, jt, RJ_SAVED_PCT));
     emit_json_cache(e, jobs, jt);
+    emit_json_compression(e, d->compression, d->zt);
     emit(e, "},\n");
 
     emit(e, " \"models\": [");
@@ -534,6 +612,7 @@ static void render_json(Emit *e, const ReportOptions *opt, const ReportData *d)
         emit_json_tiers(e, tiers, PQgetvalue(jobs, i, RJ_KIND));
         emit_json_batching(e, batching, PQgetvalue(jobs, i, RJ_KIND));
         emit_json_cache(e, jobs, i);
+        emit_json_compression(e, d->compression, find_kind(d->compression, RZ_KIND, PQgetvalue(jobs, i, RJ_KIND)));
         emit(e, "}");
     }
     emit(e, "%s]}\n", first ? "" : "\n ");
@@ -547,6 +626,60 @@ static void cache_rate_text(const PGresult *jobs, int i, char *out, size_t cap)
                  PQgetvalue(jobs, i, RJ_DONE));
     else
         snprintf(out, cap, "-");
+}
+
+static bool compression_active(const PGresult *z, int i)
+{
+    return i >= 0 && PQgetvalue(z, i, RZ_ACTIVE)[0] == 't';
+}
+
+/* "8 (3 reused)": jobs whose context went out compressed. */
+static void compressed_text(const PGresult *z, int i, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s (%s reused)", PQgetvalue(z, i, RZ_COMPRESSED), PQgetvalue(z, i, RZ_REUSED));
+}
+
+/* The totals section's compression lines (row zt of the compression result), or one line saying
+ * there was none. */
+static void render_text_compression_totals(Emit *e, const PGresult *z, int zt)
+{
+    if (!compression_active(z, zt)) {
+        emit(e, "  %-18s none in this selection\n", "compression");
+        return;
+    }
+    char compressed[64];
+    compressed_text(z, zt, compressed, sizeof compressed);
+    emit(e, "  %-18s %s, %s cleaned, %s failed\n", "compressed", compressed, PQgetvalue(z, zt, RZ_CLEANED),
+         PQgetvalue(z, zt, RZ_FAILED));
+    emit(e, "  %-18s %s before, %s after (ratio %s)\n", "context_tokens", PQgetvalue(z, zt, RZ_TOKENS_BEFORE),
+         PQgetvalue(z, zt, RZ_TOKENS_AFTER), text_cell(z, zt, RZ_RATIO));
+    emit(e, "  %-18s %s (the compression calls; part of cost_usd)\n", "compress_cost_usd", PQgetvalue(z, zt, RZ_COST));
+    emit(e, "  %-18s %s (%s input tokens the shorter contexts did not send)\n", "compress_saved_usd",
+         PQgetvalue(z, zt, RZ_SAVED_USD), PQgetvalue(z, zt, RZ_TOKENS_SAVED));
+    emit(e, "  %-18s %s (saved - cost)\n", "compress_net_usd", PQgetvalue(z, zt, RZ_NET_USD));
+}
+
+/* One line per kind with compression activity in the selection; a note when none had any. */
+static void render_text_compression(Emit *e, const PGresult *z)
+{
+    emit(e, "\nper kind: context compression (cost: the compression calls; saved: what the shorter contexts\n"
+            "did not send, in input tokens and dollars; net = saved - cost)\n");
+    emit(e, "  %-16s %16s %7s %6s %13s %12s %7s %12s %12s %12s %12s\n", "kind", "compressed", "cleaned", "failed",
+         "tokens_before", "tokens_after", "ratio", "cost_usd", "tokens_saved", "saved_usd", "net_usd");
+    int shown = 0;
+    for (int i = 0; i < PQntuples(z); i++) {
+        if (PQgetvalue(z, i, RZ_IS_TOTAL)[0] == '1' || !compression_active(z, i))
+            continue;
+        char compressed[64];
+        compressed_text(z, i, compressed, sizeof compressed);
+        emit(e, "  %-16s %16s %7s %6s %13s %12s %7s %12s %12s %12s %12s\n", PQgetvalue(z, i, RZ_KIND), compressed,
+             PQgetvalue(z, i, RZ_CLEANED), PQgetvalue(z, i, RZ_FAILED), PQgetvalue(z, i, RZ_TOKENS_BEFORE),
+             PQgetvalue(z, i, RZ_TOKENS_AFTER), text_cell(z, i, RZ_RATIO), PQgetvalue(z, i, RZ_COST),
+             PQgetvalue(z, i, RZ_TOKENS_SAVED), PQgetvalue(z, i, RZ_SAVED_USD), PQgetvalue(z, i, RZ_NET_USD));
+        shown++;
+    }
+    if (shown == 0)
+        emit(e, "  (none: a kind compresses long contexts with \"compress\": {\"enabled\": true, ...})\n");
 }
 
 static void render_text(Emit *e, const ReportOptions *opt, const ReportData *d)
@@ -579,6 +712,7 @@ static void render_text(Emit *e, const ReportOptions *opt, const ReportData *d)
     emit(e, "  %-18s %s\n", "cache_hits", rate);
     emit(e, "  %-18s %s (what the hits' answers cost when they were produced; part of saved_usd)\n",
          "cache_saved_usd", text_cell(jobs, jt, RJ_CACHE_SAVED));
+    render_text_compression_totals(e, d->compression, d->zt);
 
     emit(e, "\nper model\n");
     emit(e, "  %-20s %8s %12s %12s %12s %14s %9s %9s %7s\n", "model", "calls", "tokens_in", "cached_in",
@@ -632,6 +766,8 @@ static void render_text(Emit *e, const ReportOptions *opt, const ReportData *d)
     if (PQntuples(jobs) <= 1)
         emit(e, "  (no jobs)\n");
 
+    render_text_compression(e, d->compression);
+
     emit(e, "\nper kind and tier (done jobs by the tier that answered; cache hits left out)\n");
     emit(e, "  %-16s %4s  %-20s %7s %7s  %s\n", "kind", "tier", "model", "jobs", "share", "accuracy");
     for (int i = 0; i < PQntuples(tiers); i++) {
@@ -680,12 +816,13 @@ int report_run(PGconn *c, const ReportOptions *opt, FILE *out, TqErr *err)
         {"report confidence", SQL_REPORT_CONFIDENCE, RQ_NCOLS}, {"report shadow", SQL_REPORT_SHADOW, RW_NCOLS},
         {"report shadow estimate", SQL_REPORT_SHADOW_LIVE, RL_NCOLS},
         {"report shadow drift", SQL_REPORT_SHADOW_DRIFT, RD_NCOLS},
+        {"report compression", SQL_REPORT_COMPRESSION, RZ_NCOLS},
     };
     enum { NQ = sizeof queries / sizeof queries[0] };
     PGresult *res[NQ] = {0};
     Emit e = {.rc = 0};
     buf_init(&e.b, REPORT_MAX_BYTES);
-    int rc = 0, jt = -1, ct = -1;
+    int rc = 0, jt = -1, ct = -1, zt = -1;
     /* One snapshot and one now() for every statement, so the totals from jobs and from calls
      * describe the same moment and the same --since window. Inside a caller's transaction we
      * simply use theirs. */
@@ -710,12 +847,13 @@ int report_run(PGconn *c, const ReportOptions *opt, FILE *out, TqErr *err)
     const PGresult *jobs = res[0], *calls = res[1];
     jt = find_total(jobs);
     ct = find_total(calls);
-    if (jt < 0 || ct < 0) {
+    zt = find_total(res[10]);
+    if (jt < 0 || ct < 0 || zt < 0) {
         rc = tq_err(err, TQ_EDB, "report: totals row missing");
         goto cleanup;
     }
 
-    ReportData d = {jobs, calls, res[2], res[3], res[4], res[5], res[6], res[7], res[8], res[9], jt, ct};
+    ReportData d = {jobs, calls, res[2], res[3], res[4], res[5], res[6], res[7], res[8], res[9], res[10], jt, ct, zt};
     if (opt->format == REPORT_JSON)
         render_json(&e, opt, &d);
     else

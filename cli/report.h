@@ -9,6 +9,8 @@
  *   kinds[], kinds[].tiers[]                             tierq.jobs
  *   kinds[].batching                                     tierq.calls
  *   totals.cache, kinds[].cache                          tierq.jobs (done jobs with cache_hit)
+ *   totals.compression, kinds[].compression              tierq.jobs, and the 'compress' rows of
+ *                                                         tierq.calls that served them
  * Filters: run_name matches jobs.run_name and calls.run_name; since_s keeps jobs whose finished_at
  * (created_at while unfinished) and calls whose created_at lie within the last since_s seconds.
  *
@@ -18,7 +20,8 @@
  *    "totals": {"jobs", "jobs_by_state": {"queued", "running", "done", "failed", "dead",
  *               "cancelled"}, "calls", "tokens_in", "tokens_cached_in", "tokens_out", "cost_usd",
  *               "baseline_cost_usd", "saved_usd", "saved_pct" (null when baseline is 0),
- *               "cache" (as kinds[].cache, over every kind)},
+ *               "cache" (as kinds[].cache, over every kind), "compression" (as
+ *               kinds[].compression, over every kind)},
  *    "models": [{"model", "calls", "tokens_in", "tokens_cached_in", "tokens_out", "cost_usd",
  *                "latency_p50_ms", "latency_p95_ms" (null without latencies), "errors" (calls
  *                whose status is not 'ok')}],
@@ -47,7 +50,25 @@
  *                         "hit_rate" (hits / done, a share 0..1 with 6 decimals; null without done
  *                           jobs),
  *                         "saved_usd" (sum of cache_saved_usd: what the hits' answers cost when
- *                           they were produced, 6 decimals)}}]}
+ *                           they were produced, 6 decimals)},
+ *               "compression": {"jobs_compressed" (jobs whose context went out compressed:
+ *                                 compression 'compressed' or 'reused'),
+ *                               "jobs_reused" (of them, served by a stored compression),
+ *                               "jobs_cleaned", "jobs_failed" (compression 'cleaned' / 'failed'),
+ *                               "context_tokens_before", "context_tokens_after" (sums over the
+ *                                 jobs_compressed jobs),
+ *                               "compression_ratio" (before / after, 2 decimals; null when after
+ *                                 is 0),
+ *                               "cost_usd" (the cost_usd of the 'compress' ledger rows, any status
+ *                                 but sent and cancelled, that served jobs of the selection; a row
+ *                                 serving jobs outside it too counts for the share of its jobs
+ *                                 inside; part of the jobs' cost_usd),
+ *                               "tokens_saved", "saved_usd" (sums of compress_tokens_saved and
+ *                                 compress_saved_usd over every job: what the shorter contexts,
+ *                                 cleaned ones too, saved on every request that carried them),
+ *                               "net_saved_usd" (saved_usd - cost_usd, summed exactly then
+ *                                 rounded)}
+ *                 (a kind without compression gets zeros and a null ratio)}]}
  * Cache hits (cost 0, their baseline, jobs.tier and jobs.model those of the answer they reuse) count
  * in jobs, done, cost, baseline, saved (so saved_usd includes what the cache saved: it is not added
  * on top) and accuracy (answers users got), and are left out of the latencies (claim to finish
@@ -56,9 +77,11 @@
  * call.
  * Accuracy compares tierq.normalize_answer(result) with tierq.normalize_answer(expected)
  * (sql/002_report.sql). Models and kinds are listed by name. The text report adds a "per kind:
- * response cache" section, a "per kind and tier" section and a "per kind: batching" section (one
- * line per kind with calls in the selection, even a kind whose jobs fall outside it) with the same
- * figures.
+ * response cache" section, a "per kind: context compression" section (one line per kind with any
+ * compression figure not zero; a note when none has), a "per kind and tier" section and a "per
+ * kind: batching" section (one line per kind with calls in the selection, even a kind whose jobs
+ * fall outside it) with the same figures; its totals show the compression totals, or one line
+ * saying there were none.
  *
  * Blocking: runs one statement per section (in one read-only snapshot when the connection is idle). */
 #ifndef TQ_REPORT_H

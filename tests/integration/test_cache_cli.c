@@ -460,7 +460,7 @@ static void test_second_run_hits_in_stats_and_report(void)
     CHECK_INT(testdb_run("cache stats --json --run second", out, sizeof out), 0);
     CHECKF(strstr(out, want) != NULL, "stats said:\n%s\nwant: %s", out, want);
     /* the report of the second run says the same, per kind */
-    snprintf(want, sizeof want, "\"cache\": {\"hits\": %lld, \"hit_rate\": %s, \"saved_usd\": %s}}", hits,
+    snprintf(want, sizeof want, "\"cache\": {\"hits\": %lld, \"hit_rate\": %s, \"saved_usd\": %s}", hits,
              sql_text(c, "SELECT round(count(*) FILTER (WHERE cache_hit)::numeric / count(*), 6) FROM tierq.jobs"
                          " WHERE run_name = 'second' AND state = 'done'"),
              sql_text(c, "SELECT round(sum(cache_saved_usd), 6) FROM tierq.jobs WHERE run_name = 'second' AND state = 'done'"));

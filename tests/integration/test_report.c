@@ -1,6 +1,7 @@
 /* `tierq report` against a real PostgreSQL: known jobs and calls rows go in, and the dollars,
  * savings, latencies, error counts and accuracy a user reads must come out, as text and as JSON,
  * for every filter. Expected figures were worked out by hand from the rows below (exact decimals). */
+#include "reportjson.h"
 #include "testdb.h"
 
 #include "err.h"
@@ -86,69 +87,21 @@ static int report_to_string(PGconn *c, ReportFormat format, const char *run, lon
     return rc;
 }
 
-/* JSON helpers: values are compared as the exact text in the document. */
-static char jv_bufs[8][128];
-static int jv_next;
-
-/* Raw text of obj[key]: the number or literal as written, a string without quotes, or
- * "<missing>". */
-static const char *jv(const JsonDoc *d, int obj, const char *key)
-{
-    int i = obj >= 0 ? json_get(d, obj, key) : -1;
-    if (i < 0)
-        return "<missing>";
-    size_t n = 0;
-    const char *raw = json_raw(d, i, &n);
-    char *out = jv_bufs[jv_next++ % 8];
-    snprintf(out, sizeof jv_bufs[0], "%.*s", (int)n, raw);
-    return out;
-}
-
-static int jobj(const JsonDoc *d, int obj, const char *key)
-{
-    int i = obj >= 0 ? json_get(d, obj, key) : -1;
-    return i >= 0 && (json_type(d, i) == JSON_OBJECT || json_type(d, i) == JSON_ARRAY) ? i : -1;
-}
-
-/* The element of array arr whose field equals name, or -1. */
-static int jfind(const JsonDoc *d, int arr, const char *field, const char *name)
-{
-    for (int k = 0; arr >= 0 && k < json_size(d, arr); k++) {
-        int el = json_at(d, arr, k);
-        int v = json_get(d, el, field);
-        if (v >= 0 && json_type(d, v) == JSON_STRING && json_eq(d, v, name))
-            return el;
-    }
-    return -1;
-}
-
-/* obj has exactly these keys, in this order. */
-static void check_keys(const JsonDoc *d, int obj, const char *const *keys, int n, const char *what)
-{
-    CHECKF(obj >= 0 && json_type(d, obj) == JSON_OBJECT, "%s is not an object", what);
-    if (obj < 0 || json_type(d, obj) != JSON_OBJECT)
-        return;
-    CHECKF(json_size(d, obj) == n, "%s has %d keys, want %d", what, json_size(d, obj), n);
-    int k = obj + 1;
-    for (int i = 0; i < n && i < json_size(d, obj); i++) {
-        size_t len = 0;
-        const char *raw = json_raw(d, k, &len);
-        CHECKF(json_eq(d, k, keys[i]), "%s key %d is \"%.*s\", want \"%s\"", what, i, (int)len, raw, keys[i]);
-        k = json_skip(d, k + 1);
-    }
-}
-
 static const char *const TOP_KEYS[] = {"filters", "totals", "models", "missing_signals", "failures", "confidence", "shadow", "kinds"};
 static const char *const FILTER_KEYS[] = {"run", "since_s"};
 static const char *const TOTAL_KEYS[] = {"jobs", "jobs_by_state", "calls", "tokens_in", "tokens_cached_in",
-                                         "tokens_out", "cost_usd", "baseline_cost_usd", "saved_usd", "saved_pct", "cache"};
+                                         "tokens_out", "cost_usd", "baseline_cost_usd", "saved_usd", "saved_pct", "cache",
+                                         "compression"};
 static const char *const STATE_KEYS[] = {"queued", "running", "done", "failed", "dead", "cancelled"};
 static const char *const MODEL_KEYS[] = {"model", "calls", "tokens_in", "tokens_cached_in", "tokens_out",
                                               "cost_usd", "latency_p50_ms", "latency_p95_ms", "errors"};
 static const char *const KIND_KEYS[] = {"kind", "jobs", "done", "failed", "cost_usd", "baseline_cost_usd",
                                         "saved_pct", "latency_p50_ms", "latency_p95_ms", "accuracy", "evaluated",
-                                        "tiers", "batching", "cache"};
+                                        "tiers", "batching", "cache", "compression"};
 static const char *const CACHE_KEYS[] = {"hits", "hit_rate", "saved_usd"};
+static const char *const COMPRESSION_KEYS[] = {"jobs_compressed", "jobs_reused", "jobs_cleaned", "jobs_failed",
+                                               "context_tokens_before", "context_tokens_after", "compression_ratio",
+                                               "cost_usd", "tokens_saved", "saved_usd", "net_saved_usd"};
 static const char *const TIER_KEYS[] = {"tier", "model", "jobs", "share_pct", "accuracy", "evaluated"};
 static const char *const BATCHING_KEYS[] = {"mean_batch_size", "batched_calls", "input_tokens_per_job",
                                             "tokens_saved", "saved_usd"};
@@ -168,6 +121,7 @@ static int parse_report(const char *text, JsonDoc *d)
     check_keys(d, totals, TOTAL_KEYS, NKEYS(TOTAL_KEYS), "totals");
     check_keys(d, jobj(d, totals, "jobs_by_state"), STATE_KEYS, NKEYS(STATE_KEYS), "jobs_by_state");
     check_keys(d, jobj(d, totals, "cache"), CACHE_KEYS, NKEYS(CACHE_KEYS), "totals cache");
+    check_keys(d, jobj(d, totals, "compression"), COMPRESSION_KEYS, NKEYS(COMPRESSION_KEYS), "totals compression");
     int models = jobj(d, 0, "models"), kinds = jobj(d, 0, "kinds");
     CHECK(models >= 0 && json_type(d, models) == JSON_ARRAY);
     CHECK(kinds >= 0 && json_type(d, kinds) == JSON_ARRAY);
@@ -182,6 +136,7 @@ static int parse_report(const char *text, JsonDoc *d)
             check_keys(d, json_at(d, tiers, t), TIER_KEYS, NKEYS(TIER_KEYS), "tier entry");
         check_keys(d, jobj(d, kind, "batching"), BATCHING_KEYS, NKEYS(BATCHING_KEYS), "batching");
         check_keys(d, jobj(d, kind, "cache"), CACHE_KEYS, NKEYS(CACHE_KEYS), "kind cache");
+        check_keys(d, jobj(d, kind, "compression"), COMPRESSION_KEYS, NKEYS(COMPRESSION_KEYS), "kind compression");
     }
     return 0;
 }
@@ -573,6 +528,11 @@ static void test_empty_selection(void)
         CHECK_STR(jv(&d, tot, "cost_usd"), "0.000000");
         CHECK_STR(jv(&d, tot, "saved_pct"), "null");
         CHECK_STR(jv(&d, jobj(&d, tot, "cache"), "hit_rate"), "null");
+        int z = jobj(&d, tot, "compression");
+        CHECK_STR(jv(&d, z, "jobs_compressed"), "0");
+        CHECK_STR(jv(&d, z, "compression_ratio"), "null");
+        CHECK_STR(jv(&d, z, "cost_usd"), "0.000000");
+        CHECK_STR(jv(&d, z, "net_saved_usd"), "0.000000");
         CHECK_INT(json_size(&d, jobj(&d, 0, "models")), 0);
         CHECK_INT(json_size(&d, jobj(&d, 0, "kinds")), 0);
         json_doc_free(&d);
@@ -584,6 +544,11 @@ static void test_empty_selection(void)
            "empty report said:\n%s", t);
     const char *pb = strstr(t, "\nper kind: batching");
     CHECKF(pb && strstr(pb, "\n  (no calls)\n"), "empty batching section said:\n%s", pb ? pb : t);
+    char line[256];
+    CHECK_STR(line_of(t, "compression ", line, sizeof line), "compression        none in this selection");
+    const char *pz = strstr(t, "\nper kind: context compression");
+    CHECKF(pz && strstr(pz, "\n  (none: a kind compresses long contexts"), "empty compression section said:\n%s",
+           pz ? pz : t);
     free(t);
     PQfinish(c);
 }
