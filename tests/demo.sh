@@ -15,8 +15,10 @@ demo=$(mktemp -d /tmp/tierq-demo.XXXXXX)
 chmod 755 "$demo"
 
 sim_pid=""
+simqa_pid=""
 cleanup() {
     [ -n "$sim_pid" ] && kill "$sim_pid" 2>/dev/null
+    [ -n "$simqa_pid" ] && kill "$simqa_pid" 2>/dev/null
     if [ "${DEMO_KEEP:-0}" = 1 ]; then
         echo "demo: PostgreSQL keeps running in $demo/pg (the simulator has stopped):"
         echo "  export TIERQ_DATABASE_URL=\"$conninfo\"; psql \"\$TIERQ_DATABASE_URL\""
@@ -117,4 +119,61 @@ SELECT round(100 * (SELECT sum(cost_usd) FROM tierq.jobs WHERE run_name = '$run-
        (SELECT count(*) FROM tierq.cache) AS cache_entries,
        (SELECT sum(raw_len) FROM tierq.cache) AS answer_bytes,
        (SELECT sum(octet_length(answer_z)) FROM tierq.cache) AS stored_bytes;
+SQL
+
+echo
+echo "== 4. questions over long documents: contexts compressed against sent whole (context compression) =="
+# tests/data/qa.tsv: 258 questions over 61 Debian copyright files (1,500-7,400 tokens each) with the
+# document as the job's context. The shipped qa kind compresses each document once (to about 400
+# tokens, by deepseek-v4-flash) for all the questions over it; the same jobs with compression off
+# (a copy of jobs/ whose qa.json says so) send every document whole. A second simulator holds
+# the questions' answer key: an answer is right only if its fact reached the answering model.
+rm -f "$demo/simqa.port"
+"$build/tierq-sim" --port 0 --port-file "$demo/simqa.port" --models tests/sim/models.json \
+    --answers tests/data/qa.tsv >"$demo/simqa.log" 2>&1 &
+simqa_pid=$!
+i=0
+while [ ! -s "$demo/simqa.port" ]; do
+    i=$((i + 1))
+    [ $i -gt 100 ] && { echo "demo: the question-answering simulator did not start (see $demo/simqa.log)"; exit 1; }
+    sleep 0.1
+done
+mkdir -p "$demo/jobs-whole"
+cp jobs/*.json "$demo/jobs-whole/"
+sed -i 's/"compress": {"enabled": true,/"compress": {"enabled": false,/' "$demo/jobs-whole/qa.json"
+psql -q -v ON_ERROR_STOP=1 "$conninfo" <<SQL
+CREATE TEMP TABLE qa (kind text, prompt text, context text, expected text);
+\copy qa (kind, prompt, context, expected) FROM 'tests/data/qa.tsv' WITH (FORMAT text, HEADER true)
+INSERT INTO tierq.jobs (kind, prompt, context, expected, run_name) SELECT kind, prompt, context, expected, '$run-qa-compressed' FROM qa;
+INSERT INTO tierq.jobs (kind, prompt, context, expected, run_name) SELECT kind, prompt, context, expected, '$run-qa-whole' FROM qa;
+SQL
+TIERQ_BASE_URL="http://127.0.0.1:$(cat "$demo/simqa.port")/v1" \
+    "$build/tierq" run --drain --progress --run "$run-qa-compressed" --max-in-flight 512
+TIERQ_BASE_URL="http://127.0.0.1:$(cat "$demo/simqa.port")/v1" TIERQ_JOBS_DIR="$demo/jobs-whole" \
+    "$build/tierq" run --drain --progress --run "$run-qa-whole" --max-in-flight 512
+kill "$simqa_pid" 2>/dev/null
+simqa_pid=""
+echo
+# Context tokens sent: the requests that carried the compressed context (jobs.compress_tokens_saved /
+# the tokens each saved) at its size, the others (asked again with the original) at the document's
+# (estimated as bytes / 4, as tierq estimates).
+psql -q "$conninfo" <<SQL
+\pset footer off
+WITH req AS (SELECT x AS id, count(*) AS n FROM tierq.calls, unnest(job_ids) x WHERE purpose = 'answer' GROUP BY x),
+     runs AS (SELECT CASE WHEN j.run_name = '$run-qa-compressed' THEN 'compressed' ELSE 'whole' END AS documents,
+                     j.*, coalesce(req.n, 0) AS requests
+              FROM tierq.jobs j LEFT JOIN req ON req.id = j.id
+              WHERE j.run_name IN ('$run-qa-compressed', '$run-qa-whole'))
+SELECT documents, count(*) AS jobs,
+       sum(coalesce(compress_tokens_saved / nullif(context_tokens_before - context_tokens_after, 0), 0) * coalesce(context_tokens_after, 0)
+           + (requests - coalesce(compress_tokens_saved / nullif(context_tokens_before - context_tokens_after, 0), 0))
+             * ceil(octet_length(runs.context) / 4.0))::bigint AS context_tokens_sent,
+       (SELECT count(*) FROM tierq.calls k WHERE k.purpose = 'compress' AND k.run_name = '$run-qa-compressed'
+        AND runs.documents = 'compressed') AS compressions,
+       round(coalesce((SELECT sum(cost_usd) FROM tierq.calls k WHERE k.purpose = 'compress'
+                       AND k.run_name = '$run-qa-compressed' AND runs.documents = 'compressed'), 0), 6) AS compress_usd,
+       round(sum(compress_saved_usd), 6) AS saved_usd,
+       round(sum(cost_usd), 6) AS cost_usd,
+       round(100.0 * avg((tierq.normalize_answer(result) = tierq.normalize_answer(expected))::int), 1) AS accuracy
+FROM runs GROUP BY 1 ORDER BY 1;
 SQL

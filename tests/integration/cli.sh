@@ -14,7 +14,7 @@ if [ $st = 0 ] && [ "$out" = "tierq $(cat "$root/VERSION")" ]; then ok version; 
 if [ $st = 2 ]; then ok unknown_command_exit_2; else nok unknown_command_exit_2 "status $st"; fi
 
 out=$("$bin" --jobs "$root/jobs" config check 2>/dev/null); st=$?
-if [ $st = 0 ] && echo "$out" | grep -q "7 kinds"; then ok config_check_ok; else nok config_check_ok "$out"; fi
+if [ $st = 0 ] && echo "$out" | grep -q "8 kinds"; then ok config_check_ok; else nok config_check_ok "$out"; fi
 # settings that parse but that nothing acts on yet are named, file and key, not silently accepted
 out=$("$bin" --jobs "$root/jobs" config check 2>&1 >/dev/null)
 # (compress and cache are in effect: no warning for them)

@@ -42,7 +42,7 @@ static void setup_files(void)
 
 /* Documents of about 3,000 tokens (200 distinct sentences), as SQL text. */
 #define LONG_DOC "(SELECT string_agg('Line ' || i || ': the package number ' || i || ' is licensed under GPL-' || (i % 3 + 1) || '.', ' ') FROM generate_series(1, 200) i)"
-#define LONG_DOC2 "(SELECT string_agg('Row ' || i || ': the library called lib' || i || ' ships under MIT-' || (i % 4 + 1) || '.', ' ') FROM generate_series(1, 200) i)"
+#define LONG_DOC2 "(SELECT string_agg('Row ' || i || ': the library called lib' || i || ' ships under MIT-' || (i % 4 + 1) || '.', E'\\n') FROM generate_series(1, 200) i)"
 /* Long with markup, blank runs and a repeated footer; short enough once cleaned. */
 #define CLEANABLE "(SELECT string_agg('<div class=\"page\"><p>Page ' || i || '</p>' || '                                        </div>' || E'\\n' || 'This page is part of the very long and boring manual footer.' || E'\\n\\n\\n', '') FROM generate_series(1, 60) i)"
 

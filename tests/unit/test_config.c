@@ -197,7 +197,7 @@ static void test_gateway_settings(void)
                  " \"output_usd_per_mtok\": 1, \"system_prompt_as\": \"omit\"}}}");
     /* only translate declares target_language; every other shipped kind must not use gpt-4o's {target_language} */
     char path[512];
-    const char *drop[] = {"chat", "classify", "code", "reasoning", "simple", "summarize"};
+    const char *drop[] = {"chat", "classify", "code", "qa", "reasoning", "simple", "summarize"};
     for (size_t i = 0; i < sizeof drop / sizeof drop[0]; i++) {
         snprintf(path, sizeof path, "%s/%s.json", tmpdir, drop[i]);
         unlink(path);
