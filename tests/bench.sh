@@ -16,13 +16,15 @@
 #   (h) response cache: a 20,000-row rerun with 90% of the rows unchanged (hit share, cost and wall
 #       time against the first run, at the simulator's default latency); the cache's own cost at 0%
 #       hits against --no-cache; stored bytes per answer, and whether a trained zstd dictionary pays.
+#   (i) context compression: the question-answering workload compressed against sent whole, 3 seeds
+#       (context tokens, compression spend against its saving, accuracy, one compression per document).
 set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 build=${BUILD:-build}
 bench=$(mktemp -d /tmp/tierq-bench.XXXXXX)
 N=${BENCH_JOBS:-20000}
-cases=${BENCH_CASES:-a b c d e f g h} # e.g. BENCH_CASES=e make bench: only (e)
+cases=${BENCH_CASES:-a b c d e f g h i} # e.g. BENCH_CASES=e make bench: only (e)
 wanted() { case " $cases " in *" $1 "*) return 0 ;; esac; return 1; }
 chmod 755 "$bench"
 echo "bench: working directory $bench (removed at exit)"
@@ -792,4 +794,66 @@ echo
 echo "    (h) response cache: $hline1" | head -n 1
 echo "        $hline2"
 echo "$hstore" | awk '{ printf "        stored %d bytes for %d raw: %.2f x raw (zstd frame per answer, level 3)\n\n", $2, $1, $2 / $1 }'
+fi
+
+# ---- (i) context compression ----
+if wanted i; then
+# Issue 10's goals on the question-answering workload (tests/data/qa.tsv: 258 questions over 61
+# Debian copyright files, 1,500-7,400 tokens each, the document in the job's context), the shipped
+# qa kind as it is (compressed once per document by deepseek-v4-flash to about 400 tokens) against
+# the same jobs with compression off, for 3 simulator seeds: context tokens that reached the answer
+# model, compression spend against the dollars it saved, accuracy; and each document compressed at
+# most once across two runs (the second with --no-cache, so every job is answered again).
+echo "(i) context compression: qa.tsv, compressed against sent whole, 3 seeds"
+ijobs="$bench/jobs-i"
+mkdir -p "$ijobs/whole"
+cp "$root"/jobs/*.json "$ijobs/"
+cp "$root"/jobs/*.json "$ijobs/whole/"
+sed -i 's/"compress": {"enabled": true,/"compress": {"enabled": false,/' "$ijobs/whole/qa.json"
+isum=""
+for seed in 1 2 3; do
+    psql -q "$conninfo" -c "DELETE FROM tierq.jobs; DELETE FROM tierq.calls; DELETE FROM tierq.compressed; DELETE FROM tierq.cache"
+    start_sim --seed "$seed" --answers tests/data/qa.tsv
+    TIERQ_JOBS_DIR="$ijobs" "$build/tierq" migrate >/dev/null
+    psql -q -v ON_ERROR_STOP=1 "$conninfo" <<SQL
+CREATE TEMP TABLE qa (kind text, prompt text, context text, expected text);
+\copy qa (kind, prompt, context, expected) FROM 'tests/data/qa.tsv' WITH (FORMAT text, HEADER true)
+INSERT INTO tierq.jobs (kind, prompt, context, expected, run_name) SELECT kind, prompt, context, expected, 'i-c' FROM qa;
+INSERT INTO tierq.jobs (kind, prompt, context, expected, run_name) SELECT kind, prompt, context, expected, 'i-w' FROM qa;
+INSERT INTO tierq.jobs (kind, prompt, context, expected, run_name) SELECT kind, prompt, context, expected, 'i-c2' FROM qa;
+SQL
+    TIERQ_JOBS_DIR="$ijobs" "$build/tierq" run --drain --quiet --run i-c >/dev/null 2>&1
+    TIERQ_JOBS_DIR="$ijobs/whole" "$build/tierq" run --drain --quiet --run i-w >/dev/null 2>&1
+    TIERQ_JOBS_DIR="$ijobs" "$build/tierq" run --drain --quiet --no-cache --run i-c2 >/dev/null 2>&1
+    stop_sim
+    line=$(psql -tA -F ' ' "$conninfo" <<SQL
+WITH req AS (SELECT x AS id, count(*) AS n FROM tierq.calls, unnest(job_ids) x WHERE purpose = 'answer' GROUP BY x),
+     j AS (SELECT j.*, coalesce(req.n, 0) AS requests,
+                  coalesce(j.compress_tokens_saved / nullif(j.context_tokens_before - j.context_tokens_after, 0), 0) AS short_requests
+           FROM tierq.jobs j LEFT JOIN req ON req.id = j.id),
+     s AS (SELECT run_name,
+                  sum(short_requests * coalesce(context_tokens_after, 0)
+                      + (requests - short_requests) * ceil(octet_length(context) / 4.0)) AS ctx,
+                  sum(compress_saved_usd) AS saved, sum(cost_usd) AS cost,
+                  100.0 * avg((tierq.normalize_answer(result) = tierq.normalize_answer(expected))::int) AS acc
+           FROM j GROUP BY run_name)
+SELECT (SELECT ctx FROM s WHERE run_name = 'i-w') / (SELECT ctx FROM s WHERE run_name = 'i-c'),
+       (SELECT sum(cost_usd) FROM tierq.calls WHERE purpose = 'compress'),
+       (SELECT saved FROM s WHERE run_name = 'i-c'),
+       (SELECT acc FROM s WHERE run_name = 'i-c'), (SELECT acc FROM s WHERE run_name = 'i-w'),
+       (SELECT cost FROM s WHERE run_name = 'i-c'), (SELECT cost FROM s WHERE run_name = 'i-w'),
+       (SELECT count(*) FROM tierq.calls WHERE purpose = 'compress' AND status = 'ok'),
+       (SELECT count(DISTINCT context) FROM tierq.jobs WHERE run_name = 'i-c'),
+       (SELECT count(*) FILTER (WHERE compression = 'reused') FROM tierq.jobs WHERE run_name = 'i-c2')
+SQL
+)
+    echo "$line" | awk -v seed="$seed" '{ printf "    seed %s: context tokens %.1fx fewer; compression spend $%.6f = %.1f%% of the $%.6f it saved;" \
+        " accuracy %.1f%% compressed against %.1f%% whole (%+.1f); cost %.1f%% of whole; %d compressions for %d documents" \
+        " over two runs (second run: %d of 258 reused)\n", seed, $1, $2, 100 * $2 / $3, $3, $4, $5, $4 - $5, 100 * $6 / $7, $8, $9, $10 }'
+    isum="$isum$line
+"
+done
+echo "$isum" | awk 'NF { n++; r += $1; sp += $2; sv += $3; d += $4 - $5; c += $6 / $7 }
+    END { printf "    mean: context tokens %.1fx fewer (goal >= 4x); spend %.1f%% of the saving (goal <= 10%%);" \
+          " accuracy %+.1f points (goal within 1); cost %.1f%% of whole\n\n", r / n, 100 * sp / sv, d / n, 100 * c / n }'
 fi
