@@ -840,7 +840,7 @@ static int kind_features(Walk *w, const TqConfig *cfg, TqKind *kd)
 {
     static const char *const batch_keys[] = {"enabled", "max_items", "max_input_tokens", "fill_ms", "across_runs", NULL};
     static const char *const compress_keys[] = {"enabled", "threshold_tokens", "target_tokens", "model",
-                                                 "question_aware", "escalate_with_original", NULL};
+                                                 "question_aware", "escalate_with_original", "prompt", NULL};
     static const char *const cache_keys[] = {"enabled", "ttl_s", "max_entries", "nondeterministic", NULL};
     static const char *const shadow_keys[] = {"rate", "min_agreement", "window", "boost", NULL};
     char sub[160];
@@ -887,7 +887,8 @@ static int kind_features(Walk *w, const TqConfig *cfg, TqKind *kd)
             (rc = model_ref(w, cfg, compress, "model", SUB("model"), false, &kd->compress.model)) ||
             (rc = get_bool(w, compress, "question_aware", SUB("question_aware"), &kd->compress.question_aware)) ||
             (rc = get_bool(w, compress, "escalate_with_original", SUB("escalate_with_original"),
-                           &kd->compress.escalate_with_original)))
+                           &kd->compress.escalate_with_original)) ||
+            (rc = get_bool(w, compress, "prompt", SUB("prompt"), &kd->compress.prompt)))
             return rc;
         if (kd->compress.target_tokens >= kd->compress.threshold_tokens)
             return bad(w, SUB("target_tokens"), "must be smaller than compress.threshold_tokens");

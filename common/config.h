@@ -108,6 +108,8 @@ typedef struct TqCompress {
                             * the file names none (set once the tiers are read) */
     bool question_aware;   /* the compressor is told the job's prompt (its question) */
     bool escalate_with_original; /* tiers after the first see the original context */
+    bool prompt;           /* a job without a context has its prompt compressed when it is long (the
+                            * text of a summary, not a question): no question is told */
 } TqCompress;
 
 /* The response cache, per kind (README "Response cache"). */

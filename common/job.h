@@ -29,6 +29,7 @@ typedef struct QueueJob {
     /* context compression (scheduler/compress.h): context is then the text the first tier sees and
      * original_context the job's own (NULL when context is the job's own) */
     char *original_context;
+    char *original_prompt; /* the same for a kind that compresses long prompts (compress.prompt) */
     int compression;       /* JOB_COMPRESSION_* */
     int context_tokens_before, context_tokens_after; /* estimated; 0 when not compressed */
 } QueueJob;
@@ -56,6 +57,8 @@ QueueJob *job_dup(const QueueJob *job);
 /* A copy whose context is context[0..len) and whose original_context is job's own (job's
  * original_context when it has one, else its context). NULL when out of memory. */
 QueueJob *job_with_context(const QueueJob *job, const char *context, size_t len);
+/* The same for the prompt (original_prompt). */
+QueueJob *job_with_prompt(const QueueJob *job, const char *prompt, size_t len);
 /* Bytes of the job's input text (prompt, context, system prompt): what holding it costs. */
 int64_t job_input_bytes(const QueueJob *job);
 

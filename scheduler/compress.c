@@ -22,12 +22,13 @@ void compress_need_free(CompressNeed *need)
 }
 
 static void compress_key(const TqConfig *cfg, const TqKind *kind, const char *cleaned, const char *question,
-                         char hex[65])
+                         bool prompt, char hex[65])
 {
     const TqModel *m = &cfg->models[kind->compress.model];
     Sha256 s;
     sha256_init(&s);
     sha256_field(&s, "tierq-compress-v1");
+    sha256_field(&s, prompt ? "prompt" : "context");
     sha256_field(&s, cleaned);
     /* the compressor as it is asked: our name, the name sent, where it is, the target */
     sha256_field(&s, m->name);
@@ -40,10 +41,10 @@ static void compress_key(const TqConfig *cfg, const TqKind *kind, const char *cl
     sha256_hex(d, hex);
 }
 
-QueueJob *compress_apply(QueueJob *job, const char *text, int compression, int tokens_before, int tokens_after,
-                         int64_t spent_pico)
+QueueJob *compress_apply(QueueJob *job, const char *text, bool prompt, int compression, int tokens_before,
+                         int tokens_after, int64_t spent_pico)
 {
-    QueueJob *nj = job_with_context(job, text, strlen(text));
+    QueueJob *nj = prompt ? job_with_prompt(job, text, strlen(text)) : job_with_context(job, text, strlen(text));
     job_free(job);
     if (!nj)
         return NULL;
@@ -58,22 +59,28 @@ int compress_prepare(const TqConfig *cfg, const TqKind *kind, QueueJob **jobp, C
 {
     *need = (CompressNeed){0};
     QueueJob *job = *jobp;
-    if (!kind || !kind->compress.enabled || !job->context || job->original_context)
+    if (!kind || !kind->compress.enabled || job->original_context || job->original_prompt)
         return 0;
-    size_t len = strlen(job->context);
-    int64_t tokens = oai_estimate_tokens(job->context, len);
+    /* the context; or, for a kind that says so, the prompt of a job without one */
+    bool prompt = !(job->context && *job->context);
+    if (prompt && !kind->compress.prompt)
+        return 0;
+    const char *text = prompt ? job->prompt : job->context;
+    size_t len = strlen(text);
+    int64_t tokens = oai_estimate_tokens(text, len);
     if (tokens <= kind->compress.threshold_tokens)
         return 0;
     Buf clean;
     buf_init(&clean, 0);
-    if (preclean_context(job->context, len, &clean) != 0) {
+    if (preclean_context(text, len, &clean) != 0) {
         buf_free(&clean);
         return TQ_ENOMEM;
     }
     int64_t cleaned = oai_estimate_tokens(clean.data ? clean.data : "", clean.len);
     if (cleaned <= kind->compress.threshold_tokens) {
         /* free: the cleaned context is what the tiers see */
-        QueueJob *nj = job_with_context(job, clean.data ? clean.data : "", clean.len);
+        QueueJob *nj = prompt ? job_with_prompt(job, clean.data ? clean.data : "", clean.len)
+                              : job_with_context(job, clean.data ? clean.data : "", clean.len);
         buf_free(&clean);
         if (!nj)
             return TQ_ENOMEM;
@@ -85,13 +92,15 @@ int compress_prepare(const TqConfig *cfg, const TqKind *kind, QueueJob **jobp, C
         return 0;
     }
     need->needed = true;
+    need->prompt = prompt;
     need->tokens_before = (int)cleaned;
     need->cleaned = buf_take(&clean);
     if (!need->cleaned) {
         need->needed = false;
         return TQ_ENOMEM;
     }
-    compress_key(cfg, kind, need->cleaned, kind->compress.question_aware ? job->prompt : NULL, need->key);
+    compress_key(cfg, kind, need->cleaned, kind->compress.question_aware && !prompt ? job->prompt : NULL, prompt,
+                 need->key);
     return 0;
 }
 

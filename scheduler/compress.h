@@ -27,6 +27,7 @@ typedef struct CompressNeed {
     bool needed;              /* a compressed context is wanted: key, cleaned, tokens_before are set */
     char key[65];
     char *cleaned;            /* the cleaned context (owned), the compressor's input */
+    bool prompt;              /* it is the job's prompt, not its context (compress.prompt) */
     int tokens_before;        /* estimated tokens of the cleaned context */
 } CompressNeed;
 
@@ -37,11 +38,12 @@ int compress_prepare(const TqConfig *cfg, const TqKind *kind, QueueJob **job, Co
 void compress_need_free(CompressNeed *need);
 
 /* The job answered with context text (compressed, or the cleaned original when the compression
- * failed): a copy of job with context = text and original_context = job's own, the state and the
- * token counts set, and cost_so_far_pico raised by spent (its share of the compression call: its
- * budget counts it). Frees job. NULL when out of memory (job freed too). */
-QueueJob *compress_apply(QueueJob *job, const char *text, int compression, int tokens_before, int tokens_after,
-                         int64_t spent_pico);
+ * failed): a copy of job with context = text and original_context = job's own (with prompt: the
+ * prompt and original_prompt), the state and the token counts set, and cost_so_far_pico raised by
+ * spent (its share of the compression call: its budget counts it). Frees job. NULL when out of
+ * memory (job freed too). */
+QueueJob *compress_apply(QueueJob *job, const char *text, bool prompt, int compression, int tokens_before,
+                         int tokens_after, int64_t spent_pico);
 
 /* ONE read-only statement for the claim's needed keys (and one more, counting the uses, only when
  * something was found): texts[i] (malloc'd) and after[i] for each needs[i] whose key is stored and

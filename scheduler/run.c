@@ -319,7 +319,8 @@ static void compress_stage(Run *r, QueueJob **jobs, int n)
             continue;
         if (texts && texts[i]) {
             int64_t id = jobs[i]->id;
-            jobs[i] = compress_apply(jobs[i], texts[i], JOB_COMPRESSION_REUSED, needs[i].tokens_before, after[i], 0);
+            jobs[i] = compress_apply(jobs[i], texts[i], needs[i].prompt, JOB_COMPRESSION_REUSED, needs[i].tokens_before,
+                                     after[i], 0);
             if (!jobs[i])
                 held_remove(r->held, id);
             continue;
@@ -343,9 +344,9 @@ static void compress_stage(Run *r, QueueJob **jobs, int n)
             continue; /* no memory: the job is sent with its context as it is */
         }
         const TqKind *kd = config_kind(r->cfg, group[0]->kind);
-        char *question = kd->compress.question_aware ? strdup(group[0]->prompt) : NULL;
+        char *question = kd->compress.question_aware && !needs[i].prompt ? strdup(group[0]->prompt) : NULL;
         Call *c = call_new_compress(r->cfg, kd, group, k, needs[i].key, needs[i].cleaned, question,
-                                    needs[i].tokens_before);
+                                    needs[i].tokens_before, needs[i].prompt);
         needs[i].cleaned = NULL; /* the call's now */
         free(group);
         if (!c) {
@@ -492,7 +493,7 @@ static void release_compressed(Run *r, Call *c)
         CallJob *cj = &c->jobs[j];
         if (!cj->job || cj->outcome != CALL_JOB_PENDING)
             continue; /* failed already (a parameter, the provider's quota): written as such */
-        QueueJob *nj = compress_apply(cj->job, text ? text : "",
+        QueueJob *nj = compress_apply(cj->job, text ? text : "", c->compress_prompt,
                                       c->compress_output ? JOB_COMPRESSION_COMPRESSED : JOB_COMPRESSION_FAILED,
                                       c->compress_tokens_before, after, cj->spent_pico);
         int64_t id = cj->job ? cj->job->id : 0;
@@ -507,7 +508,7 @@ static void release_compressed(Run *r, Call *c)
     flight_land(r->cflight, c->compress_key, true, &waiters, &nw);
     for (int k = 0; k < nw; k++) {
         int64_t id = waiters[k]->id;
-        QueueJob *nj = compress_apply(waiters[k], text ? text : "",
+        QueueJob *nj = compress_apply(waiters[k], text ? text : "", c->compress_prompt,
                                       c->compress_output ? JOB_COMPRESSION_REUSED : JOB_COMPRESSION_FAILED,
                                       c->compress_tokens_before, after, 0);
         if (nj)

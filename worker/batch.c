@@ -2,6 +2,7 @@
 
 #include "json.h"
 #include "openai.h"
+#include "cost.h"
 #include "prompt.h"
 
 #include <ctype.h>
@@ -37,10 +38,18 @@ int batch_build_body(Call *c, Buf *out, TqErr *err)
     if (!rc)
         rc = buf_putc(&user, '{');
     int64_t max_tokens = 0;
+    const TqModel *sent_to = &c->cfg->models[c->send_model];
     for (int i = 0, k = 0; i < c->njobs && !rc; i++) {
-        const CallJob *cj = &c->jobs[i];
+        CallJob *cj = &c->jobs[i];
         if (!cj->job)
             continue;
+        /* a prompt compressed for the kind (compress.prompt) goes as the tier should see it */
+        int64_t saved = 0;
+        const char *prompt = call_job_prompt(c, cj, &saved);
+        if (saved > 0) {
+            cj->compress_tokens_saved += saved;
+            cj->compress_saved_pico = cost_add(cj->compress_saved_pico, cost_of_call(&sent_to->prices, saved, 0, 0));
+        }
         char id[16];
         snprintf(id, sizeof id, "%d", i + 1);
         rc = buf_puts(&user, k++ ? ", " : "");
@@ -49,7 +58,7 @@ int batch_build_body(Call *c, Buf *out, TqErr *err)
         if (!rc)
             rc = buf_puts(&user, ": ");
         if (!rc)
-            rc = json_put_cstr(&user, cj->job->prompt);
+            rc = json_put_cstr(&user, prompt);
         /* each answer's own budget, plus room for its key and quotes */
         max_tokens += cj->max_tokens + 8;
     }

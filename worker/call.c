@@ -205,7 +205,7 @@ Call *call_new_for_job(const TqConfig *cfg, const TqKind *kind, QueueJob *job)
 }
 
 Call *call_new_compress(const TqConfig *cfg, const TqKind *kind, QueueJob **jobs, int n, const char *key, char *input,
-                        char *question, int tokens_before)
+                        char *question, int tokens_before, bool prompt)
 {
     Call *c = call_alloc(cfg, kind, 0, n);
     if (!c) {
@@ -224,6 +224,7 @@ Call *call_new_compress(const TqConfig *cfg, const TqKind *kind, QueueJob **jobs
     c->compress_input = input;
     c->compress_question = question;
     c->compress_tokens_before = tokens_before;
+    c->compress_prompt = prompt;
     return c;
 }
 

@@ -143,6 +143,7 @@ typedef struct Call {
     char *compress_output;    /* the compressed context (owned); NULL until one came back usable */
     const char *compress_failure; /* why the output was not used (static), NULL when it was */
     int compress_tokens_before, compress_tokens_after;
+    bool compress_prompt;     /* the input is the jobs' prompt (compress.prompt), not their context */
     int tries;                /* HTTP attempts so far in this process */
     int64_t due_ms;           /* monotonic time before which it must not be (re)sent */
     void *transfer;           /* worker-private state while in flight */
@@ -162,7 +163,7 @@ bool call_model_fits(const TqModel *m, int64_t input_tokens);
  * cleaned context, question their prompt when question-aware (NULL otherwise). Takes ownership of the
  * jobs, input and question (freed on failure too). NULL when out of memory. */
 Call *call_new_compress(const TqConfig *cfg, const TqKind *kind, QueueJob **jobs, int n, const char *key, char *input,
-                        char *question, int tokens_before);
+                        char *question, int tokens_before, bool prompt);
 /* A batched call for n (>= 2) jobs of one kind on its first tier. Takes ownership of the jobs. */
 Call *call_new_batch(const TqConfig *cfg, const TqKind *kind, QueueJob **jobs, int n);
 /* Move the jobs at idx[0..n) of c into a new call on `tier` (batched when n >= 2); in c their
@@ -186,6 +187,31 @@ Call *call_new_shadow(const Call *c, const CallJob *src);
 /* A call carrying a copy of c's intent row (c->rows[c->intent_row]) to the writer, with parked = c:
  * the writer writes the row, then hands c back to be sent. NULL on allocation failure. */
 Call *call_intent_carrier(Call *c);
+/* The prompt and the context a request of c carries for cj's job on c's tier: the compressed one on
+ * the first tier (and later ones unless the kind sends them the original), the original once an
+ * answer said the compressed one lacked what was asked. *saved_tokens (may be NULL): what the
+ * shorter text saves on this request. */
+static inline const char *call_job_pick(const Call *c, const CallJob *cj, const char *shorter, const char *original,
+                                        int64_t *saved_tokens)
+{
+    if (saved_tokens)
+        *saved_tokens = 0;
+    if (!original)
+        return shorter;
+    if (cj->use_original || (c->tier > 0 && c->kind->compress.escalate_with_original))
+        return original;
+    if (saved_tokens && cj->job->context_tokens_before > cj->job->context_tokens_after)
+        *saved_tokens = cj->job->context_tokens_before - cj->job->context_tokens_after;
+    return shorter;
+}
+static inline const char *call_job_prompt(const Call *c, const CallJob *cj, int64_t *saved_tokens)
+{
+    return call_job_pick(c, cj, cj->job->prompt, cj->job->original_prompt, saved_tokens);
+}
+static inline const char *call_job_context(const Call *c, const CallJob *cj, int64_t *saved_tokens)
+{
+    return call_job_pick(c, cj, cj->job->context, cj->job->original_context, saved_tokens);
+}
 /* The request of c->intent_row will not go (stopped, failed before sending): the row becomes
  * status "cancelled", reason not_sent, no tokens, no cost. No-op without an intent row. */
 void call_cancel_intent(Call *c);

@@ -91,22 +91,6 @@ static int build_compress_body(Call *c, const TqModel *m, Buf *out, TqErr *err)
     return rc;
 }
 
-/* The context a request of c carries for cj's job: the compressed one on the first tier (and on later
- * tiers unless the kind sends them the original), the original once an answer said the compressed
- * one lacked it; *saved_tokens what that saved against the original. */
-static const char *context_for_request(const Call *c, const CallJob *cj, int64_t *saved_tokens)
-{
-    const QueueJob *job = cj->job;
-    *saved_tokens = 0;
-    if (!job->original_context)
-        return job->context;
-    if (cj->use_original || (c->tier > 0 && c->kind->compress.escalate_with_original))
-        return job->original_context;
-    if (job->context_tokens_before > job->context_tokens_after)
-        *saved_tokens = job->context_tokens_before - job->context_tokens_after;
-    return job->context;
-}
-
 int route_build_body(Call *c, Buf *out, TqErr *err)
 {
     if (c->batched && c->phase == CALL_PHASE_ANSWER)
@@ -117,15 +101,16 @@ int route_build_body(Call *c, Buf *out, TqErr *err)
     if (c->phase == CALL_PHASE_COMPRESS)
         return build_compress_body(c, m, out, err);
     CallJob *cj = &c->jobs[0];
-    const QueueJob *job = cj->job;
     Buf sys, user, extra;
     buf_init(&sys, 0);
     buf_init(&user, 0);
     buf_init(&extra, 0);
     bool has_system = false;
     int rc = prompt_system(c->kind, cj, &sys, &has_system, err);
-    int64_t saved = 0;
-    const char *context = context_for_request(c, cj, &saved);
+    int64_t saved_context = 0, saved_prompt = 0;
+    const char *context = call_job_context(c, cj, &saved_context);
+    const char *prompt = call_job_prompt(c, cj, &saved_prompt);
+    int64_t saved = saved_context + saved_prompt;
     if (!rc && context && *context &&
         (buf_puts(&user, "Context:\n") || buf_puts(&user, context) || buf_puts(&user, "\n\n")))
         rc = tq_err(err, TQ_ENOMEM, "out of memory");
@@ -134,7 +119,7 @@ int route_build_body(Call *c, Buf *out, TqErr *err)
         cj->compress_tokens_saved += saved;
         cj->compress_saved_pico = cost_add(cj->compress_saved_pico, cost_of_call(&m->prices, saved, 0, 0));
     }
-    if (!rc && buf_puts(&user, job->prompt))
+    if (!rc && buf_puts(&user, prompt))
         rc = tq_err(err, TQ_ENOMEM, "out of memory");
     if (!rc)
         rc = prompt_extra_body(m, c->kind, cj, &extra, err);
@@ -404,9 +389,12 @@ static bool reask_with_original(Call *c, LedgerRow *row, const char *answer)
 {
     CallJob *cj = &c->jobs[0];
     const QueueJob *job = cj->job;
-    int64_t saved = 0;
-    if (c->phase != CALL_PHASE_ANSWER || c->batched || !job || !job->original_context || cj->use_original ||
-        context_for_request(c, cj, &saved) == job->original_context || !says_not_in_context(answer))
+    if (c->phase != CALL_PHASE_ANSWER || c->batched || !job || cj->use_original)
+        return false;
+    /* a shorter text went with this request */
+    bool shorter = (job->original_context && call_job_context(c, cj, NULL) != job->original_context) ||
+                   (job->original_prompt && call_job_prompt(c, cj, NULL) != job->original_prompt);
+    if (!shorter || !says_not_in_context(answer))
         return false;
     cj->use_original = true;
     row->reason = "not_in_compressed_context";
