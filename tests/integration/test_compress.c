@@ -41,6 +41,13 @@ static void setup_files(void)
                   " \"tiers\": [{\"model\": \"qwen3-8b\", \"accept\": 0}, {\"model\": \"gpt-4o\"}], \"baseline_model\": \"gpt-4o\","
                   " \"max_tokens\": 64, \"temperature\": 0, \"checks\": {\"min_chars\": 1}, \"cache\": {\"enabled\": false},"
                   " \"compress\": {\"enabled\": true, \"threshold_tokens\": 300, \"target_tokens\": 100, \"model\": \"qwen3-32b\"}}");
+    /* a summary of a long text given as the prompt (compress.prompt), batched like summarize */
+    snprintf(p, sizeof p, "%s/sum.json", jobs);
+    write_file(p, "{\"system_prompt\": \"Summarize the text in one line.\","
+                  " \"tiers\": [{\"model\": \"qwen3-8b\", \"accept\": 0}, {\"model\": \"gpt-4o\"}], \"baseline_model\": \"gpt-4o\","
+                  " \"max_tokens\": 64, \"temperature\": 0, \"checks\": {\"min_chars\": 1}, \"cache\": {\"enabled\": false},"
+                  " \"batch\": {\"enabled\": true, \"max_items\": 4},"
+                  " \"compress\": {\"enabled\": true, \"threshold_tokens\": 300, \"target_tokens\": 100, \"prompt\": true}}");
     /* one tier, compressed by a model the test switches to truncation: a fact at the end is lost */
     snprintf(p, sizeof p, "%s/ask.json", jobs);
     write_file(p, "{\"system_prompt\": \"Answer the question from the context with its exact words.\","
@@ -96,6 +103,9 @@ static void test_one_compression_serves_every_job_sharing_the_context(void)
     /* the answers went out with the short context: each answer request far under the document */
     CHECK_INT(q(c, "SELECT count(*) FROM tierq.calls WHERE purpose = 'answer' AND tokens_in < 300"), 5);
     CHECK_INT(q(c, "SELECT count(*) FROM tierq.compressed WHERE tokens_before > 2000 AND tokens_after < 200 AND cost_usd > 0"), 1);
+    /* stored as a zstd frame (the text is long enough for one to pay) */
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.compressed WHERE substr(text_z, 1, 4) = '\\x28b52ffd'::bytea"
+                   " AND octet_length(text_z) < raw_len"), 1);
     check_sums(c);
     /* another run, other questions, same document: the stored compression is reused, no new call */
     testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt, context, run_name) SELECT 'doc', 'What license does package ' || g || ' have?', "
@@ -159,6 +169,33 @@ static void test_compressor_failure_falls_back_to_the_original(void)
     CHECK_INT(q(c, "SELECT count(*) FROM tierq.jobs WHERE run_name = 'fail' AND state = 'done' AND compression = 'failed'"
                    " AND context_tokens_before = context_tokens_after AND compress_tokens_saved = 0"), 2);
     /* answered with the whole (cleaned) document */
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.calls WHERE purpose = 'answer' AND tokens_in > 2000"), 2);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.compressed"), 0);
+    check_sums(c);
+    PQfinish(c);
+    sim_stop(&s);
+}
+
+/* The compressor answers, but with nothing usable: an empty text, or one longer than the document.
+ * Either way the jobs are answered from the cleaned original (failed), the exchange is in the
+ * ledger with why, and nothing is stored. */
+static void test_unusable_compressor_output_falls_back(void)
+{
+    SimProc s;
+    CHECK_INT(sim_start(&s, NULL, "--latency-ms 1"), 0);
+    PGconn *c = testdb_connect();
+    reset(c);
+    testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt, context, run_name) VALUES"
+                   " ('doc32', 'Which license has package 1?', '[[sim:empty:times=1000:model=qwen3-32b]] ' || " LONG_DOC ", 'bad'),"
+                   " ('doc32', 'Which license has package 2?', '[[sim:echo_long:times=1000:model=qwen3-32b]] ' || " LONG_DOC ", 'bad')",
+                NULL, 0);
+    int st = run_drain(&s, "--run bad");
+    CHECKF(st == 0, "exit %d: %s", st, out);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.calls WHERE purpose = 'compress' AND status = 'ok' AND reason = 'compress_empty'"
+                   " AND error LIKE 'compress_empty: %'"), 1);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.calls WHERE purpose = 'compress' AND status = 'ok'"
+                   " AND reason IN ('compress_not_shorter', 'compress_cut_off')"), 1);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.jobs WHERE run_name = 'bad' AND state = 'done' AND compression = 'failed'"), 2);
     CHECK_INT(q(c, "SELECT count(*) FROM tierq.calls WHERE purpose = 'answer' AND tokens_in > 2000"), 2);
     CHECK_INT(q(c, "SELECT count(*) FROM tierq.compressed"), 0);
     check_sums(c);
@@ -251,6 +288,32 @@ static void test_not_stated_is_asked_again_with_the_original(void)
     sim_stop(&s);
 }
 
+/* compress.prompt: a long prompt without a context is compressed like a context (no question told),
+ * and the batched request carries the short text; a short prompt is untouched. */
+static void test_long_prompt_is_compressed(void)
+{
+    SimProc s;
+    CHECK_INT(sim_start(&s, NULL, "--latency-ms 1"), 0);
+    PGconn *c = testdb_connect();
+    reset(c);
+    testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt, run_name) SELECT 'sum', 'Text number ' || g || E':\\n' ||"
+                   " (SELECT string_agg('Sentence ' || i || ' of text ' || g || ' says something rather long about the package.',"
+                   " E'\\n') FROM generate_series(1, 120) i), 'sum' FROM generate_series(1, 3) g", NULL, 0);
+    testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt, run_name) VALUES ('sum', 'A short text.', 'sum')", NULL, 0);
+    int st = run_drain(&s, "--run sum");
+    CHECKF(st == 0, "exit %d: %s", st, out);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.calls WHERE purpose = 'compress' AND status = 'ok' AND reason = 'compressed'"
+                   " AND cardinality(job_ids) = 1 AND tokens_in > 1000"), 3);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.jobs WHERE run_name = 'sum' AND state = 'done' AND compression = 'compressed'"
+                   " AND context_tokens_before > 1000 AND context_tokens_after < 200 AND compress_tokens_saved > 800"), 3);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.jobs WHERE prompt = 'A short text.' AND state = 'done' AND compression = 'none'"), 1);
+    /* no answer request carried a whole text */
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.calls WHERE purpose = 'answer' AND tokens_in > 1000"), 0);
+    check_sums(c);
+    PQfinish(c);
+    sim_stop(&s);
+}
+
 int main(void)
 {
     setup_files();
@@ -258,9 +321,11 @@ int main(void)
     RUN(test_one_compression_serves_every_job_sharing_the_context);
     RUN(test_clean_up_alone_and_short_contexts);
     RUN(test_compressor_failure_falls_back_to_the_original);
+    RUN(test_unusable_compressor_output_falls_back);
     RUN(test_escalation_sees_the_original);
     RUN(test_corrupt_stored_compression_is_ignored);
     RUN(test_not_stated_is_asked_again_with_the_original);
+    RUN(test_long_prompt_is_compressed);
     char cmd[400];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0)
