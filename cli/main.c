@@ -152,7 +152,7 @@ static const char *const USAGE_REPORT =
     "options:\n"
     "  --format text|json  output format (default text); --json is short for --format json\n"
     "  --run NAME          only jobs of this run_name\n"
-    "  --since DURATION    only jobs created this long ago or later (90s, 15m, 24h, 7d, 1h30m)\n"
+    "  --since DURATION    only jobs finished (unfinished: created) since then (90s, 15m, 24h, 7d)\n"
     "  -h, --help          this help\n";
 
 static const char *const USAGE_CACHE =
