@@ -2,6 +2,15 @@
 
 #include <zstd.h>
 
+/* One context per thread, kept: making one per answer cost the writer more than compressing. */
+static _Thread_local ZSTD_CCtx *kept;
+
+void zpack_thread_done(void)
+{
+    ZSTD_freeCCtx(kept);
+    kept = NULL;
+}
+
 int zpack_pack(const void *data, size_t len, int level, Buf *out, TqErr *err)
 {
     if (level < 1 || level > 19)
@@ -11,8 +20,6 @@ int zpack_pack(const void *data, size_t len, int level, Buf *out, TqErr *err)
     int rc = buf_reserve(out, bound);
     if (rc)
         return tq_err(err, rc, "no room for %zu compressed bytes", bound);
-    /* One context per thread, kept: making one per answer cost the writer more than compressing. */
-    static _Thread_local ZSTD_CCtx *kept;
     if (!kept && !(kept = ZSTD_createCCtx()))
         return tq_err(err, TQ_ENOMEM, "zstd: out of memory");
     ZSTD_CCtx *cx = kept;

@@ -18,6 +18,9 @@
  * a Buf error; out is restored to its length on failure. */
 int zpack_pack(const void *data, size_t len, int level, Buf *out, TqErr *err);
 
+/* A thread that packed frees the compression context it kept (at its end). */
+void zpack_thread_done(void);
+
 /* Append to out the data of the frame frame[0..flen), which must decompress to exactly raw_len bytes
  * (at most max_len). Returns 0; TQ_EINVAL (not one whole zstd frame, a size other than raw_len,
  * above max_len, corrupt data: err says which) or a Buf error; out is restored on failure. */

@@ -329,7 +329,10 @@ int cache_lookup(PGconn *c, const TqConfig *cfg, QueueJob *const *jobs, int n, C
     if (nbad > 0 && pgarray_end(&bad) == 0) {
         TqErr e2 = {0};
         const char *p[1] = {bad.data};
-        if (db_exec(c, "cache delete unservable", "DELETE FROM tierq.cache WHERE key = ANY ($1::text[])", 1, p, &e2))
+        /* locked in key order, like every statement that locks several entries */
+        if (db_exec(c, "cache delete unservable",
+                    "DELETE FROM tierq.cache WHERE key IN (SELECT key FROM tierq.cache WHERE key = ANY ($1::text[])"
+                    " ORDER BY key FOR UPDATE)", 1, p, &e2))
             log_msg(LOG_WARN, "cache", "%s", e2.msg);
     }
     buf_free(&bad);

@@ -199,7 +199,9 @@ int compress_lookup(PGconn *c, const TqConfig *cfg, QueueJob *const *jobs, const
     }
     if (nbad > 0 && !pgarray_end(&bad)) {
         const char *bp[1] = {bad.data};
-        if (db_exec(c, "compressed context delete", "DELETE FROM tierq.compressed WHERE key = ANY ($1::text[])", 1, bp, &e2))
+        if (db_exec(c, "compressed context delete",
+                    "DELETE FROM tierq.compressed WHERE key IN (SELECT key FROM tierq.compressed WHERE key = ANY ($1::text[])"
+                    " ORDER BY key FOR UPDATE)", 1, bp, &e2))
             log_msg(LOG_WARN, "compress", "%s", e2.msg);
     }
     buf_free(&touch);

@@ -197,11 +197,24 @@ static void send_ready(Run *r, Call *ready)
     }
 }
 
+/* A held job this process gives up on without writing it back (no memory): it leaves the held set so
+ * its lease expires and another claim runs it, and the identical jobs waiting on it go out
+ * themselves. Call with what was read from the job before it was freed. Any thread. */
+static void abandon_job(Run *r, int64_t id, unsigned cache_flags, const char *cache_key)
+{
+    held_remove(r->held, id);
+    if (cache_flags & JOB_CACHE_LEADS) {
+        QueueJob **none = NULL;
+        int n = 0;
+        flight_land(r->flight, cache_key, false, &none, &n);
+    }
+}
+
 /* Complete a job from a cached answer; its call goes straight to the writer. False (the job still
  * the caller's) when out of memory. */
 static bool complete_from_cache(Run *r, QueueJob *job, CacheHit *h, bool from_flight)
 {
-    Call *c = call_new_for_job(r->cfg, config_kind(r->cfg, job->kind), job);
+    Call *c = call_new_answered(r->cfg, config_kind(r->cfg, job->kind), job);
     if (!c)
         return false;
     /* a job whose params cannot be read failed already: that stands, as it would have on a miss */
@@ -266,8 +279,11 @@ static void plan_job(Run *r, QueueJob *job, int64_t now, Call **ready)
     }
 }
 
+static void compress_stage(Run *r, QueueJob **jobs, int n);
+
 /* Jobs that waited on an identical job whose answer could not be shared go out themselves now (the
- * first of each key leads again); when stopping they are dropped and handed back with the rest. */
+ * first of each key leads again), through compression like any claimed job; when stopping they are
+ * dropped and handed back with the rest. */
 static void replan_released(Run *r, int64_t now)
 {
     QueueJob **jobs = NULL;
@@ -278,10 +294,16 @@ static void replan_released(Run *r, int64_t now)
         if (r->stopping) {
             held_remove(r->held, jobs[i]->id);
             job_free(jobs[i]);
-        } else if (lead_flight(r, jobs[i])) {
-            plan_job(r, jobs[i], now, &ready);
+            jobs[i] = NULL;
+        } else if (!lead_flight(r, jobs[i])) {
+            jobs[i] = NULL; /* waits on the new leader */
         }
     }
+    if (!r->stopping)
+        compress_stage(r, jobs, n);
+    for (int i = 0; i < n; i++)
+        if (jobs[i])
+            plan_job(r, jobs[i], now, &ready);
     free(jobs);
     send_ready(r, ready);
 }
@@ -298,6 +320,8 @@ static void abandon_flight(Flight *f, const char *key)
  * stored compression reused (one lookup for the claim), or one compression call per key for all the
  * claim's jobs with it — a key already being compressed for an earlier claim is waited for. Jobs
  * taken care of here leave jobs (set to NULL). */
+static void push_compressed(Run *r, QueueJob *job);
+
 static void compress_stage(Run *r, QueueJob **jobs, int n)
 {
     CompressNeed *needs = n > 0 ? calloc((size_t)n, sizeof *needs) : NULL;
@@ -319,10 +343,13 @@ static void compress_stage(Run *r, QueueJob **jobs, int n)
             continue;
         if (texts && texts[i]) {
             int64_t id = jobs[i]->id;
+            unsigned flags = jobs[i]->cache_flags;
+            char key[sizeof jobs[i]->cache_key];
+            memcpy(key, jobs[i]->cache_key, sizeof key);
             jobs[i] = compress_apply(jobs[i], texts[i], needs[i].prompt, JOB_COMPRESSION_REUSED, needs[i].tokens_before,
                                      after[i], 0);
             if (!jobs[i])
-                held_remove(r->held, id);
+                abandon_job(r, id, flags, key);
             continue;
         }
         if (!flight_join(r->cflight, needs[i].key, jobs[i])) {
@@ -348,11 +375,15 @@ static void compress_stage(Run *r, QueueJob **jobs, int n)
         Call *c = call_new_compress(r->cfg, kd, group, k, needs[i].key, needs[i].cleaned, question,
                                     needs[i].tokens_before, needs[i].prompt);
         needs[i].cleaned = NULL; /* the call's now */
-        free(group);
         if (!c) {
+            /* no memory: the jobs go on with their context as it is (planned with the next turn) */
             abandon_flight(r->cflight, needs[i].key);
-            continue; /* no memory: the jobs were freed, their leases expire */
+            for (int g = 0; g < k; g++)
+                push_compressed(r, group[g]);
+            free(group);
+            continue;
         }
+        free(group);
         c->next = calls;
         calls = c;
     }
@@ -477,7 +508,7 @@ static void push_compressed(Run *r, QueueJob *job)
         r->ready[r->nready++] = job;
     pthread_mutex_unlock(&r->ready_mu);
     if (!kept) { /* no memory: its lease expires and it runs again */
-        held_remove(r->held, job->id);
+        abandon_job(r, job->id, job->cache_flags, job->cache_key);
         job_free(job);
     }
 }
@@ -493,28 +524,34 @@ static void release_compressed(Run *r, Call *c)
         CallJob *cj = &c->jobs[j];
         if (!cj->job || cj->outcome != CALL_JOB_PENDING)
             continue; /* failed already (a parameter, the provider's quota): written as such */
+        int64_t id = cj->job->id;
+        unsigned flags = cj->job->cache_flags;
+        char key[sizeof cj->job->cache_key];
+        memcpy(key, cj->job->cache_key, sizeof key);
         QueueJob *nj = compress_apply(cj->job, text ? text : "", c->compress_prompt,
                                       c->compress_output ? JOB_COMPRESSION_COMPRESSED : JOB_COMPRESSION_FAILED,
                                       c->compress_tokens_before, after, cj->spent_pico);
-        int64_t id = cj->job ? cj->job->id : 0;
         cj->job = NULL; /* moved (or freed): it stays held */
         if (nj)
             push_compressed(r, nj);
         else
-            held_remove(r->held, id);
+            abandon_job(r, id, flags, key);
     }
     QueueJob **waiters = NULL;
     int nw = 0;
     flight_land(r->cflight, c->compress_key, true, &waiters, &nw);
     for (int k = 0; k < nw; k++) {
         int64_t id = waiters[k]->id;
+        unsigned flags = waiters[k]->cache_flags;
+        char key[sizeof waiters[k]->cache_key];
+        memcpy(key, waiters[k]->cache_key, sizeof key);
         QueueJob *nj = compress_apply(waiters[k], text ? text : "", c->compress_prompt,
                                       c->compress_output ? JOB_COMPRESSION_REUSED : JOB_COMPRESSION_FAILED,
                                       c->compress_tokens_before, after, 0);
         if (nj)
             push_compressed(r, nj);
         else
-            held_remove(r->held, id);
+            abandon_job(r, id, flags, key);
     }
     free(waiters);
 }
@@ -522,10 +559,10 @@ static void release_compressed(Run *r, Call *c)
 static void on_written_call(void *ud, Call *c)
 {
     Run *r = ud;
-    if (c->phase == CALL_PHASE_COMPRESS) {
+    /* a compression call's jobs go on to be answered; those that failed in it (a parameter, the
+     * provider's quota) land their answer flights below like any finished job */
+    if (c->phase == CALL_PHASE_COMPRESS)
         release_compressed(r, c);
-        return;
-    }
     plan_learn(r->plan, c);
     for (int j = 0; j < c->njobs; j++) {
         const CallJob *cj = &c->jobs[j];

@@ -1,5 +1,7 @@
 #include "writer.h"
 
+#include "zpack.h"
+
 #include "clock.h"
 #include "cost.h"
 #include "db.h"
@@ -433,6 +435,7 @@ static void *writer_main(void *arg)
             break;
     }
     free(bt.calls);
+    zpack_thread_done(); /* the cache's compression context, kept per thread */
     return NULL;
 }
 

@@ -209,8 +209,6 @@ Call *call_new_compress(const TqConfig *cfg, const TqKind *kind, QueueJob **jobs
 {
     Call *c = call_alloc(cfg, kind, 0, n);
     if (!c) {
-        for (int i = 0; i < n; i++)
-            job_free(jobs[i]);
         free(input);
         free(question);
         return NULL;
@@ -225,6 +223,14 @@ Call *call_new_compress(const TqConfig *cfg, const TqKind *kind, QueueJob **jobs
     c->compress_question = question;
     c->compress_tokens_before = tokens_before;
     c->compress_prompt = prompt;
+    return c;
+}
+
+Call *call_new_answered(const TqConfig *cfg, const TqKind *kind, QueueJob *job)
+{
+    Call *c = call_alloc(cfg, kind, 0, 1);
+    if (c)
+        call_job_init(kind, job, &c->jobs[0]);
     return c;
 }
 

@@ -154,14 +154,19 @@ typedef struct Call {
  * higher, and one too long for every tier fails at once (context_too_long) without a request.
  * Takes ownership of job. */
 Call *call_new_for_job(const TqConfig *cfg, const TqKind *kind, QueueJob *job);
+/* A call for a job about to be completed without a request (a cache hit): its params read, no tier
+ * chosen (the job may hold a context only a compression would make fit). Takes ownership of job; NULL
+ * when out of memory (job still the caller's). */
+Call *call_new_answered(const TqConfig *cfg, const TqKind *kind, QueueJob *job);
 /* Estimated input tokens of a job as its kind shows it: prompt, context, system prompt. */
 int64_t call_job_input_tokens(const TqKind *kind, const CallJob *cj);
 /* Whether a model's context holds input_tokens and leaves room for a minimal answer (a model of
  * unknown context size holds anything). */
 bool call_model_fits(const TqModel *m, int64_t input_tokens);
 /* A compression call on the kind's compress.model for n >= 1 jobs that share key: input is their
- * cleaned context, question their prompt when question-aware (NULL otherwise). Takes ownership of the
- * jobs, input and question (freed on failure too). NULL when out of memory. */
+ * cleaned context, question their prompt when question-aware (NULL otherwise). Takes ownership of
+ * input and question (freed on failure too) and, on success, of the jobs; NULL when out of memory
+ * (the jobs are still the caller's). */
 Call *call_new_compress(const TqConfig *cfg, const TqKind *kind, QueueJob **jobs, int n, const char *key, char *input,
                         char *question, int tokens_before, bool prompt);
 /* A batched call for n (>= 2) jobs of one kind on its first tier. Takes ownership of the jobs. */

@@ -36,7 +36,8 @@ static int build_judge_body(Call *c, const TqModel *m, Buf *out, TqErr *err)
     buf_init(&sys, 0);
     buf_init(&user, 0);
     buf_init(&extra, 0);
-    int rc = check_judge_prompt(cj->job->prompt, c->pending_answer ? c->pending_answer : "", &sys, &user);
+    /* the prompt as this tier answered it (a compressed one, or the original) */
+    int rc = check_judge_prompt(call_job_prompt(c, cj, NULL), c->pending_answer ? c->pending_answer : "", &sys, &user);
     if (rc)
         tq_err(err, rc, "cannot build the judge prompt");
     if (!rc)

@@ -314,6 +314,43 @@ static void test_long_prompt_is_compressed(void)
     sim_stop(&s);
 }
 
+/* Two identical jobs (one response-cache key) with a long context: the first leads, the second
+ * waits for its answer. The leader fails inside its compression call (a parameter its kind no longer
+ * reads): the waiter goes out itself instead of waiting for ever, and the run ends. */
+static void test_leader_failing_in_compression_releases_its_waiters(void)
+{
+    SimProc s;
+    CHECK_INT(sim_start(&s, NULL, "--latency-ms 1"), 0);
+    PGconn *c = testdb_connect();
+    reset(c);
+    char p[400], cmd[1400], dir2[320];
+    snprintf(p, sizeof p, "%s/toned.json", jobs);
+    write_file(p, "{\"system_prompt\": \"Answer in a {tone} tone.\", \"params\": {\"tone\": {\"default\": \"plain\"}},"
+                  " \"tiers\": [{\"model\": \"qwen3-8b\"}], \"baseline_model\": \"gpt-4o\", \"max_tokens\": 64,"
+                  " \"temperature\": 0, \"compress\": {\"enabled\": true, \"threshold_tokens\": 300, \"target_tokens\": 100}}");
+    CHECK_INT(testdb_run("migrate", out, sizeof out), 0);
+    testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt, context, params, run_name) SELECT 'toned', 'Which license?', "
+                   LONG_DOC ", '{\"tone\": \"dry\"}', 'toned' FROM generate_series(1, 2) g", NULL, 0);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.jobs WHERE run_name = 'toned'"), 2);
+    /* the kind's file changes under the queued jobs: it no longer reads tone */
+    snprintf(dir2, sizeof dir2, "%s/jobs-untoned", dir);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s' && mkdir -p '%s' && cp '%s'/*.json '%s/'", dir2, dir2, jobs, dir2);
+    CHECK_INT(system(cmd), 0);
+    snprintf(p, sizeof p, "%s/toned.json", dir2);
+    write_file(p, "{\"system_prompt\": \"Answer plainly.\", \"tiers\": [{\"model\": \"qwen3-8b\"}], \"baseline_model\": \"gpt-4o\","
+                  " \"max_tokens\": 64, \"temperature\": 0,"
+                  " \"compress\": {\"enabled\": true, \"threshold_tokens\": 300, \"target_tokens\": 100}}");
+    setenv("TIERQ_JOBS_DIR", dir2, 1);
+    int st = run_drain(&s, "--run toned");
+    setenv("TIERQ_JOBS_DIR", jobs, 1);
+    CHECKF(st == 6, "exit %d (want 6: nothing succeeded): %s", st, out);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.jobs WHERE run_name = 'toned' AND state = 'failed' AND reason = 'unknown_param'"), 2);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.jobs WHERE run_name = 'toned' AND lease_owner IS NOT NULL"), 0);
+    check_sums(c);
+    PQfinish(c);
+    sim_stop(&s);
+}
+
 int main(void)
 {
     setup_files();
@@ -326,6 +363,7 @@ int main(void)
     RUN(test_corrupt_stored_compression_is_ignored);
     RUN(test_not_stated_is_asked_again_with_the_original);
     RUN(test_long_prompt_is_compressed);
+    RUN(test_leader_failing_in_compression_releases_its_waiters);
     char cmd[400];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0)
