@@ -86,7 +86,7 @@ unit: $(UNIT_BIN)
 
 asan:
 	$(MAKE) BUILD=build-asan OPT="-O1 -g -fno-omit-frame-pointer" \
-	    SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined" unit-bins
+	    SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined" unit-bins build-asan/tierq
 
 unit-bins: $(UNIT_BIN)
 

@@ -72,6 +72,25 @@ if [ -d build-asan/tests ]; then
         run_one "asan/$(basename "$t")" env ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 "$t"
     done
 fi
+# The tierq binary itself under ASan+UBSan, driven by the integration tests of the paths where jobs
+# change hands between threads (cache hits, single flight, compression, tiers, batches): a report from
+# any tierq process it starts (logged, not printed: the tests read their output) is one failure.
+if [ -x build-asan/tierq ]; then
+    for name in test_cache test_compress test_tiers test_batch; do
+        [ -x "$build/tests/$name" ] || continue
+        logs="$tmp/asan-$name"
+        mkdir -p "$logs"
+        run_one "asan-tierq/$name" env TIERQ_BIN="$root/build-asan/tierq" \
+            ASAN_OPTIONS="detect_leaks=1:log_path=$logs/asan" UBSAN_OPTIONS="print_stacktrace=1:log_path=$logs/ubsan" \
+            "$build/tests/$name"
+        if ls "$logs"/* >/dev/null 2>&1; then
+            echo "not ok - asan-tierq/$name: sanitizer reports"
+            head -n 40 "$logs"/* | sed 's/^/    /'
+            failed=$((failed + 1))
+            failures="$failures asan-tierq/$name"
+        fi
+    done
+fi
 [ -n "$failures" ] && echo "failing:$failures"
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
