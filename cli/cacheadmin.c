@@ -1,6 +1,7 @@
 #include "cacheadmin.h"
 
 #include "buf.h"
+#include "cells.h"
 #include "config.h"
 #include "db.h"
 #include "emit.h"
@@ -45,25 +46,6 @@ enum {
     CS_IS_TOTAL, CS_KIND, CS_ENTRIES, CS_EXPIRED, CS_RAW, CS_Z, CS_RATIO, CS_HITS, CS_DONE, CS_HIT_JOBS, CS_HIT_RATE,
     CS_HIT_PCT1, CS_SAVED, CS_NCOLS
 };
-
-/* A cell as text, or NULL for SQL NULL. */
-static const char *cell(const PGresult *r, int row, int col)
-{
-    return PQgetisnull(r, row, col) ? NULL : PQgetvalue(r, row, col);
-}
-
-/* Decimal text from PostgreSQL is valid JSON as it is. */
-static const char *json_num(const PGresult *r, int row, int col)
-{
-    const char *v = cell(r, row, col);
-    return v ? v : "null";
-}
-
-static const char *text_cell(const PGresult *r, int row, int col)
-{
-    const char *v = cell(r, row, col);
-    return v ? v : "-";
-}
 
 /* The figures of one row after "kind" (or alone, for totals), keys as in the header. */
 static void emit_json_figures(Emit *e, const PGresult *r, int i)

@@ -1,6 +1,7 @@
 #include "report.h"
 
 #include "buf.h"
+#include "cells.h"
 #include "db.h"
 #include "emit.h"
 #include "json.h"
@@ -297,26 +298,6 @@ static const char *const SQL_REPORT_SHADOW_DRIFT =
 
 enum { RD_KIND, RD_TIER, RD_RECENT, RD_RECENT_AGREED, RD_RECENT_PCT, RD_REFERENCE, RD_REFERENCE_PCT, RD_Z, RD_DROPPED,
        RD_NCOLS };
-
-
-/* A cell as text, or NULL for SQL NULL. */
-static const char *cell(const PGresult *r, int row, int col)
-{
-    return PQgetisnull(r, row, col) ? NULL : PQgetvalue(r, row, col);
-}
-
-/* Numbers come from PostgreSQL as decimal text, which is valid JSON as it is. */
-static const char *json_num(const PGresult *r, int row, int col)
-{
-    const char *v = cell(r, row, col);
-    return v ? v : "null";
-}
-
-static const char *text_cell(const PGresult *r, int row, int col)
-{
-    const char *v = cell(r, row, col);
-    return v ? v : "-";
-}
 
 static int find_total(const PGresult *r)
 {

@@ -5,6 +5,7 @@
  * escalated job's next tier sees the original context; a short context is sent untouched; the stored
  * compression is reused across runs and round-trips exactly; a corrupt stored one is ignored with a
  * warning. */
+#include "compresskinds.h"
 #include "runhelp.h"
 
 #include <sys/stat.h>
@@ -24,10 +25,7 @@ static void setup_files(void)
     char p[400];
     /* shared: one compression per document whatever the question */
     snprintf(p, sizeof p, "%s/doc.json", jobs);
-    write_file(p, "{\"system_prompt\": \"Answer the question from the context in a few words.\","
-                  " \"tiers\": [{\"model\": \"qwen3-8b\", \"accept\": 0}, {\"model\": \"gpt-4o\"}], \"baseline_model\": \"gpt-4o\","
-                  " \"max_tokens\": 64, \"temperature\": 0, \"checks\": {\"min_chars\": 1}, \"cache\": {\"enabled\": false},"
-                  " \"compress\": {\"enabled\": true, \"threshold_tokens\": 300, \"target_tokens\": 100, \"question_aware\": false}}");
+    write_file(p, DOC_KIND_JSON);
     /* tier 1 never good enough: every job escalates, and tier 2 gets the original context */
     snprintf(p, sizeof p, "%s/esc.json", jobs);
     write_file(p, "{\"system_prompt\": \"Answer the question from the context in a few words.\","
@@ -37,10 +35,7 @@ static void setup_files(void)
                   " \"compress\": {\"enabled\": true, \"threshold_tokens\": 300, \"target_tokens\": 100}}");
     /* as doc, compressed by another model than tier 1's, so a fault can hit the compressor alone */
     snprintf(p, sizeof p, "%s/doc32.json", jobs);
-    write_file(p, "{\"system_prompt\": \"Answer the question from the context in a few words.\","
-                  " \"tiers\": [{\"model\": \"qwen3-8b\", \"accept\": 0}, {\"model\": \"gpt-4o\"}], \"baseline_model\": \"gpt-4o\","
-                  " \"max_tokens\": 64, \"temperature\": 0, \"checks\": {\"min_chars\": 1}, \"cache\": {\"enabled\": false},"
-                  " \"compress\": {\"enabled\": true, \"threshold_tokens\": 300, \"target_tokens\": 100, \"model\": \"qwen3-32b\"}}");
+    write_file(p, DOC32_KIND_JSON);
     /* a summary of a long text given as the prompt (compress.prompt), batched like summarize */
     snprintf(p, sizeof p, "%s/sum.json", jobs);
     write_file(p, "{\"system_prompt\": \"Summarize the text in one line.\","
@@ -76,9 +71,6 @@ static void reset(PGconn *c)
     testdb_exec(c, "DELETE FROM tierq.jobs; DELETE FROM tierq.calls; DELETE FROM tierq.compressed; DELETE FROM tierq.cache;"
                    " DELETE FROM tierq.workers", NULL, 0);
 }
-
-/* A document of about 3,000 tokens (200 distinct sentences), as SQL text. */
-#define LONG_DOC "(SELECT string_agg('Line ' || i || ': the package number ' || i || ' is licensed under GPL-' || (i % 3 + 1) || '.', ' ') FROM generate_series(1, 200) i)"
 
 static void test_one_compression_serves_every_job_sharing_the_context(void)
 {

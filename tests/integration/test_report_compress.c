@@ -5,6 +5,7 @@
  * spend from the 'compress' ledger rows (selected by their own run_name, not as the report selects
  * them), the contexts, tokens and dollars from tierq.jobs. */
 #include "reportjson.h"
+#include "compresskinds.h"
 #include "runhelp.h"
 
 static char dir[256], jobs[300];
@@ -23,15 +24,9 @@ static void setup_files(void)
     /* the kinds of test_compress.c: doc compresses once per document whatever the question; doc32's
      * compressor is another model than its tier 1, so a fault can hit the compressor alone */
     snprintf(p, sizeof p, "%s/doc.json", jobs);
-    write_file(p, "{\"system_prompt\": \"Answer the question from the context in a few words.\","
-                  " \"tiers\": [{\"model\": \"qwen3-8b\", \"accept\": 0}, {\"model\": \"gpt-4o\"}], \"baseline_model\": \"gpt-4o\","
-                  " \"max_tokens\": 64, \"temperature\": 0, \"checks\": {\"min_chars\": 1}, \"cache\": {\"enabled\": false},"
-                  " \"compress\": {\"enabled\": true, \"threshold_tokens\": 300, \"target_tokens\": 100, \"question_aware\": false}}");
+    write_file(p, DOC_KIND_JSON);
     snprintf(p, sizeof p, "%s/doc32.json", jobs);
-    write_file(p, "{\"system_prompt\": \"Answer the question from the context in a few words.\","
-                  " \"tiers\": [{\"model\": \"qwen3-8b\", \"accept\": 0}, {\"model\": \"gpt-4o\"}], \"baseline_model\": \"gpt-4o\","
-                  " \"max_tokens\": 64, \"temperature\": 0, \"checks\": {\"min_chars\": 1}, \"cache\": {\"enabled\": false},"
-                  " \"compress\": {\"enabled\": true, \"threshold_tokens\": 300, \"target_tokens\": 100, \"model\": \"qwen3-32b\"}}");
+    write_file(p, DOC32_KIND_JSON);
     /* long contexts too, but no compression: no line in the text, zeros in JSON */
     snprintf(p, sizeof p, "%s/plain.json", jobs);
     write_file(p, "{\"system_prompt\": \"Answer the question from the context in a few words.\","
@@ -40,8 +35,7 @@ static void setup_files(void)
     setenv("TIERQ_JOBS_DIR", jobs, 1);
 }
 
-/* Documents of about 3,000 tokens (200 distinct sentences), as SQL text. */
-#define LONG_DOC "(SELECT string_agg('Line ' || i || ': the package number ' || i || ' is licensed under GPL-' || (i % 3 + 1) || '.', ' ') FROM generate_series(1, 200) i)"
+/* A second document of about 3,000 tokens, in lines (LONG_DOC: compresskinds.h). */
 #define LONG_DOC2 "(SELECT string_agg('Row ' || i || ': the library called lib' || i || ' ships under MIT-' || (i % 4 + 1) || '.', E'\\n') FROM generate_series(1, 200) i)"
 /* Long with markup, blank runs and a repeated footer; short enough once cleaned. */
 #define CLEANABLE "(SELECT string_agg('<div class=\"page\"><p>Page ' || i || '</p>' || '                                        </div>' || E'\\n' || 'This page is part of the very long and boring manual footer.' || E'\\n\\n\\n', '') FROM generate_series(1, 60) i)"
