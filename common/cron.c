@@ -3,6 +3,7 @@
 #include "tzone.h"
 
 #include <string.h>
+#include <strings.h>
 
 /* ---- parsing ----------------------------------------------------------------------------------- */
 
@@ -160,6 +161,27 @@ static const char *macro_expr(const char *s, size_t len)
     return NULL;
 }
 
+/* "@every N{s,m,h}" after the word: a period of 1 s to 24 h. */
+static int parse_every(const char *s, size_t n, Cron *out, TqErr *err)
+{
+    while (n > 0 && is_blank(*s)) {
+        s++;
+        n--;
+    }
+    int64_t v = 0;
+    size_t i = 0;
+    while (i < n && s[i] >= '0' && s[i] <= '9' && v <= 86400)
+        v = v * 10 + (s[i++] - '0');
+    int64_t unit = i + 1 != n ? 0 : s[i] == 's' ? 1 : s[i] == 'm' ? 60 : s[i] == 'h' ? 3600 : 0;
+    if (i == 0 || unit == 0)
+        return tq_err(err, TQ_EINVAL, "cron: \"@every\" takes a whole number and a unit, s, m or h (\"@every 5s\"),"
+                      " not \"%.*s\"", (int)n, s);
+    if (v * unit < 1 || v * unit > 86400)
+        return tq_err(err, TQ_EINVAL, "cron: \"@every %.*s\" is outside 1s to 24h", (int)n, s);
+    *out = (Cron){.every_s = (int32_t)(v * unit)};
+    return 0;
+}
+
 int cron_parse(const char *expr, Cron *out, TqErr *err)
 {
     size_t n = strnlen(expr, CRON_EXPR_MAX + 1);
@@ -178,6 +200,8 @@ int cron_parse(const char *expr, Cron *out, TqErr *err)
     }
     if (n == 0)
         return tq_err(err, TQ_EINVAL, "cron: empty expression");
+    if (n > 6 && strncasecmp(expr, "@every", 6) == 0 && is_blank(expr[6]))
+        return parse_every(expr + 6, n - 6, out, err);
     if (expr[0] == '@') {
         const char *m = macro_expr(expr, n);
         if (!m)
@@ -217,6 +241,7 @@ int cron_parse(const char *expr, Cron *out, TqErr *err)
     c.wdays = (uint8_t)((bits[4] | bits[4] >> 7) & 0x7f); /* 7 is Sunday too */
     c.mday_star = start[2][0] == '*';
     c.wday_star = start[4][0] == '*';
+    c.every_s = 0;
     *out = c;
     return 0;
 }
@@ -275,6 +300,11 @@ int cron_next(const Cron *c, const char *tz, time_t after, time_t *next, TqErr *
     if ((int64_t)after < lo || (int64_t)after > hi)
         return tq_err(err, TQ_EINVAL, "cron: start time %lld is outside the years 1900-9999",
                       (long long)after);
+    if (c->every_s > 0) { /* epoch-aligned: the same due times in every process and zone */
+        int64_t a = (int64_t)after, q = a / c->every_s - (a % c->every_s < 0); /* floor */
+        *next = (time_t)((q + 1) * c->every_s);
+        return 0;
+    }
     const TzZone *z = NULL;
     int rc = tzone_open(tz, &z, err);
     if (rc < 0)

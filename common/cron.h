@@ -8,6 +8,10 @@
  *   Ranges may not run backwards ("5-1" is an error; "FRI-SUN" is fine, SUN counting as 7 there).
  *   Macros: @hourly "0 * * * *", @daily and @midnight "0 0 * * *", @weekly "0 0 * * 0",
  *   @monthly "0 0 1 * *", @yearly and @annually "0 0 1 1 *". @reboot is not a schedule and is refused.
+ *   "@every N" with N a whole number followed by s, m or h (1s to 24h): every N seconds of UTC time,
+ *   counted from the Unix epoch (00:00:05, 00:00:10, ... for "@every 5s"), so every process agrees on
+ *   the due times; the time zone plays no part. For short schedules (tests, near-real-time feeds)
+ *   that the minute fields cannot express.
  *   At most CRON_EXPR_MAX characters, printable ASCII only.
  * Day-of-month and day-of-week follow Vixie cron: a day field whose text begins with '*' (a bare
  *   star, or a star with a step) counts as unrestricted for this rule. When both day fields are
@@ -54,6 +58,7 @@ typedef struct Cron {
     uint8_t wdays;      /* bits 0-6 */
     uint8_t mday_star;  /* the day-of-month field began with '*' (Vixie's DOM_STAR) */
     uint8_t wday_star;  /* the day-of-week field began with '*' */
+    int32_t every_s;    /* "@every N": the period in seconds; 0 for a five-field expression */
 } Cron;
 
 /* Parse expr into *out. Returns 0, or TQ_EINVAL with err naming the field and the bad token:

@@ -340,6 +340,26 @@ static void test_zone_offsets_match_libc(void)
     tzset();
 }
 
+/* "@every N": epoch-aligned periods, the same in every zone, DST or not. */
+static void test_every(void)
+{
+    char b[1024];
+    CHECK_STR(next_of("@every 5s", "UTC", "2026-01-10T08:00:00Z", b, sizeof b), "2026-01-10T08:00:05Z");
+    CHECK_STR(next_of("@every 5s", "UTC", "2026-01-10T08:00:03Z", b, sizeof b), "2026-01-10T08:00:05Z");
+    CHECK_STR(next_of("@every 15m", "Europe/Berlin", "2026-03-29T00:59:00Z", b, sizeof b), "2026-03-29T01:00:00Z");
+    CHECK_STR(next_of("@every 2h", "America/New_York", "2026-11-01T05:30:00Z", b, sizeof b), "2026-11-01T06:00:00Z");
+    CHECK_STR(next_of(" @EVERY  24h ", "UTC", "2026-01-10T08:00:00Z", b, sizeof b), "2026-01-11T00:00:00Z");
+    Cron c = parse_ok("@every 90s");
+    CHECK(c.every_s == 90);
+    parse_fails("@every", "cron: unknown macro \"@every\"");
+    parse_fails("@every 0s", "cron: \"@every 0s\" is outside 1s to 24h");
+    parse_fails("@every 25h", "cron: \"@every 25h\" is outside 1s to 24h");
+    parse_fails("@every 99999999999999s", "cron: \"@every\" takes a whole number and a unit, s, m or h (\"@every 5s\"), not \"99999999999999s\"");
+    parse_fails("@every 5", "cron: \"@every\" takes a whole number and a unit, s, m or h (\"@every 5s\"), not \"5\"");
+    parse_fails("@every 5d", "cron: \"@every\" takes a whole number and a unit, s, m or h (\"@every 5s\"), not \"5d\"");
+    parse_fails("@every 1m30s", "cron: \"@every\" takes a whole number and a unit, s, m or h (\"@every 5s\"), not \"1m30s\"");
+}
+
 static void test_zone_errors(void)
 {
     char b[1024];
@@ -385,6 +405,7 @@ int main(void)
     RUN(test_dst_new_york);
     RUN(test_dst_sydney);
     RUN(test_zone_offsets_match_libc);
+    RUN(test_every);
     RUN(test_zone_errors);
     return check_done();
 }
