@@ -1,6 +1,7 @@
 /* main.c — the tierq command line: parse the subcommand, load what it needs, map errors to exit
  * codes. Only main exits. */
 #include "cacheadmin.h"
+#include "schedule.h"
 #include "calibrate.h"
 #include "config.h"
 #include "db.h"
@@ -37,6 +38,8 @@ static const char *const USAGE =
     "  report [OPTIONS] cost per model, latency and pass rate per kind, savings against the baseline\n"
     "  cache stats|purge\n"
     "                   what the response cache holds and saved; delete entries\n"
+    "  schedule add|list|show|enable|disable|remove|fire-now\n"
+    "                   cron schedules that enqueue jobs from your tables, fired by the running daemons\n"
     "  calibrate --run NAME [OPTIONS]\n"
     "                   choose every kind's tiers and accept bars for a target from a labelled all-tiers run\n"
     "  help [COMMAND]   this help, or one command's\n"
@@ -125,6 +128,8 @@ static const char *const USAGE_RUN =
     "  --no-cache              neither read nor write the response cache (an evaluation or bake-off\n"
     "                          measures models, not the cache; --all-tiers implies it)\n"
     "  --cache-only-read       answer from the cache where it can, add nothing to it\n"
+    "  --no-schedules          fire no schedules (tierq schedule); by default every run fires due ones\n"
+    "                          (checked each second; a --drain run also at start, before it counts)\n"
     "  -h, --help              this help\n"
     "\n"
     "exit status: 0 done, 1 runtime error, 2 usage, 3 configuration, 4 budget reached,\n"
@@ -436,6 +441,8 @@ static int cmd_run(const char *dir, int argc, char **argv)
             o.fail_on_drift = true;
         } else if (strcmp(a, "--no-cache") == 0) {
             o.no_cache = true;
+        } else if (strcmp(a, "--no-schedules") == 0) {
+            o.no_schedules = true;
         } else if (strcmp(a, "--cache-only-read") == 0) {
             o.cache_read_only = true;
         } else if (missing_value("run", a, v, RUN_VALUE_OPTIONS)) {
@@ -795,12 +802,13 @@ static int cmd_help(int argc, char **argv)
         fputs(USAGE, stdout);
         return EXIT_OK;
     }
+    static const char *const SCHEDULE_USAGE_PTR = SCHEDULE_USAGE;
     static const struct {
         const char *name;
         const char *const *usage;
     } helps[] = {{"migrate", &USAGE_MIGRATE}, {"config", &USAGE_CONFIG}, {"status", &USAGE_STATUS},
                  {"run", &USAGE_RUN},         {"report", &USAGE_REPORT}, {"calibrate", &USAGE_CALIBRATE},
-                 {"cache", &USAGE_CACHE}};
+                 {"cache", &USAGE_CACHE}, {"schedule", &SCHEDULE_USAGE_PTR}};
     for (size_t k = 0; k < sizeof helps / sizeof helps[0]; k++)
         if (strcmp(argv[0], helps[k].name) == 0) {
             fputs(*helps[k].usage, stdout);
@@ -842,6 +850,8 @@ int main(int argc, char **argv)
         return cmd_report(cargc, cargv);
     if (strcmp(cmd, "calibrate") == 0)
         return cmd_calibrate(dir, cargc, cargv);
+    if (strcmp(cmd, "schedule") == 0)
+        return schedule_main(cargc, cargv);
     if (strcmp(cmd, "cache") == 0)
         return cmd_cache(cargc, cargv);
     if (strcmp(cmd, "help") == 0)

@@ -25,6 +25,13 @@
     " AND tokens_in BETWEEN 0 AND 1000000000000000 AND tokens_cached_in BETWEEN 0 AND 1000000000000000" \
     " AND tokens_out BETWEEN 0 AND 1000000000000000 AND (max_budget_usd IS NULL OR max_budget_usd <= 1000000)"
 
+/* A run whose spend ceiling (tierq.run_budgets: a schedule's per-fire budget_usd) is reached is not
+ * claimed from: its jobs stay queued, as with tierq run --budget-usd. An anti-join on a table that
+ * is empty unless schedules set budgets. */
+#define SQL_RUN_BUDGET_OPEN \
+    "(run_name IS NULL OR NOT EXISTS (SELECT 1 FROM tierq.run_budgets b" \
+    "  WHERE b.run_name = tierq.jobs.run_name AND b.reached_at IS NOT NULL))"
+
 /* The CTE locks the chosen rows once (SKIP LOCKED: rows another claimer holds are passed over, not
  * waited for) and the UPDATE takes exactly those; the partial index jobs_claim_idx serves the scan. */
 static const char *const SQL_CLAIM =
@@ -37,6 +44,7 @@ static const char *const SQL_CLAIM =
     /* rows from before the bounds of 006 that break them are never claimed: the update would be
      * refused, and one refused row must not stop claiming for everyone */
     "    AND attempts BETWEEN 0 AND least(max_attempts, 1000) - 1 AND " SQL_COUNTERS_IN_BOUNDS
+    "    AND " SQL_RUN_BUDGET_OPEN
     "  ORDER BY priority DESC, run_after, id"
     "  LIMIT $2 FOR UPDATE SKIP LOCKED),"
     /* then as many as the byte bound allows ($6, NULL = none), the first one always: a job larger
@@ -648,7 +656,8 @@ int64_t queue_count_remaining(PGconn *c, const char *const *kinds, int nkinds, c
                              " AND ($2::text IS NULL OR run_name = $2)"
                              " AND ((state = 'running' AND attempts BETWEEN 0 AND 1000 AND " SQL_COUNTERS_IN_BOUNDS ")"
                              "   OR (state = 'queued' AND (NOT $3::bool OR run_after <= now() + interval '60 seconds')"
-                             "       AND attempts BETWEEN 0 AND least(max_attempts, 1000) - 1 AND " SQL_COUNTERS_IN_BOUNDS "))",
+                             "       AND attempts BETWEEN 0 AND least(max_attempts, 1000) - 1 AND " SQL_COUNTERS_IN_BOUNDS
+                             "       AND " SQL_RUN_BUDGET_OPEN "))",
                              3, p, err);
     buf_free(&karr);
     if (!res)

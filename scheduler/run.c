@@ -6,6 +6,7 @@
 #include "compress.h"
 #include "cost.h"
 #include "db.h"
+#include "firer.h"
 #include "flight.h"
 #include "held.h"
 #include "json.h"
@@ -142,6 +143,8 @@ typedef struct Run {
     /* jobs answered from the cache and what their answers had cost; from_flight: by an identical job
      * of this process in flight (the scheduler and the writer both count) */
     _Atomic int64_t cache_hits, cache_saved_pico, cache_from_flight;
+    Firer *firer;            /* fires due schedules (NULL with --no-schedules) */
+    FirerCounts drain_fires; /* --drain: the one pass at start */
 } Run;
 
 static int ensure_conn(Run *r)
@@ -756,6 +759,12 @@ static int run_setup(Run *r)
     if (queue_worker_register(r->conn, r->owner, "{}", &err))
         log_msg(LOG_WARN, "run", "cannot register in tierq.workers: %s", err.msg);
     replay_spilled(r);
+    if (!opt->no_schedules && opt->drain) {
+        /* a drain run fires what is due once, at start, and then drains it: a nightly cron line
+         * `tierq run --drain` serves the schedules too */
+        if (firer_pass(r->conn, r->owner, 1, &r->drain_fires, &err))
+            log_msg(LOG_WARN, "run", "firing due schedules: %s", err.msg);
+    }
     r->total = remaining_jobs(r, false, &err);
     if (r->total < 0)
         r->total = 0;
@@ -793,8 +802,10 @@ static int run_setup(Run *r)
                           .on_intent = intent_written};
     int wrc = writer_start(&r->writer, NULL, r->owner, r->done, r->held, r->efd, &wopt, &err);
     int prc = wrc ? -1 : pool_start(&r->pool, cfg, &opt->pool, r->owner, r->done, &err);
+    /* --drain too: due times that come while it drains fire, and budgeted runs are checked */
+    int frc = wrc || prc || opt->no_schedules ? 0 : firer_start(r->owner, &r->firer, &err);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (wrc || prc) {
+    if (wrc || prc || frc) {
         fprintf(stderr, "tierq: run: %s\n", err.msg);
         return RUN_EXIT_RUNTIME;
     }
@@ -1200,6 +1211,18 @@ static int run_shutdown(Run *r)
     cost_format_usd(base, sizeof base, st.baseline_pico, 6);
     int64_t jobs = st.jobs_done + st.jobs_failed + st.jobs_retry;
     double secs = (double)(clock_mono_ms() - r->start_ms) / 1000.0;
+    FirerCounts fc = {0};
+    if (r->firer)
+        firer_counts(r->firer, &fc);
+    fc.fires += r->drain_fires.fires;
+    fc.jobs += r->drain_fires.jobs;
+    fc.errors += r->drain_fires.errors;
+    fc.skipped += r->drain_fires.skipped;
+    fc.pruned += r->drain_fires.pruned;
+    if (fc.fires > 0 || fc.skipped > 0)
+        printf("run: schedules: %lld fires, %lld jobs enqueued, %lld fires whose source failed, %lld due times skipped,"
+               " %lld jobs pruned\n", (long long)fc.fires, (long long)fc.jobs, (long long)fc.errors,
+               (long long)fc.skipped, (long long)fc.pruned);
     printf("run: %lld done, %lld failed or dead, %lld attempts back to the queue, %lld lease_lost, %d handed back in %.1fs\n",
            (long long)st.jobs_done, (long long)st.jobs_failed, (long long)st.jobs_retry, (long long)st.lease_lost,
            nleft, secs);
@@ -1269,6 +1292,8 @@ static int run_shutdown(Run *r)
 /* Whatever setup got to, undone in reverse. */
 static void run_free(Run *r)
 {
+    firer_stop(r->firer);
+    r->firer = NULL;
     pthread_mutex_lock(&r->pool_mu);
     if (r->pool)
         pool_stop(r->pool, NULL);

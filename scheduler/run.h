@@ -37,6 +37,7 @@ typedef struct RunOptions {
     bool fail_on_drift;      /* exit RUN_EXIT_DRIFT when a kind's shadow estimate ends below its bar */
     bool no_cache;           /* the response cache is neither read nor written (an evaluation) */
     bool cache_read_only;    /* answers come from the cache, none is added to it */
+    bool no_schedules;       /* fire no schedules (scheduler/firer.h); a --drain run also fires what is due at start */
 } RunOptions;
 
 /* The defaults, one place: the pool's (pool_default_options) and the scheduler's. */

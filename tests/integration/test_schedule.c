@@ -1,0 +1,383 @@
+/* Schedules (sql/013, scheduler/firer.c, cli/schedule.c) against a real PostgreSQL, real `tierq run`
+ * daemons and the simulator: three daemons fire each due time exactly once; a daemon killed with
+ * SIGKILL mid-fire leaves the whole fire or none; missed fires follow each catch-up policy; the
+ * only-changed mode enqueues exactly the new and edited rows; a schedule's source runs with its
+ * author's rights, never the daemon's; a per-fire budget stops the run's claims. */
+#include "runhelp.h"
+
+#include <signal.h>
+#include <time.h>
+
+static SimProc sim;
+static const SimProc *s = &sim;
+static PGconn *c;
+
+/* A source of n rows over app.items, SECURITY DEFINER, owned by the current role. */
+static void make_items(int n)
+{
+    char sql[1024], err[512];
+    snprintf(sql, sizeof sql,
+             "CREATE SCHEMA IF NOT EXISTS app;"
+             "DROP TABLE IF EXISTS app.items CASCADE;"
+             "CREATE TABLE app.items (id int PRIMARY KEY, body text NOT NULL);"
+             "INSERT INTO app.items SELECT g, 'Is item ' || g || ' in stock? positive or negative' FROM generate_series(1, %d) g;"
+             "CREATE OR REPLACE FUNCTION app.items_src() RETURNS TABLE (kind text, prompt text, source_key text)"
+             " LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog"
+             " AS $$ SELECT 'classify', body, id::text FROM app.items $$;",
+             n);
+    if (testdb_exec(c, sql, err, sizeof err))
+        printf("# make_items: %s", err);
+}
+
+static int count_lines(const char *text, const char *needle)
+{
+    int n = 0;
+    for (const char *p = strstr(text, needle); p; p = strstr(p + 1, needle))
+        n++;
+    return n;
+}
+
+/* Three daemons, a schedule every 3 s, a minute: every due time between the first and the last fire
+ * fired once (the due times are consecutive), each fire's run holds the source's 4 rows once. */
+static void test_three_daemons_fire_each_due_time_once(void)
+{
+    make_items(4);
+    CHECK(testdb_exec(c, "INSERT INTO tierq.schedules (name, cron, source, run_name)"
+                         " VALUES ('every3', '@every 3s', 'app.items_src()', '{schedule}-{date}-{time}')", NULL, 0) == 0);
+    int pids[3];
+    char log[3][256];
+    for (int i = 0; i < 3; i++) {
+        snprintf(log[i], sizeof log[i], "%s/sched_daemon_%d.log", getenv("TIERQ_TEST_TMP"), i);
+        pids[i] = start_daemon_logged(s, "--max-in-flight 16", log[i]);
+    }
+    sleep(60);
+    for (int i = 0; i < 3; i++)
+        kill(pids[i], SIGTERM);
+    for (int i = 0; i < 3; i++)
+        waitpid(pids[i], NULL, 0);
+    CHECK(testdb_exec(c, "UPDATE tierq.schedules SET enabled = false WHERE name = 'every3'", NULL, 0) == 0);
+    long long fires = q(c, "SELECT count(*) FROM tierq.schedule_fires WHERE schedule = 'every3'");
+    long long span = q(c, "SELECT (extract(epoch FROM max(due_at) - min(due_at)) / 3)::bigint + 1"
+                          " FROM tierq.schedule_fires WHERE schedule = 'every3'");
+    printf("# %lld fires over the minute\n", fires);
+    CHECK(fires >= 18 && fires <= 21);
+    CHECK_INT(span, fires); /* no due time missed, none twice (the primary key would refuse it anyway) */
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.schedule_fires WHERE schedule = 'every3' AND outcome = 'ok' AND jobs = 4"),
+              fires);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.jobs WHERE run_name LIKE 'every3-%'"), 4 * fires);
+    CHECK_INT(q(c, "SELECT count(*) FROM (SELECT run_name FROM tierq.jobs WHERE run_name LIKE 'every3-%'"
+                   " GROUP BY run_name HAVING count(*) = 4 AND count(DISTINCT prompt) = 4) x"),
+              fires);
+    /* the fires were shared out: more than one daemon fired */
+    long long firers = q(c, "SELECT count(DISTINCT fired_by) FROM tierq.schedule_fires WHERE schedule = 'every3'");
+    printf("# %lld daemons fired\n", firers);
+    CHECK(firers >= 2);
+    CHECK_INT(q(c, "SELECT fires FROM tierq.schedules WHERE name = 'every3'"), fires);
+}
+
+/* SIGKILL during fires (the source takes a second): each fire is whole or absent, and a fresh daemon
+ * then fires the due time the dead ones left. */
+static void test_kill9_mid_fire_whole_or_none(void)
+{
+    make_items(5);
+    CHECK(testdb_exec(c,
+                      "CREATE OR REPLACE FUNCTION app.slow_src() RETURNS TABLE (kind text, prompt text)"
+                      " LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog"
+                      " AS $$ SELECT 'classify', body FROM app.items, pg_sleep(1) $$;"
+                      "INSERT INTO tierq.schedules (name, cron, source, run_name)"
+                      " VALUES ('slow', '@every 2s', 'app.slow_src()', '{schedule}-{time}')",
+                      NULL, 0) == 0);
+    srand(7);
+    for (int k = 0; k < 6; k++) {
+        int pid = start_daemon(s, "--max-in-flight 4");
+        usleep((useconds_t)(1500000 + rand() % 2000000));
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+    }
+    /* the killed daemons' sessions end with them: their open fires roll back */
+    CHECK_INT(wait_for(c, "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%schedule_fire%'"
+                          " AND pid <> pg_backend_pid()", 0, 10000), 0);
+    CHECK_INT(q(c, "SELECT count(*) FROM (SELECT run_name FROM tierq.jobs WHERE run_name LIKE 'slow-%'"
+                   " GROUP BY run_name HAVING count(*) <> 5) x"), 0);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.schedule_fires f WHERE schedule = 'slow' AND"
+                   " jobs <> (SELECT count(*) FROM tierq.jobs j WHERE j.run_name = f.run_name)"), 0);
+    long long before = q(c, "SELECT count(*) FROM tierq.schedule_fires WHERE schedule = 'slow'");
+    printf("# %lld whole fires survived 6 kills\n", before);
+    CHECK(before >= 1);
+    /* a daemon that lives fires again, exactly once per due time */
+    int pid = start_daemon(s, "--max-in-flight 4");
+    char more[256];
+    snprintf(more, sizeof more, "SELECT (count(*) >= %lld + 2)::int FROM tierq.schedule_fires WHERE schedule = 'slow'",
+             before);
+    CHECK_INT(wait_for(c, more, 1, 15000), 1);
+    kill(pid, SIGTERM);
+    waitpid(pid, NULL, 0);
+    CHECK(testdb_exec(c, "UPDATE tierq.schedules SET enabled = false WHERE name = 'slow'", NULL, 0) == 0);
+    CHECK(q(c, "SELECT count(*) FROM tierq.schedule_fires WHERE schedule = 'slow'") > before);
+    CHECK_INT(q(c, "SELECT count(*) FROM (SELECT run_name FROM tierq.jobs WHERE run_name LIKE 'slow-%'"
+                   " GROUP BY run_name HAVING count(*) <> 5) x"), 0);
+    CHECK_INT(q(c, "SELECT count(*) - count(DISTINCT run_name) FROM tierq.schedule_fires WHERE schedule = 'slow'"), 0);
+}
+
+/* Fires missed while no daemon ran: an hourly schedule counted from 5 h 0 m ago (5 due times: the
+ * last 5 hour marks), then one drain run. */
+static void test_catch_up_policies(void)
+{
+    make_items(2);
+    CHECK(testdb_exec(c,
+                      "INSERT INTO tierq.schedules (name, cron, source, catch_up, catch_up_max, grace_s, run_name) VALUES"
+                      " ('cu_skip', '@every 1h', 'app.items_src()', 'skip', 10, 60, '{schedule}-{time}'),"
+                      " ('cu_latest', '@every 1h', 'app.items_src()', 'latest', 10, 300, '{schedule}-{time}'),"
+                      " ('cu_all', '@every 1h', 'app.items_src()', 'all', 3, 300, '{schedule}-{time}');"
+                      "UPDATE tierq.schedules SET fire_from = date_trunc('hour', now()) - interval '5 hours'"
+                      " + interval '1 second' WHERE name LIKE 'cu_%'",
+                      NULL, 0) == 0);
+    CHECK_INT(run_drain(s, "--max-in-flight 8"), 0);
+    long long age = q(c, "SELECT extract(epoch FROM now() - date_trunc('hour', now()))::bigint");
+    /* latest: the latest hour mark, once; the other 4 skipped */
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.schedule_fires WHERE schedule = 'cu_latest'"), 1);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.schedule_fires WHERE schedule = 'cu_latest'"
+                   " AND due_at = date_trunc('hour', now())"), 1);
+    CHECK_INT(q(c, "SELECT last_skipped FROM tierq.schedules WHERE name = 'cu_latest'"), 4);
+    /* all, at most 3: the latest three hour marks, oldest first; 2 skipped */
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.schedule_fires WHERE schedule = 'cu_all'"
+                   " AND due_at > date_trunc('hour', now()) - interval '3 hours'"), 3);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.schedule_fires WHERE schedule = 'cu_all'"), 3);
+    CHECK_INT(q(c, "SELECT last_skipped FROM tierq.schedules WHERE name = 'cu_all'"), 2);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.jobs WHERE run_name LIKE 'cu_all-%'"), 6);
+    /* skip, grace 60 s: nothing, unless the latest hour mark is under a minute old */
+    long long want = age <= 60 ? 1 : 0;
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.schedule_fires WHERE schedule = 'cu_skip'"), want);
+    CHECK_INT(q(c, "SELECT last_skipped FROM tierq.schedules WHERE name = 'cu_skip'"), 5 - want);
+    if (!want)
+        CHECK_INT(q(c, "SELECT count(*) FROM tierq.schedules WHERE name = 'cu_skip' AND last_outcome = 'missed'"), 1);
+    /* each moves on to the next hour mark */
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.schedules WHERE name LIKE 'cu_%'"
+                   " AND next_fire_at = date_trunc('hour', now()) + interval '1 hour'"), 3);
+    CHECK(strstr(run_out, "run: schedules: ") != NULL);
+    CHECK(testdb_exec(c, "DELETE FROM tierq.schedules WHERE name LIKE 'cu_%'", NULL, 0) == 0);
+}
+
+/* only_changed: the second fire enqueues exactly the edited and new rows; a third, nothing. */
+static void test_only_changed(void)
+{
+    make_items(10);
+    CHECK(testdb_exec(c, "INSERT INTO tierq.schedules (name, cron, source, only_changed, run_name)"
+                         " VALUES ('changed', '@daily', 'app.items_src()', true, 'changed-{time}')", NULL, 0) == 0);
+    char out[4096];
+    CHECK_INT(testdb_run("schedule fire-now changed", out, sizeof out), 0);
+    CHECK(strstr(out, "10 jobs into run changed-") != NULL);
+    CHECK(testdb_exec(c, "UPDATE app.items SET body = body || ' (edited)' WHERE id IN (3, 7);"
+                         "INSERT INTO app.items VALUES (11, 'Is the new item 11 in stock?');"
+                         "DELETE FROM app.items WHERE id = 5", NULL, 0) == 0);
+    usleep(1100000); /* run names by the second */
+    CHECK_INT(testdb_run("schedule fire-now changed", out, sizeof out), 0);
+    CHECK(strstr(out, "3 jobs into run changed-") != NULL);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.jobs WHERE run_name = (SELECT last_run_name FROM tierq.schedules"
+                   " WHERE name = 'changed') AND prompt IN ('Is item 3 in stock? positive or negative (edited)',"
+                   " 'Is item 7 in stock? positive or negative (edited)', 'Is the new item 11 in stock?')"), 3);
+    usleep(1100000);
+    CHECK_INT(testdb_run("schedule fire-now changed", out, sizeof out), 0);
+    CHECK(strstr(out, "0 jobs into run") != NULL && strstr(out, "(empty)") != NULL);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.schedule_rows WHERE schedule = 'changed'"), 11);
+    /* a source without source_key is refused by only_changed, readably, enqueuing nothing */
+    CHECK(testdb_exec(c, "CREATE FUNCTION app.nokey() RETURNS TABLE (kind text, prompt text) LANGUAGE sql"
+                         " SECURITY DEFINER AS $$ SELECT 'classify', 'x' $$;"
+                         "INSERT INTO tierq.schedules (name, cron, source, only_changed)"
+                         " VALUES ('nokey', '@daily', 'app.nokey()', true)", NULL, 0) == 0);
+    CHECK_INT(testdb_run("schedule fire-now nokey", out, sizeof out), 1);
+    CHECK(strstr(out, "only_changed: source app.nokey yields 1 row(s) without a source_key") != NULL);
+    /* an unknown column, a bad kind: the fire fails whole with the reason */
+    CHECK(testdb_exec(c, "CREATE FUNCTION app.typo() RETURNS TABLE (kind text, promt text) LANGUAGE sql"
+                         " SECURITY DEFINER AS $$ SELECT 'classify', 'x' $$;"
+                         "CREATE FUNCTION app.badkind() RETURNS TABLE (kind text, prompt text) LANGUAGE sql"
+                         " SECURITY DEFINER AS $$ VALUES ('classify', 'fine'), ('no_such_kind', 'x') $$;"
+                         "INSERT INTO tierq.schedules (name, cron, source) VALUES ('typo', '@daily', 'app.typo()'),"
+                         " ('badkind', '@daily', 'app.badkind()')", NULL, 0) == 0);
+    CHECK_INT(testdb_run("schedule fire-now typo", out, sizeof out), 1);
+    CHECK(strstr(out, "yields column(s) promt that a job does not have") != NULL);
+    CHECK_INT(testdb_run("schedule fire-now badkind", out, sizeof out), 1);
+    CHECK(strstr(out, "no_such_kind") != NULL || strstr(out, "foreign key") != NULL);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.jobs WHERE run_name LIKE 'badkind-%' OR run_name LIKE 'typo-%'"), 0);
+}
+
+/* The source runs with its author's rights: a producer role without SELECT on a table cannot read it
+ * through a schedule, whichever role the daemon runs as (here: a superuser and a tierq_daemon). */
+static void test_source_runs_with_authors_rights(void)
+{
+    char err[1024];
+    CHECK(testdb_exec(c,
+                      "DO $$ BEGIN"
+                      "  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'sched_eve') THEN"
+                      "    CREATE ROLE sched_eve NOLOGIN IN ROLE tierq_producer; END IF;"
+                      "  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'sched_bob') THEN"
+                      "    CREATE ROLE sched_bob NOLOGIN IN ROLE tierq_producer; END IF;"
+                      "  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'sched_runner') THEN"
+                      "    CREATE ROLE sched_runner LOGIN IN ROLE tierq_daemon; END IF;"
+                      " END $$;"
+                      "CREATE SCHEMA IF NOT EXISTS eve AUTHORIZATION sched_eve;"
+                      "CREATE TABLE app.salaries (who text, pay int); INSERT INTO app.salaries VALUES ('ceo', 1000000);"
+                      "GRANT USAGE ON SCHEMA app TO sched_eve, sched_runner;"
+                      "GRANT USAGE ON SCHEMA eve TO sched_bob;"
+                      "GRANT CREATE ON SCHEMA public TO sched_runner;",
+                      err, sizeof err) == 0);
+    if (err[0])
+        printf("# %s", err);
+    /* eve's SECURITY DEFINER function reads a table she may not read */
+    CHECK(testdb_exec(c,
+                      "SET ROLE sched_eve;"
+                      "GRANT USAGE ON SCHEMA eve TO tierq_daemon;" /* the daemon must reach her functions */
+                      "CREATE FUNCTION eve.peek() RETURNS TABLE (kind text, prompt text) LANGUAGE sql STABLE"
+                      " SECURITY DEFINER SET search_path = pg_catalog AS $$ SELECT 'classify', who || pay FROM app.salaries $$;"
+                      "CREATE FUNCTION eve.peek_invoker() RETURNS TABLE (kind text, prompt text) LANGUAGE sql STABLE"
+                      " AS $$ SELECT 'classify', who || pay FROM app.salaries $$;"
+                      "CREATE FUNCTION eve.escape() RETURNS TABLE (kind text, prompt text) LANGUAGE plpgsql"
+                      " SECURITY DEFINER AS $$ BEGIN RESET ROLE; RETURN QUERY SELECT 'classify'::text, who || pay"
+                      " FROM app.salaries; END $$;"
+                      "INSERT INTO tierq.schedules (name, cron, source) VALUES ('peek', '@every 2s', 'eve.peek()'),"
+                      " ('escape', '@every 2s', 'eve.escape()');"
+                      "RESET ROLE",
+                      err, sizeof err) == 0);
+    if (err[0])
+        printf("# %s", err);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.schedules WHERE name IN ('peek', 'escape') AND created_by = 'sched_eve'"), 2);
+    /* an invoker function would run with the daemon's rights: refused when written */
+    CHECK(testdb_exec(c, "SET ROLE sched_eve; INSERT INTO tierq.schedules (name, cron, source)"
+                         " VALUES ('inv', '@daily', 'eve.peek_invoker()')", err, sizeof err) != 0);
+    CHECK(strstr(err, "must be SECURITY DEFINER") != NULL);
+    testdb_exec(c, "RESET ROLE", NULL, 0);
+    /* so would someone else's function */
+    CHECK(testdb_exec(c, "SET ROLE sched_bob; INSERT INTO tierq.schedules (name, cron, source)"
+                         " VALUES ('bobs', '@daily', 'eve.peek()')", err, sizeof err) != 0);
+    CHECK(strstr(err, "belongs to sched_eve, not to you (sched_bob)") != NULL);
+    testdb_exec(c, "RESET ROLE", NULL, 0);
+    /* bob cannot change eve's schedule, nor eve the recorded author, nor either schedule a prune */
+    CHECK(testdb_exec(c, "SET ROLE sched_bob; UPDATE tierq.schedules SET cron = '@hourly' WHERE name = 'peek'", NULL, 0) == 0);
+    testdb_exec(c, "RESET ROLE", NULL, 0);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.schedules WHERE name = 'peek' AND cron = '@every 2s'"), 1);
+    CHECK(testdb_exec(c, "SET ROLE sched_eve; UPDATE tierq.schedules SET created_by = 'tierq' WHERE name = 'peek'",
+                      err, sizeof err) != 0);
+    testdb_exec(c, "RESET ROLE", NULL, 0);
+    CHECK(testdb_exec(c, "SET ROLE sched_eve; INSERT INTO tierq.schedules (name, cron, action, prune_older_than)"
+                         " VALUES ('wipe', '@daily', 'prune', '1 second')", err, sizeof err) != 0);
+    CHECK(strstr(err, "may schedule a prune") != NULL);
+    testdb_exec(c, "RESET ROLE", NULL, 0);
+    /* fired by a superuser daemon, then by a tierq_daemon one: permission denied each time, nothing read */
+    CHECK(testdb_exec(c, "UPDATE tierq.schedules SET fire_from = now() - interval '3 seconds', next_fire_at = NULL"
+                         " WHERE name IN ('peek', 'escape')", NULL, 0) == 0);
+    CHECK_INT(run_drain(s, "--max-in-flight 4"), 0);
+    sleep(2);
+    char saved[1024];
+    snprintf(saved, sizeof saved, "%s", testdb_conninfo);
+    snprintf(testdb_conninfo, sizeof testdb_conninfo, "%.900s user=sched_runner", saved);
+    CHECK(testdb_exec(c, "UPDATE tierq.schedules SET fire_from = now() - interval '3 seconds', next_fire_at = NULL"
+                         " WHERE name IN ('peek', 'escape')", NULL, 0) == 0);
+    sleep(1);
+    int st = run_drain(s, "--max-in-flight 4");
+    snprintf(testdb_conninfo, sizeof testdb_conninfo, "%s", saved);
+    CHECK_INT(st, 0);
+    if (st)
+        printf("# %s\n", run_out);
+    CHECK(q(c, "SELECT count(DISTINCT fired_by) FROM tierq.schedule_fires WHERE schedule = 'peek'") >= 2);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.schedule_fires WHERE schedule = 'peek'"
+                   " AND (outcome <> 'error' OR error <> 'permission denied for table salaries')"), 0);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.schedule_fires WHERE schedule = 'escape'"
+                   " AND (outcome <> 'error' OR error NOT LIKE '%cannot set parameter \"role\" within security-definer function%')"), 0);
+    CHECK(q(c, "SELECT count(*) FROM tierq.schedule_fires WHERE schedule = 'escape'") >= 2);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.jobs WHERE prompt LIKE '%1000000%'"), 0);
+    /* with SELECT granted, the same schedule reads it (the test above can fail) */
+    CHECK(testdb_exec(c, "GRANT SELECT ON app.salaries TO sched_eve", NULL, 0) == 0);
+    char out[2048];
+    CHECK_INT(testdb_run("schedule fire-now peek", out, sizeof out), 0);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.jobs WHERE prompt = 'ceo1000000'"), 1);
+    CHECK(testdb_exec(c, "DELETE FROM tierq.schedules WHERE name IN ('peek', 'escape'); DELETE FROM tierq.jobs"
+                         " WHERE prompt = 'ceo1000000'", NULL, 0) == 0);
+}
+
+/* A per-fire budget: once the run's jobs have cost it, its queued jobs are not claimed. */
+static void test_budget_per_fire(void)
+{
+    make_items(400);
+    CHECK(testdb_exec(c, "INSERT INTO tierq.schedules (name, cron, source, budget_usd, run_name)"
+                         " VALUES ('budgeted', '@daily', 'app.items_src()', 0.000100, 'budgeted')", NULL, 0) == 0);
+    char out[2048];
+    CHECK_INT(testdb_run("schedule fire-now budgeted", out, sizeof out), 0);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.run_budgets WHERE run_name = 'budgeted' AND reached_at IS NULL"), 1);
+    /* a daemon at 4 in flight (the simulator answers in ~300 ms): the budget is checked each second */
+    int pid = start_daemon(s, "--max-in-flight 4");
+    long long reached = wait_for(c, "SELECT count(*) FROM tierq.run_budgets WHERE run_name = 'budgeted'"
+                                    " AND reached_at IS NOT NULL", 1, 60000);
+    sleep(3);
+    kill(pid, SIGTERM);
+    waitpid(pid, NULL, 0);
+    CHECK_INT(reached, 1);
+    long long done = q(c, "SELECT count(*) FROM tierq.jobs WHERE run_name = 'budgeted' AND state = 'done'");
+    long long queued = q(c, "SELECT count(*) FROM tierq.jobs WHERE run_name = 'budgeted' AND state = 'queued'");
+    printf("# budget reached after %lld jobs; %lld stay queued\n", done, queued);
+    CHECK(done > 0 && queued > 0 && done + queued == 400);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.run_budgets b WHERE run_name = 'budgeted' AND spent_usd >= budget_usd"), 1);
+    /* a drain run leaves them queued and ends */
+    CHECK_INT(run_drain(s, "--max-in-flight 4"), 0);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.jobs WHERE run_name = 'budgeted' AND state = 'queued'"), queued);
+    check_sums(c);
+}
+
+/* The CLI: add refuses a bad cron or zone before writing, list/show print next fires, enable/disable. */
+static void test_cli(void)
+{
+    make_items(1);
+    char out[8192];
+    CHECK_INT(testdb_run("schedule add bad --cron '0 25 * * *' --source app.items_src", out, sizeof out), 2);
+    CHECK(strstr(out, "cron: field 2 (hour) \"25\" is out of 0-23") != NULL);
+    CHECK_INT(testdb_run("schedule add bad --cron '@daily' --tz Mars/Olympus --source app.items_src", out, sizeof out), 2);
+    CHECK(strstr(out, "Mars/Olympus") != NULL);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.schedules WHERE name = 'bad'"), 0);
+    CHECK_INT(testdb_run("schedule add berlin --cron '30 2 * * *' --tz Europe/Berlin --source app.items_src"
+                         " --only-changed --max-jobs 100", out, sizeof out), 0);
+    CHECK(count_lines(out, "02:30:00 +01:00 Europe/Berlin (01:30:00 UTC)") + count_lines(out, "02:30:00 +02:00 Europe/Berlin (00:30:00 UTC)") == 3);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.schedules WHERE name = 'berlin' AND tz = 'Europe/Berlin' AND only_changed"
+                   " AND max_jobs = 100 AND source = 'app.items_src()'::regprocedure"), 1);
+    CHECK_INT(testdb_run("schedule list", out, sizeof out), 0);
+    CHECK(strstr(out, "berlin") != NULL && strstr(out, "Europe/Berlin") != NULL);
+    CHECK_INT(testdb_run("schedule show berlin", out, sizeof out), 0);
+    CHECK(count_lines(out, " Europe/Berlin (") == 5);
+    CHECK_INT(testdb_run("schedule disable berlin", out, sizeof out), 0);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.schedules WHERE name = 'berlin' AND NOT enabled"), 1);
+    CHECK_INT(testdb_run("schedule enable berlin", out, sizeof out), 0);
+    CHECK_INT(testdb_run("schedule remove berlin", out, sizeof out), 0);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.schedules WHERE name = 'berlin'"), 0);
+    CHECK_INT(testdb_run("schedule remove berlin", out, sizeof out), 2);
+    CHECK_INT(testdb_run("schedule add x --cron '@daily'", out, sizeof out), 2);
+    CHECK(strstr(out, "give either --source") != NULL);
+    CHECK_INT(testdb_run("schedule frobnicate", out, sizeof out), 2);
+    /* a cron the database accepted but no parser can read: the daemon says so on the row */
+    CHECK(testdb_exec(c, "INSERT INTO tierq.schedules (name, cron, source) VALUES ('garbled', '61 * * * *', 'app.items_src()')",
+                      NULL, 0) == 0);
+    CHECK_INT(testdb_run("run --drain --quiet --max-in-flight 2", out, sizeof out), 0);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.schedules WHERE name = 'garbled' AND next_fire_at IS NULL"
+                   " AND cron_error LIKE 'cron: field 1 (minute) \"61\"%'"), 1);
+    CHECK_INT(testdb_run("schedule list", out, sizeof out), 0);
+    CHECK(strstr(out, "never: cron: field 1") != NULL);
+    CHECK(testdb_exec(c, "DELETE FROM tierq.schedules WHERE name = 'garbled'", NULL, 0) == 0);
+}
+
+int main(void)
+{
+    testdb_setup("tq_schedule", 1);
+    c = testdb_connect();
+    if (sim_start(&sim, NULL, NULL)) {
+        printf("not ok - simulator\n");
+        return 1;
+    }
+    setenv("TIERQ_SPILL_DIR", getenv("TIERQ_TEST_TMP") ? getenv("TIERQ_TEST_TMP") : "/tmp", 0);
+    RUN(test_cli);
+    RUN(test_only_changed);
+    RUN(test_source_runs_with_authors_rights);
+    RUN(test_catch_up_policies);
+    RUN(test_budget_per_fire);
+    RUN(test_kill9_mid_fire_whole_or_none);
+    RUN(test_three_daemons_fire_each_due_time_once);
+    sim_stop(&sim);
+    PQfinish(c);
+    return check_done();
+}
