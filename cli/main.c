@@ -922,8 +922,11 @@ static int cmd_reprocess(const char *dir, int argc, char **argv)
                    counts[i].jobs, counts[i].kind, o.from_run, t.run);
             total += counts[i].jobs;
         }
-        printf("%s: %ld jobs%s; answer them with tierq run --drain --run %s (or running daemons)\n",
-               o.dry_run ? "dry run" : "reprocess", total, o.dry_run ? " (nothing enqueued)" : " queued", t.run);
+        if (o.dry_run)
+            printf("dry run: %ld jobs would be enqueued into run %s; nothing was\n", total, t.run);
+        else
+            printf("reprocess: %ld jobs queued; answer them with tierq run --drain --run %s (or running daemons)\n",
+                   total, t.run);
         free(counts);
     }
     PQfinish(c);
