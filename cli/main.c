@@ -1,5 +1,6 @@
 /* main.c — the tierq command line: parse the subcommand, load what it needs, map errors to exit
  * codes. Only main exits. */
+#include "bakeoff.h"
 #include "cacheadmin.h"
 #include "schedule.h"
 #include "calibrate.h"
@@ -8,6 +9,7 @@
 #include "log.h"
 #include "migrate.h"
 #include "report.h"
+#include "reprocess.h"
 #include "run.h"
 #include "status.h"
 
@@ -42,6 +44,10 @@ static const char *const USAGE =
     "                   cron schedules that enqueue jobs from your tables, fired by the running daemons\n"
     "  calibrate --run NAME [OPTIONS]\n"
     "                   choose every kind's tiers and accept bars for a target from a labelled all-tiers run\n"
+    "  reprocess --from-run A --run B [OPTIONS]\n"
+    "                   enqueue the jobs of run A again, into run B (a dataset pass after a change)\n"
+    "  bakeoff --from-run A --kind K --models M1,M2[,...] [OPTIONS]\n"
+    "                   the same jobs answered by each model alone, compared side by side\n"
     "  help [COMMAND]   this help, or one command's\n"
     "\n"
     "options:\n"
@@ -209,6 +215,46 @@ static const char *const USAGE_CALIBRATE =
     "  --diff              print, instead of the report, a unified diff of each kind file (patch -p0)\n"
     "  --thresholds-only   do not measure the agreement rule (accept_if_agrees) against plain bars\n"
     "  --format text|json  output format (default text); --json is short for --format json\n"
+    "  -h, --help          this help\n";
+
+static const char *const USAGE_REPROCESS =
+    "usage: tierq [--jobs DIR] reprocess --from-run A --run B [OPTIONS]\n"
+    "\n"
+    "Enqueues the jobs of run A again, into run B, in one transaction: every job of A except cancelled\n"
+    "ones, with its kind, prompt, system prompt, context, params, expected answer, priority, max_attempts\n"
+    "and budget; none of A's outcome. It does not answer them: tierq run does (tierq run --drain --run B).\n"
+    "\n"
+    "options:\n"
+    "  --from-run A        the run to copy (required)\n"
+    "  --run B             the new run (required; refused when it has jobs, unless --append)\n"
+    "  --kinds A,B         only these kinds\n"
+    "  --model-map M       tiered: answered as jobs/<kind>.json says (any params.model removed);\n"
+    "                      baseline: each job by its kind's baseline model alone; MODEL: by that model\n"
+    "                      alone (params.model; no escalation, no cache). Default: params as in A\n"
+    "  --append            B may already have jobs\n"
+    "  --dry-run           print what would be enqueued, enqueue nothing\n"
+    "  -h, --help          this help\n";
+
+static const char *const USAGE_BAKEOFF =
+    "usage: tierq [--jobs DIR] bakeoff --from-run A --kind K --models M1,M2[,...] [OPTIONS]\n"
+    "\n"
+    "Copies the jobs of kind K in run A once per model into runs PREFIX-MODEL, each pinned to its model\n"
+    "(params.model: that model alone, no escalation, no cache), answers them in this process, then\n"
+    "prints side by side from the database: jobs done and failed, cost (the ledger) in total and per\n"
+    "1,000 jobs, answer latency p50/p95, accuracy against expected (or, without expected answers, the\n"
+    "share whose score passes the kind's first bar), and the jobs/K.json change it recommends: the\n"
+    "cheapest model within --margin of the best as the first tier.\n"
+    "\n"
+    "options:\n"
+    "  --from-run A        the run whose jobs are compared (required)\n"
+    "  --kind K            the kind (required)\n"
+    "  --models M1,M2      two or more models of jobs/models.json (\"baseline\": the kind's)\n"
+    "  --sample N          N jobs of A (the same N on every rerun), not all\n"
+    "  --run-prefix P      runs are named P-MODEL (default bakeoff-A-K)\n"
+    "  --margin POINTS     accuracy points within which models tie (default 1)\n"
+    "  --no-run            enqueue only; tierq run daemons answer them; --report-only prints the table\n"
+    "  --report-only       print the table of runs made earlier (nothing enqueued, nothing run)\n"
+    "  --format text|json  output format (default text)\n"
     "  -h, --help          this help\n";
 
 /* Each subcommand answers -h/--help anywhere among its arguments with its own usage and exit 0,
@@ -379,6 +425,9 @@ static const char *const RUN_VALUE_OPTIONS[] = {"--model-map", "--run", "--kinds
                                                  "--budget-usd", NULL};
 static const char *const REPORT_VALUE_OPTIONS[] = {"--format", "--run", "--since", NULL};
 static const char *const PURGE_VALUE_OPTIONS[] = {"--kind", "--older-than", NULL};
+static const char *const REPROCESS_VALUE_OPTIONS[] = {"--from-run", "--run", "--kinds", "--model-map", NULL};
+static const char *const BAKEOFF_VALUE_OPTIONS[] = {"--from-run", "--kind",   "--models", "--sample",
+                                                     "--run-prefix", "--margin", "--format", NULL};
 static const char *const CALIBRATE_VALUE_OPTIONS[] = {"--kind",  "--kinds", "--run",   "--target", "--target-accuracy",
                                                        "--folds", "--step",  "--write", "--format", NULL};
 
@@ -795,6 +844,220 @@ static int cmd_calibrate(const char *dir, int argc, char **argv)
     return rc;
 }
 
+static int cmd_reprocess(const char *dir, int argc, char **argv)
+{
+    if (asks_for_help(argc, argv)) {
+        fputs(USAGE_REPROCESS, stdout);
+        return EXIT_OK;
+    }
+    ReprocessOptions o = {0};
+    ReprocessTarget t = {.map = REPROCESS_MAP_KEEP};
+    const char *kinds_csv = NULL, *map = NULL;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (missing_value("reprocess", a, v, REPROCESS_VALUE_OPTIONS))
+            return EXIT_USAGE;
+        if (strcmp(a, "--from-run") == 0) {
+            o.from_run = argv[++i];
+        } else if (strcmp(a, "--run") == 0) {
+            t.run = argv[++i];
+        } else if (strcmp(a, "--kinds") == 0) {
+            kinds_csv = argv[++i];
+        } else if (strcmp(a, "--model-map") == 0) {
+            map = argv[++i];
+        } else if (strcmp(a, "--append") == 0) {
+            o.append = true;
+        } else if (strcmp(a, "--dry-run") == 0) {
+            o.dry_run = true;
+        } else {
+            return unknown_option("reprocess", a);
+        }
+    }
+    if (!o.from_run || !t.run || !*o.from_run || !*t.run) {
+        fprintf(stderr, "tierq reprocess: --from-run and --run are required (see tierq reprocess --help)\n");
+        return EXIT_USAGE;
+    }
+    if (strlen(t.run) > 200) {
+        fprintf(stderr, "tierq reprocess: --run: a run name is at most 200 characters\n");
+        return EXIT_USAGE;
+    }
+    TqConfig *cfg = NULL;
+    int rc = load_config(dir, &cfg);
+    if (rc)
+        return rc;
+    const TqKind *listed[64];
+    const char *names[64];
+    int nlisted = 0;
+    char bad[256];
+    if (config_kind_list(cfg, kinds_csv, listed, 64, &nlisted, bad, sizeof bad)) {
+        fprintf(stderr, "tierq reprocess: --kinds: unknown kind %s (no %s/%s.json)\n", bad, dir, bad);
+        config_free(cfg);
+        return EXIT_USAGE;
+    }
+    for (int i = 0; i < nlisted; i++)
+        names[i] = listed[i]->name;
+    o.kinds = names;
+    o.nkinds = nlisted;
+    if (map && strcmp(map, "tiered") == 0) {
+        t.map = REPROCESS_MAP_TIERED;
+    } else if (map) {
+        t.map = REPROCESS_MAP_MODEL;
+        t.model = map;
+        if (strcmp(map, "baseline") != 0 && config_model_index(cfg, map) < 0) {
+            fprintf(stderr, "tierq reprocess: --model-map takes tiered, baseline or a model of %s/models.json; "
+                            "%s is none of them\n", dir, map);
+            config_free(cfg);
+            return EXIT_USAGE;
+        }
+    }
+    PGconn *c = NULL;
+    if ((rc = connect_db(&c))) {
+        config_free(cfg);
+        return rc;
+    }
+    TqErr err = {0};
+    ReprocessCount *counts = NULL;
+    int n = 0;
+    if (reprocess_enqueue(c, cfg, &o, &t, 1, &counts, &n, &err)) {
+        fprintf(stderr, "tierq reprocess: %s\n", err.msg);
+        rc = EXIT_FAILURE_RUNTIME;
+    } else {
+        long total = 0;
+        for (int i = 0; i < n; i++) {
+            printf("%s %ld jobs of kind %s from run %s into run %s\n", o.dry_run ? "would enqueue" : "enqueued",
+                   counts[i].jobs, counts[i].kind, o.from_run, t.run);
+            total += counts[i].jobs;
+        }
+        if (o.dry_run)
+            printf("dry run: %ld jobs would be enqueued into run %s; nothing was\n", total, t.run);
+        else
+            printf("reprocess: %ld jobs queued; answer them with tierq run --drain --run %s (or running daemons)\n",
+                   total, t.run);
+        free(counts);
+    }
+    PQfinish(c);
+    config_free(cfg);
+    return rc;
+}
+
+static int cmd_bakeoff(const char *dir, int argc, char **argv)
+{
+    if (asks_for_help(argc, argv)) {
+        fputs(USAGE_BAKEOFF, stdout);
+        return EXIT_OK;
+    }
+    BakeoffOptions o = {.margin = BAKEOFF_DEFAULT_MARGIN};
+    bool no_run = false, report_only = false;
+    static char models_copy[4096];
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        char *end = NULL;
+        if (missing_value("bakeoff", a, v, BAKEOFF_VALUE_OPTIONS))
+            return EXIT_USAGE;
+        if (strcmp(a, "--from-run") == 0) {
+            o.from_run = argv[++i];
+        } else if (strcmp(a, "--kind") == 0) {
+            o.kind = argv[++i];
+        } else if (strcmp(a, "--models") == 0) {
+            snprintf(models_copy, sizeof models_copy, "%s", v);
+            o.nmodels = 0;
+            for (char *save = NULL, *tok = strtok_r(models_copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+                if (o.nmodels == BAKEOFF_MAX_MODELS) {
+                    fprintf(stderr, "tierq bakeoff: --models: at most %d models\n", BAKEOFF_MAX_MODELS);
+                    return EXIT_USAGE;
+                }
+                o.models[o.nmodels++] = tok;
+            }
+            i++;
+        } else if (strcmp(a, "--sample") == 0) {
+            long n = strtol(v, &end, 10);
+            if (*end != '\0' || n < 1 || n > 100000000) {
+                fprintf(stderr, "tierq bakeoff: --sample takes a whole number of jobs from 1 to 100000000\n");
+                return EXIT_USAGE;
+            }
+            o.sample = n;
+            i++;
+        } else if (strcmp(a, "--run-prefix") == 0) {
+            o.run_prefix = argv[++i];
+            if (!*o.run_prefix) {
+                fprintf(stderr, "tierq bakeoff: --run-prefix needs a name\n");
+                return EXIT_USAGE;
+            }
+        } else if (strcmp(a, "--margin") == 0) {
+            double pts = strtod(v, &end);
+            if (*end != '\0' || !(pts >= 0 && pts <= 100)) {
+                fprintf(stderr, "tierq bakeoff: --margin takes accuracy points from 0 to 100 (e.g. 1)\n");
+                return EXIT_USAGE;
+            }
+            o.margin = pts / 100.0;
+            i++;
+        } else if (strcmp(a, "--format") == 0) {
+            if (strcmp(v, "json") != 0 && strcmp(v, "text") != 0) {
+                fprintf(stderr, "tierq bakeoff: --format takes text or json\n");
+                return EXIT_USAGE;
+            }
+            o.json = strcmp(v, "json") == 0;
+            i++;
+        } else if (strcmp(a, "--no-run") == 0) {
+            no_run = true;
+        } else if (strcmp(a, "--report-only") == 0) {
+            report_only = true;
+        } else {
+            return unknown_option("bakeoff", a);
+        }
+    }
+    if (!o.from_run || !*o.from_run || !o.kind || o.nmodels == 0) {
+        fprintf(stderr, "tierq bakeoff: --from-run, --kind and --models are required (see tierq bakeoff --help)\n");
+        return EXIT_USAGE;
+    }
+    if (no_run && report_only) {
+        fprintf(stderr, "tierq bakeoff: --no-run and --report-only do not go together (one enqueues, the other "
+                        "only reads)\n");
+        return EXIT_USAGE;
+    }
+    TqConfig *cfg = NULL;
+    int rc = load_config(dir, &cfg);
+    if (rc)
+        return rc;
+    TqErr err = {0};
+    Bakeoff b;
+    if (bakeoff_resolve(cfg, &o, &b, &err)) {
+        fprintf(stderr, "tierq bakeoff: %s\n", err.msg);
+        config_free(cfg);
+        return EXIT_USAGE;
+    }
+    if (!report_only && (rc = run_preflight(cfg, true))) {
+        config_free(cfg);
+        return rc;
+    }
+    PGconn *c = NULL;
+    if ((rc = connect_db(&c))) {
+        config_free(cfg);
+        return rc;
+    }
+    if (!report_only && bakeoff_enqueue(c, cfg, &o, &b, stdout, &err)) {
+        fprintf(stderr, "tierq bakeoff: %s%s\n", err.msg,
+                strstr(err.msg, "already has") ? " (--report-only prints the table of the runs made earlier)" : "");
+        rc = EXIT_FAILURE_RUNTIME;
+    } else if (no_run) {
+        if (!o.json)
+            printf("bakeoff: enqueued only; once tierq run has answered them, print the table with --report-only\n");
+    } else {
+        int run_rc = report_only ? RUN_EXIT_OK : bakeoff_process(cfg, &b);
+        if (bakeoff_report(c, cfg, &o, &b, stdout, &err)) {
+            fprintf(stderr, "tierq bakeoff: %s\n", err.msg);
+            rc = EXIT_FAILURE_RUNTIME;
+        } else {
+            rc = run_rc;
+        }
+    }
+    PQfinish(c);
+    config_free(cfg);
+    return rc;
+}
+
 /* tierq help [COMMAND]: the overview, or one command's usage. */
 static int cmd_help(int argc, char **argv)
 {
@@ -808,7 +1071,8 @@ static int cmd_help(int argc, char **argv)
         const char *const *usage;
     } helps[] = {{"migrate", &USAGE_MIGRATE}, {"config", &USAGE_CONFIG}, {"status", &USAGE_STATUS},
                  {"run", &USAGE_RUN},         {"report", &USAGE_REPORT}, {"calibrate", &USAGE_CALIBRATE},
-                 {"cache", &USAGE_CACHE}, {"schedule", &SCHEDULE_USAGE_PTR}};
+                 {"cache", &USAGE_CACHE},     {"reprocess", &USAGE_REPROCESS}, {"bakeoff", &USAGE_BAKEOFF},
+                 {"schedule", &SCHEDULE_USAGE_PTR}};
     for (size_t k = 0; k < sizeof helps / sizeof helps[0]; k++)
         if (strcmp(argv[0], helps[k].name) == 0) {
             fputs(*helps[k].usage, stdout);
@@ -854,6 +1118,10 @@ int main(int argc, char **argv)
         return schedule_main(cargc, cargv);
     if (strcmp(cmd, "cache") == 0)
         return cmd_cache(cargc, cargv);
+    if (strcmp(cmd, "reprocess") == 0)
+        return cmd_reprocess(dir, cargc, cargv);
+    if (strcmp(cmd, "bakeoff") == 0)
+        return cmd_bakeoff(dir, cargc, cargv);
     if (strcmp(cmd, "help") == 0)
         return cmd_help(cargc, cargv);
     /* migrate, config check and status take no options but help. */

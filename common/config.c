@@ -1013,6 +1013,38 @@ static int not_yet_in_effect(TqConfig *cfg)
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
+/* Every kind's pinned variants (TqKind.pinned): shallow copies with one tier of their own. */
+static int make_pinned(TqConfig *cfg, TqErr *err)
+{
+    for (int i = 0; i < cfg->nkinds; i++) {
+        TqKind *k = &cfg->kinds[i];
+        k->base = k;
+        k->pinned_model = -1;
+    }
+    for (int i = 0; i < cfg->nkinds; i++) {
+        TqKind *k = &cfg->kinds[i];
+        if (!(k->pinned = calloc((size_t)cfg->nmodels, sizeof *k->pinned)))
+            return tq_err(err, TQ_ENOMEM, "out of memory");
+        for (int m = 0; m < cfg->nmodels; m++) {
+            TqKind *v = &k->pinned[m];
+            *v = *k;
+            v->pinned = NULL;
+            v->tiers = NULL;
+            if (!(v->tiers = calloc(1, sizeof *v->tiers)))
+                return tq_err(err, TQ_ENOMEM, "out of memory");
+            v->tiers[0].model = m;
+            v->tiers[0].accept = k->ntiers > 1 ? k->tiers[0].accept : 0;
+            v->tiers[0].accept_if_agrees = NAN;
+            v->ntiers = 1;
+            v->pinned_model = m;
+            v->score_final = true;
+            v->cache.enabled = false;
+            v->shadow.rate = 0;
+        }
+    }
+    return 0;
+}
+
 int config_load(const char *dir, TqConfig **out, TqErr *err)
 {
     TqConfig *cfg = calloc(1, sizeof *cfg);
@@ -1066,7 +1098,8 @@ int config_load(const char *dir, TqConfig **out, TqErr *err)
         if ((rc = load_kind(cfg, &cfg->kinds[i], path, names[i], err)))
             goto cleanup;
     }
-    rc = not_yet_in_effect(cfg);
+    if (!(rc = not_yet_in_effect(cfg)))
+        rc = make_pinned(cfg, err);
 cleanup:
     for (int i = 0; i < nnames; i++)
         free(names[i]);
@@ -1079,6 +1112,14 @@ cleanup:
     }
     *out = cfg;
     return 0;
+}
+
+const TqKind *config_kind_pinned(const TqConfig *cfg, const TqKind *kind, const char *name)
+{
+    if (!kind || !kind->pinned || !name)
+        return NULL;
+    int m = strcmp(name, "baseline") == 0 ? kind->baseline_model : config_model_index(cfg, name);
+    return m >= 0 && m < cfg->nmodels ? &kind->pinned[m] : NULL;
 }
 
 static void free_strv(char **v, int n)
@@ -1122,6 +1163,9 @@ void config_free(TqConfig *cfg)
         free(k->description);
         free(k->system_prompt);
         free(k->tiers);
+        for (int m = 0; k->pinned && m < cfg->nmodels; m++)
+            free(k->pinned[m].tiers);
+        free(k->pinned);
         for (int j = 0; j < k->nparams; j++) {
             free(k->params[j].name);
             free(k->params[j].fallback);
@@ -1196,7 +1240,8 @@ const TqParam *config_kind_param(const TqKind *kind, const char *name, size_t le
 
 int config_kind_params_json(const TqKind *kind, Buf *out)
 {
-    int rc = buf_puts(out, "{\"max_tokens\": \"integer\", \"temperature\": \"number\", \"cache\": \"boolean\"");
+    int rc = buf_puts(out, "{\"max_tokens\": \"integer\", \"temperature\": \"number\", \"cache\": \"boolean\","
+                           " \"model\": \"model\"");
     if (!rc && kind->reads_labels)
         rc = buf_puts(out, ", \"labels\": \"labels\"");
     for (int i = 0; i < kind->nparams && !rc; i++)

@@ -165,6 +165,17 @@ typedef struct TqKind {
     TqCompress compress;
     TqCache cache;
     TqShadow shadow;
+    /* params.model (sql/015): a job may name one model to answer it alone (a bake-off). pinned[m] is
+     * this kind answered by model m as its single, final tier (accept: the kind's first bar), its
+     * checks and judge still asked and recorded (score_final), no cache, no shadow calls; batching
+     * and compression as the kind says. Built once by config_load for every kind and model; a
+     * variant's own pinned is NULL, its pinned_model the model, its base the kind it was made from
+     * (base is the kind itself for the kinds of cfg->kinds; pinned_model -1). Variants share every
+     * string and array with their base: only tiers is their own. */
+    struct TqKind *pinned;
+    const struct TqKind *base;
+    int pinned_model;
+    bool score_final;      /* the final tier's answer is scored in full (judge, second sample) too */
 } TqKind;
 
 typedef struct TqConfig {
@@ -202,6 +213,11 @@ bool config_kind_name_ok(const char *s);
  * "labels": "labels", "target_language": "string", ...}. Appends to out. */
 int config_kind_params_json(const TqKind *kind, Buf *out);
 int config_model_index(const TqConfig *cfg, const char *name);
+
+/* The kind a job pinned by params.model is answered under: kind->pinned[...] for a model of
+ * jobs/models.json, or for "baseline" (the kind's baseline model); NULL when name is neither.
+ * kind may be a base kind only. */
+const TqKind *config_kind_pinned(const TqConfig *cfg, const TqKind *kind, const char *name);
 
 /* The all-baseline model map: every kind answered by its baseline model alone (one tier, no
  * escalation, no judge, no batching). What the savings of the tiered map are measured against. */

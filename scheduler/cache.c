@@ -15,7 +15,8 @@
 #include <string.h>
 
 /* The job's params.temperature and params.cache, where given (the INSERT check and the claim's
- * parse hold their types; anything unreadable here leaves the defaults). */
+ * parse hold their types; anything unreadable here leaves the defaults). A job pinned to one model
+ * (params.model) never uses the cache: it is measuring that model, and its answer is not the kind's. */
 static void read_params(const QueueJob *job, double *temperature, bool *cache)
 {
     if (!job->params || strcmp(job->params, "{}") == 0)
@@ -32,6 +33,8 @@ static void read_params(const QueueJob *job, double *temperature, bool *cache)
     bool on;
     if (v >= 0 && json_bool(&d, v, &on) == 0)
         *cache = on;
+    if (json_get(&d, 0, "model") >= 0)
+        *cache = false;
     json_doc_free(&d);
 }
 

@@ -2,7 +2,8 @@
  * lookup per claim, the stored form of an answer, and upkeep.
  *
  * Which jobs (cache_prepare_job): the kind's cache.enabled, not a run with --no-cache or a
- * calibration (all-tiers) run, the job's params.cache not false, and a deterministic request —
+ * calibration (all-tiers) run, the job's params.cache not false, no params.model (a job pinned to
+ * one model neither reads nor feeds the cache), and a deterministic request —
  * temperature 0, the job's or the kind's — unless the kind sets cache.nondeterministic. Such a job
  * gets its key (cachekey.h) and JOB_CACHE_LOOKUP, and JOB_CACHE_STORE unless the run only reads
  * (--cache-only-read). What is stored (cache_answer_storable): only an answer that passed its

@@ -1,6 +1,7 @@
 #include "plan.h"
 
 #include "hash.h"
+#include "json.h"
 #include "log.h"
 #include "openai.h"
 
@@ -100,7 +101,7 @@ int plan_waiting(const Plan *p) { return p->waiting; }
 
 static atomic_int *size_slot(const Plan *p, const TqKind *kind, int model)
 {
-    return &p->batch_size[(int)(kind - p->cfg->kinds) * p->cfg->nmodels + model];
+    return &p->batch_size[(int)(kind->base - p->cfg->kinds) * p->cfg->nmodels + model];
 }
 
 int plan_batch_size(const Plan *p, const TqKind *kind, int model) { return atomic_load(size_slot(p, kind, model)); }
@@ -200,6 +201,25 @@ static int send_group(Plan *p, Group **slot, Call **ready)
     return rc;
 }
 
+/* The kind a job is answered under: its pinned variant when params.model names a model (config.h
+ * TqKind.pinned), else the kind. A name that matches no model leaves the kind, whose call fails the
+ * job (unknown_model, worker/call.c). Parses only params that mention "model". */
+static const TqKind *job_kind(const TqConfig *cfg, const TqKind *kind, const char *params)
+{
+    if (!params || !strstr(params, "\"model\""))
+        return kind;
+    JsonDoc d;
+    TqErr err = {0};
+    if (json_parse(&d, params, strlen(params), 4096, &err) != 0)
+        return kind;
+    int v = json_type(&d, 0) == JSON_OBJECT ? json_get(&d, 0, "model") : -1;
+    char *name = v >= 0 && json_type(&d, v) == JSON_STRING ? json_strdup(&d, v) : NULL;
+    const TqKind *pinned = config_kind_pinned(cfg, kind, name);
+    free(name);
+    json_doc_free(&d);
+    return pinned ? pinned : kind;
+}
+
 int plan_add(Plan *p, QueueJob *job, int64_t now_ms, Call **ready)
 {
     const TqKind *kind = config_kind(p->cfg, job->kind);
@@ -208,6 +228,9 @@ int plan_add(Plan *p, QueueJob *job, int64_t now_ms, Call **ready)
         job_free(job);
         return 0;
     }
+    /* a pinned job's group key holds its params, so jobs pinned to different models never share a
+     * request (nor with unpinned ones) */
+    kind = job_kind(p->cfg, kind, job->params);
     int64_t tokens = oai_estimate_tokens(job->prompt, strlen(job->prompt));
     /* a prompt too long for the first tier goes alone: its call starts on a tier that holds it */
     if (!batchable(p, kind, job) || !call_model_fits(&p->cfg->models[kind->tiers[0].model], tokens))

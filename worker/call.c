@@ -16,7 +16,7 @@
 /* "it reads max_tokens, temperature, labels, target_language" for an unknown-parameter message. */
 static void known_params(const TqKind *kind, char *out, size_t cap)
 {
-    size_t at = (size_t)snprintf(out, cap, "max_tokens, temperature, cache%s", kind->reads_labels ? ", labels" : "");
+    size_t at = (size_t)snprintf(out, cap, "max_tokens, temperature, cache, model%s", kind->reads_labels ? ", labels" : "");
     for (int i = 0; i < kind->nparams && at < cap; i++)
         at += (size_t)snprintf(out + at, cap - at, ", %s", kind->params[i].name);
 }
@@ -33,6 +33,7 @@ static void job_params(const TqKind *kind, const QueueJob *job, CallJob *cj)
         return;
     JsonDoc d;
     char msg[800] = "";
+    const char *reason = "unknown_param";
     TqErr perr = {0};
     if (json_parse(&d, job->params, strlen(job->params), 100000, &perr) || json_type(&d, 0) != JSON_OBJECT) {
         snprintf(msg, sizeof msg, "params could not be read (%s)", perr.msg[0] ? perr.msg : "not a JSON object");
@@ -62,6 +63,17 @@ static void job_params(const TqKind *kind, const QueueJob *job, CallJob *cj)
             bool on;
             if (json_bool(&d, v, &on) != 0)
                 snprintf(msg, sizeof msg, "params.cache must be true or false");
+        } else if (strcmp(name, "model") == 0) {
+            /* read by the planner (plan_add answers the job under kind->pinned[model]); a kind that
+             * is no pinned variant here means the name matched no model of this configuration */
+            if (kind->pinned_model < 0) {
+                char *m = json_type(&d, v) == JSON_STRING ? json_strdup(&d, v) : NULL;
+                char shown[128];
+                utf8_copy_cut(shown, sizeof shown, m ? m : "?", m ? strlen(m) : 1);
+                snprintf(msg, sizeof msg, "params.model %s is not a model of jobs/models.json (nor \"baseline\")", shown);
+                reason = "unknown_model";
+                free(m);
+            }
         } else if (strcmp(name, "labels") == 0 && kind->reads_labels) {
             int n = json_type(&d, v) == JSON_ARRAY ? json_size(&d, v) : 0;
             if (n > 0 && (cj->labels = calloc((size_t)n, sizeof *cj->labels)) != NULL)
@@ -100,7 +112,7 @@ out:
     json_doc_free(&d);
     if (msg[0]) {
         cj->outcome = CALL_JOB_FAIL;
-        cj->reason = "unknown_param";
+        cj->reason = reason;
         cj->error = strdup(msg);
         cj->retryable = false;
     }

@@ -191,7 +191,7 @@ static void spawn_shadows(Worker *w, Call *c)
     if (c->all_tiers || !(c->kind->shadow.rate > 0) || atomic_load(&w->pool->stop))
         return;
     const Pool *p = w->pool;
-    const ptrdiff_t k = c->kind - p->cfg->kinds;
+    const ptrdiff_t k = c->kind->base - p->cfg->kinds;
     double rate = c->kind->shadow.rate;
     if (p->shadow_boost_milli && k >= 0 && k < p->cfg->nkinds)
         rate *= atomic_load(&p->shadow_boost_milli[k]) / 1000.0;

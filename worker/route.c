@@ -318,8 +318,9 @@ static RouteAction send_again(Call *c)
 }
 
 /* Verification requests are worth paying for only when the answer could still escalate (or, in an
- * all-tiers run, to record every tier's score). */
-static bool may_escalate(const Call *c) { return c->all_tiers || !is_last_tier(c); }
+ * all-tiers run or for a job pinned to one model, to record the answer's score: a bake-off's
+ * verdict where there is no gold answer). */
+static bool may_escalate(const Call *c) { return c->all_tiers || c->kind->score_final || !is_last_tier(c); }
 static bool wants_sample(const Call *c) { return c->kind->checks.agreement && may_escalate(c); }
 static bool wants_judge(const Call *c) { return c->kind->checks.judge_model >= 0 && may_escalate(c); }
 

@@ -109,7 +109,7 @@ static void test_param_the_kind_stopped_reading_fails_at_claim(void)
     int st = run_drain(&s, "--run drift");
     CHECKF(st == 0, "exit %d: %s", st, out);
     CHECK_INT(q(c, "SELECT count(*) FROM tierq.jobs WHERE run_name = 'drift' AND state = 'failed' AND reason = 'unknown_param'"
-                   " AND error LIKE 'params.target_language is not a parameter of kind translate (it reads max_tokens, temperature, cache)%'"),
+                   " AND error LIKE 'params.target_language is not a parameter of kind translate (it reads max_tokens, temperature, cache, model)%'"),
               1);
     CHECK_INT(q(c, "SELECT count(*) FROM tierq.jobs WHERE run_name = 'drift' AND state = 'done' AND prompt = 'Salut'"), 1);
     /* nothing was sent for the failed job */

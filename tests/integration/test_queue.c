@@ -71,7 +71,7 @@ static void test_bad_inserts_are_refused_with_a_named_reason(void)
     /* a parameter the kind does not read is refused, not ignored: the message names it and what the
      * kind reads */
     CHECK(testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt, params) VALUES ('chat', 'x', '{\"labels\": [\"a\"]}')", err, sizeof err) != 0);
-    CHECKF(strstr(err, "params.labels is not a parameter of kind chat") && strstr(err, "max_tokens, temperature"), "got: %s", err);
+    CHECKF(strstr(err, "params.labels is not a parameter of kind chat") && strstr(err, "max_tokens, model, temperature"), "got: %s", err);
     CHECK(testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt, params) VALUES ('translate', 'x', '{\"target_lang\": \"fr\"}')", err, sizeof err) != 0);
     CHECKF(strstr(err, "params.target_lang is not a parameter of kind translate") && strstr(err, "target_language"), "got: %s", err);
     CHECK(testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt, params) VALUES ('translate', 'x', '{\"target_language\": 7}')", err, sizeof err) != 0);

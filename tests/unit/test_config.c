@@ -228,7 +228,7 @@ static void test_gateway_settings(void)
         Buf b;
         buf_init(&b, 0);
         CHECK_INT(k ? config_kind_params_json(k, &b) : -1, 0);
-        CHECK_STR(b.data, "{\"max_tokens\": \"integer\", \"temperature\": \"number\", \"cache\": \"boolean\", \"target_language\": \"string\"}");
+        CHECK_STR(b.data, "{\"max_tokens\": \"integer\", \"temperature\": \"number\", \"cache\": \"boolean\", \"model\": \"model\", \"target_language\": \"string\"}");
         buf_free(&b);
     }
     config_free(cfg);
