@@ -8,6 +8,7 @@
 #include "db.h"
 #include "log.h"
 #include "migrate.h"
+#include "prune.h"
 #include "report.h"
 #include "reprocess.h"
 #include "run.h"
@@ -42,6 +43,8 @@ static const char *const USAGE =
     "                   what the response cache holds and saved; delete entries\n"
     "  schedule add|list|show|enable|disable|remove|fire-now\n"
     "                   cron schedules that enqueue jobs from your tables, fired by the running daemons\n"
+    "  prune --older-than D [OPTIONS]\n"
+    "                   delete finished jobs older than D and their ledger rows (totals kept per day)\n"
     "  calibrate --run NAME [OPTIONS]\n"
     "                   choose every kind's tiers and accept bars for a target from a labelled all-tiers run\n"
     "  reprocess --from-run A --run B [OPTIONS]\n"
@@ -194,6 +197,36 @@ static const char *const USAGE_CACHE =
     "\n"
     "options:\n"
     "  -h, --help          this help\n";
+
+static const char *const USAGE_PRUNE =
+    "usage: tierq prune --older-than D [--states S1,S2] [--batch N] [--dry-run] [--format text|json]\n"
+    "\n"
+    "Deletes finished jobs whose finished_at (created_at for a job cancelled without one) is more than\n"
+    "D ago, in the given states, and the ledger rows (tierq.calls) that serve no job left: a batched\n"
+    "call that also served a kept job stays until that job goes too. Queued and running jobs are never\n"
+    "touched. Runs in batches of N jobs, each its own short transaction that skips rows the queue holds\n"
+    "(it never waits on a running tierq), until a batch finds nothing left.\n"
+    "\n"
+    "The jobs' and calls' counts, tokens and dollars are added per UTC day to tierq.daily_totals and\n"
+    "tierq.daily_call_totals in the same transaction, and tierq report adds them to its totals, per\n"
+    "kind and per model. Latencies, accuracy, tiers, failure reasons, shadow comparisons and the\n"
+    "answers themselves go with the rows. The response cache is not touched (tierq cache purge).\n"
+    "\n"
+    "options:\n"
+    "  --older-than D      finished more than D ago (90s, 15m, 24h, 7d, 1h30m; required)\n"
+    "  --states S1,S2      some of done,failed,dead,cancelled (default: all four)\n"
+    "  --batch N           jobs per batch, 1 to 100000 (default 5000)\n"
+    "  --dry-run           print what would be deleted now; delete nothing\n"
+    "  --format text|json  output format (default text); --json is short for --format json\n"
+    "  -h, --help          this help\n"
+    "  JSON: {\"dry_run\", \"older_than_s\", \"states\": [...], \"batch_size\", \"jobs\", \"calls\",\n"
+    "  \"batches\"} (a dry run: \"cost_usd\" of the jobs instead of \"batches\")\n"
+    "\n"
+    "From SQL: SELECT * FROM tierq.prune_batch('90 days', '{done,cancelled}', 5000) deletes one batch;\n"
+    "CALL tierq.prune('90 days') all of them, committing after each (outside a transaction block).\n"
+    "\n"
+    "exit status: 0 done (also when nothing was old enough), 1 database error (the batches before it\n"
+    "stay deleted), 2 usage\n";
 
 static const char *const USAGE_CALIBRATE =
     "usage: tierq [--jobs DIR] calibrate --run NAME [OPTIONS]\n"
@@ -428,6 +461,7 @@ static const char *const PURGE_VALUE_OPTIONS[] = {"--kind", "--older-than", NULL
 static const char *const REPROCESS_VALUE_OPTIONS[] = {"--from-run", "--run", "--kinds", "--model-map", NULL};
 static const char *const BAKEOFF_VALUE_OPTIONS[] = {"--from-run", "--kind",   "--models", "--sample",
                                                      "--run-prefix", "--margin", "--format", NULL};
+static const char *const PRUNE_VALUE_OPTIONS[] = {"--older-than", "--states", "--batch", "--format", NULL};
 static const char *const CALIBRATE_VALUE_OPTIONS[] = {"--kind",  "--kinds", "--run",   "--target", "--target-accuracy",
                                                        "--folds", "--step",  "--write", "--format", NULL};
 
@@ -712,6 +746,79 @@ static int cmd_cache(int argc, char **argv)
     else
         fprintf(stderr, "tierq cache: unknown subcommand '%s': stats or purge (see tierq cache --help)\n", argv[0]);
     return EXIT_USAGE;
+}
+
+/* Every mistake on the prune command line is refused before the database is touched. */
+static int cmd_prune(int argc, char **argv)
+{
+    if (asks_for_help(argc, argv)) {
+        fputs(USAGE_PRUNE, stdout);
+        return EXIT_OK;
+    }
+    PruneOptions o = {.spec = {.older_than_s = 0, .states = RETENTION_ALL, .batch = RETENTION_DEFAULT_BATCH},
+                      .dry_run = false, .format = REPORT_TEXT, .older_than_text = NULL};
+    TqErr err = {0};
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        char *end = NULL;
+        if (missing_value("prune", a, v, PRUNE_VALUE_OPTIONS))
+            return EXIT_USAGE;
+        if (strcmp(a, "--older-than") == 0) {
+            o.older_than_text = v;
+            if (report_parse_duration(v, &o.spec.older_than_s)) {
+                fprintf(stderr, "tierq: prune: bad --older-than duration \"%s\" (a positive duration: 90s, 15m, 24h, "
+                                "7d, 1h30m)\n", v);
+                return EXIT_USAGE;
+            }
+            i++;
+        } else if (strcmp(a, "--states") == 0) {
+            if (retention_parse_states(v, &o.spec.states, &err)) {
+                fprintf(stderr, "tierq: prune: %s\n", err.msg);
+                return EXIT_USAGE;
+            }
+            i++;
+        } else if (strcmp(a, "--batch") == 0) {
+            long n = strtol(v, &end, 10);
+            if (*end != '\0' || end == v || n < 1 || n > RETENTION_MAX_BATCH) {
+                fprintf(stderr, "tierq: prune: --batch takes a whole number from 1 to %d\n", RETENTION_MAX_BATCH);
+                return EXIT_USAGE;
+            }
+            o.spec.batch = (int)n;
+            i++;
+        } else if (strcmp(a, "--dry-run") == 0) {
+            o.dry_run = true;
+        } else if (strcmp(a, "--format") == 0 || strcmp(a, "--json") == 0) {
+            if (strcmp(a, "--json") == 0 || strcmp(v, "json") == 0)
+                o.format = REPORT_JSON;
+            else if (strcmp(v, "text") != 0) {
+                fprintf(stderr, "tierq: prune: --format takes text or json\n");
+                return EXIT_USAGE;
+            }
+            if (strcmp(a, "--format") == 0)
+                i++;
+        } else {
+            return unknown_option("prune", a);
+        }
+    }
+    if (o.spec.older_than_s == 0) {
+        fprintf(stderr, "tierq: prune: --older-than is required (see tierq prune --help)\n");
+        return EXIT_USAGE;
+    }
+    if (retention_check(&o.spec, &err)) {
+        fprintf(stderr, "tierq: prune: %s\n", err.msg);
+        return EXIT_USAGE;
+    }
+    PGconn *c = NULL;
+    int rc = connect_db(&c);
+    if (rc)
+        return rc;
+    if (prune_run(c, &o, stdout, &err)) {
+        fprintf(stderr, "tierq: prune: %s\n", err.msg);
+        rc = EXIT_FAILURE_RUNTIME;
+    }
+    PQfinish(c);
+    return rc;
 }
 
 static int cmd_calibrate(const char *dir, int argc, char **argv)
@@ -1072,7 +1179,7 @@ static int cmd_help(int argc, char **argv)
     } helps[] = {{"migrate", &USAGE_MIGRATE}, {"config", &USAGE_CONFIG}, {"status", &USAGE_STATUS},
                  {"run", &USAGE_RUN},         {"report", &USAGE_REPORT}, {"calibrate", &USAGE_CALIBRATE},
                  {"cache", &USAGE_CACHE},     {"reprocess", &USAGE_REPROCESS}, {"bakeoff", &USAGE_BAKEOFF},
-                 {"schedule", &SCHEDULE_USAGE_PTR}};
+                 {"schedule", &SCHEDULE_USAGE_PTR}, {"prune", &USAGE_PRUNE}};
     for (size_t k = 0; k < sizeof helps / sizeof helps[0]; k++)
         if (strcmp(argv[0], helps[k].name) == 0) {
             fputs(*helps[k].usage, stdout);
@@ -1122,6 +1229,8 @@ int main(int argc, char **argv)
         return cmd_reprocess(dir, cargc, cargv);
     if (strcmp(cmd, "bakeoff") == 0)
         return cmd_bakeoff(dir, cargc, cargv);
+    if (strcmp(cmd, "prune") == 0)
+        return cmd_prune(cargc, cargv);
     if (strcmp(cmd, "help") == 0)
         return cmd_help(cargc, cargv);
     /* migrate, config check and status take no options but help. */

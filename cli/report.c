@@ -18,9 +18,23 @@
  * back is printed as is. GROUP BY ROLLUP gives the per-kind rows and the totals row (grouping = 1,
  * listed first) from one scan; on an empty selection only the totals row comes back. $1 = run name
  * or NULL, $2 = seconds or NULL. */
+/* The summary rows of pruned days (sql/014) that a report adds: those of the run (run_name '' is
+ * jobs without one, which no --run names), and with --since only days that lie wholly inside the
+ * window (a day cut by it would count jobs from before the window). A prune with --older-than D
+ * removes nothing from a --since window of D or less, so such windows add no summary row at all. */
+#define PRUNED_DAYS_FILTER                                                                                           \
+    "($1::text IS NULL OR run_name = $1::text)"                                                                     \
+    " AND ($2::bigint IS NULL OR (day::timestamp AT TIME ZONE 'UTC') >= now() - $2::bigint * interval '1 second')"
+
+/* Money is summed as numeric by PostgreSQL and rounded there, never in C: the text that comes
+ * back is printed as is. GROUP BY ROLLUP gives the per-kind rows and the totals row (grouping = 1,
+ * listed first) from one scan; on an empty selection only the totals row comes back. Each row of
+ * j weighs n jobs: 1 for a stored job, the day's count for a summary row of pruned jobs (which has
+ * no latency and is never evaluated). $1 = run name or NULL, $2 = seconds or NULL. */
 static const char *const SQL_REPORT_JOBS =
     "WITH j AS ("
-    "  SELECT kind, state, cost_usd, baseline_cost_usd, state = 'done' AND cache_hit AS hit,"
+    "  SELECT kind, state, 1::bigint AS n, cost_usd, baseline_cost_usd,"
+    "    CASE WHEN state = 'done' AND cache_hit THEN 1 ELSE 0 END AS hits,"
     "    CASE WHEN state = 'done' AND cache_hit THEN cache_saved_usd END AS cache_saved,"
     "    CASE WHEN state = 'done' AND NOT cache_hit AND started_at IS NOT NULL AND finished_at IS NOT NULL"
     "         THEN (extract(epoch FROM finished_at - started_at) * 1000)::float8 END AS latency_ms,"
@@ -30,16 +44,23 @@ static const char *const SQL_REPORT_JOBS =
     "  FROM tierq.jobs"
     "  WHERE ($1::text IS NULL OR run_name = $1::text)"
     "    AND ($2::bigint IS NULL OR coalesce(finished_at, created_at) >= now() - $2::bigint * interval '1 second')"
+    "  UNION ALL"
+    "  SELECT kind, state, jobs, cost_usd, baseline_cost_usd, CASE WHEN state = 'done' THEN cache_hits ELSE 0 END,"
+    "    CASE WHEN state = 'done' THEN cache_saved_usd END, NULL, false, false"
+    "  FROM tierq.daily_totals WHERE " PRUNED_DAYS_FILTER
     "), g AS ("
-    "  SELECT grouping(kind) AS is_total, kind, count(*) AS jobs,"
-    "    count(*) FILTER (WHERE state = 'queued') AS queued, count(*) FILTER (WHERE state = 'running') AS running,"
-    "    count(*) FILTER (WHERE state = 'done') AS done, count(*) FILTER (WHERE state = 'failed') AS failed,"
-    "    count(*) FILTER (WHERE state = 'dead') AS dead, count(*) FILTER (WHERE state = 'cancelled') AS cancelled,"
+    "  SELECT grouping(kind) AS is_total, kind, coalesce(sum(n), 0) AS jobs,"
+    "    coalesce(sum(n) FILTER (WHERE state = 'queued'), 0) AS queued,"
+    "    coalesce(sum(n) FILTER (WHERE state = 'running'), 0) AS running,"
+    "    coalesce(sum(n) FILTER (WHERE state = 'done'), 0) AS done,"
+    "    coalesce(sum(n) FILTER (WHERE state = 'failed'), 0) AS failed,"
+    "    coalesce(sum(n) FILTER (WHERE state = 'dead'), 0) AS dead,"
+    "    coalesce(sum(n) FILTER (WHERE state = 'cancelled'), 0) AS cancelled,"
     "    coalesce(sum(cost_usd), 0) AS cost, coalesce(sum(baseline_cost_usd), 0) AS baseline,"
     "    round(percentile_cont(0.5) WITHIN GROUP (ORDER BY latency_ms))::bigint AS p50,"
     "    round(percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms))::bigint AS p95,"
     "    count(*) FILTER (WHERE evaluated) AS evaluated, count(*) FILTER (WHERE correct) AS correct,"
-    "    count(*) FILTER (WHERE hit) AS hits, coalesce(sum(cache_saved), 0) AS cache_saved"
+    "    coalesce(sum(hits), 0) AS hits, coalesce(sum(cache_saved), 0) AS cache_saved"
     "  FROM j GROUP BY ROLLUP (kind)"
     ")"
     " SELECT is_total, kind, jobs, queued, running, done, failed, dead, cancelled, failed + dead,"
@@ -92,18 +113,27 @@ enum {
     RT_ACCURACY_PCT1, RT_NCOLS
 };
 
+/* Per model and in total, from the ledger and the summary rows of pruned calls (weight n as in
+ * SQL_REPORT_JOBS; they have no latency). */
 static const char *const SQL_REPORT_CALLS =
-    "SELECT grouping(model), model, count(*),"
+    "WITH c AS ("
+    "  SELECT model, 1::bigint AS n, tokens_in, tokens_cached_in, tokens_out, cost_usd, latency_ms::float8 AS latency_ms,"
+    "    CASE WHEN status <> 'ok' THEN 1 ELSE 0 END AS errors"
+    "  FROM tierq.calls"
+    /* requests still in flight (their intent, status sent) and never sent (cancelled) are not calls yet */
+    "  WHERE status NOT IN ('sent', 'cancelled') AND ($1::text IS NULL OR run_name = $1::text)"
+    "    AND ($2::bigint IS NULL OR created_at >= now() - $2::bigint * interval '1 second')"
+    "  UNION ALL"
+    "  SELECT model, calls, tokens_in, tokens_cached_in, tokens_out, cost_usd, NULL, errors"
+    "  FROM tierq.daily_call_totals WHERE " PRUNED_DAYS_FILTER
+    ")"
+    " SELECT grouping(model), model, coalesce(sum(n), 0),"
     "  coalesce(sum(tokens_in), 0), coalesce(sum(tokens_cached_in), 0), coalesce(sum(tokens_out), 0),"
     "  round(coalesce(sum(cost_usd), 0), 6),"
-    "  round(percentile_cont(0.5) WITHIN GROUP (ORDER BY latency_ms::float8))::bigint,"
-    "  round(percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms::float8))::bigint,"
-    "  count(*) FILTER (WHERE status <> 'ok')"
-    " FROM tierq.calls"
-    /* requests still in flight (their intent, status sent) and never sent (cancelled) are not calls yet */
-    " WHERE status NOT IN ('sent', 'cancelled') AND ($1::text IS NULL OR run_name = $1::text)"
-    "   AND ($2::bigint IS NULL OR created_at >= now() - $2::bigint * interval '1 second')"
-    " GROUP BY ROLLUP (model) ORDER BY grouping(model) DESC, model";
+    "  round(percentile_cont(0.5) WITHIN GROUP (ORDER BY latency_ms))::bigint,"
+    "  round(percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms))::bigint,"
+    "  coalesce(sum(errors), 0)"
+    " FROM c GROUP BY ROLLUP (model) ORDER BY grouping(model) DESC, model";
 
 enum {
     RC_IS_TOTAL, RC_MODEL, RC_CALLS, RC_TOKENS_IN, RC_TOKENS_CACHED_IN, RC_TOKENS_OUT, RC_COST, RC_P50, RC_P95,
@@ -173,19 +203,25 @@ static const char *const SQL_REPORT_COMPRESSION =
     "  WHERE c.purpose = 'compress' AND c.status NOT IN ('sent', 'cancelled')"
     "  GROUP BY c.id, j.kind"
     "), u AS ("
-    "  SELECT kind, compression IN ('compressed', 'reused') AS shorter, compression, context_tokens_before AS tb,"
-    "    context_tokens_after AS ta, compress_tokens_saved AS ts, compress_saved_usd AS su, NULL::numeric AS cost"
+    "  SELECT kind, (compression IN ('compressed', 'reused'))::int AS compressed, (compression = 'reused')::int AS reused,"
+    "    (compression = 'cleaned')::int AS cleaned, (compression = 'failed')::int AS failed,"
+    "    CASE WHEN compression IN ('compressed', 'reused') THEN context_tokens_before END AS tb,"
+    "    CASE WHEN compression IN ('compressed', 'reused') THEN context_tokens_after END AS ta,"
+    "    compress_tokens_saved AS ts, compress_saved_usd AS su, NULL::numeric AS cost"
     "  FROM j"
     "  UNION ALL"
-    "  SELECT kind, NULL, NULL, NULL, NULL, NULL, NULL,"
+    "  SELECT kind, 0, 0, 0, 0, NULL, NULL, NULL, NULL,"
     "    CASE WHEN inside = served THEN cost_usd ELSE cost_usd * inside / served END"
     "  FROM spent"
+    "  UNION ALL"
+    /* pruned jobs: their sums, and the share of their compression calls each carried away */
+    "  SELECT kind, jobs_compressed, jobs_reused, jobs_cleaned, jobs_compress_failed, context_tokens_before,"
+    "    context_tokens_after, compress_tokens_saved, compress_saved_usd, compress_cost_usd"
+    "  FROM tierq.daily_totals WHERE " PRUNED_DAYS_FILTER
     "), g AS ("
-    "  SELECT grouping(kind) AS is_total, kind, count(*) FILTER (WHERE shorter) AS compressed,"
-    "    count(*) FILTER (WHERE compression = 'reused') AS reused,"
-    "    count(*) FILTER (WHERE compression = 'cleaned') AS cleaned,"
-    "    count(*) FILTER (WHERE compression = 'failed') AS failed,"
-    "    coalesce(sum(tb) FILTER (WHERE shorter), 0) AS tb, coalesce(sum(ta) FILTER (WHERE shorter), 0) AS ta,"
+    "  SELECT grouping(kind) AS is_total, kind, coalesce(sum(compressed), 0) AS compressed,"
+    "    coalesce(sum(reused), 0) AS reused, coalesce(sum(cleaned), 0) AS cleaned, coalesce(sum(failed), 0) AS failed,"
+    "    coalesce(sum(tb), 0) AS tb, coalesce(sum(ta), 0) AS ta,"
     "    coalesce(sum(cost), 0) AS cost, coalesce(sum(ts), 0) AS ts, coalesce(sum(su), 0) AS su"
     "  FROM u GROUP BY ROLLUP (kind)"
     ")"
@@ -299,6 +335,18 @@ static const char *const SQL_REPORT_SHADOW_DRIFT =
 enum { RD_KIND, RD_TIER, RD_RECENT, RD_RECENT_AGREED, RD_RECENT_PCT, RD_REFERENCE, RD_REFERENCE_PCT, RD_Z, RD_DROPPED,
        RD_NCOLS };
 
+/* The pruned days this selection adds (sql/014), for the footnote and totals.pruned. */
+static const char *const SQL_REPORT_PRUNED =
+    "WITH d AS ("
+    "  SELECT day, jobs, 0::bigint AS calls FROM tierq.daily_totals WHERE " PRUNED_DAYS_FILTER
+    "  UNION ALL"
+    "  SELECT day, 0, calls FROM tierq.daily_call_totals WHERE " PRUNED_DAYS_FILTER
+    ")"
+    " SELECT count(DISTINCT day), min(day)::text, max(day)::text, coalesce(sum(jobs), 0), coalesce(sum(calls), 0)"
+    " FROM d";
+
+enum { RP_DAYS, RP_FIRST, RP_LAST, RP_JOBS, RP_CALLS, RP_NCOLS };
+
 static int find_total(const PGresult *r)
 {
     for (int i = 0; i < PQntuples(r); i++)
@@ -383,7 +431,7 @@ static void emit_json_compression(Emit *e, const PGresult *z, int i)
 /* The result sets one report is made of. */
 typedef struct ReportData {
     const PGresult *jobs, *calls, *tiers, *batching, *signals, *failures, *confidence, *shadow, *shadow_live,
-        *shadow_drift, *compression;
+        *shadow_drift, *compression, *pruned;
     int jt, ct, zt; /* rows of the totals */
 } ReportData;
 
@@ -554,6 +602,11 @@ static void render_json(Emit *e, const ReportOptions *opt, const ReportData *d)
          json_num(jobs, jt, RJ_SAVED_PCT));
     emit_json_cache(e, jobs, jt);
     emit_json_compression(e, d->compression, d->zt);
+    emit(e, ", \"pruned\": {\"days\": %s, \"first_day\": ", json_num(d->pruned, 0, RP_DAYS));
+    emit_json_str(e, cell(d->pruned, 0, RP_FIRST));
+    emit(e, ", \"last_day\": ");
+    emit_json_str(e, cell(d->pruned, 0, RP_LAST));
+    emit(e, ", \"jobs\": %s, \"calls\": %s}", json_num(d->pruned, 0, RP_JOBS), json_num(d->pruned, 0, RP_CALLS));
     emit(e, "},\n");
 
     emit(e, " \"models\": [");
@@ -663,6 +716,19 @@ static void render_text_compression(Emit *e, const PGresult *z)
         emit(e, "  (none: a kind compresses long contexts with \"compress\": {\"enabled\": true, ...})\n");
 }
 
+/* The footnote of the totals when the selection includes pruned days (nothing otherwise). */
+static void render_text_pruned(Emit *e, const ReportOptions *opt, const PGresult *p)
+{
+    if (atoll(PQgetvalue(p, 0, RP_DAYS)) == 0)
+        return;
+    emit(e, "  (includes %s pruned day%s, %s to %s UTC: %s jobs and %s calls from tierq.daily_totals\n"
+            "   and tierq.daily_call_totals; latency, accuracy, tiers, batching, failures, confidence and\n"
+            "   shadow cover the jobs still stored%s)\n",
+         PQgetvalue(p, 0, RP_DAYS), strcmp(PQgetvalue(p, 0, RP_DAYS), "1") == 0 ? "" : "s",
+         text_cell(p, 0, RP_FIRST), text_cell(p, 0, RP_LAST), PQgetvalue(p, 0, RP_JOBS), PQgetvalue(p, 0, RP_CALLS),
+         opt->since_s > 0 ? "; a pruned day counts only when all of it lies inside --since" : "");
+}
+
 static void render_text(Emit *e, const ReportOptions *opt, const ReportData *d)
 {
     const PGresult *jobs = d->jobs, *calls = d->calls, *tiers = d->tiers, *batching = d->batching;
@@ -694,6 +760,7 @@ static void render_text(Emit *e, const ReportOptions *opt, const ReportData *d)
     emit(e, "  %-18s %s (what the hits' answers cost when they were produced; part of saved_usd)\n",
          "cache_saved_usd", text_cell(jobs, jt, RJ_CACHE_SAVED));
     render_text_compression_totals(e, d->compression, d->zt);
+    render_text_pruned(e, opt, d->pruned);
 
     emit(e, "\nper model\n");
     emit(e, "  %-20s %8s %12s %12s %12s %14s %9s %9s %7s\n", "model", "calls", "tokens_in", "cached_in",
@@ -798,6 +865,7 @@ int report_run(PGconn *c, const ReportOptions *opt, FILE *out, TqErr *err)
         {"report shadow estimate", SQL_REPORT_SHADOW_LIVE, RL_NCOLS},
         {"report shadow drift", SQL_REPORT_SHADOW_DRIFT, RD_NCOLS},
         {"report compression", SQL_REPORT_COMPRESSION, RZ_NCOLS},
+        {"report pruned days", SQL_REPORT_PRUNED, RP_NCOLS},
     };
     enum { NQ = sizeof queries / sizeof queries[0] };
     PGresult *res[NQ] = {0};
@@ -829,12 +897,12 @@ int report_run(PGconn *c, const ReportOptions *opt, FILE *out, TqErr *err)
     jt = find_total(jobs);
     ct = find_total(calls);
     zt = find_total(res[10]);
-    if (jt < 0 || ct < 0 || zt < 0) {
+    if (jt < 0 || ct < 0 || zt < 0 || PQntuples(res[11]) != 1) {
         rc = tq_err(err, TQ_EDB, "report: totals row missing");
         goto cleanup;
     }
 
-    ReportData d = {jobs, calls, res[2], res[3], res[4], res[5], res[6], res[7], res[8], res[9], res[10], jt, ct, zt};
+    ReportData d = {jobs, calls, res[2], res[3], res[4], res[5], res[6], res[7], res[8], res[9], res[10], res[11], jt, ct, zt};
     if (opt->format == REPORT_JSON)
         render_json(&e, opt, &d);
     else

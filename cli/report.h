@@ -13,6 +13,16 @@
  *                                                         tierq.calls that served them
  * Filters: run_name matches jobs.run_name and calls.run_name; since_s keeps jobs whose finished_at
  * (created_at while unfinished) and calls whose created_at lie within the last since_s seconds.
+ * Pruned days (`tierq prune`, sql/014): the jobs and calls a prune deleted are summed per UTC day in
+ * tierq.daily_totals and tierq.daily_call_totals, and the report adds those rows (their run_name
+ * matched by run_name; with since_s, only days that lie wholly inside the window) to: totals.jobs,
+ * jobs_by_state, calls, tokens_*, cost_usd, baseline_cost_usd, saved_*, cache, compression; models[]
+ * calls, tokens, cost_usd and errors; kinds[] jobs, done, failed, cost_usd, baseline_cost_usd,
+ * saved_pct, cache and compression. A kind or model with only pruned rows is listed. Everything else
+ * covers the rows still stored: latencies, accuracy and evaluated, tiers, batching, missing signals,
+ * failures, confidence, shadow. So totals before and after a prune are equal (to the 6 decimals
+ * printed), but a pruned kind's accuracy is that of its remaining jobs. The text report says so in a
+ * footnote under the totals when any pruned day is included.
  *
  * JSON (keys and order are a contract; numbers are exact decimal text from PostgreSQL, money with
  * 6 decimals, saved_pct with 2, accuracy as a share 0..1 with 6; latencies in whole ms):
@@ -21,7 +31,10 @@
  *               "cancelled"}, "calls", "tokens_in", "tokens_cached_in", "tokens_out", "cost_usd",
  *               "baseline_cost_usd", "saved_usd", "saved_pct" (null when baseline is 0),
  *               "cache" (as kinds[].cache, over every kind), "compression" (as
- *               kinds[].compression, over every kind)},
+ *               kinds[].compression, over every kind),
+ *               "pruned": {"days", "first_day", "last_day" ("YYYY-MM-DD", UTC; null without
+ *                          days), "jobs", "calls"} (the summary rows of pruned days the figures
+ *                          include: see below)},
  *    "models": [{"model", "calls", "tokens_in", "tokens_cached_in", "tokens_out", "cost_usd",
  *                "latency_p50_ms", "latency_p95_ms" (null without latencies), "errors" (calls
  *                whose status is not 'ok')}],

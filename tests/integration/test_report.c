@@ -91,13 +91,14 @@ static const char *const TOP_KEYS[] = {"filters", "totals", "models", "missing_s
 static const char *const FILTER_KEYS[] = {"run", "since_s"};
 static const char *const TOTAL_KEYS[] = {"jobs", "jobs_by_state", "calls", "tokens_in", "tokens_cached_in",
                                          "tokens_out", "cost_usd", "baseline_cost_usd", "saved_usd", "saved_pct", "cache",
-                                         "compression"};
+                                         "compression", "pruned"};
 static const char *const STATE_KEYS[] = {"queued", "running", "done", "failed", "dead", "cancelled"};
 static const char *const MODEL_KEYS[] = {"model", "calls", "tokens_in", "tokens_cached_in", "tokens_out",
                                               "cost_usd", "latency_p50_ms", "latency_p95_ms", "errors"};
 static const char *const KIND_KEYS[] = {"kind", "jobs", "done", "failed", "cost_usd", "baseline_cost_usd",
                                         "saved_pct", "latency_p50_ms", "latency_p95_ms", "accuracy", "evaluated",
                                         "tiers", "batching", "cache", "compression"};
+static const char *const PRUNED_KEYS[] = {"days", "first_day", "last_day", "jobs", "calls"};
 static const char *const CACHE_KEYS[] = {"hits", "hit_rate", "saved_usd"};
 static const char *const COMPRESSION_KEYS[] = {"jobs_compressed", "jobs_reused", "jobs_cleaned", "jobs_failed",
                                                "context_tokens_before", "context_tokens_after", "compression_ratio",
@@ -122,6 +123,7 @@ static int parse_report(const char *text, JsonDoc *d)
     check_keys(d, jobj(d, totals, "jobs_by_state"), STATE_KEYS, NKEYS(STATE_KEYS), "jobs_by_state");
     check_keys(d, jobj(d, totals, "cache"), CACHE_KEYS, NKEYS(CACHE_KEYS), "totals cache");
     check_keys(d, jobj(d, totals, "compression"), COMPRESSION_KEYS, NKEYS(COMPRESSION_KEYS), "totals compression");
+    check_keys(d, jobj(d, totals, "pruned"), PRUNED_KEYS, NKEYS(PRUNED_KEYS), "totals pruned");
     int models = jobj(d, 0, "models"), kinds = jobj(d, 0, "kinds");
     CHECK(models >= 0 && json_type(d, models) == JSON_ARRAY);
     CHECK(kinds >= 0 && json_type(d, kinds) == JSON_ARRAY);
