@@ -26,7 +26,8 @@ const char SCHEDULE_USAGE[] =
     "never the daemon's (README, Schedules).\n"
     "\n"
     "add options:\n"
-    "  --cron EXPR             five cron fields (\"30 2 * * *\"), a macro (@daily) or \"@every 10m\"\n"
+    "  --cron EXPR             five cron fields (\"30 2 * * *\"), a macro (@daily), \"@every 10m\", or\n"
+    "                          @external: never fired by the daemons, only by tierq.fire() (pg_cron)\n"
     "  --tz ZONE               IANA time zone of the cron fields (default UTC); DST: a time that does not\n"
     "                          exist fires once at the end of the gap, a repeated one at its first occurrence\n"
     "  --source FUNCTION       e.g. app.nightly_articles (the function must take no arguments)\n"
@@ -198,7 +199,8 @@ static int sched_add(int argc, char **argv)
     Cron cr;
     TqErr err = {0};
     time_t next;
-    if (cron_parse(cron, &cr, &err) || cron_next(&cr, tz, time(NULL), &next, &err)) {
+    bool external = strcmp(cron, "@external") == 0;
+    if (!external && (cron_parse(cron, &cr, &err) || cron_next(&cr, tz, time(NULL), &next, &err))) {
         fprintf(stderr, "tierq: schedule add: %s\n", err.msg);
         return SCHED_USAGE;
     }
@@ -227,6 +229,11 @@ static int sched_add(int argc, char **argv)
         return err.sqlstate[0] && strncmp(err.sqlstate, "08", 2) != 0 ? SCHED_USAGE : SCHED_RUNTIME;
     }
     PQfinish(c);
+    if (external) {
+        printf("schedule %s added%s; fired only from outside: SELECT tierq.fire('%s') (pg_cron) or tierq schedule"
+               " fire-now %s\n", name, disabled ? " (disabled)" : "", name, name);
+        return SCHED_OK;
+    }
     printf("schedule %s added%s; next fires (%s):\n", name, disabled ? " (disabled)" : "", tz);
     time_t t = time(NULL);
     for (int i = 0; i < 3 && cron_next(&cr, tz, t, &t, &err) == 0; i++) {
@@ -266,7 +273,7 @@ static int print_list(PGconn *c, bool json)
         char when[160] = "", in[32] = "";
         if (!PQgetisnull(r, i, 5)) {
             next = atoll(PQgetvalue(r, i, 5));
-        } else if (enabled && !*PQgetvalue(r, i, 10)) {
+        } else if (enabled && !*PQgetvalue(r, i, 10) && strcmp(PQgetvalue(r, i, 2), "@external") != 0) {
             /* no daemon has computed it yet: say what it will be */
             Cron cr;
             time_t t;
@@ -312,6 +319,8 @@ static int print_list(PGconn *c, bool json)
         char next_col[200], last_col[300];
         if (*PQgetvalue(r, i, 10))
             snprintf(next_col, sizeof next_col, "never: %s", PQgetvalue(r, i, 10));
+        else if (strcmp(PQgetvalue(r, i, 2), "@external") == 0)
+            snprintf(next_col, sizeof next_col, "when tierq.fire() is called (pg_cron)");
         else if (!enabled)
             snprintf(next_col, sizeof next_col, "(disabled)");
         else
@@ -392,7 +401,9 @@ static int sched_show(const char *name)
         printf("  never fires:   %s\n", PQgetvalue(r, 0, 17));
     Cron cr;
     time_t t = (time_t)atoll(PQgetvalue(r, 0, 20)) - 1;
-    if (!*PQgetvalue(r, 0, 17) && cron_parse(PQgetvalue(r, 0, 2), &cr, &err) == 0) {
+    if (strcmp(PQgetvalue(r, 0, 2), "@external") == 0)
+        printf("  fired          from outside only: SELECT tierq.fire('%s') (pg_cron), tierq schedule fire-now\n", name);
+    else if (!*PQgetvalue(r, 0, 17) && cron_parse(PQgetvalue(r, 0, 2), &cr, &err) == 0) {
         printf("  next fires\n");
         for (int i = 0; i < 5 && cron_next(&cr, tz, t, &t, &err) == 0; i++) {
             char when[160];

@@ -55,7 +55,7 @@ static int set_next_fire_times(PGconn *c, TqErr *err)
     UnsetList l = {.v = v, .n = 0, .cap = 32};
     int rc = db_query_rows(c, "schedules without a next fire time",
                            "SELECT name, cron, tz, fire_from::text, floor(extract(epoch FROM fire_from))::bigint"
-                           " FROM tierq.schedules WHERE enabled AND next_fire_at IS NULL AND cron_error IS NULL"
+                           " FROM tierq.schedules WHERE enabled AND next_fire_at IS NULL AND cron_error IS NULL AND cron <> '@external'"
                            " ORDER BY name LIMIT 32",
                            0, NULL, take_unset, &l, err);
     if (rc)

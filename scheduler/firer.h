@@ -3,7 +3,8 @@
  * Every daemon runs a firer: a thread with its own database connection (a fire may insert a whole
  * dataset; the claim loop must not wait for it) that once a second
  *   1. computes next_fire_at for enabled schedules that have none (new, or cron/tz/enabled changed)
- *      with cron_next from fire_from; an expression it cannot parse is written to cron_error;
+ *      with cron_next from fire_from; an expression it cannot parse is written to cron_error; a
+ *      schedule whose cron is "@external" (fired by pg_cron or by hand) gets none and never fires here;
  *   2. fires what is due, one schedule per transaction: the row is locked FOR UPDATE SKIP LOCKED
  *      where next_fire_at <= now(), the catch-up policy picks which due times fire, each fire runs
  *      tierq.schedule_fire (enqueue all or nothing, record it in tierq.schedule_fires, whose primary

@@ -20,7 +20,8 @@ CREATE TABLE tierq.schedules (
     name           text PRIMARY KEY
                    CONSTRAINT schedules_name_format CHECK (name ~ '^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$'),
     -- five cron fields, a macro (@daily) or "@every 5m"; parsed by the daemon (common/cron.h), which
-    -- writes cron_error when it cannot (the CLI checks before writing)
+    -- writes cron_error when it cannot (the CLI checks before writing). "@external": the daemons never
+    -- fire it; pg_cron (or a person) does, through tierq.fire()
     cron           text NOT NULL CONSTRAINT schedules_cron_length CHECK (length(cron) BETWEEN 1 AND 256),
     tz             text NOT NULL DEFAULT 'UTC' CONSTRAINT schedules_tz_length CHECK (length(tz) BETWEEN 1 AND 64),
     action         text NOT NULL DEFAULT 'enqueue' CONSTRAINT schedules_action_valid CHECK (action IN ('enqueue', 'prune')),

@@ -322,6 +322,29 @@ static void test_budget_per_fire(void)
     check_sums(c);
 }
 
+/* A prune schedule (the daemon's role or tierq's owner only): fired like any other, it prunes in
+ * batches after its fire commits and records how many jobs it deleted. */
+static void test_prune_schedule(void)
+{
+    CHECK(testdb_exec(c, "INSERT INTO tierq.jobs (kind, prompt, state, result, run_name, started_at, finished_at)"
+                         " SELECT 'classify', 'old ' || g, 'done', 'positive', 'old-run', now() - interval '40 days',"
+                         " now() - interval '40 days' FROM generate_series(1, 30) g;"
+                         "INSERT INTO tierq.jobs (kind, prompt, state, result, run_name, started_at, finished_at)"
+                         " SELECT 'classify', 'recent ' || g, 'done', 'positive', 'recent-run', now(), now()"
+                         " FROM generate_series(1, 5) g;"
+                         "INSERT INTO tierq.schedules (name, cron, action, prune_older_than, prune_states)"
+                         " VALUES ('retention', '@every 1h', 'prune', '30 days', '{done}');"
+                         "UPDATE tierq.schedules SET fire_from = date_trunc('hour', now()) - interval '1 second'"
+                         " WHERE name = 'retention'", NULL, 0) == 0);
+    CHECK_INT(run_drain(s, "--max-in-flight 4"), 0);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.jobs WHERE run_name = 'old-run'"), 0);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.jobs WHERE run_name = 'recent-run'"), 5);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.schedule_fires WHERE schedule = 'retention' AND outcome = 'ok' AND jobs = 30"), 1);
+    CHECK_INT(q(c, "SELECT last_jobs FROM tierq.schedules WHERE name = 'retention'"), 30);
+    CHECK_INT(q(c, "SELECT coalesce(sum(jobs), 0) FROM tierq.daily_totals WHERE run_name = 'old-run'"), 30);
+    CHECK(testdb_exec(c, "DELETE FROM tierq.schedules WHERE name = 'retention'", NULL, 0) == 0);
+}
+
 /* The CLI: add refuses a bad cron or zone before writing, list/show print next fires, enable/disable. */
 static void test_cli(void)
 {
@@ -350,6 +373,9 @@ static void test_cli(void)
     CHECK_INT(testdb_run("schedule add x --cron '@daily'", out, sizeof out), 2);
     CHECK(strstr(out, "give either --source") != NULL);
     CHECK_INT(testdb_run("schedule frobnicate", out, sizeof out), 2);
+    /* @external: left to pg_cron; the daemons never set a next fire time */
+    CHECK_INT(testdb_run("schedule add outside --cron @external --source app.items_src", out, sizeof out), 0);
+    CHECK(strstr(out, "SELECT tierq.fire('outside')") != NULL);
     /* a cron the database accepted but no parser can read: the daemon says so on the row */
     CHECK(testdb_exec(c, "INSERT INTO tierq.schedules (name, cron, source) VALUES ('garbled', '61 * * * *', 'app.items_src()')",
                       NULL, 0) == 0);
@@ -358,7 +384,9 @@ static void test_cli(void)
                    " AND cron_error LIKE 'cron: field 1 (minute) \"61\"%'"), 1);
     CHECK_INT(testdb_run("schedule list", out, sizeof out), 0);
     CHECK(strstr(out, "never: cron: field 1") != NULL);
-    CHECK(testdb_exec(c, "DELETE FROM tierq.schedules WHERE name = 'garbled'", NULL, 0) == 0);
+    CHECK(strstr(out, "when tierq.fire() is called") != NULL);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.schedules WHERE name = 'outside' AND next_fire_at IS NULL AND fires = 0"), 1);
+    CHECK(testdb_exec(c, "DELETE FROM tierq.schedules WHERE name IN ('garbled', 'outside')", NULL, 0) == 0);
 }
 
 int main(void)
@@ -374,6 +402,7 @@ int main(void)
     RUN(test_only_changed);
     RUN(test_source_runs_with_authors_rights);
     RUN(test_catch_up_policies);
+    RUN(test_prune_schedule);
     RUN(test_budget_per_fire);
     RUN(test_kill9_mid_fire_whole_or_none);
     RUN(test_three_daemons_fire_each_due_time_once);
