@@ -223,7 +223,11 @@ static void emit_text(Emit *e, const TqConfig *cfg, const BakeoffOptions *o, con
 {
     emit(e, "bake-off of kind %s: jobs of run %s%s, each model alone (no escalation, no cache)\n", b->kind->name,
          o->from_run, o->sample > 0 ? " (a fixed sample)" : "");
-    emit(e, "%-20s %-36s %6s %6s %6s %7s %14s %14s %8s %8s %16s\n", "model", "run", "jobs", "done", "failed", "pending",
+    int w = 3; /* the run column as wide as its longest name */
+    for (int i = 0; i < b->n; i++)
+        if ((int)strlen(b->run[i]) > w)
+            w = (int)strlen(b->run[i]);
+    emit(e, "%-20s %-*s %6s %6s %6s %7s %10s %11s %7s %7s %16s\n", "model", w, "run", "jobs", "done", "failed", "pending",
          "cost $", "$ / 1k jobs", "p50 ms", "p95 ms", accuracy ? "accuracy" : "pass rate");
     for (int i = 0; i < b->n; i++) {
         char q[64];
@@ -233,9 +237,13 @@ static void emit_text(Emit *e, const TqConfig *cfg, const BakeoffOptions *o, con
             snprintf(q, sizeof q, "%.1f%% (%ld/%ld)", 100.0 * rows[i].quality, num, den);
         else
             snprintf(q, sizeof q, "-");
-        emit(e, "%-20s %-36s %6ld %6ld %6ld %7ld %14s %14s %8s %8s %16s\n", cfg->models[b->model[i]].name,
-             b->run[i], rows[i].jobs, rows[i].done, rows[i].failed, rows[i].pending, text_cell(r, i, C_COST),
-             text_cell(r, i, C_PER1K), text_cell(r, i, C_P50), text_cell(r, i, C_P95), q);
+        /* dollars to the micro-dollar here; JSON keeps PostgreSQL's exact decimals */
+        char cost[32], per1k[32];
+        snprintf(cost, sizeof cost, "%.6f", atof(text_cell(r, i, C_COST)));
+        snprintf(per1k, sizeof per1k, "%.6f", atof(text_cell(r, i, C_PER1K)));
+        emit(e, "%-20s %-*s %6ld %6ld %6ld %7ld %10s %11s %7s %7s %16s\n", cfg->models[b->model[i]].name, w,
+             b->run[i], rows[i].jobs, rows[i].done, rows[i].failed, rows[i].pending, cost, per1k,
+             text_cell(r, i, C_P50), text_cell(r, i, C_P95), q);
     }
     if (accuracy)
         emit(e, "accuracy: normalised exact match of the answer with jobs.expected (tierq.normalize_answer); a failed "

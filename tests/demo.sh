@@ -16,7 +16,9 @@ chmod 755 "$demo"
 
 sim_pid=""
 simqa_pid=""
+daemon_pid=""
 cleanup() {
+    [ -n "$daemon_pid" ] && kill "$daemon_pid" 2>/dev/null
     [ -n "$sim_pid" ] && kill "$sim_pid" 2>/dev/null
     [ -n "$simqa_pid" ] && kill "$simqa_pid" 2>/dev/null
     if [ "${DEMO_KEEP:-0}" = 1 ]; then
@@ -177,3 +179,57 @@ SELECT documents, count(*) AS jobs,
        round(100.0 * avg((tierq.normalize_answer(result) = tierq.normalize_answer(expected))::int), 1) AS accuracy
 FROM runs GROUP BY 1 ORDER BY 1;
 SQL
+
+echo
+echo "== 5. a nightly schedule over a changing table, then a bake-off of two models (schedules) =="
+# The demo's summarize rows become a table of articles. A schedule enqueues only the articles that
+# are new or edited since its last fire (only_changed, by source_key); its source is a SECURITY
+# DEFINER function, so it reads the table with its author's rights. Its cron is "@every 20s" so
+# that two "nights" fit in the demo; a running `tierq run` daemon fires it. Between the two fires,
+# one article in ten is edited. The articles are part 1's summarize prompts, so the first fire is
+# answered from the response cache at $0; the second sends only the edited articles, and pays.
+psql -q -v ON_ERROR_STOP=1 "$conninfo" <<SQL
+CREATE SCHEMA app;
+CREATE TABLE app.articles (id int PRIMARY KEY, body text NOT NULL, expected text);
+INSERT INTO app.articles SELECT row_number() OVER (ORDER BY id), prompt, expected
+FROM tierq.jobs WHERE run_name = '$run-tiered' AND kind = 'summarize';
+CREATE FUNCTION app.nightly_articles() RETURNS TABLE (kind text, prompt text, expected text, source_key text)
+    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog
+    AS \$\$ SELECT 'summarize', body, expected, id::text FROM app.articles \$\$;
+SQL
+"$build/tierq" schedule add nightly-summaries --cron '@every 20s' --source app.nightly_articles --only-changed \
+    --run-name 'nightly-summaries-{time}'
+"$build/tierq" run --quiet --max-in-flight 256 >"$demo/daemon.log" 2>&1 &
+daemon_pid=$!
+# wait for a fire and for its jobs to be answered
+wait_fires() {
+    i=0
+    while :; do
+        f=$(psql -tA "$conninfo" -c "SELECT count(*) FROM tierq.schedule_fires WHERE schedule = 'nightly-summaries'")
+        left=$(psql -tA "$conninfo" -c "SELECT count(*) FROM tierq.jobs WHERE run_name LIKE 'nightly-summaries-%' AND state IN ('queued', 'running')")
+        [ "$f" -ge "$1" ] && [ "$left" = 0 ] && break
+        i=$((i + 1))
+        [ $i -gt 240 ] && { echo "demo: the schedule did not fire (see $demo/daemon.log)"; exit 1; }
+        sleep 0.5
+    done
+}
+wait_fires 1
+psql -q -v ON_ERROR_STOP=1 "$conninfo" -c "UPDATE app.articles SET body = body || E'\\n' WHERE id % 10 = 0"
+echo "demo: first fire answered; edited $(psql -tA "$conninfo" -c "SELECT count(*) FROM app.articles WHERE id % 10 = 0") of $(psql -tA "$conninfo" -c "SELECT count(*) FROM app.articles") articles; waiting for the next fire"
+wait_fires 2
+kill -TERM "$daemon_pid" 2>/dev/null
+wait "$daemon_pid" 2>/dev/null || true
+daemon_pid=""
+"$build/tierq" schedule disable nightly-summaries >/dev/null
+"$build/tierq" schedule show nightly-summaries | sed -n '1,3p;/last fires/,$p'
+psql -q "$conninfo" <<SQL
+\pset footer off
+SELECT f.run_name, f.jobs AS enqueued, count(j.id) FILTER (WHERE j.state = 'done') AS done,
+       count(j.id) FILTER (WHERE j.cache_hit) AS cache_hits, round(coalesce(sum(j.cost_usd), 0), 6) AS cost_usd
+FROM tierq.schedule_fires f LEFT JOIN tierq.jobs j ON j.run_name = f.run_name
+WHERE f.schedule = 'nightly-summaries' AND f.jobs > 0 GROUP BY f.run_name, f.jobs, f.due_at ORDER BY f.due_at;
+SQL
+echo
+# The same 300 classify jobs of the first run, each model alone (no escalation, no cache), side by
+# side from the ledger, with the jobs/classify.json change the numbers recommend.
+"$build/tierq" bakeoff --from-run "$run-tiered" --kind classify --models qwen3-8b,deepseek-v4-flash --sample 300 2>/dev/null
