@@ -36,10 +36,13 @@ INSERT INTO app.articles SELECT g, 'Article ' || g || ': the council approved th
 CREATE FUNCTION app.nightly_articles() RETURNS TABLE (kind text, prompt text, source_key text)
     LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog
     AS $$ SELECT 'summarize', body, id::text FROM app.articles $$;
-INSERT INTO tierq.schedules (name, cron, source, only_changed)
-    VALUES ('nightly-summaries', '@external', 'app.nightly_articles()', true);
-SELECT cron.schedule('tierq-nightly-summaries', '* * * * *', $$SELECT tierq.fire('nightly-summaries')$$);
 SQL
+# the README's recipe as written, then its pg_cron job moved to every minute so that it fires now
+awk '/^\*\*pg_cron\.\*\*/ {f = 1} f && /^```sql$/ {b = 1; next} b && /^```$/ {exit} b {print}' "$root/README.md" >"$tmp/recipe.sql"
+grep -q "tierq.fire('nightly-summaries')" "$tmp/recipe.sql" && ok "README recipe found" || notok "README recipe found"
+psql_ -f "$tmp/recipe.sql" >/dev/null || notok "README recipe runs"
+psql_ -c "SELECT cron.alter_job(jobid, schedule => '* * * * *') FROM cron.job WHERE jobname = 'tierq-nightly-summaries'" >/dev/null ||
+    notok "cron.alter_job"
 [ "$(psql_ -c "SELECT count(*) FROM cron.job WHERE jobname = 'tierq-nightly-summaries'")" = 1 ] &&
     ok "pg_cron job scheduled" || notok "pg_cron job scheduled"
 # pg_cron fires at the next whole minute

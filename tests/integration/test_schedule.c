@@ -345,6 +345,30 @@ static void test_prune_schedule(void)
     CHECK(testdb_exec(c, "DELETE FROM tierq.schedules WHERE name = 'retention'", NULL, 0) == 0);
 }
 
+/* The README's copy-paste SQL for schedules, run as written (over a table it assumes), then fired. */
+static void test_readme_schedule_example(void)
+{
+    char *sql = readme_sql_after("### Schedules");
+    CHECK(strstr(sql, "CREATE FUNCTION app.nightly_articles()") != NULL);
+    char err[1024];
+    CHECK(testdb_exec(c, "DROP TABLE IF EXISTS app.articles CASCADE;"
+                         "CREATE TABLE app.articles (id int PRIMARY KEY, body text NOT NULL, published boolean NOT NULL);"
+                         "INSERT INTO app.articles SELECT g, 'Article ' || g || ': the council approved the budget.', g % 4 <> 0"
+                         " FROM generate_series(1, 12) g",
+                      NULL, 0) == 0);
+    CHECK(testdb_exec(c, sql, err, sizeof err) == 0);
+    if (err[0])
+        printf("# README SQL: %s", err);
+    free(sql);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.schedules WHERE name = 'nightly-summaries' AND cron = '30 2 * * *'"
+                   " AND tz = 'Europe/Berlin' AND only_changed AND budget_usd = 5"), 1);
+    char out[2048];
+    CHECK_INT(testdb_run("schedule fire-now nightly-summaries", out, sizeof out), 0);
+    CHECK(strstr(out, "9 jobs into run nightly-summaries-") != NULL);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.jobs WHERE kind = 'summarize' AND run_name LIKE 'nightly-summaries-%'"), 9);
+    CHECK(testdb_exec(c, "DELETE FROM tierq.schedules WHERE name = 'nightly-summaries'", NULL, 0) == 0);
+}
+
 /* The CLI: add refuses a bad cron or zone before writing, list/show print next fires, enable/disable. */
 static void test_cli(void)
 {
@@ -400,6 +424,7 @@ int main(void)
     setenv("TIERQ_SPILL_DIR", getenv("TIERQ_TEST_TMP") ? getenv("TIERQ_TEST_TMP") : "/tmp", 0);
     RUN(test_cli);
     RUN(test_only_changed);
+    RUN(test_readme_schedule_example);
     RUN(test_source_runs_with_authors_rights);
     RUN(test_catch_up_policies);
     RUN(test_prune_schedule);
