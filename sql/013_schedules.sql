@@ -303,7 +303,7 @@ $$;
 
 -- For pg_cron and by hand: fire now, whatever next_fire_at says (the daemons' own timetable is
 -- unchanged). SECURITY DEFINER so a pg_cron job's role needs only EXECUTE; the source still runs
--- with its author's rights.
+-- with its author's rights. The session's role must be the author's (or a daemon's).
 CREATE FUNCTION tierq.fire(p_name text, OUT run_name text, OUT jobs bigint, OUT outcome text, OUT error text)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -315,6 +315,12 @@ BEGIN
     END IF;
     IF s.action <> 'enqueue' THEN
         RAISE EXCEPTION 'schedule % prunes; call tierq.prune_batch() from pg_cron instead', p_name;
+    END IF;
+    -- the caller (the session's role: current_user is this function's owner here) must be the
+    -- schedule's author, in a role of the author's, or a daemon: one producer does not fire another's
+    IF NOT (pg_has_role(session_user, s.created_by, 'MEMBER') OR pg_has_role(session_user, 'tierq_daemon', 'MEMBER')) THEN
+        RAISE EXCEPTION 'schedule % belongs to %: % may not fire it', p_name, s.created_by, session_user
+            USING ERRCODE = 'insufficient_privilege';
     END IF;
     SELECT f.run_name, f.jobs, f.outcome, f.error INTO run_name, jobs, outcome, error
         FROM tierq.schedule_fire(p_name, clock_timestamp(), NULL, 'sql:' || session_user) f;

@@ -350,7 +350,7 @@ static void test_bakeoff_recommends_the_cheaper_of_a_tie(void)
     CHECK(strtod(qtext(c, "SELECT sum(cost_usd) FROM tierq.calls WHERE run_name = 'duel-gpt-4o-mini'"), NULL) <
           strtod(qtext(c, "SELECT sum(cost_usd) FROM tierq.calls WHERE run_name = 'duel-gpt-4o'"), NULL));
     CHECKF(strstr(line_of(out, "gpt-4o-mini ", line, sizeof line),
-                  qtext(c, "SELECT sum(cost_usd) FROM tierq.calls WHERE run_name = 'duel-gpt-4o-mini'")),
+                  qtext(c, "SELECT round(sum(cost_usd), 6) FROM tierq.calls WHERE run_name = 'duel-gpt-4o-mini'")),
            "%s", out);
     /* --no-run enqueues only; the table then says none is recommended while jobs wait */
     st = tierq(&s, "bakeoff --from-run tie --kind bake --models qwen3-8b,gpt-4o --run-prefix later --no-run", out,

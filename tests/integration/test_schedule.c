@@ -75,22 +75,29 @@ static void test_three_daemons_fire_each_due_time_once(void)
     CHECK_INT(q(c, "SELECT fires FROM tierq.schedules WHERE name = 'every3'"), fires);
 }
 
-/* SIGKILL during fires (the source takes a second): each fire is whole or absent, and a fresh daemon
- * then fires the due time the dead ones left. */
+/* SIGKILL during fires (the source takes a second; each daemon is killed while its fire statement is
+ * running): each fire is whole or absent, and a fresh daemon then fires the due time the dead ones
+ * left. A sequence, which no rollback undoes, counts the source's runs: the kills did cut fires. */
 static void test_kill9_mid_fire_whole_or_none(void)
 {
     make_items(5);
     CHECK(testdb_exec(c,
+                      "CREATE SEQUENCE app.source_runs;"
                       "CREATE OR REPLACE FUNCTION app.slow_src() RETURNS TABLE (kind text, prompt text)"
                       " LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog"
-                      " AS $$ SELECT 'classify', body FROM app.items, pg_sleep(1) $$;"
+                      " AS $$ SELECT 'classify', body FROM app.items, pg_sleep(1), nextval('app.source_runs') $$;"
                       "INSERT INTO tierq.schedules (name, cron, source, run_name)"
                       " VALUES ('slow', '@every 2s', 'app.slow_src()', '{schedule}-{time}')",
                       NULL, 0) == 0);
-    srand(7);
-    for (int k = 0; k < 6; k++) {
+    for (int k = 0; k < 4; k++) {
+        /* the last killed daemon's session ends when its statement does: wait, so the fire seen next
+         * is the new daemon's */
+        CHECK_INT(wait_for(c, "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%tierq.schedule_fire(%'"
+                              " AND pid <> pg_backend_pid()", 0, 10000), 0);
         int pid = start_daemon(s, "--max-in-flight 4");
-        usleep((useconds_t)(1500000 + rand() % 2000000));
+        CHECK_INT(wait_for(c, "SELECT count(*) FROM pg_stat_activity WHERE state = 'active'"
+                              " AND query LIKE '%tierq.schedule_fire(%' AND pid <> pg_backend_pid()", 1, 10000), 1);
+        usleep(300000); /* inside the source's second */
         kill(pid, SIGKILL);
         waitpid(pid, NULL, 0);
     }
@@ -102,8 +109,9 @@ static void test_kill9_mid_fire_whole_or_none(void)
     CHECK_INT(q(c, "SELECT count(*) FROM tierq.schedule_fires f WHERE schedule = 'slow' AND"
                    " jobs <> (SELECT count(*) FROM tierq.jobs j WHERE j.run_name = f.run_name)"), 0);
     long long before = q(c, "SELECT count(*) FROM tierq.schedule_fires WHERE schedule = 'slow'");
-    printf("# %lld whole fires survived 6 kills\n", before);
-    CHECK(before >= 1);
+    long long cut = q(c, "SELECT last_value FROM app.source_runs") - before;
+    printf("# %lld whole fires recorded, %lld cut by the 4 kills and rolled back\n", before, cut);
+    CHECK(cut >= 4);
     /* a daemon that lives fires again, exactly once per due time */
     int pid = start_daemon(s, "--max-in-flight 4");
     char more[256];
@@ -205,16 +213,17 @@ static void test_only_changed(void)
  * through a schedule, whichever role the daemon runs as (here: a superuser and a tierq_daemon). */
 static void test_source_runs_with_authors_rights(void)
 {
-    char err[1024];
+    char err[1024], saved[1024];
     CHECK(testdb_exec(c,
                       "DO $$ BEGIN"
                       "  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'sched_eve') THEN"
                       "    CREATE ROLE sched_eve NOLOGIN IN ROLE tierq_producer; END IF;"
                       "  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'sched_bob') THEN"
-                      "    CREATE ROLE sched_bob NOLOGIN IN ROLE tierq_producer; END IF;"
+                      "    CREATE ROLE sched_bob LOGIN IN ROLE tierq_producer; END IF;"
                       "  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'sched_runner') THEN"
                       "    CREATE ROLE sched_runner LOGIN IN ROLE tierq_daemon; END IF;"
                       " END $$;"
+                      "ALTER ROLE sched_bob LOGIN;"
                       "CREATE SCHEMA IF NOT EXISTS eve AUTHORIZATION sched_eve;"
                       "CREATE TABLE app.salaries (who text, pay int); INSERT INTO app.salaries VALUES ('ceo', 1000000);"
                       "GRANT USAGE ON SCHEMA app TO sched_eve, sched_runner;"
@@ -262,13 +271,19 @@ static void test_source_runs_with_authors_rights(void)
                          " VALUES ('wipe', '@daily', 'prune', '1 second')", err, sizeof err) != 0);
     CHECK(strstr(err, "may schedule a prune") != NULL);
     testdb_exec(c, "RESET ROLE", NULL, 0);
+    /* bob may not fire eve's schedule by hand either */
+    snprintf(saved, sizeof saved, "%s", testdb_conninfo);
+    snprintf(testdb_conninfo, sizeof testdb_conninfo, "%.900s user=sched_bob", saved);
+    char out2[2048];
+    int bst = testdb_run("schedule fire-now peek", out2, sizeof out2);
+    snprintf(testdb_conninfo, sizeof testdb_conninfo, "%s", saved);
+    CHECK_INT(bst, 1);
+    CHECK(strstr(out2, "schedule peek belongs to sched_eve: sched_bob may not fire it") != NULL);
     /* fired by a superuser daemon, then by a tierq_daemon one: permission denied each time, nothing read */
     CHECK(testdb_exec(c, "UPDATE tierq.schedules SET fire_from = now() - interval '3 seconds', next_fire_at = NULL"
                          " WHERE name IN ('peek', 'escape')", NULL, 0) == 0);
     CHECK_INT(run_drain(s, "--max-in-flight 4"), 0);
     sleep(2);
-    char saved[1024];
-    snprintf(saved, sizeof saved, "%s", testdb_conninfo);
     snprintf(testdb_conninfo, sizeof testdb_conninfo, "%.900s user=sched_runner", saved);
     CHECK(testdb_exec(c, "UPDATE tierq.schedules SET fire_from = now() - interval '3 seconds', next_fire_at = NULL"
                          " WHERE name IN ('peek', 'escape')", NULL, 0) == 0);
