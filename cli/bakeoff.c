@@ -299,9 +299,16 @@ int bakeoff_report(PGconn *c, const TqConfig *cfg, const BakeoffOptions *o, cons
         w->ledger_differs = strcmp(PQgetvalue(r, i, C_COST), PQgetvalue(r, i, C_JOBS_COST)) != 0 &&
                             fabs(w->cost - strtod(PQgetvalue(r, i, C_JOBS_COST), NULL)) > 1e-12;
         total += w->jobs;
-        if (w->with_expected == 0)
+        if (w->with_expected == 0 && w->jobs > 0)
             accuracy = false;
     }
+    for (int i = 0; i < PQntuples(r) && i < b->n && total > 0; i++)
+        if (rows[i].jobs == 0) {
+            /* a model whose run was never made has nothing to compare: no table, no recommendation */
+            PQclear(r);
+            return tq_err(err, TQ_EINVAL, "run %s has no jobs: model %s was not part of this bake-off (leave it"
+                          " out, or bake it off without --report-only)", b->run[i], cfg->models[b->model[i]].name);
+        }
     if (PQntuples(r) != b->n || total == 0) {
         PQclear(r);
         if (total == 0)

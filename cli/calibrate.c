@@ -1172,19 +1172,6 @@ static int new_kind_text(const KindCal *k, const TqConfig *cfg, const Plan *rec,
     return 0;
 }
 
-/* The path as a diff header: relative to the current directory when under it, since patch -p0
- * refuses absolute names. */
-static const char *diff_path(const char *path)
-{
-    static char cwd[1024];
-    if (path[0] != '/' || !getcwd(cwd, sizeof cwd))
-        return path;
-    size_t n = strlen(cwd);
-    if (strncmp(path, cwd, n) == 0 && path[n] == '/')
-        return path + n + 1;
-    return path;
-}
-
 /* Written beside it and renamed over it, with the file's own permissions. */
 static int write_file_atomic(const char *path, const Buf *text, TqErr *err)
 {
@@ -1468,7 +1455,7 @@ int calibrate_run(PGconn *c, const TqConfig *cfg, const CalibrateOptions *o, FIL
         rc = new_kind_text(&ks[i], cfg, &plans[i][PLAN_RECOMMENDED], &old, &nu[i], err);
         changed[i] = !rc && (old.len != nu[i].len || memcmp(old.data, nu[i].data, old.len) != 0);
         if (!rc && o->diff)
-            rc = kindfile_unified_diff(diff_path(paths[i]), old.data, old.len, nu[i].data, nu[i].len, &diffs)
+            rc = kindfile_unified_diff(paths[i], old.data, old.len, nu[i].data, nu[i].len, &diffs)
                      ? TQ_ENOMEM
                      : 0;
         buf_free(&old);

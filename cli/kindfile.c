@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define KINDFILE_CONTEXT 3
 
@@ -164,6 +165,10 @@ int kindfile_unified_diff(const char *path, const char *a, size_t alen, const ch
     size_t ctx0 = pre > KINDFILE_CONTEXT ? pre - KINDFILE_CONTEXT : 0;
     size_t ctx1 = suf > KINDFILE_CONTEXT ? KINDFILE_CONTEXT : suf;
     size_t a_from = ctx0, a_to = ac - suf + ctx1, b_from = ctx0, b_to = bc - suf + ctx1;
+    char cwd[1024];
+    size_t n = path[0] == '/' && getcwd(cwd, sizeof cwd) ? strlen(cwd) : 0;
+    if (n > 0 && strncmp(path, cwd, n) == 0 && path[n] == '/')
+        path += n + 1;
     int rc = buf_printf(out, "--- %s\n+++ %s\n@@ -%zu,%zu +%zu,%zu @@\n", path, path, a_to > a_from ? a_from + 1 : a_from,
                         a_to - a_from, b_to > b_from ? b_from + 1 : b_from, b_to - b_from);
     rc = rc || put_lines(out, ' ', a, alen, as, ac, ctx0, pre);

@@ -30,7 +30,8 @@ int kindfile_replace_tiers(const char *text, size_t len, const KindFileTier *tie
 const char *kindfile_fmt_bar(char *out, size_t cap, double v);
 
 /* Append to out a unified diff (one hunk, 3 lines of context) turning a into b, with headers
- * "--- path" and "+++ path" (apply with patch -p0). Nothing when a and b are equal. Returns 0 or a
+ * "--- path" and "+++ path" (apply with patch -p0: an absolute path under the current directory is
+ * written relative to it, since patch -p0 refuses absolute names). Nothing when a and b are equal. Returns 0 or a
  * Buf error. */
 int kindfile_unified_diff(const char *path, const char *a, size_t alen, const char *b, size_t blen, Buf *out);
 

@@ -138,6 +138,7 @@ static const char *const USAGE_RUN =
     "                          measures models, not the cache; --all-tiers implies it)\n"
     "  --cache-only-read       answer from the cache where it can, add nothing to it\n"
     "  --no-schedules          fire no schedules (tierq schedule); by default every run fires due ones\n"
+    "                          (a --drain run with --run or --kinds never does; per-fire budgets hold regardless)\n"
     "                          (checked each second; a --drain run also at start, before it counts)\n"
     "  -h, --help              this help\n"
     "\n"
@@ -1145,8 +1146,11 @@ static int cmd_bakeoff(const char *dir, int argc, char **argv)
         return rc;
     }
     if (!report_only && bakeoff_enqueue(c, cfg, &o, &b, stdout, &err)) {
+        char *cut = strstr(err.msg, "; choose another run name"); /* reprocess's advice: --append is not ours */
+        if (cut)
+            *cut = '\0';
         fprintf(stderr, "tierq bakeoff: %s%s\n", err.msg,
-                strstr(err.msg, "already has") ? " (--report-only prints the table of the runs made earlier)" : "");
+                cut ? ": --report-only prints the table of the runs made earlier; --run-prefix P bakes off anew" : "");
         rc = EXIT_FAILURE_RUNTIME;
     } else if (no_run) {
         if (!o.json)

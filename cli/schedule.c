@@ -5,6 +5,8 @@
 #include "emit.h"
 #include "tzone.h"
 
+#include <ctype.h>
+#include <errno.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -106,6 +108,78 @@ static int parse_duration_s(const char *s, long *out)
     return 0;
 }
 
+/* A whole number in lo..hi, or -1. */
+static long long int_in(const char *s, long long lo, long long hi)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    return errno == 0 && end != s && *end == '\0' && v >= lo && v <= hi ? v : -1;
+}
+
+/* The values the table's checks would refuse, refused here with the option's name and range. */
+static int check_add_values(const char *name, const char *run_name, const char *catch_up_max, const char *budget,
+                            const char *max_jobs, const char *prune_states, long grace_s)
+{
+    size_t n = strlen(name);
+    bool name_ok = n >= 1 && n <= 63 && isalnum((unsigned char)name[0]);
+    for (size_t i = 0; i < n && name_ok; i++)
+        name_ok = isalnum((unsigned char)name[i]) || strchr("_.-", name[i]);
+    if (!name_ok) {
+        fprintf(stderr, "tierq: schedule add: NAME \"%s\" must be 1-63 letters, digits, '_', '.' or '-', starting with a"
+                        " letter or digit\n", name);
+        return -1;
+    }
+    if (run_name) {
+        const char *p = run_name;
+        bool ok = strlen(run_name) >= 1 && strlen(run_name) <= 120;
+        while (ok && (p = strchr(p, '{')) != NULL) {
+            ok = strncmp(p, "{schedule}", 10) == 0 || strncmp(p, "{date}", 6) == 0 || strncmp(p, "{time}", 6) == 0;
+            p = strchr(p, '}');
+            p = p ? p + 1 : NULL;
+            if (!p)
+                break;
+        }
+        if (!ok) {
+            fprintf(stderr, "tierq: schedule add: --run-name \"%s\": 1-120 characters, and the only placeholders are"
+                            " {schedule}, {date} and {time}\n", run_name);
+            return -1;
+        }
+    }
+    if (catch_up_max && int_in(catch_up_max, 1, 1000) < 0) {
+        fprintf(stderr, "tierq: schedule add: --catch-up-max takes a whole number from 1 to 1000, not \"%s\"\n",
+                catch_up_max);
+        return -1;
+    }
+    if (max_jobs && int_in(max_jobs, 1, 10000000) < 0) {
+        fprintf(stderr, "tierq: schedule add: --max-jobs takes a whole number from 1 to 10000000, not \"%s\"\n", max_jobs);
+        return -1;
+    }
+    if (grace_s > 86400) {
+        fprintf(stderr, "tierq: schedule add: --grace is at most 24h\n");
+        return -1;
+    }
+    if (budget) {
+        char *end;
+        double v = strtod(budget, &end);
+        if (end == budget || *end || !(v > 0) || v > 1000000) {
+            fprintf(stderr, "tierq: schedule add: --budget-usd takes dollars above 0, at most 1000000, not \"%s\"\n",
+                    budget);
+            return -1;
+        }
+    }
+    if (prune_states) {
+        char copy[128];
+        snprintf(copy, sizeof copy, "%s", prune_states);
+        for (char *save = NULL, *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save))
+            if (strcmp(t, "done") && strcmp(t, "failed") && strcmp(t, "dead") && strcmp(t, "cancelled")) {
+                fprintf(stderr, "tierq: schedule add: --prune-states: \"%s\" is not done, failed, dead or cancelled\n", t);
+                return -1;
+            }
+    }
+    return 0;
+}
+
 static PGconn *connect_or_say(void)
 {
     PGconn *c = NULL;
@@ -195,6 +269,9 @@ static int sched_add(int argc, char **argv)
         fprintf(stderr, "tierq: schedule add: --prune-states goes with --prune-older-than\n");
         return SCHED_USAGE;
     }
+    long grace_s = grace[0] ? atol(grace) : 0;
+    if (check_add_values(name, run_name, catch_up_max, budget, max_jobs, prune_states, grace_s))
+        return SCHED_USAGE;
     /* the database cannot parse cron: refuse a bad expression or zone here, with the parser's words */
     Cron cr;
     TqErr err = {0};
@@ -223,7 +300,11 @@ static int sched_add(int argc, char **argv)
                      " CASE WHEN $14::text IS NOT NULL THEN string_to_array($14, ',') END)",
                      14, p, &err);
     if (rc) {
-        say_db_error(&err);
+        if (strcmp(err.sqlstate, "23505") == 0)
+            fprintf(stderr, "tierq: schedule add: a schedule named \"%s\" already exists (tierq schedule show %s;"
+                            " remove it first to replace it)\n", name, name);
+        else
+            say_db_error(&err);
         PQfinish(c);
         /* a value the database refused is the command line's fault; a lost connection is not */
         return err.sqlstate[0] && strncmp(err.sqlstate, "08", 2) != 0 ? SCHED_USAGE : SCHED_RUNTIME;
@@ -299,7 +380,7 @@ static int print_list(PGconn *c, bool json)
             else
                 emit(&e, ", \"next_fire_at\": null, \"last_outcome\": ");
             emit_json_str(&e, *PQgetvalue(r, i, 7) ? PQgetvalue(r, i, 7) : NULL);
-            emit(&e, ", \"last_jobs\": %s, \"last_run_name\": ", PQgetvalue(r, i, 8));
+            emit(&e, ", \"last_jobs\": %s, \"last_run_name\": ", *PQgetvalue(r, i, 7) ? PQgetvalue(r, i, 8) : "null");
             emit_json_str(&e, *PQgetvalue(r, i, 9) ? PQgetvalue(r, i, 9) : NULL);
             emit(&e, ", \"last_error\": ");
             emit_json_str(&e, *PQgetvalue(r, i, 12) ? PQgetvalue(r, i, 12) : NULL);
@@ -394,7 +475,8 @@ static int sched_show(const char *name)
                PQgetvalue(r, 0, 12)[0] == 't' ? "; only changed rows, by source_key" : "");
     printf("  run name       %s\n", PQgetvalue(r, 0, 6));
     printf("  catch-up       %s (max %s, grace %ss)\n", PQgetvalue(r, 0, 7), PQgetvalue(r, 0, 8), PQgetvalue(r, 0, 9));
-    printf("  per fire       budget $%s, max jobs %s\n", PQgetvalue(r, 0, 10), PQgetvalue(r, 0, 11));
+    printf("  per fire       budget %s%s, max jobs %s\n", strcmp(PQgetvalue(r, 0, 10), "none") ? "$" : "",
+           PQgetvalue(r, 0, 10), PQgetvalue(r, 0, 11));
     printf("  fires          %s (due times skipped last time: %s); source rows remembered: %s\n", PQgetvalue(r, 0, 18),
            PQgetvalue(r, 0, 19), PQgetvalue(r, 0, 21));
     if (*PQgetvalue(r, 0, 17))

@@ -13,7 +13,7 @@
 
 enum {
     FIRER_PERIOD_MS = 1000,        /* how often a daemon looks for due schedules */
-    FIRER_BUDGET_PERIOD_MS = 5000, /* how often budgeted runs' spend is summed */
+    FIRER_BUDGET_PERIOD_MS = 1000, /* how often budgeted runs' spend is summed (one cheap statement) */
     FIRER_MAX_PER_PASS = 100,      /* schedules fired per pass: a pass stays short, the next takes the rest */
     FIRER_MAX_DUE_SCAN = 100000,   /* due times walked when catching up; older ones count as skipped */
     FIRER_PRUNE_BATCH = 1000,      /* jobs per prune statement: short locks, the queue goes on */
@@ -273,8 +273,9 @@ static int fire_one(PGconn *c, const char *by, FirerCounts *counts, int *found, 
     }
     if (rc == 0 && skipped > 0) {
         counts->skipped += skipped;
-        log_msg(LOG_WARN, "schedule", "schedule %s: %lld due time(s) passed while no daemon ran were not fired"
-                " (catch_up %s)", d.name, (long long)skipped, d.catch_up);
+        log_msg(LOG_WARN, "schedule", "schedule %s: %lld due time(s) had passed before a daemon got to them (none"
+                " ran, or they were busy firing other schedules) and were not fired (catch_up %s)", d.name,
+                (long long)skipped, d.catch_up);
     }
 done:
     if (rc == 0 && db_exec(c, "commit fire", "COMMIT", 0, NULL, err) == 0) {
@@ -287,11 +288,11 @@ done:
     return TQ_EDB;
 }
 
-int firer_pass(PGconn *c, const char *by, int check_budgets, FirerCounts *counts, TqErr *err)
+int firer_pass(PGconn *c, const char *by, int fire, int check_budgets, FirerCounts *counts, TqErr *err)
 {
-    if (set_next_fire_times(c, err))
+    if (fire && set_next_fire_times(c, err))
         return TQ_EDB;
-    for (int i = 0; i < FIRER_MAX_PER_PASS; i++) {
+    for (int i = 0; fire && i < FIRER_MAX_PER_PASS; i++) {
         int found = 0;
         if (fire_one(c, by, counts, &found, err))
             return TQ_EDB;
@@ -317,6 +318,7 @@ struct Firer {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int stop;
+    int fire;  /* 0: only the budget checks */
     char by[160];
     FirerCounts counts; /* under mu */
 };
@@ -325,7 +327,8 @@ static void *firer_main(void *arg)
 {
     Firer *f = arg;
     PGconn *c = NULL;
-    int64_t next_budget = 0;
+    int64_t next_budget = 0, last_said = 0;
+    char said[sizeof ((TqErr *)0)->msg] = ""; /* the last failure logged: a lasting one is said once a minute */
     pthread_mutex_lock(&f->mu);
     while (!f->stop) {
         pthread_mutex_unlock(&f->mu);
@@ -345,8 +348,12 @@ static void *firer_main(void *arg)
             int budgets = now >= next_budget;
             if (budgets)
                 next_budget = now + FIRER_BUDGET_PERIOD_MS;
-            if (firer_pass(c, f->by, budgets, &got, &err) && !db_is_broken(c))
+            if (firer_pass(c, f->by, f->fire, budgets, &got, &err) && !db_is_broken(c) &&
+                (strcmp(said, err.msg) != 0 || now - last_said >= 60000)) {
                 log_msg(LOG_WARN, "schedule", "firing schedules: %s", err.msg);
+                snprintf(said, sizeof said, "%s", err.msg);
+                last_said = now;
+            }
             pthread_mutex_lock(&f->mu);
             f->counts.fires += got.fires;
             f->counts.jobs += got.jobs;
@@ -368,11 +375,12 @@ static void *firer_main(void *arg)
     return NULL;
 }
 
-int firer_start(const char *by, Firer **out, TqErr *err)
+int firer_start(const char *by, int fire, Firer **out, TqErr *err)
 {
     Firer *f = calloc(1, sizeof *f);
     if (!f)
         return tq_err(err, TQ_ENOMEM, "out of memory starting the schedule firer");
+    f->fire = fire;
     snprintf(f->by, sizeof f->by, "%s", by);
     pthread_mutex_init(&f->mu, NULL);
     pthread_cond_init(&f->cv, NULL);

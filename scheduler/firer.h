@@ -35,16 +35,19 @@ typedef struct FirerCounts {
     int64_t pruned;     /* jobs deleted by prune fires */
 } FirerCounts;
 
-/* One pass of steps 1-3 (and 4 when check_budgets) on the caller's connection, which must not be in
- * a transaction; by = the daemon's worker id, recorded on each fire. Adds what it did to *counts.
- * Returns 0, or TQ_EDB (the pass stopped; a half-done fire was rolled back). Blocks. */
-int firer_pass(PGconn *c, const char *by, int check_budgets, FirerCounts *counts, TqErr *err);
+/* One pass of steps 1-3 (when fire) and 4 (when check_budgets) on the caller's connection, which must
+ * not be in a transaction; by = the daemon's worker id, recorded on each fire. Adds what it did to
+ * *counts. Returns 0, or TQ_EDB (the pass stopped; a half-done fire was rolled back). Blocks.
+ * A daemon fires schedules one after another: a source that takes a minute delays the others on
+ * this daemon by a minute (another daemon, if any, takes them meanwhile: the row is not locked). */
+int firer_pass(PGconn *c, const char *by, int fire, int check_budgets, FirerCounts *counts, TqErr *err);
 
 typedef struct Firer Firer;
 
 /* Start the firer thread; it connects from the environment (db_connect(NULL)) and reconnects when
- * the database goes away. Returns 0, or TQ_ENOMEM / TQ_EIO (thread). */
-int firer_start(const char *by, Firer **out, TqErr *err);
+ * the database goes away. fire = 0: it only checks run budgets (a --drain run limited by --run or
+ * --kinds). Returns 0, or TQ_ENOMEM / TQ_EIO (thread). */
+int firer_start(const char *by, int fire, Firer **out, TqErr *err);
 /* What it has done so far. Any thread. */
 void firer_counts(Firer *f, FirerCounts *out);
 /* Stop it (a fire under way completes or rolls back first) and free it. NULL is fine. */

@@ -759,10 +759,20 @@ static int run_setup(Run *r)
     if (queue_worker_register(r->conn, r->owner, "{}", &err))
         log_msg(LOG_WARN, "run", "cannot register in tierq.workers: %s", err.msg);
     replay_spilled(r);
-    if (!opt->no_schedules && opt->drain) {
+    /* a drain run limited to a run or kinds is a targeted job: it fires nothing into other runs */
+    bool fires = !opt->no_schedules && !(opt->drain && (opt->run_name || opt->kinds_csv));
+    if (!opt->drain) {
+        PGresult *su = db_query(r->conn, "role check", "SELECT rolsuper FROM pg_roles WHERE rolname = current_user", 0,
+                                NULL, &err);
+        if (su && PQntuples(su) == 1 && PQgetvalue(su, 0, 0)[0] == 't')
+            log_msg(LOG_WARN, "run", "this daemon connects as a superuser; run it as a role in tierq_daemon that is not"
+                    " one (README, Schedules: whose rights a schedule runs with)");
+        PQclear(su);
+    }
+    if (fires && opt->drain) {
         /* a drain run fires what is due once, at start, and then drains it: a nightly cron line
          * `tierq run --drain` serves the schedules too */
-        if (firer_pass(r->conn, r->owner, 1, &r->drain_fires, &err))
+        if (firer_pass(r->conn, r->owner, 1, 1, &r->drain_fires, &err))
             log_msg(LOG_WARN, "run", "firing due schedules: %s", err.msg);
     }
     r->total = remaining_jobs(r, false, &err);
@@ -803,7 +813,8 @@ static int run_setup(Run *r)
     int wrc = writer_start(&r->writer, NULL, r->owner, r->done, r->held, r->efd, &wopt, &err);
     int prc = wrc ? -1 : pool_start(&r->pool, cfg, &opt->pool, r->owner, r->done, &err);
     /* --drain too: due times that come while it drains fire, and budgeted runs are checked */
-    int frc = wrc || prc || opt->no_schedules ? 0 : firer_start(r->owner, &r->firer, &err);
+    /* with --no-schedules too: it still stops claims of runs whose per-fire budget is spent */
+    int frc = wrc || prc ? 0 : firer_start(r->owner, fires, &r->firer, &err);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (wrc || prc || frc) {
         fprintf(stderr, "tierq: run: %s\n", err.msg);

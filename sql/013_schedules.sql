@@ -104,6 +104,8 @@ CREATE TABLE tierq.run_budgets (
 CREATE FUNCTION tierq.schedules_check() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     fn record;
+    cols text[];
+    allowed CONSTANT text[] := ARRAY['kind', 'prompt', 'system_prompt', 'context', 'params', 'expected', 'priority', 'source_key'];
 BEGIN
     IF TG_OP = 'UPDATE' THEN
         NEW.created_by := OLD.created_by;
@@ -122,7 +124,7 @@ BEGIN
                (SELECT t.typtype FROM pg_type t WHERE t.oid = p.prorettype) = 'c'
                OR (p.prorettype = 'record'::regtype AND p.proargmodes IS NOT NULL) AS has_columns
             INTO fn FROM pg_proc p WHERE p.oid = NEW.source;
-        IF NOT fn.proretset OR fn.pronargs <> 0 OR NOT fn.has_columns THEN
+        IF NOT fn.proretset OR fn.pronargs <> 0 OR NOT coalesce(fn.has_columns, false) THEN
             RAISE EXCEPTION 'schedule %: source % must be a set-returning function without arguments and with named columns (RETURNS TABLE (kind text, prompt text, ...))',
                 NEW.name, NEW.source USING ERRCODE = 'check_violation';
         END IF;
@@ -135,7 +137,24 @@ BEGIN
             RAISE EXCEPTION 'schedule %: source % belongs to %, not to you (%): a schedule runs a function of its author''s',
                 NEW.name, NEW.source, fn.owner, current_user USING ERRCODE = 'insufficient_privilege';
         END IF;
+        -- its columns, as a fire will see them: kind and prompt, nothing a job does not have
+        SELECT array_agg(c) INTO cols FROM (
+            SELECT a.attname::text AS c FROM pg_proc p JOIN pg_type t ON t.oid = p.prorettype
+                JOIN pg_attribute a ON a.attrelid = t.typrelid AND a.attnum > 0 AND NOT a.attisdropped
+            WHERE p.oid = NEW.source AND t.typtype = 'c'
+            UNION ALL
+            SELECT x.n FROM pg_proc p, unnest(p.proargnames, p.proargmodes) AS x(n, m)
+            WHERE p.oid = NEW.source AND x.m IN ('o', 't')) q;
+        IF NOT cols @> ARRAY['kind', 'prompt'] OR NOT cols <@ allowed THEN
+            RAISE EXCEPTION 'schedule %: source % must yield columns kind and prompt, and only these others: %; it yields %',
+                NEW.name, NEW.source, array_to_string(allowed[3:], ', '), array_to_string(cols, ', ')
+                USING ERRCODE = 'check_violation';
+        END IF;
         NEW.created_by := current_user;
+    END IF;
+    IF NEW.action = 'prune' AND NEW.cron = '@external' THEN
+        RAISE EXCEPTION 'schedule %: a prune schedule is fired by the daemons; pg_cron users CALL tierq.prune(...) instead', NEW.name
+            USING ERRCODE = 'check_violation';
     END IF;
     IF NEW.tz IS DISTINCT FROM (CASE WHEN TG_OP = 'UPDATE' THEN OLD.tz END) THEN
         BEGIN
@@ -259,12 +278,13 @@ LANGUAGE plpgsql AS $$
 DECLARE
     s tierq.schedules;
     left_over bigint := 0;
+    detail text;
 BEGIN
     SELECT * INTO s FROM tierq.schedules WHERE name = p_name FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'no schedule named "%"', p_name USING ERRCODE = 'no_data_found';
     END IF;
-    run_name := tierq.schedule_run_name(s.run_name, s.name, s.tz, p_due);
+    run_name := CASE WHEN s.action = 'enqueue' THEN tierq.schedule_run_name(s.run_name, s.name, s.tz, p_due) END;
     jobs := 0;
     INSERT INTO tierq.schedule_fires (schedule, due_at, fired_by, run_name, outcome)
         VALUES (s.name, p_due, p_by, run_name, 'firing') ON CONFLICT DO NOTHING;
@@ -277,16 +297,20 @@ BEGIN
             SELECT e.enqueued, e.left_over INTO jobs, left_over FROM tierq.schedule_enqueue(s, run_name) e;
             outcome := CASE WHEN left_over > 0 THEN 'truncated' WHEN jobs = 0 THEN 'empty' ELSE 'ok' END;
             IF left_over > 0 THEN
-                error := format('%s more rows than max_jobs (%s) left for a later fire', left_over, s.max_jobs);
+                error := format('%s rows over max_jobs (%s) not enqueued: %s', left_over, s.max_jobs,
+                                CASE WHEN s.only_changed THEN 'the next fire sends them'
+                                     ELSE 'without only_changed, every fire starts again from the first rows' END);
             END IF;
             IF s.budget_usd IS NOT NULL AND jobs > 0 THEN
                 INSERT INTO tierq.run_budgets (run_name, budget_usd, schedule) VALUES (run_name, s.budget_usd, s.name)
                     ON CONFLICT ON CONSTRAINT run_budgets_pkey DO UPDATE SET budget_usd = EXCLUDED.budget_usd;
             END IF;
         EXCEPTION WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS detail = PG_EXCEPTION_DETAIL;
             jobs := 0;
             outcome := 'error';
-            error := SQLERRM;
+            -- the detail names the row (Key (kind)=(sumarize) is not present ...)
+            error := SQLERRM || coalesce(nullif(' (' || detail || ')', ' ()'), '');
         END;
     ELSE
         outcome := 'pruning'; -- the daemon prunes in batches after this commits and records the count
@@ -315,6 +339,10 @@ BEGIN
     END IF;
     IF s.action <> 'enqueue' THEN
         RAISE EXCEPTION 'schedule % prunes; call tierq.prune_batch() from pg_cron instead', p_name;
+    END IF;
+    IF NOT s.enabled THEN
+        RAISE EXCEPTION 'schedule % is disabled: enable it to fire it (tierq schedule enable %)', p_name, p_name
+            USING ERRCODE = 'object_not_in_prerequisite_state';
     END IF;
     -- the caller (the session's role: current_user is this function's owner here) must be the
     -- schedule's author, in a role of the author's, or a daemon: one producer does not fire another's
@@ -355,7 +383,9 @@ GRANT SELECT, INSERT, DELETE, UPDATE (cron, tz, source, run_name, enabled, catch
     ON tierq.schedules TO tierq_producer;
 GRANT SELECT, INSERT, UPDATE, DELETE ON tierq.schedules, tierq.schedule_fires, tierq.schedule_rows, tierq.run_budgets
     TO tierq_daemon;
-GRANT SELECT ON tierq.schedule_fires, tierq.run_budgets TO tierq_producer;
+GRANT SELECT ON tierq.schedule_fires, tierq.schedule_rows, tierq.run_budgets TO tierq_producer;
+-- tierq status lists live processes for producers too (it failed on this table before)
+GRANT SELECT ON tierq.workers TO tierq_producer;
 REVOKE EXECUTE ON FUNCTION tierq.schedule_enqueue(tierq.schedules, text), tierq.schedule_fire(text, timestamptz, timestamptz, text),
     tierq.fire(text), tierq.check_run_budgets() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION tierq.schedule_enqueue(tierq.schedules, text), tierq.schedule_fire(text, timestamptz, timestamptz, text),

@@ -140,6 +140,9 @@ static void test_catch_up_policies(void)
                       "UPDATE tierq.schedules SET fire_from = date_trunc('hour', now()) - interval '5 hours'"
                       " + interval '1 second' WHERE name LIKE 'cu_%'",
                       NULL, 0) == 0);
+    /* a drain run limited to kinds (or a run) is a targeted job: it fires nothing */
+    CHECK_INT(run_drain(s, "--max-in-flight 8 --kinds classify"), 0);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.schedule_fires WHERE schedule LIKE 'cu_%'"), 0);
     CHECK_INT(run_drain(s, "--max-in-flight 8"), 0);
     long long age = q(c, "SELECT extract(epoch FROM now() - date_trunc('hour', now()))::bigint");
     /* latest: the latest hour mark, once; the other 4 skipped */
@@ -195,18 +198,30 @@ static void test_only_changed(void)
                          " VALUES ('nokey', '@daily', 'app.nokey()', true)", NULL, 0) == 0);
     CHECK_INT(testdb_run("schedule fire-now nokey", out, sizeof out), 1);
     CHECK(strstr(out, "only_changed: source app.nokey yields 1 row(s) without a source_key") != NULL);
-    /* an unknown column, a bad kind: the fire fails whole with the reason */
+    /* an unknown column is refused when the schedule is written; a bad kind fails the fire whole, the
+     * row named */
+    char err[1024];
     CHECK(testdb_exec(c, "CREATE FUNCTION app.typo() RETURNS TABLE (kind text, promt text) LANGUAGE sql"
                          " SECURITY DEFINER AS $$ SELECT 'classify', 'x' $$;"
                          "CREATE FUNCTION app.badkind() RETURNS TABLE (kind text, prompt text) LANGUAGE sql"
                          " SECURITY DEFINER AS $$ VALUES ('classify', 'fine'), ('no_such_kind', 'x') $$;"
-                         "INSERT INTO tierq.schedules (name, cron, source) VALUES ('typo', '@daily', 'app.typo()'),"
-                         " ('badkind', '@daily', 'app.badkind()')", NULL, 0) == 0);
-    CHECK_INT(testdb_run("schedule fire-now typo", out, sizeof out), 1);
-    CHECK(strstr(out, "yields column(s) promt that a job does not have") != NULL);
+                         "INSERT INTO tierq.schedules (name, cron, source) VALUES ('badkind', '@daily', 'app.badkind()')",
+                      NULL, 0) == 0);
+    CHECK(testdb_exec(c, "INSERT INTO tierq.schedules (name, cron, source) VALUES ('typo', '@daily', 'app.typo()')",
+                      err, sizeof err) != 0);
+    CHECK(strstr(err, "must yield columns kind and prompt, and only these others") != NULL && strstr(err, "it yields kind, promt"));
     CHECK_INT(testdb_run("schedule fire-now badkind", out, sizeof out), 1);
-    CHECK(strstr(out, "no_such_kind") != NULL || strstr(out, "foreign key") != NULL);
-    CHECK_INT(q(c, "SELECT count(*) FROM tierq.jobs WHERE run_name LIKE 'badkind-%' OR run_name LIKE 'typo-%'"), 0);
+    CHECK(strstr(out, "Key (kind)=(no_such_kind) is not present in table \"kinds\"") != NULL);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.jobs WHERE run_name LIKE 'badkind-%'"), 0);
+    /* a disabled schedule does not fire by hand (or from pg_cron) either */
+    CHECK(testdb_exec(c, "UPDATE tierq.schedules SET enabled = false WHERE name = 'badkind'", NULL, 0) == 0);
+    CHECK_INT(testdb_run("schedule fire-now badkind", out, sizeof out), 1);
+    CHECK(strstr(out, "schedule badkind is disabled") != NULL);
+    /* max_jobs without only_changed says what happens to the rest */
+    CHECK(testdb_exec(c, "INSERT INTO tierq.schedules (name, cron, source, max_jobs) VALUES ('cap', '@daily', 'app.items_src()', 4)",
+                      NULL, 0) == 0);
+    CHECK_INT(testdb_run("schedule fire-now cap", out, sizeof out), 0);
+    CHECK(strstr(out, "4 jobs into run cap-") && strstr(out, "rows over max_jobs (4) not enqueued: without only_changed"));
 }
 
 /* The source runs with its author's rights: a producer role without SELECT on a table cannot read it
@@ -271,7 +286,14 @@ static void test_source_runs_with_authors_rights(void)
                          " VALUES ('wipe', '@daily', 'prune', '1 second')", err, sizeof err) != 0);
     CHECK(strstr(err, "may schedule a prune") != NULL);
     testdb_exec(c, "RESET ROLE", NULL, 0);
-    /* bob may not fire eve's schedule by hand either */
+    /* bob may read eve's schedule (show), but not fire it by hand */
+    snprintf(saved, sizeof saved, "%s", testdb_conninfo);
+    snprintf(testdb_conninfo, sizeof testdb_conninfo, "%.900s user=sched_bob", saved);
+    char show[4096];
+    int sst = testdb_run("schedule show peek", show, sizeof show);
+    snprintf(testdb_conninfo, sizeof testdb_conninfo, "%s", saved);
+    CHECK_INT(sst, 0);
+    CHECK(strstr(show, "source         eve.peek(), run as sched_eve") != NULL);
     snprintf(saved, sizeof saved, "%s", testdb_conninfo);
     snprintf(testdb_conninfo, sizeof testdb_conninfo, "%.900s user=sched_bob", saved);
     char out2[2048];
@@ -406,12 +428,24 @@ static void test_cli(void)
     CHECK_INT(testdb_run("schedule disable berlin", out, sizeof out), 0);
     CHECK_INT(q(c, "SELECT count(*) FROM tierq.schedules WHERE name = 'berlin' AND NOT enabled"), 1);
     CHECK_INT(testdb_run("schedule enable berlin", out, sizeof out), 0);
+    CHECK_INT(testdb_run("schedule add berlin --cron @daily --source app.items_src", out, sizeof out), 2);
+    CHECK(strstr(out, "a schedule named \"berlin\" already exists") != NULL);
     CHECK_INT(testdb_run("schedule remove berlin", out, sizeof out), 0);
     CHECK_INT(q(c, "SELECT count(*) FROM tierq.schedules WHERE name = 'berlin'"), 0);
     CHECK_INT(testdb_run("schedule remove berlin", out, sizeof out), 2);
     CHECK_INT(testdb_run("schedule add x --cron '@daily'", out, sizeof out), 2);
     CHECK(strstr(out, "give either --source") != NULL);
     CHECK_INT(testdb_run("schedule frobnicate", out, sizeof out), 2);
+    /* values the table would refuse are refused by the command, by option */
+    CHECK_INT(testdb_run("schedule add y --cron @daily --source app.items_src --run-name '{schedule}-{hour}'", out, sizeof out), 2);
+    CHECK(strstr(out, "the only placeholders are {schedule}, {date} and {time}") != NULL);
+    CHECK_INT(testdb_run("schedule add y --cron @daily --source app.items_src --max-jobs 999999999999", out, sizeof out), 2);
+    CHECK(strstr(out, "--max-jobs takes a whole number from 1 to 10000000") != NULL);
+    CHECK_INT(testdb_run("schedule add y --cron @daily --source app.items_src --budget-usd abc", out, sizeof out), 2);
+    CHECK_INT(testdb_run("schedule add 'bad name' --cron @daily --source app.items_src", out, sizeof out), 2);
+    CHECK_INT(testdb_run("schedule add y --cron @external --prune-older-than 30d", out, sizeof out), 2);
+    CHECK(strstr(out, "a prune schedule is fired by the daemons") != NULL);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.schedules WHERE name IN ('y', 'bad name')"), 0);
     /* @external: left to pg_cron; the daemons never set a next fire time */
     CHECK_INT(testdb_run("schedule add outside --cron @external --source app.items_src", out, sizeof out), 0);
     CHECK(strstr(out, "SELECT tierq.fire('outside')") != NULL);
