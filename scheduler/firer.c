@@ -4,6 +4,7 @@
 #include "cron.h"
 #include "db.h"
 #include "log.h"
+#include "retention.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -92,8 +93,8 @@ typedef struct Due {
     char tz[80];
     char catch_up[8];
     char action[8];
-    char prune_older[64];
-    char prune_states[128];
+    long prune_older_s;
+    char prune_states[128]; /* "done,failed": retention_parse_states */
     int64_t next_s, now_s;
     int cap, grace_s;
     int found;
@@ -111,7 +112,7 @@ static int take_due(void *ud, const PGresult *r, int row)
     d->cap = atoi(PQgetvalue(r, row, 6));
     d->grace_s = atoi(PQgetvalue(r, row, 7));
     snprintf(d->action, sizeof d->action, "%s", PQgetvalue(r, row, 8));
-    snprintf(d->prune_older, sizeof d->prune_older, "%s", PQgetvalue(r, row, 9));
+    d->prune_older_s = atol(PQgetvalue(r, row, 9));
     snprintf(d->prune_states, sizeof d->prune_states, "%s", PQgetvalue(r, row, 10));
     d->found = 1;
     return 0;
@@ -164,32 +165,19 @@ static int pick_due_times(const Due *d, const Cron *cr, int64_t *fire, int *nfir
     return 0;
 }
 
+/* A prune fire's work, after the fire committed: retention_prune in batches of FIRER_PRUNE_BATCH (each
+ * its own transaction, SKIP LOCKED), then the count recorded on the fire and the schedule. */
 static int prune_after_fire(PGconn *c, const Due *d, int64_t due, FirerCounts *counts, TqErr *err)
 {
-    char dues[32], batch[16];
+    RetentionSpec spec = {.older_than_s = d->prune_older_s, .states = RETENTION_ALL, .batch = FIRER_PRUNE_BATCH};
+    RetentionTotals done = {0};
+    int rc = d->prune_states[0] ? retention_parse_states(d->prune_states, &spec.states, err) : 0;
+    if (rc == 0)
+        rc = retention_prune(c, &spec, 0, &done, err);
+    counts->pruned += done.jobs;
+    char dues[32], dels[32];
     snprintf(dues, sizeof dues, "%lld", (long long)due);
-    snprintf(batch, sizeof batch, "%d", FIRER_PRUNE_BATCH);
-    int64_t deleted = 0;
-    int rc = 0;
-    for (;;) {
-        const char *p[] = {d->prune_older, d->prune_states[0] ? d->prune_states : NULL, batch};
-        PGresult *r = db_query(c, "prune batch",
-                               "SELECT jobs_deleted FROM tierq.prune_batch($1::interval,"
-                               " coalesce($2::text[], ARRAY['done','failed','dead','cancelled']), $3::int)",
-                               3, p, err);
-        if (!r) {
-            rc = TQ_EDB;
-            break;
-        }
-        int64_t n = atoll(PQgetvalue(r, 0, 0));
-        PQclear(r);
-        deleted += n;
-        if (n == 0)
-            break;
-    }
-    counts->pruned += deleted;
-    char dels[32];
-    snprintf(dels, sizeof dels, "%lld", (long long)deleted);
+    snprintf(dels, sizeof dels, "%lld", (long long)done.jobs);
     const char *p[] = {d->name, dues, dels, rc ? "error" : "ok", rc ? err->msg : NULL};
     TqErr e2 = {0};
     db_exec(c, "record prune",
@@ -198,8 +186,8 @@ static int prune_after_fire(PGconn *c, const Due *d, int64_t due, FirerCounts *c
             " UPDATE tierq.schedules SET last_jobs = $3::bigint, last_outcome = $4, last_error = $5"
             " WHERE name = $1 AND last_due_at = to_timestamp($2::bigint)",
             5, p, &e2);
-    log_msg(rc ? LOG_WARN : LOG_INFO, "schedule", "schedule %s pruned %lld jobs%s%s", d->name, (long long)deleted,
-            rc ? ", then failed: " : "", rc ? err->msg : "");
+    log_msg(rc ? LOG_WARN : LOG_INFO, "schedule", "schedule %s pruned %lld jobs and %lld ledger rows%s%s", d->name,
+            (long long)done.jobs, (long long)done.calls, rc ? ", then failed: " : "", rc ? err->msg : "");
     return rc;
 }
 
@@ -214,7 +202,8 @@ static int fire_one(PGconn *c, const char *by, FirerCounts *counts, int *found, 
     int rc = db_query_rows(c, "claim a due schedule",
                            "SELECT name, cron, tz, floor(extract(epoch FROM next_fire_at))::bigint,"
                            " floor(extract(epoch FROM now()))::bigint, catch_up, catch_up_max, grace_s, action,"
-                           " coalesce(prune_older_than::text, ''), coalesce(prune_states::text, '')"
+                           " coalesce(extract(epoch FROM prune_older_than)::bigint, 0),"
+                           " coalesce(array_to_string(prune_states, ','), '')"
                            " FROM tierq.schedules WHERE enabled AND next_fire_at <= now()"
                            " ORDER BY next_fire_at LIMIT 1 FOR UPDATE SKIP LOCKED",
                            0, NULL, take_due, &d, err);

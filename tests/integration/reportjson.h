@@ -7,7 +7,7 @@
 
 #include "json.h"
 
-static char jv_bufs[8][128];
+static char jv_bufs[16][256];
 static int jv_next;
 
 /* Raw text of obj[key]: the number or literal as written, a string without quotes, or
@@ -19,7 +19,7 @@ static inline const char *jv(const JsonDoc *d, int obj, const char *key)
         return "<missing>";
     size_t n = 0;
     const char *raw = json_raw(d, i, &n);
-    char *out = jv_bufs[jv_next++ % 8];
+    char *out = jv_bufs[jv_next++ % 16];
     snprintf(out, sizeof jv_bufs[0], "%.*s", (int)n, raw);
     return out;
 }

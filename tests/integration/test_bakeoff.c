@@ -4,6 +4,7 @@
  * bake-off whose table equals what this test computes itself over tierq.calls and tierq.jobs, with
  * the recommendation the stated rule gives when one model is far better and when two tie. The kinds
  * live in a private jobs/ directory so that edits to the shipped catalog never move these figures. */
+#include "reportjson.h"
 #include "runhelp.h"
 
 #include "err.h"
@@ -211,20 +212,6 @@ static void test_pinned_job_is_answered_by_its_model_alone(void)
     sim_stop(&s);
 }
 
-/* Raw text of obj[key] ("<missing>" when absent). */
-static const char *jv(const JsonDoc *d, int obj, const char *key)
-{
-    static char bufs[16][256];
-    static int next;
-    int i = obj >= 0 ? json_get(d, obj, key) : -1;
-    if (i < 0)
-        return "<missing>";
-    size_t n = 0;
-    const char *raw = json_raw(d, i, &n);
-    char *o = bufs[next++ % 16];
-    snprintf(o, sizeof bufs[0], "%.*s", (int)n, raw);
-    return o;
-}
 
 /* One model's row of the JSON table against the ledger and the jobs, computed here. */
 static void check_row(PGconn *c, const JsonDoc *d, int row, const char *model, const char *run, long jobs)

@@ -29,6 +29,17 @@ static void make_items(int n)
         printf("# make_items: %s", err);
 }
 
+/* tierq ARGS connected as role user (the test database's conninfo plus user=...). */
+static int run_as(const char *user, const char *args, char *out, size_t cap)
+{
+    char saved[sizeof testdb_conninfo];
+    snprintf(saved, sizeof saved, "%s", testdb_conninfo);
+    snprintf(testdb_conninfo, sizeof testdb_conninfo, "%.900s user=%.60s", saved, user);
+    int st = testdb_run(args, out, cap);
+    snprintf(testdb_conninfo, sizeof testdb_conninfo, "%s", saved);
+    return st;
+}
+
 static int count_lines(const char *text, const char *needle)
 {
     int n = 0;
@@ -228,7 +239,7 @@ static void test_only_changed(void)
  * through a schedule, whichever role the daemon runs as (here: a superuser and a tierq_daemon). */
 static void test_source_runs_with_authors_rights(void)
 {
-    char err[1024], saved[1024];
+    char err[1024];
     CHECK(testdb_exec(c,
                       "DO $$ BEGIN"
                       "  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'sched_eve') THEN"
@@ -287,31 +298,22 @@ static void test_source_runs_with_authors_rights(void)
     CHECK(strstr(err, "may schedule a prune") != NULL);
     testdb_exec(c, "RESET ROLE", NULL, 0);
     /* bob may read eve's schedule (show), but not fire it by hand */
-    snprintf(saved, sizeof saved, "%s", testdb_conninfo);
-    snprintf(testdb_conninfo, sizeof testdb_conninfo, "%.900s user=sched_bob", saved);
-    char show[4096];
-    int sst = testdb_run("schedule show peek", show, sizeof show);
-    snprintf(testdb_conninfo, sizeof testdb_conninfo, "%s", saved);
-    CHECK_INT(sst, 0);
-    CHECK(strstr(show, "source         eve.peek(), run as sched_eve") != NULL);
-    snprintf(saved, sizeof saved, "%s", testdb_conninfo);
-    snprintf(testdb_conninfo, sizeof testdb_conninfo, "%.900s user=sched_bob", saved);
-    char out2[2048];
-    int bst = testdb_run("schedule fire-now peek", out2, sizeof out2);
-    snprintf(testdb_conninfo, sizeof testdb_conninfo, "%s", saved);
-    CHECK_INT(bst, 1);
+    char out2[4096];
+    CHECK_INT(run_as("sched_bob", "schedule show peek", out2, sizeof out2), 0);
+    CHECK(strstr(out2, "source         eve.peek(), run as sched_eve") != NULL);
+    CHECK_INT(run_as("sched_bob", "schedule fire-now peek", out2, sizeof out2), 1);
     CHECK(strstr(out2, "schedule peek belongs to sched_eve: sched_bob may not fire it") != NULL);
     /* fired by a superuser daemon, then by a tierq_daemon one: permission denied each time, nothing read */
     CHECK(testdb_exec(c, "UPDATE tierq.schedules SET fire_from = now() - interval '3 seconds', next_fire_at = NULL"
                          " WHERE name IN ('peek', 'escape')", NULL, 0) == 0);
     CHECK_INT(run_drain(s, "--max-in-flight 4"), 0);
     sleep(2);
-    snprintf(testdb_conninfo, sizeof testdb_conninfo, "%.900s user=sched_runner", saved);
     CHECK(testdb_exec(c, "UPDATE tierq.schedules SET fire_from = now() - interval '3 seconds', next_fire_at = NULL"
                          " WHERE name IN ('peek', 'escape')", NULL, 0) == 0);
     sleep(1);
-    int st = run_drain(s, "--max-in-flight 4");
-    snprintf(testdb_conninfo, sizeof testdb_conninfo, "%s", saved);
+    setenv("TIERQ_BASE_URL", s->base_url, 1);
+    int st = run_as("sched_runner", "run --drain --quiet --max-in-flight 4", run_out, sizeof run_out);
+    unsetenv("TIERQ_BASE_URL");
     CHECK_INT(st, 0);
     if (st)
         printf("# %s\n", run_out);
