@@ -21,6 +21,10 @@ enum {
     SCHEDULE_CATCH_UP_MAX = 1000,  /* the largest catch_up_max sql/013 allows */
 };
 
+/* The longest a fire's statement may run (its source, the insert): a source that hangs fails its fire
+ * instead of holding the daemon. */
+#define FIRER_STATEMENT_TIMEOUT "10min"
+
 /* ---- step 1: next fire times -------------------------------------------------------------------- */
 
 typedef struct Unset {
@@ -140,15 +144,18 @@ static int pick_due_times(const Due *d, const Cron *cr, int64_t *fire, int *nfir
             break;
         }
         if (++walked == FIRER_MAX_DUE_SCAN) {
-            /* down for a long time: what lies before the last day is skipped without walking it */
-            if (cron_next(cr, d->tz, (time_t)(d->now_s - 86400), &n, err))
+            /* down for a long time: what lies before the last day is skipped without walking it (only
+             * forwards: the last day may already be behind) */
+            time_t jump;
+            if (cron_next(cr, d->tz, (time_t)(d->now_s - 86400), &jump, err))
                 return TQ_EINVAL;
-            if ((int64_t)n > t)
+            if ((int64_t)jump > (int64_t)n) {
+                n = jump;
                 total++; /* at least one more passed over; the exact count does not matter here */
-            walked = -FIRER_MAX_DUE_SCAN; /* once */
-            if ((int64_t)n > d->now_s) {
-                *next = (int64_t)n;
-                break;
+                if ((int64_t)n > d->now_s) {
+                    *next = (int64_t)n;
+                    break;
+                }
             }
         }
         t = (int64_t)n;
@@ -192,24 +199,28 @@ static int prune_after_fire(PGconn *c, const Due *d, int64_t due, FirerCounts *c
 }
 
 /* Fire the first due schedule, if any, in one transaction. *fired: one was found. */
-static int fire_one(PGconn *c, const char *by, FirerCounts *counts, int *found, TqErr *err)
+static int fire_one(PGconn *c, const char *by, const char *skip_names, FirerCounts *counts, Due *d_out, TqErr *err)
 {
-    *found = 0;
+    d_out->found = 0;
     int64_t pruned_due = -1; /* a prune fire's due time: it prunes after the commit */
-    if (db_exec(c, "begin fire", "BEGIN", 0, NULL, err))
-        return TQ_EDB;
+    FirerCounts got = {0};   /* added to counts once committed */
+    /* a source that hangs holds one schedule, not the daemon's shutdown for ever */
+    if (db_exec(c, "begin fire", "BEGIN", 0, NULL, err) ||
+        db_exec(c, "fire timeout", "SET LOCAL statement_timeout = '" FIRER_STATEMENT_TIMEOUT "'", 0, NULL, err))
+        goto done_err;
     Due d = {0};
+    const char *sp[] = {skip_names};
     int rc = db_query_rows(c, "claim a due schedule",
                            "SELECT name, cron, tz, floor(extract(epoch FROM next_fire_at))::bigint,"
                            " floor(extract(epoch FROM now()))::bigint, catch_up, catch_up_max, grace_s, action,"
                            " coalesce(extract(epoch FROM prune_older_than)::bigint, 0),"
                            " coalesce(array_to_string(prune_states, ','), '')"
-                           " FROM tierq.schedules WHERE enabled AND next_fire_at <= now()"
+                           " FROM tierq.schedules WHERE enabled AND next_fire_at <= now() AND name <> ALL ($1::text[])"
                            " ORDER BY next_fire_at LIMIT 1 FOR UPDATE SKIP LOCKED",
-                           0, NULL, take_due, &d, err);
+                           1, sp, take_due, &d, err);
+    *d_out = d;
     if (rc || !d.found)
         goto done;
-    *found = 1;
     Cron cr;
     TqErr ce = {0};
     int64_t fire[SCHEDULE_CATCH_UP_MAX], next = 0, skipped = 0;
@@ -239,10 +250,10 @@ static int fire_one(PGconn *c, const char *by, FirerCounts *counts, int *found, 
         const char *outcome = PQgetvalue(r, 0, 2);
         int64_t jobs = atoll(PQgetvalue(r, 0, 1));
         if (strcmp(outcome, "already_fired") != 0)
-            counts->fires++;
-        counts->jobs += jobs;
+            got.fires++;
+        got.jobs += jobs;
         if (strcmp(outcome, "error") == 0) {
-            counts->errors++;
+            got.errors++;
             log_msg(LOG_WARN, "schedule", "schedule %s: its fire for %s enqueued nothing: %s", d.name, dues,
                     PQgetvalue(r, 0, 3));
         } else if (strcmp(outcome, "pruning") == 0) {
@@ -261,17 +272,22 @@ static int fire_one(PGconn *c, const char *by, FirerCounts *counts, int *found, 
                      4, p, err);
     }
     if (rc == 0 && skipped > 0) {
-        counts->skipped += skipped;
+        got.skipped += skipped;
         log_msg(LOG_WARN, "schedule", "schedule %s: %lld due time(s) had passed before a daemon got to them (none"
                 " ran, or they were busy firing other schedules) and were not fired (catch_up %s)", d.name,
                 (long long)skipped, d.catch_up);
     }
 done:
     if (rc == 0 && db_exec(c, "commit fire", "COMMIT", 0, NULL, err) == 0) {
+        counts->fires += got.fires;
+        counts->jobs += got.jobs;
+        counts->errors += got.errors;
+        counts->skipped += got.skipped;
         if (pruned_due >= 0)
             prune_after_fire(c, &d, pruned_due, counts, err);
         return 0;
     }
+done_err:;
     TqErr e2 = {0};
     db_exec(c, "roll back fire", "ROLLBACK", 0, NULL, &e2);
     return TQ_EDB;
@@ -281,12 +297,39 @@ int firer_pass(PGconn *c, const char *by, int fire, int check_budgets, FirerCoun
 {
     if (fire && set_next_fire_times(c, err))
         return TQ_EDB;
+    /* A schedule whose fire fails outside its source's own error handling (a timeout, a lost lock)
+     * is passed over for the rest of this pass, so the schedules due after it still fire; it is
+     * tried again next pass. The first such error is returned once the pass is over. */
+    char skip[FIRER_MAX_PER_PASS * 72 + 8] = "{}";
+    size_t skip_len = 2;
+    int failed = 0, fired = 0;
+    TqErr first = {0};
     for (int i = 0; fire && i < FIRER_MAX_PER_PASS; i++) {
-        int found = 0;
-        if (fire_one(c, by, counts, &found, err))
-            return TQ_EDB;
-        if (!found)
+        Due d;
+        TqErr e = {0};
+        if (fire_one(c, by, skip, counts, &d, &e)) {
+            if (!failed++)
+                first = e;
+            if (!d.found || db_is_broken(c))
+                break;
+            /* names are [A-Za-z0-9_.-] (a CHECK), safe inside an array literal unquoted */
+            int w = snprintf(skip + skip_len - 1, sizeof skip - (skip_len - 1), "%s%s}", skip_len > 2 ? "," : "",
+                             d.name);
+            skip_len += (size_t)w - 1;
+            continue;
+        }
+        if (!d.found)
             break;
+        fired++;
+    }
+    /* what a source may have left in this session (temporary tables, advisory locks, LISTEN,
+     * prepared statements; settings it changed were refused and rolled back) goes before anything
+     * else runs on this connection */
+    if (fired && !db_is_broken(c))
+        db_exec(c, "discard the session after fires", "DISCARD ALL", 0, NULL, &(TqErr){0});
+    if (failed) {
+        *err = first;
+        return TQ_EDB;
     }
     if (check_budgets) {
         PGresult *r = db_query(c, "check run budgets", "SELECT tierq.check_run_budgets()", 0, NULL, err);
@@ -308,6 +351,7 @@ struct Firer {
     pthread_cond_t cv;
     int stop;
     int fire;  /* 0: only the budget checks */
+    PGcancel *cancel; /* of the thread's connection, under mu: stop cancels a fire under way */
     char by[160];
     FirerCounts counts; /* under mu */
 };
@@ -323,6 +367,10 @@ static void *firer_main(void *arg)
         pthread_mutex_unlock(&f->mu);
         TqErr err = {0};
         if (c && db_is_broken(c)) {
+            pthread_mutex_lock(&f->mu);
+            PQfreeCancel(f->cancel);
+            f->cancel = NULL;
+            pthread_mutex_unlock(&f->mu);
             PQfinish(c);
             c = NULL;
         }
@@ -330,6 +378,10 @@ static void *firer_main(void *arg)
             c = NULL;
             if (log_first_time("firer-connect"))
                 log_msg(LOG_WARN, "schedule", "cannot reach the database to fire schedules, retrying: %s", err.msg);
+        } else if (c && !f->cancel) {
+            pthread_mutex_lock(&f->mu);
+            f->cancel = PQgetCancel(c);
+            pthread_mutex_unlock(&f->mu);
         }
         if (c) {
             FirerCounts got = {0};
@@ -358,6 +410,8 @@ static void *firer_main(void *arg)
         if (!f->stop)
             pthread_cond_timedwait(&f->cv, &f->mu, &until);
     }
+    PQfreeCancel(f->cancel);
+    f->cancel = NULL;
     pthread_mutex_unlock(&f->mu);
     if (c)
         PQfinish(c);
@@ -397,6 +451,10 @@ void firer_stop(Firer *f)
     pthread_mutex_lock(&f->mu);
     f->stop = 1;
     pthread_cond_signal(&f->cv);
+    if (f->cancel) { /* a fire under way is cancelled: it rolls back whole, and the next daemon fires it */
+        char why[256];
+        PQcancel(f->cancel, why, sizeof why);
+    }
     pthread_mutex_unlock(&f->mu);
     pthread_join(f->thread, NULL);
     pthread_mutex_destroy(&f->mu);

@@ -50,7 +50,8 @@ typedef struct Firer Firer;
 int firer_start(const char *by, int fire, Firer **out, TqErr *err);
 /* What it has done so far. Any thread. */
 void firer_counts(Firer *f, FirerCounts *out);
-/* Stop it (a fire under way completes or rolls back first) and free it. NULL is fine. */
+/* Stop it and free it: a fire under way is cancelled (it rolls back whole; the next daemon fires that
+ * due time), a prune between batches stops after its batch. NULL is fine. */
 void firer_stop(Firer *f);
 
 #endif

@@ -772,8 +772,12 @@ static int run_setup(Run *r)
     if (fires && opt->drain) {
         /* a drain run fires what is due once, at start, and then drains it: a nightly cron line
          * `tierq run --drain` serves the schedules too */
-        if (firer_pass(r->conn, r->owner, 1, 1, &r->drain_fires, &err))
+        /* on a connection of its own: a source runs there (whatever it leaves is discarded with it) */
+        PGconn *fc = NULL;
+        if (db_connect(NULL, &fc, &err) || firer_pass(fc, r->owner, 1, 1, &r->drain_fires, &err))
             log_msg(LOG_WARN, "run", "firing due schedules: %s", err.msg);
+        if (fc)
+            PQfinish(fc);
     }
     r->total = remaining_jobs(r, false, &err);
     if (r->total < 0)

@@ -15,7 +15,10 @@
 -- SET ROLE inside it, so its author cannot step back into the daemon's role. The trigger below
 -- records who wrote the row (current_user, not settable by hand) and refuses a function that role
 -- does not own; each fire checks again (CREATE OR REPLACE can drop SECURITY DEFINER), and a fire
--- whose function no longer qualifies fails with a readable error, enqueuing nothing.
+-- whose function no longer qualifies fails with a readable error, enqueuing nothing. The columns must
+-- be of built-in types (to_jsonb of a type of the author's would call the author's cast with the
+-- firer's rights), a source that changes session settings fails its fire (tierq.session_settings_digest),
+-- and every function here pins search_path (the trigger runs as the writer).
 CREATE TABLE tierq.schedules (
     name           text PRIMARY KEY
                    CONSTRAINT schedules_name_format CHECK (name ~ '^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$'),
@@ -101,11 +104,67 @@ CREATE TABLE tierq.run_budgets (
     schedule    text
 );
 
-CREATE FUNCTION tierq.schedules_check() RETURNS trigger LANGUAGE plpgsql AS $$
+-- Whether function src may be a schedule's source for role author: NULL when it may, else why not.
+-- Checked when the schedule is written and before and after each fire (a function can be replaced,
+-- change owner, or its row type altered, at any time). Besides SECURITY DEFINER and the owner:
+-- the columns are named as a job's (kind and prompt at least), and their types are built-in ones
+-- (oid below 16384): a fire turns each row into jsonb, and for a type of the author's that would
+-- call the author's cast to json with the rights of whoever fires — the daemon's.
+CREATE FUNCTION tierq.source_problem(src oid, author name) RETURNS text
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     fn record;
     cols text[];
+    foreign_types text;
     allowed CONSTANT text[] := ARRAY['kind', 'prompt', 'system_prompt', 'context', 'params', 'expected', 'priority', 'source_key'];
+BEGIN
+    SELECT p.oid, p.proname, n.nspname, p.pronargs, p.proretset, p.prosecdef, p.proowner,
+           (SELECT t.typtype FROM pg_type t WHERE t.oid = p.prorettype) = 'c'
+           OR (p.prorettype = 'record'::regtype AND p.proargmodes IS NOT NULL) AS has_columns
+        INTO fn FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE p.oid = src;
+    IF NOT FOUND THEN
+        RETURN format('source function %s no longer exists', src);
+    END IF;
+    IF NOT fn.proretset OR fn.pronargs <> 0 OR NOT coalesce(fn.has_columns, false) THEN
+        RETURN format('source %I.%I must be a set-returning function without arguments and with named columns'
+                      ' (RETURNS TABLE (kind text, prompt text, ...))', fn.nspname, fn.proname);
+    END IF;
+    IF NOT fn.prosecdef THEN
+        RETURN format('source %I.%I must be SECURITY DEFINER, so that it reads your tables with your rights, not'
+                      ' tierq''s (CREATE OR REPLACE FUNCTION ... SECURITY DEFINER SET search_path = ...; README,'
+                      ' Schedules)', fn.nspname, fn.proname);
+    END IF;
+    IF NOT pg_has_role(author, fn.proowner, 'MEMBER') THEN
+        RETURN format('source %I.%I belongs to %s, not to %s: a schedule runs a function of its author''s',
+                      fn.nspname, fn.proname, fn.proowner::regrole, author);
+    END IF;
+    WITH c AS (
+        SELECT a.attname::text AS name, a.atttypid AS typ FROM pg_proc p JOIN pg_type t ON t.oid = p.prorettype
+            JOIN pg_attribute a ON a.attrelid = t.typrelid AND a.attnum > 0 AND NOT a.attisdropped
+        WHERE p.oid = src AND t.typtype = 'c'
+        UNION ALL
+        SELECT x.n, x.t FROM pg_proc p, unnest(p.proargnames, p.proallargtypes, p.proargmodes) AS x(n, t, m)
+        WHERE p.oid = src AND x.m IN ('o', 't'))
+    SELECT array_agg(name), string_agg(name || ' ' || format_type(typ, NULL), ', ') FILTER (WHERE typ >= 16384)
+        INTO cols, foreign_types FROM c;
+    IF NOT cols @> ARRAY['kind', 'prompt'] OR NOT cols <@ allowed THEN
+        RETURN format('source %I.%I must yield columns kind and prompt, and only these others: %s; it yields %s',
+                      fn.nspname, fn.proname, array_to_string(allowed[3:], ', '), array_to_string(cols, ', '));
+    END IF;
+    IF foreign_types IS NOT NULL THEN
+        RETURN format('source %I.%I yields columns of types that are not built in (%s): cast them to text, integer'
+                      ' or jsonb in the function', fn.nspname, fn.proname, foreign_types);
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+-- search_path pinned: the trigger runs as the writer, who must not be able to stand in functions of
+-- their own for pg_has_role and the others it calls.
+CREATE FUNCTION tierq.schedules_check() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    problem text;
 BEGIN
     IF TG_OP = 'UPDATE' THEN
         NEW.created_by := OLD.created_by;
@@ -120,35 +179,10 @@ BEGIN
             USING ERRCODE = 'insufficient_privilege';
     END IF;
     IF NEW.source IS NOT NULL AND (TG_OP = 'INSERT' OR NEW.source IS DISTINCT FROM OLD.source) THEN
-        SELECT p.proname, p.pronargs, p.proretset, p.prosecdef, p.proowner::regrole::text AS owner,
-               (SELECT t.typtype FROM pg_type t WHERE t.oid = p.prorettype) = 'c'
-               OR (p.prorettype = 'record'::regtype AND p.proargmodes IS NOT NULL) AS has_columns
-            INTO fn FROM pg_proc p WHERE p.oid = NEW.source;
-        IF NOT fn.proretset OR fn.pronargs <> 0 OR NOT coalesce(fn.has_columns, false) THEN
-            RAISE EXCEPTION 'schedule %: source % must be a set-returning function without arguments and with named columns (RETURNS TABLE (kind text, prompt text, ...))',
-                NEW.name, NEW.source USING ERRCODE = 'check_violation';
-        END IF;
-        IF NOT fn.prosecdef THEN
-            RAISE EXCEPTION 'schedule %: source % must be SECURITY DEFINER, so that it reads your tables with your rights, not tierq''s',
-                NEW.name, NEW.source USING ERRCODE = 'check_violation',
-                HINT = 'CREATE OR REPLACE FUNCTION ... SECURITY DEFINER SET search_path = ...; see README, Schedules';
-        END IF;
-        IF NOT pg_has_role(current_user, (SELECT proowner FROM pg_proc WHERE oid = NEW.source), 'MEMBER') THEN
-            RAISE EXCEPTION 'schedule %: source % belongs to %, not to you (%): a schedule runs a function of its author''s',
-                NEW.name, NEW.source, fn.owner, current_user USING ERRCODE = 'insufficient_privilege';
-        END IF;
-        -- its columns, as a fire will see them: kind and prompt, nothing a job does not have
-        SELECT array_agg(c) INTO cols FROM (
-            SELECT a.attname::text AS c FROM pg_proc p JOIN pg_type t ON t.oid = p.prorettype
-                JOIN pg_attribute a ON a.attrelid = t.typrelid AND a.attnum > 0 AND NOT a.attisdropped
-            WHERE p.oid = NEW.source AND t.typtype = 'c'
-            UNION ALL
-            SELECT x.n FROM pg_proc p, unnest(p.proargnames, p.proargmodes) AS x(n, m)
-            WHERE p.oid = NEW.source AND x.m IN ('o', 't')) q;
-        IF NOT cols @> ARRAY['kind', 'prompt'] OR NOT cols <@ allowed THEN
-            RAISE EXCEPTION 'schedule %: source % must yield columns kind and prompt, and only these others: %; it yields %',
-                NEW.name, NEW.source, array_to_string(allowed[3:], ', '), array_to_string(cols, ', ')
-                USING ERRCODE = 'check_violation';
+        problem := tierq.source_problem(NEW.source, current_user);
+        IF problem IS NOT NULL THEN
+            RAISE EXCEPTION 'schedule %: %', NEW.name, problem
+                USING ERRCODE = CASE WHEN problem LIKE '%belongs to%' THEN 'insufficient_privilege' ELSE 'check_violation' END;
         END IF;
         NEW.created_by := current_user;
     END IF;
@@ -185,7 +219,7 @@ CREATE TRIGGER schedules_check BEFORE INSERT OR UPDATE ON tierq.schedules
 
 -- The fire's run name from the template, in the schedule's zone.
 CREATE FUNCTION tierq.schedule_run_name(tpl text, sched text, tz text, due timestamptz) RETURNS text
-LANGUAGE sql STABLE AS $$
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT replace(replace(replace(tpl, '{schedule}', sched),
                    '{date}', to_char(due AT TIME ZONE tz, 'YYYY-MM-DD')),
                    '{time}', to_char(due AT TIME ZONE tz, 'HH24MISS'))
@@ -193,33 +227,51 @@ $$;
 
 -- Enqueue what the schedule's source yields into run `run`; returns the jobs enqueued and the rows
 -- left for a later fire (max_jobs). Raises on anything wrong; the caller keeps it apart.
+-- The session's settings, as one digest: a source that changes one (set_config(..., false) outlives
+-- its SECURITY DEFINER function) would leave it to whatever the daemon runs next.
+CREATE FUNCTION tierq.session_settings_digest() RETURNS text
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT md5(string_agg(name || '=' || coalesce(setting, ''), ',' ORDER BY name)) FROM pg_catalog.pg_settings
+    WHERE name <> 'search_path' -- pinned by this very function's SET clause; compared by the caller
+$$;
+
 CREATE FUNCTION tierq.schedule_enqueue(s tierq.schedules, run text, OUT enqueued bigint, OUT left_over bigint)
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     fn record;
+    problem text;
+    settings_before text;
     bad text;
     dup text;
     nokey bigint;
     seen_n bigint;
     allowed CONSTANT text[] := ARRAY['kind', 'prompt', 'system_prompt', 'context', 'params', 'expected', 'priority', 'source_key'];
 BEGIN
-    SELECT p.proname, n.nspname, p.pronargs, p.proretset, p.prosecdef, p.proowner
-        INTO fn FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE p.oid = s.source;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'source function % no longer exists', s.source::oid;
+    problem := tierq.source_problem(s.source, s.created_by);
+    IF problem IS NOT NULL THEN
+        RAISE EXCEPTION '%', problem;
     END IF;
-    IF NOT fn.prosecdef OR NOT fn.proretset OR fn.pronargs <> 0 THEN
-        RAISE EXCEPTION 'source %.% is no longer a SECURITY DEFINER set-returning function without arguments (replaced?)',
+    SELECT p.proname, n.nspname INTO fn FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+        WHERE p.oid = s.source;
+    -- The source runs alone in its own statement (its rows into a temporary table that goes with the
+    -- transaction), so nothing of ours runs after it in a session it may have changed; then the
+    -- session is checked, and the function again (replaced while it ran?). Any failure rolls the
+    -- fire back, settings included.
+    settings_before := tierq.session_settings_digest();
+    EXECUTE format('CREATE TEMPORARY TABLE tierq_fire_rows ON COMMIT DROP AS SELECT to_jsonb(r) AS j FROM %I.%I() r',
+                   fn.nspname, fn.proname);
+    IF current_setting('search_path') <> 'pg_catalog, pg_temp' OR tierq.session_settings_digest() <> settings_before THEN
+        RAISE EXCEPTION 'source %.% changed the session''s settings (set_config or SET without LOCAL): refused',
             fn.nspname, fn.proname;
     END IF;
-    IF NOT pg_has_role(s.created_by, fn.proowner, 'MEMBER') THEN
-        RAISE EXCEPTION 'source %.% now belongs to %, not to the schedule''s author %',
-            fn.nspname, fn.proname, fn.proowner::regrole, s.created_by;
+    problem := tierq.source_problem(s.source, s.created_by);
+    IF problem IS NOT NULL THEN
+        RAISE EXCEPTION '%', problem;
     END IF;
-    -- One pass over the source: its rows as jsonb (any column types), checked, deduplicated by key
-    -- and compared with what was enqueued before, then inserted; the counts come back to check.
-    EXECUTE format($q$
-        WITH src AS MATERIALIZED (SELECT to_jsonb(r) AS j FROM %I.%I() r),
+    -- The rows checked, deduplicated by key and compared with what was enqueued before, then
+    -- inserted; the counts come back to check.
+    EXECUTE $q$
+        WITH src AS MATERIALIZED (SELECT j FROM pg_temp.tierq_fire_rows),
         keyed AS MATERIALIZED (
             SELECT j, j ->> 'source_key' AS key, md5(j::text) AS h,
                    count(*) OVER (PARTITION BY j ->> 'source_key') AS n_key
@@ -252,7 +304,7 @@ BEGIN
         SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM changed) - (SELECT count(*) FROM picked),
                (SELECT bad FROM verdict), (SELECT dup FROM verdict), (SELECT nokey FROM verdict),
                (SELECT count(*) FROM seen)
-        $q$, fn.nspname, fn.proname)
+        $q$
         INTO enqueued, left_over, bad, dup, nokey, seen_n
         USING s.only_changed, s.name, coalesce(s.max_jobs, 2147483647), run, allowed;
     IF bad IS NOT NULL THEN
@@ -265,6 +317,7 @@ BEGIN
     IF s.only_changed AND dup IS NOT NULL THEN
         RAISE EXCEPTION 'only_changed: source_key "%" appears more than once in source %.%', dup, fn.nspname, fn.proname;
     END IF;
+    DROP TABLE pg_temp.tierq_fire_rows;
 END
 $$;
 
@@ -274,7 +327,7 @@ $$;
 -- Firing the same (schedule, due time) twice does nothing the second time (outcome 'already_fired').
 CREATE FUNCTION tierq.schedule_fire(p_name text, p_due timestamptz, p_next timestamptz, p_by text,
                                     OUT run_name text, OUT jobs bigint, OUT outcome text, OUT error text)
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     s tierq.schedules;
     left_over bigint := 0;
@@ -302,8 +355,14 @@ BEGIN
                                      ELSE 'without only_changed, every fire starts again from the first rows' END);
             END IF;
             IF s.budget_usd IS NOT NULL AND jobs > 0 THEN
-                INSERT INTO tierq.run_budgets (run_name, budget_usd, schedule) VALUES (run_name, s.budget_usd, s.name)
-                    ON CONFLICT ON CONSTRAINT run_budgets_pkey DO UPDATE SET budget_usd = EXCLUDED.budget_usd;
+                -- one budget per fire, so one run per fire: a run name that has a budget already (an
+                -- earlier fire's, or another schedule's) fails this fire, enqueuing nothing
+                IF EXISTS (SELECT 1 FROM tierq.run_budgets b WHERE b.run_name = schedule_fire.run_name) THEN
+                    RAISE EXCEPTION 'run % has a budget already (schedule %): with budget_usd, give each fire its own run'
+                        ' (run_name with {time} when it fires more than once a day)', schedule_fire.run_name,
+                        (SELECT b.schedule FROM tierq.run_budgets b WHERE b.run_name = schedule_fire.run_name);
+                END IF;
+                INSERT INTO tierq.run_budgets (run_name, budget_usd, schedule) VALUES (run_name, s.budget_usd, s.name);
             END IF;
         EXCEPTION WHEN OTHERS THEN
             GET STACKED DIAGNOSTICS detail = PG_EXCEPTION_DETAIL;
@@ -312,8 +371,13 @@ BEGIN
             -- the detail names the row (Key (kind)=(sumarize) is not present ...)
             error := SQLERRM || coalesce(nullif(' (' || detail || ')', ' ()'), '');
         END;
-    ELSE
+    ELSIF pg_has_role(s.created_by, 'tierq_daemon', 'MEMBER')
+          OR s.created_by = (SELECT tableowner FROM pg_tables WHERE schemaname = 'tierq' AND tablename = 'schedules') THEN
         outcome := 'pruning'; -- the daemon prunes in batches after this commits and records the count
+    ELSE
+        outcome := 'error'; -- written by a role that may not prune (the checks when written stop that)
+        error := format('schedule %s prunes, and its author %s is neither tierq''s owner nor a tierq_daemon member',
+                        s.name, s.created_by);
     END IF;
     UPDATE tierq.schedule_fires f SET jobs = schedule_fire.jobs, outcome = schedule_fire.outcome,
            error = schedule_fire.error
@@ -356,10 +420,13 @@ END
 $$;
 
 -- Set reached_at on budgeted runs whose jobs have cost their budget; returns how many were set.
-CREATE FUNCTION tierq.check_run_budgets() RETURNS integer LANGUAGE sql AS $$
+CREATE FUNCTION tierq.check_run_budgets() RETURNS integer
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    -- only runs with jobs still waiting or running: a run that finished under its budget costs nothing
     WITH spend AS (
         SELECT b.run_name, coalesce((SELECT sum(j.cost_usd) FROM tierq.jobs j WHERE j.run_name = b.run_name), 0) AS spent
-        FROM tierq.run_budgets b WHERE b.reached_at IS NULL),
+        FROM tierq.run_budgets b WHERE b.reached_at IS NULL
+          AND EXISTS (SELECT 1 FROM tierq.jobs j WHERE j.run_name = b.run_name AND j.state IN ('queued', 'running'))),
     upd AS (
         UPDATE tierq.run_budgets b SET spent_usd = spend.spent,
                reached_at = CASE WHEN spend.spent >= b.budget_usd THEN now() END
@@ -372,11 +439,12 @@ $$;
 -- wrote, or a role they are in wrote); the daemon reads and fires all of them.
 ALTER TABLE tierq.schedules ENABLE ROW LEVEL SECURITY;
 CREATE POLICY schedules_read ON tierq.schedules FOR SELECT USING (true);
-CREATE POLICY schedules_write ON tierq.schedules FOR INSERT WITH CHECK (true);
+CREATE POLICY schedules_write ON tierq.schedules FOR INSERT
+    WITH CHECK (action = 'enqueue' OR pg_catalog.pg_has_role(current_user, 'tierq_daemon', 'MEMBER'));
 CREATE POLICY schedules_change ON tierq.schedules FOR UPDATE TO tierq_producer
-    USING (pg_has_role(current_user, created_by, 'MEMBER'));
+    USING (pg_catalog.pg_has_role(current_user, created_by, 'MEMBER')) WITH CHECK (action = 'enqueue');
 CREATE POLICY schedules_remove ON tierq.schedules FOR DELETE TO tierq_producer
-    USING (pg_has_role(current_user, created_by, 'MEMBER'));
+    USING (pg_catalog.pg_has_role(current_user, created_by, 'MEMBER'));
 CREATE POLICY schedules_daemon ON tierq.schedules FOR ALL TO tierq_daemon USING (true) WITH CHECK (true);
 GRANT SELECT, INSERT, DELETE, UPDATE (cron, tz, source, run_name, enabled, catch_up, catch_up_max, grace_s, budget_usd,
                                       max_jobs, only_changed, prune_older_than, prune_states)

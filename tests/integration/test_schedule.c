@@ -138,6 +138,65 @@ static void test_kill9_mid_fire_whole_or_none(void)
     CHECK_INT(q(c, "SELECT count(*) - count(DISTINCT run_name) FROM tierq.schedule_fires WHERE schedule = 'slow'"), 0);
 }
 
+/* Sources that try to act with more than their author's rights: a column type of the author's whose
+ * cast to json would run as the firer; a source that changes the session's settings for what the
+ * daemon runs next; a writer that stands in its own pg_has_role to write a prune schedule. Each is
+ * refused, readably, and nothing of theirs runs as anyone else. */
+static void test_hostile_sources(void)
+{
+    char err[1024], out[4096];
+    CHECK(testdb_exec(c,
+                      "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'sched_mal') THEN"
+                      "  CREATE ROLE sched_mal LOGIN IN ROLE tierq_producer; END IF; END $$;"
+                      "CREATE SCHEMA IF NOT EXISTS mal AUTHORIZATION sched_mal;"
+                      "GRANT USAGE ON SCHEMA mal TO tierq_daemon;"
+                      "CREATE TABLE IF NOT EXISTS app.canary (who text);",
+                      err, sizeof err) == 0);
+    /* 1. a type of the author's, with a cast to json that would record who ran it */
+    CHECK(testdb_exec(c,
+                      "SET ROLE sched_mal;"
+                      "CREATE TYPE mal.mood AS ENUM ('x');"
+                      "CREATE FUNCTION mal.mood_json(mal.mood) RETURNS json LANGUAGE sql AS"
+                      " $$ SELECT to_json(current_user::text) $$;"
+                      "CREATE CAST (mal.mood AS json) WITH FUNCTION mal.mood_json(mal.mood);"
+                      "CREATE FUNCTION mal.moody() RETURNS TABLE (kind text, prompt mal.mood) LANGUAGE sql"
+                      " SECURITY DEFINER AS $$ SELECT 'classify', 'x'::mal.mood $$;"
+                      "RESET ROLE", err, sizeof err) == 0);
+    if (err[0])
+        printf("# %s", err);
+    CHECK(testdb_exec(c, "SET ROLE sched_mal; INSERT INTO tierq.schedules (name, cron, source)"
+                         " VALUES ('moody', '@daily', 'mal.moody()')", err, sizeof err) != 0);
+    CHECK(strstr(err, "yields columns of types that are not built in (prompt mal.mood)") != NULL);
+    testdb_exec(c, "RESET ROLE", NULL, 0);
+    /* 2. a source that leaves the session's search_path pointing at its own schema */
+    CHECK(testdb_exec(c,
+                      "SET ROLE sched_mal;"
+                      "CREATE FUNCTION mal.leaky() RETURNS TABLE (kind text, prompt text) LANGUAGE plpgsql"
+                      " SECURITY DEFINER SET search_path = pg_catalog AS $$ BEGIN"
+                      " PERFORM set_config('search_path', 'mal, pg_catalog, pg_temp', false);"
+                      " RETURN QUERY SELECT 'classify'::text, 'leak'::text; END $$;"
+                      "INSERT INTO tierq.schedules (name, cron, source) VALUES ('leaky', '@daily', 'mal.leaky()');"
+                      "RESET ROLE", err, sizeof err) == 0);
+    if (err[0])
+        printf("# %s", err);
+    CHECK_INT(run_as("sched_mal", "schedule fire-now leaky", out, sizeof out), 1);
+    CHECK(strstr(out, "source mal.leaky changed the session's settings") != NULL);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.jobs WHERE prompt = 'leak'"), 0);
+    /* 3. its own pg_has_role and search_path, to pass the prune check when writing */
+    CHECK(testdb_exec(c,
+                      "SET ROLE sched_mal;"
+                      "CREATE FUNCTION mal.pg_has_role(name, name, text) RETURNS boolean LANGUAGE sql AS $$ SELECT true $$;"
+                      "CREATE FUNCTION mal.pg_has_role(name, oid, text) RETURNS boolean LANGUAGE sql AS $$ SELECT true $$;"
+                      "SET search_path = mal, pg_catalog;"
+                      "INSERT INTO tierq.schedules (name, cron, action, prune_older_than)"
+                      " VALUES ('wipe2', '@every 2s', 'prune', '1 second')",
+                      err, sizeof err) != 0);
+    CHECK(strstr(err, "may schedule a prune") != NULL || strstr(err, "row-level security") != NULL);
+    testdb_exec(c, "RESET ROLE; RESET search_path", NULL, 0);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.schedules WHERE name IN ('moody', 'wipe2')"), 0);
+    CHECK(testdb_exec(c, "DELETE FROM tierq.schedules WHERE name = 'leaky'", NULL, 0) == 0);
+}
+
 /* Fires missed while no daemon ran: an hourly schedule counted from 5 h 0 m ago (5 due times: the
  * last 5 hour marks), then one drain run. */
 static void test_catch_up_policies(void)
@@ -284,7 +343,7 @@ static void test_source_runs_with_authors_rights(void)
     /* so would someone else's function */
     CHECK(testdb_exec(c, "SET ROLE sched_bob; INSERT INTO tierq.schedules (name, cron, source)"
                          " VALUES ('bobs', '@daily', 'eve.peek()')", err, sizeof err) != 0);
-    CHECK(strstr(err, "belongs to sched_eve, not to you (sched_bob)") != NULL);
+    CHECK(strstr(err, "belongs to sched_eve, not to sched_bob") != NULL);
     testdb_exec(c, "RESET ROLE", NULL, 0);
     /* bob cannot change eve's schedule, nor eve the recorded author, nor either schedule a prune */
     CHECK(testdb_exec(c, "SET ROLE sched_bob; UPDATE tierq.schedules SET cron = '@hourly' WHERE name = 'peek'", NULL, 0) == 0);
@@ -477,6 +536,7 @@ int main(void)
     RUN(test_only_changed);
     RUN(test_readme_schedule_example);
     RUN(test_source_runs_with_authors_rights);
+    RUN(test_hostile_sources);
     RUN(test_catch_up_policies);
     RUN(test_prune_schedule);
     RUN(test_budget_per_fire);
