@@ -133,6 +133,10 @@ static int check_add_values(const char *name, const char *run_name, const char *
     if (run_name) {
         const char *p = run_name;
         bool ok = strlen(run_name) >= 1 && strlen(run_name) <= 120;
+        /* each '}' must close one of the placeholders */
+        for (const char *q = strchr(run_name, '}'); ok && q; q = strchr(q + 1, '}'))
+            ok = (q - run_name >= 9 && strncmp(q - 9, "{schedule}", 10) == 0) ||
+                 (q - run_name >= 5 && (strncmp(q - 5, "{date}", 6) == 0 || strncmp(q - 5, "{time}", 6) == 0));
         while (ok && (p = strchr(p, '{')) != NULL) {
             ok = strncmp(p, "{schedule}", 10) == 0 || strncmp(p, "{date}", 6) == 0 || strncmp(p, "{time}", 6) == 0;
             p = strchr(p, '}');
@@ -162,11 +166,15 @@ static int check_add_values(const char *name, const char *run_name, const char *
     if (budget) {
         char *end;
         double v = strtod(budget, &end);
-        if (end == budget || *end || !(v > 0) || v > 1000000) {
+        if (end == budget || *end || strspn(budget, "0123456789.") != strlen(budget) || !(v > 0) || v > 1000000) {
             fprintf(stderr, "tierq: schedule add: --budget-usd takes dollars above 0, at most 1000000, not \"%s\"\n",
                     budget);
             return -1;
         }
+    }
+    if (prune_states && !*prune_states) {
+        fprintf(stderr, "tierq: schedule add: --prune-states needs at least one of done, failed, dead, cancelled\n");
+        return -1;
     }
     if (prune_states) {
         char copy[128];
@@ -520,9 +528,22 @@ static int sched_change(const char *verb, const char *name)
         return SCHED_RUNTIME;
     TqErr err = {0};
     const char *p[] = {name};
+    /* enable touches only a disabled schedule (an enabled one keeps its timetable); the count of rows
+     * it changed is then 0 for both "already enabled" and "not yours", told apart by was_enabled */
+    bool enable = strcmp(verb, "enable") == 0, was_enabled = false;
+    if (enable) {
+        PGresult *e = db_query(c, "enable", "SELECT enabled FROM tierq.schedules WHERE name = $1", 1, p, &err);
+        was_enabled = e && PQntuples(e) == 1 && PQgetvalue(e, 0, 0)[0] == 't';
+        PQclear(e);
+    }
+    if (was_enabled) {
+        printf("schedule %s: already enabled\n", name);
+        PQfinish(c);
+        return SCHED_OK;
+    }
     const char *sql = strcmp(verb, "remove") == 0 ? "DELETE FROM tierq.schedules WHERE name = $1"
-                      : strcmp(verb, "enable") == 0 ? "UPDATE tierq.schedules SET enabled = true WHERE name = $1"
-                                                    : "UPDATE tierq.schedules SET enabled = false WHERE name = $1";
+                      : enable ? "UPDATE tierq.schedules SET enabled = true WHERE name = $1"
+                               : "UPDATE tierq.schedules SET enabled = false WHERE name = $1";
     PGresult *r = db_query(c, verb, sql, 1, p, &err);
     int rc = SCHED_OK;
     if (!r) {
