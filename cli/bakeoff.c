@@ -169,25 +169,6 @@ static int recommend(const Bakeoff *b, const Row *rows, double margin, const cha
     return pick;
 }
 
-static int read_file(const char *path, Buf *out, TqErr *err)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return tq_err(err, TQ_EIO, "cannot read %s: %s", path, strerror(errno));
-    buf_init(out, BAKEOFF_MAX_FILE_BYTES);
-    char chunk[8192];
-    size_t n;
-    int rc = 0;
-    while (!rc && (n = fread(chunk, 1, sizeof chunk, f)) > 0)
-        rc = buf_append(out, chunk, n);
-    fclose(f);
-    if (rc) {
-        buf_free(out);
-        return tq_err(err, TQ_ELIMIT, "cannot read %s (larger than %u bytes?)", path, BAKEOFF_MAX_FILE_BYTES);
-    }
-    return 0;
-}
-
 /* The kind's tiers with model m first (see bakeoff.h) as a unified diff of its file, into diff. */
 static int kind_change(const TqConfig *cfg, const TqKind *k, int m, Buf *diff, TqErr *err)
 {
@@ -204,7 +185,7 @@ static int kind_change(const TqConfig *cfg, const TqKind *k, int m, Buf *diff, T
     if (n > 1)
         t[n - 1].agree = NAN; /* never on the last tier */
     Buf old, nu;
-    int rc = read_file(k->file, &old, err);
+    int rc = kindfile_read(k->file, BAKEOFF_MAX_FILE_BYTES, &old, err);
     if (rc)
         return rc;
     buf_init(&nu, BAKEOFF_MAX_FILE_BYTES);

@@ -1132,28 +1132,6 @@ static void render_text(Emit *e, Ctx *x, const Plan *plans)
 
 /* Writing the kind files ------------------------------------------------------------------------ */
 
-static int read_file(const char *path, Buf *out, TqErr *err)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return tq_err(err, TQ_EIO, "cannot read %s: %s", path, strerror(errno));
-    buf_init(out, CAL_MAX_FILE_BYTES);
-    char chunk[8192];
-    size_t n;
-    int rc = 0;
-    while (!rc && (n = fread(chunk, 1, sizeof chunk, f)) > 0)
-        rc = buf_append(out, chunk, n);
-    if (!rc && ferror(f))
-        rc = TQ_EIO;
-    fclose(f);
-    if (rc) {
-        buf_free(out);
-        return tq_err(err, rc == TQ_EIO ? TQ_EIO : TQ_ELIMIT, "cannot read %s (larger than %u bytes?)", path,
-                      CAL_MAX_FILE_BYTES);
-    }
-    return 0;
-}
-
 /* The kind file with the recommended tiers (dropped ones left out). */
 static int new_kind_text(const KindCal *k, const TqConfig *cfg, const Plan *rec, const Buf *old, Buf *out, TqErr *err)
 {
@@ -1450,7 +1428,7 @@ int calibrate_run(PGconn *c, const TqConfig *cfg, const CalibrateOptions *o, FIL
         else
             snprintf(paths[i], sizeof paths[i], "%s", ks[i].kd->file);
         Buf old;
-        if ((rc = read_file(paths[i], &old, err)))
+        if ((rc = kindfile_read(paths[i], CAL_MAX_FILE_BYTES, &old, err)))
             break;
         rc = new_kind_text(&ks[i], cfg, &plans[i][PLAN_RECOMMENDED], &old, &nu[i], err);
         changed[i] = !rc && (old.len != nu[i].len || memcmp(old.data, nu[i].data, old.len) != 0);

@@ -2,6 +2,7 @@
 
 #include "json.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -178,4 +179,25 @@ int kindfile_unified_diff(const char *path, const char *a, size_t alen, const ch
     free(as);
     free(bs);
     return rc;
+}
+
+int kindfile_read(const char *path, unsigned max, Buf *out, TqErr *err)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return tq_err(err, TQ_EIO, "cannot read %s: %s", path, strerror(errno));
+    buf_init(out, max);
+    char chunk[8192];
+    size_t n;
+    int rc = 0;
+    while (!rc && (n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        rc = buf_append(out, chunk, n);
+    if (!rc && ferror(f))
+        rc = TQ_EIO;
+    fclose(f);
+    if (rc) {
+        buf_free(out);
+        return tq_err(err, rc == TQ_EIO ? TQ_EIO : TQ_ELIMIT, "cannot read %s (larger than %u bytes?)", path, max);
+    }
+    return 0;
 }

@@ -29,6 +29,10 @@ int kindfile_replace_tiers(const char *text, size_t len, const KindFileTier *tie
  * ("0.70", "0.85", "1.00", "0.025"). Returns out. */
 const char *kindfile_fmt_bar(char *out, size_t cap, double v);
 
+/* Read a kind file whole into out (initialised here, at most max bytes). Returns 0, or TQ_EIO / TQ_ELIMIT
+ * with err naming the file; out is freed on failure. */
+int kindfile_read(const char *path, unsigned max, Buf *out, TqErr *err);
+
 /* Append to out a unified diff (one hunk, 3 lines of context) turning a into b, with headers
  * "--- path" and "+++ path" (apply with patch -p0: an absolute path under the current directory is
  * written relative to it, since patch -p0 refuses absolute names). Nothing when a and b are equal. Returns 0 or a
