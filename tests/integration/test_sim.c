@@ -2220,10 +2220,10 @@ static void test_batch_garble_rate(void)
 
 /* ---- model settings: catalog keys, harsher catalogs, /sim/models/<name> ---- */
 
-/* Start the simulator on a catalog with text catalog and wait for it to give up. Returns its exit
- * status with the last line of its stderr in msg, or -1 when it started listening instead (it is
- * stopped again). */
-static int catalog_exit(const char *catalog, char *msg, size_t cap)
+/* Start the simulator on a catalog with text catalog (and the flags extra, NULL-terminated, may be
+ * NULL) and wait for it to give up. Returns its exit status with the last line of its stderr in msg,
+ * or -1 when it started listening instead (it is stopped again). */
+static int sim_exit(const char *catalog, const char *const extra[], char *msg, size_t cap)
 {
     static int seq;
     char path[128], errpath[160];
@@ -2232,6 +2232,11 @@ static int catalog_exit(const char *catalog, char *msg, size_t cap)
     msg[0] = '\0';
     if (write_file(path, catalog))
         return -2;
+    const char *argv[24] = {g_bin, "--port", "0", "--models", path};
+    int argc = 5;
+    for (int i = 0; extra && extra[i] && argc < 23; i++)
+        argv[argc++] = extra[i];
+    argv[argc] = NULL;
     int pfd[2];
     if (pipe(pfd))
         return -2;
@@ -2247,7 +2252,7 @@ static int catalog_exit(const char *catalog, char *msg, size_t cap)
         if (ef)
             dup2(fileno(ef), 2);
         setenv("TIERQ_LOG", "warn", 1);
-        execl(g_bin, g_bin, "--port", "0", "--models", path, (char *)NULL);
+        execv(g_bin, (char *const *)argv);
         _exit(127);
     }
     close(pfd[1]);
@@ -2273,6 +2278,8 @@ static int catalog_exit(const char *catalog, char *msg, size_t cap)
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
 }
 
+static int catalog_exit(const char *catalog, char *msg, size_t cap) { return sim_exit(catalog, NULL, msg, cap); }
+
 /* The catalog is refused at start, naming the file and want (the model and the key). */
 static void check_refused(const char *catalog, const char *want)
 {
@@ -2297,6 +2304,10 @@ static void test_catalog_refuses_unknown_keys(void)
                   "model m: unknown key \"judge.fooled\"");
     check_refused("{\"models\": {\"m\": {\"skill\": 0.5, \"difficulty\": {\"kind_offsets\": {}}}}}",
                   "model m: unknown key \"difficulty.kind_offsets\"");
+    check_refused("{\"models\": {\"m\": {\"skill\": 0.5, \"rpn\": 60}}}",
+                  "model m: unknown key \"rpn\" (known there: skill, latency_ms, ms_per_output_token, logprobs, "
+                  "usage_style, reasoning, confidence, difficulty, judge, compress, provider, rpm, tpm, down, "
+                  "description)");
     /* the control: every key spelled out is accepted */
     char msg[1024];
     int st = catalog_exit(
@@ -2308,7 +2319,8 @@ static void test_catalog_refuses_unknown_keys(void)
         " \"unkeyed\": {\"mean\": 0.8, \"spread\": 0.12, \"min\": 0.05, \"max\": 0.999}, \"token_spread\": 0.03},"
         " \"difficulty\": {\"sensitivity\": 2.5, \"pivot\": 0.65, \"kind_offset\": {\"sentiment\": 0.1}},"
         " \"judge\": {\"skill\": null, \"skill_exponent\": 1.5, \"difficulty_sensitivity\": 1,"
-        " \"difficulty_pivot\": 0.5, \"fooled_middling\": 0.4}}}}",
+        " \"difficulty_pivot\": 0.5, \"fooled_middling\": 0.4},"
+        " \"provider\": \"p\", \"rpm\": 500, \"tpm\": null, \"down\": false}}}",
         msg, sizeof msg);
     CHECKF(st == -1, "a catalog with every key did not start (status %d): %s", st, msg);
 }
@@ -2328,6 +2340,14 @@ static void test_catalog_refuses_values_out_of_range(void)
                   "model m: difficulty.kind_offset.sentiment must be a number in [-1, 1]");
     check_refused("{\"models\": {\"m\": {\"skill\": 0.5, \"difficulty\": {\"sensitivity\": -1}}}}",
                   "model m: difficulty.sensitivity must be a number in [0, 50]");
+    check_refused("{\"models\": {\"m\": {\"skill\": 0.5, \"rpm\": 0}}}",
+                  "model m: rpm must be null or a whole number in [1, 1000000000000], got 0");
+    check_refused("{\"models\": {\"m\": {\"skill\": 0.5, \"tpm\": 1.5}}}",
+                  "model m: tpm must be null or a whole number in [1, 1000000000000], got 1.5");
+    check_refused("{\"models\": {\"m\": {\"skill\": 0.5, \"tpm\": \"100\"}}}", "model m: tpm must be null");
+    check_refused("{\"models\": {\"m\": {\"skill\": 0.5, \"down\": \"maybe\"}}}",
+                  "model m: down must be false, true, \"503\" or \"drop\"");
+    check_refused("{\"models\": {\"m\": {\"skill\": 0.5, \"provider\": 7}}}", "model m: provider must be a string");
 }
 
 static const char *root_dir(void)
@@ -2544,6 +2564,436 @@ static void test_runtime_switch(void)
     http_to(&t, "GET", "/sim/stats", NULL, NULL, &r);
     CHECK_INT(jint(&r, "http_requests"), 0);
     resp_free(&r);
+    CHECK_INT(stop_sim(&t), 0);
+}
+
+/* ---- rate limits and outages ---- */
+
+static const char *LIMITS_JSON =
+    "{\"models\": {\n"
+    " \"rl\": {\"skill\": 1.0, \"latency_ms\": 0, \"rpm\": 60, \"provider\": \"pa\"},\n"
+    " \"tk\": {\"skill\": 1.0, \"latency_ms\": 0, \"tpm\": 1000, \"provider\": \"pa\"},\n"
+    " \"free\": {\"skill\": 1.0, \"latency_ms\": 0, \"provider\": \"pb\"},\n"
+    " \"pz1\": {\"skill\": 1.0, \"latency_ms\": 0, \"provider\": \"pz\"},\n"
+    " \"pz2\": {\"skill\": 1.0, \"latency_ms\": 0, \"provider\": \"pz\"}\n"
+    "}}\n";
+
+/* Start a simulator on LIMITS_JSON with the flags extra (may be NULL). */
+static int start_limits(Sim *s, const char *const extra[])
+{
+    char path[128];
+    snprintf(path, sizeof path, "%s/limits.json", g_dir);
+    if (write_file(path, LIMITS_JSON))
+        return -1;
+    return start_sim_models(s, g_bin, path, extra);
+}
+
+/* A header as an integer; -1 when absent or not a number. */
+static int64_t header_int(const Resp *r, const char *name)
+{
+    char v[64], *end;
+    header(r, name, v, sizeof v);
+    long long x = strtoll(v, &end, 10);
+    return v[0] && !*end ? x : -1;
+}
+
+/* A Go-style duration ("120ms", "1s", "6.5s", "6m0s", "1h0m0s") in ms; -1 when malformed. */
+static int64_t duration_ms(const char *s)
+{
+    if (strcmp(s, "0s") == 0)
+        return 0;
+    double total = 0;
+    bool any = false;
+    while (*s) {
+        char *end;
+        double v = strtod(s, &end);
+        if (end == s || v < 0)
+            return -1;
+        if (strncmp(end, "ms", 2) == 0)
+            total += v, end += 2;
+        else if (*end == 'h')
+            total += v * 3600000, end++;
+        else if (*end == 'm')
+            total += v * 60000, end++;
+        else if (*end == 's')
+            total += v * 1000, end++;
+        else
+            return -1;
+        s = end;
+        any = true;
+    }
+    return any ? (int64_t)llround(total) : -1;
+}
+
+static int64_t header_ms(const Resp *r, const char *name)
+{
+    char v[64];
+    return duration_ms(header(r, name, v, sizeof v));
+}
+
+static const char *const LIMIT_HEADERS[] = {"x-ratelimit-limit-requests",   "x-ratelimit-remaining-requests",
+                                            "x-ratelimit-reset-requests",   "x-ratelimit-limit-tokens",
+                                            "x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens"};
+
+/* How many of the six x-ratelimit-* headers r carries (first: the three of requests, then tokens). */
+static int limit_headers(const Resp *r, int first, int n)
+{
+    int have = 0;
+    char v[64];
+    for (int i = first; i < first + n; i++)
+        have += header(r, LIMIT_HEADERS[i], v, sizeof v)[0] != '\0';
+    return have;
+}
+
+static int64_t stat_of(const Sim *s, const char *model, const char *field)
+{
+    Resp r;
+    http_to(s, "GET", "/sim/stats", NULL, NULL, &r);
+    char path[128];
+    snprintf(path, sizeof path, "models.%s.%s", model, field);
+    int64_t v = jint(&r, path);
+    resp_free(&r);
+    return v;
+}
+
+/* rpm 60: a burst of 60 passes with the remaining count going down, the 61st gets OpenAI's 429 with
+ * every header and a retry-after that is enough; the bucket refills; other models are unaffected. */
+static void test_rate_limit_requests(void)
+{
+    Sim t = {0};
+    if (start_limits(&t, NULL)) {
+        CHECK(!"simulator started");
+        return;
+    }
+    int ok = 0, down_by_one = 0;
+    int64_t prev = -1;
+    Resp r;
+    resp_init(&r);
+    for (int i = 0; i < 70; i++) {
+        resp_free(&r);
+        chat_to(&t, NULL, "rl", NULL, "What is the capital of France?", NULL, &r);
+        if (r.status != 200)
+            break;
+        ok++;
+        int64_t rem = header_int(&r, "x-ratelimit-remaining-requests");
+        down_by_one += prev < 0 || rem == prev - 1;
+        prev = rem;
+        if (i == 0) {
+            CHECK_INT(header_int(&r, "x-ratelimit-limit-requests"), 60);
+            CHECK_INT(rem, 59);
+            CHECK_INT(header_ms(&r, "x-ratelimit-reset-requests"), 1000); /* one request refills in 1 s */
+            CHECK_INT(limit_headers(&r, 3, 3), 0); /* no tpm: no token headers */
+        }
+    }
+    /* the burst takes well under a second on loopback: at most one request refilled meanwhile */
+    CHECKF(ok == 60 || ok == 61, "%d requests passed an rpm of 60", ok);
+    CHECKF(down_by_one >= ok - 1, "remaining-requests went down by one %d times in %d", down_by_one, ok);
+    CHECK_INT(r.status, 429);
+    CHECK_INT(limit_headers(&r, 0, 3), 3);
+    CHECK_INT(header_int(&r, "x-ratelimit-remaining-requests"), 0);
+    CHECK_INT(header_int(&r, "x-ratelimit-limit-requests"), 60);
+    int64_t reset = header_ms(&r, "x-ratelimit-reset-requests");
+    CHECKF(reset > 55000 && reset <= 60000, "reset-requests %lld ms with the bucket empty", (long long)reset);
+    int64_t wait = header_int(&r, "retry-after-ms");
+    CHECKF(wait > 0 && wait <= 1000, "retry-after-ms %lld", (long long)wait);
+    CHECK_INT(header_int(&r, "retry-after"), (wait + 999) / 1000);
+    CHECK_STR(jstr(&r, "error.code"), "rate_limit_exceeded");
+    CHECK_STR(jstr(&r, "error.type"), "requests");
+    CHECK(jpath(&r, "error.param") >= 0 && json_is_null(&r.doc, jpath(&r, "error.param")));
+    const char *msg = jstr(&r, "error.message");
+    CHECKF(msg && strncmp(msg, "Rate limit reached for rl in organization ", 42) == 0 &&
+               strstr(msg, " on requests per min (RPM): Limit 60, Used 60, Requested 1. Please try again in "),
+           "message %s", msg ? msg : "(none)");
+    char want[64], dur[32];
+    snprintf(dur, sizeof dur, "%lldms", (long long)wait);
+    if (wait == 1000)
+        snprintf(dur, sizeof dur, "1s");
+    snprintf(want, sizeof want, "Please try again in %s.", dur);
+    CHECKF(msg && strstr(msg, want), "message %s lacks \"%s\"", msg ? msg : "(none)", want);
+    resp_free(&r);
+
+    /* another model (no limits) is not held back and gets no limit headers */
+    chat_to(&t, NULL, "free", NULL, "What is the capital of France?", NULL, &r);
+    CHECK_INT(r.status, 200);
+    CHECK_INT(limit_headers(&r, 0, 6), 0);
+    resp_free(&r);
+
+    /* waiting retry-after-ms is enough: the bucket refilled one request */
+    usleep((useconds_t)(wait + 20) * 1000);
+    chat_to(&t, NULL, "rl", NULL, "What is the capital of France?", NULL, &r);
+    CHECK_INT(r.status, 200);
+    CHECK_STR(jstr(&r, "choices.0.message.content"), "Paris");
+    CHECK_INT(header_int(&r, "x-ratelimit-remaining-requests"), 0);
+    resp_free(&r);
+    chat_to(&t, NULL, "rl", NULL, "What is the capital of France?", NULL, &r);
+    CHECK_INT(r.status, 429);
+    resp_free(&r);
+    CHECK_INT(stat_of(&t, "rl", "rate_limited"), 2);
+    CHECK_INT(stat_of(&t, "rl", "answered"), ok + 1);
+    CHECK_INT(stat_of(&t, "free", "rate_limited"), 0);
+
+    /* /sim/reset fills every bucket */
+    http_to(&t, "POST", "/sim/reset", "", NULL, &r);
+    resp_free(&r);
+    chat_to(&t, NULL, "rl", NULL, "What is the capital of France?", NULL, &r);
+    CHECK_INT(r.status, 200);
+    CHECK_INT(header_int(&r, "x-ratelimit-remaining-requests"), 59);
+    resp_free(&r);
+    CHECK_INT(stop_sim(&t), 0);
+}
+
+/* tpm 1000: admission charges prompt + max_tokens, the answer's usage corrects it; a request the
+ * bucket cannot hold now is a 429 of type tokens with the wait it needs; one larger than the whole
+ * limit is "Request too large" without retry-after. */
+static void test_rate_limit_tokens(void)
+{
+    Sim t = {0};
+    if (start_limits(&t, NULL)) {
+        CHECK(!"simulator started");
+        return;
+    }
+    Resp r;
+    chat_to(&t, NULL, "tk", NULL, "What is the capital of France?", "\"max_tokens\": 500", &r);
+    CHECK_INT(r.status, 200);
+    int64_t used = jint(&r, "usage.total_tokens");
+    CHECK(used > 0 && used < 30);
+    CHECK_INT(header_int(&r, "x-ratelimit-limit-tokens"), 1000);
+    /* corrected by usage (not 1000 - prompt - 500); a few ms of refill may add a token */
+    int64_t rem = header_int(&r, "x-ratelimit-remaining-tokens");
+    CHECKF(rem >= 1000 - used && rem <= 1000 - used + 1, "remaining %lld after %lld tokens", (long long)rem,
+           (long long)used);
+    int64_t reset = header_ms(&r, "x-ratelimit-reset-tokens");
+    CHECKF(reset > (used - 1) * 60 && reset <= used * 60, "reset-tokens %lld ms after %lld tokens", (long long)reset,
+           (long long)used);
+    CHECK_INT(limit_headers(&r, 0, 3), 0); /* no rpm: no request headers */
+    resp_free(&r);
+
+    /* a second one: remaining goes down by its usage */
+    chat_to(&t, NULL, "tk", NULL, "What is the capital of France?", "\"max_tokens\": 500", &r);
+    CHECK_INT(r.status, 200);
+    int64_t rem2 = header_int(&r, "x-ratelimit-remaining-tokens");
+    CHECKF(rem2 >= rem - used && rem2 <= rem - used + 1, "remaining %lld then %lld", (long long)rem, (long long)rem2);
+    resp_free(&r);
+
+    /* more than the bucket holds now, less than the limit: 429 tokens, try again when it refilled */
+    int64_t prompt = toks("What is the capital of France?") + 4;
+    int64_t max = 990 - prompt;
+    char extra[64];
+    snprintf(extra, sizeof extra, "\"max_tokens\": %lld", (long long)max);
+    chat_to(&t, NULL, "tk", NULL, "What is the capital of France?", extra, &r);
+    CHECK_INT(r.status, 429);
+    CHECK_STR(jstr(&r, "error.type"), "tokens");
+    CHECK_STR(jstr(&r, "error.code"), "rate_limit_exceeded");
+    char want[160];
+    snprintf(want, sizeof want, " on tokens per min (TPM): Limit 1000, Used %lld, Requested 990. Please try again in ",
+             (long long)(1000 - rem2));
+    const char *msg = jstr(&r, "error.message");
+    CHECKF(msg && strstr(msg, want), "message %s lacks \"%s\"", msg ? msg : "(none)", want);
+    int64_t wait = header_int(&r, "retry-after-ms");
+    int64_t need = (990 - rem2) * 60; /* 1000 tokens a minute: 60 ms a token */
+    CHECKF(wait > need - 60 && wait <= need, "retry-after-ms %lld for %lld tokens short", (long long)wait,
+           (long long)(990 - rem2));
+    CHECK_INT(header_int(&r, "retry-after"), (wait + 999) / 1000);
+    CHECK_INT(limit_headers(&r, 3, 3), 3);
+    resp_free(&r);
+
+    /* larger than the limit itself: never admitted, nothing to wait for */
+    chat_to(&t, NULL, "tk", NULL, "What is the capital of France?", "\"max_tokens\": 2000", &r);
+    CHECK_INT(r.status, 429);
+    CHECK_STR(jstr(&r, "error.type"), "tokens");
+    msg = jstr(&r, "error.message");
+    snprintf(want, sizeof want, "Request too large for tk in organization ");
+    CHECKF(msg && strncmp(msg, want, strlen(want)) == 0 && strstr(msg, "Limit 1000, Requested ") &&
+               strstr(msg, "must be reduced"),
+           "message %s", msg ? msg : "(none)");
+    CHECK_INT(header_int(&r, "retry-after"), -1);
+    CHECK_INT(header_int(&r, "retry-after-ms"), -1);
+    resp_free(&r);
+
+    /* n choices count n times max_tokens at admission */
+    chat_to(&t, NULL, "tk", NULL, "What is the capital of France?", "\"max_tokens\": 400, \"n\": 3", &r);
+    CHECK_INT(r.status, 429);
+    resp_free(&r);
+    /* without max_tokens only the prompt is counted at admission, the usage after */
+    chat_to(&t, NULL, "tk", NULL, "What is the capital of France?", NULL, &r);
+    CHECK_INT(r.status, 200);
+    resp_free(&r);
+    CHECK_INT(stat_of(&t, "tk", "rate_limited"), 3);
+    CHECK_INT(stop_sim(&t), 0);
+}
+
+/* rpm and tpm change at runtime through /sim/models/<name>, checked like the file. */
+static void test_rate_limit_runtime(void)
+{
+    Sim t = {0};
+    if (start_limits(&t, NULL)) {
+        CHECK(!"simulator started");
+        return;
+    }
+    Resp r;
+    CHECK_INT(tune_status(&t, "free", "{\"rpm\": 2, \"tpm\": 100000}"), 200);
+    CHECK(setting(&t, "free", "rpm") == 2);
+    CHECK(setting(&t, "free", "tpm") == 100000);
+    int st[3];
+    for (int i = 0; i < 3; i++) {
+        chat_to(&t, NULL, "free", NULL, "What is the capital of France?", NULL, &r);
+        st[i] = (int)r.status;
+        if (i == 0)
+            CHECK_INT(limit_headers(&r, 0, 6), 6);
+        if (i == 2) {
+            int64_t wait = header_int(&r, "retry-after-ms");
+            CHECKF(wait > 29000 && wait <= 30000, "retry-after-ms %lld at 2 rpm", (long long)wait);
+            CHECK_INT(header_int(&r, "retry-after"), 30);
+        }
+        resp_free(&r);
+    }
+    CHECK(st[0] == 200 && st[1] == 200 && st[2] == 429);
+    /* a new limit starts full */
+    CHECK_INT(tune_status(&t, "free", "{\"rpm\": 3}"), 200);
+    chat_to(&t, NULL, "free", NULL, "What is the capital of France?", NULL, &r);
+    CHECK_INT(r.status, 200);
+    CHECK_INT(header_int(&r, "x-ratelimit-remaining-requests"), 2);
+    resp_free(&r);
+    /* null: unlimited again, no headers */
+    CHECK_INT(tune_status(&t, "free", "{\"rpm\": null, \"tpm\": null}"), 200);
+    http_to(&t, "GET", "/sim/models/free", NULL, NULL, &r);
+    CHECK(json_is_null(&r.doc, jpath(&r, "rpm")) && json_is_null(&r.doc, jpath(&r, "tpm")));
+    resp_free(&r);
+    for (int i = 0; i < 5; i++) {
+        chat_to(&t, NULL, "free", NULL, "What is the capital of France?", NULL, &r);
+        CHECK_INT(r.status, 200);
+        CHECK_INT(limit_headers(&r, 0, 6), 0);
+        resp_free(&r);
+    }
+    tune(&t, "free", "{\"rpm\": 0}", &r);
+    CHECK_INT(r.status, 400);
+    CHECKF(r.body.data && strstr(r.body.data, "rpm must be null or a whole number"), "body %s", r.body.data);
+    resp_free(&r);
+    CHECK_INT(tune_status(&t, "free", "{\"tpm\": -5}"), 400);
+    CHECK_INT(tune_status(&t, "free", "{\"rpm\": 10, \"tpmm\": 5}"), 400);
+    CHECK(isnan(setting(&t, "free", "rpm"))); /* all or nothing: still null */
+    CHECK_INT(stop_sim(&t), 0);
+}
+
+/* Uptime of s in ms by its own clock (the one --outage windows count on). */
+static int64_t uptime_of(const Sim *s)
+{
+    Resp r;
+    http_to(s, "GET", "/sim/stats", NULL, NULL, &r);
+    int64_t v = jint(&r, "uptime_ms");
+    resp_free(&r);
+    return v;
+}
+
+static void wait_uptime(const Sim *s, int64_t ms)
+{
+    for (int64_t up = uptime_of(s); up >= 0 && up < ms; up = uptime_of(s))
+        usleep((useconds_t)(ms - up) * 1000);
+}
+
+/* One request on a new connection: its HTTP status, or -1 when the connection closed unanswered. */
+static long status_fresh(const Sim *s, const char *model)
+{
+    Resp r;
+    g_fresh = true;
+    chat_to(s, NULL, model, NULL, "What is the capital of France?", NULL, &r);
+    g_fresh = false;
+    long st = r.cc == CURLE_GOT_NOTHING ? -1 : r.cc == CURLE_OK ? r.status : -2;
+    resp_free(&r);
+    return st;
+}
+
+/* --outage: 503 (or a drop) only during the window and only for the model (or provider) named. */
+static void test_outage_window(void)
+{
+    Sim t = {0};
+    const char *extra[] = {"--outage", "free:2:1.5", "--outage", "provider:pz:2:1.5:drop", NULL};
+    if (start_limits(&t, extra)) {
+        CHECK(!"simulator started");
+        return;
+    }
+    int64_t up = uptime_of(&t);
+    if (up < 1800) { /* before the window (a slow start would leave no time to look) */
+        CHECK_INT(status_fresh(&t, "free"), 200);
+        CHECK_INT(status_fresh(&t, "pz1"), 200);
+    } else {
+        printf("# the simulator took %lld ms to answer: the before-window checks are skipped\n", (long long)up);
+    }
+    wait_uptime(&t, 2100);
+    Resp r;
+    chat_to(&t, NULL, "free", NULL, "What is the capital of France?", NULL, &r);
+    CHECK_INT(r.status, 503);
+    CHECK_STR(jstr(&r, "error.type"), "server_error");
+    CHECK_STR(jstr(&r, "error.code"), "service_unavailable");
+    CHECK(jstr(&r, "error.message") != NULL);
+    resp_free(&r);
+    CHECK_INT(status_fresh(&t, "pz1"), -1);
+    CHECK_INT(status_fresh(&t, "pz2"), -1);
+    CHECK_INT(status_fresh(&t, "rl"), 200); /* another model, another provider: up */
+    CHECK_INT(status_fresh(&t, "tk"), 200);
+    up = uptime_of(&t);
+    CHECKF(up < 3500, "the in-window checks ended at %lld ms", (long long)up);
+    wait_uptime(&t, 3600);
+    CHECK_INT(status_fresh(&t, "free"), 200);
+    CHECK_INT(status_fresh(&t, "pz1"), 200);
+    CHECK_INT(stat_of(&t, "free", "outage"), 1);
+    CHECK_INT(stat_of(&t, "pz2", "outage"), 1);
+    CHECK_INT(stat_of(&t, "rl", "outage"), 0);
+    CHECK_INT(stop_sim(&t), 0);
+
+    /* a spec that names nothing, or a bad window, is refused at start */
+    const char *bad[][3] = {{"--outage", "nosuch:1:1", NULL},     {"--outage", "provider:nope:1:1", NULL},
+                            {"--outage", "free:1:0", NULL},       {"--outage", "free:x:1", NULL},
+                            {"--outage", "free:1:1:maybe", NULL}, {"--outage", "free:1", NULL}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char msg[1024];
+        int code = sim_exit(LIMITS_JSON, bad[i], msg, sizeof msg);
+        CHECKF(code > 0 && strstr(msg, "--outage number 1: expected MODEL:START_S:DURATION_S"),
+               "%s: status %d, message %s", bad[i][1], code, msg);
+    }
+    /* a model name with ':' in it is taken whole */
+    char msg[1024];
+    const char *colon[] = {"--outage", "m:8b:1:2:drop", NULL};
+    CHECK_INT(sim_exit("{\"models\": {\"m:8b\": {\"skill\": 1}}}", colon, msg, sizeof msg), -1);
+}
+
+/* The string at path in the settings of model on s; NULL if absent. */
+static const char *jstr_setting(const Sim *s, const char *model, const char *path)
+{
+    char url[256];
+    snprintf(url, sizeof url, "/sim/models/%s", model);
+    Resp r;
+    http_to(s, "GET", url, NULL, NULL, &r);
+    const char *v = r.status == 200 ? jstr(&r, path) : NULL; /* jstr's copy outlives r */
+    resp_free(&r);
+    return v;
+}
+
+/* "down" switches a model off and on at runtime, without timing. */
+static void test_outage_runtime_switch(void)
+{
+    Sim t = {0};
+    if (start_limits(&t, NULL)) {
+        CHECK(!"simulator started");
+        return;
+    }
+    CHECK_INT(tune_status(&t, "rl", "{\"down\": true}"), 200);
+    CHECK_STR(jstr_setting(&t, "rl", "down"), "503");
+    CHECK_INT(status_fresh(&t, "rl"), 503);
+    CHECK_INT(status_fresh(&t, "tk"), 200);
+    CHECK_INT(tune_status(&t, "rl", "{\"down\": \"drop\"}"), 200);
+    CHECK_INT(status_fresh(&t, "rl"), -1);
+    CHECK_INT(tune_status(&t, "rl", "{\"down\": false}"), 200);
+    CHECK_INT(status_fresh(&t, "rl"), 200);
+    CHECK_INT(tune_status(&t, "rl", "{\"down\": \"sometimes\"}"), 400);
+    CHECK_INT(status_fresh(&t, "rl"), 200);
+    /* a down model costs no rate limit: the requests refused while down were not counted */
+    Resp r;
+    chat_to(&t, NULL, "rl", NULL, "What is the capital of France?", NULL, &r);
+    int64_t rem = header_int(&r, "x-ratelimit-remaining-requests"); /* 60 - the 3 answered (+1 a second) */
+    CHECKF(rem == 57 || rem == 58, "remaining-requests %lld", (long long)rem);
+    resp_free(&r);
+    CHECK_INT(stat_of(&t, "rl", "outage"), 2);
     CHECK_INT(stop_sim(&t), 0);
 }
 
@@ -3006,6 +3456,11 @@ int main(void)
         RUN(test_catalog_refuses_values_out_of_range);
         RUN(test_harsher_catalogs);
         RUN(test_runtime_switch);
+        RUN(test_rate_limit_requests);
+        RUN(test_rate_limit_tokens);
+        RUN(test_rate_limit_runtime);
+        RUN(test_outage_window);
+        RUN(test_outage_runtime_switch);
         if (start_qasim()) {
             printf("not ok - setup: cannot start the simulator with a context column\n");
         } else {

@@ -21,7 +21,7 @@
 #define TOP_KEYS "models, description"
 #define MODEL_KEYS                                                                                           \
     "skill, latency_ms, ms_per_output_token, logprobs, usage_style, reasoning, confidence, difficulty, judge, " \
-    "compress, description"
+    "compress, provider, rpm, tpm, down, description"
 #define LATENCY_KEYS "mean, jitter"
 #define CONFIDENCE_KEYS "correct, wrong, unkeyed, token_spread"
 #define OUTCOME_KEYS "mean, spread, min, max"
@@ -29,6 +29,17 @@
 #define JUDGE_KEYS "skill, skill_exponent, difficulty_sensitivity, difficulty_pivot, fooled_middling"
 #define COMPRESS_KEYS "mode, skill, reference_ratio, shape, question_boost"
 #define CATALOG_MAX_RATIO 1000
+#define CATALOG_MAX_PER_MINUTE 1000000000000LL /* rpm and tpm: far above any real tier */
+
+const char *catalog_down_name(DownMode d)
+{
+    switch (d) {
+    case DOWN_503: return "503";
+    case DOWN_DROP: return "drop";
+    case DOWN_NO: break;
+    }
+    return NULL;
+}
 
 const char *catalog_usage_name(UsageStyle u)
 {
@@ -285,6 +296,59 @@ static int parse_usage(const Parse *p, int v, UsageStyle *out)
     return 0;
 }
 
+/* rpm / tpm: a whole number of units per minute, or null for unlimited (stored as 0). */
+static int parse_per_minute(const Parse *p, int v, const char *path, int64_t *out)
+{
+    if (json_is_null(p->d, v)) {
+        *out = 0;
+        return 0;
+    }
+    int64_t x;
+    if (json_type(p->d, v) != JSON_PRIMITIVE || json_int64(p->d, v, &x) || x < 1 || x > CATALOG_MAX_PER_MINUTE) {
+        char got[CATALOG_SHOWN];
+        shown(p->d, v, got, sizeof got);
+        return tq_err(p->err, TQ_EINVAL, "%s: %s must be null or a whole number in [1, %lld], got %s", p->where, path,
+                      (long long)CATALOG_MAX_PER_MINUTE, got);
+    }
+    *out = x;
+    return 0;
+}
+
+/* down: false (up), true or "503" (HTTP 503), "drop" (connection closed). */
+static int parse_down(const Parse *p, int v, DownMode *out)
+{
+    bool b;
+    if (json_eq(p->d, v, "503"))
+        *out = DOWN_503;
+    else if (json_eq(p->d, v, "drop"))
+        *out = DOWN_DROP;
+    else if (json_type(p->d, v) != JSON_STRING && json_bool(p->d, v, &b) == 0)
+        *out = b ? DOWN_503 : DOWN_NO;
+    else
+        return tq_err(p->err, TQ_EINVAL, "%s: down must be false, true, \"503\" or \"drop\"", p->where);
+    return 0;
+}
+
+/* provider: a non-empty string, or null for none. m->provider is m's own copy (catalog_update
+ * gives the model it parses into a copy), so it can be replaced here. */
+static int parse_provider(const Parse *p, int v, SimModel *m)
+{
+    char *s = NULL;
+    if (!json_is_null(p->d, v)) {
+        if (json_type(p->d, v) != JSON_STRING)
+            return tq_err(p->err, TQ_EINVAL, "%s: provider must be a string or null", p->where);
+        if (!(s = json_strdup(p->d, v)))
+            return tq_err(p->err, TQ_ENOMEM, "out of memory reading provider");
+        if (!s[0]) {
+            free(s);
+            return tq_err(p->err, TQ_EINVAL, "%s: provider must not be empty", p->where);
+        }
+    }
+    free(m->provider);
+    m->provider = s;
+    return 0;
+}
+
 /* Apply the keys of object obj to m: present keys replace m's values, absent ones keep them. */
 static int parse_model_keys(const Parse *p, int obj, SimModel *m)
 {
@@ -312,6 +376,14 @@ static int parse_model_keys(const Parse *p, int obj, SimModel *m)
             rc = parse_judge(p, v, &m->judge);
         else if (json_eq(d, k, "compress"))
             rc = parse_compress(p, v, &m->compress);
+        else if (json_eq(d, k, "provider"))
+            rc = parse_provider(p, v, m);
+        else if (json_eq(d, k, "rpm"))
+            rc = parse_per_minute(p, v, "rpm", &m->rpm);
+        else if (json_eq(d, k, "tpm"))
+            rc = parse_per_minute(p, v, "tpm", &m->tpm);
+        else if (json_eq(d, k, "down"))
+            rc = parse_down(p, v, &m->down);
         else if (json_eq(d, k, "description")) {
             if (json_type(d, v) != JSON_STRING)
                 rc = tq_err(p->err, TQ_EINVAL, "%s: description must be a string", p->where);
@@ -500,6 +572,7 @@ void catalog_free(Catalog *cat)
         return;
     for (size_t i = 0; i < cat->n; i++) {
         free(cat->models[i].name);
+        free(cat->models[i].provider);
         kind_offsets_free(&cat->models[i].answer);
     }
     free(cat->models);
@@ -515,7 +588,10 @@ int catalog_update(Catalog *cat, size_t i, const char *json, size_t len, TqErr *
     char name[CATALOG_SHOWN], where[CATALOG_SHOWN + 16];
     utf8_copy_cut(name, sizeof name, cur->name, strlen(cur->name));
     snprintf(where, sizeof where, "model %s", name);
+    next.provider = NULL; /* next's own copy, so a new provider can replace it */
     int rc = kind_offsets_copy(&next.answer, &cur->answer);
+    if (!rc && cur->provider && !(next.provider = strdup(cur->provider)))
+        rc = TQ_ENOMEM;
     if (rc) {
         tq_err(err, rc, "out of memory");
         goto cleanup;
@@ -533,12 +609,15 @@ int catalog_update(Catalog *cat, size_t i, const char *json, size_t len, TqErr *
         goto cleanup;
     apply_override(&next, cat->latency_override_ms);
     kind_offsets_free(&cur->answer);
+    free(cur->provider);
     *cur = next;
     next.answer.kind_offsets = NULL; /* now cur's */
     next.answer.nkind_offsets = 0;
+    next.provider = NULL;
 cleanup:
     json_doc_free(&d);
     kind_offsets_free(&next.answer);
+    free(next.provider);
     if (rc && err)
         utf8_one_line(err->msg);
     return rc;
@@ -656,6 +735,12 @@ static int put_compress_params(Buf *b, const CompressParams *c)
     return rc ? rc : buf_putc(b, '}');
 }
 
+static int put_per_minute(Buf *b, const char *key, int64_t v)
+{
+    int rc = buf_puts(b, key);
+    return rc ? rc : v > 0 ? buf_printf(b, "%lld", (long long)v) : buf_puts(b, "null");
+}
+
 int catalog_model_json(const SimModel *m, Buf *out)
 {
     int rc = put_num(out, "{\"skill\":", m->skill);
@@ -679,5 +764,17 @@ int catalog_model_json(const SimModel *m, Buf *out)
         rc = put_judge_params(out, &m->judge);
     if (!rc)
         rc = put_compress_params(out, &m->compress);
+    if (!rc)
+        rc = buf_puts(out, ",\"provider\":");
+    if (!rc)
+        rc = json_put_cstr(out, m->provider);
+    if (!rc)
+        rc = put_per_minute(out, ",\"rpm\":", m->rpm);
+    if (!rc)
+        rc = put_per_minute(out, ",\"tpm\":", m->tpm);
+    if (!rc)
+        rc = buf_puts(out, ",\"down\":");
+    if (!rc)
+        rc = m->down == DOWN_NO ? buf_puts(out, "false") : json_put_cstr(out, catalog_down_name(m->down));
     return rc ? rc : buf_putc(out, '}');
 }

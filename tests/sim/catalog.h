@@ -4,7 +4,7 @@
  * File shape: {"description": "...", "models": {"<name>": {"skill": 0.7, "latency_ms": {"mean": 600,
  *   "jitter": 250}, "ms_per_output_token": 0, "logprobs": true, "usage_style": "openai|deepseek|none",
  *   "reasoning": false, "confidence": {...}, "difficulty": {...}, "judge": {...}, "compress": {...},
- *   "description": "..."}, ...}}. Every key but skill is optional; an absent one keeps the default
+ *   "provider": "openai", "rpm": 500, "tpm": 30000, "down": false, "description": "..."}, ...}}. Every key but skill is optional; an absent one keeps the default
  * (tests/sim/README.md, "Models", lists them all). An unknown key anywhere — top level, model, nested
  * object — or a value out of its range is an error naming the file, the model and the key, so a
  * typo cannot silently leave a setting at its default.
@@ -28,6 +28,13 @@
 
 typedef enum { USAGE_OPENAI = 0, USAGE_DEEPSEEK, USAGE_NONE } UsageStyle;
 
+/* How a model that is down answers (the "down" key, and --outage windows, outage.h). */
+typedef enum {
+    DOWN_NO = 0,  /* up */
+    DOWN_503,     /* HTTP 503 with an error body, at once */
+    DOWN_DROP,    /* the connection is closed without a response, at once */
+} DownMode;
+
 /* Kind offsets one model may carry (difficulty.kind_offset). */
 #define CATALOG_MAX_KIND_OFFSETS 256
 
@@ -44,6 +51,9 @@ typedef struct SimModel {
     AnswerParams answer; /* confidence and difficulty; answer.kind_offsets owned */
     JudgeParams judge;   /* the model as a judge */
     CompressParams compress; /* the model shortening documents */
+    char *provider;    /* owned; NULL = none. Names the model's provider for --outage provider:NAME */
+    int64_t rpm, tpm;  /* requests and tokens per minute; 0 = unlimited (ratelimit.h) */
+    DownMode down;     /* switched off at runtime ("down"), besides any --outage window */
 } SimModel;
 
 typedef struct Catalog {
@@ -62,6 +72,8 @@ void catalog_free(Catalog *cat);
 /* The model called name[0..len), or NULL. */
 const SimModel *catalog_find(const Catalog *cat, const char *name, size_t len);
 const char *catalog_usage_name(UsageStyle u);
+/* "503" or "drop" for a down mode; NULL for DOWN_NO. */
+const char *catalog_down_name(DownMode d);
 /* Latency in ms for one response of this model: u in [0,1) picks the point in mean +- jitter. */
 uint32_t catalog_latency_ms(const SimModel *m, double u, int64_t completion_tokens);
 

@@ -8,6 +8,8 @@
 #include "hash.h"
 #include "json.h"
 #include "judge.h"
+#include "outage.h"
+#include "ratelimit.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -20,6 +22,7 @@
 #define SALT_REASONING 0x629a292a367cd507ULL
 #define CHAT_MAX_TOKENS 2000000 /* jsmn tokens per request body */
 #define CHAT_MAX_N 128
+#define CHAT_MAX_ESTIMATE ((int64_t)1 << 40) /* max_tokens counted at admission, so n * it cannot overflow */
 
 typedef struct ChatReq {
     const SimModel *model;
@@ -463,7 +466,10 @@ static int put_usage(const ChatReq *cr, int64_t cached, const ChatTotals *tot, B
     return rc;
 }
 
-static int answer_request(Sim *sim, const ChatReq *cr, const JsonDoc *d, const HttpReq *req, SimReply *rep)
+/* Answer an admitted request. *fault_out gets the fault chosen; *used_tokens the prompt and
+ * completion tokens of the answer when one was computed (left alone otherwise). */
+static int answer_admitted(Sim *sim, const ChatReq *cr, const JsonDoc *d, const HttpReq *req, SimReply *rep,
+                           Fault *fault_out, int64_t *used_tokens)
 {
     const SimModel *m = cr->model;
     ModelStats *ms = &sim->stats.models[m->index];
@@ -523,6 +529,7 @@ static int answer_request(Sim *sim, const ChatReq *cr, const JsonDoc *d, const H
         }
         fault = fault_choose(&sim->faults, prompt_hash, mk, nmk, m->name, fault_u);
     }
+    *fault_out = fault;
     if (fault != FAULT_NONE)
         sim->stats.faults[fault]++;
     if (fault_is_error(fault))
@@ -583,6 +590,7 @@ static int answer_request(Sim *sim, const ChatReq *cr, const JsonDoc *d, const H
     if (rc)
         return rc;
 
+    *used_tokens = cr->prompt_tokens + tot.completion_tokens;
     ms->answered++;
     ms->prompt_tokens += (uint64_t)cr->prompt_tokens;
     ms->cached_tokens += (uint64_t)cached;
@@ -593,6 +601,37 @@ static int answer_request(Sim *sim, const ChatReq *cr, const JsonDoc *d, const H
     if (fault == FAULT_TRUNCATED)
         rep->action = REPLY_TRUNCATE;
     return 0;
+}
+
+/* Outages, then rate limits, then the answer; the rate-limit headers on every reply of a limited
+ * model but an injected 429 fault (it carries its own) and a dropped connection. */
+static int answer_request(Sim *sim, const ChatReq *cr, const JsonDoc *d, const HttpReq *req, SimReply *rep)
+{
+    const SimModel *m = cr->model;
+    ModelStats *ms = &sim->stats.models[m->index];
+    int64_t now = sim->now_ms;
+    DownMode down = outage_mode(&sim->outages, m, now - sim->stats.started_ms);
+    if (down != DOWN_NO) {
+        ms->outage++;
+        return outage_reply(down, rep);
+    }
+    int64_t per_choice = cr->max_tokens < CHAT_MAX_ESTIMATE ? cr->max_tokens : CHAT_MAX_ESTIMATE;
+    int64_t charged = cr->prompt_tokens + (int64_t)cr->n * per_choice;
+    RateCheck rc = ratelimit_admit(&sim->limits, m->index, m->rpm, m->tpm, charged, now);
+    int err;
+    if (rc.verdict != RATE_OK) {
+        ms->rate_limited++;
+        err = ratelimit_reply(&rc, m->name, rep);
+        return err ? err : ratelimit_headers(&sim->limits, m->index, m->rpm, m->tpm, now, rep);
+    }
+    Fault fault = FAULT_NONE;
+    int64_t used = charged; /* no answer computed: the admission charge stands */
+    if ((err = answer_admitted(sim, cr, d, req, rep, &fault, &used)))
+        return err;
+    ratelimit_correct(&sim->limits, m->index, m->tpm, charged, used, now);
+    if (fault == FAULT_429 || rep->action == REPLY_DROP)
+        return 0;
+    return ratelimit_headers(&sim->limits, m->index, m->rpm, m->tpm, now, rep);
 }
 
 int chat_handle(Sim *sim, const HttpReq *req, SimReply *rep)

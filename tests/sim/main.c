@@ -27,6 +27,9 @@ static void usage(FILE *f)
           "  --require-key-env VAR  the same, with the key read from environment variable VAR\n"
           "  --max-body BYTES       larger request bodies get 413 (default 8388608)\n"
           "  --oversized-mb N       content size of the \"oversized\" fault (default 20)\n"
+          "  --outage MODEL:START_S:DURATION_S[:503|drop]\n"
+          "                         MODEL (or provider:NAME) is down during that window after the start\n"
+          "                         (repeatable; default 503)\n"
           "faults: 429 429quota 500 503 400 401 slow drop truncated invalid oversized nousage intcode\n"
           "batch faults (markers only): batch_missing batch_dup batch_swap batch_unknown batch_malformed\n"
           "                             batch_merge batch_truncated batch_invalid\n",
@@ -121,7 +124,11 @@ static int parse_args(int argc, char **argv, SimConfig *cfg)
             }
         } else if (strcmp(a, "--max-body") == 0)
             bad = parse_u64(v, (uint64_t)1 << 30, &u), cfg->max_body = (size_t)u;
-        else if (strcmp(a, "--oversized-mb") == 0)
+        else if (strcmp(a, "--outage") == 0) {
+            bad = cfg->noutages >= SIM_MAX_OUTAGES; /* checked against the catalog by sim_open */
+            if (!bad)
+                cfg->outage[cfg->noutages++] = v;
+        } else if (strcmp(a, "--oversized-mb") == 0)
             bad = parse_u64(v, 512, &u) || u == 0, cfg->oversized_bytes = (size_t)u << 20;
         else {
             fprintf(stderr, "tierq-sim: unknown option %s\n", a);

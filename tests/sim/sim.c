@@ -28,8 +28,11 @@ int sim_open(Sim *sim, const SimConfig *cfg, TqErr *err)
         goto fail;
     if (cfg->answers_path && (rc = answer_key_load(&sim->answers, cfg->answers_path, err)))
         goto fail;
+    if ((rc = outage_parse(&sim->outages, cfg->outage, cfg->noutages, &sim->catalog, err)))
+        goto fail;
     if ((rc = pcache_init(&sim->pcache, cfg->pcache_slots)) ||
-        (rc = stats_init(&sim->stats, sim->catalog.n, sim->now_ms))) {
+        (rc = stats_init(&sim->stats, sim->catalog.n, sim->now_ms)) ||
+        (rc = ratelimit_init(&sim->limits, sim->catalog.n))) {
         tq_err(err, rc, "out of memory");
         goto fail;
     }
@@ -49,6 +52,8 @@ void sim_close(Sim *sim)
     fault_state_free(&sim->faults);
     pcache_free(&sim->pcache);
     stats_free(&sim->stats);
+    ratelimit_free(&sim->limits);
+    outage_free(&sim->outages);
     buf_free(&sim->prompt);
     buf_free(&sim->stripped);
     buf_free(&sim->text);
@@ -63,6 +68,7 @@ void sim_reset(Sim *sim)
     stats_reset(&sim->stats, sim->now_ms);
     fault_state_reset(&sim->faults);
     pcache_clear(&sim->pcache);
+    ratelimit_reset(&sim->limits);
 }
 
 int sim_read_file(const char *path, Buf *out, TqErr *err)

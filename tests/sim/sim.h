@@ -12,13 +12,17 @@
 #include "catalog.h"
 #include "err.h"
 #include "faults.h"
+#include "outage.h"
 #include "pcache.h"
+#include "ratelimit.h"
 #include "stats.h"
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
+
+#define SIM_MAX_OUTAGES 64
 
 typedef struct SimConfig {
     int port;                   /* 0 = any free port */
@@ -36,6 +40,8 @@ typedef struct SimConfig {
     size_t max_body;            /* larger bodies get 413 */
     size_t max_head;            /* larger request heads get 431 */
     size_t oversized_bytes;     /* content size of the "oversized" fault */
+    const char *outage[SIM_MAX_OUTAGES]; /* --outage specs, as given (outage.h) */
+    size_t noutages;
 } SimConfig;
 
 typedef struct Sim {
@@ -45,6 +51,8 @@ typedef struct Sim {
     FaultState faults;
     PrefixCache pcache;
     SimStats stats;
+    RateLimits limits;   /* the rpm / tpm buckets, one pair per model */
+    Outages outages;     /* --outage windows */
     uint64_t seq;        /* chat requests so far; drives the per-request draws */
     int64_t now_ms;      /* monotonic, refreshed by the server each loop pass */
     time_t now_s;        /* wall clock, for "created" */
@@ -60,7 +68,8 @@ typedef struct Sim {
 /* Load the catalog and the answer key and set up the state. Returns 0 or a TQ_E* code. */
 int sim_open(Sim *sim, const SimConfig *cfg, TqErr *err);
 void sim_close(Sim *sim);
-/* POST /sim/reset: zero the counters, forget fault counters and the prefix cache. */
+/* POST /sim/reset: zero the counters, forget fault counters and the prefix cache, refill every rate
+ * limit bucket. Outage windows stay where they are (they count from the start). */
 void sim_reset(Sim *sim);
 
 /* Read a whole file into out (bounded by out's cap). Returns 0, TQ_EIO or TQ_ELIMIT. */

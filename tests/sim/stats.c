@@ -102,11 +102,13 @@ int stats_to_json(const SimStats *st, const Catalog *cat, int64_t now_ms, Buf *o
                             ",\"judge_fooled\":%" PRIu64 ",\"judge_unkeyed\":%" PRIu64
                             ",\"batch_requests\":%" PRIu64 ",\"batch_items\":%" PRIu64
                             ",\"compress_requests\":%" PRIu64 ",\"compress_facts\":%" PRIu64
-                            ",\"compress_facts_kept\":%" PRIu64 "}",
+                            ",\"compress_facts_kept\":%" PRIu64 ",\"rate_limited\":%" PRIu64
+                            ",\"outage\":%" PRIu64 "}",
                             m->requests, m->answered, m->prompt_tokens, m->cached_tokens, m->completion_tokens,
                             m->reasoning_tokens, m->correct, m->wrong, m->unkeyed, m->judge_requests, m->judge_right,
                             m->judge_fooled, m->judge_unkeyed, m->batch_requests, m->batch_items,
-                            m->compress_requests, m->compress_facts, m->compress_facts_kept);
+                            m->compress_requests, m->compress_facts, m->compress_facts_kept, m->rate_limited,
+                            m->outage);
     }
     if (!rc)
         rc = buf_puts(out, "}}");

@@ -24,6 +24,8 @@ typedef struct ModelStats {
     uint64_t compress_requests;       /* answered compression requests (first choice) */
     uint64_t compress_facts;          /* facts of their documents the answer key knows */
     uint64_t compress_facts_kept;     /* of them, found verbatim in the shortened text */
+    uint64_t rate_limited;            /* refused with 429 by the model's rpm / tpm (ratelimit.h) */
+    uint64_t outage;                  /* refused because the model was down (outage.h) */
 } ModelStats;
 
 #define STATS_MAX_STATUS 600
