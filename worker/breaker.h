@@ -20,10 +20,10 @@
  * What fails. Timeouts (and 408), 5xx, and failures below HTTP (connect, reset, TLS, a 2xx body cut
  * short) are failures: they say the model or the way to it is unwell. Everything the model answered
  * on purpose is a success for the breaker, 4xx included: a 400 or a 404 is about the request, and a
- * breaker that opened on them would send good requests to the fallback for a bad one's sake.
+ * breaker that opened on them would hold good requests back for a bad one's sake.
  * A 429 is NEUTRAL, neither: the model is up and answering, and it is our pace that is wrong. The
  * rate limiter answers it (pause for retry-after, halve the rate); opening the breaker as well
- * would send the traffic to the fallback for a whole cooldown when waiting a second was the cure,
+ * would hold the model's traffic back for a whole cooldown when waiting a second was the cure,
  * and a breaker opened by our own overload would flap with every burst. (insufficient_quota, a 429
  * that is no rate limit, stops the whole provider in the pool; the breaker need not see it.)
  *
@@ -37,9 +37,10 @@
  *
  * How the pool will use it (not wired yet, issue 12). Before a call's request leaves (before the
  * rate limiter, which must not spend an admission on a denied call): breaker_allow on its model's
- * breaker. DENY: the call goes to the kind's fallback model, or, without one, back to the delay heap
- * until next_probe_ms. PROBE: the call goes, marked as the probe; if it then cannot leave (the rate
- * limiter says wait, the pool stops), record NEUTRAL with probe = true so the slot is not held.
+ * breaker. DENY: the call goes back to the delay heap until next_probe_ms (or, once kinds have the
+ * fallback model DESIGN.md describes, to the fallback). PROBE: the call goes, marked as the probe;
+ * if it then cannot leave (the rate limiter says wait, the pool stops), record NEUTRAL with
+ * probe = true so the slot is not held.
  * Every finished exchange records its outcome (breaker_outcome_http / breaker_outcome_transport)
  * with the probe mark. breaker_state feeds tierq status and the heartbeat; a state change is logged
  * with its reason. probe_timeout_ms is set to the provider's timeout_ms plus its connect timeout. */
