@@ -171,16 +171,19 @@ static void pause_until(RateLimiter *rl, int64_t until)
         rl->paused_until_ms = until;
 }
 
-/* What the provider says is left, tightening one bucket. */
+/* What the provider says is left, tightening one bucket; with no bucket (no limit configured), a
+ * pause until the reset when nothing is left (see ratelimit.h for why only then). */
 static void tighten(RateLimiter *rl, Bucket *b, int64_t now, int64_t remaining, int64_t reset_ms)
 {
     if (remaining < 0)
         return;
     double mine = (double)remaining / rl->share;
-    if (limited(b) && b->level > mine)
-        b->level = mine;
-    if (remaining == 0 && reset_ms >= 0)
+    if (limited(b)) {
+        if (b->level > mine)
+            b->level = mine;
+    } else if (remaining == 0 && reset_ms >= 0) {
         pause_until(rl, now + (reset_ms < RATELIMIT_HEADER_PAUSE_CAP_MS ? reset_ms : RATELIMIT_HEADER_PAUSE_CAP_MS));
+    }
 }
 
 void ratelimit_on_headers(RateLimiter *rl, int64_t now_ms, int64_t remaining_requests, int64_t remaining_tokens,

@@ -24,8 +24,13 @@
  * never above the configured limit. Increases need successes: an idle limiter does not relax.
  *
  * Provider headers (x-ratelimit-remaining-*, x-ratelimit-reset-*) only tighten: a bucket holds no
- * more than remaining / share, and a dimension with nothing remaining pauses until its reset
- * (capped at RATELIMIT_HEADER_PAUSE_CAP_MS: per-minute limits are whole again after a minute).
+ * more than remaining / share, so nothing left means the next request waits for our own refill.
+ * The reset time is only used for a dimension we have no limit for (rpm or tpm 0): with nothing
+ * remaining it pauses admission until the reset (capped at RATELIMIT_HEADER_PAUSE_CAP_MS: per-minute
+ * limits are whole again after a minute). Where we have a rate, a reset is not a wait: OpenAI's
+ * x-ratelimit-reset-tokens is the time until the provider's bucket is FULL again ("6m0s"), while
+ * it refills continuously, so pausing until then would idle for most of a minute after every dip
+ * to zero; our refill paces the next request, and a provider limit lower than ours shows as 429s.
  *
  * Several processes. Every limit here is per process. Processes that share an account (one
  * provider key, several `tierq run` on several machines) each take `share` = the number of
@@ -113,8 +118,8 @@ void ratelimit_settle(RateLimiter *rl, const RateLimitTicket *ticket, int64_t ac
 void ratelimit_cancel(RateLimiter *rl, const RateLimitTicket *ticket);
 
 /* A response carried x-ratelimit-* headers; -1 for each one absent (OaiHeaders uses -1 too).
- * Tightens only: each bucket is lowered to remaining / share when it holds more; a dimension with
- * remaining 0 and a reset time pauses admission until now + reset (capped). */
+ * Tightens only: each bucket is lowered to remaining / share when it holds more; an unlimited
+ * dimension with remaining 0 and a reset time pauses admission until now + reset (capped). */
 void ratelimit_on_headers(RateLimiter *rl, int64_t now_ms, int64_t remaining_requests, int64_t remaining_tokens,
                           int64_t reset_requests_ms, int64_t reset_tokens_ms);
 
