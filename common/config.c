@@ -979,37 +979,9 @@ static int load_kind(TqConfig *cfg, TqKind *kd, const char *file, const char *na
     return rc;
 }
 
-static int add_warning(TqConfig *cfg, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int add_warning(TqConfig *cfg, const char *fmt, ...)
-{
-    char **w = realloc(cfg->warnings, (size_t)(cfg->nwarnings + 1) * sizeof *w);
-    if (!w)
-        return TQ_ENOMEM;
-    cfg->warnings = w;
-    char line[600];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    if (!(w[cfg->nwarnings] = strdup(line)))
-        return TQ_ENOMEM;
-    cfg->nwarnings++;
-    return 0;
-}
-
-/* Settings that parse and are documented but that nothing acts on yet: say so, once per setting,
- * instead of letting a user believe they work. (Each line goes when its feature lands.) */
-static int not_yet_in_effect(TqConfig *cfg)
-{
-    int limited = 0, rc = 0;
-    for (int i = 0; i < cfg->nmodels; i++)
-        limited += cfg->models[i].rpm > 0 || cfg->models[i].tpm > 0;
-    if (limited)
-        rc = add_warning(cfg, "%s/models.json: rpm and tpm (set on %d models) are accepted but not yet in effect: "
-                              "tierq does not limit its request rate yet, a provider's 429s are retried",
-                         cfg->dir, limited);
-    return rc;
-}
+/* cfg->warnings: settings that parse but that nothing acts on yet would be listed here (config
+ * check prints them, tierq run counts them). None is left since rpm and tpm took effect; the list
+ * stays for the next such setting. */
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
@@ -1098,8 +1070,7 @@ int config_load(const char *dir, TqConfig **out, TqErr *err)
         if ((rc = load_kind(cfg, &cfg->kinds[i], path, names[i], err)))
             goto cleanup;
     }
-    if (!(rc = not_yet_in_effect(cfg)))
-        rc = make_pinned(cfg, err);
+    rc = make_pinned(cfg, err);
 cleanup:
     for (int i = 0; i < nnames; i++)
         free(names[i]);

@@ -14,6 +14,7 @@
 #include "config.h"
 #include "fifo.h"
 #include "openai.h"
+#include "ratelimit.h"
 #include "job.h"
 
 #include <stdbool.h>
@@ -134,6 +135,9 @@ typedef struct Call {
                                * leaves a trace that is settled as "unknown" (queue_settle_orphans) */
     bool intent_durable;      /* that row is in the database: the request may leave */
     bool slot_reserved;       /* the pool counts it in flight already (from parking to sending) */
+    bool rl_held;             /* admitted by its model's rate limiter: rl_ticket is settled when the
+                               * request ends (worker/ratelimit.h) */
+    RateLimitTicket rl_ticket;
     int worker;               /* the pool worker that waits for the intent to be written */
     struct Call *parked;      /* intent carriers only: the call waiting for its intent row */
     /* CALL_PHASE_COMPRESS */

@@ -5,6 +5,7 @@
 #include "cost.h"
 #include "log.h"
 #include "openai.h"
+#include "ratelimit.h"
 #include "route.h"
 
 #include <curl/curl.h>
@@ -71,6 +72,7 @@ struct Pool {
     atomic_int peak_in_flight;
     atomic_int pending;
     atomic_int *prov_in_flight;
+    RateLimiter **model_rl;  /* per model (cfg->models): its rpm/tpm, tightened by its replies */
     atomic_int *prov_stopped;        /* PROV_* : why nothing more goes to the provider */
     atomic_bool stopped_any;
     atomic_bool stop;
@@ -491,6 +493,25 @@ static OaiNetError net_error_of(CURLcode rc)
     }
 }
 
+/* The reply's word to the model's limiter: its x-ratelimit-* headers tighten; a 429 (not quota)
+ * pauses and slows it; tokens reserved at admission are corrected by usage (total_tokens: the
+ * reply's usage; 0: the provider refused the request; -1: unknown, the estimate stands). */
+static void rate_reply(Pool *p, Call *c, const Transfer *t, long status, int64_t total_tokens, bool is_429)
+{
+    if (!c->rl_held)
+        return;
+    c->rl_held = false;
+    RateLimiter *rl = p->model_rl[c->send_model];
+    int64_t now = clock_mono_ms();
+    ratelimit_on_headers(rl, now, t->hdr.remaining_requests, t->hdr.remaining_tokens, t->hdr.reset_requests_ms,
+                         t->hdr.reset_tokens_ms);
+    if (is_429)
+        ratelimit_on_429(rl, now, oai_headers_retry_after_ms(&t->hdr, time(NULL)), &c->rl_ticket);
+    ratelimit_settle(rl, &c->rl_ticket, total_tokens);
+    if (status >= 200 && status < 300)
+        ratelimit_on_success(rl, now);
+}
+
 static void on_transfer_done(Worker *w, CURL *e, CURLcode res)
 {
     Pool *p = w->pool;
@@ -528,6 +549,7 @@ static void on_transfer_done(Worker *w, CURL *e, CURLcode res)
         int prc = c->batched ? oai_parse_response_tokens(t->resp.data ? t->resp.data : "", t->resp.len, 400000, &resp, &err)
                              : oai_parse_response(t->resp.data ? t->resp.data : "", t->resp.len, 200000, &resp, &err);
         const char *unanswered = prc == 0 ? unanswered_reason(&resp) : NULL;
+        rate_reply(p, c, t, status, prc == 0 && resp.usage.present ? resp.usage.total_tokens : -1, false);
         if (unanswered) {
             route_charge_unanswered(c, row, &resp, &t->body);
             row->status = "retry";
@@ -555,6 +577,8 @@ static void on_transfer_done(Worker *w, CURL *e, CURLcode res)
         OaiError oe;
         oai_parse_error((int)status, t->resp.data, t->resp.len, &oe);
         OaiVerdict v = oai_classify((int)status, &oe);
+        /* a refused request used no tokens; a 429 for the rate (not the quota) slows the model down */
+        rate_reply(p, c, t, status, 0, status == 429 && v == OAI_RETRY);
         const char *reason = oai_error_reason((int)status, &oe);
         snprintf(msg, sizeof msg, "http %ld %s: %s", status, reason, oe.message);
         row->reason = reason;
@@ -580,6 +604,7 @@ static void on_transfer_done(Worker *w, CURL *e, CURLcode res)
         }
         return;
     }
+    rate_reply(p, c, t, status, -1, false); /* no reply, or a cut one: the estimate stands */
     OaiNetError ne = t->too_large ? OAI_NET_TOO_LARGE : net_error_of(res);
     const char *reason = oai_net_reason(ne);
     if (ne == OAI_NET_TOO_LARGE)
@@ -659,6 +684,38 @@ static void release_slot(Pool *p, Call *c)
     atomic_fetch_sub(&p->prov_in_flight[provider_of(c)], 1);
 }
 
+/* What a request will count against its model's tokens-per-minute before its reply says: its jobs'
+ * texts at ~4 bytes a token, plus the output it may ask for. */
+static int64_t estimate_tokens(const Call *c)
+{
+    int64_t bytes = 0, out = 0;
+    for (int i = 0; i < c->njobs; i++) {
+        const QueueJob *j = c->jobs[i].job;
+        if (j)
+            bytes += (int64_t)strlen(j->prompt) + (j->context ? (int64_t)strlen(j->context) : 0) +
+                     (j->system_prompt ? (int64_t)strlen(j->system_prompt) : 0);
+        out += c->jobs[i].max_tokens > 0 ? c->jobs[i].max_tokens : 0;
+    }
+    return bytes / 4 + 1 + out;
+}
+
+/* Admission by the call's model limiter: true to send now; false when it must wait, and then it is
+ * put back in the timer heap for when the limiter says (its place in the provider's queue is not
+ * held: other models of the provider go on meanwhile). */
+static bool rate_admit(Worker *w, Call *c, int64_t now)
+{
+    RateLimiter *rl = w->pool->model_rl[c->send_model];
+    int64_t wait = 0;
+    if (c->rl_held || ratelimit_acquire(rl, now, estimate_tokens(c), &c->rl_ticket, &wait)) {
+        c->rl_held = true;
+        return true;
+    }
+    c->due_ms = now + wait;
+    if (heap_push(w, c))
+        fail_call(w, c, "out_of_memory", "out of memory waiting for the model's rate limit", true, 1000);
+    return false;
+}
+
 /* Start waiting calls while their provider and the process have room. Returns true when some call
  * is still waiting for capacity that another worker may free. */
 static bool start_ready(Worker *w)
@@ -689,6 +746,8 @@ static bool start_ready(Worker *w)
             w->ready_head[prov] = c->next;
             if (!w->ready_head[prov])
                 w->ready_tail[prov] = NULL;
+            if (!rate_admit(w, c, clock_mono_ms()))
+                continue;
             if (!c->intent_durable && park_for_intent(w, c))
                 continue; /* parked until its intent is written, or failed */
             if (start_transfer(w, c))
@@ -1082,6 +1141,9 @@ static void pool_free(Pool *p)
         if (p->prov_url)
             free(p->prov_url[i]);
     }
+    for (int i = 0; p->model_rl && i < p->cfg->nmodels; i++)
+        ratelimit_free(p->model_rl[i]);
+    free(p->model_rl);
     free(p->prov_headers);
     free(p->prov_url);
     free(p->prov_in_flight);
@@ -1116,9 +1178,20 @@ int pool_start(Pool **out, const TqConfig *cfg, const PoolOptions *opt, const ch
     p->shadow_boost_milli = calloc((size_t)(cfg->nkinds > 0 ? cfg->nkinds : 1), sizeof *p->shadow_boost_milli);
     for (int k = 0; p->shadow_boost_milli && k < cfg->nkinds; k++)
         atomic_init(&p->shadow_boost_milli[k], 1000);
-    if (!p->prov_in_flight || !p->prov_stopped || !p->prov_headers || !p->prov_url || !p->shadow_boost_milli) {
+    p->model_rl = calloc((size_t)(cfg->nmodels > 0 ? cfg->nmodels : 1), sizeof *p->model_rl);
+    if (!p->prov_in_flight || !p->prov_stopped || !p->prov_headers || !p->prov_url || !p->shadow_boost_milli ||
+        !p->model_rl) {
         pool_free(p);
         return tq_err(err, TQ_ENOMEM, "out of memory");
+    }
+    /* Every model gets a limiter: one without rpm/tpm still obeys its replies' x-ratelimit-* headers
+     * and 429s. Limits are this process's (README: several processes on one account). */
+    for (int i = 0; i < cfg->nmodels; i++) {
+        RateLimitConfig rc = {.rpm = cfg->models[i].rpm, .tpm = cfg->models[i].tpm, .share = 1};
+        if (ratelimit_new(&rc, &p->model_rl[i], err)) {
+            pool_free(p);
+            return tq_err_prefix(err, "model %s", cfg->models[i].name);
+        }
     }
     for (int i = 0; i < np; i++) {
         const TqProvider *pr = &cfg->providers[i];
