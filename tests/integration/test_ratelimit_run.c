@@ -59,8 +59,9 @@ static void test_bucket_holds_the_configured_rate(void)
 }
 
 /* No rpm in tierq's file, a provider limit of 60 a minute (its bucket full at start): after the first
- * 60, the replies say nothing is left until the next second; tierq waits for that instead of sending
- * into 429s, and every job is done. */
+ * 60, the replies say nothing is left until the provider's reset (OpenAI's: when its bucket is full
+ * again, here up to a minute); tierq waits for that instead of sending into 429s, and every job is
+ * done. Conservative for a model tierq was not given an rpm for: give it one to send at the limit. */
 static void test_provider_headers_and_429s_slow_tierq_down(void)
 {
     setup_files(0);
@@ -82,7 +83,7 @@ static void test_provider_headers_and_429s_slow_tierq_down(void)
     /* what was in flight when the provider's count ran out may meet a 429 (at most the 4 in flight and
      * a probe after each pause); sending on at the old pace would have met one per job beyond 60 */
     CHECK(refused <= 6);
-    CHECK(secs >= 8); /* the 12 beyond the provider's 60 came at its pace, not at once */
+    CHECK(secs >= 8); /* the 12 beyond the provider's 60 waited for it, not sent at once */
     check_sums(c);
     sim_stop(&s);
     PQfinish(c);
