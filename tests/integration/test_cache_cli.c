@@ -2,6 +2,7 @@
  * stores them (zstd frames from cache_pack_answer), done jobs with and without hits beside them, and
  * the figures a user reads must equal the SQL sums; a purge deletes exactly what its filters name and
  * refuses to run without one. */
+#include "reportjson.h"
 #include "runhelp.h"
 
 #include "buf.h"
@@ -127,49 +128,6 @@ static int stats_to_string(PGconn *c, ReportFormat format, const char *run, long
     return rc;
 }
 
-/* Raw text of obj[key] ("<missing>" when absent), as written in the document. */
-static const char *jv(const JsonDoc *d, int obj, const char *key)
-{
-    static char bufs[8][128];
-    static int next;
-    int i = obj >= 0 ? json_get(d, obj, key) : -1;
-    if (i < 0)
-        return "<missing>";
-    size_t n = 0;
-    const char *raw = json_raw(d, i, &n);
-    char *out = bufs[next++ % 8];
-    snprintf(out, sizeof bufs[0], "%.*s", (int)n, raw);
-    return out;
-}
-
-static int jfind(const JsonDoc *d, int arr, const char *name)
-{
-    for (int k = 0; arr >= 0 && k < json_size(d, arr); k++) {
-        int el = json_at(d, arr, k);
-        int v = json_get(d, el, "kind");
-        if (v >= 0 && json_eq(d, v, name))
-            return el;
-    }
-    return -1;
-}
-
-
-/* obj has exactly these keys, in this order. */
-static void check_keys(const JsonDoc *d, int obj, const char *const *keys, int n, const char *what)
-{
-    CHECKF(obj >= 0 && json_type(d, obj) == JSON_OBJECT, "%s is not an object", what);
-    if (obj < 0 || json_type(d, obj) != JSON_OBJECT)
-        return;
-    CHECKF(json_size(d, obj) == n, "%s has %d keys, want %d", what, json_size(d, obj), n);
-    int k = obj + 1;
-    for (int i = 0; i < n && i < json_size(d, obj); i++) {
-        size_t len = 0;
-        const char *raw = json_raw(d, k, &len);
-        CHECKF(json_eq(d, k, keys[i]), "%s key %d is \"%.*s\", want \"%s\"", what, i, (int)len, raw, keys[i]);
-        k = json_skip(d, k + 1);
-    }
-}
-
 static const char *const TOP_KEYS[] = {"filters", "totals", "kinds"};
 static const char *const FILTER_KEYS[] = {"run", "since_s"};
 static const char *const TOTAL_KEYS[] = {"entries", "expired", "raw_bytes", "compressed_bytes", "compression_ratio",
@@ -253,7 +211,7 @@ static void test_stats_figures_equal_sql_sums(void)
         int kinds = json_get(&d, 0, "kinds");
         CHECK_INT(json_size(&d, kinds), 4);
         CHECK_STR(jv(&d, json_at(&d, kinds, 0), "kind"), "chat"); /* by name */
-        int k = jfind(&d, kinds, "classify");
+        int k = jfind(&d, kinds, "kind", "classify");
         CHECK_STR(jv(&d, k, "entries"), "4");
         CHECK_STR(jv(&d, k, "expired"), "1");
         CHECK_STR(jv(&d, k, "raw_bytes"), sql_text(c, "SELECT sum(raw_len) FROM tierq.cache WHERE kind = 'classify'"));
@@ -264,12 +222,12 @@ static void test_stats_figures_equal_sql_sums(void)
         CHECK_STR(jv(&d, k, "hit_jobs"), "3");
         CHECK_STR(jv(&d, k, "hit_rate"), "0.500000");
         CHECK_STR(jv(&d, k, "saved_usd"), "0.001031");
-        int ch = jfind(&d, kinds, "chat"); /* entries, no jobs */
+        int ch = jfind(&d, kinds, "kind", "chat"); /* entries, no jobs */
         CHECK_STR(jv(&d, ch, "entries"), "1");
         CHECK_STR(jv(&d, ch, "hits"), "5");
         CHECK_STR(jv(&d, ch, "done_jobs"), "0");
         CHECK_STR(jv(&d, ch, "hit_rate"), "null");
-        int tr = jfind(&d, kinds, "translate"); /* jobs, no entries */
+        int tr = jfind(&d, kinds, "kind", "translate"); /* jobs, no entries */
         CHECK_STR(jv(&d, tr, "entries"), "0");
         CHECK_STR(jv(&d, tr, "compression_ratio"), "null");
         CHECK_STR(jv(&d, tr, "done_jobs"), "1");
@@ -313,7 +271,7 @@ static void test_stats_filters_select_jobs_only(void)
         CHECK_STR(jv(&d, tot, "hit_jobs"), "2");
         CHECK_STR(jv(&d, tot, "hit_rate"), "0.333333");
         CHECK_STR(jv(&d, tot, "saved_usd"), "0.000031");
-        CHECK_STR(jv(&d, jfind(&d, json_get(&d, 0, "kinds"), "summarize"), "done_jobs"), "0");
+        CHECK_STR(jv(&d, jfind(&d, json_get(&d, 0, "kinds"), "kind", "summarize"), "done_jobs"), "0");
         json_doc_free(&d);
     }
     free(t);
