@@ -54,7 +54,9 @@ int bakeoff_enqueue(PGconn *c, const TqConfig *cfg, const BakeoffOptions *o, con
     for (int i = 0; i < b->n; i++)
         t[i] = (ReprocessTarget){.run = b->run[i], .map = REPROCESS_MAP_MODEL, .model = cfg->models[b->model[i]].name};
     const char *kinds[] = {b->kind->name};
-    ReprocessOptions ro = {.from_run = o->from_run, .kinds = kinds, .nkinds = 1, .sample = o->sample};
+    ReprocessOptions ro = {.from_run = o->from_run, .kinds = kinds, .nkinds = 1, .sample = o->sample,
+                           .taken_hint = "--report-only prints the table of the runs made earlier; --run-prefix P"
+                                         " bakes off anew"};
     ReprocessCount *counts = NULL;
     int n = 0;
     int rc = reprocess_enqueue(c, cfg, &ro, t, b->n, &counts, &n, err);

@@ -1146,11 +1146,7 @@ static int cmd_bakeoff(const char *dir, int argc, char **argv)
         return rc;
     }
     if (!report_only && bakeoff_enqueue(c, cfg, &o, &b, stdout, &err)) {
-        char *cut = strstr(err.msg, "; choose another run name"); /* reprocess's advice: --append is not ours */
-        if (cut)
-            *cut = '\0';
-        fprintf(stderr, "tierq bakeoff: %s%s\n", err.msg,
-                cut ? ": --report-only prints the table of the runs made earlier; --run-prefix P bakes off anew" : "");
+        fprintf(stderr, "tierq bakeoff: %s\n", err.msg);
         rc = EXIT_FAILURE_RUNTIME;
     } else if (no_run) {
         if (!o.json)

@@ -80,7 +80,8 @@ static int check_target(PGconn *c, const ReprocessOptions *o, const char *run, T
     long have = atol(PQgetvalue(r, 0, 0));
     PQclear(r);
     if (have > 0)
-        return tq_err(err, TQ_EINVAL, "run %s already has %ld jobs; choose another run name, or add --append", run, have);
+        return tq_err(err, TQ_EINVAL, "run %s already has %ld jobs; %s", run, have,
+                      o->taken_hint ? o->taken_hint : "choose another run name, or add --append");
     return 0;
 }
 

@@ -44,6 +44,8 @@ typedef struct ReprocessOptions {
                               * lowest md5 of their id (a fixed pseudo-random sample of A) */
     bool append;             /* a target run may already have jobs */
     bool dry_run;            /* count, then roll back */
+    const char *taken_hint;  /* what to do when a target run has jobs already (NULL: the reprocess
+                              * command's own advice, another run name or --append) */
 } ReprocessOptions;
 
 /* Per target and kind: how many jobs were (or, dry run, would be) enqueued. */
