@@ -90,27 +90,29 @@ static const char *const SQL_REPORT_TIERS =
     "WITH j AS ("
     "  SELECT kind, tier, model, expected IS NOT NULL AS evaluated,"
     "    expected IS NOT NULL"
-    "      AND coalesce(tierq.normalize_answer(result) = tierq.normalize_answer(expected), false) AS correct"
+    "      AND coalesce(tierq.normalize_answer(result) = tierq.normalize_answer(expected), false) AS correct,"
+    "    reason IS NOT DISTINCT FROM 'fallback' AS fallback"
     "  FROM tierq.jobs"
     "  WHERE state = 'done' AND tier IS NOT NULL AND NOT cache_hit"
     "    AND ($1::text IS NULL OR run_name = $1::text)"
     "    AND ($2::bigint IS NULL OR coalesce(finished_at, created_at) >= now() - $2::bigint * interval '1 second')"
     "), g AS ("
-    "  SELECT kind, tier, model, count(*) AS jobs, count(*) FILTER (WHERE evaluated) AS evaluated,"
+    "  SELECT kind, tier, model, fallback, count(*) AS jobs, count(*) FILTER (WHERE evaluated) AS evaluated,"
     "    count(*) FILTER (WHERE correct) AS correct"
-    "  FROM j GROUP BY kind, tier, model"
+    "  FROM j GROUP BY kind, tier, model, fallback"
     ")"
     " SELECT kind, tier, model, jobs,"
     "   round(100 * jobs::numeric / sum(jobs) OVER (PARTITION BY kind), 2),"
     "   round(100 * jobs::numeric / sum(jobs) OVER (PARTITION BY kind), 1),"
     "   evaluated, correct,"
     "   CASE WHEN evaluated > 0 THEN round(correct::numeric / evaluated, 6) END,"
-    "   CASE WHEN evaluated > 0 THEN round(100 * correct::numeric / evaluated, 1) END"
-    " FROM g ORDER BY kind, tier, model";
+    "   CASE WHEN evaluated > 0 THEN round(100 * correct::numeric / evaluated, 1) END,"
+    "   fallback"
+    " FROM g ORDER BY kind, tier, fallback, model";
 
 enum {
     RT_KIND, RT_TIER, RT_MODEL, RT_JOBS, RT_SHARE_PCT, RT_SHARE_PCT1, RT_EVALUATED, RT_CORRECT, RT_ACCURACY,
-    RT_ACCURACY_PCT1, RT_NCOLS
+    RT_ACCURACY_PCT1, RT_FALLBACK, RT_NCOLS
 };
 
 /* Per model and in total, from the ledger and the summary rows of pruned calls (weight n as in
@@ -367,9 +369,9 @@ static void emit_json_tiers(Emit *e, const PGresult *tiers, const char *kind)
         emit(e, "%s{\"tier\": %s, \"model\": ", first ? "" : ", ", PQgetvalue(tiers, i, RT_TIER));
         first = 0;
         emit_json_str(e, cell(tiers, i, RT_MODEL));
-        emit(e, ", \"jobs\": %s, \"share_pct\": %s, \"accuracy\": %s, \"evaluated\": %s}",
+        emit(e, ", \"jobs\": %s, \"share_pct\": %s, \"accuracy\": %s, \"evaluated\": %s, \"fallback\": %s}",
              json_num(tiers, i, RT_JOBS), json_num(tiers, i, RT_SHARE_PCT), json_num(tiers, i, RT_ACCURACY),
-             json_num(tiers, i, RT_EVALUATED));
+             json_num(tiers, i, RT_EVALUATED), PQgetvalue(tiers, i, RT_FALLBACK)[0] == 't' ? "true" : "false");
     }
     emit(e, "]");
 }
@@ -826,8 +828,9 @@ static void render_text(Emit *e, const ReportOptions *opt, const ReportData *d)
                      PQgetvalue(tiers, i, RT_CORRECT), PQgetvalue(tiers, i, RT_EVALUATED));
         else
             snprintf(accuracy, sizeof accuracy, "-");
-        emit(e, "  %-16s %4s  %-20s %7s %7s  %s\n", PQgetvalue(tiers, i, RT_KIND), PQgetvalue(tiers, i, RT_TIER),
-             text_cell(tiers, i, RT_MODEL), PQgetvalue(tiers, i, RT_JOBS), share, accuracy);
+        emit(e, "  %-16s %4s  %-20s %7s %7s  %s%s\n", PQgetvalue(tiers, i, RT_KIND), PQgetvalue(tiers, i, RT_TIER),
+             text_cell(tiers, i, RT_MODEL), PQgetvalue(tiers, i, RT_JOBS), share, accuracy,
+             PQgetvalue(tiers, i, RT_FALLBACK)[0] == 't' ? "  fallback: the tier's model was unavailable" : "");
     }
     if (PQntuples(tiers) == 0)
         emit(e, "  (no answered jobs)\n");

@@ -50,7 +50,18 @@ int status_print(PGconn *c, FILE *out, TqErr *err)
                  "SELECT id, version, in_flight, extract(epoch FROM now() - heartbeat_at)::int,"
                  "  extract(epoch FROM now() - started_at)::bigint,"
                  "  (SELECT string_agg(key || ' ' || value, ', ' ORDER BY key)"
-                 "   FROM jsonb_each_text(coalesce(info -> 'batch_size', '{}')))"
+                 "   FROM jsonb_each_text(coalesce(info -> 'batch_size', '{}'))),"
+                 /* models whose breaker is not closed (or has opened) or whose limiter slowed: heartbeat */
+                 "  (SELECT string_agg(format('%s: breaker %s%s, opened %s times%s; rate x%s%s', key, value->>'breaker',"
+                 "     CASE WHEN value->>'reason' <> '' THEN ' (' || (value->>'reason') || ')' ELSE '' END,"
+                 "     value->>'opens',"
+                 "     CASE WHEN (value->>'next_probe_s')::int > 0 THEN ', next probe in ' || (value->>'next_probe_s') || 's'"
+                 "          ELSE '' END,"
+                 "     value->>'rate_factor',"
+                 "     CASE WHEN (value->>'paused_s')::int > 0 THEN ', paused ' || (value->>'paused_s') || 's' ELSE '' END),"
+                 "     E'\\n      ' ORDER BY key)"
+                 "   FROM jsonb_each(coalesce(info -> 'models', '{}'))),"
+                 "  coalesce(info ->> 'rate_share', '1')"
                  " FROM tierq.workers WHERE heartbeat_at > now() - interval '60 seconds' ORDER BY started_at",
                  0, NULL, err);
     if (!r)
@@ -61,6 +72,10 @@ int status_print(PGconn *c, FILE *out, TqErr *err)
                 PQgetvalue(r, i, 1), PQgetvalue(r, i, 2), PQgetvalue(r, i, 3), PQgetvalue(r, i, 4));
         if (!PQgetisnull(r, i, 5))
             fprintf(out, "    batch size: %s\n", PQgetvalue(r, i, 5));
+        if (!PQgetisnull(r, i, 6))
+            fprintf(out, "    models:\n      %s\n", PQgetvalue(r, i, 6));
+        if (atoi(PQgetvalue(r, i, 7)) > 1)
+            fprintf(out, "    rate limits: 1/%s of each (processes sending)\n", PQgetvalue(r, i, 7));
     }
     PQclear(r);
 

@@ -360,12 +360,42 @@ static int model_extra_body(Walk *w, int o, const char *path, TqModel *m)
 /* "path.key" into the caller's sub[] (which must be named sub, with the parent path in path). */
 #define SUB(key) (snprintf(sub, sizeof sub, "%s.%s", path, key), sub)
 
+/* "breaker": the circuit breaker settings of the provider's models (defaults: worker/breaker.h). */
+static int provider_breaker(Walk *w, int o, const char *path, TqProvider *p)
+{
+    static const char *const keys[] = {"failures", "failure_pct", "window_s", "cooldown_s", "cooldown_max_s", NULL};
+    char sub[300], bpath[280];
+    p->breaker_failures = 5;
+    p->breaker_failure_pct = 50;
+    p->breaker_window_s = 60;
+    p->breaker_cooldown_s = 10;
+    p->breaker_cooldown_max_s = 300;
+    int b = json_get(&w->doc, o, "breaker");
+    if (b < 0)
+        return 0;
+    snprintf(bpath, sizeof bpath, "%s.breaker", path);
+    if (json_type(&w->doc, b) != JSON_OBJECT)
+        return bad(w, bpath, "must be an object {\"failures\", \"failure_pct\", \"window_s\", \"cooldown_s\", \"cooldown_max_s\"}");
+    int rc;
+    path = bpath;
+    if ((rc = check_keys(w, b, path, keys)) ||
+        (rc = get_int(w, b, "failures", SUB("failures"), 1, 100000, &p->breaker_failures)) ||
+        (rc = get_int(w, b, "failure_pct", SUB("failure_pct"), 0, 100, &p->breaker_failure_pct)) ||
+        (rc = get_int(w, b, "window_s", SUB("window_s"), 1, 86400, &p->breaker_window_s)) ||
+        (rc = get_int(w, b, "cooldown_s", SUB("cooldown_s"), 1, 86400, &p->breaker_cooldown_s)) ||
+        (rc = get_int(w, b, "cooldown_max_s", SUB("cooldown_max_s"), 1, 86400, &p->breaker_cooldown_max_s)))
+        return rc;
+    if (p->breaker_cooldown_max_s < p->breaker_cooldown_s)
+        return bad(w, SUB("cooldown_max_s"), "must be at least cooldown_s");
+    return 0;
+}
+
 /* One entry of "providers" at token o, named by path ("providers.NAME"). */
 static int load_provider(Walk *w, int o, const char *path, TqProvider *p)
 {
     static const char *const prov_keys[] = {"base_url", "api_key_env", "base_url_env", "timeout_ms",
                                             "connect_timeout_ms", "max_in_flight", "headers", "query",
-                                            "description", NULL};
+                                            "description", "rpm", "tpm", "breaker", NULL};
     char sub[300];
     if (json_type(&w->doc, o) != JSON_OBJECT)
         return bad(w, path, "must be an object");
@@ -379,7 +409,10 @@ static int load_provider(Walk *w, int o, const char *path, TqProvider *p)
         (rc = get_string(w, o, "base_url_env", SUB("base_url_env"), false, &p->base_url_env)) ||
         (rc = get_int(w, o, "timeout_ms", SUB("timeout_ms"), 100, 3600000, &p->timeout_ms)) ||
         (rc = get_int(w, o, "connect_timeout_ms", SUB("connect_timeout_ms"), 10, 600000, &p->connect_timeout_ms)) ||
-        (rc = get_int(w, o, "max_in_flight", SUB("max_in_flight"), 1, 100000, &p->max_in_flight)))
+        (rc = get_int(w, o, "max_in_flight", SUB("max_in_flight"), 1, 100000, &p->max_in_flight)) ||
+        (rc = get_int(w, o, "rpm", SUB("rpm"), 0, 100000000, &p->rpm)) ||
+        (rc = get_int(w, o, "tpm", SUB("tpm"), 0, 2000000000, &p->tpm)) ||
+        (rc = provider_breaker(w, o, path, p)))
         return rc;
     if (strncmp(p->base_url, "http://", 7) != 0 && strncmp(p->base_url, "https://", 8) != 0)
         return bad(w, SUB("base_url"), "must start with http:// or https://");
@@ -701,9 +734,12 @@ static int kind_templates(Walk *w, const TqConfig *cfg, TqKind *kd)
     size_t open_len = rc ? 0 : unclosed_param(kd, sys, &open_at);
     if (open_len)
         rc = tq_err(w->err, TQ_EINVAL, "%s: system_prompt has {%.*s without its closing brace", w->file, (int)open_len, open_at);
-    int models[10], nm = 0;
-    for (int t = 0; t < kd->ntiers && nm < 8; t++)
+    int models[8 * (1 + TQ_MAX_FALLBACKS) + 2], nm = 0;
+    for (int t = 0; t < kd->ntiers && t < 8; t++) {
         models[nm++] = kd->tiers[t].model;
+        for (int f = 0; f < kd->tiers[t].nfallback; f++)
+            models[nm++] = kd->tiers[t].fallback[f];
+    }
     models[nm++] = kd->baseline_model;
     if (kd->checks.judge_model >= 0)
         models[nm++] = kd->checks.judge_model;
@@ -725,6 +761,10 @@ static int kind_templates(Walk *w, const TqConfig *cfg, TqKind *kd)
         if (m->system_as == TQ_SYSTEM_OMIT && kd->batch.enabled)
             rc = tq_err(w->err, TQ_EINVAL, "%s: batch is enabled but tiers[%d].model %s takes no system prompt (system_prompt_as omit), which batching needs",
                         w->file, t, m->name);
+        for (int f = 0; f < kd->tiers[t].nfallback && !rc; f++)
+            if (cfg->models[kd->tiers[t].fallback[f]].system_as == TQ_SYSTEM_OMIT && kd->batch.enabled)
+                rc = tq_err(w->err, TQ_EINVAL, "%s: batch is enabled but tiers[%d].fallback[%d] %s takes no system prompt (system_prompt_as omit), which batching needs",
+                            w->file, t, f, cfg->models[kd->tiers[t].fallback[f]].name);
     }
     if (!rc && kd->checks.judge_model >= 0 && cfg->models[kd->checks.judge_model].system_as == TQ_SYSTEM_OMIT)
         rc = tq_err(w->err, TQ_EINVAL, "%s: checks.judge_model %s takes no system prompt (system_prompt_as omit), which the judge's instructions need",
@@ -733,10 +773,48 @@ static int kind_templates(Walk *w, const TqConfig *cfg, TqKind *kd)
     return rc;
 }
 
+/* tiers[i].fallback: ["model", ...], each defined, none the tier's own model, none twice. */
+static int tier_fallbacks(Walk *w, const TqConfig *cfg, int t, const char *path, TqTier *tier)
+{
+    char sub[200];
+    int fb = json_get(&w->doc, t, "fallback");
+    if (fb < 0)
+        return 0;
+    snprintf(sub, sizeof sub, "%s.fallback", path);
+    int n = json_type(&w->doc, fb) == JSON_ARRAY ? json_size(&w->doc, fb) : -1;
+    if (n < 1 || n > TQ_MAX_FALLBACKS) {
+        char what[120];
+        snprintf(what, sizeof what, "must be an array of 1 to %d model names", TQ_MAX_FALLBACKS);
+        return bad(w, sub, what);
+    }
+    for (int k = 0; k < n; k++) {
+        int e = json_at(&w->doc, fb, k);
+        char *name = json_type(&w->doc, e) == JSON_STRING ? json_strdup(&w->doc, e) : NULL;
+        if (!name)
+            return bad(w, sub, "must hold model names (strings)");
+        int m = config_model_index(cfg, name);
+        int rc = 0;
+        if (m < 0)
+            rc = tq_err(w->err, TQ_EINVAL, "%s: %s[%d] \"%.100s\" is not defined in %s/models.json", w->file, sub, k,
+                        name, cfg->dir);
+        else if (m == tier->model)
+            rc = tq_err(w->err, TQ_EINVAL, "%s: %s[%d] \"%s\" is the tier's own model: a fallback answers when that"
+                        " model cannot", w->file, sub, k, name);
+        for (int j = 0; !rc && j < tier->nfallback; j++)
+            if (tier->fallback[j] == m)
+                rc = tq_err(w->err, TQ_EINVAL, "%s: %s names \"%s\" twice", w->file, sub, name);
+        free(name);
+        if (rc)
+            return rc;
+        tier->fallback[tier->nfallback++] = m;
+    }
+    return 0;
+}
+
 /* "tiers": [{"model", "accept"}, ...] and baseline_model. */
 static int kind_tiers(Walk *w, const TqConfig *cfg, TqKind *kd)
 {
-    static const char *const tier_keys[] = {"model", "accept", "accept_if_agrees", NULL};
+    static const char *const tier_keys[] = {"model", "accept", "accept_if_agrees", "fallback", NULL};
     char path[128], sub[160];
     int tiers = json_get(&w->doc, 0, "tiers");
     if (tiers < 0)
@@ -768,6 +846,8 @@ static int kind_tiers(Walk *w, const TqConfig *cfg, TqKind *kd)
                 !(kd->tiers[i].accept_if_agrees < kd->tiers[i].accept))
                 return bad(w, SUB("accept_if_agrees"), "must be below the tier's accept, or it changes nothing");
         }
+        if (!rc)
+            rc = tier_fallbacks(w, cfg, t, path, &kd->tiers[i]);
     }
     if (rc)
         return rc;
@@ -921,7 +1001,8 @@ static int kind_settings(Walk *w, TqKind *kd)
 {
     static const char *const kind_keys[] = {"description", "system_prompt", "tiers", "baseline_model", "max_tokens",
                                             "temperature", "max_attempts", "max_budget_usd", "checks", "batch",
-                                            "compress", "cache", "params", "shadow", NULL};
+                                            "compress", "cache", "params", "shadow", "on_outage", NULL};
+    static const char *const outages[] = {"wait", "degrade", "fail", NULL};
     kd->baseline_model = -1;
     kd->max_tokens = 512;
     kd->temperature = 0;
@@ -939,6 +1020,8 @@ static int kind_settings(Walk *w, TqKind *kd)
         (rc = get_int(w, 0, "max_tokens", "max_tokens", 1, 1000000, &kd->max_tokens)) ||
         (rc = get_double(w, 0, "temperature", "temperature", 0, 2, &kd->temperature)) ||
         (rc = get_int(w, 0, "max_attempts", "max_attempts", 1, 100, &kd->max_attempts)) ||
+        (rc = get_choice(w, 0, "on_outage", "on_outage", outages, "must be \"wait\", \"degrade\" or \"fail\"",
+                         &kd->on_outage)) ||
         (rc = get_double(w, 0, "max_budget_usd", "max_budget_usd", 0.000001, 1000, &budget)))
         return rc;
     kd->max_budget_micro = (int64_t)llround(budget * 1e6);
@@ -1243,6 +1326,7 @@ int config_use_baseline_map(TqConfig *cfg, TqErr *err)
             return tq_err(err, TQ_ENOMEM, "out of memory");
         t[0].model = k->baseline_model;
         t[0].accept = 0;
+        t[0].nfallback = 0; /* the baseline is the premium model alone */
         k->tiers = t;
         k->ntiers = 1;
         k->checks.judge_model = -1;

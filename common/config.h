@@ -40,6 +40,12 @@ typedef struct TqProvider {
     int timeout_ms;        /* whole request */
     int connect_timeout_ms;
     int max_in_flight;     /* per process */
+    int rpm, tpm;          /* limits every model of the provider shares (one account limit across
+                            * models), on top of each model's own; 0 = none */
+    /* The circuit breaker each of its models gets (worker/breaker.h): opens after `failures`
+     * failures that are at least failure_pct% of the outcomes in window_s; first probe after
+     * cooldown_s, doubling per failed probe up to cooldown_max_s. */
+    int breaker_failures, breaker_failure_pct, breaker_window_s, breaker_cooldown_s, breaker_cooldown_max_s;
 } TqProvider;
 
 typedef enum { TQ_MAXTOK_MAX_TOKENS = 0, TQ_MAXTOK_MAX_COMPLETION_TOKENS } TqMaxTokensField;
@@ -65,8 +71,13 @@ typedef struct TqModel {
                             * its strings); NULL = none */
 } TqModel;
 
+#define TQ_MAX_FALLBACKS 4
+
 typedef struct TqTier {
     int model;             /* index into TqConfig.models */
+    int fallback[TQ_MAX_FALLBACKS]; /* models that answer for this tier, in order, while its model is
+                            * unavailable (breaker open, provider stopped); nfallback of them */
+    int nfallback;
     double accept;         /* score needed to accept this tier's answer; the last tier is final */
     double accept_if_agrees; /* a lower bar for an answer that agrees with the best earlier tier's
                               * answer (normalised); NAN = none. Never on the first or last tier. */
@@ -90,6 +101,13 @@ typedef struct TqChecks {
 /* checks.missing_signal: "escalate" (default) scores an answer 0 when one of its configured soft
  * signals is missing; "other_checks" lets the signals present decide (0 when none is). */
 enum { CHECK_MISSING_ESCALATE = 0, CHECK_MISSING_OTHER_CHECKS = 1 };
+
+/* on_outage: what a job does when its tier's model and every fallback are unavailable.
+ * WAIT (default): back to the queue without spending an attempt, run_after at the model's next
+ * probe. DEGRADE: a job escalating goes on to the next tier, or keeps its best earlier answer on the
+ * last one (reason escalation_failed); a first-tier job waits. FAIL: the job fails now
+ * (model_unavailable), for answers that are worthless late. */
+enum { TQ_OUTAGE_WAIT = 0, TQ_OUTAGE_DEGRADE = 1, TQ_OUTAGE_FAIL = 2 };
 
 typedef struct TqBatch {
     bool enabled;
@@ -156,6 +174,7 @@ typedef struct TqKind {
     int max_tokens;        /* default for params.max_tokens */
     double temperature;    /* < 0 = provider default */
     int max_attempts;
+    int on_outage;         /* TQ_OUTAGE_* */
     int64_t max_budget_micro; /* per-job default budget, micro-USD; 0 = none */
     TqChecks checks;
     TqParam *params;       /* declared template parameters */

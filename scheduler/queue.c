@@ -863,15 +863,25 @@ int queue_worker_register(PGconn *c, const char *id, const char *info_json, TqEr
                    5, p, err);
 }
 
-int queue_worker_heartbeat(PGconn *c, const char *id, int in_flight, const char *info_json, TqErr *err)
+int queue_worker_heartbeat(PGconn *c, const char *id, int in_flight, const char *info_json, int *busy, TqErr *err)
 {
     char n[16];
     snprintf(n, sizeof n, "%d", in_flight);
     const char *p[] = {id, n, info_json};
-    return db_exec(c, "worker heartbeat",
-                   "UPDATE tierq.workers SET heartbeat_at = now(), in_flight = $2::int,"
-                   " info = coalesce($3::jsonb, info) WHERE id = $1",
-                   3, p, err);
+    /* the count sees the table as it was before this statement's UPDATE: this process is counted
+     * apart (1 +), the others when alive and holding jobs */
+    PGresult *r = db_query(c, "worker heartbeat",
+                           "WITH beat AS (UPDATE tierq.workers SET heartbeat_at = now(), in_flight = $2::int,"
+                           "   info = coalesce($3::jsonb, info) WHERE id = $1 RETURNING id)"
+                           " SELECT 1 + count(*) FROM tierq.workers"
+                           "  WHERE id <> $1 AND in_flight > 0 AND heartbeat_at > now() - interval '20 seconds'",
+                           3, p, err);
+    if (!r)
+        return err->code ? err->code : TQ_EDB;
+    if (busy)
+        *busy = atoi(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return 0;
 }
 
 int queue_worker_unregister(PGconn *c, const char *id, TqErr *err)

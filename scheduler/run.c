@@ -116,6 +116,7 @@ typedef struct Run {
     HeldSet *held;
     Fifo *done;              /* finished calls, to the writer */
     Pool *pool;
+    int rate_share;          /* processes the providers' limits are split between (heartbeat) */
     Writer *writer;
     Plan *plan;              /* claimed jobs waiting to fill a batch */
     Waker waker;
@@ -613,6 +614,20 @@ static void batch_size_info(Run *r, Buf *out)
         buf_reset(out);
 }
 
+/* The heartbeat's info: the batch sizes, the models' health (breakers, limiters) and the share of
+ * the rate limits this process takes, for tierq status. */
+static void heartbeat_info(Run *r, Buf *out)
+{
+    batch_size_info(r, out);
+    if (out->len < 2)
+        return;
+    out->data[--out->len] = '\0'; /* reopen the object: drop its closing brace */
+    int rc = buf_puts(out, ", \"models\": ") || (r->pool ? pool_health_json(r->pool, out) : buf_puts(out, "{}")) ||
+             buf_printf(out, ", \"rate_share\": %d}", r->rate_share);
+    if (rc)
+        buf_reset(out);
+}
+
 static void renew_leases(Run *r)
 {
     int64_t *ids = NULL;
@@ -1039,8 +1054,16 @@ static void run_housekeeping(Run *r, int64_t now)
     }
     if (now >= r->next_beat) {
         Buf info;
-        batch_size_info(r, &info);
-        queue_worker_heartbeat(r->conn, r->owner, held_count(r->held), info.data, &err);
+        heartbeat_info(r, &info);
+        int busy = 1;
+        if (queue_worker_heartbeat(r->conn, r->owner, held_count(r->held), info.data, &busy, &err) == 0 && r->pool &&
+            busy != r->rate_share) {
+            /* the account limits are split between the processes sending on them (README "Rate limits") */
+            log_msg(LOG_INFO, "run", "rate limits: %d processes are sending now; this one takes 1/%d of each limit", busy,
+                    busy);
+            pool_set_rate_share(r->pool, busy);
+            r->rate_share = busy;
+        }
         buf_free(&info);
         r->next_beat = now + RUN_HEARTBEAT_MS;
     }
@@ -1347,6 +1370,7 @@ int run_main(const TqConfig *cfg, const RunOptions *opt)
     r.cfg = cfg;
     r.opt = opt;
     r.efd = -1;
+    r.rate_share = 1;
     pthread_mutex_init(&r.pool_mu, NULL);
     pthread_mutex_init(&r.ready_mu, NULL);
     curl_global_init(CURL_GLOBAL_DEFAULT);

@@ -483,9 +483,10 @@ void call_fail_all(Call *c, const char *reason, const char *error, bool retryabl
         cj->error = strdup(error ? error : reason);
         cj->retryable = retryable;
         cj->retry_after_ms = retry_after_ms;
-        /* an account out of quota or a refused key is no fault of the job: it waits without
-         * spending an attempt */
+        /* an account out of quota, a refused key or a model in an outage (its breaker open) is no
+         * fault of the job: it waits without spending an attempt */
         cj->keep_attempt = retryable && (strcmp(reason, "provider_quota_exhausted") == 0 ||
-                                         strcmp(reason, "provider_unauthorized") == 0);
+                                         strcmp(reason, "provider_unauthorized") == 0 ||
+                                         strcmp(reason, "model_unavailable") == 0);
     }
 }

@@ -138,6 +138,10 @@ typedef struct Call {
     bool rl_held;             /* admitted by its model's rate limiter: rl_ticket is settled when the
                                * request ends (worker/ratelimit.h) */
     RateLimitTicket rl_ticket;
+    bool rl_prov_held;        /* ... and by its provider's shared limiter (providers' rpm/tpm) */
+    RateLimitTicket rl_prov_ticket;
+    bool br_probe;            /* the request is its model's half-open probe (worker/breaker.h): its
+                               * outcome decides whether the breaker closes */
     int worker;               /* the pool worker that waits for the intent to be written */
     struct Call *parked;      /* intent carriers only: the call waiting for its intent row */
     /* CALL_PHASE_COMPRESS */

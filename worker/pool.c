@@ -1,8 +1,10 @@
 #include "pool.h"
 
 #include "backoff.h"
+#include "breaker.h"
 #include "clock.h"
 #include "cost.h"
+#include "json.h"
 #include "log.h"
 #include "openai.h"
 #include "ratelimit.h"
@@ -73,6 +75,8 @@ struct Pool {
     atomic_int pending;
     atomic_int *prov_in_flight;
     RateLimiter **model_rl;  /* per model (cfg->models): its rpm/tpm, tightened by its replies */
+    RateLimiter **prov_rl;   /* per provider: the limit its models share; NULL where it has none */
+    Breaker **model_br;      /* per model: the circuit breaker (worker/breaker.h) */
     atomic_int *prov_stopped;        /* PROV_* : why nothing more goes to the provider */
     atomic_bool stopped_any;
     atomic_bool stop;
@@ -269,6 +273,8 @@ static size_t on_header(char *ptr, size_t size, size_t nmemb, void *ud)
 }
 
 static void ready_push(Worker *w, Call *c);
+static void release_admission(struct Pool *p, Call *c);
+static void breaker_note(struct Pool *p, Call *c, BreakerOutcome o);
 static void record_resent(Worker *w, Call *c);
 static void release_slot(Pool *p, Call *c);
 static void worker_close(Worker *w);
@@ -314,6 +320,7 @@ static void fail_call(Worker *w, Call *c, const char *reason, const char *msg, b
 {
     call_cancel_intent(c); /* still announced: the request never left */
     release_slot(w->pool, c);
+    release_admission(w->pool, c); /* ... nor took its limiters' admission or the probe slot */
     RouteAction a = route_on_failure(c, reason, retryable);
     if (a == ROUTE_SEND) {
         resend(w, c);
@@ -432,6 +439,17 @@ static int start_transfer(Worker *w, Call *c)
 static void retry_or_requeue(Worker *w, Call *c, const char *reason, const char *msg, int64_t retry_after_ms)
 {
     Pool *p = w->pool;
+    if (!atomic_load(&p->stop)) {
+        BreakerSnapshot bs;
+        breaker_state(p->model_br[c->send_model], clock_mono_ms(), &bs);
+        if (bs.state != BREAKER_CLOSED) {
+            /* the model is down: no retry into the outage, no attempt spent on it; the gate sends the
+             * call to a fallback, makes it the probe, or hands it to on_outage */
+            ship_rows(w, c);
+            ready_push(w, c);
+            return;
+        }
+    }
     int64_t delay = backoff_next_ms(c->tries - 1, retry_after_ms, p->opt->backoff_base_ms, p->opt->backoff_cap_ms, &w->rng);
     if (c->tries < p->opt->max_tries && !atomic_load(&p->stop)) {
         c->due_ms = clock_mono_ms() + delay;
@@ -498,6 +516,17 @@ static OaiNetError net_error_of(CURLcode rc)
  * reply's usage; 0: the provider refused the request; -1: unknown, the estimate stands). */
 static void rate_reply(Pool *p, Call *c, const Transfer *t, long status, int64_t total_tokens, bool is_429)
 {
+    if (c->rl_prov_held) {
+        /* the provider's shared limit learns from 429s and usage; the x-ratelimit-* headers are the
+         * model's (providers count them per model) */
+        RateLimiter *prl = p->prov_rl[provider_of(c)];
+        c->rl_prov_held = false;
+        if (is_429)
+            ratelimit_on_429(prl, clock_mono_ms(), oai_headers_retry_after_ms(&t->hdr, time(NULL)), &c->rl_prov_ticket);
+        ratelimit_settle(prl, &c->rl_prov_ticket, total_tokens);
+        if (status >= 200 && status < 300)
+            ratelimit_on_success(prl, clock_mono_ms());
+    }
     if (!c->rl_held)
         return;
     c->rl_held = false;
@@ -550,6 +579,9 @@ static void on_transfer_done(Worker *w, CURL *e, CURLcode res)
                              : oai_parse_response(t->resp.data ? t->resp.data : "", t->resp.len, 200000, &resp, &err);
         const char *unanswered = prc == 0 ? unanswered_reason(&resp) : NULL;
         rate_reply(p, c, t, status, prc == 0 && resp.usage.present ? resp.usage.total_tokens : -1, false);
+        /* an answer cut off by the provider, or a body cut short, says the model is unwell */
+        breaker_note(p, c, prc != 0 ? BREAKER_CONNECTION
+                           : unanswered && strcmp(unanswered, "no_choices") != 0 ? BREAKER_SERVER_ERROR : BREAKER_SUCCESS);
         if (unanswered) {
             route_charge_unanswered(c, row, &resp, &t->body);
             row->status = "retry";
@@ -579,6 +611,7 @@ static void on_transfer_done(Worker *w, CURL *e, CURLcode res)
         OaiVerdict v = oai_classify((int)status, &oe);
         /* a refused request used no tokens; a 429 for the rate (not the quota) slows the model down */
         rate_reply(p, c, t, status, 0, status == 429 && v == OAI_RETRY);
+        breaker_note(p, c, breaker_outcome_http((int)status));
         const char *reason = oai_error_reason((int)status, &oe);
         snprintf(msg, sizeof msg, "http %ld %s: %s", status, reason, oe.message);
         row->reason = reason;
@@ -606,6 +639,7 @@ static void on_transfer_done(Worker *w, CURL *e, CURLcode res)
     }
     rate_reply(p, c, t, status, -1, false); /* no reply, or a cut one: the estimate stands */
     OaiNetError ne = t->too_large ? OAI_NET_TOO_LARGE : net_error_of(res);
+    breaker_note(p, c, breaker_outcome_transport(ne));
     const char *reason = oai_net_reason(ne);
     if (ne == OAI_NET_TOO_LARGE)
         snprintf(msg, sizeof msg, "%s: the response exceeded %zu bytes", reason, p->opt->max_response_bytes);
@@ -705,15 +739,196 @@ static int64_t estimate_tokens(const Call *c)
 static bool rate_admit(Worker *w, Call *c, int64_t now)
 {
     RateLimiter *rl = w->pool->model_rl[c->send_model];
-    int64_t wait = 0;
-    if (c->rl_held || ratelimit_acquire(rl, now, estimate_tokens(c), &c->rl_ticket, &wait)) {
+    RateLimiter *prl = w->pool->prov_rl[provider_of(c)];
+    int64_t wait = 0, est = estimate_tokens(c);
+    if (c->rl_held || ratelimit_acquire(rl, now, est, &c->rl_ticket, &wait)) {
         c->rl_held = true;
-        return true;
+        /* the provider's shared limit too; when it says wait, the model's admission goes back */
+        if (!prl || c->rl_prov_held || ratelimit_acquire(prl, now, est, &c->rl_prov_ticket, &wait)) {
+            c->rl_prov_held = prl != NULL;
+            return true;
+        }
+        ratelimit_cancel(rl, &c->rl_ticket);
+        c->rl_held = false;
     }
     c->due_ms = now + wait;
     if (heap_push(w, c))
         fail_call(w, c, "out_of_memory", "out of memory waiting for the model's rate limit", true, 1000);
     return false;
+}
+
+/* ---- outages: breakers, fallbacks, on_outage ------------------------------------------------ */
+
+/* A request that will not leave gives back what it took: its limiters' admissions, and the breaker's
+ * probe slot when it was the probe. */
+static void release_admission(Pool *p, Call *c)
+{
+    if (c->rl_held)
+        ratelimit_cancel(p->model_rl[c->send_model], &c->rl_ticket);
+    if (c->rl_prov_held)
+        ratelimit_cancel(p->prov_rl[provider_of(c)], &c->rl_prov_ticket);
+    c->rl_held = c->rl_prov_held = false;
+    if (c->br_probe)
+        breaker_record(p->model_br[c->send_model], clock_mono_ms(), BREAKER_NEUTRAL, true);
+    c->br_probe = false;
+}
+
+/* The outcome of the exchange that just ended, to the model's breaker; a change of state is logged
+ * with its reason (once per change, whatever the number of threads). */
+static void breaker_note(Pool *p, Call *c, BreakerOutcome o)
+{
+    Breaker *b = p->model_br[c->send_model];
+    bool probe = c->br_probe;
+    c->br_probe = false;
+    int64_t now = clock_mono_ms();
+    if (!probe && o == BREAKER_SUCCESS) {
+        breaker_record(b, now, o, false); /* the common case: no state to compare */
+        return;
+    }
+    BreakerSnapshot before, after;
+    breaker_state(b, now, &before);
+    breaker_record(b, now, o, probe);
+    breaker_state(b, now, &after);
+    const char *name = p->cfg->models[c->send_model].name;
+    if (after.state == BREAKER_OPEN && after.opens > before.opens)
+        log_msg(LOG_WARN, "worker", "model %s: circuit breaker open (%s: %s): no requests to it for %llds, then one"
+                " probe; its jobs go to a tier's fallback, or wait in the queue without spending attempts",
+                name, after.reason, breaker_outcome_name(o), (long long)(after.cooldown_ms / 1000));
+    else if (before.state != BREAKER_CLOSED && after.state == BREAKER_CLOSED)
+        log_msg(LOG_INFO, "worker", "model %s: circuit breaker closed (probe_succeeded) after %llds unavailable",
+                name, (long long)((now - before.opened_at_ms) / 1000));
+    else if (before.state == BREAKER_HALF_OPEN && after.state == BREAKER_OPEN)
+        log_msg(LOG_WARN, "worker", "model %s: probe failed (%s), circuit breaker open again for %llds", name,
+                breaker_outcome_name(o), (long long)(after.cooldown_ms / 1000));
+}
+
+/* How long until model m may be asked again: its next probe, or a cooldown while a probe is out. */
+static int64_t unavailable_for_ms(Pool *p, int m, int64_t now, BreakerSnapshot *s)
+{
+    breaker_state(p->model_br[m], now, s);
+    int64_t wait = s->next_probe_ms > now ? s->next_probe_ms - now : s->cooldown_ms;
+    return wait < 1000 ? 1000 : wait;
+}
+
+/* A model the call's current tier may be answered by now instead of its own (tiers[i].fallback, in
+ * order, then the tier's own model when the call sits on a fallback): provider not stopped, breaker
+ * letting a request through, context holding the jobs' input. -1 when none. *probe: the verdict was
+ * the model's probe. */
+static int pick_fallback(Pool *p, const Call *c, int64_t now, bool *probe)
+{
+    const TqTier *tier = &c->kind->tiers[c->tier];
+    int64_t input = 0;
+    for (int i = 0; i < c->njobs; i++)
+        if (c->jobs[i].job)
+            input += call_job_input_tokens(c->kind, &c->jobs[i]);
+    for (int k = -1; k < tier->nfallback; k++) {
+        int m = k < 0 ? tier->model : tier->fallback[k];
+        if (m == c->send_model || atomic_load(&p->prov_stopped[p->cfg->models[m].provider]) != PROV_OK ||
+            !call_model_fits(&p->cfg->models[m], input))
+            continue;
+        BreakerVerdict v = breaker_allow(p->model_br[m], now);
+        if (v != BREAKER_DENY) {
+            *probe = v == BREAKER_PROBE;
+            return m;
+        }
+    }
+    return -1;
+}
+
+/* The call's tier is answered by model m from now on (a fallback, or its own model back): the body
+ * is rebuilt for m (its name, its message layout), admissions taken for the old model go back. */
+static void switch_model(Worker *w, Call *c, int m)
+{
+    Pool *p = w->pool;
+    release_admission(p, c);
+    char key[300];
+    snprintf(key, sizeof key, "fallback:%s:%d:%s:%s", c->kind->name, c->tier, p->cfg->models[c->send_model].name,
+             p->cfg->models[m].name);
+    if (m != c->kind->tiers[c->tier].model && log_first_time(key))
+        log_msg(LOG_WARN, "worker", "kind %s tier %d: model %s is unavailable; answering with fallback %s (checked"
+                " against the tier's bar, recorded with reason fallback)", c->kind->name, c->tier + 1,
+                p->cfg->models[c->send_model].name, p->cfg->models[m].name);
+    c->model = c->send_model = m;
+    Transfer *t = c->transfer;
+    if (t) {
+        buf_free(&t->body);
+        buf_init(&t->body, 0);
+    }
+}
+
+/* Nothing may answer the call's request now (its model's breaker is open, or its provider stopped,
+ * and no fallback can): what the kind's on_outage says. Requests other than answers (a judge, a
+ * second sample, a shadow, a compression) fail as any failed request of theirs does: the signal
+ * missing, the comparison skipped, the context sent uncompressed. */
+static void model_unavailable(Worker *w, Call *c, int64_t now)
+{
+    Pool *p = w->pool;
+    BreakerSnapshot s;
+    int m = c->send_model;
+    int64_t wait = unavailable_for_ms(p, m, now, &s);
+    wait += backoff_rand_upto(&w->rng, wait / 5 + 1); /* the jobs come back spread, not as one herd */
+    char msg[600];
+    snprintf(msg, sizeof msg, "model_unavailable: model %s is unavailable (circuit breaker %s: %s%s) and no"
+                 " fallback of the tier can answer; next probe in %llds", p->cfg->models[m].name,
+                 breaker_state_name(s.state), s.reason[0] ? s.reason : "open",
+                 s.opened_at_ms >= 0 ? ", since an outage began" : "", (long long)((wait + 999) / 1000));
+    release_admission(p, c);
+    int stopped = atomic_load(&p->prov_stopped[provider_of(c)]);
+    if (stopped != PROV_OK) {
+        /* the account, not the model: as for any call of a stopped provider */
+        fail_call(w, c, stopped == PROV_OUT_OF_QUOTA ? "provider_quota_exhausted" : "provider_unauthorized",
+                  stopped == PROV_OUT_OF_QUOTA ? "the provider answered insufficient_quota earlier in this run, and no"
+                  " fallback of the tier can answer" : "the provider refused the API key (http 401) earlier in this run,"
+                  " and no fallback of the tier can answer", true, p->opt->quota_retry_ms);
+        return;
+    }
+    int policy = c->kind->on_outage;
+    if (c->phase != CALL_PHASE_ANSWER || policy == TQ_OUTAGE_DEGRADE) {
+        fail_call(w, c, "model_unavailable", msg, true, wait);
+    } else if (policy == TQ_OUTAGE_FAIL) {
+        fail_call(w, c, "model_unavailable", msg, false, 0);
+    } else {
+        /* wait: every job back to the queue until the probe, no attempt spent (call_fail_all) */
+        call_cancel_intent(c);
+        release_slot(p, c);
+        call_fail_all(c, "model_unavailable", msg, true, wait);
+        finish_call(w, c);
+    }
+}
+
+/* May the call's request go to its model now? True: send it (c->br_probe set when it is the model's
+ * probe). False: it was taken care of — moved to a fallback on another provider (*moved, queued
+ * there), or handed to model_unavailable. A fallback on the same provider is sent at once. */
+static bool outage_gate(Worker *w, Call *c, int64_t now, bool *moved)
+{
+    Pool *p = w->pool;
+    *moved = false;
+    if (atomic_load(&p->prov_stopped[provider_of(c)]) == PROV_OK) {
+        BreakerVerdict v = breaker_allow(p->model_br[c->send_model], now);
+        if (v != BREAKER_DENY) {
+            c->br_probe = v == BREAKER_PROBE;
+            return true;
+        }
+    }
+    bool probe = false;
+    int f = c->phase == CALL_PHASE_ANSWER && !c->all_tiers && c->kind->pinned_model < 0 ? pick_fallback(p, c, now, &probe)
+                                                                                          : -1;
+    if (f < 0) {
+        model_unavailable(w, c, now);
+        return false;
+    }
+    int from_prov = provider_of(c);
+    switch_model(w, c, f);
+    if (provider_of(c) != from_prov) {
+        /* it waits in the fallback's provider queue; the probe slot is not held meanwhile */
+        if (probe)
+            breaker_record(p->model_br[f], now, BREAKER_NEUTRAL, true);
+        ready_push(w, c);
+        *moved = true;
+        return false;
+    }
+    c->br_probe = probe;
+    return true;
 }
 
 /* Start waiting calls while their provider and the process have room. Returns true when some call
@@ -726,10 +941,12 @@ static bool start_ready(Worker *w)
         while (w->ready_head[prov]) {
             Call *c = w->ready_head[prov];
             int stopped = atomic_load(&p->prov_stopped[prov]);
-            if (stopped != PROV_OK) {
+            if (stopped != PROV_OK && (c->phase != CALL_PHASE_ANSWER || c->all_tiers || c->kind->pinned_model >= 0 ||
+                                       c->kind->tiers[c->tier].nfallback == 0)) {
                 w->ready_head[prov] = c->next;
                 if (!w->ready_head[prov])
                     w->ready_tail[prov] = NULL;
+                release_admission(p, c);
                 if (stopped == PROV_OUT_OF_QUOTA)
                     fail_call(w, c, "provider_quota_exhausted",
                               "the provider answered insufficient_quota earlier in this run", true, p->opt->quota_retry_ms);
@@ -746,8 +963,19 @@ static bool start_ready(Worker *w)
             w->ready_head[prov] = c->next;
             if (!w->ready_head[prov])
                 w->ready_tail[prov] = NULL;
-            if (!rate_admit(w, c, clock_mono_ms()))
+            int64_t now = clock_mono_ms();
+            bool moved = false;
+            if (!c->rl_held && !outage_gate(w, c, now, &moved)) {
+                blocked |= moved; /* queued behind another provider's: come back soon */
                 continue;
+            }
+            if (!rate_admit(w, c, now)) {
+                /* waiting for the limiter: a probe slot is not held meanwhile */
+                if (c->br_probe)
+                    breaker_record(p->model_br[c->send_model], now, BREAKER_NEUTRAL, true);
+                c->br_probe = false;
+                continue;
+            }
             if (!c->intent_durable && park_for_intent(w, c))
                 continue; /* parked until its intent is written, or failed */
             if (start_transfer(w, c))
@@ -1143,7 +1371,13 @@ static void pool_free(Pool *p)
     }
     for (int i = 0; p->model_rl && i < p->cfg->nmodels; i++)
         ratelimit_free(p->model_rl[i]);
+    for (int i = 0; p->model_br && i < p->cfg->nmodels; i++)
+        breaker_free(p->model_br[i]);
+    for (int i = 0; p->prov_rl && i < p->cfg->nproviders; i++)
+        ratelimit_free(p->prov_rl[i]);
     free(p->model_rl);
+    free(p->model_br);
+    free(p->prov_rl);
     free(p->prov_headers);
     free(p->prov_url);
     free(p->prov_in_flight);
@@ -1152,6 +1386,41 @@ static void pool_free(Pool *p)
     free(p->workers);
     pthread_mutex_destroy(&p->resume_mu);
     free(p);
+}
+
+void pool_set_rate_share(Pool *p, int share)
+{
+    int64_t now = clock_mono_ms();
+    for (int i = 0; i < p->cfg->nmodels; i++)
+        ratelimit_set_share(p->model_rl[i], now, share);
+    for (int i = 0; i < p->cfg->nproviders; i++)
+        if (p->prov_rl[i])
+            ratelimit_set_share(p->prov_rl[i], now, share);
+}
+
+int pool_health_json(Pool *p, Buf *out)
+{
+    int64_t now = clock_mono_ms();
+    int rc = buf_puts(out, "{"), n = 0;
+    for (int i = 0; i < p->cfg->nmodels && !rc; i++) {
+        BreakerSnapshot b;
+        RateLimitSnapshot r;
+        breaker_state(p->model_br[i], now, &b);
+        ratelimit_snapshot(p->model_rl[i], now, &r);
+        bool sick = b.state != BREAKER_CLOSED || b.opens > 0;
+        bool slowed = r.factor < 1 || r.paused_until_ms > now || r.decreases > 0;
+        if (!sick && !slowed)
+            continue;
+        rc = buf_puts(out, n++ ? ", " : "") || json_put_cstr(out, p->cfg->models[i].name) ||
+             buf_printf(out, ": {\"breaker\": \"%s\", \"opens\": %llu, \"reason\": ", breaker_state_name(b.state),
+                        (unsigned long long)b.opens) ||
+             json_put_cstr(out, b.reason) ||
+             buf_printf(out, ", \"next_probe_s\": %lld, \"rate_factor\": %.3f, \"paused_s\": %lld, \"rate_decreases\": %llu}",
+                        (long long)(b.next_probe_ms > now ? (b.next_probe_ms - now + 999) / 1000 : 0), r.factor,
+                        (long long)(r.paused_until_ms > now ? (r.paused_until_ms - now + 999) / 1000 : 0),
+                        (unsigned long long)r.decreases);
+    }
+    return rc || buf_puts(out, "}") ? TQ_ENOMEM : 0;
 }
 
 void pool_set_shadow_boost(Pool *p, int kind, double factor)
@@ -1179,8 +1448,10 @@ int pool_start(Pool **out, const TqConfig *cfg, const PoolOptions *opt, const ch
     for (int k = 0; p->shadow_boost_milli && k < cfg->nkinds; k++)
         atomic_init(&p->shadow_boost_milli[k], 1000);
     p->model_rl = calloc((size_t)(cfg->nmodels > 0 ? cfg->nmodels : 1), sizeof *p->model_rl);
+    p->model_br = calloc((size_t)(cfg->nmodels > 0 ? cfg->nmodels : 1), sizeof *p->model_br);
+    p->prov_rl = calloc((size_t)(np > 0 ? np : 1), sizeof *p->prov_rl);
     if (!p->prov_in_flight || !p->prov_stopped || !p->prov_headers || !p->prov_url || !p->shadow_boost_milli ||
-        !p->model_rl) {
+        !p->model_rl || !p->model_br || !p->prov_rl) {
         pool_free(p);
         return tq_err(err, TQ_ENOMEM, "out of memory");
     }
@@ -1188,9 +1459,27 @@ int pool_start(Pool **out, const TqConfig *cfg, const PoolOptions *opt, const ch
      * and 429s. Limits are this process's (README: several processes on one account). */
     for (int i = 0; i < cfg->nmodels; i++) {
         RateLimitConfig rc = {.rpm = cfg->models[i].rpm, .tpm = cfg->models[i].tpm, .share = 1};
-        if (ratelimit_new(&rc, &p->model_rl[i], err)) {
+        const TqProvider *pr = &cfg->providers[cfg->models[i].provider];
+        BreakerConfig bc;
+        breaker_default_config(&bc);
+        bc.failures = pr->breaker_failures;
+        bc.failure_pct = pr->breaker_failure_pct;
+        bc.window_ms = (int64_t)pr->breaker_window_s * 1000;
+        bc.cooldown_ms = (int64_t)pr->breaker_cooldown_s * 1000;
+        bc.cooldown_cap_ms = (int64_t)pr->breaker_cooldown_max_s * 1000;
+        /* a probe silent longer than a request may take was lost: let another go */
+        bc.probe_timeout_ms = (int64_t)pr->timeout_ms + pr->connect_timeout_ms;
+        if (ratelimit_new(&rc, &p->model_rl[i], err) || breaker_new(&bc, &p->model_br[i], err)) {
             pool_free(p);
             return tq_err_prefix(err, "model %s", cfg->models[i].name);
+        }
+    }
+    for (int i = 0; i < np; i++) {
+        const TqProvider *pr = &cfg->providers[i];
+        RateLimitConfig rc = {.rpm = pr->rpm, .tpm = pr->tpm, .share = 1};
+        if ((pr->rpm || pr->tpm) && ratelimit_new(&rc, &p->prov_rl[i], err)) {
+            pool_free(p);
+            return tq_err_prefix(err, "provider %s", pr->name);
         }
     }
     for (int i = 0; i < np; i++) {

@@ -16,6 +16,7 @@
 #ifndef TQ_POOL_H
 #define TQ_POOL_H
 
+#include "buf.h"
 #include "call.h"
 #include "config.h"
 #include "err.h"
@@ -64,6 +65,17 @@ bool pool_provider_stopped(Pool *p);
 /* Stop the threads. Calls still pending are aborted and returned through *leftover (a ->next list,
  * caller frees or hands their jobs back); pass NULL to free them. */
 void pool_stop(Pool *p, Call **leftover);
+
+/* Every rate limiter (models' and providers') takes 1/share of its configured limits from now on:
+ * share is the number of processes sending on the same accounts (the heartbeat counts them). */
+void pool_set_rate_share(Pool *p, int share);
+
+/* The models with something to say about their health, as a JSON object appended to out:
+ * {"MODEL": {"breaker": "open"|"half_open"|"closed", "opens": N, "reason": "...", "next_probe_s": S,
+ * "rate_factor": F, "paused_s": S, "rate_decreases": N}, ...} — those whose breaker is not closed or
+ * has opened, and those whose limiter slowed or paused; {} when every model is well. For the
+ * heartbeat (tierq status). */
+int pool_health_json(Pool *p, Buf *out);
 
 /* Sample shadow calls of kind cfg->kinds[kind] at factor x its shadow.rate (at most 1) from now on;
  * factor 1 is the configured rate. Any thread. */

@@ -22,6 +22,7 @@ struct RateLimiter {
     pthread_mutex_t mu;
     Bucket req, tok;
     int share;
+    double rpm, tpm;         /* the configured limits, before share */
     double factor;           /* AIMD: effective rate = per_min x factor */
     bool started;            /* last_ms is set */
     int64_t last_ms;         /* time of the last refill; never goes backwards */
@@ -106,6 +107,8 @@ int ratelimit_new(const RateLimitConfig *cfg, RateLimiter **out, TqErr *err)
         return tq_err(err, TQ_ENOMEM, "ratelimit: cannot create a mutex");
     }
     rl->share = cfg->share > 1 ? cfg->share : 1;
+    rl->rpm = (double)cfg->rpm;
+    rl->tpm = (double)cfg->tpm;
     rl->factor = 1.0;
     rl->req.per_min = (double)cfg->rpm / rl->share;
     rl->req.min_cap = 1.0;
@@ -115,6 +118,25 @@ int ratelimit_new(const RateLimitConfig *cfg, RateLimiter **out, TqErr *err)
     rl->tok.level = limited(&rl->tok) ? cap_of(rl, &rl->tok) : 0;
     *out = rl;
     return 0;
+}
+
+void ratelimit_set_share(RateLimiter *rl, int64_t now_ms, int share)
+{
+    if (share < 1)
+        share = 1;
+    pthread_mutex_lock(&rl->mu);
+    if (share != rl->share) {
+        refill(rl, now_ms); /* what was earned so far was earned at the old rate */
+        rl->share = share;
+        rl->req.per_min = rl->rpm / share;
+        rl->tok.per_min = rl->tpm / share;
+        /* a smaller share of the account: the buckets hold no more than its second's worth */
+        if (limited(&rl->req) && rl->req.level > cap_of(rl, &rl->req))
+            rl->req.level = cap_of(rl, &rl->req);
+        if (limited(&rl->tok) && rl->tok.level > cap_of(rl, &rl->tok))
+            rl->tok.level = cap_of(rl, &rl->tok);
+    }
+    pthread_mutex_unlock(&rl->mu);
 }
 
 void ratelimit_free(RateLimiter *rl)

@@ -37,7 +37,8 @@
  * processes: each sends at limit / share. The headers are the account's (every process sees the
  * same remaining count), hence remaining / share too. Set share too low and the processes together
  * overshoot into 429s, which the AIMD then corrects, at the cost of those 429s; set it too high and
- * the account is under-used. Nothing is coordinated through the database.
+ * the account is under-used. The pool sets share from the live processes in tierq.workers at
+ * every heartbeat (ratelimit_set_share); no request waits on the database for it.
  *
  * Threads. One limiter is shared by all the pool's threads; every function takes an internal mutex
  * held for a few arithmetic operations and never sleeps, reads a clock or logs: callers pass the
@@ -98,6 +99,10 @@ typedef struct RateLimiter RateLimiter;
 /* A limiter for cfg (copied), buckets full, factor 1. Returns 0; TQ_EINVAL when rpm, tpm or share
  * is negative (err names the field); TQ_ENOMEM. *out is set only on success. */
 int ratelimit_new(const RateLimitConfig *cfg, RateLimiter **out, TqErr *err);
+/* This process now takes 1/share of the configured limits (share < 1 counts as 1): the number of
+ * live processes changed. The buckets keep what they earned at the old rate, capped to the new
+ * size. */
+void ratelimit_set_share(RateLimiter *rl, int64_t now_ms, int share);
 /* ratelimit_free(NULL) does nothing. No other thread may be using rl. */
 void ratelimit_free(RateLimiter *rl);
 

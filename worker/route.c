@@ -172,6 +172,11 @@ static void complete_job(const Call *c, CallJob *cj, char *answer, double score,
     cj->reason = reason;
     cj->answer_tier = tier;
     cj->answer_model = model;
+    /* answered by a fallback of its tier (the tier's model was unavailable): said so in the reason;
+     * the model and tier columns say who and where */
+    if (c->kind->pinned_model < 0 && tier >= 0 && tier < c->kind->ntiers && model != c->kind->tiers[tier].model &&
+        strcmp(reason, "escalation_failed") != 0)
+        cj->reason = "fallback";
     /* The baseline: the first answer's tokens on the kind's baseline model, none cached. */
     cj->baseline_pico =
         cost_of_call(&c->cfg->models[c->kind->baseline_model].prices, cj->first_prompt_tokens, 0, cj->first_output_tokens);
@@ -246,7 +251,7 @@ static EscAction decide_job(Call *c, CallJob *cj, char *answer, const CheckResul
     bool agrees = usable && !isnan(tier->accept_if_agrees) && cj->best_answer && !c->all_tiers &&
                   check_samples_agree(answer, cj->best_answer);
     if (usable)
-        keep_best(cj, answer, res->score, c->tier, tier->model);
+        keep_best(cj, answer, res->score, c->tier, c->model);
     bool last = is_last_tier(c);
     EscInput in = {
         .score = res->score,
@@ -266,7 +271,7 @@ static EscAction decide_job(Call *c, CallJob *cj, char *answer, const CheckResul
     switch (d.action) {
     case ESC_ACCEPT:
     case ESC_FINAL:
-        complete_job(c, cj, answer, res->score, c->tier, tier->model, d.reason);
+        complete_job(c, cj, answer, res->score, c->tier, c->model, d.reason);
         return d.action;
     case ESC_KEEP_BEST:
         free(answer);
