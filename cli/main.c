@@ -354,15 +354,25 @@ static int cmd_config_check(const char *dir)
         const TqKind *k = &cfg->kinds[i];
         printf("  %-12s", k->name);
         for (int t = 0; t < k->ntiers; t++) {
-            if (t + 1 < k->ntiers && !isnan(k->tiers[t].accept_if_agrees))
-                printf(" %s (accept >= %.2f, or >= %.2f if it agrees) ->", cfg->models[k->tiers[t].model].name,
-                       k->tiers[t].accept, k->tiers[t].accept_if_agrees);
-            else if (t + 1 < k->ntiers)
-                printf(" %s (accept >= %.2f) ->", cfg->models[k->tiers[t].model].name, k->tiers[t].accept);
+            const TqTier *tr = &k->tiers[t];
+            char fb[300] = "";
+            for (int f = 0, n = 0; f < tr->nfallback && n < (int)sizeof fb; f++)
+                n += snprintf(fb + n, sizeof fb - (size_t)n, "%s%s%s", f ? ", " : " [fallback ",
+                              cfg->models[tr->fallback[f]].name, f + 1 == tr->nfallback ? "]" : "");
+            if (fb[0])
+                printf(" %s%s", cfg->models[tr->model].name, fb);
             else
-                printf(" %s (final)", cfg->models[k->tiers[t].model].name);
+                printf(" %s", cfg->models[tr->model].name);
+            if (t + 1 < k->ntiers && !isnan(k->tiers[t].accept_if_agrees))
+                printf(" (accept >= %.2f, or >= %.2f if it agrees) ->", k->tiers[t].accept, k->tiers[t].accept_if_agrees);
+            else if (t + 1 < k->ntiers)
+                printf(" (accept >= %.2f) ->", k->tiers[t].accept);
+            else
+                printf(" (final)");
         }
         printf("   baseline %s", cfg->models[k->baseline_model].name);
+        if (k->on_outage != TQ_OUTAGE_WAIT)
+            printf("   on_outage %s", k->on_outage == TQ_OUTAGE_DEGRADE ? "degrade" : "fail");
         if (k->shadow.rate > 0)
             printf("   shadow %g (min_agreement %g, window %d, boost %g)", k->shadow.rate, k->shadow.min_agreement,
                    k->shadow.window, k->shadow.boost);
@@ -375,6 +385,15 @@ static int cmd_config_check(const char *dir)
             printf("   cache ttl %ds, max %d entries%s", k->cache.ttl_s, k->cache.max_entries,
                    k->cache.nondeterministic ? ", nondeterministic" : "");
         printf("\n");
+    }
+    for (int i = 0; i < cfg->nproviders; i++) {
+        const TqProvider *pr = &cfg->providers[i];
+        printf("  provider %-10s max_in_flight %d", pr->name, pr->max_in_flight);
+        if (pr->rpm || pr->tpm)
+            printf(", shared limits rpm %d tpm %d", pr->rpm, pr->tpm);
+        printf(", breaker: %d failures (>= %d%%) in %ds open it, probe after %ds doubling to %ds\n",
+               pr->breaker_failures, pr->breaker_failure_pct, pr->breaker_window_s, pr->breaker_cooldown_s,
+               pr->breaker_cooldown_max_s);
     }
     printf("  cache: at most %lld MB of compressed answers, zstd level %d\n",
            (long long)(cfg->cache_store.max_bytes >> 20), cfg->cache_store.zstd_level);

@@ -655,7 +655,10 @@ int64_t queue_count_remaining(PGconn *c, const char *const *kinds, int nkinds, c
                              "SELECT count(*) FROM tierq.jobs WHERE kind = ANY ($1::text[])"
                              " AND ($2::text IS NULL OR run_name = $2)"
                              " AND ((state = 'running' AND attempts BETWEEN 0 AND 1000 AND " SQL_COUNTERS_IN_BOUNDS ")"
-                             "   OR (state = 'queued' AND (NOT $3::bool OR run_after <= now() + interval '60 seconds')"
+                             "   OR (state = 'queued' AND (NOT $3::bool OR run_after <= now() + interval '60 seconds'"
+                             /* waiting through an outage: due at the model's next probe, at most a
+                              * breaker's cooldown_max_s (5 min by default) away */
+                             "         OR (reason = 'model_unavailable' AND run_after <= now() + interval '1 hour'))"
                              "       AND attempts BETWEEN 0 AND least(max_attempts, 1000) - 1 AND " SQL_COUNTERS_IN_BOUNDS
                              "       AND " SQL_RUN_BUDGET_OPEN "))",
                              3, p, err);

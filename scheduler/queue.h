@@ -69,7 +69,8 @@ int queue_write_back_params(PGconn *c, const char *const *params, QueueWriteBack
 int queue_requeue_expired(PGconn *c, int limit, int *requeued, int *dead, TqErr *err);
 
 /* Jobs of these kinds (and run_name, NULL = any) still to do: running, or queued (with
- * due_soon_only: due within a minute). Rows that break the bounds of sql/006 are not counted: no
+ * due_soon_only: due within a minute, or within an hour for jobs waiting through an outage, reason
+ * model_unavailable: a --drain run waits for the model's next probe). Rows that break the bounds of sql/006 are not counted: no
  * statement claims or requeues them. -1 on error. */
 int64_t queue_count_remaining(PGconn *c, const char *const *kinds, int nkinds, const char *run_name, bool due_soon_only,
                               TqErr *err);

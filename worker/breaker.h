@@ -35,15 +35,18 @@
  * internal mutex held for a few operations and never sleeps, reads a clock or logs (callers pass
  * clock_mono_ms()).
  *
- * How the pool will use it (not wired yet, issue 12). Before a call's request leaves (before the
- * rate limiter, which must not spend an admission on a denied call): breaker_allow on its model's
- * breaker. DENY: the call goes back to the delay heap until next_probe_ms (or, once kinds have the
- * fallback model DESIGN.md describes, to the fallback). PROBE: the call goes, marked as the probe;
- * if it then cannot leave (the rate limiter says wait, the pool stops), record NEUTRAL with
- * probe = true so the slot is not held.
- * Every finished exchange records its outcome (breaker_outcome_http / breaker_outcome_transport)
- * with the probe mark. breaker_state feeds tierq status and the heartbeat; a state change is logged
- * with its reason. probe_timeout_ms is set to the provider's timeout_ms plus its connect timeout. */
+ * How the pool uses it (worker/pool.c, outage_gate). Before a call's request leaves, before the
+ * rate limiter (which must not spend an admission on a denied call): breaker_allow on its model's
+ * breaker. ALLOW: it goes. PROBE: it goes, marked as the probe; if it then cannot leave (the limiter
+ * says wait, it fails before sending), NEUTRAL is recorded with probe = true so the slot is freed.
+ * DENY: an answer moves to the first fallback of its tier (tiers[i].fallback) whose breaker lets it
+ * through, else the kind's on_outage decides (wait in the queue until next_probe_ms without spending
+ * an attempt, degrade, fail); a judge, second sample, shadow or compression request fails as a
+ * failed request of its kind does. Every finished exchange records its outcome with the probe mark
+ * (breaker_note); a state change is logged with its reason. A request that failed while the breaker
+ * is not closed is not retried into the outage: it goes back through the gate. breaker_state feeds
+ * the heartbeat (tierq status). probe_timeout_ms is the provider's timeout_ms plus its connect
+ * timeout; the thresholds and cooldowns are the provider's "breaker" settings in jobs/models.json. */
 #ifndef TQ_BREAKER_H
 #define TQ_BREAKER_H
 

@@ -10,9 +10,13 @@
  * call moves on to its next request.
  *
  * Concurrency is bounded per provider (providers[i].max_in_flight, for the whole process) and per
- * process (max_in_flight); calls over the bound wait in the worker, not in a thread. A 429 with
- * insufficient_quota marks the provider exhausted: nothing more is sent to it in this process, and
- * its calls fail back to the queue with reason provider_quota_exhausted. */
+ * process (max_in_flight); calls over the bound wait in the worker, not in a thread. Requests are
+ * paced by each model's and provider's rate limiter (worker/ratelimit.h) and held back from a model
+ * whose circuit breaker is open (worker/breaker.h): an answer then goes to its tier's fallback, or
+ * the kind's on_outage decides (by default its jobs wait in the queue without spending an attempt).
+ * A 429 with insufficient_quota marks the provider exhausted: nothing more is sent to it in this
+ * process; answers go to a fallback on another provider where the tier has one, other calls fail
+ * back to the queue with reason provider_quota_exhausted. */
 #ifndef TQ_POOL_H
 #define TQ_POOL_H
 

@@ -47,15 +47,16 @@
  * Fairness: there is no queue. A waiting caller that comes back after its wait may find the tokens
  * taken by a smaller request; a pool that needs order keeps its own FIFO and asks for its head.
  *
- * How the pool will use it (not wired yet, issue 12). One limiter per model, and one per provider
- * whose limit the models share. Before a transfer starts: ratelimit_acquire on the model's limiter
- * (and the provider's; if the second says wait, ratelimit_cancel the first) with the request's
- * estimate; on a wait the call goes to the worker's delay heap with due_ms = now + wait_ms, exactly
- * like a retry. The ticket rides on the Call. On the response: ratelimit_on_headers with the parsed
- * OaiHeaders; ratelimit_settle with usage.total_tokens (0 when the provider refused the request, -1
- * when it sent no usage); ratelimit_on_success for a 2xx; ratelimit_on_429 for a 429 that is a rate
- * limit (not insufficient_quota) with oai_headers_retry_after_ms. A call aborted before it left:
- * ratelimit_cancel. ratelimit_snapshot feeds tierq status and the heartbeat. */
+ * How the pool uses it (worker/pool.c, rate_admit and rate_reply). One limiter per model, and one
+ * per provider that has limits its models share (providers' rpm/tpm). Before a transfer starts
+ * (after the breaker's gate): ratelimit_acquire on the model's limiter, then the provider's (if the
+ * second says wait, the first is cancelled), with the request's estimate; on a wait the call goes to
+ * the worker's delay heap with due_ms = now + wait_ms, like a retry. The tickets ride on the Call.
+ * On the response: ratelimit_on_headers (the model's limiter only: providers count x-ratelimit-* per
+ * model); ratelimit_settle with usage.total_tokens (0 when the provider refused the request, -1 when
+ * it sent no usage); ratelimit_on_success for a 2xx; ratelimit_on_429 for a 429 that is a rate
+ * limit (not insufficient_quota). A call that never left: ratelimit_cancel. ratelimit_snapshot
+ * feeds the heartbeat (tierq status). */
 #ifndef TQ_RATELIMIT_H
 #define TQ_RATELIMIT_H
 

@@ -103,7 +103,7 @@ static const char *const CACHE_KEYS[] = {"hits", "hit_rate", "saved_usd"};
 static const char *const COMPRESSION_KEYS[] = {"jobs_compressed", "jobs_reused", "jobs_cleaned", "jobs_failed",
                                                "context_tokens_before", "context_tokens_after", "compression_ratio",
                                                "cost_usd", "tokens_saved", "saved_usd", "net_saved_usd"};
-static const char *const TIER_KEYS[] = {"tier", "model", "jobs", "share_pct", "accuracy", "evaluated"};
+static const char *const TIER_KEYS[] = {"tier", "model", "jobs", "share_pct", "accuracy", "evaluated", "fallback"};
 static const char *const BATCHING_KEYS[] = {"mean_batch_size", "batched_calls", "input_tokens_per_job",
                                             "tokens_saved", "saved_usd"};
 #define NKEYS(a) ((int)(sizeof(a) / sizeof((a)[0])))
