@@ -90,10 +90,48 @@ static void test_provider_headers_and_429s_slow_tierq_down(void)
     PQfinish(c);
 }
 
+/* Two processes on one account divide its limit (README "Several processes on one account"): each
+ * counts the busy live processes at its heartbeat and takes its share. rpm 600 (10/s) in models.json:
+ * two daemons together send at 10 a second once their first heartbeats have counted each other
+ * (within 5 s), not at 20. */
+static void test_two_processes_share_the_limit(void)
+{
+    setup_files(600);
+    testdb_setup("tq_ratelimit3", 1);
+    PGconn *c = testdb_connect();
+    SimProc s;
+    CHECK(sim_start(&s, NULL, "--latency-ms 0") == 0);
+    enqueue(c, 600, "shared");
+    int a = start_daemon(&s, "--max-in-flight 16");
+    int b = start_daemon(&s, "--max-in-flight 16");
+    CHECK(a > 0 && b > 0);
+    sleep(28);
+    /* from 10 s after the first request to 25 s after it: both have heartbeaten twice by then */
+    long long milli = q(c, "WITH t AS (SELECT min(created_at) AS t0 FROM tierq.calls)"
+                           " SELECT round(1000 * count(*) / 15.0) FROM tierq.calls, t"
+                           "  WHERE created_at >= t0 + interval '10 seconds' AND created_at < t0 + interval '25 seconds'");
+    long long senders = q(c, "SELECT count(DISTINCT worker) FROM tierq.calls");
+    long long shares = q(c, "SELECT count(*) FROM tierq.workers WHERE (info ->> 'rate_share')::int = 2");
+    kill(a, SIGTERM);
+    kill(b, SIGTERM);
+    /* not our children (started through a shell): gone once they have unregistered */
+    CHECK_INT(wait_for(c, "SELECT count(*) FROM tierq.workers", 0, 20000), 0);
+    printf("# two processes together: %.2f requests/s against rpm 600 (10/s); %lld senders\n", (double)milli / 1000,
+           senders);
+    CHECK_INT(senders, 2);
+    CHECK_INT(shares, 2);
+    CHECK(milli >= 9300 && milli <= 10700); /* each alone would send 10/s: 20 together */
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.jobs WHERE state NOT IN ('done', 'queued')"), 0);
+    check_sums(c);
+    sim_stop(&s);
+    PQfinish(c);
+}
+
 int main(void)
 {
     RUN(test_bucket_holds_the_configured_rate);
     RUN(test_provider_headers_and_429s_slow_tierq_down);
+    RUN(test_two_processes_share_the_limit);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0)
