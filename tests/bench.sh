@@ -997,9 +997,10 @@ if wanted k; then
 # fallback (jobs.reason = 'fallback'), accuracy (tierq.normalize_answer(result) = expected) against
 # run 1, cost (sum over jobs and over calls), max(attempts), breaker openings (log lines "circuit
 # breaker open", re-openings after a failed probe included), requests refused by the outage (the
-# simulator's gpt-4o outage counter; calls with http_status 503), the last breaker closing and the
-# last job finished, each against the outage's end; calls against run 1 (a job that waited is planned
-# again from its first tier when it comes back).
+# simulator's gpt-4o outage counter; calls with http_status 503), when the breaker first opened
+# (against the outage's start) and how many 503s came before, the last breaker closing and the last
+# job finished (against the outage's end); calls against run 1 (a job that waited is planned again
+# from its first tier when it comes back).
 kc=${BENCH_K_COPIES:-4}
 kjobs="$bench/jobs-k"
 for d in fallback wait wait-default; do
@@ -1029,8 +1030,9 @@ kout=""
 kgpt() { # the simulator's gpt-4o outage counter
     curl -s "${TIERQ_BASE_URL%/v1}/sim/stats" | grep -o '"gpt-4o":{[^}]*}' | sed 's/.*"outage":\([0-9]*\).*/\1/'
 }
-kclosed() { # log: when the last "circuit breaker closed" line was written (epoch s), 0 when none
-    kl=$(grep 'circuit breaker closed' "$1" | tail -n 1 | cut -d ' ' -f 1)
+klogged() { # log pattern first|last: when that line was written (epoch s), 0 when there is none
+    if [ "$3" = first ]; then kl=$(grep "$2" "$1" | head -n 1 | cut -d ' ' -f 1); else
+        kl=$(grep "$2" "$1" | tail -n 1 | cut -d ' ' -f 1); fi
     if [ -n "$kl" ]; then date -d "$kl" +%s.%N; else echo 0; fi
 }
 krun() { # run jobs-dir outage-start outage-duration (0 0: none)
@@ -1063,7 +1065,9 @@ $(psql -tA -F ' ' "$conninfo" -c "SELECT count(*) FILTER (WHERE state = 'done'),
          FROM tierq.jobs f JOIN tierq.jobs b ON b.run_name = 'k-base' AND b.prompt = f.prompt
          WHERE f.run_name = '$kr' AND f.reason = 'fallback'),
         (SELECT count(*) FROM tierq.calls WHERE run_name = '$kr')
-    FROM tierq.jobs WHERE run_name = '$kr'") $(kclosed "$bench/err.$kr")
+    FROM tierq.jobs WHERE run_name = '$kr'") $(klogged "$bench/err.$kr" 'circuit breaker closed' last) \
+$(ko=$(klogged "$bench/err.$kr" 'circuit breaker open (' first); echo "$ko $(psql -tA "$conninfo" -c "SELECT count(*)
+    FROM tierq.calls WHERE run_name = '$kr' AND http_status = 503 AND created_at < to_timestamp($ko)")")
 "
     stop_sim
     # tierq's own summary of what went back to the queue and why
@@ -1087,7 +1091,8 @@ printf '%s' "$kout" | awk '
     # 19 over calls, 20 max attempts, 21 last finished (epoch), 22 503s in tierq.calls, 23 final model
     # gpt-4o, 24 deepseek-reasoner, 25 jobs with more than one attempt, 26-28 the jobs the fallback
     # answered: their accuracy, the same items in run 1, how many of them gpt-4o answered there,
-    # 29 calls, 30 the last breaker closing (epoch, 0: none)
+    # 29 calls, 30 the last breaker closing (epoch, 0: none), 31 the first opening (epoch, 0: none),
+    # 32 the 503s written before it
     { line[NR] = $0 }
     $1 == "k-base" { bacc = $17; bcost = $18; bwall = $5; bcalls = $29 }
     END {
@@ -1108,6 +1113,8 @@ printf '%s' "$kout" | awk '
             if ($3 > 0) {
                 from = $3 - $7 / 1000; to = from + $4 # seconds after tierq started
                 printf "                    outage %.2f-%.2f s after tierq started: requests refused %d (503s in tierq.calls %d);\n", from, to, $8, $22
+                if ($31 > 0)
+                    printf "                    the breaker first opened %.2f s after the outage began, after %d of the 503s\n", $31 - ($6 + from), $32
                 printf "                    breaker openings %d, closings %d", $9, $10
                 if ($30 > 0) printf " (the last %.2f s after the outage ended)", $30 - ($6 + to)
                 printf "; the last job finished %.2f s after the outage ended\n", $21 - ($6 + to)
