@@ -18,13 +18,18 @@
 #       hits against --no-cache; stored bytes per answer, and whether a trained zstd dictionary pays.
 #   (i) context compression: the question-answering workload compressed against sent whole, 3 seeds
 #       (context tokens, compression spend against its saving, accuracy, one compression per document).
+#   (j) rate limit kept: 20,000 jobs against a model limited to 36,000 requests a minute, tierq told the
+#       limit or not: 429s as a share of requests, jobs/s and requests/s against 600/s.
+#   (k) outage in the middle third: a tiered kind whose premium model is down for the middle third of
+#       the run, with a fallback, without one (defaults and short breaker cooldowns): jobs done, share
+#       answered by the fallback, accuracy and cost against a run without the outage.
 set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 build=${BUILD:-build}
 bench=$(mktemp -d /tmp/tierq-bench.XXXXXX)
 N=${BENCH_JOBS:-20000}
-cases=${BENCH_CASES:-a b c d e f g h i} # e.g. BENCH_CASES=e make bench: only (e)
+cases=${BENCH_CASES:-a b c d e f g h i j k} # e.g. BENCH_CASES=e make bench: only (e)
 wanted() { case " $cases " in *" $1 "*) return 0 ;; esac; return 1; }
 chmod 755 "$bench"
 echo "bench: working directory $bench (removed at exit)"
@@ -858,4 +863,265 @@ done
 echo "$isum" | awk 'NF { n++; r += $1; sp += $2; sv += $3; d += $4 - $5; c += $6 / $7 }
     END { printf "    mean: context tokens %.1fx fewer (goal >= 4x); spend %.1f%% of the saving (goal <= 10%%);" \
           " accuracy %+.1f points (goal within 1); cost %.1f%% of whole\n\n", r / n, 100 * sp / sv, d / n, 100 * c / n }'
+fi
+
+# ---- (j) rate limit kept ----
+if wanted j; then
+# Issue 12's goal: 20,000 jobs against a model the provider limits to 36,000 requests a minute (600
+# a second, well under tierq's natural rate: (a) at zero latency): 429s <= 1% of requests, throughput
+# >= 95% of the limit. The simulator's catalog (a copy) gives qwen3-8b "rpm": 36000, a token bucket
+# refilled at 600/s that answers 429 with OpenAI's headers beyond it. tierq is either told the limit
+# (the bench's models.json with qwen3-8b "rpm": 36000, the provider's figure, as jobs/models.json
+# states them) or not told (no rpm: it learns from 429s and x-ratelimit-* headers alone).
+# The simulator's bucket starts FULL, a whole minute's worth (36,000 requests, more than the run
+# needs): against it a tierq that ignored the limit would finish without one 429 (run 4 shows it). So
+# the goal is measured against a bucket in use ("drained"): before the run, 40,000 requests are sent
+# pipelined on one connection (bash's /dev/tcp; the simulator answers them in ~0.3 s, the last ones
+# with 429), then 1 s is waited: tierq starts against one second's worth, the steady state of a limit
+# that is being used. "fresh": POST /sim/reset before the run (bucket full, as after an idle minute).
+# Each run: the simulator's counters (qwen3-8b requests and rate_limited 429s) read around it, tierq's
+# own count of 429 answers (tierq.calls.http_status), wall time process start to exit (the whole-run
+# rate of a tierq that keeps the limit is a little above 600/s: both buckets hold a second's worth at
+# the start), the steady rate: jobs finished between the 10% and the 90% mark of the run over the time
+# between the two; and the longest time in which no job finished (a pause).
+# Zero simulated latency, 1024 in flight, claims of 2000 (as (a)); the single-tier kind of (a), with
+# --no-cache (every run asks the same prompts).
+command -v bash >/dev/null || { echo "(j) needs bash (its /dev/tcp empties the simulator's bucket)"; exit 1; }
+jn=${BENCH_JOBS:-20000} # (c) and (d) set N for themselves
+jjobs="$bench/jobs-j"
+mkdir -p "$jjobs/told" "$jjobs/untold"
+cp "$bench/jobs/bench.json" "$jjobs/told/"
+cp "$bench/jobs/bench.json" "$jjobs/untold/"
+cp "$bench/jobs/models.json" "$jjobs/untold/" # no rpm or tpm for any model
+sed 's/\("qwen3-8b": {\)/\1 "rpm": 36000,/' "$bench/jobs/models.json" > "$jjobs/told/models.json"
+sed 's/\("qwen3-8b": {\)/\1 "rpm": 36000,/' tests/sim/models.json > "$bench/sim-models-j.json"
+grep -q '"rpm": 36000' "$jjobs/told/models.json" && grep -q '"rpm": 36000' "$bench/sim-models-j.json" ||
+    { echo "(j) could not set qwen3-8b's rpm in the copies of models.json"; exit 1; }
+TIERQ_JOBS_DIR="$jjobs/told" "$build/tierq" config check >/dev/null ||
+    { echo "(j) $jjobs/told does not load"; TIERQ_JOBS_DIR="$jjobs/told" "$build/tierq" config check; exit 1; }
+jbody='{"model":"qwen3-8b","messages":[{"role":"user","content":"x"}],"max_tokens":1}'
+awk -v b="$jbody" -v n=40000 'BEGIN { for (i = 1; i <= n; i++)
+    printf "POST /v1/chat/completions HTTP/1.1\r\nHost: sim\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%s\r\n%s",
+        length(b), i == n ? "Connection: close\r\n" : "", b }' > "$bench/drain-j.req"
+jsim() { # the simulator's qwen3-8b counters: requests rate_limited
+    curl -s "${TIERQ_BASE_URL%/v1}/sim/stats" | grep -o '"qwen3-8b":{[^}]*}' |
+        sed 's/.*"requests":\([0-9]*\),.*"rate_limited":\([0-9]*\),.*/\1 \2/'
+}
+jdrain() { # empty the simulator's qwen3-8b bucket (its last answers are 429s), then 1 s of refill
+    bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1; cat "$2" >&3 & cat <&3 >/dev/null; wait' jdrain \
+        "$(cat "$bench/sim.port")" "$bench/drain-j.req"
+    set -- $(jsim)
+    [ "$2" -gt 0 ] || echo "(j) the drain got no 429: the simulator's bucket was not emptied"
+    sleep 1
+}
+jout=""
+jrun() { # run told|untold drained|fresh
+    run="j-$1-$2"
+    curl -s -f -X POST "${TIERQ_BASE_URL%/v1}/sim/reset" >/dev/null
+    [ "$2" = fresh ] || jdrain
+    set -- "$1" "$2" $(jsim)
+    psql -q "$conninfo" -c "INSERT INTO tierq.jobs (kind, prompt, run_name) SELECT 'bench', 'benchmark question ' || g, '$run'
+        FROM generate_series(1, $jn) g"
+    jrc=0
+    TIERQ_JOBS_DIR="$jjobs/$1" /usr/bin/time -f "%e" -o "$bench/time.$run" "$build/tierq" run --drain --quiet --run "$run" \
+        --max-in-flight 1024 --claim-batch 2000 --no-cache >"$bench/run.$run" 2>"$bench/err.$run" || jrc=$?
+    [ $jrc = 0 ] || echo "(j) tierq run --run $run exited $jrc (its stderr: $bench/err.$run)"
+    set -- "$@" $(jsim)
+    jout="$jout$1 $2 $(cat "$bench/time.$run") $(($5 - $3)) $(($6 - $4)) $(psql -tA -F ' ' "$conninfo" -c "
+        SELECT count(*) FILTER (WHERE state = 'done'), count(*) FILTER (WHERE state IN ('failed', 'dead')), max(attempts),
+               (SELECT count(*) FROM tierq.calls WHERE run_name = '$run' AND http_status = 429),
+               (SELECT count(*) FROM tierq.calls WHERE run_name = '$run'),
+               coalesce(extract(epoch FROM percentile_disc(0.9) WITHIN GROUP (ORDER BY finished_at)
+                                - percentile_disc(0.1) WITHIN GROUP (ORDER BY finished_at)), 0),
+               (SELECT coalesce(extract(epoch FROM max(gap)), 0) FROM (SELECT finished_at - lag(finished_at) OVER (ORDER BY finished_at)
+                    AS gap FROM tierq.jobs WHERE run_name = '$run') g)
+        FROM tierq.jobs WHERE run_name = '$run'")
+"
+}
+start_sim --latency-ms 0 --models "$bench/sim-models-j.json"
+jrun told drained
+jrun untold drained
+jrun told fresh
+jrun untold fresh
+stop_sim
+echo "(j) rate limit kept: $jn jobs, qwen3-8b limited by the simulator to 36000 requests a minute (600/s), zero"
+echo "    simulated latency, 1024 in flight; tierq told the limit (models.json rpm 36000) or not; the simulator's"
+echo "    bucket drained to ~1 s's worth before the run, or fresh (full: a minute's worth, 36000 requests)"
+printf '%s' "$jout" | awk -v n="$jn" '{
+    # told mode wall requests 429s done failed max_attempts tierq_429s tierq_calls 10-90%_s longest_gap_s
+    printf "    %-6s %-7s %5d done, %d failed or dead, max attempts %d, in %6.2f s: %4.0f jobs/s = %.3f of 600/s; 10%%-90%% %4.0f/s = %.3f\n",
+        $1, $2, $6, $7, $8, $3, $6 / $3, $6 / $3 / 600, ($11 > 0 ? 0.8 * n / $11 : 0), ($11 > 0 ? 0.8 * n / $11 / 600 : 0)
+    printf "                   requests %d (%.0f/s = %.3f of 600/s), 429s %d = %.2f%% of them (tierq.calls: %d 429s of %d calls);\n",
+        $4, $4 / $3, $4 / $3 / 600, $5, ($4 > 0 ? 100 * $5 / $4 : 0), $9, $10
+    printf "                   longest time with no job finishing: %.2f s\n", $12
+}'
+printf '%s' "$jout" | awk -v n="$jn" '
+    function share(r, q) { return r > 0 ? 100 * q / r : 0 }
+    $1 == "told" && $2 == "drained" {
+        tr = $6 / $3
+        t = sprintf("told: %.2f%% 429s, %.3f of the limit (%.3f from the 10%% to the 90%% mark)", share($4, $5), tr / 600,
+                    ($11 > 0 ? 0.8 * n / $11 / 600 : 0))
+    }
+    $1 == "untold" && $2 == "drained" {
+        ur = $6 / $3
+        u = sprintf("not told: %.2f%% 429s, %.3f of the limit", share($4, $5), ur / 600)
+    }
+    END {
+        printf "    (j) rate limit, drained bucket: %s; %s (told / not told: %.2fx the jobs/s); goal <= 1%% 429s, >= 0.95 of the limit\n\n",
+            t, u, (ur > 0 ? tr / ur : 0)
+    }'
+fi
+
+# ---- (k) outage in the middle third ----
+if wanted k; then
+# Issue 12's goal: the premium model down for the middle third of a demo run with a fallback
+# configured: every job done, the share answered by the fallback reported, accuracy against a run
+# without the outage; without a fallback: every job done after the outage, none dead.
+# Workload: the demo's (tests/data/demo.tsv: kinds classify, simple, summarize, chat, 2,446 labelled
+# rows) copied BENCH_K_COPIES (4) times with a line "Copy: N" added (as in (f)), so every job is a
+# distinct item to the simulator; the shipped kinds, each ending on gpt-4o (the premium model). The
+# demo run itself sends only ~2.6% of its jobs to gpt-4o in ~6 s; the copies make the run long enough
+# for a breaker to open, probe and close inside the middle third. The simulator at its default
+# latency (per model, as (h)), tierq's defaults (256 in flight), --no-cache (every run asks the same
+# items). Runs, each with a fresh simulator and a fresh set of jobs (run_name):
+#   1. k-base: no outage; its wall time T sets the outage: gpt-4o down (--outage gpt-4o:T/3:T/3, 503s)
+#      from T/3 to 2T/3 after the simulator started (tierq starts ~0.05 s after it: printed).
+#   2. k-fallback: the outage; the gpt-4o tier of every kind with "fallback": ["deepseek-reasoner"]
+#      (another provider: deepseek).
+#   3. k-wait: the outage, no fallback (on_outage: wait, the default: jobs go back to the queue without
+#      spending an attempt until the model's next probe).
+#   4. k-wait-default: as 3 with the default breaker settings (5 failures and 50% in 60 s, cooldown
+#      10 s doubling to 300 s). Runs 1-3 set the openai provider's breaker to cooldown_s 2,
+#      cooldown_max_s 8 (the rest default), so that probes come within the outage of a short run.
+# Per run: jobs done / failed / dead, wall time (process start to exit), share answered by the
+# fallback (jobs.reason = 'fallback'), accuracy (tierq.normalize_answer(result) = expected) against
+# run 1, cost (sum over jobs and over calls), max(attempts), breaker openings (log lines "circuit
+# breaker open", re-openings after a failed probe included), requests refused by the outage (the
+# simulator's gpt-4o outage counter; calls with http_status 503), when the breaker first opened
+# (against the outage's start) and how many 503s came before, the last breaker closing and the last
+# job finished (against the outage's end); calls against run 1 (a job that waited is planned again
+# from its first tier when it comes back).
+kc=${BENCH_K_COPIES:-4}
+kjobs="$bench/jobs-k"
+for d in fallback wait wait-default; do
+    mkdir -p "$kjobs/$d"
+    cp "$root"/jobs/classify.json "$root"/jobs/simple.json "$root"/jobs/summarize.json "$root"/jobs/chat.json "$kjobs/$d/"
+    cp "$bench/jobs/models.json" "$kjobs/$d/" # no rpm/tpm, as every throughput case
+done
+sed -i 's/{"model": "gpt-4o"}/{"model": "gpt-4o", "fallback": ["deepseek-reasoner"]}/' "$kjobs"/fallback/*.json
+for d in fallback wait; do
+    sed -i 's/\("api_key_env": "OPENAI_API_KEY",\)/\1 "breaker": {"cooldown_s": 2, "cooldown_max_s": 8},/' "$kjobs/$d/models.json"
+done
+[ "$(grep -l '"fallback": \["deepseek-reasoner"\]' "$kjobs"/fallback/*.json | wc -l)" = 4 ] &&
+    grep -q '"breaker"' "$kjobs/fallback/models.json" && grep -q '"breaker"' "$kjobs/wait/models.json" ||
+    { echo "(k) could not set the fallbacks or the breaker settings in the copies of jobs/"; exit 1; }
+for d in fallback wait wait-default; do
+    TIERQ_JOBS_DIR="$kjobs/$d" "$build/tierq" config check >/dev/null ||
+        { echo "(k) $kjobs/$d does not load"; TIERQ_JOBS_DIR="$kjobs/$d" "$build/tierq" config check; exit 1; }
+    TIERQ_JOBS_DIR="$kjobs/$d" "$build/tierq" migrate >/dev/null
+done
+awk -F '\t' -v kc="$kc" 'NR == 1 { print; next } { for (c = 1; c <= kc; c++) printf "%s\t%s\\nCopy: %d\t%s\n", $1, $2, c, $3 }' \
+    tests/data/demo.tsv > "$bench/answers-k.tsv"
+psql -q -v ON_ERROR_STOP=1 "$conninfo" <<SQL
+CREATE TABLE bench_k_items (kind text, prompt text, expected text);
+\copy bench_k_items FROM '$bench/answers-k.tsv' WITH (FORMAT text, HEADER true)
+SQL
+kout=""
+kgpt() { # the simulator's gpt-4o outage counter
+    curl -s "${TIERQ_BASE_URL%/v1}/sim/stats" | grep -o '"gpt-4o":{[^}]*}' | sed 's/.*"outage":\([0-9]*\).*/\1/'
+}
+klogged() { # log pattern first|last: when that line was written (epoch s), 0 when there is none
+    if [ "$3" = first ]; then kl=$(grep "$2" "$1" | head -n 1 | cut -d ' ' -f 1); else
+        kl=$(grep "$2" "$1" | tail -n 1 | cut -d ' ' -f 1); fi
+    if [ -n "$kl" ]; then date -d "$kl" +%s.%N; else echo 0; fi
+}
+krun() { # run jobs-dir outage-start outage-duration (0 0: none)
+    kr=$1
+    psql -q "$conninfo" -c "INSERT INTO tierq.jobs (kind, prompt, expected, run_name) SELECT kind, prompt, expected, '$kr'
+        FROM bench_k_items ORDER BY md5(prompt)"
+    if [ "$3" = 0 ]; then start_sim --answers "$bench/answers-k.tsv"; else
+        start_sim --answers "$bench/answers-k.tsv" --outage "gpt-4o:$3:$4"; fi
+    # where tierq's start falls on the simulator's clock (the outage counts from the simulator's start)
+    ku=$(curl -s "${TIERQ_BASE_URL%/v1}/sim/stats" | sed 's/^{"uptime_ms":\([0-9]*\),.*/\1/')
+    kt=$(date +%s.%N)
+    krc=0
+    TIERQ_JOBS_DIR="$kjobs/$2" /usr/bin/time -f "%e" -o "$bench/time.$kr" "$build/tierq" run --drain --quiet --no-cache \
+        --run "$kr" >"$bench/run.$kr" 2>"$bench/err.$kr" || krc=$?
+    [ $krc = 0 ] || echo "(k) tierq run --run $kr exited $krc (its stderr: $bench/err.$kr)"
+    kout="$kout$kr $2 $3 $4 $(cat "$bench/time.$kr") $kt $ku $(kgpt) \
+$(grep -c 'circuit breaker open' "$bench/err.$kr" || true) $(grep -c 'circuit breaker closed' "$bench/err.$kr" || true) \
+$(psql -tA -F ' ' "$conninfo" -c "SELECT count(*) FILTER (WHERE state = 'done'), count(*) FILTER (WHERE state = 'failed'),
+        count(*) FILTER (WHERE state = 'dead'), count(*) FILTER (WHERE state NOT IN ('done', 'failed', 'dead')),
+        count(*) FILTER (WHERE reason = 'fallback'), count(*),
+        round(100.0 * avg((tierq.normalize_answer(result) = tierq.normalize_answer(expected))::int), 2),
+        coalesce(sum(cost_usd), 0), (SELECT coalesce(sum(cost_usd), 0) FROM tierq.calls WHERE run_name = '$kr'),
+        max(attempts), extract(epoch FROM max(finished_at)),
+        (SELECT count(*) FROM tierq.calls WHERE run_name = '$kr' AND http_status = 503),
+        count(*) FILTER (WHERE model = 'gpt-4o'), count(*) FILTER (WHERE model = 'deepseek-reasoner'),
+        count(*) FILTER (WHERE attempts > 1),
+        (SELECT coalesce(round(100.0 * avg((tierq.normalize_answer(f.result) = tierq.normalize_answer(f.expected))::int), 1), 0)
+                || ' ' || coalesce(round(100.0 * avg((tierq.normalize_answer(b.result) = tierq.normalize_answer(b.expected))::int), 1), 0)
+                || ' ' || count(*) FILTER (WHERE b.model = 'gpt-4o')
+         FROM tierq.jobs f JOIN tierq.jobs b ON b.run_name = 'k-base' AND b.prompt = f.prompt
+         WHERE f.run_name = '$kr' AND f.reason = 'fallback'),
+        (SELECT count(*) FROM tierq.calls WHERE run_name = '$kr')
+    FROM tierq.jobs WHERE run_name = '$kr'") $(klogged "$bench/err.$kr" 'circuit breaker closed' last) \
+$(ko=$(klogged "$bench/err.$kr" 'circuit breaker open (' first); echo "$ko $(psql -tA "$conninfo" -c "SELECT count(*)
+    FROM tierq.calls WHERE run_name = '$kr' AND http_status = 503 AND created_at < to_timestamp($ko)")")
+"
+    stop_sim
+    # tierq's own summary of what went back to the queue and why
+    grep 'attempts without an answer\|attempts back to the queue' "$bench/run.$kr" | sed "s/^/$kr: /" >> "$bench/k-requeues"
+}
+: > "$bench/k-requeues"
+krun k-base fallback 0 0
+kT=$(cut -d ' ' -f 1 "$bench/time.k-base")
+kS=$(echo "$kT" | awk '{ printf "%.1f", $1 / 3 }')
+krun k-fallback fallback "$kS" "$kS"
+krun k-wait wait "$kS" "$kS"
+krun k-wait-default wait-default "$kS" "$kS"
+echo "(k) outage in the middle third: the demo workload x $kc ($(psql -tA "$conninfo" -c "SELECT count(*) FROM bench_k_items") jobs: classify, simple, summarize, chat; shipped"
+echo "    kinds, each ending on gpt-4o), simulator at its default latency, 256 in flight, --no-cache; gpt-4o down"
+echo "    (503) from ${kS} s for ${kS} s of the simulator's clock (a third of run 1's ${kT} s), fallback deepseek-reasoner"
+echo "    (provider deepseek) in k-fallback; breaker cooldown 2 s doubling to 8 s except k-wait-default (10 s to 300 s)"
+printf '%s' "$kout" | awk '
+    # 1 run, 2 jobs dir, 3 outage start, 4 duration (simulator clock, s), 5 wall, 6 tierq start (epoch),
+    # 7 tierq start on the simulator clock (ms), 8 refused by the outage, 9 breaker openings, 10 closings,
+    # 11 done, 12 failed, 13 dead, 14 other states, 15 fallback, 16 jobs, 17 accuracy, 18 cost over jobs,
+    # 19 over calls, 20 max attempts, 21 last finished (epoch), 22 503s in tierq.calls, 23 final model
+    # gpt-4o, 24 deepseek-reasoner, 25 jobs with more than one attempt, 26-28 the jobs the fallback
+    # answered: their accuracy, the same items in run 1, how many of them gpt-4o answered there,
+    # 29 calls, 30 the last breaker closing (epoch, 0: none), 31 the first opening (epoch, 0: none),
+    # 32 the 503s written before it
+    { line[NR] = $0 }
+    $1 == "k-base" { bacc = $17; bcost = $18; bwall = $5; bcalls = $29 }
+    END {
+        for (i = 1; i <= NR; i++) {
+            $0 = line[i]
+            printf "    %-15s %d done, %d failed, %d dead, %d in other states, of %d; wall %.2f s", $1, $11, $12, $13, $14, $16, $5
+            if ($1 != "k-base") printf " (%.2fx run 1)", $5 / bwall
+            printf "\n                    accuracy %.2f%%", $17
+            if ($1 != "k-base") printf " (%+.2f points against run 1)", $17 - bacc
+            printf "; answered by the fallback %d = %.2f%% (final model gpt-4o %d, deepseek-reasoner %d)\n", $15, 100 * $15 / $16, $23, $24
+            printf "                    cost $%.6f summed over jobs, $%.6f over calls", $18, $19
+            if ($1 != "k-base") printf " (%.3f of run 1)", $18 / bcost
+            printf "; max attempts %d (%d jobs above 1); %d calls", $20, $25, $29
+            if ($1 != "k-base") printf " (run 1: %d)", bcalls
+            printf "\n"
+            if ($15 > 0)
+                printf "                    the %d jobs the fallback answered: accuracy %.1f%%; the same items in run 1 %.1f%% (%d of them by gpt-4o)\n", $15, $26, $27, $28
+            if ($3 > 0) {
+                from = $3 - $7 / 1000; to = from + $4 # seconds after tierq started
+                printf "                    outage %.2f-%.2f s after tierq started: requests refused %d (503s in tierq.calls %d);\n", from, to, $8, $22
+                if ($31 > 0)
+                    printf "                    the breaker first opened %.2f s after the outage began, after %d of the 503s\n", $31 - ($6 + from), $32
+                printf "                    breaker openings %d, closings %d", $9, $10
+                if ($30 > 0) printf " (the last %.2f s after the outage ended)", $30 - ($6 + to)
+                printf "; the last job finished %.2f s after the outage ended\n", $21 - ($6 + to)
+            }
+        }
+    }'
+echo "    tierq's own account of the attempts that went back to the queue (run summary lines):"
+sed 's/^/      /' "$bench/k-requeues"
+echo
 fi
