@@ -27,6 +27,8 @@ struct Breaker {
     int64_t probe_sent_ms;
     uint64_t opens;
     const char *reason;
+    int streak;               /* failures since the last success (closed state) ... */
+    int64_t streak_from_ms;   /* ... the first of them; a run counts within one window only */
 };
 
 void breaker_default_config(BreakerConfig *c)
@@ -130,6 +132,7 @@ static void open_for(Breaker *b, int64_t now_ms, const char *reason)
     b->next_probe_ms = now_ms > INT64_MAX - b->cooldown_ms ? INT64_MAX : now_ms + b->cooldown_ms;
     b->probe_in_flight = false;
     b->reason = reason;
+    b->streak = 0;
     clear_window(b);
 }
 
@@ -166,12 +169,21 @@ static void record_closed(Breaker *b, int64_t now_ms, BreakerOutcome o)
     if (o == BREAKER_NEUTRAL)
         return;
     add_to_window(b, now_ms, is_failure(o));
-    if (!is_failure(o))
+    if (!is_failure(o)) {
+        b->streak = 0;
         return;
+    }
+    if (b->streak == 0 || now_ms - b->streak_from_ms >= b->cfg.window_ms) {
+        b->streak = 0;
+        b->streak_from_ms = now_ms;
+    }
+    b->streak++;
     int f, s;
     count_window(b, now_ms, &f, &s);
     if (f >= b->cfg.failures && (int64_t)f * 100 >= (int64_t)b->cfg.failure_pct * (f + s))
         open_for(b, now_ms, "failures_in_window");
+    else if (b->streak >= b->cfg.failures)
+        open_for(b, now_ms, "failures_in_a_row");
 }
 
 static void record_probe(Breaker *b, int64_t now_ms, BreakerOutcome o)

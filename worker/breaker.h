@@ -6,6 +6,11 @@
  * said something (failures + successes). Both, because either alone misfires: a count alone opens
  * on background noise at high volume (0.5% of 5xx at 100 requests a second is 30 failures a
  * minute from a model that is fine), a rate alone opens on one failure out of one at low volume.
+ * It also OPENs on `failures` failures in a row (no success between them, within one window): a model that was fine a
+ * minute ago has a window full of successes, and the rate alone would wait for the failures to
+ * outnumber them — measured, a model down under load opened only after 72 of its first 73 failed
+ * requests, when most calls had spent their tries. Background noise almost never fails five times
+ * running (0.5% to the fifth power); an outage does at once.
  * OPEN: nothing goes until the cooldown has passed; then the first breaker_allow turns it HALF_OPEN
  * and gets the one probe. HALF_OPEN: exactly one probe in flight at a time, whatever the number of
  * threads; every other caller is denied. The probe's success CLOSEs it (window cleared, cooldown
@@ -29,7 +34,7 @@
  *
  * Outcomes of requests admitted before the breaker opened, arriving while it is open or half-open,
  * are ignored: only the probe decides. Each state change has a stable reason for logs and status:
- * "failures_in_window", "probe_failed", "probe_succeeded".
+ * "failures_in_window", "failures_in_a_row", "probe_failed", "probe_succeeded".
  *
  * Threads. One breaker per model, shared by all the pool's threads; every function takes an
  * internal mutex held for a few operations and never sleeps, reads a clock or logs (callers pass

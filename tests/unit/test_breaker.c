@@ -78,16 +78,52 @@ static void test_old_failures_outside_window_ignored(void)
     breaker_free(b);
 }
 
-/* Failures that are a small part of a busy model's answers are noise, not an outage. */
+/* Failures that are a small part of a busy model's answers, never five running, are noise, not an
+ * outage. */
 static void test_failure_rate_needed(void)
 {
     Breaker *b = make();
     for (int i = 0; i < 100; i++)
         breaker_record(b, 1000, BREAKER_SUCCESS, false);
-    fail_n(b, 2000, 99, BREAKER_SERVER_ERROR);
-    CHECK_INT(state_at(b, 2000), BREAKER_CLOSED); /* 99 of 199: under half */
+    for (int g = 0; g < 32; g++) { /* four failures, then an answer */
+        fail_n(b, 2000, 4, BREAKER_SERVER_ERROR);
+        breaker_record(b, 2000, BREAKER_SUCCESS, false);
+    }
+    fail_n(b, 2000, 3, BREAKER_SERVER_ERROR);
+    CHECK_INT(state_at(b, 2000), BREAKER_CLOSED); /* 131 of 263: under half, never five in a row */
     breaker_record(b, 2000, BREAKER_SERVER_ERROR, false);
-    CHECK_INT(state_at(b, 2000), BREAKER_OPEN); /* 100 of 200 */
+    BreakerSnapshot s;
+    breaker_state(b, 2000, &s);
+    CHECK_INT(s.state, BREAKER_OPEN); /* 132 of 264, the fourth in a row */
+    CHECK_STR(s.reason, "failures_in_window");
+    breaker_free(b);
+}
+
+/* A model that answered a whole window fails all at once (an outage under load): five failures in
+ * a row open it although the window still holds far more successes. A success between them starts
+ * the count again. */
+static void test_failures_in_a_row_open_it(void)
+{
+    Breaker *b = make();
+    for (int i = 0; i < 100; i++)
+        breaker_record(b, 1000, BREAKER_SUCCESS, false);
+    fail_n(b, 2000, 4, BREAKER_TIMEOUT);
+    breaker_record(b, 2000, BREAKER_SUCCESS, false);
+    breaker_record(b, 2000, BREAKER_NEUTRAL, false); /* a 429 neither breaks nor extends a run */
+    fail_n(b, 2000, 4, BREAKER_SERVER_ERROR);
+    CHECK_INT(state_at(b, 2000), BREAKER_CLOSED);
+    breaker_record(b, 2000, BREAKER_NEUTRAL, false);
+    breaker_record(b, 2001, BREAKER_CONNECTION, false);
+    BreakerSnapshot s;
+    breaker_state(b, 2001, &s);
+    CHECK_INT(s.state, BREAKER_OPEN);
+    CHECK_STR(s.reason, "failures_in_a_row");
+    CHECK_INT(s.next_probe_ms, 2001 + 10000);
+    /* closed again by a probe, it needs a new run of five */
+    CHECK_INT(breaker_allow(b, 12001), BREAKER_PROBE);
+    breaker_record(b, 12001, BREAKER_SUCCESS, true);
+    fail_n(b, 12002, 4, BREAKER_SERVER_ERROR);
+    CHECK_INT(state_at(b, 12002), BREAKER_CLOSED);
     breaker_free(b);
 }
 
@@ -312,6 +348,7 @@ static void test_one_probe_across_threads(void)
 int main(void)
 {
     RUN(test_opens_after_failures_in_window);
+    RUN(test_failures_in_a_row_open_it);
     RUN(test_old_failures_outside_window_ignored);
     RUN(test_failure_rate_needed);
     RUN(test_non_failures_ignored);
