@@ -22,7 +22,8 @@ struct RateLimiter {
     pthread_mutex_t mu;
     Bucket req, tok;
     int share;
-    double rpm, tpm;         /* the configured limits, before share */
+    double rpm, tpm;         /* the account's limits, before share: configured, or learned */
+    bool rpm_set, tpm_set;   /* ... configured (jobs/models.json): never replaced by a header */
     double factor;           /* AIMD: effective rate = per_min x factor */
     bool started;            /* last_ms is set */
     int64_t last_ms;         /* time of the last refill; never goes backwards */
@@ -109,6 +110,8 @@ int ratelimit_new(const RateLimitConfig *cfg, RateLimiter **out, TqErr *err)
     rl->share = cfg->share > 1 ? cfg->share : 1;
     rl->rpm = (double)cfg->rpm;
     rl->tpm = (double)cfg->tpm;
+    rl->rpm_set = cfg->rpm > 0;
+    rl->tpm_set = cfg->tpm > 0;
     rl->factor = 1.0;
     rl->req.per_min = (double)cfg->rpm / rl->share;
     rl->req.min_cap = 1.0;
@@ -215,6 +218,29 @@ void ratelimit_on_headers(RateLimiter *rl, int64_t now_ms, int64_t remaining_req
     int64_t now = refill(rl, now_ms);
     tighten(rl, &rl->req, now, remaining_requests, reset_requests_ms);
     tighten(rl, &rl->tok, now, remaining_tokens, reset_tokens_ms);
+    pthread_mutex_unlock(&rl->mu);
+}
+
+/* A dimension without a configured limit takes the account's from the header: limit / share per
+ * minute, the bucket at most a second's worth (tighten then lowers it to what is left). */
+static void learn(RateLimiter *rl, Bucket *b, double *account, bool set, int64_t limit)
+{
+    if (set || limit <= 0 || (double)limit == *account)
+        return;
+    bool was = limited(b);
+    *account = (double)limit;
+    b->per_min = *account / rl->share;
+    double cap = cap_of(rl, b);
+    if (!was || b->level > cap)
+        b->level = cap;
+}
+
+void ratelimit_learn_limits(RateLimiter *rl, int64_t now_ms, int64_t limit_requests, int64_t limit_tokens)
+{
+    pthread_mutex_lock(&rl->mu);
+    refill(rl, now_ms); /* what was earned so far was earned at the old rate */
+    learn(rl, &rl->req, &rl->rpm, rl->rpm_set, limit_requests);
+    learn(rl, &rl->tok, &rl->tpm, rl->tpm_set, limit_tokens);
     pthread_mutex_unlock(&rl->mu);
 }
 

@@ -1,6 +1,7 @@
 /* Client-side rate limits (worker/ratelimit.h) in a real tierq run against the simulator: a model's
- * rpm in jobs/models.json holds tierq to that rate; a model tierq knows no limit for is slowed by
- * the provider's x-ratelimit-* headers and 429s instead of hammering it; money stays exact. */
+ * rpm in jobs/models.json holds tierq to that rate; a model tierq knows no limit for is paced at the
+ * limit the provider's x-ratelimit-* headers state instead of hammering it; two processes divide a
+ * limit; money stays exact. */
 #include "runhelp.h"
 
 #include <time.h>
@@ -60,18 +61,19 @@ static void test_bucket_holds_the_configured_rate(void)
     PQfinish(c);
 }
 
-/* No rpm in tierq's file, a provider limit of 60 a minute (its bucket full at start): after the first
- * 60, the replies say nothing is left until the provider's reset (OpenAI's: when its bucket is full
- * again, here up to a minute); tierq waits for that instead of sending into 429s, and every job is
- * done. Conservative for a model tierq was not given an rpm for: give it one to send at the limit. */
-static void test_provider_headers_and_429s_slow_tierq_down(void)
+/* No rpm in tierq's file, a provider limit of 120 a minute (its bucket full at start, so sending all
+ * 72 at once would pass): the first reply's x-ratelimit-limit-requests tells tierq the account's
+ * limit, and it paces at it (2 a second) from then on, as if it had been configured — no 429 beyond
+ * the requests already in flight, every job done. Before it learned limits, the same run sent 60 at
+ * once and then paused a minute for the provider's reset. */
+static void test_provider_headers_pace_an_untold_model(void)
 {
     setup_files(0);
     testdb_setup("tq_ratelimit2", 1);
     PGconn *c = testdb_connect();
     SimProc s;
     CHECK(sim_start(&s, NULL, "--latency-ms 0") == 0);
-    CHECK_INT(sim_tune(&s, "qwen3-8b", "{\"rpm\": 60}"), 200);
+    CHECK_INT(sim_tune(&s, "qwen3-8b", "{\"rpm\": 120}"), 200);
     enqueue(c, 72, "provider");
     time_t t0 = time(NULL);
     CHECK_INT(run_drain(&s, "--max-in-flight 4"), 0);
@@ -79,13 +81,16 @@ static void test_provider_headers_and_429s_slow_tierq_down(void)
     long long done = q(c, "SELECT count(*) FROM tierq.jobs WHERE run_name = 'provider' AND state = 'done'");
     long long refused = q(c, "SELECT count(*) FROM tierq.calls WHERE http_status = 429");
     long long sent = q(c, "SELECT count(*) FROM tierq.calls WHERE model = 'qwen3-8b'");
-    printf("# 72 jobs: %lld requests, %lld refused with 429, %ld s (the provider allows 60 at once, then 1/s)\n", sent,
-           refused, secs);
+    /* the pace after the first second: requests 10 to 72 over the time they took */
+    long long milli = q(c, "SELECT round(1000 * (count(*) - 1) / extract(epoch FROM max(created_at) - min(created_at)))"
+                           " FROM (SELECT created_at FROM tierq.calls WHERE model = 'qwen3-8b' ORDER BY created_at"
+                           "       OFFSET 10) x");
+    printf("# 72 jobs: %lld requests, %lld refused with 429, %ld s, %.2f requests/s after the first 10 (the"
+           " provider's limit: 2/s)\n", sent, refused, secs, (double)milli / 1000);
     CHECK_INT(done, 72);
-    /* what was in flight when the provider's count ran out may meet a 429 (at most the 4 in flight and
-     * a probe after each pause); sending on at the old pace would have met one per job beyond 60 */
-    CHECK(refused <= 6);
-    CHECK(secs >= 8); /* the 12 beyond the provider's 60 waited for it, not sent at once */
+    CHECK(refused <= 4); /* at most the first requests in flight before any reply said the limit */
+    CHECK(secs >= 28);   /* paced: sent at once, the 72 would have taken a second */
+    CHECK(milli >= 1900 && milli <= 2100);
     check_sums(c);
     sim_stop(&s);
     PQfinish(c);
@@ -131,7 +136,7 @@ static void test_two_processes_share_the_limit(void)
 int main(void)
 {
     RUN(test_bucket_holds_the_configured_rate);
-    RUN(test_provider_headers_and_429s_slow_tierq_down);
+    RUN(test_provider_headers_pace_an_untold_model);
     RUN(test_two_processes_share_the_limit);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);

@@ -190,6 +190,39 @@ static void test_headers_tighten(void)
     ratelimit_free(un);
 }
 
+/* A model without a configured rpm learns the account's from x-ratelimit-limit-requests and paces at
+ * it (its share of it); a configured rpm is never replaced; set_share divides a learned one too. */
+static void test_learns_limits_from_headers(void)
+{
+    RateLimiter *un = make(0, 0, 0);
+    RateLimitTicket t;
+    int64_t wait;
+    ratelimit_learn_limits(un, 0, 600, -1); /* 10 a second: a bucket of 10 */
+    ratelimit_on_headers(un, 0, 599, -1, -1, -1);
+    int n = 0;
+    while (ratelimit_acquire(un, 0, 0, &t, &wait))
+        n++;
+    CHECK_INT(n, 10);
+    CHECK_INT(wait, 100);
+    RateLimitSnapshot s;
+    ratelimit_snapshot(un, 0, &s);
+    CHECKF(s.rpm > 599.9 && s.rpm < 600.1, "%f", s.rpm);
+    ratelimit_set_share(un, 0, 2); /* two processes: 5 a second here */
+    ratelimit_snapshot(un, 0, &s);
+    CHECKF(s.rpm > 299.9 && s.rpm < 300.1, "%f", s.rpm);
+    /* tokens, learned alone */
+    ratelimit_learn_limits(un, 0, -1, 60000);
+    ratelimit_snapshot(un, 0, &s);
+    CHECKF(s.tpm > 29999 && s.tpm < 30001, "%f", s.tpm);
+    /* a configured limit stays what the user wrote */
+    RateLimiter *rl = make(120, 0, 0);
+    ratelimit_learn_limits(rl, 0, 6000, -1);
+    ratelimit_snapshot(rl, 0, &s);
+    CHECKF(s.rpm > 119.9 && s.rpm < 120.1, "%f", s.rpm);
+    ratelimit_free(un);
+    ratelimit_free(rl);
+}
+
 /* Processes sharing an account see its remaining count; each takes its share of it. */
 static void test_headers_divided_by_share(void)
 {
@@ -439,6 +472,7 @@ int main(void)
     RUN(test_large_request_waits_for_full_bucket);
     RUN(test_cancel_gives_back);
     RUN(test_headers_tighten);
+    RUN(test_learns_limits_from_headers);
     RUN(test_headers_divided_by_share);
     RUN(test_429_pauses_and_halves);
     RUN(test_429_burst_halves_once);
