@@ -866,6 +866,25 @@ int queue_worker_register(PGconn *c, const char *id, const char *info_json, TqEr
                    5, p, err);
 }
 
+int queue_wake_waiting(PGconn *c, const char *model, int64_t *woken, TqErr *err)
+{
+    const char *p[] = {model};
+    /* the message is worker/pool.c model_unavailable's: "model_unavailable: model NAME is unavailable" */
+    PGresult *r = db_query(c, "wake waiting jobs",
+                           "WITH w AS (UPDATE tierq.jobs SET run_after = now(), updated_at = now()"
+                           "  WHERE state = 'queued' AND reason = 'model_unavailable' AND run_after > now()"
+                           "    AND starts_with(error, 'model_unavailable: model ' || $1 || ' ') RETURNING 1),"
+                           " n AS (SELECT count(*) AS n FROM w)"
+                           " SELECT n, CASE WHEN n > 0 THEN pg_notify('tierq_jobs', '') END FROM n",
+                           1, p, err);
+    if (!r)
+        return err->code ? err->code : TQ_EDB;
+    if (woken)
+        *woken = atoll(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return 0;
+}
+
 int queue_worker_heartbeat(PGconn *c, const char *id, int in_flight, const char *info_json, int *busy, TqErr *err)
 {
     char n[16];

@@ -127,6 +127,10 @@ int queue_settle_orphans(PGconn *c, int stale_s, int limit, int *settled, TqErr 
  * owner holds. */
 int queue_hand_back(PGconn *c, const char *owner, const int64_t *ids, int n, int *handed, TqErr *err);
 
+/* Jobs waiting through model's outage (queued, reason model_unavailable, their error naming it) are
+ * due now: its breaker closed in some process. Wakes the claimers (NOTIFY). *woken: how many. */
+int queue_wake_waiting(PGconn *c, const char *model, int64_t *woken, TqErr *err);
+
 /* Worker registry. */
 int queue_worker_register(PGconn *c, const char *id, const char *info_json, TqErr *err);
 /* info_json: the process's live state (e.g. current batch sizes), NULL to leave it as is.

@@ -129,6 +129,7 @@ typedef struct Run {
     char spill_dir[1024];    /* "" when none can be named */
     bool shadowing;          /* some kind claimed here samples shadow calls */
     bool *drifted;           /* per cfg kind: its shadow estimate is below its bar (warned once) */
+    uint64_t *model_closes;  /* per cfg model: pool_model_closes when last looked at */
     bool *shifted;           /* per cfg kind: its first tier's share of jobs moved (warned once, shadows boosted) */
     int64_t *boost_mark;     /* per cfg kind: boosting since the shadow call with this id (0 = not boosting) */
     bool *tier_dropped;      /* per cfg kind x 8 tiers: the tier's agreement fell against its past (warned once) */
@@ -799,6 +800,7 @@ static int run_setup(Run *r)
         r->total = 0;
 
     r->drifted = calloc((size_t)cfg->nkinds, sizeof *r->drifted);
+    r->model_closes = calloc((size_t)(cfg->nmodels > 0 ? cfg->nmodels : 1), sizeof *r->model_closes);
     r->shifted = calloc((size_t)cfg->nkinds, sizeof *r->shifted);
     r->boost_mark = calloc((size_t)cfg->nkinds, sizeof *r->boost_mark);
     r->tier_dropped = calloc((size_t)cfg->nkinds * 8, sizeof *r->tier_dropped);
@@ -1004,10 +1006,31 @@ static int check_tier_drift(Run *r)
 }
 
 /* Housekeeping due by now: requeue expired leases (any process's), renew ours, heartbeat, progress. */
+/* A model whose breaker closed: the jobs that went back to the queue to wait for it are due now, not
+ * at the probe times they were given (a cooldown each, up to minutes after the model came back). */
+static void wake_recovered(Run *r)
+{
+    for (int m = 0; r->pool && r->model_closes && m < r->cfg->nmodels; m++) {
+        uint64_t closes = pool_model_closes(r->pool, m);
+        if (closes == r->model_closes[m])
+            continue;
+        r->model_closes[m] = closes;
+        int64_t woken = 0;
+        TqErr err = {0};
+        if (queue_wake_waiting(r->conn, r->cfg->models[m].name, &woken, &err) != 0)
+            log_msg(LOG_WARN, "run", "model %s is back, but its waiting jobs could not be called back (they come"
+                    " at their run_after): %s", r->cfg->models[m].name, err.msg);
+        else if (woken > 0)
+            log_msg(LOG_INFO, "run", "model %s is back: %lld jobs waiting for it are due now", r->cfg->models[m].name,
+                    (long long)woken);
+    }
+}
+
 static void run_housekeeping(Run *r, int64_t now)
 {
     const RunOptions *opt = r->opt;
     TqErr err = {0};
+    wake_recovered(r);
     if (now >= r->next_requeue) {
         int rq = 0, dead = 0, settled = 0;
         if (queue_settle_orphans(r->conn, RUN_ORPHAN_AFTER_S, 10000, &settled, &err) == 0 && settled)
@@ -1352,6 +1375,7 @@ static void run_free(Run *r)
         job_free(r->ready[i]);
     free(r->ready);
     free(r->drifted);
+    free(r->model_closes);
     free(r->shifted);
     free(r->boost_mark);
     free(r->tier_dropped);

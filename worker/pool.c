@@ -77,6 +77,7 @@ struct Pool {
     RateLimiter **model_rl;  /* per model (cfg->models): its rpm/tpm, tightened by its replies */
     RateLimiter **prov_rl;   /* per provider: the limit its models share; NULL where it has none */
     Breaker **model_br;      /* per model: the circuit breaker (worker/breaker.h) */
+    atomic_uint_fast64_t *model_closes; /* per model: times its breaker closed (pool_model_closes) */
     atomic_int *prov_stopped;        /* PROV_* : why nothing more goes to the provider */
     atomic_bool stopped_any;
     atomic_bool stop;
@@ -532,6 +533,7 @@ static void rate_reply(Pool *p, Call *c, const Transfer *t, long status, int64_t
     c->rl_held = false;
     RateLimiter *rl = p->model_rl[c->send_model];
     int64_t now = clock_mono_ms();
+    ratelimit_learn_limits(rl, now, t->hdr.limit_requests, t->hdr.limit_tokens);
     ratelimit_on_headers(rl, now, t->hdr.remaining_requests, t->hdr.remaining_tokens, t->hdr.reset_requests_ms,
                          t->hdr.reset_tokens_ms);
     if (is_429)
@@ -790,6 +792,8 @@ static void breaker_note(Pool *p, Call *c, BreakerOutcome o)
     breaker_record(b, now, o, probe);
     breaker_state(b, now, &after);
     const char *name = p->cfg->models[c->send_model].name;
+    if (before.state != BREAKER_CLOSED && after.state == BREAKER_CLOSED)
+        atomic_fetch_add(&p->model_closes[c->send_model], 1); /* the scheduler calls its waiting jobs back */
     if (after.state == BREAKER_OPEN && after.opens > before.opens)
         log_msg(LOG_WARN, "worker", "model %s: circuit breaker open (%s: %s): no requests to it for %llds, then one"
                 " probe; its jobs go to a tier's fallback, or wait in the queue without spending attempts",
@@ -1377,6 +1381,7 @@ static void pool_free(Pool *p)
         ratelimit_free(p->prov_rl[i]);
     free(p->model_rl);
     free(p->model_br);
+    free(p->model_closes);
     free(p->prov_rl);
     free(p->prov_headers);
     free(p->prov_url);
@@ -1396,6 +1401,11 @@ void pool_set_rate_share(Pool *p, int share)
     for (int i = 0; i < p->cfg->nproviders; i++)
         if (p->prov_rl[i])
             ratelimit_set_share(p->prov_rl[i], now, share);
+}
+
+uint64_t pool_model_closes(Pool *p, int model)
+{
+    return p && model >= 0 && model < p->cfg->nmodels ? atomic_load(&p->model_closes[model]) : 0;
 }
 
 int pool_health_json(Pool *p, Buf *out)
@@ -1449,9 +1459,10 @@ int pool_start(Pool **out, const TqConfig *cfg, const PoolOptions *opt, const ch
         atomic_init(&p->shadow_boost_milli[k], 1000);
     p->model_rl = calloc((size_t)(cfg->nmodels > 0 ? cfg->nmodels : 1), sizeof *p->model_rl);
     p->model_br = calloc((size_t)(cfg->nmodels > 0 ? cfg->nmodels : 1), sizeof *p->model_br);
+    p->model_closes = calloc((size_t)(cfg->nmodels > 0 ? cfg->nmodels : 1), sizeof *p->model_closes);
     p->prov_rl = calloc((size_t)(np > 0 ? np : 1), sizeof *p->prov_rl);
     if (!p->prov_in_flight || !p->prov_stopped || !p->prov_headers || !p->prov_url || !p->shadow_boost_milli ||
-        !p->model_rl || !p->model_br || !p->prov_rl) {
+        !p->model_rl || !p->model_br || !p->model_closes || !p->prov_rl) {
         pool_free(p);
         return tq_err(err, TQ_ENOMEM, "out of memory");
     }

@@ -74,6 +74,11 @@ void pool_stop(Pool *p, Call **leftover);
  * share is the number of processes sending on the same accounts (the heartbeat counts them). */
 void pool_set_rate_share(Pool *p, int share);
 
+/* Times model's circuit breaker has closed (a probe answered) since the pool started: the scheduler
+ * then calls back the jobs waiting for it (queue_wake_waiting) instead of leaving them to their
+ * run_after. Any thread. */
+uint64_t pool_model_closes(Pool *p, int model);
+
 /* The models with something to say about their health, as a JSON object appended to out:
  * {"MODEL": {"breaker": "open"|"half_open"|"closed", "opens": N, "reason": "...", "next_probe_s": S,
  * "rate_factor": F, "paused_s": S, "rate_decreases": N}, ...} — those whose breaker is not closed or
