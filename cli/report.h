@@ -44,9 +44,11 @@
  *               expected),
  *               "tiers": [{"tier", "model" (jobs.tier and jobs.model: the tier that gave the answer),
  *                          "jobs" (done jobs it answered), "share_pct" (of the kind's done jobs with
- *                          a tier, 2 decimals), "accuracy" (null when none evaluated), "evaluated"}]
- *                        (by tier, then model; a tier served by two models over time has two
- *                        entries),
+ *                          a tier, 2 decimals), "accuracy" (null when none evaluated), "evaluated",
+ *                          "fallback" (true: answers by a fallback of the tier while its model was
+ *                          unavailable, jobs.reason 'fallback')}]
+ *                        (by tier, then fallback, then model; a tier served by two models over time
+ *                        has two entries),
  *               "batching": {"mean_batch_size" (average cardinality(job_ids) over the kind's answer
  *                              calls, each call counted once whatever its status; 2 decimals; null
  *                              without answer calls),

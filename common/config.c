@@ -382,8 +382,11 @@ static int provider_breaker(Walk *w, int o, const char *path, TqProvider *p)
         (rc = get_int(w, b, "failures", SUB("failures"), 1, 100000, &p->breaker_failures)) ||
         (rc = get_int(w, b, "failure_pct", SUB("failure_pct"), 0, 100, &p->breaker_failure_pct)) ||
         (rc = get_int(w, b, "window_s", SUB("window_s"), 1, 86400, &p->breaker_window_s)) ||
-        (rc = get_int(w, b, "cooldown_s", SUB("cooldown_s"), 1, 86400, &p->breaker_cooldown_s)) ||
-        (rc = get_int(w, b, "cooldown_max_s", SUB("cooldown_max_s"), 1, 86400, &p->breaker_cooldown_max_s)))
+        (rc = get_int(w, b, "cooldown_s", SUB("cooldown_s"), 1, 86400, &p->breaker_cooldown_s)))
+        return rc;
+    if (p->breaker_cooldown_max_s < p->breaker_cooldown_s)
+        p->breaker_cooldown_max_s = p->breaker_cooldown_s; /* a long first cooldown alone raises the cap */
+    if ((rc = get_int(w, b, "cooldown_max_s", SUB("cooldown_max_s"), 1, 86400, &p->breaker_cooldown_max_s)))
         return rc;
     if (p->breaker_cooldown_max_s < p->breaker_cooldown_s)
         return bad(w, SUB("cooldown_max_s"), "must be at least cooldown_s");

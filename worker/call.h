@@ -142,6 +142,7 @@ typedef struct Call {
     RateLimitTicket rl_prov_ticket;
     bool br_probe;            /* the request is its model's half-open probe (worker/breaker.h): its
                                * outcome decides whether the breaker closes */
+    bool outage_held;         /* escalating, waiting in its worker for a model's next probe */
     int worker;               /* the pool worker that waits for the intent to be written */
     struct Call *parked;      /* intent carriers only: the call waiting for its intent row */
     /* CALL_PHASE_COMPRESS */

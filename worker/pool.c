@@ -78,6 +78,7 @@ struct Pool {
     RateLimiter **prov_rl;   /* per provider: the limit its models share; NULL where it has none */
     Breaker **model_br;      /* per model: the circuit breaker (worker/breaker.h) */
     atomic_uint_fast64_t *model_closes; /* per model: times its breaker closed (pool_model_closes) */
+    atomic_int outage_held;          /* escalating calls waiting in the workers for a model's probe */
     atomic_int *prov_stopped;        /* PROV_* : why nothing more goes to the provider */
     atomic_bool stopped_any;
     atomic_bool stop;
@@ -871,11 +872,17 @@ static void model_unavailable(Worker *w, Call *c, int64_t now)
     int m = c->send_model;
     int64_t wait = unavailable_for_ms(p, m, now, &s);
     wait += backoff_rand_upto(&w->rng, wait / 5 + 1); /* the jobs come back spread, not as one herd */
-    char msg[600];
+    int policy = c->kind->on_outage;
+    bool answer = c->phase == CALL_PHASE_ANSWER;
+    char msg[600], then[80];
+    if (answer && policy == TQ_OUTAGE_FAIL)
+        snprintf(then, sizeof then, "the kind's on_outage is fail");
+    else
+        snprintf(then, sizeof then, "next probe in %llds", (long long)((wait + 999) / 1000));
     snprintf(msg, sizeof msg, "model_unavailable: model %s is unavailable (circuit breaker %s: %s%s) and no"
-                 " fallback of the tier can answer; next probe in %llds", p->cfg->models[m].name,
+                 " fallback of the tier can answer; %s", p->cfg->models[m].name,
                  breaker_state_name(s.state), s.reason[0] ? s.reason : "open",
-                 s.opened_at_ms >= 0 ? ", since an outage began" : "", (long long)((wait + 999) / 1000));
+                 s.opened_at_ms >= 0 ? ", since an outage began" : "", then);
     release_admission(p, c);
     int stopped = atomic_load(&p->prov_stopped[provider_of(c)]);
     if (stopped != PROV_OK) {
@@ -886,18 +893,31 @@ static void model_unavailable(Worker *w, Call *c, int64_t now)
                   " and no fallback of the tier can answer", true, p->opt->quota_retry_ms);
         return;
     }
-    int policy = c->kind->on_outage;
-    if (c->phase != CALL_PHASE_ANSWER || policy == TQ_OUTAGE_DEGRADE) {
+    if (!answer || policy == TQ_OUTAGE_DEGRADE) {
         fail_call(w, c, "model_unavailable", msg, true, wait);
-    } else if (policy == TQ_OUTAGE_FAIL) {
-        fail_call(w, c, "model_unavailable", msg, false, 0);
-    } else {
-        /* wait: every job back to the queue until the probe, no attempt spent (call_fail_all) */
-        call_cancel_intent(c);
-        release_slot(p, c);
-        call_fail_all(c, "model_unavailable", msg, true, wait);
-        finish_call(w, c);
+        return;
     }
+    call_cancel_intent(c);
+    release_slot(p, c);
+    if (policy == TQ_OUTAGE_WAIT && c->tier > 0 && !c->all_tiers &&
+        atomic_load(&p->outage_held) < p->opt->max_in_flight / 2) {
+        /* wait, escalating: the call keeps its place in this process until the probe, with the answers
+         * its jobs already paid for; back in the queue they would buy their cheaper tiers again at
+         * every probe. At most half of max_in_flight calls wait so: claims of other work go on. While a
+         * probe is out it looks again each second (no database work: it is all in this process). */
+        ship_rows(w, c);
+        c->due_ms = now + (s.probe_in_flight ? 1000 : wait);
+        c->outage_held = true;
+        atomic_fetch_add(&p->outage_held, 1);
+        if (heap_push(w, c) == 0)
+            return;
+        c->outage_held = false;
+        atomic_fetch_sub(&p->outage_held, 1);
+    }
+    /* wait: every job back to the queue until the probe, no attempt spent (call_fail_all);
+     * fail: every job fails now, an escalating one too (degrade is the policy that keeps answers) */
+    call_fail_all(c, "model_unavailable", msg, policy == TQ_OUTAGE_WAIT, policy == TQ_OUTAGE_WAIT ? wait : 0);
+    finish_call(w, c);
 }
 
 /* May the call's request go to its model now? True: send it (c->br_probe set when it is the model's
@@ -1175,8 +1195,14 @@ static void *worker_main(void *arg)
             in = next;
         }
         int64_t now = clock_mono_ms();
-        while (w->nheap > 0 && w->heap[0]->due_ms <= now)
-            ready_push(w, heap_pop(w));
+        while (w->nheap > 0 && w->heap[0]->due_ms <= now) {
+            Call *c = heap_pop(w);
+            if (c->outage_held) {
+                c->outage_held = false;
+                atomic_fetch_sub(&p->outage_held, 1);
+            }
+            ready_push(w, c);
+        }
         bool blocked = start_ready(w);
         now = clock_mono_ms();
         if (w->curl_due_ms >= 0 && w->curl_due_ms <= now) {
