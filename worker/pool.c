@@ -793,16 +793,16 @@ static void breaker_note(Pool *p, Call *c, BreakerOutcome o)
     breaker_record(b, now, o, probe);
     breaker_state(b, now, &after);
     const char *name = p->cfg->models[c->send_model].name;
-    if (before.state != BREAKER_CLOSED && after.state == BREAKER_CLOSED)
-        atomic_fetch_add(&p->model_closes[c->send_model], 1); /* the scheduler calls its waiting jobs back */
-    if (after.state == BREAKER_OPEN && after.opens > before.opens)
+    if (after.state == BREAKER_OPEN && after.opens > before.opens) {
         log_msg(LOG_WARN, "worker", "model %s: circuit breaker open (%s: %s): no requests to it for %llds, then one"
-                " probe; its jobs go to a tier's fallback, or wait in the queue without spending attempts",
+                " probe; its answers go to a tier's fallback, or as the kind's on_outage says (wait: back to the"
+                " queue without spending attempts)",
                 name, after.reason, breaker_outcome_name(o), (long long)(after.cooldown_ms / 1000));
-    else if (before.state != BREAKER_CLOSED && after.state == BREAKER_CLOSED)
+    } else if (before.state != BREAKER_CLOSED && after.state == BREAKER_CLOSED) {
+        atomic_fetch_add(&p->model_closes[c->send_model], 1); /* the scheduler calls its waiting jobs back */
         log_msg(LOG_INFO, "worker", "model %s: circuit breaker closed (probe_succeeded) after %llds unavailable",
                 name, (long long)((now - before.opened_at_ms) / 1000));
-    else if (before.state == BREAKER_HALF_OPEN && after.state == BREAKER_OPEN)
+    } else if (before.state == BREAKER_HALF_OPEN && after.state == BREAKER_OPEN)
         log_msg(LOG_WARN, "worker", "model %s: probe failed (%s), circuit breaker open again for %llds", name,
                 breaker_outcome_name(o), (long long)(after.cooldown_ms / 1000));
 }
