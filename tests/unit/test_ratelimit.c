@@ -214,6 +214,16 @@ static void test_learns_limits_from_headers(void)
     ratelimit_learn_limits(un, 0, -1, 60000);
     ratelimit_snapshot(un, 0, &s);
     CHECKF(s.tpm > 29999 && s.tpm < 30001, "%f", s.tpm);
+    /* a 429 for a request admitted before the limit was learned pauses, and does not halve it */
+    RateLimiter *burst = make(0, 0, 0);
+    RateLimitTicket early;
+    CHECK(ratelimit_acquire(burst, 0, 0, &early, &wait));
+    ratelimit_learn_limits(burst, 5, 600, -1);
+    ratelimit_on_429(burst, 5, 1000, &early);
+    ratelimit_snapshot(burst, 5, &s);
+    CHECKF(s.factor > 0.99 && s.decreases == 0, "factor %f, %llu decreases", s.factor, (unsigned long long)s.decreases);
+    CHECK(!ratelimit_acquire(burst, 500, 0, &t, &wait)); /* paused until the retry-after */
+    ratelimit_free(burst);
     /* a configured limit stays what the user wrote */
     RateLimiter *rl = make(120, 0, 0);
     ratelimit_learn_limits(rl, 0, 6000, -1);
