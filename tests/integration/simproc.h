@@ -89,25 +89,34 @@ static inline size_t sim_collect(char *ptr, size_t size, size_t n, void *ud)
     return size * n;
 }
 
-/* A top-level integer counter of GET /sim/stats ("requests": chat completion requests received), or
- * -1 when the simulator cannot be asked. */
-static inline long long sim_stat(const SimProc *s, const char *name)
+/* The body of GET /sim/stats (a static buffer, overwritten by the next call), or NULL when the
+ * simulator cannot be asked. */
+static inline const char *sim_stats_body(const SimProc *s)
 {
     static char body[65536];
     body[0] = '\0';
-    char url[256], key[64];
+    char url[256];
     snprintf(url, sizeof url, "http://127.0.0.1:%d/sim/stats", s->port);
     CURL *e = curl_easy_init();
     if (!e)
-        return -1;
+        return NULL;
     curl_easy_setopt(e, CURLOPT_URL, url);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, sim_collect);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, (void *)body);
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 5000L);
     CURLcode rc = curl_easy_perform(e);
     curl_easy_cleanup(e);
+    return rc == CURLE_OK ? body : NULL;
+}
+
+/* A top-level integer counter of GET /sim/stats ("requests": chat completion requests received), or
+ * -1 when the simulator cannot be asked. */
+static inline long long sim_stat(const SimProc *s, const char *name)
+{
+    const char *body = sim_stats_body(s);
+    char key[64];
     snprintf(key, sizeof key, "\"%s\":", name);
-    const char *at = rc == CURLE_OK ? strstr(body, key) : NULL;
+    const char *at = body ? strstr(body, key) : NULL;
     return at ? atoll(at + strlen(key)) : -1;
 }
 

@@ -196,23 +196,11 @@ static int q_list(PGconn *c, const char *sql, long long *out, int cap)
  * or -1. */
 static long long sim_model_stat(const SimProc *s, const char *model, const char *field)
 {
-    static char body[65536];
-    body[0] = '\0';
-    char url[128];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/sim/stats", s->port);
-    CURL *e = curl_easy_init();
-    if (!e)
-        return -1;
-    curl_easy_setopt(e, CURLOPT_URL, url);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, sim_collect);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, (void *)body);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 5000L);
-    CURLcode rc = curl_easy_perform(e);
-    curl_easy_cleanup(e);
+    const char *body = sim_stats_body(s);
     JsonDoc d;
     TqErr err = {0};
     int64_t v = -1;
-    if (rc == CURLE_OK && json_parse(&d, body, strlen(body), 0, &err) == 0) {
+    if (body && json_parse(&d, body, strlen(body), 0, &err) == 0) {
         int models = json_get(&d, 0, "models");
         int m = models >= 0 ? json_get(&d, models, model) : -1;
         int f = m >= 0 ? json_get(&d, m, field) : -1;
