@@ -386,14 +386,20 @@ static int cmd_config_check(const char *dir)
                    k->cache.nondeterministic ? ", nondeterministic" : "");
         printf("\n");
     }
+    for (int i = 0; i < cfg->nmodels; i++) {
+        const TqModel *m = &cfg->models[i];
+        if (m->rpm || m->tpm)
+            printf("  model %-20s rpm %d, tpm %d (0: none; the account's, each live process takes its share)\n",
+                   m->name, m->rpm, m->tpm);
+    }
     for (int i = 0; i < cfg->nproviders; i++) {
         const TqProvider *pr = &cfg->providers[i];
         printf("  provider %-10s max_in_flight %d", pr->name, pr->max_in_flight);
         if (pr->rpm || pr->tpm)
             printf(", shared limits rpm %d tpm %d", pr->rpm, pr->tpm);
-        printf(", breaker: %d failures (>= %d%%) in %ds open it, probe after %ds doubling to %ds\n",
-               pr->breaker_failures, pr->breaker_failure_pct, pr->breaker_window_s, pr->breaker_cooldown_s,
-               pr->breaker_cooldown_max_s);
+        printf(", breaker: %d failures (>= %d%%) in %ds, or %d in a row, open it, probe after %ds doubling to %ds\n",
+               pr->breaker_failures, pr->breaker_failure_pct, pr->breaker_window_s, pr->breaker_failures,
+               pr->breaker_cooldown_s, pr->breaker_cooldown_max_s);
     }
     printf("  cache: at most %lld MB of compressed answers, zstd level %d\n",
            (long long)(cfg->cache_store.max_bytes >> 20), cfg->cache_store.zstd_level);

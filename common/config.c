@@ -360,6 +360,16 @@ static int model_extra_body(Walk *w, int o, const char *path, TqModel *m)
 /* "path.key" into the caller's sub[] (which must be named sub, with the parent path in path). */
 #define SUB(key) (snprintf(sub, sizeof sub, "%s.%s", path, key), sub)
 
+/* A tokens-per-minute limit below one request's worth would let one request through and then hold
+ * the next for minutes of refill (the bucket pays back the first one's debt first): refused. */
+static int tpm_floor(Walk *w, const char *path, int tpm)
+{
+    if (tpm > 0 && tpm < 1000)
+        return bad(w, path, "is below one request's worth (a request counts its input and max_tokens): at least"
+                            " 1000, or 0 for none");
+    return 0;
+}
+
 /* "breaker": the circuit breaker settings of the provider's models (defaults: worker/breaker.h). */
 static int provider_breaker(Walk *w, int o, const char *path, TqProvider *p)
 {
@@ -414,7 +424,7 @@ static int load_provider(Walk *w, int o, const char *path, TqProvider *p)
         (rc = get_int(w, o, "connect_timeout_ms", SUB("connect_timeout_ms"), 10, 600000, &p->connect_timeout_ms)) ||
         (rc = get_int(w, o, "max_in_flight", SUB("max_in_flight"), 1, 100000, &p->max_in_flight)) ||
         (rc = get_int(w, o, "rpm", SUB("rpm"), 0, 100000000, &p->rpm)) ||
-        (rc = get_int(w, o, "tpm", SUB("tpm"), 0, 2000000000, &p->tpm)) ||
+        (rc = get_int(w, o, "tpm", SUB("tpm"), 0, 2000000000, &p->tpm)) || (rc = tpm_floor(w, SUB("tpm"), p->tpm)) ||
         (rc = provider_breaker(w, o, path, p)))
         return rc;
     if (strncmp(p->base_url, "http://", 7) != 0 && strncmp(p->base_url, "https://", 8) != 0)
@@ -488,7 +498,7 @@ static int load_model(Walk *w, const TqConfig *cfg, int o, const char *path, TqM
         (rc = get_price(w, o, "cached_input_usd_per_mtok", SUB("cached_input_usd_per_mtok"), &m->prices.cached_input)) ||
         (rc = get_price(w, o, "output_usd_per_mtok", SUB("output_usd_per_mtok"), &m->prices.output)) ||
         (rc = get_int(w, o, "rpm", SUB("rpm"), 0, 100000000, &m->rpm)) ||
-        (rc = get_int(w, o, "tpm", SUB("tpm"), 0, 2000000000, &m->tpm)) ||
+        (rc = get_int(w, o, "tpm", SUB("tpm"), 0, 2000000000, &m->tpm)) || (rc = tpm_floor(w, SUB("tpm"), m->tpm)) ||
         (rc = get_int(w, o, "context_tokens", SUB("context_tokens"), 0, 100000000, &m->context_tokens)) ||
         (rc = get_int(w, o, "max_output_tokens", SUB("max_output_tokens"), 0, 100000000, &m->max_output_tokens)) ||
         (rc = get_bool(w, o, "logprobs", SUB("logprobs"), &m->logprobs)) ||

@@ -1082,7 +1082,7 @@ static void run_housekeeping(Run *r, int64_t now)
         if (queue_worker_heartbeat(r->conn, r->owner, held_count(r->held), info.data, &busy, &err) == 0 && r->pool &&
             busy != r->rate_share) {
             /* the account limits are split between the processes sending on them (README "Rate limits") */
-            log_msg(LOG_INFO, "run", "rate limits: %d processes are sending now; this one takes 1/%d of each limit", busy,
+            log_msg(LOG_INFO, "run", "rate limits: %d tierq processes are live; this one takes 1/%d of each limit", busy,
                     busy);
             pool_set_rate_share(r->pool, busy);
             r->rate_share = busy;

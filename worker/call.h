@@ -143,6 +143,8 @@ typedef struct Call {
     bool br_probe;            /* the request is its model's half-open probe (worker/breaker.h): its
                                * outcome decides whether the breaker closes */
     bool outage_held;         /* escalating, waiting in its worker for a model's next probe */
+    bool model_failed;        /* the last exchange failed in a way its model's breaker counts (5xx,
+                               * timeout, connection) */
     int worker;               /* the pool worker that waits for the intent to be written */
     struct Call *parked;      /* intent carriers only: the call waiting for its intent row */
     /* CALL_PHASE_COMPRESS */

@@ -277,6 +277,7 @@ static size_t on_header(char *ptr, size_t size, size_t nmemb, void *ud)
 static void ready_push(Worker *w, Call *c);
 static void release_admission(struct Pool *p, Call *c);
 static void breaker_note(struct Pool *p, Call *c, BreakerOutcome o);
+static void model_unavailable(Worker *w, Call *c, int64_t now, const char *why);
 static void record_resent(Worker *w, Call *c);
 static void release_slot(Pool *p, Call *c);
 static void worker_close(Worker *w);
@@ -459,6 +460,14 @@ static void retry_or_requeue(Worker *w, Call *c, const char *reason, const char 
         if (heap_push(w, c) == 0)
             return;
     }
+    if (c->model_failed && c->phase == CALL_PHASE_ANSWER && c->tier > 0 && !c->all_tiers &&
+        c->kind->on_outage == TQ_OUTAGE_WAIT && !atomic_load(&p->stop)) {
+        /* escalating, its tier's model failing every try (its breaker may not have opened yet): a wait
+         * kind waits for the model rather than settling for an answer under the bar */
+        ship_rows(w, c);
+        model_unavailable(w, c, clock_mono_ms(), msg);
+        return;
+    }
     char m[600];
     snprintf(m, sizeof m, "%s after %d tries: %s", reason, c->tries, msg);
     /* back to the queue: the wait grows with the job's attempts, so an outage of minutes does not
@@ -555,6 +564,7 @@ static void on_transfer_done(Worker *w, CURL *e, CURLcode res)
     int prov = provider_of(c);
     atomic_fetch_sub(&p->prov_in_flight[prov], 1);
     Transfer *t = c->transfer;
+    c->model_failed = false; /* breaker_note says, for the exchange that just ended */
     Call *moved = w->live[--w->nlive];
     w->live[t->slot] = moved;
     ((Transfer *)moved->transfer)->slot = t->slot;
@@ -783,6 +793,7 @@ static void breaker_note(Pool *p, Call *c, BreakerOutcome o)
     Breaker *b = p->model_br[c->send_model];
     bool probe = c->br_probe;
     c->br_probe = false;
+    c->model_failed = o == BREAKER_TIMEOUT || o == BREAKER_SERVER_ERROR || o == BREAKER_CONNECTION;
     int64_t now = clock_mono_ms();
     if (!probe && o == BREAKER_SUCCESS) {
         breaker_record(b, now, o, false); /* the common case: no state to compare */
@@ -865,7 +876,7 @@ static void switch_model(Worker *w, Call *c, int m)
  * and no fallback can): what the kind's on_outage says. Requests other than answers (a judge, a
  * second sample, a shadow, a compression) fail as any failed request of theirs does: the signal
  * missing, the comparison skipped, the context sent uncompressed. */
-static void model_unavailable(Worker *w, Call *c, int64_t now)
+static void model_unavailable(Worker *w, Call *c, int64_t now, const char *why)
 {
     Pool *p = w->pool;
     BreakerSnapshot s;
@@ -879,10 +890,14 @@ static void model_unavailable(Worker *w, Call *c, int64_t now)
         snprintf(then, sizeof then, "the kind's on_outage is fail");
     else
         snprintf(then, sizeof then, "next probe in %llds", (long long)((wait + 999) / 1000));
-    snprintf(msg, sizeof msg, "model_unavailable: model %s is unavailable (circuit breaker %s: %s%s) and no"
-                 " fallback of the tier can answer; %s", p->cfg->models[m].name,
-                 breaker_state_name(s.state), s.reason[0] ? s.reason : "open",
-                 s.opened_at_ms >= 0 ? ", since an outage began" : "", then);
+    if (why)
+        snprintf(msg, sizeof msg, "model_unavailable: model %s failed every try (%.300s); %s", p->cfg->models[m].name,
+                 why, then);
+    else
+        snprintf(msg, sizeof msg, "model_unavailable: model %s is unavailable (circuit breaker %s: %s, for %llds) and"
+                 " no fallback of the tier can answer; %s", p->cfg->models[m].name, breaker_state_name(s.state),
+                 s.reason[0] ? s.reason : "open",
+                 (long long)(s.opened_at_ms >= 0 && now > s.opened_at_ms ? (now - s.opened_at_ms) / 1000 : 0), then);
     release_admission(p, c);
     int stopped = atomic_load(&p->prov_stopped[provider_of(c)]);
     if (stopped != PROV_OK) {
@@ -938,7 +953,7 @@ static bool outage_gate(Worker *w, Call *c, int64_t now, bool *moved)
     int f = c->phase == CALL_PHASE_ANSWER && !c->all_tiers && c->kind->pinned_model < 0 ? pick_fallback(p, c, now, &probe)
                                                                                           : -1;
     if (f < 0) {
-        model_unavailable(w, c, now);
+        model_unavailable(w, c, now, NULL);
         return false;
     }
     int from_prov = provider_of(c);

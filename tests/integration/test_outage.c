@@ -571,6 +571,29 @@ static void test_waiting_escalation_keeps_its_tier1_answer(void)
     PQfinish(c);
 }
 
+/* Under wait, an escalating job whose tier's model fails every try before its breaker opens (here it
+ * never opens: 1,000 failures needed) waits for the model too, in its process, instead of keeping the
+ * answer under the bar (escalation_failed) — a new user's trial found 4 of 40 jobs so with
+ * --max-tries 1. gpt-4o answers 503 for 4 s. */
+static void test_wait_holds_an_escalation_whose_model_fails_every_try(void)
+{
+    setup_jobs("climb2", "{\"failures\": 1000, \"failure_pct\": 100, \"window_s\": 10, \"cooldown_s\": 1, \"cooldown_max_s\": 1}");
+    write_kind("climb2", CLIMB_KIND "\"wait\"}");
+    testdb_setup("tq_outage_climb2", 1);
+    PGconn *c = testdb_connect();
+    SimProc s;
+    CHECK(start_sim(&s, "--latency-ms 0 --outage gpt-4o:0:4") == 0);
+    enqueue(c, "climb2", 10, "climb2");
+    CHECKF(run_drain(&s, "--max-in-flight 32 --threads 2 --poll-ms 200 --max-tries 1") == 0, "%s", run_out);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.jobs WHERE state = 'done' AND tier = 2 AND model = 'gpt-4o'"
+                   " AND attempts = 1 AND reason <> 'escalation_failed'"), 10);
+    CHECK(q(c, "SELECT count(*) FROM tierq.calls WHERE model = 'gpt-4o' AND http_status = 503") >= 10);
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.calls WHERE model = 'qwen3-8b' AND purpose = 'answer'"), 10);
+    check_sums(c);
+    sim_stop(&s);
+    PQfinish(c);
+}
+
 /* ---- 4. on_outage fail and degrade ------------------------------------------------------------- */
 
 /* on_outage fail: once qwen3-8b's breaker is open, its jobs fail at once (reason model_unavailable, an
@@ -692,7 +715,7 @@ static void test_bad_outage_settings_are_refused(void)
     line_with(out, "  bad ", line, sizeof line);
     CHECKF(strstr(line, "qwen3-8b [fallback deepseek-v4-flash] (final)") && strstr(line, "on_outage degrade"), "%s", out);
     line_with(out, "provider qwen ", line, sizeof line);
-    CHECKF(strstr(line, "breaker: 5 failures (>= 50%) in 60s open it, probe after 10s doubling to 300s"), "%s", out);
+    CHECKF(strstr(line, "breaker: 5 failures (>= 50%) in 60s, or 5 in a row, open it, probe after 10s doubling to 300s"), "%s", out);
     static const struct {
         const char *breaker, *want;
     } prov[] = {
@@ -701,6 +724,14 @@ static void test_bad_outage_settings_are_refused(void)
         {"{\"failures\": 0}", "models.json: providers.qwen.breaker.failures must be an integer from 1 to"},
         {"{\"cooldown\": 5}", "models.json: providers.qwen.breaker: \"cooldown\" is not a known key"},
     };
+    /* a tpm below one request's worth would hold every request after the first for minutes */
+    setup_jobs_for("bad", "{}", "qwen");
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "sed -i '/\"gpt-4o\": {/,/}/ s/\"tpm\": [0-9]*/\"tpm\": 10/' '%s/bad/models.json'", dir);
+    CHECK(system(cmd) == 0);
+    write_file(p, "{\"tiers\": [{\"model\": \"qwen3-8b\"}]}");
+    int tst = testdb_run("config check", out, sizeof out);
+    CHECKF(tst == 3 && strstr(out, "models.json: models.gpt-4o.tpm is below one request's worth"), "exit %d: %s", tst, out);
     for (size_t i = 0; i < sizeof prov / sizeof prov[0]; i++) {
         setup_jobs_for("bad", prov[i].breaker, "qwen");
         write_file(p, "{\"tiers\": [{\"model\": \"qwen3-8b\"}]}");
@@ -740,6 +771,7 @@ int main(void)
     TIMED(test_wait_spends_no_attempt);
     TIMED(test_drain_waits_through_an_outage_up_to_an_hour);
     TIMED(test_waiting_escalation_keeps_its_tier1_answer);
+    TIMED(test_wait_holds_an_escalation_whose_model_fails_every_try);
     TIMED(test_fail_fails_now);
     TIMED(test_degrade_keeps_the_best_earlier_answer);
     TIMED(test_fail_fails_an_escalating_job);
