@@ -1203,7 +1203,10 @@ static bool run_step(Run *r)
         flight_drop(r->cflight, forget_held, r->held);
     replan_released(r, now);
     take_compressed(r, now);
-    if (r->stopping && (held_count(r->held) == 0 || run_signals > 1 || now >= r->stop_deadline))
+    /* what is left may be only escalations waiting for a model's probe: they would not finish in the
+     * grace period of an outage; handed back now (their jobs keep their attempts) */
+    if (r->stopping && (held_count(r->held) <= pool_outage_held_jobs(r->pool) || run_signals > 1 ||
+                        now >= r->stop_deadline))
         return false;
     if (ensure_conn(r)) {
         usleep(r->stopping ? 100000 : 500000); /* stopping: keep the deadline to a tenth of a second */

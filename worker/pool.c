@@ -79,6 +79,7 @@ struct Pool {
     Breaker **model_br;      /* per model: the circuit breaker (worker/breaker.h) */
     atomic_uint_fast64_t *model_closes; /* per model: times its breaker closed (pool_model_closes) */
     atomic_int outage_held;          /* escalating calls waiting in the workers for a model's probe */
+    atomic_int outage_held_jobs;     /* ... and their jobs */
     atomic_int *prov_stopped;        /* PROV_* : why nothing more goes to the provider */
     atomic_bool stopped_any;
     atomic_bool stop;
@@ -872,6 +873,18 @@ static void switch_model(Worker *w, Call *c, int m)
     }
 }
 
+/* The call starts (on) or stops (off) waiting in its worker for a model's probe: counted, so that at
+ * most half of max_in_flight calls wait so and a stopping run need not wait for them. */
+static void outage_hold(Pool *p, Call *c, bool on)
+{
+    int jobs = 0;
+    for (int i = 0; i < c->njobs; i++)
+        jobs += c->jobs[i].job && c->jobs[i].outcome == CALL_JOB_PENDING;
+    c->outage_held = on;
+    atomic_fetch_add(&p->outage_held, on ? 1 : -1);
+    atomic_fetch_add(&p->outage_held_jobs, on ? jobs : -jobs);
+}
+
 /* Nothing may answer the call's request now (its model's breaker is open, or its provider stopped,
  * and no fallback can): what the kind's on_outage says. Requests other than answers (a judge, a
  * second sample, a shadow, a compression) fail as any failed request of theirs does: the signal
@@ -922,12 +935,10 @@ static void model_unavailable(Worker *w, Call *c, int64_t now, const char *why)
          * probe is out it looks again each second (no database work: it is all in this process). */
         ship_rows(w, c);
         c->due_ms = now + (s.probe_in_flight ? 1000 : wait);
-        c->outage_held = true;
-        atomic_fetch_add(&p->outage_held, 1);
+        outage_hold(p, c, true);
         if (heap_push(w, c) == 0)
             return;
-        c->outage_held = false;
-        atomic_fetch_sub(&p->outage_held, 1);
+        outage_hold(p, c, false);
     }
     /* wait: every job back to the queue until the probe, no attempt spent (call_fail_all);
      * fail: every job fails now, an escalating one too (degrade is the policy that keeps answers) */
@@ -1212,10 +1223,8 @@ static void *worker_main(void *arg)
         int64_t now = clock_mono_ms();
         while (w->nheap > 0 && w->heap[0]->due_ms <= now) {
             Call *c = heap_pop(w);
-            if (c->outage_held) {
-                c->outage_held = false;
-                atomic_fetch_sub(&p->outage_held, 1);
-            }
+            if (c->outage_held)
+                outage_hold(p, c, false);
             ready_push(w, c);
         }
         bool blocked = start_ready(w);
@@ -1443,6 +1452,8 @@ void pool_set_rate_share(Pool *p, int share)
         if (p->prov_rl[i])
             ratelimit_set_share(p->prov_rl[i], now, share);
 }
+
+int pool_outage_held_jobs(Pool *p) { return p ? atomic_load(&p->outage_held_jobs) : 0; }
 
 uint64_t pool_model_closes(Pool *p, int model)
 {

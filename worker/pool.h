@@ -74,6 +74,10 @@ void pool_stop(Pool *p, Call **leftover);
  * share is the number of processes sending on the same accounts (the heartbeat counts them). */
 void pool_set_rate_share(Pool *p, int share);
 
+/* Jobs of escalating calls waiting in the workers for a model's next probe (on_outage wait): a
+ * stopping run hands them back at once rather than wait its grace period for an outage. Any thread. */
+int pool_outage_held_jobs(Pool *p);
+
 /* Times model's circuit breaker has closed (a probe answered) since the pool started: the scheduler
  * then calls back the jobs waiting for it (queue_wake_waiting) instead of leaving them to their
  * run_after. Any thread. */
