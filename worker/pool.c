@@ -708,17 +708,32 @@ static bool park_for_intent(Worker *w, Call *c)
         return false;
     }
     c->worker = w->index;
-    /* it holds its place in flight from now: at most max_in_flight requests are announced and not
-     * yet answered, so a crash leaves no announced request that was never going to leave soon */
-    Pool *p = w->pool;
-    int prov = provider_of(c);
-    atomic_fetch_add(&p->prov_in_flight[prov], 1);
-    int now = atomic_fetch_add(&p->in_flight, 1) + 1;
-    int peak = atomic_load(&p->peak_in_flight);
+    /* it holds its place in flight (taken by start_ready) from now: at most max_in_flight requests
+     * are announced and not yet answered, so a crash leaves no announced request that was never going
+     * to leave soon */
+    fifo_push(w->pool->done, carrier);
+    return true;
+}
+
+/* A place in flight, for the process and the provider, taken atomically: false when either is full
+ * (another worker may have taken the last place since start_ready looked). */
+static bool take_slot(Pool *p, int prov)
+{
+    int cur = atomic_load(&p->in_flight);
+    do {
+        if (cur >= p->opt->max_in_flight)
+            return false;
+    } while (!atomic_compare_exchange_weak(&p->in_flight, &cur, cur + 1));
+    int pc = atomic_load(&p->prov_in_flight[prov]);
+    do {
+        if (pc >= p->cfg->providers[prov].max_in_flight) {
+            atomic_fetch_sub(&p->in_flight, 1);
+            return false;
+        }
+    } while (!atomic_compare_exchange_weak(&p->prov_in_flight[prov], &pc, pc + 1));
+    int now = cur + 1, peak = atomic_load(&p->peak_in_flight);
     while (now > peak && !atomic_compare_exchange_weak(&p->peak_in_flight, &peak, now)) {
     }
-    c->slot_reserved = true;
-    fifo_push(p->done, carrier);
     return true;
 }
 
@@ -1025,6 +1040,19 @@ static bool start_ready(Worker *w)
                     breaker_record(p->model_br[c->send_model], now, BREAKER_NEUTRAL, true);
                 c->br_probe = false;
                 continue;
+            }
+            if (!c->slot_reserved) {
+                if (!take_slot(p, prov)) {
+                    /* another worker took the last place since the check above: first in line again,
+                     * its admission kept (rl_held skips the gate and the limiter next time) */
+                    c->next = w->ready_head[prov];
+                    w->ready_head[prov] = c;
+                    if (!w->ready_tail[prov])
+                        w->ready_tail[prov] = c;
+                    blocked = true;
+                    break;
+                }
+                c->slot_reserved = true;
             }
             if (!c->intent_durable && park_for_intent(w, c))
                 continue; /* parked until its intent is written, or failed */
