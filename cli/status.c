@@ -75,7 +75,7 @@ int status_print(PGconn *c, FILE *out, TqErr *err)
         if (!PQgetisnull(r, i, 6))
             fprintf(out, "    models:\n      %s\n", PQgetvalue(r, i, 6));
         if (atoi(PQgetvalue(r, i, 7)) > 1)
-            fprintf(out, "    rate limits: 1/%s of each (processes sending)\n", PQgetvalue(r, i, 7));
+            fprintf(out, "    rate limits: 1/%s of each (live processes)\n", PQgetvalue(r, i, 7));
     }
     PQclear(r);
 

@@ -885,7 +885,7 @@ int queue_wake_waiting(PGconn *c, const char *model, int64_t *woken, TqErr *err)
     return 0;
 }
 
-int queue_worker_heartbeat(PGconn *c, const char *id, int in_flight, const char *info_json, int *busy, TqErr *err)
+int queue_worker_heartbeat(PGconn *c, const char *id, int in_flight, const char *info_json, int *live, TqErr *err)
 {
     char n[16];
     snprintf(n, sizeof n, "%d", in_flight);
@@ -901,8 +901,8 @@ int queue_worker_heartbeat(PGconn *c, const char *id, int in_flight, const char 
                            3, p, err);
     if (!r)
         return err->code ? err->code : TQ_EDB;
-    if (busy)
-        *busy = atoi(PQgetvalue(r, 0, 0));
+    if (live)
+        *live = atoi(PQgetvalue(r, 0, 0));
     PQclear(r);
     return 0;
 }

@@ -134,9 +134,9 @@ int queue_wake_waiting(PGconn *c, const char *model, int64_t *woken, TqErr *err)
 /* Worker registry. */
 int queue_worker_register(PGconn *c, const char *id, const char *info_json, TqErr *err);
 /* info_json: the process's live state (e.g. current batch sizes), NULL to leave it as is.
- * *busy (may be NULL): the processes sharing the providers' limits now — this one and every other
+ * *live (may be NULL): the processes sharing the providers' limits now — this one and every other
  * live one (heartbeat in the last 20 s), idle or not; at least 1. */
-int queue_worker_heartbeat(PGconn *c, const char *id, int in_flight, const char *info_json, int *busy, TqErr *err);
+int queue_worker_heartbeat(PGconn *c, const char *id, int in_flight, const char *info_json, int *live, TqErr *err);
 int queue_worker_unregister(PGconn *c, const char *id, TqErr *err);
 /* "host:pid:random" — unique per process start. */
 void queue_make_worker_id(char *out, size_t cap);

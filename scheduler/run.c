@@ -591,11 +591,10 @@ static void on_written_call(void *ud, Call *c)
     }
 }
 
-/* {"batch_size": {"kind/model": n, ...}} for the kinds that batch: shown by tierq status. */
-static void batch_size_info(Run *r, Buf *out)
+/* Appends "batch_size": {"kind/model": n, ...} for the kinds that batch. */
+static int batch_size_field(Run *r, Buf *out)
 {
-    buf_init(out, 1 << 16);
-    int rc = buf_puts(out, "{\"batch_size\": {");
+    int rc = buf_puts(out, "\"batch_size\": {");
     int k = 0;
     for (int i = 0; i < r->nkinds && !rc; i++) {
         const TqKind *kind = config_kind(r->cfg, r->kinds[i]);
@@ -609,23 +608,25 @@ static void batch_size_info(Run *r, Buf *out)
                  buf_printf(out, ": %d", plan_batch_size(r->plan, kind, model));
         }
     }
-    if (!rc)
-        rc = buf_puts(out, "}}");
-    if (rc)
+    return rc || buf_puts(out, "}");
+}
+
+/* {"batch_size": {...}}: printed at the end of a run. */
+static void batch_size_info(Run *r, Buf *out)
+{
+    buf_init(out, 1 << 16);
+    if (buf_puts(out, "{") || batch_size_field(r, out) || buf_puts(out, "}"))
         buf_reset(out);
 }
 
-/* The heartbeat's info: the batch sizes, the models' health (breakers, limiters) and the share of
- * the rate limits this process takes, for tierq status. */
+/* The heartbeat's info, for tierq status: the batch sizes, the models' health (breakers, limiters)
+ * and the share of the rate limits this process takes. */
 static void heartbeat_info(Run *r, Buf *out)
 {
-    batch_size_info(r, out);
-    if (out->len < 2)
-        return;
-    out->data[--out->len] = '\0'; /* reopen the object: drop its closing brace */
-    int rc = buf_puts(out, ", \"models\": ") || (r->pool ? pool_health_json(r->pool, out) : buf_puts(out, "{}")) ||
-             buf_printf(out, ", \"rate_share\": %d}", r->rate_share);
-    if (rc)
+    buf_init(out, 1 << 16);
+    if (buf_puts(out, "{") || batch_size_field(r, out) || buf_puts(out, ", \"models\": ") ||
+        (r->pool ? pool_health_json(r->pool, out) : buf_puts(out, "{}")) ||
+        buf_printf(out, ", \"rate_share\": %d}", r->rate_share))
         buf_reset(out);
 }
 
@@ -1005,7 +1006,6 @@ static int check_tier_drift(Run *r)
     return dropped;
 }
 
-/* Housekeeping due by now: requeue expired leases (any process's), renew ours, heartbeat, progress. */
 /* A model whose breaker closed: the jobs that went back to the queue to wait for it are due now, not
  * at the probe times they were given (a cooldown each, up to minutes after the model came back). */
 static void wake_recovered(Run *r)
@@ -1026,6 +1026,8 @@ static void wake_recovered(Run *r)
     }
 }
 
+/* Housekeeping due by now: call back jobs whose model recovered, requeue expired leases (any
+ * process's), renew ours, heartbeat, progress. */
 static void run_housekeeping(Run *r, int64_t now)
 {
     const RunOptions *opt = r->opt;
@@ -1078,14 +1080,14 @@ static void run_housekeeping(Run *r, int64_t now)
     if (now >= r->next_beat) {
         Buf info;
         heartbeat_info(r, &info);
-        int busy = 1;
-        if (queue_worker_heartbeat(r->conn, r->owner, held_count(r->held), info.data, &busy, &err) == 0 && r->pool &&
-            busy != r->rate_share) {
-            /* the account limits are split between the processes sending on them (README "Rate limits") */
-            log_msg(LOG_INFO, "run", "rate limits: %d tierq processes are live; this one takes 1/%d of each limit", busy,
-                    busy);
-            pool_set_rate_share(r->pool, busy);
-            r->rate_share = busy;
+        int live = 1;
+        if (queue_worker_heartbeat(r->conn, r->owner, held_count(r->held), info.data, &live, &err) == 0 && r->pool &&
+            live != r->rate_share) {
+            /* the account limits are split between the live processes (README "Rate limits and outages") */
+            log_msg(LOG_INFO, "run", "rate limits: %d tierq processes are live; this one takes 1/%d of each limit", live,
+                    live);
+            pool_set_rate_share(r->pool, live);
+            r->rate_share = live;
         }
         buf_free(&info);
         r->next_beat = now + RUN_HEARTBEAT_MS;

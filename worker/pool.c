@@ -427,15 +427,7 @@ static int start_transfer(Worker *w, Call *c)
     t->start_ms = clock_mono_ms();
     c->tries++;
     w->running++;
-    if (c->slot_reserved) {
-        c->slot_reserved = false; /* counted when it parked */
-        return 0;
-    }
-    atomic_fetch_add(&p->prov_in_flight[prov], 1);
-    int now = atomic_fetch_add(&p->in_flight, 1) + 1;
-    int peak = atomic_load(&p->peak_in_flight);
-    while (now > peak && !atomic_compare_exchange_weak(&p->peak_in_flight, &peak, now)) {
-    }
+    c->slot_reserved = false; /* its place, taken by start_ready (take_slot), is now the transfer's */
     return 0;
 }
 
@@ -834,6 +826,14 @@ static void breaker_note(Pool *p, Call *c, BreakerOutcome o)
                 breaker_outcome_name(o), (long long)(after.cooldown_ms / 1000));
 }
 
+/* Whether the call may be answered by a fallback of its tier: an answer, not a calibration run (every
+ * tier as it is) nor a job pinned to one model (a bake-off), on a tier that names fallbacks. */
+static bool may_fall_back(const Call *c)
+{
+    return c->phase == CALL_PHASE_ANSWER && !c->all_tiers && c->kind->pinned_model < 0 &&
+           c->kind->tiers[c->tier].nfallback > 0;
+}
+
 /* How long until model m may be asked again: its next probe, or a cooldown while a probe is out. */
 static int64_t unavailable_for_ms(Pool *p, int m, int64_t now, BreakerSnapshot *s)
 {
@@ -976,8 +976,7 @@ static bool outage_gate(Worker *w, Call *c, int64_t now, bool *moved)
         }
     }
     bool probe = false;
-    int f = c->phase == CALL_PHASE_ANSWER && !c->all_tiers && c->kind->pinned_model < 0 ? pick_fallback(p, c, now, &probe)
-                                                                                          : -1;
+    int f = may_fall_back(c) ? pick_fallback(p, c, now, &probe) : -1;
     if (f < 0) {
         model_unavailable(w, c, now, NULL);
         return false;
@@ -1006,8 +1005,7 @@ static bool start_ready(Worker *w)
         while (w->ready_head[prov]) {
             Call *c = w->ready_head[prov];
             int stopped = atomic_load(&p->prov_stopped[prov]);
-            if (stopped != PROV_OK && (c->phase != CALL_PHASE_ANSWER || c->all_tiers || c->kind->pinned_model >= 0 ||
-                                       c->kind->tiers[c->tier].nfallback == 0)) {
+            if (stopped != PROV_OK && !may_fall_back(c)) {
                 w->ready_head[prov] = c->next;
                 if (!w->ready_head[prov])
                     w->ready_tail[prov] = NULL;
