@@ -701,7 +701,7 @@ int queue_first_tier_shift(PGconn *c, const char *run_name, QueueTierShift *out,
     const char *p[] = {run_name};
     PGresult *r = db_query(c, "first tier shift",
                            "SELECT kind, recent_jobs, recent_first, reference_jobs, reference_first, z, shifted"
-                           " FROM tierq.first_tier_shift($1::text)",
+                           " FROM tierq.first_tier_shift_windows($1::text)",
                            1, p, err);
     if (!r)
         return TQ_EDB;
@@ -756,6 +756,28 @@ int queue_shadow_mark(PGconn *c, const char *kind, int64_t *mark, TqErr *err)
     if (!r)
         return TQ_EDB;
     *mark = PQntuples(r) == 1 ? atoll(PQgetvalue(r, 0, 0)) : 0;
+    PQclear(r);
+    return 0;
+}
+
+int queue_record_tier_shift(PGconn *c, const QueueTierShift *sh, const char *run_name, const char *worker,
+                            int64_t mark, TqErr *err)
+{
+    char m[32], rn[32], rf[32], fn[32], ff[32], z[48];
+    snprintf(m, sizeof m, "%lld", (long long)mark);
+    snprintf(rn, sizeof rn, "%lld", (long long)sh->recent_jobs);
+    snprintf(rf, sizeof rf, "%lld", (long long)sh->recent_first);
+    snprintf(fn, sizeof fn, "%lld", (long long)sh->reference_jobs);
+    snprintf(ff, sizeof ff, "%lld", (long long)sh->reference_first);
+    snprintf(z, sizeof z, "%.17g", sh->z);
+    const char *p[] = {sh->kind, run_name, worker, m, rn, rf, fn, ff, isnan(sh->z) ? NULL : z};
+    PGresult *r = db_query(c, "record tier shift",
+                           "INSERT INTO tierq.tier_shifts (kind, run_name, worker, shadow_mark, recent_jobs, recent_first,"
+                           " reference_jobs, reference_first, z) VALUES ($1, $2, $3, $4::bigint, $5::bigint, $6::bigint,"
+                           " $7::bigint, $8::bigint, $9::float8)",
+                           9, p, err);
+    if (!r)
+        return TQ_EDB;
     PQclear(r);
     return 0;
 }

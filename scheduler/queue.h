@@ -87,7 +87,8 @@ typedef struct QueueShadowEstimate {
 int queue_shadow_estimates(PGconn *c, const char *run_name, QueueShadowEstimate *out, int cap, int *n, TqErr *err);
 
 /* How much of a kind's latest work its first tier answers against the work before (tierq.first_tier_shift,
- * sql/009): a free signal that a model's answers changed. */
+ * sql/009; the strongest of the latest 200 and 500 jobs, tierq.first_tier_shift_windows, sql/016): a free
+ * signal that a model's answers changed. */
 typedef struct QueueTierShift {
     char kind[64];
     int64_t recent_jobs, recent_first, reference_jobs, reference_first;
@@ -112,6 +113,10 @@ int queue_shadow_tier_drift(PGconn *c, const char *run_name, QueueTierDrift *out
 
 /* The last shadow call of kind so far (0 when none): a mark to count from. */
 int queue_shadow_mark(PGconn *c, const char *kind, int64_t *mark, TqErr *err);
+/* Records a shift seen (tierq.tier_shifts): its change point is mark, the kind's last shadow call then;
+ * from there each tier's later comparisons are held to the ones before it (tierq.shadow_tier_drift). */
+int queue_record_tier_shift(PGconn *c, const QueueTierShift *sh, const char *run_name, const char *worker,
+                            int64_t mark, TqErr *err);
 /* Answered shadow calls of kind after mark (counted up to limit), of jobs answered at tier (1-based;
  * 0 = any tier). */
 int queue_shadow_since(PGconn *c, const char *kind, int tier, int64_t mark, int limit, int64_t *count, TqErr *err);

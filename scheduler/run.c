@@ -99,8 +99,10 @@ static void raise_fd_limit(void)
  * finishes thousands of jobs in 5 s, and the first tier's shift is seen within a few hundred. */
 #define RUN_SHADOW_CHECK_JOBS 250
 #define RUN_SHADOW_CHECK_MIN_MS 500
-/* The first tier's latest comparisons tierq.shadow_tier_drift holds against its past (its default). */
-#define RUN_TIER_DRIFT_RECENT 30
+/* A shift's boost lasts until the first tier has this many shadow comparisons after it: held to its past
+ * from the change point (tierq.shadow_tier_drift, sql/016), 100 against 300 resolve a fall of 0.87 ->
+ * 0.60 at z -4.8, where 30 gave -2.9. */
+#define RUN_SHIFT_CONFIRM 100
 /* Cache upkeep (expiry, eviction): how often, and at most how many entries per statement, so one
  * pass never holds the scheduler for long. */
 #define RUN_CACHE_UPKEEP_MS 60000
@@ -884,11 +886,13 @@ static void set_boost(Run *r, int k, double factor)
 }
 
 /* The free early warning: a kind whose first tier now answers a different share of its jobs than
- * before (tierq.first_tier_shift) is said once, and its shadow calls are sampled at shadow.boost x
- * the rate until the kind's shadow window is made only of comparisons after the shift — so the
- * estimate confirms or clears it within a few hundred jobs rather than thousands. (Not until the
- * share settles: the share settles once the 1,000 jobs before are themselves after the change, often
- * before the window has filled.) */
+ * before (tierq.first_tier_shift_windows) is said once, the shift is recorded with its change point
+ * (tierq.tier_shifts: from there each tier is held to its past), and its shadow calls are sampled at
+ * shadow.boost x the rate until the kind's shadow window is made only of comparisons after the shift
+ * and the first tier has RUN_SHIFT_CONFIRM of them — so the estimates confirm or clear it within a
+ * few hundred to two thousand jobs rather than tens of thousands. (Not until the share settles: the
+ * share settles once the 1,000 jobs before are themselves after the change, often before the window
+ * has filled.) */
 static void check_tier_shift(Run *r)
 {
     QueueTierShift sh[64];
@@ -911,23 +915,30 @@ static void check_tier_shift(Run *r)
                     " (z %.1f): its model's answers or the jobs changed; shadow calls sampled at %gx the rate to tell",
                     sh[i].kind, now, (long long)sh[i].recent_jobs, before, (long long)sh[i].reference_jobs, sh[i].z,
                     kd->shadow.boost);
-        if (sh[i].shifted && !r->boost_mark[k] && kd->shadow.boost > 1) {
+        if (sh[i].shifted && !r->boost_mark[k]) {
+            /* the change point, for every tier's test against its past (tierq.shadow_tier_drift) and for
+             * the end of the boost: the kind's last shadow call now */
             int64_t mark = 0;
-            if (queue_shadow_mark(r->conn, kd->name, &mark, &err) == 0) {
+            if (queue_shadow_mark(r->conn, kd->name, &mark, &err) == 0 &&
+                queue_record_tier_shift(r->conn, &sh[i], r->opt->run_name, r->owner, mark, &err) == 0) {
                 r->boost_mark[k] = mark > 0 ? mark : 1;
-                set_boost(r, k, kd->shadow.boost);
-            }
+                if (kd->shadow.boost > 1)
+                    set_boost(r, k, kd->shadow.boost);
+            } else
+                log_msg(LOG_WARN, "run", "kind %s: cannot record its first tier's shift: %s", kd->name, err.msg);
         } else if (!sh[i].shifted && r->boost_mark[k]) {
-            /* until the kind's window, and the first tier's own latest RUN_TIER_DRIFT_RECENT, are after
-             * the shift (or far more than that were made: the first tier may answer almost nothing now) */
+            /* until the kind's window is after the shift and the first tier has RUN_SHIFT_CONFIRM
+             * comparisons after it — enough for its test against its past to resolve a fall of 25 points
+             * (or far more were made: the first tier may answer almost nothing now) */
             int64_t since = 0, first = 0;
             if (queue_shadow_since(r->conn, kd->name, 0, r->boost_mark[k], 20 * kd->shadow.window, &since, &err) == 0 &&
-                queue_shadow_since(r->conn, kd->name, 1, r->boost_mark[k], RUN_TIER_DRIFT_RECENT, &first, &err) == 0 &&
-                since >= kd->shadow.window && (first >= RUN_TIER_DRIFT_RECENT || since >= 20 * kd->shadow.window)) {
-                log_msg(LOG_INFO, "run",
-                        "kind %s: its first tier's share settled (%.0f%%) and its shadow window is all after the shift;"
-                        " shadow rate back to %g",
-                        sh[i].kind, now, kd->shadow.rate);
+                queue_shadow_since(r->conn, kd->name, 1, r->boost_mark[k], RUN_SHIFT_CONFIRM, &first, &err) == 0 &&
+                since >= kd->shadow.window && (first >= RUN_SHIFT_CONFIRM || since >= 20 * kd->shadow.window)) {
+                if (kd->shadow.boost > 1)
+                    log_msg(LOG_INFO, "run",
+                            "kind %s: its first tier's share settled (%.0f%%) and its shadow window is all after the"
+                            " shift; shadow rate back to %g",
+                            sh[i].kind, now, kd->shadow.rate);
                 r->boost_mark[k] = 0;
                 set_boost(r, k, 1);
             }

@@ -351,7 +351,7 @@ fstart() { # run: a daemon claiming the run's jobs, its log in $flog
 fstop() { kill "$fd_pid"; wait "$fd_pid" 2>/dev/null || true; fd_pid=""; }
 fchecks() { # the first-tier-share checks made so far (pg_stat_statements counts their statement)
     psql -tA "$conninfo" -c "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements
-        WHERE query LIKE '%FROM tierq.first_tier_shift(%' AND query NOT LIKE '%pg_stat_statements%'"
+        WHERE query LIKE '%FROM tierq.first_tier_shift_windows(%' AND query NOT LIKE '%pg_stat_statements%'"
 }
 fchunk() { # run from to: insert, wait until all finished and the daemon has checked since the insert
     c0=$(fchecks)
@@ -375,7 +375,7 @@ fest() { # run: "flagged high<0.85 agreement low high compared" of the live esti
 }
 fskill() { curl -s -f -X POST "${TIERQ_BASE_URL%/v1}/sim/models/qwen3-8b" -d "{\"skill\": $1}" >/dev/null; }
 fwarns() { grep -c 'kind classify: its first tier now answers' "$flog" || true; }
-fsettles() { grep -c "kind classify: its first tier's share of the jobs settled" "$flog" || true; }
+fsettles() { grep -c "kind classify: its first tier's share settled" "$flog" || true; }
 
 # 1. calibration
 fkind 0.25 0.5 1

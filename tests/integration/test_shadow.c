@@ -29,12 +29,21 @@ static void setup_files(void)
                   " \"baseline_model\": \"gpt-4o\", \"max_tokens\": 16, \"temperature\": 0,"
                   " \"checks\": {\"min_chars\": 1, \"max_chars\": 64},"
                   " \"shadow\": {\"rate\": 0.25, \"min_agreement\": 0.5, \"window\": 40}}");
+    /* shifty's tier 1 agrees with the baseline about 0.9 of the time at its shipped skill and about
+     * 0.55 at skill 0.02 (its few answers still over the bar): 0.75 sits between, where a window of 40
+     * at 0.55 has its interval wholly below (0.7 did not: 22 of 40 reach 0.69) */
     snprintf(p, sizeof p, "%s/shifty.json", jobs);
     write_file(p, "{\"system_prompt\": \"Answer with a single word or a short phrase, nothing else.\","
                   " \"tiers\": [{\"model\": \"qwen3-8b\", \"accept\": 0.8}, {\"model\": \"gpt-4o\"}],"
                   " \"baseline_model\": \"gpt-4o\", \"max_tokens\": 16, \"temperature\": 0,"
                   " \"checks\": {\"min_chars\": 1, \"max_chars\": 64, \"logprobs\": true},"
-                  " \"shadow\": {\"rate\": 0.02, \"min_agreement\": 0.7, \"window\": 40, \"boost\": 10}}");
+                  " \"shadow\": {\"rate\": 0.02, \"min_agreement\": 0.75, \"window\": 40, \"boost\": 10}}");
+    /* drifty: its shares and comparisons are written by hand (test_change_point_on_known_data) */
+    snprintf(p, sizeof p, "%s/drifty.json", jobs);
+    write_file(p, "{\"system_prompt\": \"Answer with a single word.\","
+                  " \"tiers\": [{\"model\": \"qwen3-8b\", \"accept\": 0.8}, {\"model\": \"gpt-4o\"}],"
+                  " \"baseline_model\": \"gpt-4o\", \"max_tokens\": 16,"
+                  " \"shadow\": {\"rate\": 0.02, \"min_agreement\": 0.5, \"window\": 40}}");
     FILE *f = fopen(answers, "w");
     if (f) {
         fprintf(f, "kind\tprompt\texpected\n");
@@ -214,6 +223,10 @@ static void test_first_tier_shift_boosts_shadows(void)
     CHECKF(strstr(text, "kind shifty: its answers agree with the baseline model's only") && strstr(text, "have drifted"),
            "the shadow estimate did not flag the drift: %s", text);
 
+    /* the shift is recorded with its change point, for every tier's test against its past */
+    CHECK_INT(q(c, "SELECT count(*) FROM tierq.tier_shifts WHERE kind = 'shifty' AND run_name = 'shift' AND z < -4"
+                   " AND shadow_mark <= (SELECT max(id) FROM tierq.calls)"),
+              1);
     /* the first tier's share did fall, and the boost sampled far more than 2% of what it answered */
     snprintf(sql, sizeof sql, "SELECT count(*) FROM tierq.jobs WHERE run_name = 'shift' AND tier = 1 AND id > %lld",
              last_steady);
@@ -230,6 +243,76 @@ static void test_first_tier_shift_boosts_shadows(void)
     sim_stop(&s);
 }
 
+/* The two tests sql/016 made stronger, on numbers worked out by hand (no simulator, no daemon: the
+ * functions a running tierq calls, on rows written here). 1,000 jobs whose first tier answered 61%,
+ * then 500 at 45%: the latest 200 against the 1,000 before them are z -2.9 (the 1,000 hold 300 of
+ * the new jobs), not a shift; the latest 500 against the 1,000 before are z -5.9, a shift. Tier 1's
+ * shadow comparisons: 300 agreeing 87.5%, then 100 agreeing 70%. Its latest 30 against the first
+ * half of the ones before are z -2.5, not a drop; with a shift's change point recorded after the
+ * 300, the 100 after it against the 300 before are z -4.1, a drop. */
+/* The first row's first column as text ("" when none). */
+static void query_text(PGconn *c, const char *sql, char *text, size_t cap)
+{
+    PGresult *r = PQexec(c, sql);
+    snprintf(text, cap, "%s", PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0 ? PQgetvalue(r, 0, 0) : "");
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        printf("# query failed: %s", PQresultErrorMessage(r));
+    PQclear(r);
+}
+
+static void test_change_point_on_known_data(void)
+{
+    PGconn *c = testdb_connect();
+    CHECK_INT(testdb_exec(c,
+                "INSERT INTO tierq.jobs (id, kind, prompt, run_name, state, result, tier)"
+                " SELECT 900000 + i, 'drifty', 'known ' || i, 'known', 'done', 'yes',"
+                "   CASE WHEN i % 100 < (CASE WHEN i <= 1000 THEN 61 ELSE 45 END) THEN 1 ELSE 2 END"
+                " FROM generate_series(1, 1500) i",
+                NULL, 0), 0);
+    CHECK_INT(q(c, "SELECT (abs(z) BETWEEN 2.8 AND 3.0 AND NOT shifted)::int FROM tierq.first_tier_shift('known', 200)"
+                   " WHERE kind = 'drifty'"),
+              1);
+    CHECK_INT(q(c, "SELECT (recent_jobs = 500 AND recent_first = 225 AND reference_first = 610 AND z BETWEEN -6.0 AND -5.8"
+                   " AND shifted)::int FROM tierq.first_tier_shift_windows('known') WHERE kind = 'drifty'"),
+              1);
+
+    /* shadow comparisons of jobs tier 1 answered: 300 then 100 */
+    CHECK_INT(testdb_exec(c,
+                "INSERT INTO tierq.calls (call_key, run_name, job_ids, kind, model, tier, purpose, status, answer)"
+                " SELECT 'known-' || i, 'known', ARRAY[900000 + i]::bigint[], 'drifty', 'gpt-4o', 1, 'shadow', 'ok',"
+                "   CASE WHEN i % 8 <> 0 THEN 'yes' ELSE 'no' END FROM generate_series(1, 300) i ORDER BY i",
+                NULL, 0), 0);
+    long long mark = q(c, "SELECT max(id) FROM tierq.calls WHERE kind = 'drifty'");
+    CHECK_INT(testdb_exec(c,
+                "INSERT INTO tierq.calls (call_key, run_name, job_ids, kind, model, tier, purpose, status, answer)"
+                " SELECT 'known-' || i, 'known', ARRAY[900000 + i]::bigint[], 'drifty', 'gpt-4o', 1, 'shadow', 'ok',"
+                "   CASE WHEN i % 10 < 7 THEN 'yes' ELSE 'no' END FROM generate_series(301, 400) i ORDER BY i",
+                NULL, 0), 0);
+    const char *drift = "SELECT recent_compared || ' ' || recent_agreed || ' ' || reference_compared || ' ' ||"
+                        " reference_agreed || ' ' || round(z::numeric, 1) || ' ' || dropped"
+                        " FROM tierq.shadow_tier_drift('known') WHERE kind = 'drifty' AND tier = 1";
+    char got[200] = "";
+    query_text(c, drift, got, sizeof got);
+    CHECK_STR(got, "30 21 185 162 -2.5 false");
+    char sql[400];
+    snprintf(sql, sizeof sql,
+             "INSERT INTO tierq.tier_shifts (kind, run_name, shadow_mark, recent_jobs, recent_first, reference_jobs,"
+             " reference_first, z) VALUES ('drifty', 'known', %lld, 500, 225, 1000, 610, -5.9)",
+             mark);
+    CHECK_INT(testdb_exec(c, sql, NULL, 0), 0);
+    query_text(c, drift, got, sizeof got);
+    CHECK_STR(got, "100 70 300 263 -4.1 true");
+    /* the report and the status read the same function: the drop shows there */
+    char rep[65536];
+    int st = testdb_run("report --run known", rep, sizeof rep);
+    CHECKF(st == 0 && strstr(rep, "DROPPED: this tier has drifted"), "report: %s", rep);
+    /* a shift older than 7 days is no change point any more */
+    testdb_exec(c, "UPDATE tierq.tier_shifts SET detected_at = now() - interval '8 days' WHERE kind = 'drifty'", NULL, 0);
+    query_text(c, drift, got, sizeof got);
+    CHECK_STR(got, "30 21 185 162 -2.5 false");
+    PQfinish(c);
+}
+
 int main(void)
 {
     setup_files();
@@ -237,6 +320,7 @@ int main(void)
     RUN(test_steady_run_samples_at_the_rate_and_pays_apart);
     RUN(test_drift_mid_run_is_flagged);
     RUN(test_first_tier_shift_boosts_shadows);
+    RUN(test_change_point_on_known_data);
     char cmd[400];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0)
