@@ -337,6 +337,18 @@ static const char *const SQL_REPORT_SHADOW_DRIFT =
 enum { RD_KIND, RD_TIER, RD_RECENT, RD_RECENT_AGREED, RD_RECENT_PCT, RD_REFERENCE, RD_REFERENCE_PCT, RD_Z, RD_DROPPED,
        RD_NCOLS };
 
+/* The first-tier shifts a running tierq saw (sql/016), newest first: each is the change point the
+ * tiers of its kind are held to their past from, for 7 days. Limited by --run and --since. */
+static const char *const SQL_REPORT_TIER_SHIFTS =
+    "SELECT kind, to_char(detected_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'), run_name, recent_jobs,"
+    "  round(100 * recent_first::numeric / nullif(recent_jobs, 0)), reference_jobs,"
+    "  round(100 * reference_first::numeric / nullif(reference_jobs, 0)), round(z::numeric, 1)"
+    " FROM tierq.tier_shifts WHERE ($1::text IS NULL OR run_name = $1::text)"
+    "  AND ($2::bigint IS NULL OR detected_at > now() - make_interval(secs => $2::bigint))"
+    " ORDER BY id DESC LIMIT 20";
+
+enum { RH_KIND, RH_AT, RH_RUN, RH_RECENT, RH_RECENT_PCT, RH_REFERENCE, RH_REFERENCE_PCT, RH_Z, RH_NCOLS };
+
 /* The pruned days this selection adds (sql/014), for the footnote and totals.pruned. */
 static const char *const SQL_REPORT_PRUNED =
     "WITH d AS ("
@@ -433,7 +445,7 @@ static void emit_json_compression(Emit *e, const PGresult *z, int i)
 /* The result sets one report is made of. */
 typedef struct ReportData {
     const PGresult *jobs, *calls, *tiers, *batching, *signals, *failures, *confidence, *shadow, *shadow_live,
-        *shadow_drift, *compression, *pruned;
+        *shadow_drift, *tier_shifts, *compression, *pruned;
     int jt, ct, zt; /* rows of the totals */
 } ReportData;
 
@@ -504,7 +516,21 @@ static void render_json_extras(Emit *e, const ReportData *d)
              json_num(r, i, RD_REFERENCE), json_num(r, i, RD_RECENT_PCT), json_num(r, i, RD_REFERENCE_PCT),
              json_num(r, i, RD_Z), PQgetvalue(r, i, RD_DROPPED)[0] == 't' ? "true" : "false");
     }
-    emit(e, "%s]},\n", PQntuples(d->shadow_drift) ? "\n " : "");
+    emit(e, "%s], \"tier_shifts\": [", PQntuples(d->shadow_drift) ? "\n " : "");
+    for (int i = 0; i < PQntuples(d->tier_shifts); i++) {
+        const PGresult *h = d->tier_shifts;
+        emit(e, "%s\n  {\"kind\": ", i ? "," : "");
+        emit_json_str(e, PQgetvalue(h, i, RH_KIND));
+        emit(e, ", \"detected_at\": ");
+        emit_json_str(e, PQgetvalue(h, i, RH_AT));
+        emit(e, ", \"run\": ");
+        emit_json_str(e, PQgetisnull(h, i, RH_RUN) ? NULL : PQgetvalue(h, i, RH_RUN));
+        emit(e, ", \"recent_jobs\": %s, \"recent_first_pct\": %s, \"reference_jobs\": %s, \"reference_first_pct\": %s,"
+                " \"z\": %s}",
+             json_num(h, i, RH_RECENT), json_num(h, i, RH_RECENT_PCT), json_num(h, i, RH_REFERENCE),
+             json_num(h, i, RH_REFERENCE_PCT), json_num(h, i, RH_Z));
+    }
+    emit(e, "%s]},\n", PQntuples(d->tier_shifts) ? "\n " : "");
 }
 
 static void render_text_extras(Emit *e, const ReportData *d)
@@ -576,6 +602,15 @@ static void render_text_extras(Emit *e, const ReportData *d)
              PQgetvalue(r, i, RD_TIER), text_cell(r, i, RD_RECENT_PCT), PQgetvalue(r, i, RD_RECENT),
              text_cell(r, i, RD_REFERENCE_PCT), PQgetvalue(r, i, RD_REFERENCE),
              PQgetvalue(r, i, RD_DROPPED)[0] == 't' ? "  DROPPED: this tier has drifted" : "");
+    }
+    for (int i = 0; i < PQntuples(d->tier_shifts); i++) {
+        const PGresult *h = d->tier_shifts;
+        if (i == 0)
+            emit(e, "  first-tier shifts seen (each tier is held to its past from there, for 7 days):\n");
+        emit(e, "    %-16s %s UTC  first tier %s%% of the last %s jobs against %s%% of the %s before (z %s)%s%s\n",
+             PQgetvalue(h, i, RH_KIND), PQgetvalue(h, i, RH_AT), text_cell(h, i, RH_RECENT_PCT),
+             PQgetvalue(h, i, RH_RECENT), text_cell(h, i, RH_REFERENCE_PCT), PQgetvalue(h, i, RH_REFERENCE),
+             text_cell(h, i, RH_Z), PQgetisnull(h, i, RH_RUN) ? "" : ", run ", PQgetisnull(h, i, RH_RUN) ? "" : PQgetvalue(h, i, RH_RUN));
     }
 }
 
@@ -867,6 +902,7 @@ int report_run(PGconn *c, const ReportOptions *opt, FILE *out, TqErr *err)
         {"report confidence", SQL_REPORT_CONFIDENCE, RQ_NCOLS}, {"report shadow", SQL_REPORT_SHADOW, RW_NCOLS},
         {"report shadow estimate", SQL_REPORT_SHADOW_LIVE, RL_NCOLS},
         {"report shadow drift", SQL_REPORT_SHADOW_DRIFT, RD_NCOLS},
+        {"report tier shifts", SQL_REPORT_TIER_SHIFTS, RH_NCOLS},
         {"report compression", SQL_REPORT_COMPRESSION, RZ_NCOLS},
         {"report pruned days", SQL_REPORT_PRUNED, RP_NCOLS},
     };
@@ -899,13 +935,14 @@ int report_run(PGconn *c, const ReportOptions *opt, FILE *out, TqErr *err)
     const PGresult *jobs = res[0], *calls = res[1];
     jt = find_total(jobs);
     ct = find_total(calls);
-    zt = find_total(res[10]);
-    if (jt < 0 || ct < 0 || zt < 0 || PQntuples(res[11]) != 1) {
+    zt = find_total(res[11]);
+    if (jt < 0 || ct < 0 || zt < 0 || PQntuples(res[12]) != 1) {
         rc = tq_err(err, TQ_EDB, "report: totals row missing");
         goto cleanup;
     }
 
-    ReportData d = {jobs, calls, res[2], res[3], res[4], res[5], res[6], res[7], res[8], res[9], res[10], res[11], jt, ct, zt};
+    ReportData d = {jobs,    calls,   res[2],  res[3],  res[4],  res[5], res[6], res[7],
+                    res[8],  res[9],  res[10], res[11], res[12], jt,     ct,     zt};
     if (opt->format == REPORT_JSON)
         render_json(&e, opt, &d);
     else

@@ -537,12 +537,15 @@ if wanted g; then
 gseeds=${BENCH_G_SEEDS:-1 2 3 4 5}
 gcats=${BENCH_G_CATALOGS:-tests/sim/models.json tests/sim/models-weaker.json tests/sim/models-overconfident.json}
 gtarget=${BENCH_G_TARGET:-0.98}
+# BENCH_G_COPIES=N: the workload N times the demo's (calibrate.sh's CAL_COPIES), halves of N x 1,223
+# jobs: how much of the prediction error is the halves' size
+gcopies=${BENCH_G_COPIES:-1}
 # the binaries as they are now, so a rebuild during the case does not mix two versions in one run
 gbin="$bench/bin-g"
 mkdir -p "$gbin"
 cp "$build/tierq" "$build/tierq-sim" "$gbin/"
 echo "(g) calibration held out: calibrate --target $gtarget on half A of the demo (tests/data/demo.tsv, alternate"
-echo "    rows), applied to half B; simulator seeds $gseeds; goal >= 98% of the baseline's accuracy on B at"
+echo "    rows; the demo x $gcopies), applied to half B; simulator seeds $gseeds; goal >= 98% of the baseline's accuracy on B at"
 echo "    <= 26% of its cost (<= 5% on the shipped catalog), prediction within 1 point and within 10% of the cost"
 gsum=""
 for cat in $gcats; do
@@ -560,7 +563,7 @@ for cat in $gcats; do
         out="$bench/g.$gname.$seed"
         TMPDIR="$bench" TIERQ_ROOT="$root" TIERQ_BIN="$gbin/tierq" TIERQ_SIM_BIN="$gbin/tierq-sim" \
             TIERQ_JOBS_DIR="$root/jobs" TIERQ_SPILL_DIR="$bench/spill-g" CAL_MODELS="$gpath" CAL_TARGET="$gtarget" \
-            CAL_SEED="$seed" sh tests/integration/calibrate.sh >"$out" 2>&1 || true
+            CAL_SEED="$seed" CAL_COPIES="$gcopies" sh tests/integration/calibrate.sh >"$out" 2>&1 || true
         held=$(grep -m1 '^# held-out half: ' "$out" | sed 's/^# //')
         shp=$(grep -m1 '^# the shipped files on the same half: ' "$out" | sed 's/^# //')
         if [ -z "$held" ]; then

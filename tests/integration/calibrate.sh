@@ -8,7 +8,10 @@
 # its baseline alone. Half B also runs on the baseline model alone, for the ratios.
 #
 # CAL_MODELS (default tests/sim/models.json) and CAL_TARGET (default 0.98) vary the simulator catalog
-# and the target: tests/bench.sh runs this with the harsher catalogs.
+# and the target: tests/bench.sh runs this with the harsher catalogs. CAL_COPIES=N (default 1) makes
+# the workload N times the demo's: each row N times with a last line "Copy: c", a distinct item to the
+# simulator (every draw comes from a hash of the prompt), so the halves are N x 1,223 jobs and the
+# sampling error of what is measured on them shrinks by sqrt(N).
 set -u
 root=${TIERQ_ROOT:?}
 bin=${TIERQ_BIN:?}
@@ -19,13 +22,20 @@ target=${CAL_TARGET:-0.98}
 ok() { echo "ok - $1"; }
 nok() { echo "not ok - $1"; [ -n "${2:-}" ] && echo "#   $2"; }
 
+copies=${CAL_COPIES:-1}
 tmp=$(mktemp -d)
 trap 'kill $sim 2>/dev/null; rm -rf "$tmp"' EXIT
+if [ "$copies" -gt 1 ]; then
+    awk -F '\t' -v n="$copies" 'NR == 1 { print; next } { for (c = 1; c <= n; c++) printf "%s\t%s\\nCopy: %d\t%s\n", $1, $2, c, $3 }' \
+        "$root/tests/data/demo.tsv" > "$tmp/demo.tsv"
+else
+    cp "$root/tests/data/demo.tsv" "$tmp/demo.tsv"
+fi
 psql -q "$base" -c "DROP DATABASE IF EXISTS tq_calib WITH (FORCE)" -c "CREATE DATABASE tq_calib" >/dev/null 2>&1
 export TIERQ_DATABASE_URL="$base dbname=tq_calib"
 mkdir -p "$tmp/jobs"
 cp "$root"/jobs/*.json "$tmp/jobs/"
-"$simbin" --port 0 --port-file "$tmp/port" --models "$models" --answers "$root/tests/data/demo.tsv" \
+"$simbin" --port 0 --port-file "$tmp/port" --models "$models" --answers "$tmp/demo.tsv" \
     --latency-ms 1 --seed "${CAL_SEED:-1}" >/dev/null 2>&1 &
 sim=$!
 i=0
@@ -34,7 +44,7 @@ export TIERQ_BASE_URL="http://127.0.0.1:$(cat "$tmp/port")/v1"
 
 # the halves: alternate rows of the demo file (each kind split evenly)
 awk 'NR == 1 { print > "'"$tmp"'/a.tsv"; print > "'"$tmp"'/b.tsv"; next }
-     { print > ((NR % 2) ? "'"$tmp"'/a.tsv" : "'"$tmp"'/b.tsv") }' "$root/tests/data/demo.tsv"
+     { print > ((NR % 2) ? "'"$tmp"'/a.tsv" : "'"$tmp"'/b.tsv") }' "$tmp/demo.tsv"
 
 load() { # file run
     psql -q -v ON_ERROR_STOP=1 "$TIERQ_DATABASE_URL" <<SQL

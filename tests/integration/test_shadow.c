@@ -306,6 +306,14 @@ static void test_change_point_on_known_data(void)
     char rep[65536];
     int st = testdb_run("report --run known", rep, sizeof rep);
     CHECKF(st == 0 && strstr(rep, "DROPPED: this tier has drifted"), "report: %s", rep);
+    CHECKF(strstr(rep, "first-tier shifts seen") &&
+               strstr(rep, "first tier 45% of the last 500 jobs against 61% of the 1000 before (z -5.9), run known"),
+           "report: %s", rep);
+    st = testdb_run("report --run known --format json", rep, sizeof rep);
+    CHECKF(st == 0 && strstr(rep, "\"tier_shifts\": [\n  {\"kind\": \"drifty\", \"detected_at\": \"") &&
+               strstr(rep, "\"run\": \"known\", \"recent_jobs\": 500, \"recent_first_pct\": 45, \"reference_jobs\": 1000,"
+                           " \"reference_first_pct\": 61, \"z\": -5.9}"),
+           "json: %s", rep);
     /* a shift older than 7 days is no change point any more */
     testdb_exec(c, "UPDATE tierq.tier_shifts SET detected_at = now() - interval '8 days' WHERE kind = 'drifty'", NULL, 0);
     query_text(c, drift, got, sizeof got);
