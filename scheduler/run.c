@@ -99,10 +99,11 @@ static void raise_fd_limit(void)
  * finishes thousands of jobs in 5 s, and the first tier's shift is seen within a few hundred. */
 #define RUN_SHADOW_CHECK_JOBS 250
 #define RUN_SHADOW_CHECK_MIN_MS 500
-/* A shift's boost lasts until the first tier has this many shadow comparisons after it: held to its past
- * from the change point (tierq.shadow_tier_drift, sql/016), 100 against 300 resolve a fall of 0.87 ->
- * 0.60 at z -4.8, where 30 gave -2.9. */
-#define RUN_SHIFT_CONFIRM 100
+/* A shift's boost lasts until the first tier has this many shadow comparisons after it (or the kind 20
+ * windows' worth): held to its past from the change point (tierq.shadow_tier_drift, sql/016), 300
+ * against up to 1,000 before resolve a fall of 0.85 -> 0.68 at z about -6, where the latest 30 gave
+ * -2.4; a 10-point fall needs about 1,000. */
+#define RUN_SHIFT_CONFIRM 300
 /* Cache upkeep (expiry, eviction): how often, and at most how many entries per statement, so one
  * pass never holds the scheduler for long. */
 #define RUN_CACHE_UPKEEP_MS 60000
@@ -919,16 +920,17 @@ static void check_tier_shift(Run *r)
             /* the change point, for every tier's test against its past (tierq.shadow_tier_drift) and for
              * the end of the boost: the kind's last shadow call now */
             int64_t mark = 0;
-            if (queue_shadow_mark(r->conn, kd->name, &mark, &err) == 0 &&
-                queue_record_tier_shift(r->conn, &sh[i], r->opt->run_name, r->owner, mark, &err) == 0) {
+            if (queue_shadow_mark(r->conn, kd->name, &mark, &err) == 0) {
                 r->boost_mark[k] = mark > 0 ? mark : 1;
                 if (kd->shadow.boost > 1)
                     set_boost(r, k, kd->shadow.boost);
-            } else
-                log_msg(LOG_WARN, "run", "kind %s: cannot record its first tier's shift: %s", kd->name, err.msg);
+                /* not recorded, the tiers are held to their past by their latest comparisons only */
+                if (queue_record_tier_shift(r->conn, &sh[i], r->opt->run_name, r->owner, mark, &err))
+                    log_msg(LOG_WARN, "run", "kind %s: cannot record its first tier's shift: %s", kd->name, err.msg);
+            }
         } else if (!sh[i].shifted && r->boost_mark[k]) {
             /* until the kind's window is after the shift and the first tier has RUN_SHIFT_CONFIRM
-             * comparisons after it — enough for its test against its past to resolve a fall of 25 points
+             * comparisons after it — enough for its test against its past to resolve a fall of 15 points
              * (or far more were made: the first tier may answer almost nothing now) */
             int64_t since = 0, first = 0;
             if (queue_shadow_since(r->conn, kd->name, 0, r->boost_mark[k], 20 * kd->shadow.window, &since, &err) == 0 &&

@@ -47,10 +47,13 @@ $$;
 -- tier has at least `recent` comparisons after it and at least `recent` before it, the latest are the
 -- ones after it (up to `reference`) and the reference is the earliest before it; otherwise as 010
 -- (the latest `recent` against the earliest before them). More comparisons after the change is more
--- power for the same one-sided z <= -3.5: a 27-point fall is z about -4.8 on 100 of them where the
--- latest 30 gave -2.9. It is also slower to clear: a tier that recovers is held to the mixed
--- comparisons since the shift until the latest `reference` are all after the recovery.
-CREATE OR REPLACE FUNCTION tierq.shadow_tier_drift(run text, recent int DEFAULT 30, reference int DEFAULT 300)
+-- power for the same one-sided z <= -3.5: tier 1's fall at skill 0.10 in bench (f), 0.85 -> 0.68, is
+-- z about -2.4 on the latest 30 against 300 and -5.4 on 200 after the change point against 670 before. The reference grows from 010's
+-- 300 to 1,000 where a week's history holds them, for the same reason (a 10-point fall needs about
+-- 1,000 on each side). Slower to clear, too: a tier that recovers is held to the mixed comparisons
+-- since the shift — until the recovery moves the first tier's share back, a shift of its own.
+DROP FUNCTION tierq.shadow_tier_drift(text, int, int);
+CREATE FUNCTION tierq.shadow_tier_drift(run text, recent int DEFAULT 30, reference int DEFAULT 1000)
 RETURNS TABLE (kind text, tier int, recent_compared bigint, recent_agreed bigint, reference_compared bigint,
                reference_agreed bigint, z float8, dropped boolean)
 LANGUAGE sql STABLE AS $$
@@ -110,4 +113,5 @@ LANGUAGE sql STABLE AS $$
     WHERE (k.shadow->>'rate')::float8 > 0 AND k.in_config AND s.rn > 0
     ORDER BY k.name, t.tier
 $$;
-GRANT EXECUTE ON FUNCTION tierq.first_tier_shift_windows(text, int[], int) TO tierq_producer, tierq_daemon;
+GRANT EXECUTE ON FUNCTION tierq.first_tier_shift_windows(text, int[], int), tierq.shadow_tier_drift(text, int, int)
+    TO tierq_producer, tierq_daemon;

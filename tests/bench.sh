@@ -315,8 +315,11 @@ mkdir -p "$fjobs" "$bench/bin-f"
 cp "$build/tierq" "$bench/bin-f/tierq"
 ftq="$bench/bin-f/tierq"
 cp "$root/jobs/models.json" "$fjobs/"
-fkind() { # rate min_agreement [boost]: the shipped classify.json with a shadow setting added
-    sed '$ d' "$root/jobs/classify.json" > "$fjobs/classify.json"
+fkind() { # rate min_agreement [boost]: the shipped classify.json with a shadow setting added, and its
+    # response cache off: every measured run asks the same items, so from the second run on the cache
+    # would answer them all with the first run's answers (and a cache hit is no evidence of the model)
+    sed -e '$ d' -e 's/"cache": {"enabled": true/"cache": {"enabled": false/' "$root/jobs/classify.json" > "$fjobs/classify.json"
+    grep -q '"cache": {"enabled": false' "$fjobs/classify.json" || { echo "(f) could not turn classify's cache off"; exit 1; }
     printf ', "shadow": {"rate": %s, "min_agreement": %s, "window": 50%s}\n}\n' "$1" "$2" "${3:+, \"boost\": $3}" >> "$fjobs/classify.json"
     TIERQ_JOBS_DIR="$fjobs" "$ftq" config check >/dev/null 2>&1 ||
         { echo "(f) $fjobs/classify.json does not load"; TIERQ_JOBS_DIR="$fjobs" "$ftq" config check; exit 1; }
