@@ -340,7 +340,7 @@ enum { RD_KIND, RD_TIER, RD_RECENT, RD_RECENT_AGREED, RD_RECENT_PCT, RD_REFERENC
 /* The first-tier shifts a running tierq saw (sql/016), newest first: each is the change point the
  * tiers of its kind are held to their past from, for 7 days. Limited by --run and --since. */
 static const char *const SQL_REPORT_TIER_SHIFTS =
-    "SELECT kind, to_char(detected_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'), run_name, recent_jobs,"
+    "SELECT kind, to_char(detected_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), run_name, recent_jobs,"
     "  round(100 * recent_first::numeric / nullif(recent_jobs, 0)), reference_jobs,"
     "  round(100 * reference_first::numeric / nullif(reference_jobs, 0)), round(z::numeric, 1)"
     " FROM tierq.tier_shifts WHERE ($1::text IS NULL OR run_name = $1::text)"
@@ -607,7 +607,7 @@ static void render_text_extras(Emit *e, const ReportData *d)
         const PGresult *h = d->tier_shifts;
         if (i == 0)
             emit(e, "  first-tier shifts seen (each tier is held to its past from there, for 7 days):\n");
-        emit(e, "    %-16s %s UTC  first tier %s%% of the last %s jobs against %s%% of the %s before (z %s)%s%s\n",
+        emit(e, "    %-16s %s  first tier %s%% of the last %s jobs against %s%% of the %s before (z %s)%s%s\n",
              PQgetvalue(h, i, RH_KIND), PQgetvalue(h, i, RH_AT), text_cell(h, i, RH_RECENT_PCT),
              PQgetvalue(h, i, RH_RECENT), text_cell(h, i, RH_REFERENCE_PCT), PQgetvalue(h, i, RH_REFERENCE),
              text_cell(h, i, RH_Z), PQgetisnull(h, i, RH_RUN) ? "" : ", run ", PQgetisnull(h, i, RH_RUN) ? "" : PQgetvalue(h, i, RH_RUN));

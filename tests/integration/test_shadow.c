@@ -310,7 +310,8 @@ static void test_change_point_on_known_data(void)
                strstr(rep, "first tier 45% of the last 500 jobs against 61% of the 1000 before (z -5.9), run known"),
            "report: %s", rep);
     st = testdb_run("report --run known --format json", rep, sizeof rep);
-    CHECKF(st == 0 && strstr(rep, "\"tier_shifts\": [\n  {\"kind\": \"drifty\", \"detected_at\": \"") &&
+    CHECKF(st == 0 && strstr(rep, "\"tier_shifts\": [\n  {\"kind\": \"drifty\", \"detected_at\": \"20") &&
+               strstr(rep, "Z\", \"run\": \"known\"") &&
                strstr(rep, "\"run\": \"known\", \"recent_jobs\": 500, \"recent_first_pct\": 45, \"reference_jobs\": 1000,"
                            " \"reference_first_pct\": 61, \"z\": -5.9}"),
            "json: %s", rep);
