@@ -29,18 +29,48 @@ CREATE INDEX tier_shifts_kind_idx ON tierq.tier_shifts (kind, detected_at);
 GRANT SELECT, INSERT ON tierq.tier_shifts TO tierq_daemon;
 GRANT SELECT ON tierq.tier_shifts TO tierq_producer;
 
--- The strongest of several lengths of the latest window (tierq.first_tier_shift, as amended by 011,
--- for each length in `recents` against the `reference` jobs before it): per kind the shifted row with
--- the largest |z|, else the row with the largest |z|. Each length is a test of its own at |z| >= 4,
--- so two lengths double a false alarm's already small chance (about once in 15,000 checks each).
+-- The strongest of several lengths of the latest window: per length in `recents`, 009's test (as
+-- amended by 011: jobs a model answered, in arrival order, none at or after the kind's oldest running
+-- job) of the latest `len` jobs against the `reference` jobs before them; per kind the shifted row with
+-- the largest |z|, else the row with the largest |z|. Each length is a test of its own at |z| >= 4, so
+-- two lengths double a false alarm's already small chance (about once in 15,000 checks each). With a
+-- run named, the latest jobs are the run's and the jobs before them are the kind's of any run: a run
+-- named anew each night is held to the nights before it (009 held it to itself, so a model that got
+-- worse between two nights showed no shift at all).
 CREATE FUNCTION tierq.first_tier_shift_windows(run text, recents int[] DEFAULT '{200,500}', reference int DEFAULT 1000)
 RETURNS TABLE (kind text, recent_jobs bigint, recent_first bigint, reference_jobs bigint, reference_first bigint,
                z float8, shifted boolean)
 LANGUAGE sql STABLE AS $$
-    SELECT DISTINCT ON (s.kind) s.kind, s.recent_jobs, s.recent_first, s.reference_jobs, s.reference_first, s.z, s.shifted
-    FROM unnest(recents) AS w(len)
-    CROSS JOIN LATERAL tierq.first_tier_shift(run, w.len, reference) s
-    ORDER BY s.kind, s.shifted DESC, abs(s.z) DESC NULLS LAST, w.len
+    SELECT DISTINCT ON (k.name) k.name, s.rn, s.rf, s.fn, s.ff, s.z, s.shifted
+    FROM tierq.kinds k
+    CROSS JOIN unnest(recents) AS w(len)
+    CROSS JOIN LATERAL (
+        -- jobs still running hold back the window: nothing at or after the oldest of them counts yet
+        SELECT min(r.id) AS first_running FROM tierq.jobs r
+        WHERE r.state = 'running' AND r.kind = k.name AND (run IS NULL OR r.run_name = run)) c
+    CROSS JOIN LATERAL (
+        SELECT count(*) AS rn, count(*) FILTER (WHERE x.tier = 1) AS rf, min(x.id) AS first_id
+        FROM (SELECT j.id, j.tier FROM tierq.jobs j
+              WHERE j.kind = k.name AND j.state = 'done' AND NOT j.cache_hit AND (run IS NULL OR j.run_name = run)
+                AND (c.first_running IS NULL OR j.id < c.first_running)
+              ORDER BY j.id DESC LIMIT w.len) x) r
+    CROSS JOIN LATERAL (
+        SELECT count(*) AS fn, count(*) FILTER (WHERE x.tier = 1) AS ff
+        FROM (SELECT j.tier FROM tierq.jobs j
+              WHERE j.kind = k.name AND j.state = 'done' AND NOT j.cache_hit AND j.id < r.first_id
+              ORDER BY j.id DESC LIMIT reference) x) f
+    CROSS JOIN LATERAL (
+        SELECT r.rn, r.rf, f.fn, f.ff,
+               CASE WHEN r.rn > 0 AND f.fn > 0 AND r.rf + f.ff BETWEEN 1 AND r.rn + f.fn - 1 THEN
+                   (r.rf::float8 / r.rn - f.ff::float8 / f.fn)
+                   / sqrt((r.rf + f.ff)::float8 / (r.rn + f.fn) * (1 - (r.rf + f.ff)::float8 / (r.rn + f.fn))
+                          * (1.0 / r.rn + 1.0 / f.fn))
+               END AS z) z
+    CROSS JOIN LATERAL (
+        SELECT z.rn, z.rf, z.fn, z.ff, z.z,
+               coalesce(z.rn >= w.len / 2 AND z.fn >= w.len AND abs(z.z) >= 4, false) AS shifted) s
+    WHERE (k.shadow->>'rate')::float8 > 0 AND k.in_config
+    ORDER BY k.name, s.shifted DESC, abs(s.z) DESC NULLS LAST, w.len
 $$;
 
 -- 010's test, with the change point: when the kind had a first-tier shift in the last 7 days, and the
@@ -115,3 +145,12 @@ LANGUAGE sql STABLE AS $$
 $$;
 GRANT EXECUTE ON FUNCTION tierq.first_tier_shift_windows(text, int[], int), tierq.shadow_tier_drift(text, int, int)
     TO tierq_producer, tierq_daemon;
+
+-- No JIT inside the checks a running tierq makes every few seconds (and status and report read): the
+-- planner prices their lateral subqueries far above jit_above_cost, and compiling them took 3.4 s of a
+-- 3.45 s shadow_tier_drift on a 37,000-job database (45 ms without). tierq's own connections turn JIT
+-- off as well (common/db.c); this covers anyone calling the functions from psql or a dashboard.
+ALTER FUNCTION tierq.shadow_tier_drift(text, int, int) SET jit = off;
+ALTER FUNCTION tierq.first_tier_shift_windows(text, int[], int) SET jit = off;
+ALTER FUNCTION tierq.first_tier_shift(text, int, int) SET jit = off;
+ALTER FUNCTION tierq.shadow_estimates(text) SET jit = off;

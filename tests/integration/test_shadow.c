@@ -244,9 +244,10 @@ static void test_first_tier_shift_boosts_shadows(void)
 }
 
 /* The two tests sql/016 made stronger, on numbers worked out by hand (no simulator, no daemon: the
- * functions a running tierq calls, on rows written here). 1,000 jobs whose first tier answered 61%,
- * then 500 at 45%: the latest 200 against the 1,000 before them are z -2.9 (the 1,000 hold 300 of
- * the new jobs), not a shift; the latest 500 against the 1,000 before are z -5.9, a shift. Tier 1's
+ * functions a running tierq calls, on rows written here). 1,000 jobs whose first tier answered 61%
+ * (a run "known-week"), then 500 at 45% (the next night, run "known"): the latest 200 against the
+ * 1,000 before them are z -2.9 (the 1,000 hold 300 of the new jobs), not a shift; the latest 500
+ * against the 1,000 before are z -5.9, a shift. Tier 1's
  * shadow comparisons: 300 agreeing 87.5%, then 100 agreeing 70%. Its latest 30 against the first
  * half of the ones before are z -2.5, not a drop; with a shift's change point recorded after the
  * 300, the 100 after it against the 300 before are z -4.1, a drop. */
@@ -265,14 +266,22 @@ static void test_change_point_on_known_data(void)
     PGconn *c = testdb_connect();
     CHECK_INT(testdb_exec(c,
                 "INSERT INTO tierq.jobs (id, kind, prompt, run_name, state, result, tier)"
-                " SELECT 900000 + i, 'drifty', 'known ' || i, 'known', 'done', 'yes',"
+                " SELECT 900000 + i, 'drifty', 'known ' || i, CASE WHEN i <= 1000 THEN 'known-week' ELSE 'known' END,"
+                "   'done', 'yes',"
                 "   CASE WHEN i % 100 < (CASE WHEN i <= 1000 THEN 61 ELSE 45 END) THEN 1 ELSE 2 END"
                 " FROM generate_series(1, 1500) i",
                 NULL, 0), 0);
-    CHECK_INT(q(c, "SELECT (abs(z) BETWEEN 2.8 AND 3.0 AND NOT shifted)::int FROM tierq.first_tier_shift('known', 200)"
+    CHECK_INT(q(c, "SELECT (abs(z) BETWEEN 2.8 AND 3.0 AND NOT shifted)::int FROM tierq.first_tier_shift(NULL, 200)"
                    " WHERE kind = 'drifty'"),
               1);
     CHECK_INT(q(c, "SELECT (recent_jobs = 500 AND recent_first = 225 AND reference_first = 610 AND z BETWEEN -6.0 AND -5.8"
+                   " AND shifted)::int FROM tierq.first_tier_shift_windows(NULL) WHERE kind = 'drifty'"),
+              1);
+    /* the last 500 are a run of their own, the next night's: 009 held it to itself and saw nothing; the
+     * run is held to the nights before it */
+    CHECK_INT(q(c, "SELECT (abs(z) < 0.5 AND NOT shifted)::int FROM tierq.first_tier_shift('known', 200) WHERE kind = 'drifty'"),
+              1);
+    CHECK_INT(q(c, "SELECT (recent_jobs = 500 AND recent_first = 225 AND reference_jobs = 1000 AND reference_first = 610"
                    " AND shifted)::int FROM tierq.first_tier_shift_windows('known') WHERE kind = 'drifty'"),
               1);
 
