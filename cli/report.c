@@ -120,13 +120,13 @@ enum {
 static const char *const SQL_REPORT_CALLS =
     "WITH c AS ("
     "  SELECT model, 1::bigint AS n, tokens_in, tokens_cached_in, tokens_out, cost_usd, latency_ms::float8 AS latency_ms,"
-    "    CASE WHEN status <> 'ok' THEN 1 ELSE 0 END AS errors"
+    "    CASE WHEN status <> 'ok' THEN 1 ELSE 0 END AS errors, purpose = 'shadow' AS shadow"
     "  FROM tierq.calls"
     /* requests still in flight (their intent, status sent) and never sent (cancelled) are not calls yet */
     "  WHERE status NOT IN ('sent', 'cancelled') AND ($1::text IS NULL OR run_name = $1::text)"
     "    AND ($2::bigint IS NULL OR created_at >= now() - $2::bigint * interval '1 second')"
     "  UNION ALL"
-    "  SELECT model, calls, tokens_in, tokens_cached_in, tokens_out, cost_usd, NULL, errors"
+    "  SELECT model, calls, tokens_in, tokens_cached_in, tokens_out, cost_usd, NULL, errors, false"
     "  FROM tierq.daily_call_totals WHERE " PRUNED_DAYS_FILTER
     ")"
     " SELECT grouping(model), model, coalesce(sum(n), 0),"
@@ -134,12 +134,14 @@ static const char *const SQL_REPORT_CALLS =
     "  round(coalesce(sum(cost_usd), 0), 6),"
     "  round(percentile_cont(0.5) WITHIN GROUP (ORDER BY latency_ms))::bigint,"
     "  round(percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms))::bigint,"
-    "  coalesce(sum(errors), 0)"
+    "  coalesce(sum(errors), 0), round(coalesce(sum(cost_usd) FILTER (WHERE shadow), 0), 6)"
     " FROM c GROUP BY ROLLUP (model) ORDER BY grouping(model) DESC, model";
 
+/* RC_SHADOW_COST: the shadow calls' part of RC_COST (charged to no job; pruned days keep no purpose,
+ * so their shadow calls count in RC_COST only). */
 enum {
     RC_IS_TOTAL, RC_MODEL, RC_CALLS, RC_TOKENS_IN, RC_TOKENS_CACHED_IN, RC_TOKENS_OUT, RC_COST, RC_P50, RC_P95,
-    RC_ERRORS, RC_NCOLS
+    RC_ERRORS, RC_SHADOW_COST, RC_NCOLS
 };
 
 /* Batching per kind, from the ledger, with the filters of SQL_REPORT_CALLS. One row per kind with
@@ -637,6 +639,8 @@ static void render_json(Emit *e, const ReportOptions *opt, const ReportData *d)
     emit(e, "\"cost_usd\": %s, \"baseline_cost_usd\": %s, \"saved_usd\": %s, \"saved_pct\": %s",
          json_num(jobs, jt, RJ_COST), json_num(jobs, jt, RJ_BASELINE), json_num(jobs, jt, RJ_SAVED_USD),
          json_num(jobs, jt, RJ_SAVED_PCT));
+    emit(e, ", \"spend_usd\": %s, \"shadow_cost_usd\": %s", json_num(calls, ct, RC_COST),
+         json_num(calls, ct, RC_SHADOW_COST));
     emit_json_cache(e, jobs, jt);
     emit_json_compression(e, d->compression, d->zt);
     emit(e, ", \"pruned\": {\"days\": %s, \"first_day\": ", json_num(d->pruned, 0, RP_DAYS));
@@ -791,6 +795,13 @@ static void render_text(Emit *e, const ReportOptions *opt, const ReportData *d)
         emit(e, "  saved %s%% against the all-baseline cost\n", PQgetvalue(jobs, jt, RJ_SAVED_PCT1));
     else
         emit(e, "  saved: no baseline cost recorded\n");
+    /* what was spent: every call, the shadow calls too (charged to no job, so not in cost_usd) */
+    double spend = strtod(PQgetvalue(calls, ct, RC_COST), NULL), base = strtod(PQgetvalue(jobs, jt, RJ_BASELINE), NULL);
+    if (strtod(PQgetvalue(calls, ct, RC_SHADOW_COST), NULL) > 0 && base > 0)
+        emit(e, "  %-18s %s (every call; shadow calls %s of it): %.1f%% below the all-baseline cost\n", "spend_usd",
+             PQgetvalue(calls, ct, RC_COST), PQgetvalue(calls, ct, RC_SHADOW_COST), 100.0 * (1.0 - spend / base));
+    else
+        emit(e, "  %-18s %s (every call)\n", "spend_usd", PQgetvalue(calls, ct, RC_COST));
     char rate[96];
     cache_rate_text(jobs, jt, rate, sizeof rate);
     emit(e, "  %-18s %s\n", "cache_hits", rate);

@@ -64,6 +64,16 @@ static void insert_jobs(PGconn *c, int from, int to, const char *run)
     testdb_exec(c, sql, NULL, 0);
 }
 
+/* The first row's first column as text ("" when none). */
+static void query_text(PGconn *c, const char *sql, char *text, size_t cap)
+{
+    PGresult *r = PQexec(c, sql);
+    snprintf(text, cap, "%s", PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0 ? PQgetvalue(r, 0, 0) : "");
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        printf("# query failed: %s", PQresultErrorMessage(r));
+    PQclear(r);
+}
+
 static void test_steady_run_samples_at_the_rate_and_pays_apart(void)
 {
     SimProc s;
@@ -98,8 +108,22 @@ static void test_steady_run_samples_at_the_rate_and_pays_apart(void)
     const char *sec = strstr(rep, "shadow evaluation");
     CHECKF(sec && strstr(sec, "shadowed") && strstr(sec, "live estimate"), "report: %s", rep);
     CHECKF(!strstr(rep, "BELOW") && !strstr(rep, "DROPPED"), "report: %s", rep);
+    /* what was spent, shadow calls included, next to the jobs' cost: from the ledger, to the digit shown */
+    char spend[160], line[300];
+    query_text(c,
+               "SELECT round(sum(cost_usd), 6) || ' (every call; shadow calls ' ||"
+               " round(sum(cost_usd) FILTER (WHERE purpose = 'shadow'), 6) || ' of it)'"
+               " FROM tierq.calls WHERE run_name = 'steady'",
+               spend, sizeof spend);
+    snprintf(line, sizeof line, "spend_usd          %s: ", spend);
+    CHECKF(spend[0] && strstr(rep, line), "report wants \"%s\": %s", line, rep);
     st = testdb_run("report --run steady --format json", rep, sizeof rep);
     CHECKF(st == 0 && strstr(rep, "\"shadow\": {\"tiers\": [") && strstr(rep, "\"below\": false"), "json: %s", rep);
+    query_text(c,
+               "SELECT '\"spend_usd\": ' || round(sum(cost_usd), 6) || ', \"shadow_cost_usd\": ' ||"
+               " round(sum(cost_usd) FILTER (WHERE purpose = 'shadow'), 6) FROM tierq.calls WHERE run_name = 'steady'",
+               spend, sizeof spend);
+    CHECKF(spend[0] && strstr(rep, spend), "json wants %s: %s", spend, rep);
     char want[128];
     snprintf(want, sizeof want, "\"kind\": \"shadowed\", \"tier\": 1, \"calls\": %lld,", n);
     CHECKF(strstr(rep, want) != NULL, "json wants %s: %s", want, rep);
@@ -251,16 +275,6 @@ static void test_first_tier_shift_boosts_shadows(void)
  * shadow comparisons: 300 agreeing 87.5%, then 100 agreeing 70%. Its latest 30 against the first
  * half of the ones before are z -2.5, not a drop; with a shift's change point recorded after the
  * 300, the 100 after it against the 300 before are z -4.1, a drop. */
-/* The first row's first column as text ("" when none). */
-static void query_text(PGconn *c, const char *sql, char *text, size_t cap)
-{
-    PGresult *r = PQexec(c, sql);
-    snprintf(text, cap, "%s", PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0 ? PQgetvalue(r, 0, 0) : "");
-    if (PQresultStatus(r) != PGRES_TUPLES_OK)
-        printf("# query failed: %s", PQresultErrorMessage(r));
-    PQclear(r);
-}
-
 static void test_change_point_on_known_data(void)
 {
     PGconn *c = testdb_connect();
