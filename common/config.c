@@ -954,6 +954,12 @@ static int kind_features(Walk *w, const TqConfig *cfg, TqKind *kd)
             (rc = get_int(w, shadow, "window", SUB("window"), 10, 100000, &kd->shadow.window)) ||
             (rc = get_double(w, shadow, "boost", SUB("boost"), 1, 100, &kd->shadow.boost)))
             return rc;
+        /* without a rate no shadow call is made: the other settings would be read and do nothing
+         * ("rate": 0 says so on purpose, and keeps them for later) */
+        if (json_get(&w->doc, shadow, "rate") < 0 && json_size(&w->doc, shadow) > 0)
+            return bad(w, path,
+                       "has no \"rate\": no shadow call is made without one, so its other settings would do"
+                       " nothing; add \"rate\" (e.g. 0.02), or \"rate\": 0 to keep them switched off");
     }
     if (batch >= 0) {
         path = "batch";

@@ -974,8 +974,10 @@ static int check_shadow(Run *r)
                     est[i].kind, 100 * est[i].agreement, (long long)est[i].agreed, (long long)est[i].compared,
                     100 * est[i].low, 100 * est[i].high, 100 * est[i].min_agreement);
         else if (!est[i].below && r->drifted[k])
-            log_msg(LOG_INFO, "run", "kind %s: shadow agreement back to %.0f%% (min %.0f%%)", est[i].kind,
-                    100 * est[i].agreement, 100 * est[i].min_agreement);
+            log_msg(LOG_INFO, "run",
+                    "kind %s: shadow agreement %.0f%% (95%% interval up to %.0f%%) no longer wholly below its"
+                    " min_agreement %.0f%%",
+                    est[i].kind, 100 * est[i].agreement, 100 * est[i].high, 100 * est[i].min_agreement);
         r->drifted[k] = est[i].below;
     }
     return below;

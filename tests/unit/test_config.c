@@ -137,6 +137,8 @@ static void test_mistakes_are_named(void)
         {"chat.json", "{\"tiers\": [{\"model\": \"gpt-4o\", \"model\": \"gpt-4o-mini\"}]}", "chat.json: tiers[0]: \"model\" is given twice"},
         {"chat.json", "{\"tiers\": [{\"model\": \"gpt-4o\"}], \"shadow\": {\"rate\": 0.02, \"boost\": 0.5}}", "chat.json: shadow.boost must be a number from 1 to 100"},
         {"chat.json", "{\"tiers\": [{\"model\": \"gpt-4o\"}], \"shadow\": {\"rate\": 0.02, \"bost\": 5}}", "\"bost\" is not a known key"},
+        {"chat.json", "{\"tiers\": [{\"model\": \"gpt-4o\"}], \"shadow\": {\"min_agreement\": 0.9, \"boost\": 5}}",
+         "chat.json: shadow has no \"rate\": no shadow call is made without one"},
         {"chat.json", "{\"tiers\": [{\"model\": \"qwen3-8b\", \"accept\": 0.8, \"accept_if_agrees\": 0.5}, {\"model\": \"gpt-4o\"}]}", "tiers[0].accept_if_agrees is not possible on the first tier"},
         {"chat.json", "{\"tiers\": [{\"model\": \"qwen3-8b\", \"accept\": 0.8}, {\"model\": \"gpt-4o\", \"accept_if_agrees\": 0.5}]}", "tiers[1].accept_if_agrees is not possible on the last tier"},
         {"chat.json", "{\"tiers\": [{\"model\": \"qwen3-8b\"}, {\"model\": \"qwen3-32b\", \"accept\": 0.7, \"accept_if_agrees\": 0.7}, {\"model\": \"gpt-4o\"}]}", "tiers[1].accept_if_agrees must be below the tier's accept"},
