@@ -916,9 +916,11 @@ static void check_tier_shift(Run *r)
                     " (z %.1f): its model's answers or the jobs changed; shadow calls sampled at %gx the rate to tell",
                     sh[i].kind, now, (long long)sh[i].recent_jobs, before, (long long)sh[i].reference_jobs, sh[i].z,
                     kd->shadow.boost);
-        if (sh[i].shifted && !r->boost_mark[k]) {
+        if (sh[i].shifted && (!r->boost_mark[k] || !r->shifted[k])) {
             /* the change point, for every tier's test against its past (tierq.shadow_tier_drift) and for
-             * the end of the boost: the kind's last shadow call now */
+             * the end of the boost: the kind's last shadow call now. A new shift while the boost of an
+             * earlier one lasts (a model that recovered, then fell) moves it: the comparisons since the
+             * earlier point would mix the two. */
             int64_t mark = 0;
             if (queue_shadow_mark(r->conn, kd->name, &mark, &err) == 0) {
                 r->boost_mark[k] = mark > 0 ? mark : 1;

@@ -35,7 +35,7 @@ static void test_migrate_twice_and_concurrently(void)
     PGconn *c = testdb_connect();
     CHECK_INT(testdb_scalar(c, "SELECT count(*) FROM tierq.schema_migrations"), tq_migration_count);
     CHECK_INT(testdb_scalar(c, "SELECT count(*) FROM pg_namespace WHERE nspname = 'tierq'"), 1);
-    CHECK_INT(testdb_scalar(c, "SELECT count(*) FROM pg_tables WHERE schemaname = 'tierq'"), 14); /* 8 + 013's four (schedules, fires, rows, run budgets) + 014's two daily totals */
+    CHECK_INT(testdb_scalar(c, "SELECT count(*) FROM pg_tables WHERE schemaname = 'tierq'"), 15); /* 8 + 013's four (schedules, fires, rows, run budgets) + 014's two daily totals + 016's tier_shifts */
     CHECK_INT(testdb_scalar(c, "SELECT count(*) FROM pg_trigger WHERE tgname = 'jobs_notify_insert'"), 1);
     CHECK_INT(testdb_scalar(c, "SELECT count(*) FROM tierq.kinds WHERE in_config"), 8);
     PQfinish(c);

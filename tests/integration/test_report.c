@@ -90,8 +90,8 @@ static int report_to_string(PGconn *c, ReportFormat format, const char *run, lon
 static const char *const TOP_KEYS[] = {"filters", "totals", "models", "missing_signals", "failures", "confidence", "shadow", "kinds"};
 static const char *const FILTER_KEYS[] = {"run", "since_s"};
 static const char *const TOTAL_KEYS[] = {"jobs", "jobs_by_state", "calls", "tokens_in", "tokens_cached_in",
-                                         "tokens_out", "cost_usd", "baseline_cost_usd", "saved_usd", "saved_pct", "cache",
-                                         "compression", "pruned"};
+                                         "tokens_out", "cost_usd", "baseline_cost_usd", "saved_usd", "saved_pct", "spend_usd",
+                                         "shadow_cost_usd", "cache", "compression", "pruned"};
 static const char *const STATE_KEYS[] = {"queued", "running", "done", "failed", "dead", "cancelled"};
 static const char *const MODEL_KEYS[] = {"model", "calls", "tokens_in", "tokens_cached_in", "tokens_out",
                                               "cost_usd", "latency_p50_ms", "latency_p95_ms", "errors"};
