@@ -29,6 +29,16 @@ CREATE INDEX tier_shifts_kind_idx ON tierq.tier_shifts (kind, detected_at);
 GRANT SELECT, INSERT ON tierq.tier_shifts TO tierq_daemon;
 GRANT SELECT ON tierq.tier_shifts TO tierq_producer;
 
+-- z of the difference of two proportions a/n and b/m (pooled), the statistic of 009's, 010's and this
+-- file's tests; NULL when either side is empty or the pooled share is 0 or 1.
+CREATE FUNCTION tierq.two_proportion_z(a bigint, n bigint, b bigint, m bigint) RETURNS float8
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN n > 0 AND m > 0 AND a + b BETWEEN 1 AND n + m - 1 THEN
+               (a::float8 / n - b::float8 / m)
+               / sqrt((a + b)::float8 / (n + m) * (1 - (a + b)::float8 / (n + m)) * (1.0 / n + 1.0 / m))
+           END
+$$;
+
 -- The strongest of several lengths of the latest window: per length in `recents`, 009's test (as
 -- amended by 011: jobs a model answered, in arrival order, none at or after the kind's oldest running
 -- job) of the latest `len` jobs against the `reference` jobs before them; per kind the shifted row with
@@ -60,12 +70,7 @@ LANGUAGE sql STABLE AS $$
               WHERE j.kind = k.name AND j.state = 'done' AND NOT j.cache_hit AND j.id < r.first_id
               ORDER BY j.id DESC LIMIT reference) x) f
     CROSS JOIN LATERAL (
-        SELECT r.rn, r.rf, f.fn, f.ff,
-               CASE WHEN r.rn > 0 AND f.fn > 0 AND r.rf + f.ff BETWEEN 1 AND r.rn + f.fn - 1 THEN
-                   (r.rf::float8 / r.rn - f.ff::float8 / f.fn)
-                   / sqrt((r.rf + f.ff)::float8 / (r.rn + f.fn) * (1 - (r.rf + f.ff)::float8 / (r.rn + f.fn))
-                          * (1.0 / r.rn + 1.0 / f.fn))
-               END AS z) z
+        SELECT r.rn, r.rf, f.fn, f.ff, tierq.two_proportion_z(r.rf, r.rn, f.ff, f.fn) AS z) z
     CROSS JOIN LATERAL (
         SELECT z.rn, z.rf, z.fn, z.ff, z.z,
                coalesce(z.rn >= w.len / 2 AND z.fn >= w.len AND abs(z.z) >= 4, false) AS shifted) s
@@ -134,17 +139,12 @@ LANGUAGE sql STABLE AS $$
               ORDER BY c.id ASC
               LIMIT CASE WHEN u.since THEN least(reference, b.n) ELSE least(reference, greatest(b.n / 2, recent)) END) x) f
     CROSS JOIN LATERAL (
-        SELECT r.rn, r.ra, f.fn, f.fa,
-               CASE WHEN r.rn > 0 AND f.fn > 0 AND r.ra + f.fa BETWEEN 1 AND r.rn + f.fn - 1 THEN
-                   (r.ra::float8 / r.rn - f.fa::float8 / f.fn)
-                   / sqrt((r.ra + f.fa)::float8 / (r.rn + f.fn) * (1 - (r.ra + f.fa)::float8 / (r.rn + f.fn))
-                          * (1.0 / r.rn + 1.0 / f.fn))
-               END AS z) s
+        SELECT r.rn, r.ra, f.fn, f.fa, tierq.two_proportion_z(r.ra, r.rn, f.fa, f.fn) AS z) s
     WHERE (k.shadow->>'rate')::float8 > 0 AND k.in_config AND s.rn > 0
     ORDER BY k.name, t.tier
 $$;
-GRANT EXECUTE ON FUNCTION tierq.first_tier_shift_windows(text, int[], int), tierq.shadow_tier_drift(text, int, int)
-    TO tierq_producer, tierq_daemon;
+GRANT EXECUTE ON FUNCTION tierq.first_tier_shift_windows(text, int[], int), tierq.shadow_tier_drift(text, int, int),
+    tierq.two_proportion_z(bigint, bigint, bigint, bigint) TO tierq_producer, tierq_daemon;
 
 -- No JIT inside the checks a running tierq makes every few seconds (and status and report read): the
 -- planner prices their lateral subqueries far above jit_above_cost, and compiling them took 3.4 s of a
