@@ -609,10 +609,11 @@ static void render_text_extras(Emit *e, const ReportData *d)
         const PGresult *h = d->tier_shifts;
         if (i == 0)
             emit(e, "  first-tier shifts seen (each tier is held to its past from there, for 7 days):\n");
+        bool named = !PQgetisnull(h, i, RH_RUN);
         emit(e, "    %-16s %s  first tier %s%% of the last %s jobs against %s%% of the %s before (z %s)%s%s\n",
              PQgetvalue(h, i, RH_KIND), PQgetvalue(h, i, RH_AT), text_cell(h, i, RH_RECENT_PCT),
              PQgetvalue(h, i, RH_RECENT), text_cell(h, i, RH_REFERENCE_PCT), PQgetvalue(h, i, RH_REFERENCE),
-             text_cell(h, i, RH_Z), PQgetisnull(h, i, RH_RUN) ? "" : ", run ", PQgetisnull(h, i, RH_RUN) ? "" : PQgetvalue(h, i, RH_RUN));
+             text_cell(h, i, RH_Z), named ? ", run " : "", named ? PQgetvalue(h, i, RH_RUN) : "");
     }
 }
 
@@ -795,7 +796,8 @@ static void render_text(Emit *e, const ReportOptions *opt, const ReportData *d)
         emit(e, "  saved %s%% against the all-baseline cost\n", PQgetvalue(jobs, jt, RJ_SAVED_PCT1));
     else
         emit(e, "  saved: no baseline cost recorded\n");
-    /* what was spent: every call, the shadow calls too (charged to no job, so not in cost_usd) */
+    /* what was spent: every call, the shadow calls too (charged to no job, so not in cost_usd); the
+     * dollars as the database summed them, the share below the baseline a ratio for reading only */
     double spend = strtod(PQgetvalue(calls, ct, RC_COST), NULL), base = strtod(PQgetvalue(jobs, jt, RJ_BASELINE), NULL);
     if (strtod(PQgetvalue(calls, ct, RC_SHADOW_COST), NULL) > 0 && base > 0)
         emit(e, "  %-18s %s (every call; shadow calls %s of it): %.1f%% below the all-baseline cost\n", "spend_usd",
