@@ -8,6 +8,9 @@
 --   0.60 is z about -2.9 on 30 against 300). Once a first-tier shift has been seen, the change point is
 --   known: the tier's comparisons since then (up to `reference` of them) are the ones to hold to the
 --   past, and they grow with every comparison the boost buys.
+-- * A run named anew each night was held to itself, so a model that got worse between two nights showed
+--   no shift at all (a new user's trial): the run's latest jobs are now held to the kind's jobs before
+--   them, of any run.
 
 -- Every first-tier shift a running tierq saw: where it put the change point (the kind's last shadow
 -- call at that moment), so the per-tier test of every process, the report and the status all count
