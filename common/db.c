@@ -96,11 +96,10 @@ int db_connect(const char *conninfo, PGconn **out, TqErr *err)
     }
     /* Our timestamps are compared with now() on the server only; UTC keeps logs unambiguous. Every
      * name we use is schema-qualified: pin search_path so objects another role creates in a schema
-     * earlier on the path can never stand in for pg_catalog's. */
-    /* No JIT: tierq's statements are short, but the planner prices the lateral ones of the shadow checks
-     * (sql/010, 016) far above jit_above_cost, and compiling them took 3.4 s of a 3.45 s
-     * tierq.shadow_tier_drift on a 37,000-job database (45 ms without) — on the run loop's connection,
-     * every few seconds. */
+     * earlier on the path can never stand in for pg_catalog's. No JIT: tierq's statements are short,
+     * but the planner prices the lateral ones of the shadow checks (sql/010, 016) far above
+     * jit_above_cost, and compiling them took 3.4 s of a 3.45 s tierq.shadow_tier_drift on a
+     * 37,000-job database (45 ms without) — on the run loop's connection, every few seconds. */
     PGresult *r = PQexec(c, "SET TIME ZONE 'UTC'; SET application_name = 'tierq'; SET client_min_messages = warning;"
                             " SET search_path = pg_catalog, pg_temp; SET jit = off");
     PQclear(r);
